@@ -1,0 +1,314 @@
+//! The pure `[MBUS]` text parser and writer (RFC 3259 §12.1).
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::net::IpAddr;
+
+use base64::Engine as _;
+use configparser::ini::Ini;
+
+use super::keygen::has_odd_parity;
+use super::{
+    Config, ConfigError, GroupAddress, IpVersion, KeyEntry, Scope, CONFIG_VERSION,
+};
+use crate::auth::{CipherAlgo, HashAlgo};
+use crate::wire::Framing;
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+const SECTION: &str = "MBUS";
+
+/// Where each key of the `[MBUS]` section was written (the last line wins, as
+/// in the parsed map).
+struct Lines<'a> {
+    by_key: HashMap<&'a str, usize>,
+}
+
+impl<'a> Lines<'a> {
+    /// Checks the file's shape (first meaningful line `[MBUS]`, every other line
+    /// `[section]` or `KEY=VALUE`) and records the line of each `[MBUS]` key.
+    fn scan(text: &'a str) -> Result<Lines<'a>, ConfigError> {
+        let mut by_key = HashMap::new();
+        let mut section: Option<&str> = None;
+        for (i, raw) in text.lines().enumerate() {
+            let line = raw.trim();
+            let number = i + 1;
+            if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
+                continue;
+            }
+            if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                section = Some(name.trim());
+                continue;
+            }
+            let Some((key, _)) = line.split_once('=') else {
+                return Err(invalid(number, line, "", "expected KEY=VALUE"));
+            };
+            match section {
+                None => {
+                    return Err(invalid(
+                        number,
+                        key.trim(),
+                        line,
+                        "the file must start with the [MBUS] section header",
+                    ))
+                }
+                Some(SECTION) => {
+                    by_key.insert(key.trim(), number);
+                }
+                Some(other) => tracing::debug!(section = other, "ignoring a section other than [MBUS]"),
+            }
+        }
+        if section.is_none() {
+            return Err(ConfigError::Missing {
+                path: None,
+                key: "[MBUS]",
+            });
+        }
+        Ok(Lines { by_key })
+    }
+
+    fn line(&self, key: &str) -> usize {
+        self.by_key.get(key).copied().unwrap_or(0)
+    }
+}
+
+fn invalid(line: usize, key: &str, value: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        path: None,
+        line,
+        key: key.to_owned(),
+        value: value.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+impl Config {
+    /// Parses the text of an `[MBUS]` file. Errors name the line, the key and
+    /// the value; [`ConfigError::in_file`] adds the file name.
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let lines = Lines::scan(text)?;
+        let mut defaults = Ini::new_cs().defaults();
+        defaults.delimiters = vec!['='];
+        defaults.comment_symbols = vec!['#', ';'];
+        defaults.enable_inline_comments = false;
+        let mut ini = Ini::new_from_defaults(defaults);
+        let map = ini
+            .read(text.to_owned())
+            .map_err(|e| invalid(0, "", "", e))?;
+        let empty = HashMap::new();
+        let entries = map.get(SECTION).unwrap_or(&empty);
+        let get = |key: &'static str| -> Option<(&str, usize)> {
+            entries
+                .get(key)
+                .map(|v| (v.as_deref().unwrap_or(""), lines.line(key)))
+        };
+        let require = |key: &'static str| get(key).ok_or(ConfigError::Missing { path: None, key });
+
+        let (v, line) = require("CONFIG_VERSION")?;
+        let version = parse_version(v).ok_or_else(|| {
+            invalid(line, "CONFIG_VERSION", v, "expected a version number of at least 1")
+        })?;
+        if version > CONFIG_VERSION {
+            tracing::warn!(version, "configuration version is newer than 1; reading it as version 1");
+        }
+
+        let (v, line) = require("HASHKEY")?;
+        let hash = parse_hash_key(v).map_err(|r| invalid(line, "HASHKEY", v, r))?;
+
+        let (v, line) = require("ENCRYPTIONKEY")?;
+        let encryption = parse_encryption_key(v).map_err(|r| invalid(line, "ENCRYPTIONKEY", v, r))?;
+
+        let mut config = Config::with_keys(hash, encryption);
+        config.version = version;
+
+        if let Some((v, line)) = get("SCOPE") {
+            config.scope = match v.to_ascii_uppercase().as_str() {
+                "HOSTLOCAL" => Scope::HostLocal,
+                "LINKLOCAL" => Scope::LinkLocal,
+                _ => return Err(invalid(line, "SCOPE", v, "expected HOSTLOCAL or LINKLOCAL")),
+            };
+        }
+        if let Some((v, line)) = get("ADDRESS") {
+            config.address = Some(parse_group(v).map_err(|r| invalid(line, "ADDRESS", v, r))?);
+        }
+        if let Some((v, line)) = get("PORT") {
+            config.port = Some(
+                v.parse::<u16>()
+                    .ok()
+                    .filter(|p| *p != 0 && v.len() <= 5 && v.bytes().all(|c| c.is_ascii_digit()))
+                    .ok_or_else(|| invalid(line, "PORT", v, "expected a port number from 1 to 65535"))?,
+            );
+        }
+        if let Some((v, line)) = get("INTERFACE") {
+            if v.is_empty() {
+                return Err(invalid(line, "INTERFACE", v, "expected an interface name"));
+            }
+            config.interface = Some(v.to_owned());
+        }
+        if let Some((v, line)) = get("SEND_UNICAST") {
+            config.send_unicast = match v.to_ascii_lowercase().as_str() {
+                "yes" | "true" | "1" => true,
+                "no" | "false" | "0" => false,
+                _ => return Err(invalid(line, "SEND_UNICAST", v, "expected yes or no")),
+            };
+        }
+        if let Some((v, line)) = get("IPVERSION") {
+            config.ip_version = Some(match v {
+                "4" => IpVersion::V4,
+                "6" => IpVersion::V6,
+                _ => return Err(invalid(line, "IPVERSION", v, "expected 4 or 6")),
+            });
+        }
+        if let Some((v, line)) = get("FRAMING") {
+            config.framing = match v.to_ascii_uppercase().as_str() {
+                "LF" => Framing::Lf,
+                "CRLF" => Framing::Crlf,
+                _ => return Err(invalid(line, "FRAMING", v, "expected LF or CRLF")),
+            };
+        }
+        if let (Some(version), Some(GroupAddress::Ip(ip))) = (config.ip_version, config.address) {
+            if (version == IpVersion::V6) != ip.is_ipv6() {
+                let (v, line) = get("ADDRESS").unwrap_or_default();
+                return Err(invalid(line, "ADDRESS", v, "the address family differs from IPVERSION"));
+            }
+        }
+        for key in entries.keys() {
+            if !KNOWN_KEYS.contains(&key.as_str()) {
+                tracing::debug!(key = key.as_str(), "ignoring an unknown configuration key");
+            }
+        }
+        Ok(config)
+    }
+
+    /// The configuration as `[MBUS]` file text (LF line ends).
+    pub fn to_file_text(&self) -> String {
+        let mut out = String::from("[MBUS]\n");
+        let _ = writeln!(out, "CONFIG_VERSION={}", self.version);
+        let _ = writeln!(out, "HASHKEY=({},{})", self.hash.algo, B64.encode(&self.hash.key));
+        let _ = writeln!(
+            out,
+            "ENCRYPTIONKEY=({},{})",
+            self.encryption.algo,
+            B64.encode(&self.encryption.key)
+        );
+        let _ = writeln!(out, "SCOPE={}", self.scope.config_name());
+        match self.address {
+            Some(GroupAddress::Ip(ip)) => {
+                let _ = writeln!(out, "ADDRESS={ip}");
+            }
+            Some(GroupAddress::Broadcast) => out.push_str("ADDRESS=BROADCAST\n"),
+            None => {}
+        }
+        if let Some(port) = self.port {
+            let _ = writeln!(out, "PORT={port}");
+        }
+        if let Some(interface) = &self.interface {
+            let _ = writeln!(out, "INTERFACE={interface}");
+        }
+        if self.send_unicast {
+            out.push_str("SEND_UNICAST=yes\n");
+        }
+        match self.ip_version {
+            Some(IpVersion::V4) => out.push_str("IPVERSION=4\n"),
+            Some(IpVersion::V6) => out.push_str("IPVERSION=6\n"),
+            None => {}
+        }
+        if self.framing == Framing::Crlf {
+            out.push_str("FRAMING=CRLF\n");
+        }
+        out
+    }
+}
+
+const KNOWN_KEYS: [&str; 10] = [
+    "CONFIG_VERSION",
+    "HASHKEY",
+    "ENCRYPTIONKEY",
+    "SCOPE",
+    "ADDRESS",
+    "PORT",
+    "INTERFACE",
+    "SEND_UNICAST",
+    "IPVERSION",
+    "FRAMING",
+];
+
+fn parse_version(v: &str) -> Option<u32> {
+    if v.is_empty() || v.len() > 10 || !v.bytes().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    v.parse::<u32>().ok().filter(|&n| n >= 1)
+}
+
+/// Splits `(algo,key)` (spaces allowed around both; the key may be absent).
+fn split_entry(v: &str) -> Result<(&str, &str), String> {
+    let inner = v
+        .trim()
+        .strip_prefix('(')
+        .and_then(|s| s.strip_suffix(')'))
+        .ok_or("expected (ALGORITHM,BASE64-KEY)")?;
+    Ok(match inner.split_once(',') {
+        Some((algo, key)) => (algo.trim(), key.trim()),
+        None => (inner.trim(), ""),
+    })
+}
+
+fn decode_key(key: &str) -> Result<Vec<u8>, String> {
+    B64.decode(key)
+        .map_err(|_| "the key is not base64 with padding".to_owned())
+}
+
+fn parse_hash_key(v: &str) -> Result<KeyEntry<HashAlgo>, String> {
+    let (algo, key) = split_entry(v)?;
+    let algo = HashAlgo::from_config_name(algo)
+        .ok_or("unknown hash algorithm; expected HMAC-MD5-96 or HMAC-SHA1-96")?;
+    let key = decode_key(key)?;
+    if key.is_empty() {
+        return Err("the hash key is empty".into());
+    }
+    if key.len() < algo.native_key_len() {
+        tracing::warn!(
+            octets = key.len(),
+            "the {algo} key is shorter than {} octets (weak, but accepted)",
+            algo.native_key_len()
+        );
+    }
+    Ok(KeyEntry { algo, key })
+}
+
+fn parse_encryption_key(v: &str) -> Result<KeyEntry<CipherAlgo>, String> {
+    let (name, key) = split_entry(v)?;
+    if name.eq_ignore_ascii_case("IDEA") {
+        return Err("IDEA is not supported by rmbus; use AES, DES or 3DES".into());
+    }
+    let algo = CipherAlgo::from_config_name(name)
+        .ok_or("unknown encryption algorithm; expected NOENCR, AES, DES or 3DES")?;
+    if algo == CipherAlgo::None {
+        return Ok(KeyEntry { algo, key: vec![] });
+    }
+    let key = decode_key(key)?;
+    if key.len() != algo.key_len() {
+        return Err(format!(
+            "{algo} needs a {}-octet key; this one decodes to {} octets",
+            algo.key_len(),
+            key.len()
+        ));
+    }
+    if matches!(algo, CipherAlgo::Des | CipherAlgo::TripleDes) && !has_odd_parity(&key) {
+        tracing::warn!("the {algo} key does not have odd parity; UCL programs will refuse it");
+    }
+    Ok(KeyEntry { algo, key })
+}
+
+fn parse_group(v: &str) -> Result<GroupAddress, String> {
+    if v.eq_ignore_ascii_case("BROADCAST") {
+        return Ok(GroupAddress::Broadcast);
+    }
+    let ip: IpAddr = v
+        .parse()
+        .map_err(|_| "expected an IPv4 or IPv6 multicast address, or BROADCAST".to_owned())?;
+    let broadcast = matches!(ip, IpAddr::V4(v4) if v4.is_broadcast());
+    if !ip.is_multicast() && !broadcast {
+        return Err("not a multicast address".into());
+    }
+    Ok(GroupAddress::Ip(ip))
+}

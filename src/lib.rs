@@ -1,0 +1,48 @@
+//! rmbus: the local Message Bus (Mbus, RFC 3259) for Rust.
+//!
+//! Mbus is a group-communication bus over IP multicast: applications on one host
+//! (or one link) join a group, address each other by sets of `tag:value` elements,
+//! and exchange authenticated text messages, optionally reliably.
+//!
+//! This crate is layered; each layer only uses the ones before it:
+//!
+//! - [`wire`]: the message model ([`wire::Message`], [`wire::Address`],
+//!   [`wire::Value`]), a hand-written parser that never panics and reports the byte
+//!   offset and grammar rule of an error, and the canonical encoder (RFC 3259 §2–§5).
+//! - [`auth`]: HMAC-MD5-96 / HMAC-SHA1-96 and the ciphers (DES-CBC, AES-128-CBC,
+//!   3DES-CBC); [`auth::seal`] turns a message into a datagram and [`auth::open`]
+//!   turns a datagram into a message or a typed [`auth::Rejection`] (RFC 3259 §11).
+//! - [`config`]: the `[MBUS]` configuration file: a pure parser and writer, and a
+//!   loader that finds, locks, permission-checks and creates the file (RFC 3259 §12).
+//!
+//! None of these layers opens a socket, reads a clock or spawns a thread.
+//!
+//! ```
+//! use rmbus::auth::{open, seal, Keys};
+//! use rmbus::wire::{Address, Command, Framing, Header, Message, MessageType, Value};
+//!
+//! let keys = Keys::md5_noencr(b"123156189112");
+//! let msg = Message {
+//!     header: Header {
+//!         seq: 0,
+//!         timestamp: 1_020_000_000_000,
+//!         kind: MessageType::Unreliable,
+//!         src: Address::parse("(app:test module:engine id:4711-1@192.168.1.1)")?,
+//!         dst: Address::parse("()")?,
+//!         acks: vec![],
+//!     },
+//!     commands: vec![Command::new("tool.set", vec![Value::Integer(42)])],
+//! };
+//! let datagram = seal(&msg, &keys, Framing::Lf)?;
+//! assert_eq!(open(&datagram, &keys)?, msg);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod auth;
+pub mod config;
+pub mod wire;
+
+#[doc(hidden)]
+pub mod fuzzing;

@@ -1,0 +1,207 @@
+//! The canonical encoder (RFC 3259 §5.2, §5.3; our framing decision in the
+//! spec README).
+//!
+//! Canonical form: single spaces between header fields, unpadded numbers,
+//! `name (args)` with exactly one space, one space between list elements, strings
+//! escaped with `\\`, `\"` and `\n` only, floats with at least one fraction digit
+//! and never an exponent, Data as padded base64.
+
+use std::io::Write as _;
+
+use base64::Engine as _;
+
+use super::value::{is_integer_text, is_symbol};
+use super::{Command, Message, Value, MAX_DEPTH, PROTOCOL_ID};
+
+/// How lines are separated in an encoded datagram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Framing {
+    /// LF after the digest line and after every line, including the last: what
+    /// UCL and libgmbus send, and what UCL receivers require. Our default.
+    #[default]
+    Lf,
+    /// RFC 3259's form: CRLF after the digest and between lines, nothing after
+    /// the last line.
+    Crlf,
+}
+
+impl Framing {
+    /// The line separator.
+    pub fn newline(self) -> &'static str {
+        match self {
+            Framing::Lf => "\n",
+            Framing::Crlf => "\r\n",
+        }
+    }
+}
+
+/// Why a message cannot be encoded.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EncodeError {
+    /// NaN or an infinity: the Float grammar has no form for them.
+    #[error("float {0} is not finite and has no Mbus form")]
+    NonFiniteFloat(f64),
+    /// A command name that is not a Symbol.
+    #[error("command name {0:?} is not a Symbol (a letter, then letters, digits, '_', '-', '.')")]
+    BadCommandName(String),
+    /// A Symbol value that is not a Symbol.
+    #[error("symbol {0:?} is not a Symbol (a letter, then letters, digits, '_', '-', '.')")]
+    BadSymbol(String),
+    /// A BigInteger whose text is not `-?[0-9]+`.
+    #[error("integer text {0:?} is not an optional '-' followed by digits")]
+    BadInteger(String),
+    /// A String holding a NUL, which Mbus messages cannot carry (and which
+    /// decryption would strip).
+    #[error("string holds a NUL byte, which an Mbus message cannot carry")]
+    NulInString,
+    /// Lists nested deeper than [`MAX_DEPTH`].
+    #[error("lists nested deeper than {MAX_DEPTH}")]
+    TooDeep,
+    /// The datagram would exceed [`super::MAX_DATAGRAM`].
+    #[error("datagram of {0} bytes exceeds the {max}-byte limit", max = super::MAX_DATAGRAM)]
+    TooLarge(usize),
+}
+
+impl Message {
+    /// Checks that every part of the message has an Mbus form.
+    pub fn validate(&self) -> Result<(), EncodeError> {
+        for cmd in &self.commands {
+            if !is_symbol(&cmd.name) {
+                return Err(EncodeError::BadCommandName(cmd.name.clone()));
+            }
+            validate_list(&cmd.args, 1)?;
+        }
+        Ok(())
+    }
+
+    /// Encodes the message (without the digest line) in canonical form.
+    pub fn encode(&self, framing: Framing) -> Result<Vec<u8>, EncodeError> {
+        let mut out = Vec::with_capacity(128);
+        self.encode_into(&mut out, framing)?;
+        Ok(out)
+    }
+
+    /// Appends the canonical encoding to `out`.
+    pub fn encode_into(&self, out: &mut Vec<u8>, framing: Framing) -> Result<(), EncodeError> {
+        self.validate()?;
+        write_message(out, self, framing.newline(), framing == Framing::Lf);
+        Ok(())
+    }
+}
+
+fn validate_list(values: &[Value], depth: usize) -> Result<(), EncodeError> {
+    if depth > MAX_DEPTH {
+        return Err(EncodeError::TooDeep);
+    }
+    for v in values {
+        match v {
+            Value::Float(f) if !f.is_finite() => return Err(EncodeError::NonFiniteFloat(*f)),
+            Value::Symbol(s) if !is_symbol(s) => return Err(EncodeError::BadSymbol(s.clone())),
+            Value::BigInteger(s) if !is_integer_text(s) => {
+                return Err(EncodeError::BadInteger(s.clone()))
+            }
+            Value::String(s) if s.as_bytes().contains(&0) => return Err(EncodeError::NulInString),
+            Value::List(l) => validate_list(l, depth + 1)?,
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Writes header and commands; `newline` separates lines, `trailing` adds one
+/// after the last line. Infallible: [`Message::validate`] is the gate.
+pub(crate) fn write_message(out: &mut Vec<u8>, msg: &Message, newline: &str, trailing: bool) {
+    let h = &msg.header;
+    out.extend_from_slice(PROTOCOL_ID.as_bytes());
+    // Writing to a Vec<u8> cannot fail.
+    let _ = write!(
+        out,
+        " {} {} {} ({}) ({}) (",
+        h.seq,
+        h.timestamp,
+        h.kind.letter(),
+        h.src.inner_text(),
+        h.dst.inner_text()
+    );
+    for (i, ack) in h.acks.iter().enumerate() {
+        if i > 0 {
+            out.push(b' ');
+        }
+        let _ = write!(out, "{ack}");
+    }
+    out.push(b')');
+    for cmd in &msg.commands {
+        out.extend_from_slice(newline.as_bytes());
+        write_command(out, cmd);
+    }
+    if trailing {
+        out.extend_from_slice(newline.as_bytes());
+    }
+}
+
+/// Writes `name (args)`.
+pub(crate) fn write_command(out: &mut Vec<u8>, cmd: &Command) {
+    out.extend_from_slice(cmd.name.as_bytes());
+    out.push(b' ');
+    write_list(out, &cmd.args);
+}
+
+fn write_list(out: &mut Vec<u8>, values: &[Value]) {
+    out.push(b'(');
+    for (i, v) in values.iter().enumerate() {
+        if i > 0 {
+            out.push(b' ');
+        }
+        write_value(out, v);
+    }
+    out.push(b')');
+}
+
+/// Writes one value in canonical form.
+pub(crate) fn write_value(out: &mut Vec<u8>, v: &Value) {
+    match v {
+        Value::Integer(i) => {
+            let _ = write!(out, "{i}");
+        }
+        Value::BigInteger(s) | Value::Symbol(s) => out.extend_from_slice(s.as_bytes()),
+        Value::Float(f) => write_float(out, *f),
+        Value::String(s) => write_string(out, s),
+        Value::List(l) => write_list(out, l),
+        Value::Data(d) => {
+            out.push(b'<');
+            let start = out.len();
+            let len = base64::encoded_len(d.len(), true).unwrap_or(0);
+            out.resize(start + len, 0);
+            let written = base64::engine::general_purpose::STANDARD
+                .encode_slice(d, &mut out[start..])
+                .unwrap_or(0);
+            out.truncate(start + written);
+            out.push(b'>');
+        }
+    }
+}
+
+/// Rust's `Display` for `f64` never uses an exponent and prints the shortest
+/// text that reads back to the same value; it omits `.0` for integral values,
+/// which the Float grammar requires.
+fn write_float(out: &mut Vec<u8>, f: f64) {
+    let start = out.len();
+    let _ = write!(out, "{f}");
+    if f.is_finite() && !out[start..].contains(&b'.') {
+        out.extend_from_slice(b".0");
+    }
+}
+
+fn write_string(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    for &c in s.as_bytes() {
+        match c {
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            _ => out.push(c),
+        }
+    }
+    out.push(b'"');
+}
