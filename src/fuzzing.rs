@@ -31,9 +31,17 @@ fn round_trip(msg: &Message, keys: &Keys) {
             Ok(t) => t,
             Err(e) => panic!("a parsed message must encode: {e}"),
         };
-        assert_eq!(Message::parse(&text).as_ref(), Ok(msg), "parse(encode(m)) != m");
+        assert_eq!(
+            Message::parse(&text).as_ref(),
+            Ok(msg),
+            "parse(encode(m)) != m"
+        );
         if let Ok(datagram) = seal(msg, keys, framing) {
-            assert_eq!(open(&datagram, keys).as_ref(), Ok(msg), "open(seal(m)) != m");
+            assert_eq!(
+                open(&datagram, keys).as_ref(),
+                Ok(msg),
+                "open(seal(m)) != m"
+            );
         }
     }
 }

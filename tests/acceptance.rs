@@ -14,7 +14,10 @@ fn parse(text: &str) -> Message {
 
 #[test]
 fn liberal_header_whitespace_and_padded_acks() {
-    let msg = parse(&format!("mbus/1.0   \t 5  1 \tR  {A}\t({})   (     2   7 )\r\n\r\nmbus.hello()\n", &B[1..B.len() - 1]));
+    let msg = parse(&format!(
+        "mbus/1.0   \t 5  1 \tR  {A}\t({})   (     2   7 )\r\n\r\nmbus.hello()\n",
+        &B[1..B.len() - 1]
+    ));
     assert_eq!(msg.header.seq, 5);
     assert_eq!(msg.header.acks, vec![2, 7]);
     assert_eq!(msg.commands, vec![Command::new("mbus.hello", vec![])]);
@@ -22,14 +25,21 @@ fn liberal_header_whitespace_and_padded_acks() {
 
 #[test]
 fn gmbus_trailing_spaces_inside_parentheses() {
-    let msg = parse(&format!("mbus/1.0 1 1 U (app:x id:1-1@h ) () (1 2 )\nx.y (1 2 )\n"));
+    let msg = parse(&format!(
+        "mbus/1.0 1 1 U (app:x id:1-1@h ) () (1 2 )\nx.y (1 2 )\n"
+    ));
     assert_eq!(msg.header.src, addr("(id:1-1@h app:x)"));
-    assert_eq!(msg.commands[0].args, vec![Value::Integer(1), Value::Integer(2)]);
+    assert_eq!(
+        msg.commands[0].args,
+        vec![Value::Integer(1), Value::Integer(2)]
+    );
 }
 
 #[test]
 fn ucl_escapes_any_character() {
-    let msg = parse(&format!("mbus/1.0 1 1 U {A} () ()\nx (\"a\\ b\\q\\\\\\n\")"));
+    let msg = parse(&format!(
+        "mbus/1.0 1 1 U {A} () ()\nx (\"a\\ b\\q\\\\\\n\")"
+    ));
     assert_eq!(msg.commands[0].args, vec![Value::string("a bq\\\n")]);
 }
 
@@ -62,7 +72,9 @@ fn several_commands_keep_their_order() {
 #[test]
 fn integers_beyond_64_bits_keep_their_digits() {
     let big = "123456789012345678901234567890";
-    let msg = parse(&format!("mbus/1.0 1 1 U {A} () ()\nx ({big} -{big} 9223372036854775807)"));
+    let msg = parse(&format!(
+        "mbus/1.0 1 1 U {A} () ()\nx ({big} -{big} 9223372036854775807)"
+    ));
     assert_eq!(
         msg.commands[0].args,
         vec![
@@ -80,29 +92,72 @@ fn structural_errors_name_rule_and_offset() {
     for (text, rule, at) in [
         ("mbus/1.0 1 1 X (id:1-1@h) () ()", Rule::MessageType, "X ("),
         ("mbus/1.0 1 1 U (id:1-1@h)() ()", Rule::Whitespace, "() ()"),
-        ("mbus/1.0 1 12345678901234 U (id:1-1@h) () ()", Rule::TimeStamp, "12345678901234"),
-        ("mbus/1.0 1 1 U (id:1-1@h) () ()\n9x ()", Rule::CommandName, "9x"),
+        (
+            "mbus/1.0 1 12345678901234 U (id:1-1@h) () ()",
+            Rule::TimeStamp,
+            "12345678901234",
+        ),
+        (
+            "mbus/1.0 1 1 U (id:1-1@h) () ()\n9x ()",
+            Rule::CommandName,
+            "9x",
+        ),
         ("mbus/1.0 1 1 U (id:1-1@h) () ()\nx 1", Rule::ArgList, "1"),
         ("mbus/1.0 1 1 U (id:1-1@h) () ()\nx (1", Rule::List, "(1"),
-        ("mbus/1.0 1 1 U (id:1-1@h) () ()\nx ()y ()", Rule::Whitespace, "y ()"),
+        (
+            "mbus/1.0 1 1 U (id:1-1@h) () ()\nx ()y ()",
+            Rule::Whitespace,
+            "y ()",
+        ),
         ("mbus/1.0 1 1 U (id:1-1@h) () (1,2)", Rule::AckList, ",2)"),
-        ("mbus/1.0 1 1 U (id:1-1@h) () ()\nx (\"a\0\")", Rule::String, "\0\")"),
-        ("mbus/1.0 1 1 U (id:1-1@h) () ()\nx (<aGVsbG8>)", Rule::Data, "<aGVsbG8>)"),
-        ("mbus/1.0 1 1 U (id:1-1@h) () ()\nx (1.5.2)", Rule::Float, "1.5.2)"),
+        (
+            "mbus/1.0 1 1 U (id:1-1@h) () ()\nx (\"a\0\")",
+            Rule::String,
+            "\0\")",
+        ),
+        (
+            "mbus/1.0 1 1 U (id:1-1@h) () ()\nx (<aGVsbG8>)",
+            Rule::Data,
+            "<aGVsbG8>)",
+        ),
+        (
+            "mbus/1.0 1 1 U (id:1-1@h) () ()\nx (1.5.2)",
+            Rule::Float,
+            "1.5.2)",
+        ),
     ] {
         let err = Message::parse(text.as_bytes()).unwrap_err();
         assert_eq!(err.rule, rule, "{text:?}");
-        assert!(text[err.offset..].starts_with(at), "{text:?}: offset {} points at {:?}", err.offset, &text[err.offset..]);
+        assert!(
+            text[err.offset..].starts_with(at),
+            "{text:?}: offset {} points at {:?}",
+            err.offset,
+            &text[err.offset..]
+        );
     }
 }
 
 #[test]
 fn nesting_is_capped() {
-    let deep = |n: usize| format!("mbus/1.0 1 1 U (id:1-1@h) () ()\nx {}{}", "(".repeat(n), ")".repeat(n));
+    let deep = |n: usize| {
+        format!(
+            "mbus/1.0 1 1 U (id:1-1@h) () ()\nx {}{}",
+            "(".repeat(n),
+            ")".repeat(n)
+        )
+    };
     assert!(Message::parse(deep(MAX_DEPTH).as_bytes()).is_ok());
-    assert_eq!(Message::parse(deep(MAX_DEPTH + 1).as_bytes()).unwrap_err().rule, Rule::NestingTooDeep);
+    assert_eq!(
+        Message::parse(deep(MAX_DEPTH + 1).as_bytes())
+            .unwrap_err()
+            .rule,
+        Rule::NestingTooDeep
+    );
     // A hostile depth far beyond the cap is an error, not a stack overflow.
-    assert_eq!(Message::parse(deep(30_000).as_bytes()).unwrap_err().rule, Rule::NestingTooDeep);
+    assert_eq!(
+        Message::parse(deep(30_000).as_bytes()).unwrap_err().rule,
+        Rule::NestingTooDeep
+    );
 }
 
 #[test]
@@ -149,17 +204,25 @@ fn encoder_refuses_what_has_no_mbus_form() {
         (Value::BigInteger("12a".into()), "not an optional"),
         (Value::string("nul\0"), "NUL"),
     ] {
-        let err = one_command(vec![value.clone()]).encode(Framing::Lf).unwrap_err();
+        let err = one_command(vec![value.clone()])
+            .encode(Framing::Lf)
+            .unwrap_err();
         assert!(err.to_string().contains(expected), "{value:?}: {err}");
     }
     let mut msg = one_command(vec![]);
     msg.commands[0].name = "bad name".into();
-    assert!(matches!(msg.encode(Framing::Lf), Err(EncodeError::BadCommandName(_))));
+    assert!(matches!(
+        msg.encode(Framing::Lf),
+        Err(EncodeError::BadCommandName(_))
+    ));
     let mut deep = Value::List(vec![]);
     for _ in 0..MAX_DEPTH {
         deep = Value::List(vec![deep]);
     }
-    assert_eq!(one_command(vec![deep]).encode(Framing::Lf), Err(EncodeError::TooDeep));
+    assert_eq!(
+        one_command(vec![deep]).encode(Framing::Lf),
+        Err(EncodeError::TooDeep)
+    );
 }
 
 #[test]
@@ -178,8 +241,14 @@ fn address_set_semantics() {
     assert!(addr("(module:engine)").is_subset_of(&full));
     assert!(addr("()").is_subset_of(&full));
     assert!(!addr("(foo:bar)").is_subset_of(&full));
-    assert!(!addr("(module:eng)").is_subset_of(&full), "no substring matching, unlike UCL");
-    assert!(!addr("(conf:test media:audio module:engine app:rat id:4711-1@192.168.1.1 foo:bar)").is_subset_of(&full));
+    assert!(
+        !addr("(module:eng)").is_subset_of(&full),
+        "no substring matching, unlike UCL"
+    );
+    assert!(
+        !addr("(conf:test media:audio module:engine app:rat id:4711-1@192.168.1.1 foo:bar)")
+            .is_subset_of(&full)
+    );
     assert_eq!(addr("(a:1 b:2)"), addr("(b:2 a:1)"));
     assert_ne!(addr("(a:1 b:2)"), addr("(a:1)"));
     assert_ne!(addr("(a:1)"), addr("(A:1)"), "tags compare byte for byte");
@@ -187,11 +256,19 @@ fn address_set_semantics() {
     assert_eq!(s.hash_one(addr("(a:1 b:2)")), s.hash_one(addr("(b:2 a:1)")));
     assert_eq!(addr("(id:7-1@::1 x:a:b)").id(), Some("7-1@::1"));
     assert_eq!(addr("(id:7-1@::1 x:a:b)").get("x"), Some("a:b"));
-    assert_eq!(addr("(a:1 b:2 c:3)").intersection(&addr("(c:3 a:1 d:4)")), addr("(a:1 c:3)"));
+    assert_eq!(
+        addr("(a:1 b:2 c:3)").intersection(&addr("(c:3 a:1 d:4)")),
+        addr("(a:1 c:3)")
+    );
     assert!(Address::new([("a", "1"), ("a", "2")]).is_err());
     assert!(Address::new([("a1", "x")]).is_err());
     assert!(Address::new([("a", "x y")]).is_err());
-    assert_eq!(Address::new([("app", "rat"), ("id", "1-1@h")]).unwrap().to_string(), "(app:rat id:1-1@h)");
+    assert_eq!(
+        Address::new([("app", "rat"), ("id", "1-1@h")])
+            .unwrap()
+            .to_string(),
+        "(app:rat id:1-1@h)"
+    );
 }
 
 #[test]

@@ -10,7 +10,8 @@ use rmbus::auth::{CipherAlgo, HashAlgo};
 use rmbus::config::{file, Config, ConfigError, GroupAddress, IpVersion, Scope};
 use rmbus::wire::Framing;
 
-const MINIMAL: &str = "[MBUS]\nCONFIG_VERSION=1\nHASHKEY=(HMAC-MD5-96,MTIzMTU2MTg5MTEy)\nENCRYPTIONKEY=(NOENCR,)\n";
+const MINIMAL: &str =
+    "[MBUS]\nCONFIG_VERSION=1\nHASHKEY=(HMAC-MD5-96,MTIzMTU2MTg5MTEy)\nENCRYPTIONKEY=(NOENCR,)\n";
 
 fn write_mode(path: &std::path::Path, text: &str, mode: u32) {
     fs::write(path, text).unwrap();
@@ -34,20 +35,33 @@ fn lenient_syntax_as_peers_write_it() {
 #[test]
 fn defaults_and_extension_keys() {
     let config = Config::parse(MINIMAL).unwrap();
-    assert_eq!(config.scope, Scope::HostLocal, "a missing SCOPE means HOSTLOCAL");
-    assert_eq!(config.group_addr(), "239.255.255.247:47000".parse().unwrap());
+    assert_eq!(
+        config.scope,
+        Scope::HostLocal,
+        "a missing SCOPE means HOSTLOCAL"
+    );
+    assert_eq!(
+        config.group_addr(),
+        "239.255.255.247:47000".parse().unwrap()
+    );
     assert!(!config.send_unicast);
     assert_eq!(config.framing, Framing::Lf);
 
     let v6 = Config::parse(&format!("{MINIMAL}IPVERSION=6\nSCOPE=HOSTLOCAL\n")).unwrap();
     assert_eq!(v6.group_addr(), "[ff01::300]:47000".parse().unwrap());
-    let v6_link = Config::parse(&format!("{MINIMAL}IPVERSION=6\nSCOPE=LINKLOCAL\nINTERFACE=veth0\n")).unwrap();
+    let v6_link = Config::parse(&format!(
+        "{MINIMAL}IPVERSION=6\nSCOPE=LINKLOCAL\nINTERFACE=veth0\n"
+    ))
+    .unwrap();
     assert_eq!(v6_link.group_addr(), "[ff02::300]:47000".parse().unwrap());
     assert_eq!(v6_link.interface.as_deref(), Some("veth0"));
     let inferred = Config::parse(&format!("{MINIMAL}ADDRESS=ff02::300\n")).unwrap();
     assert_eq!(inferred.effective_ip_version(), IpVersion::V6);
 
-    let ext = Config::parse(&format!("{MINIMAL}SEND_UNICAST=yes\nFRAMING=crlf\nPORT=47123\nADDRESS=BROADCAST\n")).unwrap();
+    let ext = Config::parse(&format!(
+        "{MINIMAL}SEND_UNICAST=yes\nFRAMING=crlf\nPORT=47123\nADDRESS=BROADCAST\n"
+    ))
+    .unwrap();
     assert!(ext.send_unicast);
     assert_eq!(ext.framing, Framing::Crlf);
     assert_eq!(ext.address, Some(GroupAddress::Broadcast));
@@ -68,7 +82,13 @@ fn errors_name_line_key_and_value() {
     ] {
         let text = format!("{MINIMAL}{extra}\n");
         match Config::parse(&text) {
-            Err(ConfigError::Invalid { line, key: k, value: v, reason: r, .. }) => {
+            Err(ConfigError::Invalid {
+                line,
+                key: k,
+                value: v,
+                reason: r,
+                ..
+            }) => {
                 assert_eq!((line, k.as_str(), v.as_str()), (5, key, value), "{extra}");
                 assert!(r.contains(reason), "{extra}: {r}");
             }
@@ -76,17 +96,52 @@ fn errors_name_line_key_and_value() {
         }
     }
     for (line, replaced, by, key) in [
-        (3, "(HMAC-MD5-96,MTIzMTU2MTg5MTEy)", "(HMAC-MD4-96,MTIz)", "HASHKEY"),
-        (3, "(HMAC-MD5-96,MTIzMTU2MTg5MTEy)", "(HMAC-MD5-96,MTIzMTU2MTg5MTE)", "HASHKEY"),
-        (3, "(HMAC-MD5-96,MTIzMTU2MTg5MTEy)", "HMAC-MD5-96,MTIz", "HASHKEY"),
-        (4, "(NOENCR,)", "(IDEA,AAECAwQFBgcICQoLDA0ODw==)", "ENCRYPTIONKEY"),
-        (4, "(NOENCR,)", "(AES,AAECAwQFBgcICQoLDA0O)", "ENCRYPTIONKEY"),
-        (4, "(NOENCR,)", "(3DES,AAECAwQFBgcICQoLDA0ODw==)", "ENCRYPTIONKEY"),
+        (
+            3,
+            "(HMAC-MD5-96,MTIzMTU2MTg5MTEy)",
+            "(HMAC-MD4-96,MTIz)",
+            "HASHKEY",
+        ),
+        (
+            3,
+            "(HMAC-MD5-96,MTIzMTU2MTg5MTEy)",
+            "(HMAC-MD5-96,MTIzMTU2MTg5MTE)",
+            "HASHKEY",
+        ),
+        (
+            3,
+            "(HMAC-MD5-96,MTIzMTU2MTg5MTEy)",
+            "HMAC-MD5-96,MTIz",
+            "HASHKEY",
+        ),
+        (
+            4,
+            "(NOENCR,)",
+            "(IDEA,AAECAwQFBgcICQoLDA0ODw==)",
+            "ENCRYPTIONKEY",
+        ),
+        (
+            4,
+            "(NOENCR,)",
+            "(AES,AAECAwQFBgcICQoLDA0O)",
+            "ENCRYPTIONKEY",
+        ),
+        (
+            4,
+            "(NOENCR,)",
+            "(3DES,AAECAwQFBgcICQoLDA0ODw==)",
+            "ENCRYPTIONKEY",
+        ),
         (2, "CONFIG_VERSION=1", "CONFIG_VERSION=0", "CONFIG_VERSION"),
     ] {
         let text = MINIMAL.replace(replaced, by);
         match Config::parse(&text) {
-            Err(ConfigError::Invalid { line: l, key: k, value, .. }) => {
+            Err(ConfigError::Invalid {
+                line: l,
+                key: k,
+                value,
+                ..
+            }) => {
                 assert_eq!((l, k.as_str()), (line, key), "{by}");
                 assert_eq!(value, by.trim_start_matches("CONFIG_VERSION="));
             }
@@ -94,11 +149,20 @@ fn errors_name_line_key_and_value() {
         }
     }
     let missing = MINIMAL.replace("HASHKEY=(HMAC-MD5-96,MTIzMTU2MTg5MTEy)\n", "");
-    assert!(matches!(Config::parse(&missing), Err(ConfigError::Missing { key: "HASHKEY", .. })));
+    assert!(matches!(
+        Config::parse(&missing),
+        Err(ConfigError::Missing { key: "HASHKEY", .. })
+    ));
     let headless = MINIMAL.replace("[MBUS]\n", "");
-    assert!(matches!(Config::parse(&headless), Err(ConfigError::Invalid { line: 1, .. })));
+    assert!(matches!(
+        Config::parse(&headless),
+        Err(ConfigError::Invalid { line: 1, .. })
+    ));
     let garbage = format!("{MINIMAL}just words\n");
-    assert!(matches!(Config::parse(&garbage), Err(ConfigError::Invalid { line: 5, .. })));
+    assert!(matches!(
+        Config::parse(&garbage),
+        Err(ConfigError::Invalid { line: 5, .. })
+    ));
 }
 
 #[test]
@@ -109,7 +173,14 @@ fn written_text_parses_back() {
             assert_eq!(config.hash.key.len(), hash.native_key_len());
             assert_eq!(config.encryption.key.len(), cipher.key_len());
             if cipher == CipherAlgo::Des {
-                assert!(config.encryption.key.iter().all(|b| b.count_ones() % 2 == 1), "odd parity");
+                assert!(
+                    config
+                        .encryption
+                        .key
+                        .iter()
+                        .all(|b| b.count_ones() % 2 == 1),
+                    "odd parity"
+                );
             }
             let text = config.to_file_text();
             assert!(text.contains("ADDRESS=239.255.255.247\nPORT=47000\n"));
@@ -118,8 +189,12 @@ fn written_text_parses_back() {
         }
     }
     assert_ne!(
-        Config::generate(HashAlgo::HmacMd5_96, CipherAlgo::None).hash.key,
-        Config::generate(HashAlgo::HmacMd5_96, CipherAlgo::None).hash.key
+        Config::generate(HashAlgo::HmacMd5_96, CipherAlgo::None)
+            .hash
+            .key,
+        Config::generate(HashAlgo::HmacMd5_96, CipherAlgo::None)
+            .hash
+            .key
     );
 }
 
@@ -130,7 +205,10 @@ fn file_error_names_the_file() {
     write_mode(&path, &format!("{MINIMAL}PORT=x\n"), 0o600);
     let err = file::load(&path).unwrap_err();
     let shown = err.to_string();
-    assert!(shown.starts_with(&format!("{}:5: PORT=x:", path.display())), "{shown}");
+    assert!(
+        shown.starts_with(&format!("{}:5: PORT=x:", path.display())),
+        "{shown}"
+    );
 }
 
 #[test]
@@ -141,7 +219,9 @@ fn readable_by_others_is_refused_with_a_fix() {
         write_mode(&path, MINIMAL, mode);
         let err = file::load(&path).unwrap_err();
         assert!(matches!(err, ConfigError::Permissions { .. }), "{mode:o}");
-        assert!(err.to_string().contains(&format!("chmod 600 {}", path.display())));
+        assert!(err
+            .to_string()
+            .contains(&format!("chmod 600 {}", path.display())));
         assert!(file::load_or_create(&path, HashAlgo::HmacMd5_96, CipherAlgo::None).is_err());
     }
     write_mode(&path, MINIMAL, 0o400);
@@ -152,12 +232,18 @@ fn readable_by_others_is_refused_with_a_fix() {
 fn load_never_creates_but_load_or_create_does() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join(".mbus");
-    assert!(matches!(file::load(&path), Err(ConfigError::NotFound { .. })));
+    assert!(matches!(
+        file::load(&path),
+        Err(ConfigError::NotFound { .. })
+    ));
     assert!(!path.exists());
 
     let first = file::load_or_create(&path, HashAlgo::HmacMd5_96, CipherAlgo::None).unwrap();
     assert!(first.created);
-    assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
     let second = file::load_or_create(&path, HashAlgo::HmacMd5_96, CipherAlgo::None).unwrap();
     assert!(!second.created);
     assert_eq!(second.config, first.config);
@@ -167,7 +253,10 @@ fn load_never_creates_but_load_or_create_does() {
 #[test]
 fn locate_uses_the_mbus_file_in_a_directory() {
     let dir = tempfile::tempdir().unwrap();
-    assert_eq!(file::locate(Some(dir.path())).unwrap(), dir.path().join(".mbus"));
+    assert_eq!(
+        file::locate(Some(dir.path())).unwrap(),
+        dir.path().join(".mbus")
+    );
     let plain = dir.path().join("other.conf");
     assert_eq!(file::locate(Some(&plain)).unwrap(), plain);
 }
@@ -179,11 +268,17 @@ fn write_new_never_overwrites_unless_asked() {
     let a = Config::generate(HashAlgo::HmacMd5_96, CipherAlgo::None);
     let b = Config::generate(HashAlgo::HmacSha1_96, CipherAlgo::Aes);
     file::write_new(&path, &a, false).unwrap();
-    assert!(matches!(file::write_new(&path, &b, false), Err(ConfigError::AlreadyExists { .. })));
+    assert!(matches!(
+        file::write_new(&path, &b, false),
+        Err(ConfigError::AlreadyExists { .. })
+    ));
     assert_eq!(file::load(&path).unwrap(), a);
     fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
     file::write_new(&path, &b, true).unwrap();
-    assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
     assert_eq!(file::load(&path).unwrap(), b);
 }
 
@@ -193,7 +288,9 @@ fn write_new_never_overwrites_unless_asked() {
 /// invent keys of its own.
 #[test]
 fn creation_waits_for_the_record_lock() {
-    if !std::path::Path::new("/proc/locks").exists() || Command::new("python3").arg("-V").output().is_err() {
+    if !std::path::Path::new("/proc/locks").exists()
+        || Command::new("python3").arg("-V").output().is_err()
+    {
         eprintln!("skipped: needs /proc/locks and python3");
         return;
     }
@@ -227,11 +324,16 @@ fcntl.lockf(f, fcntl.LOCK_UN)
         .spawn()
         .unwrap();
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
     assert_eq!(line.trim(), "locked");
     let loaded = file::load_or_create(&path, HashAlgo::HmacMd5_96, CipherAlgo::None).unwrap();
     assert!(child.wait().unwrap().success());
-    assert!(!loaded.created, "must not create keys while another process holds the lock");
+    assert!(
+        !loaded.created,
+        "must not create keys while another process holds the lock"
+    );
     assert_eq!(loaded.config, theirs);
     let _ = std::io::stdout().flush();
 }

@@ -19,7 +19,12 @@ fn with_command(command: &str) -> Vec<u8> {
 }
 
 fn with_header(header: &str) -> Vec<u8> {
-    seal_raw(format!("{header}\nmbus.hello ()\n").as_bytes(), &md5(), Framing::Lf).unwrap()
+    seal_raw(
+        format!("{header}\nmbus.hello ()\n").as_bytes(),
+        &md5(),
+        Framing::Lf,
+    )
+    .unwrap()
 }
 
 fn malformed_rule(datagram: &[u8]) -> Rule {
@@ -39,7 +44,10 @@ fn case_01_digest_generation_md5() {
 #[test]
 fn case_02_digest_generation_sha1() {
     let msg = Message::parse(V5_BODY).unwrap();
-    assert_eq!(digest(&seal(&msg, &sha1(), Framing::Crlf).unwrap()), "wkOZCR8G9YXGen+q");
+    assert_eq!(
+        digest(&seal(&msg, &sha1(), Framing::Crlf).unwrap()),
+        "wkOZCR8G9YXGen+q"
+    );
 }
 
 #[test]
@@ -72,7 +80,10 @@ fn case_06_ucl_framing_and_its_crlf_variant() {
     // A UCL receiver hashes from byte 17: for the CRLF variant that region
     // starts with the LF, and its digest differs, which is why we send LF.
     let ucl_view = &crlf[17..];
-    assert_eq!(digest(&seal_raw(ucl_view, &md5(), Framing::Lf).unwrap()), "BFOeKKVxTmd0bQ5E");
+    assert_eq!(
+        digest(&seal_raw(ucl_view, &md5(), Framing::Lf).unwrap()),
+        "BFOeKKVxTmd0bQ5E"
+    );
 }
 
 #[test]
@@ -82,7 +93,11 @@ fn case_07_bad_protocol_id_is_discarded() {
         format!("MBUS/1.0 0 1020000000000 U {A} () ()"),
         format!("mbus/1.00 0 1020000000000 U {A} () ()"),
     ] {
-        assert_eq!(malformed_rule(&with_header(&header)), Rule::ProtocolId, "{header}");
+        assert_eq!(
+            malformed_rule(&with_header(&header)),
+            Rule::ProtocolId,
+            "{header}"
+        );
     }
 }
 
@@ -157,11 +172,19 @@ fn case_16_address_grammar() {
         let datagram = with_header(&format!("mbus/1.0 0 1 U {A} {dst} ()"));
         assert_eq!(malformed_rule(&datagram), rule, "destination {dst}");
     }
-    let ok = open(&with_header(&format!("mbus/1.0 0 1 U {A} ( a:b   c:d ) ()")), &md5()).unwrap();
+    let ok = open(
+        &with_header(&format!("mbus/1.0 0 1 U {A} ( a:b   c:d ) ()")),
+        &md5(),
+    )
+    .unwrap();
     assert_eq!(ok.header.dst, addr("(c:d a:b)"));
     // 32-letter tags and 64-character values are the limits, not errors.
     let limit = format!("({}:{})", "a".repeat(32), "v".repeat(64));
-    assert!(open(&with_header(&format!("mbus/1.0 0 1 U {A} {limit} ()")), &md5()).is_ok());
+    assert!(open(
+        &with_header(&format!("mbus/1.0 0 1 U {A} {limit} ()")),
+        &md5()
+    )
+    .is_ok());
 
     let no_id = with_header("mbus/1.0 0 1 U (app:test module:engine) () ()");
     assert_eq!(malformed_rule(&no_id), Rule::MissingId);
@@ -173,8 +196,13 @@ const RFC_EXAMPLE: &str = "[MBUS]\nCONFIG_VERSION=1\nHASHKEY=(HMAC-MD5-96,MTIzMT
 fn case_22_config_parse_rfc_example() {
     // The example's DES key decodes to 7 octets: refused, naming line and key.
     match Config::parse(RFC_EXAMPLE) {
-        Err(ConfigError::Invalid { line, key, value, .. }) => {
-            assert_eq!((line, key.as_str(), value.as_str()), (4, "ENCRYPTIONKEY", "(DES,MTIzMTU2MQ==)"));
+        Err(ConfigError::Invalid {
+            line, key, value, ..
+        }) => {
+            assert_eq!(
+                (line, key.as_str(), value.as_str()),
+                (4, "ENCRYPTIONKEY", "(DES,MTIzMTU2MQ==)")
+            );
         }
         other => panic!("expected the 7-octet DES key to be refused, got {other:?}"),
     }
@@ -184,12 +212,18 @@ fn case_22_config_parse_rfc_example() {
     assert_eq!(config.hash.key, b"123156189112");
     assert_eq!(config.scope, Scope::HostLocal);
     assert_eq!(config.scope.ttl(), 0);
-    assert_eq!(config.group_addr(), "224.255.222.239:47000".parse().unwrap());
+    assert_eq!(
+        config.group_addr(),
+        "224.255.222.239:47000".parse().unwrap()
+    );
     assert_eq!(config.encryption.algo, CipherAlgo::None);
 
     let defaults = usable.replace("ADDRESS=224.255.222.239\nPORT=47000\n", "");
     let config = Config::parse(&defaults).unwrap();
-    assert_eq!(config.group_addr(), "239.255.255.247:47000".parse().unwrap());
+    assert_eq!(
+        config.group_addr(),
+        "239.255.255.247:47000".parse().unwrap()
+    );
 }
 
 #[test]
@@ -198,7 +232,10 @@ fn case_23_des_decrypt_and_wrong_des_key() {
     let msg = open(&datagram, &md5_des(&K_DES)).unwrap();
     assert_eq!(msg.commands[0].name, "mbus.hello");
     let wrong = md5_des(&[1; 8]);
-    assert_eq!(open(&datagram, &wrong), Err(Rejection::NotMbus { offset: 17 }));
+    assert_eq!(
+        open(&datagram, &wrong),
+        Err(Rejection::NotMbus { offset: 17 })
+    );
 }
 
 #[test]
@@ -218,7 +255,11 @@ fn cipher_length_must_be_whole_blocks() {
     let datagram = seal_raw(&[b'm'; 13], &md5(), Framing::Lf).unwrap();
     assert!(matches!(
         open(&datagram, &md5_des(&K_DES)),
-        Err(Rejection::BadCipherLength { len: 13, block: 8, offset: 17 })
+        Err(Rejection::BadCipherLength {
+            len: 13,
+            block: 8,
+            offset: 17
+        })
     ));
 }
 

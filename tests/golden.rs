@@ -154,5 +154,8 @@ fn negative_flipped_byte_is_rejected() {
     body[92] ^= 0x01;
     let forged = wire("qJsDJDwAMQVkzhxe", b"\r\n", &body);
     assert_eq!(open(&forged, &md5()), Err(Rejection::BadDigest));
-    assert_eq!(digest_of(&seal_raw(&body, &md5(), Framing::Crlf).unwrap()), "ba+m0CEdljhTzNCI");
+    assert_eq!(
+        digest_of(&seal_raw(&body, &md5(), Framing::Crlf).unwrap()),
+        "ba+m0CEdljhTzNCI"
+    );
 }

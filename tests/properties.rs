@@ -13,7 +13,9 @@ fn value() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![
         any::<i64>().prop_map(Value::Integer),
         ("-?", "[1-9][0-9]{19,30}").prop_map(|(s, d)| Value::BigInteger(format!("{s}{d}"))),
-        any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(Value::Float),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(Value::Float),
         any::<String>().prop_map(|s| Value::String(s.replace('\0', ""))),
         "[A-Za-z][A-Za-z0-9_.-]{0,12}".prop_map(Value::Symbol),
         proptest::collection::vec(any::<u8>(), 0..24).prop_map(Value::Data),
@@ -47,12 +49,19 @@ fn message() -> impl Strategy<Value = Message> {
         .prop_map(|(seq, timestamp, reliable, src, dst, acks)| Header {
             seq,
             timestamp,
-            kind: if reliable { MessageType::Reliable } else { MessageType::Unreliable },
+            kind: if reliable {
+                MessageType::Reliable
+            } else {
+                MessageType::Unreliable
+            },
             src,
             dst,
             acks,
         });
-    let command = ("[A-Za-z][A-Za-z0-9_.-]{0,20}", proptest::collection::vec(value(), 0..5))
+    let command = (
+        "[A-Za-z][A-Za-z0-9_.-]{0,20}",
+        proptest::collection::vec(value(), 0..5),
+    )
         .prop_map(|(name, args)| Command::new(name, args));
     (header, proptest::collection::vec(command, 0..4))
         .prop_map(|(header, commands)| Message { header, commands })

@@ -128,7 +128,8 @@ fn write_all(file: &mut File, path: &Path, config: &Config) -> Result<(), Config
 
 fn read_text(file: &mut File, path: &Path) -> Result<String, ConfigError> {
     let mut text = String::new();
-    file.read_to_string(&mut text).map_err(|e| io_error(path, e))?;
+    file.read_to_string(&mut text)
+        .map_err(|e| io_error(path, e))?;
     Ok(text)
 }
 

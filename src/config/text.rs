@@ -8,9 +8,7 @@ use base64::Engine as _;
 use configparser::ini::Ini;
 
 use super::keygen::has_odd_parity;
-use super::{
-    Config, ConfigError, GroupAddress, IpVersion, KeyEntry, Scope, CONFIG_VERSION,
-};
+use super::{Config, ConfigError, GroupAddress, IpVersion, KeyEntry, Scope, CONFIG_VERSION};
 use crate::auth::{CipherAlgo, HashAlgo};
 use crate::wire::Framing;
 
@@ -54,7 +52,9 @@ impl<'a> Lines<'a> {
                 Some(SECTION) => {
                     by_key.insert(key.trim(), number);
                 }
-                Some(other) => tracing::debug!(section = other, "ignoring a section other than [MBUS]"),
+                Some(other) => {
+                    tracing::debug!(section = other, "ignoring a section other than [MBUS]")
+                }
             }
         }
         if section.is_none() {
@@ -105,17 +105,26 @@ impl Config {
 
         let (v, line) = require("CONFIG_VERSION")?;
         let version = parse_version(v).ok_or_else(|| {
-            invalid(line, "CONFIG_VERSION", v, "expected a version number of at least 1")
+            invalid(
+                line,
+                "CONFIG_VERSION",
+                v,
+                "expected a version number of at least 1",
+            )
         })?;
         if version > CONFIG_VERSION {
-            tracing::warn!(version, "configuration version is newer than 1; reading it as version 1");
+            tracing::warn!(
+                version,
+                "configuration version is newer than 1; reading it as version 1"
+            );
         }
 
         let (v, line) = require("HASHKEY")?;
         let hash = parse_hash_key(v).map_err(|r| invalid(line, "HASHKEY", v, r))?;
 
         let (v, line) = require("ENCRYPTIONKEY")?;
-        let encryption = parse_encryption_key(v).map_err(|r| invalid(line, "ENCRYPTIONKEY", v, r))?;
+        let encryption =
+            parse_encryption_key(v).map_err(|r| invalid(line, "ENCRYPTIONKEY", v, r))?;
 
         let mut config = Config::with_keys(hash, encryption);
         config.version = version;
@@ -135,7 +144,9 @@ impl Config {
                 v.parse::<u16>()
                     .ok()
                     .filter(|p| *p != 0 && v.len() <= 5 && v.bytes().all(|c| c.is_ascii_digit()))
-                    .ok_or_else(|| invalid(line, "PORT", v, "expected a port number from 1 to 65535"))?,
+                    .ok_or_else(|| {
+                        invalid(line, "PORT", v, "expected a port number from 1 to 65535")
+                    })?,
             );
         }
         if let Some((v, line)) = get("INTERFACE") {
@@ -168,7 +179,12 @@ impl Config {
         if let (Some(version), Some(GroupAddress::Ip(ip))) = (config.ip_version, config.address) {
             if (version == IpVersion::V6) != ip.is_ipv6() {
                 let (v, line) = get("ADDRESS").unwrap_or_default();
-                return Err(invalid(line, "ADDRESS", v, "the address family differs from IPVERSION"));
+                return Err(invalid(
+                    line,
+                    "ADDRESS",
+                    v,
+                    "the address family differs from IPVERSION",
+                ));
             }
         }
         for key in entries.keys() {
@@ -183,7 +199,12 @@ impl Config {
     pub fn to_file_text(&self) -> String {
         let mut out = String::from("[MBUS]\n");
         let _ = writeln!(out, "CONFIG_VERSION={}", self.version);
-        let _ = writeln!(out, "HASHKEY=({},{})", self.hash.algo, B64.encode(&self.hash.key));
+        let _ = writeln!(
+            out,
+            "HASHKEY=({},{})",
+            self.hash.algo,
+            B64.encode(&self.hash.key)
+        );
         let _ = writeln!(
             out,
             "ENCRYPTIONKEY=({},{})",

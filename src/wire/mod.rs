@@ -17,12 +17,14 @@
 
 mod address;
 mod encode;
+mod hazard;
 mod message;
 mod parse;
 mod value;
 
 pub use address::{Address, AddressError, Element};
 pub use encode::{EncodeError, Framing};
+pub use hazard::UclHazard;
 pub use message::{Command, Header, Message, MessageType};
 pub use parse::{ParseError, Rule};
 pub use value::Value;

@@ -236,7 +236,8 @@ impl Parser<'_> {
 
     fn message(&mut self) -> Result<Message, ParseError> {
         let id = PROTOCOL_ID.as_bytes();
-        if !self.buf[..self.end].starts_with(id) || !self.buf.get(id.len()).is_some_and(|&c| is_ws(c))
+        if !self.buf[..self.end].starts_with(id)
+            || !self.buf.get(id.len()).is_some_and(|&c| is_ws(c))
         {
             return Err(self.err(0, Rule::ProtocolId));
         }

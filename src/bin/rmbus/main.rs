@@ -1,1 +1,111 @@
-fn main() {}
+//! `rmbus`: the command-line face of the rmbus library, one binary with
+//! subcommands in the spirit of `busctl` (see `shared/spec/cli.md`).
+//!
+//! Exit codes, the same in every subcommand: 0 done; 1 the remote side said no
+//! or the message was lost; 2 rejected input (bad arguments or configuration, a
+//! datagram that fails authentication); 3 malformed data or no answer in time.
+
+mod decode;
+mod encode;
+mod keygen;
+mod record;
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::{ArgAction, Parser, Subcommand};
+
+/// A failure that ends a subcommand: a message for stderr and an exit code.
+pub struct Failure {
+    code: u8,
+    message: String,
+}
+
+impl Failure {
+    /// Rejected input: bad arguments, configuration or authentication (exit 2).
+    pub fn input(message: impl std::fmt::Display) -> Failure {
+        Failure {
+            code: 2,
+            message: message.to_string(),
+        }
+    }
+
+    /// Malformed data (exit 3).
+    pub fn malformed(message: impl std::fmt::Display) -> Failure {
+        Failure {
+            code: 3,
+            message: message.to_string(),
+        }
+    }
+}
+
+/// What a subcommand returns.
+pub type Outcome = Result<(), Failure>;
+
+const EXIT_CODES: &str = "\
+Exit status: 0 done; 1 the remote side said no or the message was lost; 2 rejected
+input (bad arguments or configuration, a datagram that fails authentication);
+3 malformed data or no answer in time.";
+
+#[derive(Parser)]
+#[command(
+    name = "rmbus",
+    version,
+    about = "The local Message Bus (Mbus, RFC 3259) from the command line"
+)]
+#[command(after_help = EXIT_CODES)]
+struct Cli {
+    /// More logging on stderr (-v info, -vv debug, -vvv trace); RUST_LOG also works.
+    #[arg(short, long, action = ArgAction::Count, global = true)]
+    verbose: u8,
+    /// Less logging on stderr (errors only).
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    Keygen(keygen::Args),
+    Decode(decode::Args),
+    Encode(encode::Args),
+}
+
+fn init_logging(verbose: u8, quiet: bool) {
+    let level = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, 2) => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .without_time()
+        .init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose, cli.quiet);
+    let outcome = match cli.command {
+        Command::Keygen(args) => keygen::run(args),
+        Command::Decode(args) => decode::run(args),
+        Command::Encode(args) => encode::run(args),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            if !failure.message.is_empty() {
+                eprintln!("rmbus: {}", failure.message);
+            }
+            ExitCode::from(failure.code)
+        }
+    }
+}

@@ -1,0 +1,65 @@
+//! Interoperability hazards with UCL peers (spec README, "UCL hazards"):
+//! UCL truncates datagrams longer than 1500 bytes (then fails their HMAC) and
+//! aborts on an Integer outside 32 bits.
+
+use std::fmt;
+
+use super::{Message, Value, UCL_MAX_DATAGRAM};
+
+/// Something a UCL peer (RAT, VIC, SDR) cannot take.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum UclHazard {
+    /// The datagram is longer than UCL's 1500-byte receive buffer.
+    Oversized {
+        /// The datagram's length.
+        len: usize,
+    },
+    /// An Integer outside the 32-bit range, in the named command.
+    WideInteger {
+        /// The command carrying it.
+        command: String,
+    },
+}
+
+impl fmt::Display for UclHazard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UclHazard::Oversized { len } => write!(
+                f,
+                "datagram of {len} bytes exceeds {UCL_MAX_DATAGRAM}: UCL peers truncate it and drop it"
+            ),
+            UclHazard::WideInteger { command } => write!(
+                f,
+                "{command} carries an Integer outside 32 bits: UCL peers abort on it"
+            ),
+        }
+    }
+}
+
+impl Message {
+    /// The UCL hazards of sending this message as a datagram of `datagram_len` bytes.
+    pub fn ucl_hazards(&self, datagram_len: usize) -> Vec<UclHazard> {
+        let mut out = Vec::new();
+        if datagram_len > UCL_MAX_DATAGRAM {
+            out.push(UclHazard::Oversized { len: datagram_len });
+        }
+        for cmd in &self.commands {
+            if cmd.args.iter().any(is_wide) {
+                out.push(UclHazard::WideInteger {
+                    command: cmd.name.clone(),
+                });
+            }
+        }
+        out
+    }
+}
+
+fn is_wide(v: &Value) -> bool {
+    match v {
+        Value::Integer(i) => i32::try_from(*i).is_err(),
+        Value::BigInteger(_) => true,
+        Value::List(l) => l.iter().any(is_wide),
+        _ => false,
+    }
+}

@@ -1,0 +1,484 @@
+//! The `rmbus` command's first subcommands: keygen, decode, encode, including
+//! their error paths and exit codes.
+
+mod common;
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use common::*;
+
+const MD5_CONFIG: &str =
+    "[MBUS]\nCONFIG_VERSION=1\nHASHKEY=(HMAC-MD5-96,MTIzMTU2MTg5MTEy)\nENCRYPTIONKEY=(NOENCR,)\n";
+const MD5_DES_CONFIG: &str = "[MBUS]\nCONFIG_VERSION=1\nHASHKEY=(HMAC-MD5-96,MTIzMTU2MTg5MTEy)\nENCRYPTIONKEY=(DES,ASNFZ4mrze8=)\n";
+
+/// The binary, with a clean environment: HOME and MBUS point into `home`.
+fn rmbus(home: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rmbus"));
+    cmd.env_clear()
+        .env("HOME", home)
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default());
+    cmd
+}
+
+fn run(mut cmd: Command, stdin: &[u8]) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn config_file(dir: &Path, text: &str) -> PathBuf {
+    let path = dir.join("bus.conf");
+    fs::write(&path, text).unwrap();
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+    path
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn decode(dir: &Path, config: &Path, extra: &[&str], input: &[u8]) -> Output {
+    let mut cmd = rmbus(dir);
+    cmd.arg("decode").arg("--config").arg(config).args(extra);
+    run(cmd, input)
+}
+
+// ---- keygen -----------------------------------------------------------------
+
+#[test]
+fn keygen_writes_owner_only_file_and_never_overwrites() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keys");
+    let mut cmd = rmbus(dir.path());
+    cmd.args(["keygen", "--hash", "sha1", "--cipher", "aes", "-o"])
+        .arg(&path);
+    let out = run(cmd, b"");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let text = fs::read_to_string(&path).unwrap();
+    let config = rmbus::config::Config::parse(&text).unwrap();
+    assert_eq!(config.hash.algo, rmbus::auth::HashAlgo::HmacSha1_96);
+    assert_eq!(config.encryption.algo, rmbus::auth::CipherAlgo::Aes);
+
+    let mut again = rmbus(dir.path());
+    again.args(["keygen", "-o"]).arg(&path);
+    let out = run(again, b"");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--force"), "{}", stderr(&out));
+    assert_eq!(fs::read_to_string(&path).unwrap(), text, "untouched");
+
+    let mut forced = rmbus(dir.path());
+    forced
+        .args(["keygen", "--cipher", "3des", "--force", "-o"])
+        .arg(&path);
+    assert_eq!(run(forced, b"").status.code(), Some(0));
+    assert!(fs::read_to_string(&path)
+        .unwrap()
+        .contains("ENCRYPTIONKEY=(3DES,"));
+}
+
+#[test]
+fn keygen_default_location_follows_mbus_then_home() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(
+        {
+            let mut c = rmbus(dir.path());
+            c.arg("keygen");
+            c
+        },
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let home_file = dir.path().join(".mbus");
+    assert!(fs::read_to_string(&home_file)
+        .unwrap()
+        .contains("HASHKEY=(HMAC-MD5-96,"));
+    assert!(fs::read_to_string(&home_file)
+        .unwrap()
+        .contains("ENCRYPTIONKEY=(NOENCR,"));
+
+    let sub = dir.path().join("sub");
+    fs::create_dir(&sub).unwrap();
+    let out = run(
+        {
+            let mut c = rmbus(dir.path());
+            c.env("MBUS", &sub).arg("keygen");
+            c
+        },
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        sub.join(".mbus").exists(),
+        "$MBUS naming a directory means its .mbus"
+    );
+
+    let named = dir.path().join("named.conf");
+    let out = run(
+        {
+            let mut c = rmbus(dir.path());
+            c.env("MBUS", &named).arg("keygen");
+            c
+        },
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(0));
+    assert!(named.exists(), "$MBUS naming a file");
+}
+
+#[test]
+fn keygen_rejects_unknown_algorithms() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(
+        {
+            let mut c = rmbus(dir.path());
+            c.args(["keygen", "--cipher", "rot13"]);
+            c
+        },
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(!dir.path().join(".mbus").exists());
+}
+
+// ---- decode -------------------------------------------------------------------
+
+const V2_JSON: &str = r#"{"auth":"ok","seq":1,"timestamp":1020000000100,"reliable":true,"src":"(app:test module:engine id:4711-1@192.168.1.1)","dst":"(app:test module:gui id:4712-1@192.168.1.1)","acks":[],"commands":[{"name":"tool.test.set","args":[{"int":42},{"int":-7},{"float":3.25},{"float":-0.5},{"str":"a \"quoted\" word\\ and\nnewline"},{"sym":"sym_bol-1.x"},{"list":[{"int":1},{"list":[{"int":2},{"int":3}]},{"list":[]}]},{"data":"aGVsbG8="}]},{"name":"tool.test.ping","args":[]}]}"#;
+
+#[test]
+fn decode_prints_text_and_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_file(dir.path(), MD5_CONFIG);
+    let datagram = wire("83gngKI3713RhbY4", b"\r\n", V2_BODY);
+    let out = decode(dir.path(), &config, &[], &datagram);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "mbus/1.0 1 1020000000100 R (app:test module:engine id:4711-1@192.168.1.1) (app:test module:gui id:4712-1@192.168.1.1) ()\ntool.test.set (42 -7 3.25 -0.5 \"a \\\"quoted\\\" word\\\\ and\\nnewline\" sym_bol-1.x (1 (2 3) ()) <aGVsbG8=>)\ntool.test.ping ()\n"
+    );
+    let out = decode(dir.path(), &config, &["--json"], &datagram);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(stdout(&out), format!("{V2_JSON}\n"));
+
+    // The same datagram from a file, as hex text with whitespace.
+    let hex: String = datagram
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .chunks(16)
+        .map(|c| c.join(" "))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let file = dir.path().join("d.hex");
+    fs::write(&file, hex).unwrap();
+    let out = decode(
+        dir.path(),
+        &config,
+        &["--hex", "--json", file.to_str().unwrap()],
+        b"",
+    );
+    assert_eq!(stdout(&out), format!("{V2_JSON}\n"), "{}", stderr(&out));
+}
+
+#[test]
+fn decode_json_keeps_duplicate_acks_and_big_integers() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_file(dir.path(), MD5_CONFIG);
+    let body = format!("mbus/1.0 3 1 U {A} () (     5 5 2)\nx (123456789012345678901234 -1)\n");
+    let datagram =
+        rmbus::auth::seal_raw(body.as_bytes(), &md5(), rmbus::wire::Framing::Lf).unwrap();
+    let out = decode(dir.path(), &config, &["--json"], &datagram);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(v["acks"], serde_json::json!([5, 5, 2]));
+    assert_eq!(
+        v["commands"][0]["args"],
+        serde_json::json!([{"int": "123456789012345678901234"}, {"int": -1}])
+    );
+}
+
+#[test]
+fn decode_rejections_and_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let md5_config = config_file(dir.path(), MD5_CONFIG);
+    let des_dir = tempfile::tempdir().unwrap();
+    let des_config = config_file(des_dir.path(), MD5_DES_CONFIG);
+    let good = wire("qJsDJDwAMQVkzhxe", b"\r\n", V1_BODY);
+    let mut tampered = good.clone();
+    let last = tampered.len() - 2;
+    tampered[last] ^= 1;
+    let malformed = rmbus::auth::seal_raw(
+        format!("mbus/1.0 0 1 U {A} () ()\nx (1 .5)").as_bytes(),
+        &md5(),
+        rmbus::wire::Framing::Lf,
+    )
+    .unwrap();
+    let odd_length = rmbus::auth::seal_raw(&[b'm'; 13], &md5(), rmbus::wire::Framing::Lf).unwrap();
+    let v7 = wire("fj/524zXIxkSNiIF", b"\n", &hex(V7_CIPHERTEXT_HEX));
+    let des_other = {
+        let keys = md5_des(&[0x02; 8]);
+        rmbus::auth::seal_raw(V1_BODY, &keys, rmbus::wire::Framing::Lf).unwrap()
+    };
+    for (config, datagram, code, exit, offset) in [
+        (&md5_config, b"garbage".to_vec(), "no_digest", 2, 0),
+        (&md5_config, tampered, "bad_digest", 2, 0),
+        (&des_config, odd_length, "bad_cipher_length", 2, 17),
+        (&des_config, des_other, "not_mbus", 2, 17),
+        (
+            &md5_config,
+            malformed.clone(),
+            "malformed",
+            3,
+            malformed.len() - 3,
+        ),
+    ] {
+        let out = decode(dir.path(), config, &["--json"], &datagram);
+        assert_eq!(out.status.code(), Some(exit), "{code}: {}", stderr(&out));
+        let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+        assert_eq!(v["auth"], code);
+        assert_eq!(v["offset"], offset, "{code}");
+        assert!(v["reason"].as_str().unwrap().len() > 10);
+        assert!(
+            stderr(&out).contains(code),
+            "{code}: stderr {}",
+            stderr(&out)
+        );
+    }
+    // V7 decrypts with the right DES key.
+    let out = decode(dir.path(), &des_config, &[], &v7);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // Malformed without --json: nothing on stdout, the reason and offset on stderr.
+    let out = decode(dir.path(), &md5_config, &[], &malformed);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(out.stdout.is_empty());
+    assert!(
+        stderr(&out).contains(&format!("at byte {}", malformed.len() - 3)),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn decode_needs_an_existing_safe_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let datagram = wire("qJsDJDwAMQVkzhxe", b"\r\n", V1_BODY);
+    // No config anywhere: refused, and none is created.
+    let out = run(
+        {
+            let mut c = rmbus(dir.path());
+            c.arg("decode");
+            c
+        },
+        &datagram,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("rmbus keygen"), "{}", stderr(&out));
+    assert!(!dir.path().join(".mbus").exists());
+
+    let config = config_file(dir.path(), MD5_CONFIG);
+    fs::set_permissions(&config, fs::Permissions::from_mode(0o644)).unwrap();
+    let out = decode(dir.path(), &config, &[], &datagram);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("chmod 600"), "{}", stderr(&out));
+
+    fs::write(&config, MD5_CONFIG.replace("NOENCR,", "AES,AAEC")).unwrap();
+    fs::set_permissions(&config, fs::Permissions::from_mode(0o600)).unwrap();
+    let out = decode(dir.path(), &config, &[], &datagram);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains(&format!("{}:4: ENCRYPTIONKEY=", config.display())),
+        "{}",
+        stderr(&out)
+    );
+
+    let good = config_file(dir.path(), MD5_CONFIG);
+    let out = decode(dir.path(), &good, &["--hex"], b"0a zz");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("not hex"));
+    let out = decode(dir.path(), &good, &["/nonexistent/datagram"], b"");
+    assert_eq!(out.status.code(), Some(2));
+}
+
+// ---- encode -------------------------------------------------------------------
+
+fn encode(dir: &Path, config: &Path, args: &[&str]) -> Output {
+    let mut cmd = rmbus(dir);
+    cmd.arg("encode").arg("--config").arg(config).args(args);
+    run(cmd, b"")
+}
+
+#[test]
+fn encode_reproduces_golden_vector_v2() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_file(dir.path(), MD5_CONFIG);
+    let out = encode(
+        dir.path(),
+        &config,
+        &[
+            "--crlf",
+            "--src",
+            A,
+            "--dst",
+            B,
+            "--seq",
+            "1",
+            "--timestamp",
+            "1020000000100",
+            "--reliable",
+            "tool.test.set",
+            r#"(42 -7 3.25 -0.5 "a \"quoted\" word\\ and\nnewline" sym_bol-1.x (1 (2 3) ()) <aGVsbG8=>)"#,
+            "tool.test.ping",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(out.stdout, wire("83gngKI3713RhbY4", b"\r\n", V2_BODY));
+}
+
+#[test]
+fn encode_then_decode_round_trip_with_encryption() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_file(dir.path(), MD5_DES_CONFIG);
+    let out = encode(
+        dir.path(),
+        &config,
+        &[
+            "--hex",
+            "--src",
+            B,
+            "--dst",
+            A,
+            "--seq",
+            "7",
+            "--timestamp",
+            "1020000000150",
+            "--acks",
+            "1,1,9",
+            "test.neg",
+            "(-5 \"x\")",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let hex_text = stdout(&out);
+    assert!(hex_text.ends_with('\n') && hex_text.trim().bytes().all(|c| c.is_ascii_hexdigit()));
+    let back = decode(
+        dir.path(),
+        &config,
+        &["--hex", "--json"],
+        hex_text.as_bytes(),
+    );
+    let v: serde_json::Value = serde_json::from_str(&stdout(&back)).unwrap();
+    assert_eq!(v["acks"], serde_json::json!([1, 1, 9]));
+    assert_eq!(v["reliable"], false);
+    assert_eq!(
+        v["commands"][0]["args"],
+        serde_json::json!([{"int": -5}, {"str": "x"}])
+    );
+    // LF framing by default: the digest line ends in a bare LF.
+    let raw = hex(hex_text.trim());
+    assert_eq!(raw[16], b'\n');
+}
+
+#[test]
+fn encode_uses_config_framing_and_current_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_file(dir.path(), &format!("{MD5_CONFIG}FRAMING=CRLF\n"));
+    let out = encode(
+        dir.path(),
+        &config,
+        &["--src", A, "--dst", "()", "mbus.hello", "()"],
+    );
+    assert_eq!(&out.stdout[16..18], b"\r\n");
+    let msg = rmbus::auth::open(&out.stdout, &md5()).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    assert!(msg.header.timestamp > now - 600_000 && msg.header.timestamp <= now);
+}
+
+#[test]
+fn encode_refuses_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_file(dir.path(), MD5_CONFIG);
+    for args in [
+        vec!["--src", "(app:x", "--dst", "()"],
+        vec!["--src", A, "--dst", "(a:1 a:2)"],
+        vec!["--src", A, "--dst", "()", "bad name"],
+        vec!["--src", A, "--dst", "()", "x.y", "(1 2"],
+        vec!["--src", A, "--dst", "()", "--seq", "4294967296"],
+        vec!["--src", A, "--dst", "()", "--timestamp", "99999999999999"],
+        vec!["--src", A, "--dst", "()", "--acks", "1,x"],
+        vec!["--dst", "()"],
+    ] {
+        let out = encode(dir.path(), &config, &args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
+    let out = run(
+        {
+            let mut c = rmbus(dir.path());
+            c.args(["encode", "--src", A, "--dst", "()"]);
+            c
+        },
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(2), "no config");
+    assert!(
+        !dir.path().join(".mbus").exists(),
+        "encode never creates a config"
+    );
+}
+
+#[test]
+fn encode_warns_about_ucl_hazards() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_file(dir.path(), MD5_CONFIG);
+    let long = format!("(\"{}\" 5000000000)", "x".repeat(1600));
+    let out = encode(
+        dir.path(),
+        &config,
+        &["--src", A, "--dst", "()", "big.one", &long],
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let err = stderr(&out);
+    assert!(
+        err.contains("exceeds 1500") && err.contains("outside 32 bits"),
+        "{err}"
+    );
+}
+
+#[test]
+fn every_subcommand_documents_its_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    for sub in ["keygen", "decode", "encode"] {
+        let out = run(
+            {
+                let mut c = rmbus(dir.path());
+                c.args([sub, "--help"]);
+                c
+            },
+            b"",
+        );
+        assert_eq!(out.status.code(), Some(0));
+        let help = stdout(&out);
+        assert!(
+            help.contains("Exit status") && help.contains("Example"),
+            "{sub}: {help}"
+        );
+    }
+}
