@@ -116,6 +116,12 @@ impl Address {
         self.len += 1;
     }
 
+    /// An address from text the parser has validated and found canonical
+    /// (`tag:value` elements joined by single spaces).
+    pub(crate) fn from_canonical(text: String, len: usize) -> Address {
+        Address { text, len }
+    }
+
     /// Reserves room for `additional` bytes of element text.
     pub(crate) fn with_capacity(additional: usize) -> Address {
         Address {

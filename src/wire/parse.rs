@@ -12,8 +12,7 @@ use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use base64::engine::DecodePaddingMode;
 use base64::Engine as _;
 
-use super::address::{is_value_byte, MAX_TAG_LEN, MAX_VALUE_LEN};
-use super::value::is_symbol_byte;
+use super::address::{MAX_TAG_LEN, MAX_VALUE_LEN};
 use super::{
     Address, Command, Header, Message, MessageType, Value, MAX_DATAGRAM, MAX_DEPTH, PROTOCOL_ID,
 };
@@ -127,24 +126,15 @@ impl Message {
             });
         }
         let end = bytes.iter().rposition(|&c| c != 0).map_or(0, |i| i + 1);
-        Parser {
-            buf: bytes,
-            pos: 0,
-            end,
-        }
-        .message()
+        Parser::new(bytes, end).message()
     }
 }
 
 /// Parses a standalone address, allowing whitespace around it.
 pub(crate) fn parse_address_text(bytes: &[u8]) -> Result<Address, ParseError> {
-    let mut p = Parser {
-        buf: bytes,
-        pos: 0,
-        end: bytes.len().min(MAX_DATAGRAM),
-    };
+    let mut p = Parser::new(bytes, bytes.len().min(MAX_DATAGRAM));
     p.skip_ws();
-    let addr = p.address()?;
+    let (addr, _) = p.address()?;
     p.skip_ws();
     if p.pos != bytes.len() {
         return Err(p.err(p.pos, Rule::Address));
@@ -155,11 +145,7 @@ pub(crate) fn parse_address_text(bytes: &[u8]) -> Result<Address, ParseError> {
 /// Parses a standalone value (e.g. an argument list given on a command line),
 /// allowing whitespace around it.
 pub(crate) fn parse_value_text(bytes: &[u8]) -> Result<Value, ParseError> {
-    let mut p = Parser {
-        buf: bytes,
-        pos: 0,
-        end: bytes.len().min(MAX_DATAGRAM),
-    };
+    let mut p = Parser::new(bytes, bytes.len().min(MAX_DATAGRAM));
     p.skip_ws();
     let v = p.value(0)?;
     p.skip_ws();
@@ -176,15 +162,87 @@ impl Value {
     }
 }
 
+/// Byte classes, looked up once per byte in the hot loops.
+const WS: u8 = 1;
+const ALPHA: u8 = 2;
+const SYMBOL: u8 = 4;
+const ADDR_VALUE: u8 = 8;
+
+const CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        let mut k = 0;
+        if matches!(b, b' ' | b'\t' | b'\r' | b'\n') {
+            k |= WS;
+        }
+        if b.is_ascii_alphabetic() {
+            k |= ALPHA;
+        }
+        if b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.') {
+            k |= SYMBOL;
+        }
+        if matches!(b, 0x21..=0x27 | 0x2A..=0x7E) {
+            k |= ADDR_VALUE;
+        }
+        t[c] = k;
+        c += 1;
+    }
+    t
+};
+
+fn class(c: u8, k: u8) -> bool {
+    CLASS[c as usize] & k != 0
+}
+
+/// The `(tag, value)` byte pairs of already-validated address text.
+fn elements(text: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    text.split(|&c| is_ws(c))
+        .filter(|e| !e.is_empty())
+        .map(|e| match e.iter().position(|&c| c == b':') {
+            Some(i) => (&e[..i], &e[i + 1..]),
+            None => (e, &e[e.len()..]),
+        })
+}
+
 fn is_ws(c: u8) -> bool {
-    matches!(c, b' ' | b'\t' | b'\r' | b'\n')
+    class(c, WS)
 }
 
 struct Parser<'a> {
     buf: &'a [u8],
+    /// `buf` as text when all of it is valid UTF-8 (the normal case): then no
+    /// slice needs checking again.
+    text: Option<&'a str>,
     pos: usize,
     /// One past the last byte that counts (trailing NULs excluded).
     end: usize,
+}
+
+impl<'a> Parser<'a> {
+    fn new(buf: &'a [u8], end: usize) -> Parser<'a> {
+        Parser {
+            buf,
+            text: std::str::from_utf8(buf).ok(),
+            pos: 0,
+            end,
+        }
+    }
+
+    /// The bytes `from..to`, which the caller has checked to be ASCII (or, for
+    /// string contents, delimited by ASCII bytes), as text.
+    fn slice(&self, from: usize, to: usize) -> Result<&'a str, usize> {
+        match self.text {
+            Some(t) => t.get(from..to).ok_or(from),
+            None => std::str::from_utf8(&self.buf[from..to]).map_err(|e| from + e.valid_up_to()),
+        }
+    }
+
+    /// Like [`Parser::slice`] for bytes already known to be ASCII.
+    fn ascii(&self, from: usize, to: usize) -> &'a str {
+        self.slice(from, to).unwrap_or_default()
+    }
 }
 
 impl Parser<'_> {
@@ -203,9 +261,20 @@ impl Parser<'_> {
     /// Skips whitespace; returns how many bytes it skipped.
     fn skip_ws(&mut self) -> usize {
         let start = self.pos;
-        while self.peek().is_some_and(is_ws) {
-            self.pos += 1;
-        }
+        self.pos += self.buf[start..self.end]
+            .iter()
+            .take_while(|&&c| is_ws(c))
+            .count();
+        self.pos - start
+    }
+
+    /// Advances over bytes of class `k`; returns how many.
+    fn skip_class(&mut self, k: u8) -> usize {
+        let start = self.pos;
+        self.pos += self.buf[start..self.end]
+            .iter()
+            .take_while(|&&c| class(c, k))
+            .count();
         self.pos - start
     }
 
@@ -258,15 +327,20 @@ impl Parser<'_> {
         }
         self.skip_ws();
         let src_at = self.pos;
-        let src = self.address()?;
-        if src.id().is_none() {
+        let (src, has_id) = self.address()?;
+        if !has_id {
             return Err(self.err(src_at, Rule::MissingId));
         }
         self.require_ws()?;
-        let dst = self.address()?;
+        let (dst, _) = self.address()?;
         self.require_ws()?;
         let acks = self.ack_list()?;
-        let mut commands = Vec::new();
+        // Commands sit on their own lines in every known sender's output.
+        let lines = self.buf[self.pos..self.end]
+            .iter()
+            .filter(|&&c| c == b'\n')
+            .count();
+        let mut commands = Vec::with_capacity(lines + 1);
         loop {
             let skipped = self.skip_ws();
             if self.pos >= self.end {
@@ -290,7 +364,8 @@ impl Parser<'_> {
         })
     }
 
-    fn address(&mut self) -> Result<Address, ParseError> {
+    /// An address, and whether it has an `id` element.
+    fn address(&mut self) -> Result<(Address, bool), ParseError> {
         let open = self.pos;
         if self.peek() != Some(b'(') {
             return Err(self.err(open, Rule::Address));
@@ -301,42 +376,69 @@ impl Parser<'_> {
             None => return Err(self.err(open, Rule::Address)),
         };
         self.pos += 1;
-        let mut addr = Address::with_capacity(close - self.pos);
+        // The first tags seen, as spans of `buf`, to find duplicates without
+        // allocating; longer addresses fall back to scanning what came before.
+        let mut tags = [(0usize, 0usize); 16];
+        let mut count = 0;
+        let mut has_id = false;
+        // Canonical: single spaces between elements and none inside the
+        // parentheses, as every known sender writes; then the text is copied
+        // in one piece.
+        let mut canonical = true;
         loop {
-            self.skip_ws();
+            let skipped = self.skip_ws();
             if self.pos >= close {
+                canonical &= skipped == 0;
                 break;
             }
+            canonical &=
+                skipped == usize::from(count > 0) && (count == 0 || self.buf[self.pos - 1] == b' ');
             let tag_at = self.pos;
-            while self.pos < close && self.buf[self.pos].is_ascii_alphabetic() {
-                self.pos += 1;
-            }
-            let tag_len = self.pos - tag_at;
+            // No ALPHA byte is ')', so this stops at `close` at the latest.
+            let tag_len = self.skip_class(ALPHA);
             if tag_len == 0 || tag_len > MAX_TAG_LEN || self.buf[self.pos] != b':' {
                 return Err(self.err(tag_at, Rule::AddressTag));
             }
             self.pos += 1;
             let value_at = self.pos;
-            while self.pos < close && !is_ws(self.buf[self.pos]) {
-                if !is_value_byte(self.buf[self.pos]) {
-                    return Err(self.err(self.pos, Rule::AddressValue));
-                }
-                self.pos += 1;
+            // Value bytes exclude whitespace and ')': this stops at the end of
+            // the value, at an invalid byte, or at `close`.
+            let value_len = self.skip_class(ADDR_VALUE);
+            if self.pos < close && !is_ws(self.buf[self.pos]) {
+                return Err(self.err(self.pos, Rule::AddressValue));
             }
-            let value_len = self.pos - value_at;
             if value_len == 0 || value_len > MAX_VALUE_LEN {
                 return Err(self.err(value_at, Rule::AddressValue));
             }
-            // Both slices are ASCII, checked above.
-            let tag = ascii(&self.buf[tag_at..tag_at + tag_len]);
-            let value = ascii(&self.buf[value_at..self.pos]);
-            if addr.get(tag).is_some() {
+            let tag = &self.buf[tag_at..tag_at + tag_len];
+            let duplicate = if count < tags.len() {
+                tags[count] = (tag_at, tag_len);
+                tags[..count]
+                    .iter()
+                    .any(|&(at, len)| self.buf[at..at + len] == *tag)
+            } else {
+                elements(&self.buf[open + 1..tag_at]).any(|(t, _)| t == tag)
+            };
+            if duplicate {
                 return Err(self.err(tag_at, Rule::DuplicateTag));
             }
-            addr.push_unchecked(tag, value);
+            has_id |= tag == b"id";
+            count += 1;
         }
+        // Everything between the parentheses is ASCII, checked above.
+        let inner = self.ascii(open + 1, close);
+        let addr = if canonical {
+            Address::from_canonical(inner.to_owned(), count)
+        } else {
+            let mut addr = Address::with_capacity(inner.len());
+            for element in inner.split_ascii_whitespace() {
+                let (tag, value) = element.split_once(':').unwrap_or((element, ""));
+                addr.push_unchecked(tag, value);
+            }
+            addr
+        };
         self.pos = close + 1;
-        Ok(addr)
+        Ok((addr, has_id))
     }
 
     fn ack_list(&mut self) -> Result<Vec<u32>, ParseError> {
@@ -367,10 +469,8 @@ impl Parser<'_> {
         if !self.peek().is_some_and(|c| c.is_ascii_alphabetic()) {
             return Err(self.err(start, Rule::CommandName));
         }
-        while self.peek().is_some_and(is_symbol_byte) {
-            self.pos += 1;
-        }
-        let name = ascii(&self.buf[start..self.pos]).to_owned();
+        self.skip_class(SYMBOL);
+        let name = self.ascii(start, self.pos).to_owned();
         if !self.peek().is_some_and(|c| is_ws(c) || c == b'(') {
             return Err(self.err(start, Rule::CommandName));
         }
@@ -414,10 +514,8 @@ impl Parser<'_> {
             Some(c) if c == b'-' || c.is_ascii_digit() => self.numeric(),
             Some(c) if c.is_ascii_alphabetic() => {
                 let start = self.pos;
-                while self.peek().is_some_and(is_symbol_byte) {
-                    self.pos += 1;
-                }
-                Ok(Value::Symbol(ascii(&self.buf[start..self.pos]).to_owned()))
+                self.skip_class(SYMBOL);
+                Ok(Value::Symbol(self.ascii(start, self.pos).to_owned()))
             }
             _ => Err(self.err(self.pos, Rule::Value)),
         }
@@ -427,10 +525,10 @@ impl Parser<'_> {
     /// token, so `1abc`, `1e3` and `5.` are errors rather than two values.
     fn numeric(&mut self) -> Result<Value, ParseError> {
         let start = self.pos;
-        while self.peek().is_some_and(|c| is_symbol_byte(c) || c == b'+') {
+        while self.peek().is_some_and(|c| class(c, SYMBOL) || c == b'+') {
             self.pos += 1;
         }
-        let token = ascii(&self.buf[start..self.pos]);
+        let token = self.ascii(start, self.pos);
         let unsigned = token.strip_prefix('-').unwrap_or(token);
         let all_digits = |s: &str| !s.is_empty() && s.bytes().all(|c| c.is_ascii_digit());
         match unsigned.split_once('.') {
@@ -456,8 +554,9 @@ impl Parser<'_> {
         let stop = rest.iter().position(|&c| c == b'"' || c == b'\\' || c == 0);
         // Fast path: no escapes.
         if let Some(i) = stop.filter(|&i| rest[i] == b'"') {
-            let s = std::str::from_utf8(&rest[..i])
-                .map_err(|e| self.err(body + e.valid_up_to(), Rule::String))?;
+            let s = self
+                .slice(body, body + i)
+                .map_err(|at| self.err(at, Rule::String))?;
             self.pos = body + i + 1;
             return Ok(Value::String(s.to_owned()));
         }
@@ -501,9 +600,4 @@ impl Parser<'_> {
         self.pos = open + 1 + len + 1;
         Ok(Value::Data(bytes))
     }
-}
-
-/// A byte slice already checked to be ASCII, as `&str`.
-fn ascii(bytes: &[u8]) -> &str {
-    std::str::from_utf8(bytes).unwrap_or_default()
 }
