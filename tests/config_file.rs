@@ -337,3 +337,16 @@ fcntl.lockf(f, fcntl.LOCK_UN)
     assert_eq!(loaded.config, theirs);
     let _ = std::io::stdout().flush();
 }
+
+#[test]
+fn shipped_development_config_parses() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/mbus-dev.conf");
+    let config = Config::parse(&fs::read_to_string(path).unwrap()).unwrap();
+    assert_eq!(config.scope, Scope::HostLocal);
+    assert_eq!(
+        config.group_addr(),
+        "239.255.255.247:47099".parse().unwrap()
+    );
+    assert_eq!(config.hash.key.len(), 16);
+    assert_eq!(config.framing, Framing::Lf);
+}
