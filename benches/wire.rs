@@ -68,7 +68,7 @@ fn messages() -> Vec<(&'static str, Message)> {
 }
 
 fn bench(c: &mut Criterion) {
-    let keys = Keys::md5_noencr(KEY);
+    let keys = Keys::md5_noencr(KEY).unwrap();
     for (name, msg) in messages() {
         let text = msg.encode(Framing::Lf).unwrap();
         let datagram = seal(&msg, &keys, Framing::Lf).unwrap();
@@ -114,7 +114,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// and every operation are timed in alternating short batches, round after
 /// round, and each ratio is the median of its per-round ratios.
 fn print_ratios(rounds: usize) {
-    let keys = Keys::md5_noencr(KEY);
+    let keys = Keys::md5_noencr(KEY).unwrap();
     println!("\nrmbus wire benchmark: time per message, and its ratio to the bare HMAC-MD5 of the");
     println!(
         "same bytes (fresh key per message, as UCL computes it), interleaved over {rounds} rounds."

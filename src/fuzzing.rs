@@ -15,13 +15,13 @@ pub fn open_target(data: &[u8]) {
         CipherAlgo::Des,
         &[0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef],
     );
-    for keys in [Some(plain), des.ok()].into_iter().flatten() {
+    for keys in [plain.ok(), des.ok()].into_iter().flatten() {
         if let Ok(msg) = open(data, &keys) {
             round_trip(&msg, &keys);
         }
     }
-    if let Ok(msg) = Message::parse(data) {
-        round_trip(&msg, &Keys::md5_noencr(b"k"));
+    if let (Ok(msg), Ok(keys)) = (Message::parse(data), Keys::md5_noencr(b"k")) {
+        round_trip(&msg, &keys);
     }
 }
 

@@ -21,7 +21,7 @@
 //! use rmbus::auth::{open, seal, Keys};
 //! use rmbus::wire::{Address, Command, Framing, Header, Message, MessageType, Value};
 //!
-//! let keys = Keys::md5_noencr(b"123156189112");
+//! let keys = Keys::md5_noencr(b"123156189112")?;
 //! let msg = Message {
 //!     header: Header {
 //!         seq: 0,

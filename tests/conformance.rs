@@ -61,7 +61,7 @@ fn case_04_tampered_payload_is_discarded() {
 #[test]
 fn case_05_wrong_key_is_discarded() {
     let datagram = wire("qJsDJDwAMQVkzhxe", b"\r\n", V1_BODY);
-    let wrong = rmbus::auth::Keys::md5_noencr(b"123156189113");
+    let wrong = rmbus::auth::Keys::md5_noencr(b"123156189113").unwrap();
     assert_eq!(open(&datagram, &wrong), Err(Rejection::BadDigest));
 }
 
@@ -274,4 +274,30 @@ fn no_digest_line() {
     ] {
         assert_eq!(open(datagram, &md5()), Err(Rejection::NoDigest));
     }
+}
+
+#[test]
+fn keys_refuse_unusable_material() {
+    use rmbus::auth::{KeyError, Keys};
+    assert_eq!(
+        Keys::new(HashAlgo::HmacMd5_96, b"", CipherAlgo::None, &[]).unwrap_err(),
+        KeyError::EmptyHashKey
+    );
+    for (algo, len) in [
+        (CipherAlgo::Des, 7),
+        (CipherAlgo::Aes, 24),
+        (CipherAlgo::TripleDes, 16),
+    ] {
+        let err = Keys::new(HashAlgo::HmacMd5_96, K_MD5, algo, &vec![1; len]).unwrap_err();
+        assert_eq!(
+            err,
+            KeyError::WrongLength {
+                algo,
+                expected: algo.key_len(),
+                got: len
+            }
+        );
+    }
+    // HMAC keys of any length are usable (long ones are hashed first, RFC 2104).
+    assert!(Keys::new(HashAlgo::HmacSha1_96, &[7; 200], CipherAlgo::None, &[]).is_ok());
 }

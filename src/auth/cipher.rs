@@ -74,7 +74,7 @@ impl fmt::Display for CipherAlgo {
 /// A key that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-pub enum CipherKeyError {
+pub enum KeyError {
     /// The key is not the algorithm's length (RFC 3259 §11.2: a shorter key
     /// MUST NOT be used).
     #[error("{algo} needs a {expected}-octet key, this one has {got} octets")]
@@ -89,6 +89,9 @@ pub enum CipherKeyError {
     /// An empty HMAC key.
     #[error("the hash key is empty")]
     EmptyHashKey,
+    /// The HMAC implementation refused the key.
+    #[error("{0} cannot use this key")]
+    BadHashKey(super::HashAlgo),
 }
 
 /// A prepared cipher (key schedule computed once).
@@ -101,8 +104,8 @@ pub(crate) enum Cipher {
 }
 
 impl Cipher {
-    pub(crate) fn new(algo: CipherAlgo, key: &[u8]) -> Result<Cipher, CipherKeyError> {
-        let wrong = || CipherKeyError::WrongLength {
+    pub(crate) fn new(algo: CipherAlgo, key: &[u8]) -> Result<Cipher, KeyError> {
+        let wrong = || KeyError::WrongLength {
             algo,
             expected: algo.key_len(),
             got: key.len(),

@@ -77,19 +77,10 @@ impl Rejection {
     }
 }
 
-/// Why a message could not be sealed.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[non_exhaustive]
-pub enum SealError {
-    /// The message has no Mbus form.
-    #[error(transparent)]
-    Encode(#[from] EncodeError),
-}
-
 /// Encodes, encrypts (if configured) and signs `msg` into one datagram.
 ///
 /// The digest line ends with LF or CRLF per `framing`, like the message lines.
-pub fn seal(msg: &Message, keys: &Keys, framing: Framing) -> Result<Vec<u8>, SealError> {
+pub fn seal(msg: &Message, keys: &Keys, framing: Framing) -> Result<Vec<u8>, EncodeError> {
     let mut out = digest_placeholder(framing);
     let body = out.len();
     msg.encode_into(&mut out, framing)?;
@@ -99,7 +90,7 @@ pub fn seal(msg: &Message, keys: &Keys, framing: Framing) -> Result<Vec<u8>, Sea
 /// Encrypts (if configured) and signs bytes that are already a message, e.g.
 /// to reproduce another implementation's exact text (UCL's padded SeqNums) or
 /// to craft malformed traffic for tests. Nothing about `plaintext` is checked.
-pub fn seal_raw(plaintext: &[u8], keys: &Keys, framing: Framing) -> Result<Vec<u8>, SealError> {
+pub fn seal_raw(plaintext: &[u8], keys: &Keys, framing: Framing) -> Result<Vec<u8>, EncodeError> {
     let mut out = digest_placeholder(framing);
     let body = out.len();
     out.extend_from_slice(plaintext);
@@ -114,12 +105,12 @@ fn digest_placeholder(framing: Framing) -> Vec<u8> {
 }
 
 /// Zero-pads and encrypts `out[body..]`, then writes the digest in front.
-fn finish(mut out: Vec<u8>, body: usize, keys: &Keys) -> Result<Vec<u8>, SealError> {
+fn finish(mut out: Vec<u8>, body: usize, keys: &Keys) -> Result<Vec<u8>, EncodeError> {
     let block = keys.cipher.algo().block_len();
     let padded = (out.len() - body).div_ceil(block) * block;
     out.resize(body + padded, 0);
     if out.len() > MAX_DATAGRAM {
-        return Err(EncodeError::TooLarge(out.len()).into());
+        return Err(EncodeError::TooLarge(out.len()));
     }
     keys.cipher.encrypt(&mut out[body..]);
     let mac = keys.mac.compute(&out[body..]);

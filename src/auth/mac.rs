@@ -4,6 +4,8 @@ use std::fmt;
 
 use hmac::{Hmac, KeyInit, Mac};
 use md5::Md5;
+
+use super::KeyError;
 use sha1::Sha1;
 
 /// The HMAC algorithms of RFC 3259 §11.3, both truncated to 96 bits.
@@ -58,19 +60,19 @@ pub(crate) enum MacKey {
 pub(crate) const MAC_LEN: usize = 12;
 
 impl MacKey {
-    pub(crate) fn new(algo: HashAlgo, key: &[u8]) -> MacKey {
-        // HMAC accepts keys of every length (longer ones are hashed first), so
-        // these constructors cannot fail; the fallback only satisfies the type.
-        match algo {
-            HashAlgo::HmacMd5_96 => MacKey::Md5(
-                <Hmac<Md5> as KeyInit>::new_from_slice(key)
-                    .unwrap_or_else(|_| <Hmac<Md5> as KeyInit>::new(&Default::default())),
-            ),
-            HashAlgo::HmacSha1_96 => MacKey::Sha1(
-                <Hmac<Sha1> as KeyInit>::new_from_slice(key)
-                    .unwrap_or_else(|_| <Hmac<Sha1> as KeyInit>::new(&Default::default())),
-            ),
-        }
+    /// Hashes the key's pads. HMAC takes keys of any length (longer ones are
+    /// hashed first), so the error is not expected; it is passed on rather than
+    /// papered over.
+    pub(crate) fn new(algo: HashAlgo, key: &[u8]) -> Result<MacKey, KeyError> {
+        let refused = |_| KeyError::BadHashKey(algo);
+        Ok(match algo {
+            HashAlgo::HmacMd5_96 => {
+                MacKey::Md5(<Hmac<Md5> as KeyInit>::new_from_slice(key).map_err(refused)?)
+            }
+            HashAlgo::HmacSha1_96 => {
+                MacKey::Sha1(<Hmac<Sha1> as KeyInit>::new_from_slice(key).map_err(refused)?)
+            }
+        })
     }
 
     pub(crate) fn algo(&self) -> HashAlgo {

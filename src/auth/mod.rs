@@ -15,8 +15,8 @@ mod cipher;
 mod datagram;
 mod mac;
 
-pub use cipher::{CipherAlgo, CipherKeyError};
-pub use datagram::{open, seal, seal_raw, Rejection, SealError, DIGEST_LEN};
+pub use cipher::{CipherAlgo, KeyError};
+pub use datagram::{open, seal, seal_raw, Rejection, DIGEST_LEN};
 pub use mac::HashAlgo;
 
 use cipher::Cipher;
@@ -38,22 +38,20 @@ impl Keys {
         hash_key: &[u8],
         cipher: CipherAlgo,
         cipher_key: &[u8],
-    ) -> Result<Keys, CipherKeyError> {
+    ) -> Result<Keys, KeyError> {
         if hash_key.is_empty() {
-            return Err(CipherKeyError::EmptyHashKey);
+            return Err(KeyError::EmptyHashKey);
         }
         Ok(Keys {
-            mac: MacKey::new(hash, hash_key),
+            mac: MacKey::new(hash, hash_key)?,
             cipher: Cipher::new(cipher, cipher_key)?,
         })
     }
 
-    /// HMAC-MD5-96 with no encryption: what UCL peers speak by default (minus DES).
-    pub fn md5_noencr(hash_key: &[u8]) -> Keys {
-        Keys {
-            mac: MacKey::new(HashAlgo::HmacMd5_96, hash_key),
-            cipher: Cipher::None,
-        }
+    /// HMAC-MD5-96 without encryption, the combination every deployed peer
+    /// speaks.
+    pub fn md5_noencr(hash_key: &[u8]) -> Result<Keys, KeyError> {
+        Keys::new(HashAlgo::HmacMd5_96, hash_key, CipherAlgo::None, &[])
     }
 
     /// The HMAC algorithm.

@@ -1,7 +1,7 @@
 //! The `[MBUS]` configuration file (RFC 3259 §12, §12.1) and our extension keys.
 //!
 //! - [`Config::parse`] and [`Config::to_file_text`] are pure: text in, text out.
-//! - [`file`] finds the file (`$MBUS`, a file or a directory holding `.mbus`, else
+//! - [`file`](mod@file) finds the file (`$MBUS`, a file or a directory holding `.mbus`, else
 //!   `~/.mbus`), refuses one that others can read, takes a POSIX record lock while
 //!   reading or creating it, and creates it with fresh keys when it is missing.
 //! - [`Config::generate`] makes fresh keys from the operating system's CSPRNG.
@@ -29,7 +29,7 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 
-use crate::auth::{CipherAlgo, CipherKeyError, HashAlgo, Keys};
+use crate::auth::{CipherAlgo, HashAlgo, KeyError, Keys};
 use crate::wire::Framing;
 
 /// The default IPv4 group (RFC 3259 §6.1.1).
@@ -150,7 +150,7 @@ impl Config {
     }
 
     /// The prepared keys for [`crate::auth::seal`] and [`crate::auth::open`].
-    pub fn keys(&self) -> Result<Keys, CipherKeyError> {
+    pub fn keys(&self) -> Result<Keys, KeyError> {
         Keys::new(
             self.hash.algo,
             &self.hash.key,
@@ -235,7 +235,7 @@ pub enum ConfigError {
     #[error("no configuration location: set MBUS to a file or directory, or HOME")]
     NoLocation,
     /// A line or value that cannot be used.
-    #[error("{at}: {key}={value}: {reason}", at = location(.path, *.line))]
+    #[error("{at}: {what}: {reason}", at = location(.path, *.line), what = entry(.key, .value))]
     Invalid {
         /// The file, if parsing one.
         path: Option<PathBuf>,
@@ -249,13 +249,22 @@ pub enum ConfigError {
         reason: String,
     },
     /// A mandatory key is missing (RFC 3259 §12.1).
-    #[error("{at}: the mandatory key {key} is missing", at = location(.path, 0))]
+    #[error("{at}: the mandatory entry {key} is missing", at = location(.path, 0))]
     Missing {
         /// The file, if parsing one.
         path: Option<PathBuf>,
         /// The key.
         key: &'static str,
     },
+}
+
+/// `KEY=VALUE` as written, or the bare line when it has no key.
+fn entry(key: &str, value: &str) -> String {
+    if key.is_empty() {
+        format!("{value:?}")
+    } else {
+        format!("{key}={value}")
+    }
 }
 
 fn location(path: &Option<PathBuf>, line: usize) -> String {

@@ -38,7 +38,7 @@ impl<'a> Lines<'a> {
                 continue;
             }
             let Some((key, _)) = line.split_once('=') else {
-                return Err(invalid(number, line, "", "expected KEY=VALUE"));
+                return Err(invalid(number, "", line, "expected KEY=VALUE"));
             };
             match section {
                 None => {

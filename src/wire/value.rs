@@ -58,18 +58,6 @@ impl Value {
             _ => None,
         }
     }
-
-    /// The name of this value's type, as the grammar calls it.
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            Value::Integer(_) | Value::BigInteger(_) => "Integer",
-            Value::Float(_) => "Float",
-            Value::String(_) => "String",
-            Value::Symbol(_) => "Symbol",
-            Value::List(_) => "List",
-            Value::Data(_) => "Data",
-        }
-    }
 }
 
 impl From<i64> for Value {

@@ -27,7 +27,7 @@ pub const V9_BODY: &[u8] = b"mbus/1.0 42 1020000000500 R (app:foo module:gui id:
 pub const V10_BODY: &[u8] = b"mbus/1.0 57 1020000000510 U (app:foo module:engine id:4712-1@192.168.1.1) (app:foo module:gui id:4711-1@192.168.1.1) (42)\r\ntools.foo.bar.return (((\"ID\" \"123\") (\"RPC-STATUS\" \"OK\")) ((OK BAR_COMPLETED \"Success!\") (1)))";
 
 pub fn md5() -> Keys {
-    Keys::md5_noencr(K_MD5)
+    Keys::md5_noencr(K_MD5).unwrap()
 }
 
 pub fn sha1() -> Keys {

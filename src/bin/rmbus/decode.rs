@@ -3,11 +3,10 @@
 use std::io::Read;
 use std::path::PathBuf;
 
-use rmbus::auth::{open, Keys};
-use rmbus::config::file;
+use rmbus::auth::open;
 
 use crate::record::{to_line, Accepted, Rejected};
-use crate::{Failure, Outcome};
+use crate::{existing_config, Failure, Outcome};
 
 /// Verify, decrypt and print one datagram with the configuration's keys.
 #[derive(clap::Args)]
@@ -34,21 +33,8 @@ pub struct Args {
     input: String,
 }
 
-/// Reads the configuration that `--config` (or the environment) names, without
-/// ever creating one, and prepares its keys.
-pub fn existing_keys(
-    config: Option<&std::path::Path>,
-) -> Result<(Keys, rmbus::config::Config), Failure> {
-    let path = file::locate(config).map_err(Failure::input)?;
-    let config = file::load(&path).map_err(Failure::input)?;
-    let keys = config
-        .keys()
-        .map_err(|e| Failure::input(format!("{}: {e}", path.display())))?;
-    Ok((keys, config))
-}
-
 pub fn run(args: Args) -> Outcome {
-    let (keys, _) = existing_keys(args.config.as_deref())?;
+    let (_, keys) = existing_config(args.config.as_deref())?;
     let mut raw = Vec::new();
     let read = if args.input == "-" {
         std::io::stdin().read_to_end(&mut raw)

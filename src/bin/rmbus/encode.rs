@@ -7,8 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use rmbus::auth::seal;
 use rmbus::wire::{Address, Command, Framing, Header, Message, MessageType, Value};
 
-use crate::decode::existing_keys;
-use crate::{Failure, Outcome};
+use crate::{existing_config, Failure, Outcome};
 
 /// Seal one message with the configuration's keys and write the datagram to stdout.
 #[derive(clap::Args)]
@@ -55,7 +54,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Outcome {
-    let (keys, config) = existing_keys(args.config.as_deref())?;
+    let (config, keys) = existing_config(args.config.as_deref())?;
     if args.src.id().is_none() {
         tracing::warn!("the source address has no id element: receivers will discard the message");
     }

@@ -11,9 +11,12 @@ mod keygen;
 mod record;
 
 use std::io::IsTerminal;
+use std::path::Path;
 use std::process::ExitCode;
 
 use clap::{ArgAction, Parser, Subcommand};
+use rmbus::auth::Keys;
+use rmbus::config::{file, Config};
 
 /// A failure that ends a subcommand: a message for stderr and an exit code.
 pub struct Failure {
@@ -41,6 +44,17 @@ impl Failure {
 
 /// What a subcommand returns.
 pub type Outcome = Result<(), Failure>;
+
+/// Reads the configuration that `--config` (else `$MBUS`, else `~/.mbus`)
+/// names, without ever creating one, and prepares its keys.
+pub fn existing_config(path: Option<&Path>) -> Result<(Config, Keys), Failure> {
+    let path = file::locate(path).map_err(Failure::input)?;
+    let config = file::load(&path).map_err(Failure::input)?;
+    let keys = config
+        .keys()
+        .map_err(|e| Failure::input(format!("{}: {e}", path.display())))?;
+    Ok((config, keys))
+}
 
 const EXIT_CODES: &str = "\
 Exit status: 0 done; 1 the remote side said no or the message was lost; 2 rejected
