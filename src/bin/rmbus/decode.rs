@@ -1,12 +1,11 @@
 //! `rmbus decode`: verify, decrypt and print one datagram.
 
 use std::io::Read;
-use std::path::PathBuf;
 
 use rmbus::auth::open;
 
 use crate::record::{to_line, Accepted, Rejected};
-use crate::{existing_config, Failure, Outcome};
+use crate::{ConfigArgs, Failure, Outcome};
 
 /// Verify, decrypt and print one datagram with the configuration's keys.
 #[derive(clap::Args)]
@@ -19,9 +18,8 @@ Exit status: 0 accepted; 2 rejected before or at authentication or by decryption
 (no_digest, bad_digest, bad_cipher_length, not_mbus), or bad arguments or
 configuration; 3 authenticated but malformed (the reason and byte offset on stderr).")]
 pub struct Args {
-    /// The configuration file (default: $MBUS, else ~/.mbus); it must exist.
-    #[arg(long, value_name = "PATH")]
-    config: Option<PathBuf>,
+    #[command(flatten)]
+    config: ConfigArgs,
     /// The input is hex text (whitespace is ignored), not raw bytes.
     #[arg(long)]
     hex: bool,
@@ -34,7 +32,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Outcome {
-    let (_, keys) = existing_config(args.config.as_deref())?;
+    let (_, keys) = args.config.load_existing()?;
     let mut raw = Vec::new();
     let read = if args.input == "-" {
         std::io::stdin().read_to_end(&mut raw)

@@ -1,13 +1,12 @@
 //! `rmbus encode`: seal one message into a datagram, for scripts and tests.
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rmbus::auth::seal;
 use rmbus::wire::{Address, Command, Framing, Header, Message, MessageType, Value};
 
-use crate::{existing_config, Failure, Outcome};
+use crate::{ConfigArgs, Failure, Outcome};
 
 /// Seal one message with the configuration's keys and write the datagram to stdout.
 #[derive(clap::Args)]
@@ -21,9 +20,8 @@ Commands are NAME followed by an optional argument list in Mbus syntax (default 
 
 Exit status: 0 written; 2 bad arguments or configuration.")]
 pub struct Args {
-    /// The configuration file (default: $MBUS, else ~/.mbus); it must exist.
-    #[arg(long, value_name = "PATH")]
-    config: Option<PathBuf>,
+    #[command(flatten)]
+    config: ConfigArgs,
     /// Write hex text (and a newline) instead of raw bytes.
     #[arg(long)]
     hex: bool,
@@ -54,7 +52,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Outcome {
-    let (config, keys) = existing_config(args.config.as_deref())?;
+    let (config, keys) = args.config.load_existing()?;
     if args.src.id().is_none() {
         tracing::warn!("the source address has no id element: receivers will discard the message");
     }

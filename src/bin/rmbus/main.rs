@@ -11,7 +11,7 @@ mod keygen;
 mod record;
 
 use std::io::IsTerminal;
-use std::path::Path;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{ArgAction, Parser, Subcommand};
@@ -45,15 +45,25 @@ impl Failure {
 /// What a subcommand returns.
 pub type Outcome = Result<(), Failure>;
 
-/// Reads the configuration that `--config` (else `$MBUS`, else `~/.mbus`)
-/// names, without ever creating one, and prepares its keys.
-pub fn existing_config(path: Option<&Path>) -> Result<(Config, Keys), Failure> {
-    let path = file::locate(path).map_err(Failure::input)?;
-    let config = file::load(&path).map_err(Failure::input)?;
-    let keys = config
-        .keys()
-        .map_err(|e| Failure::input(format!("{}: {e}", path.display())))?;
-    Ok((config, keys))
+/// The options every subcommand that reads the bus configuration shares
+/// (`cli.md`, global options).
+#[derive(clap::Args)]
+pub struct ConfigArgs {
+    /// The configuration file (default: $MBUS, else ~/.mbus); it must exist.
+    #[arg(long, value_name = "PATH")]
+    config: Option<PathBuf>,
+}
+
+impl ConfigArgs {
+    /// Reads the configuration file, never creating one, and prepares its keys.
+    pub fn load_existing(&self) -> Result<(Config, Keys), Failure> {
+        let path = file::locate(self.config.as_deref()).map_err(Failure::input)?;
+        let config = file::load(&path).map_err(Failure::input)?;
+        let keys = config
+            .keys()
+            .map_err(|e| Failure::input(format!("{}: {e}", path.display())))?;
+        Ok((config, keys))
+    }
 }
 
 const EXIT_CODES: &str = "\
