@@ -15,6 +15,10 @@
 //! - [`config`]: the `[MBUS]` configuration file: a pure parser and writer, and a
 //!   loader that finds, locks, permission-checks and creates the file (RFC 3259 §12).
 //!
+//! - [`proto`]: the sans-I/O protocol core, [`proto::Endpoint`]: reliable
+//!   delivery, the entity table and hello timing, the `mbus.*` commands
+//!   (RFC 3259 §6–§10). Every input carries `now`; output is pulled.
+//!
 //! None of these layers opens a socket, reads a clock or spawns a thread.
 //!
 //! ```
@@ -42,6 +46,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod proto;
 pub mod wire;
 
 #[doc(hidden)]
