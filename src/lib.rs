@@ -19,7 +19,9 @@
 //!   delivery, the entity table and hello timing, the `mbus.*` commands
 //!   (RFC 3259 §6–§10). Every input carries `now`; output is pulled.
 //!
-//! None of these layers opens a socket, reads a clock or spawns a thread.
+//! None of these layers opens a socket, reads a clock or spawns a thread; that
+//! is the job of [`runtime`] (feature `runtime`, on by default): sockets for
+//! each scope, a mio-driven `Bus`, and a background thread with a handle.
 //!
 //! ```
 //! use rmbus::auth::{open, seal, Keys};
@@ -47,6 +49,8 @@
 pub mod auth;
 pub mod config;
 pub mod proto;
+#[cfg(feature = "runtime")]
+pub mod runtime;
 pub mod wire;
 
 #[doc(hidden)]

@@ -1,0 +1,42 @@
+//! The runtime: sockets, an event loop and a thread around the protocol core
+//! (feature `runtime`). The only part of the crate that touches sockets,
+//! clocks and threads.
+//!
+//! - [`Bus`]: an entity on real sockets, driven by your event loop (it is a
+//!   mio source, and exposes a file descriptor and its next deadline).
+//! - [`spawn`] / [`spawn_with_callbacks`]: the entity on a background thread,
+//!   with a cloneable [`Handle`] and a channel of events or pyMbus-style
+//!   callbacks.
+//! - [`socket`]: how the sockets are set up for each scope.
+
+mod bus;
+pub mod socket;
+mod thread;
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use crate::wire::Address;
+
+pub use bus::Bus;
+pub use thread::{spawn, spawn_with_callbacks, Callbacks, Handle};
+
+/// `address`, with an `id` element `<pid>-<n>@<interface address>` added if it
+/// has none (RFC 3259 §4.1): `n` counts this process's entities from 1.
+pub fn entity_address(address: &Address, interface: IpAddr) -> Address {
+    static COUNTER: AtomicU32 = AtomicU32::new(1);
+    if address.id().is_some() {
+        return address.clone();
+    }
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed) % 100_000;
+    let mut full = address.clone();
+    // The pid has at most 10 digits, n at most 5, and an IP address is printable
+    // ASCII without spaces or parentheses: the element is always valid.
+    if full
+        .push("id", &format!("{}-{n}@{interface}", std::process::id()))
+        .is_err()
+    {
+        tracing::warn!("could not add an id element to {address}");
+    }
+    full
+}

@@ -1,0 +1,379 @@
+//! An entity on a background thread: a cloneable [`Handle`] to talk to it, and
+//! either a channel of events or pyMbus-style callbacks.
+
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use mio::{Events, Interest, Poll, Token, Waker};
+
+use crate::config::Config;
+use crate::proto::{Delivery, Event, LeaveReason, MsgId, Peer, SendError, Stats};
+use crate::wire::{Address, Command};
+
+use super::Bus;
+
+const BUS: Token = Token(0);
+const WAKE: Token = Token(1);
+
+/// How many events the channel of [`spawn`] holds before it drops (and counts).
+pub const EVENT_CHANNEL_CAPACITY: usize = 4096;
+
+type CommandFn = Box<dyn FnMut(&mut Bus, &Address, &Command, bool) + Send>;
+type EntityFn = Box<dyn FnMut(&mut Bus, &Address) + Send>;
+type LostFn = Box<dyn FnMut(&mut Bus, &Address, LeaveReason) + Send>;
+type ErrorFn = Box<dyn FnMut(&io::Error) + Send>;
+type EventFn = Box<dyn FnMut(&mut Bus, &Event) + Send>;
+
+/// Callbacks in the spirit of pyMbus, run on the bus thread. Each gets the
+/// [`Bus`], so it can answer at once (and its answer carries the ack).
+#[derive(Default)]
+pub struct Callbacks {
+    commands: Vec<(String, CommandFn)>,
+    new_entity: Option<EntityFn>,
+    lost_entity: Option<LostFn>,
+    unknown_message: Option<CommandFn>,
+    error: Option<ErrorFn>,
+    other: Option<EventFn>,
+}
+
+impl Callbacks {
+    /// No callbacks yet.
+    pub fn new() -> Callbacks {
+        Callbacks::default()
+    }
+
+    /// For commands named `prefix` or starting with `prefix.`; the longest
+    /// matching prefix wins. Arguments: bus, source, command, reliable.
+    pub fn on_command(
+        mut self,
+        prefix: &str,
+        f: impl FnMut(&mut Bus, &Address, &Command, bool) + Send + 'static,
+    ) -> Callbacks {
+        self.commands.push((prefix.to_owned(), Box::new(f)));
+        self.commands
+            .sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
+        self
+    }
+
+    /// An entity appeared (`new-entity`).
+    pub fn on_new_entity(
+        mut self,
+        f: impl FnMut(&mut Bus, &Address) + Send + 'static,
+    ) -> Callbacks {
+        self.new_entity = Some(Box::new(f));
+        self
+    }
+
+    /// An entity left, by bye or silence (`lost-entity`).
+    pub fn on_lost_entity(
+        mut self,
+        f: impl FnMut(&mut Bus, &Address, LeaveReason) + Send + 'static,
+    ) -> Callbacks {
+        self.lost_entity = Some(Box::new(f));
+        self
+    }
+
+    /// A command no `on_command` prefix matched (`unknown-message`).
+    pub fn on_unknown_message(
+        mut self,
+        f: impl FnMut(&mut Bus, &Address, &Command, bool) + Send + 'static,
+    ) -> Callbacks {
+        self.unknown_message = Some(Box::new(f));
+        self
+    }
+
+    /// A socket error (`error`); the bus keeps running.
+    pub fn on_error(mut self, f: impl FnMut(&io::Error) + Send + 'static) -> Callbacks {
+        self.error = Some(Box::new(f));
+        self
+    }
+
+    /// Every other event: delivered, failed, quit, waiting, go.
+    pub fn on_event(mut self, f: impl FnMut(&mut Bus, &Event) + Send + 'static) -> Callbacks {
+        self.other = Some(Box::new(f));
+        self
+    }
+
+    fn dispatch(&mut self, bus: &mut Bus, event: Event) {
+        match &event {
+            Event::Command {
+                src,
+                reliable,
+                command,
+            } => {
+                let name = command.name.as_str();
+                let hit = self.commands.iter_mut().find(|(p, _)| {
+                    name == p
+                        || (name.starts_with(p.as_str())
+                            && name.as_bytes().get(p.len()) == Some(&b'.'))
+                });
+                match (hit, &mut self.unknown_message) {
+                    (Some((_, f)), _) => f(bus, src, command, *reliable),
+                    (None, Some(f)) => f(bus, src, command, *reliable),
+                    (None, None) => tracing::debug!(command = name, "no callback for command"),
+                }
+            }
+            Event::PeerJoined(addr) => {
+                if let Some(f) = &mut self.new_entity {
+                    f(bus, addr);
+                }
+            }
+            Event::PeerLeft { addr, reason } => {
+                if let Some(f) = &mut self.lost_entity {
+                    f(bus, addr, *reason);
+                }
+            }
+            _ => {
+                if let Some(f) = &mut self.other {
+                    f(bus, &event);
+                }
+            }
+        }
+    }
+}
+
+enum Request {
+    Send {
+        dst: Address,
+        commands: Vec<Command>,
+        delivery: Delivery,
+        reply: SyncSender<Result<MsgId, SendError>>,
+    },
+    Ping(Address),
+    Peers(SyncSender<Vec<Peer>>),
+    Info(SyncSender<(Address, Stats)>),
+    Close,
+}
+
+/// The part shared by all clones of a [`Handle`]; dropping the last one stops
+/// the thread, which says bye.
+struct Shared {
+    requests: Mutex<Sender<Request>>,
+    waker: Waker,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    dropped_events: Arc<AtomicU64>,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl Shared {
+    fn request(&self, r: Request) -> bool {
+        let sent = self
+            .requests
+            .lock()
+            .map(|tx| tx.send(r).is_ok())
+            .unwrap_or(false);
+        sent && self.waker.wake().is_ok()
+    }
+
+    fn stop(&self) {
+        self.request(Request::Close);
+        if let Ok(mut guard) = self.thread.lock() {
+            if let Some(t) = guard.take() {
+                let _ = t.join();
+            }
+        }
+    }
+}
+
+/// A handle to an entity running on its own thread. Cheap to clone and `Send`;
+/// when the last clone is dropped (or [`Handle::close`] is called) the entity
+/// says bye and the thread ends.
+#[derive(Clone)]
+pub struct Handle {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Handle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handle").finish_non_exhaustive()
+    }
+}
+
+impl Handle {
+    /// Sends `commands` to `dst` (see [`crate::proto::Endpoint::send`]).
+    pub fn send(
+        &self,
+        dst: &Address,
+        commands: Vec<Command>,
+        delivery: Delivery,
+    ) -> Result<MsgId, SendError> {
+        let (reply, answer) = mpsc::sync_channel(1);
+        let asked = self.shared.request(Request::Send {
+            dst: dst.clone(),
+            commands,
+            delivery,
+            reply,
+        });
+        if !asked {
+            return Err(SendError::Closed);
+        }
+        answer.recv().unwrap_or(Err(SendError::Closed))
+    }
+
+    /// Pings `dst`.
+    pub fn ping(&self, dst: &Address) {
+        self.shared.request(Request::Ping(dst.clone()));
+    }
+
+    /// The entities the bus knows (empty once closed).
+    pub fn peers(&self) -> Vec<Peer> {
+        let (reply, answer) = mpsc::sync_channel(1);
+        if !self.shared.request(Request::Peers(reply)) {
+            return Vec::new();
+        }
+        answer.recv().unwrap_or_default()
+    }
+
+    /// Our complete address and the core's counters (`None` once closed).
+    pub fn info(&self) -> Option<(Address, Stats)> {
+        let (reply, answer) = mpsc::sync_channel(1);
+        if !self.shared.request(Request::Info(reply)) {
+            return None;
+        }
+        answer.recv().ok()
+    }
+
+    /// Events the channel of [`spawn`] dropped because nobody read them.
+    pub fn dropped_events(&self) -> u64 {
+        self.shared.dropped_events.load(Ordering::Relaxed)
+    }
+
+    /// Says bye and stops the thread (all clones stop working).
+    pub fn close(&self) {
+        self.shared.stop();
+    }
+}
+
+/// Runs an entity on a thread; its events arrive on the returned channel
+/// (bounded: what does not fit is dropped and counted, see
+/// [`Handle::dropped_events`]).
+pub fn spawn(config: &Config, address: &Address) -> io::Result<(Handle, Receiver<Event>)> {
+    let (tx, rx) = mpsc::sync_channel(EVENT_CHANNEL_CAPACITY);
+    let dropped = Arc::new(AtomicU64::new(0));
+    let counter = Arc::clone(&dropped);
+    let handle = start(config, address, dropped, move |_bus, event| {
+        match tx.try_send(event) {
+            Ok(()) | Err(TrySendError::Disconnected(_)) => {}
+            Err(TrySendError::Full(_)) => {
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    })?;
+    Ok((handle, rx))
+}
+
+/// Runs an entity on a thread that calls `callbacks` for its events.
+pub fn spawn_with_callbacks(
+    config: &Config,
+    address: &Address,
+    mut callbacks: Callbacks,
+) -> io::Result<Handle> {
+    let dropped = Arc::new(AtomicU64::new(0));
+    let mut errors = callbacks.error.take();
+    start_with_errors(
+        config,
+        address,
+        dropped,
+        move |bus, event| callbacks.dispatch(bus, event),
+        move |e| {
+            if let Some(f) = &mut errors {
+                f(e);
+            }
+        },
+    )
+}
+
+fn start(
+    config: &Config,
+    address: &Address,
+    dropped: Arc<AtomicU64>,
+    on_event: impl FnMut(&mut Bus, Event) + Send + 'static,
+) -> io::Result<Handle> {
+    start_with_errors(config, address, dropped, on_event, |e| {
+        tracing::warn!("bus error: {e}")
+    })
+}
+
+fn start_with_errors(
+    config: &Config,
+    address: &Address,
+    dropped: Arc<AtomicU64>,
+    mut on_event: impl FnMut(&mut Bus, Event) + Send + 'static,
+    mut on_error: impl FnMut(&io::Error) + Send + 'static,
+) -> io::Result<Handle> {
+    let mut bus = Bus::bind(config, address)?;
+    let mut poll = Poll::new()?;
+    poll.registry()
+        .register(&mut bus, BUS, Interest::READABLE)?;
+    let waker = Waker::new(poll.registry(), WAKE)?;
+    let (tx, rx) = mpsc::channel::<Request>();
+    let thread = std::thread::Builder::new()
+        .name("rmbus".into())
+        .spawn(move || {
+            let mut events = Events::with_capacity(16);
+            loop {
+                if let Err(e) = poll.poll(&mut events, bus.timeout()) {
+                    if e.kind() != io::ErrorKind::Interrupted {
+                        on_error(&e);
+                    }
+                }
+                if events.iter().any(|e| e.token() == BUS) {
+                    if let Err(e) = bus.on_readable() {
+                        on_error(&e);
+                    }
+                }
+                while let Ok(request) = rx.try_recv() {
+                    match request {
+                        Request::Send {
+                            dst,
+                            commands,
+                            delivery,
+                            reply,
+                        } => {
+                            let _ = reply.send(bus.send(&dst, commands, delivery));
+                        }
+                        Request::Ping(dst) => {
+                            let _ = bus.ping(&dst);
+                        }
+                        Request::Peers(reply) => {
+                            let _ = reply.send(bus.peers());
+                        }
+                        Request::Info(reply) => {
+                            let _ = reply.send((bus.local_address().clone(), bus.stats()));
+                        }
+                        Request::Close => {
+                            if let Err(e) = bus.close() {
+                                on_error(&e);
+                            }
+                            while let Some(event) = bus.poll_event() {
+                                on_event(&mut bus, event);
+                            }
+                            return;
+                        }
+                    }
+                }
+                if let Err(e) = bus.on_timeout() {
+                    on_error(&e);
+                }
+                while let Some(event) = bus.poll_event() {
+                    on_event(&mut bus, event);
+                }
+            }
+        })?;
+    Ok(Handle {
+        shared: Arc::new(Shared {
+            requests: Mutex::new(tx),
+            waker,
+            thread: Mutex::new(Some(thread)),
+            dropped_events: dropped,
+        }),
+    })
+}

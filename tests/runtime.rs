@@ -1,0 +1,167 @@
+//! The runtime on real sockets, on the host-local (loopback) group, each test
+//! on its own free port. Waits are for events, with generous deadlines.
+
+use std::net::UdpSocket;
+use std::os::fd::AsRawFd;
+use std::sync::mpsc::Receiver;
+use std::time::{Duration, Instant};
+
+use rmbus::auth::{CipherAlgo, HashAlgo};
+use rmbus::config::{Config, Scope};
+use rmbus::proto::{Delivery, Event, LeaveReason};
+use rmbus::runtime::{spawn, spawn_with_callbacks, Bus, Callbacks};
+use rmbus::wire::{Address, Command, Value};
+
+const DEADLINE: Duration = Duration::from_secs(20);
+
+/// A host-local configuration with fresh keys on a port nobody else uses.
+fn test_config() -> Config {
+    let port = UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut config = Config::generate(HashAlgo::HmacMd5_96, CipherAlgo::None);
+    config.scope = Scope::HostLocal;
+    config.port = Some(port);
+    config
+}
+
+fn addr(s: &str) -> Address {
+    Address::parse(s).unwrap()
+}
+
+/// Waits for the first event `f` accepts.
+fn wait_for<T>(rx: &Receiver<Event>, f: impl Fn(&Event) -> Option<T>) -> T {
+    let until = Instant::now() + DEADLINE;
+    loop {
+        let left = until.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(e) => {
+                if let Some(t) = f(&e) {
+                    return t;
+                }
+            }
+            Err(e) => panic!("no such event within {DEADLINE:?}: {e}"),
+        }
+    }
+}
+
+#[test]
+fn two_threaded_entities_exchange_a_reliable_command_and_say_bye() {
+    let config = test_config();
+    let (a, a_events) = spawn(&config, &addr("(app:test module:a)")).unwrap();
+    let (b, b_events) = spawn(&config, &addr("(app:test module:b)")).unwrap();
+    let (a_addr, _) = a.info().unwrap();
+    let (b_addr, _) = b.info().unwrap();
+    assert!(a_addr.id().unwrap().contains("@127.0.0.1"), "{a_addr}");
+    wait_for(&a_events, |e| {
+        matches!(e, Event::PeerJoined(x) if *x == b_addr).then_some(())
+    });
+    wait_for(&b_events, |e| {
+        matches!(e, Event::PeerJoined(x) if *x == a_addr).then_some(())
+    });
+
+    let id = a
+        .send(
+            &b_addr,
+            vec![Command::new("test.set", vec![Value::Integer(7)])],
+            Delivery::Reliable,
+        )
+        .unwrap();
+    let got = wait_for(&b_events, |e| match e {
+        Event::Command {
+            src,
+            reliable: true,
+            command,
+        } if *src == a_addr => Some(command.clone()),
+        _ => None,
+    });
+    assert_eq!(got.args, vec![Value::Integer(7)]);
+    wait_for(&a_events, |e| {
+        matches!(e, Event::Delivered { id: i, .. } if *i == id).then_some(())
+    });
+
+    drop(b);
+    wait_for(&a_events, |e| {
+        matches!(e, Event::PeerLeft { addr, reason: LeaveReason::Bye } if *addr == b_addr)
+            .then_some(())
+    });
+    assert!(a.peers().is_empty());
+}
+
+#[test]
+fn callbacks_answer_from_the_bus_thread() {
+    let config = test_config();
+    let server = spawn_with_callbacks(
+        &config,
+        &addr("(app:test module:server)"),
+        Callbacks::new().on_command("math.double", |bus, src, cmd, _reliable| {
+            let n = cmd.args.first().and_then(Value::as_i64).unwrap_or(0);
+            let reply = Command::new("math.result", vec![Value::Integer(2 * n)]);
+            bus.send(src, vec![reply], Delivery::Reliable).unwrap();
+        }),
+    )
+    .unwrap();
+    let (server_addr, _) = server.info().unwrap();
+    let (client, events) = spawn(&config, &addr("(app:test module:client)")).unwrap();
+    wait_for(&events, |e| {
+        matches!(e, Event::PeerJoined(x) if *x == server_addr).then_some(())
+    });
+    // The server must know the client too before it can answer reliably.
+    let until = Instant::now() + DEADLINE;
+    while server.peers().is_empty() {
+        assert!(Instant::now() < until, "server never heard the client");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    client
+        .send(
+            &server_addr,
+            vec![Command::new("math.double", vec![Value::Integer(21)])],
+            Delivery::Reliable,
+        )
+        .unwrap();
+    let answer = wait_for(&events, |e| match e {
+        Event::Command { command, .. } if command.name == "math.result" => command.args[0].as_i64(),
+        _ => None,
+    });
+    assert_eq!(answer, 42);
+}
+
+#[test]
+fn a_bus_in_an_application_owned_mio_loop_and_its_raw_fd() {
+    let config = test_config();
+    let mut bus = Bus::bind(&config, &addr("(app:test module:loop)")).unwrap();
+    let mut poll = mio::Poll::new().unwrap();
+    poll.registry()
+        .register(&mut bus, mio::Token(7), mio::Interest::READABLE)
+        .unwrap();
+    let (other, _events) = spawn(&config, &addr("(app:test module:other)")).unwrap();
+    let (other_addr, _) = other.info().unwrap();
+    // The raw descriptor becomes readable when the other entity's hello arrives.
+    let fd = bus.as_raw_fd();
+    // SAFETY: `bus` owns the descriptor and outlives this borrow.
+    let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    let mut pfd = [nix::poll::PollFd::new(
+        borrowed,
+        nix::poll::PollFlags::POLLIN,
+    )];
+    let ready =
+        nix::poll::poll(&mut pfd, nix::poll::PollTimeout::try_from(20_000).unwrap()).unwrap();
+    assert_eq!(ready, 1, "readable within the deadline");
+    let mut events = mio::Events::with_capacity(8);
+    let until = Instant::now() + DEADLINE;
+    while bus.endpoint().peer(&other_addr).is_none() {
+        assert!(Instant::now() < until, "never heard the other entity");
+        poll.poll(
+            &mut events,
+            bus.timeout().map(|t| t.min(Duration::from_millis(200))),
+        )
+        .unwrap();
+        bus.on_readable().unwrap();
+        bus.on_timeout().unwrap();
+        while bus.poll_event().is_some() {}
+    }
+    assert!(bus.timeout().is_some());
+    bus.close().unwrap();
+}
