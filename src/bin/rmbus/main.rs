@@ -5,10 +5,21 @@
 //! or the message was lost; 2 rejected input (bad arguments or configuration, a
 //! datagram that fails authentication); 3 malformed data or no answer in time.
 
+mod bus_args;
+mod clock;
 mod decode;
+mod demo;
+mod driver;
 mod encode;
+mod join;
 mod keygen;
+mod list;
+mod monitor;
+mod pcap;
+mod reach;
 mod record;
+mod send;
+mod signals;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -29,6 +40,14 @@ impl Failure {
     pub fn input(message: impl std::fmt::Display) -> Failure {
         Failure {
             code: 2,
+            message: message.to_string(),
+        }
+    }
+
+    /// The remote side said no, or the message was lost (exit 1).
+    pub fn lost(message: impl std::fmt::Display) -> Failure {
+        Failure {
+            code: 1,
             message: message.to_string(),
         }
     }
@@ -91,6 +110,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    Demo(demo::Args),
+    Monitor(monitor::Args),
+    List(list::Args),
+    Send(send::Args),
+    Join(join::Args),
     Keygen(keygen::Args),
     Decode(decode::Args),
     Encode(encode::Args),
@@ -119,6 +143,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose, cli.quiet);
     let outcome = match cli.command {
+        Command::Demo(args) => demo::run(args),
+        Command::Monitor(args) => monitor::run(args),
+        Command::List(args) => list::run(args),
+        Command::Send(args) => send::run(args),
+        Command::Join(args) => join::run(args),
         Command::Keygen(args) => keygen::run(args),
         Command::Decode(args) => decode::run(args),
         Command::Encode(args) => encode::run(args),

@@ -33,7 +33,7 @@ struct CommandRecord<'a> {
 }
 
 /// A list of values, each serialized as a one-key object naming its type.
-struct Tagged<'a>(&'a [Value]);
+pub struct Tagged<'a>(pub &'a [Value]);
 
 impl Serialize for Tagged<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {

@@ -1,0 +1,197 @@
+//! `rmbus demo`: three entities on the host-local bus, narrated.
+
+use std::io::Write;
+use std::net::UdpSocket;
+use std::time::{Duration, Instant};
+
+use rmbus::auth::{CipherAlgo, HashAlgo};
+use rmbus::config::{Config, Scope};
+use rmbus::proto::{Delivery, Event, LeaveReason};
+use rmbus::runtime::Bus;
+use rmbus::wire::{Address, Command, Value};
+
+use crate::driver::{Driver, Ended, Flow};
+use crate::{Failure, Outcome};
+
+/// Watch a bus come alive: a sensor, a controller and a logger on this host.
+#[derive(clap::Args)]
+#[command(after_help = "\
+The demo runs on its own host-local bus (loopback only, TTL 0) with fresh keys
+and a free port: it needs no configuration file and meets no other program.
+
+Exit status: 0 done (or interrupted by Ctrl-C / SIGTERM); 2 the bus could not be joined.")]
+pub struct Args {
+    /// How long the demo runs, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    seconds: f64,
+}
+
+const NAMES: [&str; 3] = ["sensor", "controller", "logger"];
+
+struct Narrator {
+    start: Instant,
+}
+
+impl Narrator {
+    fn say(&self, who: &str, what: impl std::fmt::Display) {
+        let t = self.start.elapsed().as_secs_f64();
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{t:6.2}s  {who:<10}  {what}");
+        let _ = out.flush();
+    }
+}
+
+fn name_of(addr: &Address) -> &str {
+    addr.get("module").unwrap_or("?")
+}
+
+pub fn run(args: Args) -> Outcome {
+    let total = Duration::try_from_secs_f64(args.seconds)
+        .map_err(|e| Failure::input(format!("--seconds: {e}")))?;
+    let port = UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map_err(Failure::input)?
+        .port();
+    let mut config = Config::generate(HashAlgo::HmacMd5_96, CipherAlgo::None);
+    config.scope = Scope::HostLocal;
+    config.port = Some(port);
+    let n = Narrator {
+        start: Instant::now(),
+    };
+    n.say(
+        "demo",
+        format!(
+            "a private host-local bus on {} (loopback only, TTL 0, fresh HMAC-MD5 key)",
+            config.group_addr()
+        ),
+    );
+    let mut buses = Vec::new();
+    for name in NAMES {
+        let bus = Bus::bind(
+            &config,
+            &Address::new([("app", "demo"), ("module", name)]).map_err(Failure::input)?,
+        )
+        .map_err(|e| Failure::input(format!("cannot join the bus: {e}")))?;
+        n.say(name, format!("joins as {}", bus.local_address()));
+        buses.push(bus);
+    }
+    let mut driver = Driver::new(buses).map_err(Failure::input)?;
+    // Ask everyone to say hello now rather than within a second.
+    let _ = driver.buses[0].ping(&Address::empty());
+
+    let (sensor, controller) = (0, 1);
+    let leave_at = n.start + total.mul_f64(0.6);
+    let mut next_reading = n.start + Duration::from_millis(1200);
+    let mut next_command = n.start + Duration::from_millis(1500);
+    let mut rate = 1;
+    let mut sensor_left = false;
+    let ended = driver
+        .run(
+            Some(n.start + total),
+            |buses| {
+                let now = Instant::now();
+                if !sensor_left && now >= leave_at {
+                    n.say("sensor", "leaves the bus (mbus.bye)");
+                    let _ = buses[sensor].close();
+                    sensor_left = true;
+                }
+                if !sensor_left && now >= next_reading {
+                    next_reading = now + Duration::from_millis(1000);
+                    let reading = Command::new(
+                        "demo.reading",
+                        vec![
+                            Value::Float(20.0 + rate as f64 * 0.5),
+                            Value::symbol("CELSIUS"),
+                        ],
+                    );
+                    let to =
+                        Address::new([("app", "demo"), ("module", "logger")]).unwrap_or_default();
+                    if buses[sensor]
+                        .send(&to, vec![reading], Delivery::Unreliable)
+                        .is_ok()
+                    {
+                        n.say("sensor", format!("sends a reading to {to}, unreliably"));
+                    }
+                }
+                if now >= next_command {
+                    next_command = now + Duration::from_millis(1500);
+                    let target =
+                        Address::new([("app", "demo"), ("module", "sensor")]).unwrap_or_default();
+                    let full = buses[controller]
+                        .endpoint()
+                        .resolve(&target)
+                        .or_else(|e| match e {
+                            rmbus::proto::SendError::Incomplete { full, .. } => Ok(full),
+                            other => Err(other),
+                        });
+                    match full {
+                        Ok(full) => {
+                            rate += 1;
+                            let cmd =
+                                Command::new("demo.sensor.set-rate", vec![Value::Integer(rate)]);
+                            if buses[controller]
+                                .send(&full, vec![cmd], Delivery::Reliable)
+                                .is_ok()
+                            {
+                                n.say(
+                                    "controller",
+                                    format!("sends demo.sensor.set-rate ({rate}) reliably"),
+                                );
+                            }
+                        }
+                        Err(e) => n.say("controller", format!("cannot send reliably: {e}")),
+                    }
+                }
+                Flow::WakeAt(next_reading.min(next_command).min(leave_at.max(now)))
+            },
+            |_, i, event| {
+                let me = NAMES[i];
+                match event {
+                    Event::PeerJoined(a) => n.say(me, format!("notices {} joined", name_of(&a))),
+                    Event::PeerLeft { addr, reason } => n.say(
+                        me,
+                        format!(
+                            "notices {} left ({})",
+                            name_of(&addr),
+                            match reason {
+                                LeaveReason::Bye => "it said bye",
+                                LeaveReason::Timeout => "silent too long",
+                            }
+                        ),
+                    ),
+                    Event::Command {
+                        src,
+                        reliable,
+                        command,
+                    } => {
+                        let how = if reliable { "reliably" } else { "unreliably" };
+                        n.say(
+                            me,
+                            format!("receives {command} from {} {how}", name_of(&src)),
+                        );
+                    }
+                    Event::Delivered { after, .. } => n.say(
+                        me,
+                        format!("acknowledged after {:.2} ms", after.as_secs_f64() * 1000.0),
+                    ),
+                    Event::DeliveryFailed { dst, .. } => {
+                        n.say(me, format!("no acknowledgement from {}", name_of(&dst)))
+                    }
+                    _ => {}
+                }
+                Flow::Continue
+            },
+        )
+        .map_err(Failure::input)?;
+    if ended == Ended::Signal {
+        n.say("demo", "interrupted");
+    }
+    for (i, bus) in driver.buses.iter_mut().enumerate() {
+        if !bus.endpoint().is_closed() {
+            n.say(NAMES[i], "leaves the bus (mbus.bye)");
+            let _ = bus.close();
+        }
+    }
+    n.say("demo", "done");
+    Ok(())
+}

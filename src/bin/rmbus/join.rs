@@ -1,0 +1,325 @@
+//! `rmbus join`: an entity for scripts, driven by lines on stdin, reporting
+//! events on stdout.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::io::{BufRead, Write};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use rmbus::proto::{Delivery, Event, LeaveReason, MsgId};
+use rmbus::runtime::Bus;
+use rmbus::wire::{Address, Command};
+use serde_json::{json, Value as Json};
+
+use crate::bus_args::BusArgs;
+use crate::driver::{Driver, Flow};
+use crate::reach::{Found, Search};
+use crate::record::Tagged;
+use crate::{Failure, Outcome};
+
+/// Run an entity for scripts: actions on stdin, events on stdout.
+#[derive(clap::Args)]
+#[command(
+    after_help = r#"Actions, one per line on stdin (ADDR in parentheses, ARGS one Mbus list, default ()):
+  send ADDR CMD [ARGS]     send unreliably
+  rsend ADDR CMD [ARGS]    send reliably (waits to hear from ADDR first, like send --reliable)
+  go ADDR CONDITION        release an entity waiting for CONDITION (mbus.go)
+  wait CONDITION           announce mbus.waiting every 100 ms until released
+  bye                      leave (after messages in flight settle)
+
+Events, one per line on stdout (with --json, one JSON object each):
+  ready, joined, lost, command, ok, delivered, failed, quit, waiting, go, error
+Every action is answered by an event with its id (the input line number);
+delivered/failed carry the id of their rsend or go. End of input acts like bye.
+
+Example:
+  printf 'rsend (app:peer) test.ping ()\n' | rmbus join --json --address '(app:me)'
+
+Exit status: 0 after bye, end of input, Ctrl-C or SIGTERM; 2 bad arguments or
+configuration."#
+)]
+pub struct Args {
+    #[command(flatten)]
+    bus: BusArgs,
+    /// One JSON object per event.
+    #[arg(long)]
+    json: bool,
+    /// How long an rsend waits to hear from its destination, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 2.0)]
+    wait: f64,
+}
+
+/// A parsed input line.
+enum Action {
+    Send {
+        dst: Address,
+        command: Command,
+        reliable: bool,
+    },
+    Go {
+        dst: Address,
+        condition: String,
+    },
+    Wait {
+        condition: String,
+    },
+    Bye,
+}
+
+/// `(…)` at the start of `text`, and the rest.
+fn address(text: &str) -> Result<(Address, &str), String> {
+    let text = text.trim_start();
+    let end = text
+        .find(')')
+        .filter(|_| text.starts_with('('))
+        .ok_or("expected an address in parentheses")?;
+    let addr = Address::parse(&text[..=end]).map_err(|e| e.to_string())?;
+    Ok((addr, &text[end + 1..]))
+}
+
+fn parse(line: &str) -> Result<Action, String> {
+    let line = line.trim();
+    let (verb, rest) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
+    match verb {
+        "send" | "rsend" => {
+            let (dst, rest) = address(rest)?;
+            let rest = rest.trim_start();
+            let split = rest
+                .find(|c: char| c.is_whitespace() || c == '(')
+                .unwrap_or(rest.len());
+            let (name, list) = rest.split_at(split);
+            if name.is_empty() {
+                return Err("expected a command name".into());
+            }
+            let list = if list.trim().is_empty() { "()" } else { list };
+            let command = crate::send::command(name, list)?;
+            Ok(Action::Send {
+                dst,
+                command,
+                reliable: verb == "rsend",
+            })
+        }
+        "go" => {
+            let (dst, rest) = address(rest)?;
+            let condition = rest.trim();
+            if condition.is_empty() || condition.contains(char::is_whitespace) {
+                return Err("expected one condition".into());
+            }
+            Ok(Action::Go {
+                dst,
+                condition: condition.to_owned(),
+            })
+        }
+        "wait" if !rest.trim().is_empty() && !rest.trim().contains(char::is_whitespace) => {
+            Ok(Action::Wait {
+                condition: rest.trim().to_owned(),
+            })
+        }
+        "wait" => Err("expected one condition".into()),
+        "bye" if rest.trim().is_empty() => Ok(Action::Bye),
+        _ => Err(format!(
+            "unknown action {verb:?}; expected send, rsend, go, wait or bye"
+        )),
+    }
+}
+
+/// Prints events, as JSON lines or as text.
+struct Out {
+    json: bool,
+}
+
+impl Out {
+    fn emit(&self, event: Json) {
+        let mut out = std::io::stdout().lock();
+        let _ = if self.json {
+            writeln!(out, "{event}")
+        } else {
+            let name = event["event"].as_str().unwrap_or_default().to_owned();
+            let rest: Vec<String> = event
+                .as_object()
+                .into_iter()
+                .flatten()
+                .filter(|(k, _)| *k != "event")
+                .map(|(k, v)| {
+                    format!(
+                        "{k}={}",
+                        v.as_str().map_or_else(|| v.to_string(), str::to_owned)
+                    )
+                })
+                .collect();
+            writeln!(out, "{name:<9} {}", rest.join(" "))
+        };
+        let _ = out.flush();
+    }
+
+    fn error(&self, id: Option<u64>, reason: impl std::fmt::Display) {
+        let mut e = json!({"event": "error", "reason": reason.to_string()});
+        if let Some(id) = id {
+            e["id"] = json!(id);
+        }
+        self.emit(e);
+    }
+}
+
+struct PendingSend {
+    line: u64,
+    search: Search,
+    command: Command,
+}
+
+pub fn run(args: Args) -> Outcome {
+    let wait = Duration::try_from_secs_f64(args.wait)
+        .map_err(|e| Failure::input(format!("--wait: {e}")))?;
+    let config = args.bus.config()?;
+    let bus = Bus::bind(&config, &args.bus.address)
+        .map_err(|e| Failure::input(format!("cannot join the bus: {e}")))?;
+    let out = Out { json: args.json };
+    out.emit(json!({"event": "ready", "address": bus.local_address().to_string()}));
+    let mut driver = Driver::new(vec![bus]).map_err(Failure::input)?;
+
+    // Stdin is read on a thread (so that it is never made non-blocking); each
+    // line wakes the event loop.
+    let (tx, lines) = mpsc::channel::<Option<String>>();
+    let waker = driver.waker().map_err(Failure::input)?;
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lock().lines() {
+            let Ok(line) = line else { break };
+            if tx.send(Some(line)).is_err() {
+                return;
+            }
+            let _ = waker.wake();
+        }
+        let _ = tx.send(None);
+        let _ = waker.wake();
+    });
+
+    let mut line_no = 0u64;
+    let mut leaving = false;
+    let mut pending: Vec<PendingSend> = Vec::new();
+    let ids: RefCell<HashMap<MsgId, u64>> = RefCell::new(HashMap::new());
+    let tick = |buses: &mut [Bus]| {
+        let bus = &mut buses[0];
+        while !leaving {
+            let Ok(next) = lines.try_recv() else { break };
+            let Some(line) = next else {
+                leaving = true;
+                break;
+            };
+            line_no += 1;
+            if line.trim().is_empty() || line.trim_start().starts_with('#') {
+                continue;
+            }
+            match parse(&line) {
+                Err(reason) => out.error(Some(line_no), reason),
+                Ok(Action::Bye) => {
+                    out.emit(json!({"event": "ok", "id": line_no, "action": "bye"}));
+                    leaving = true;
+                }
+                Ok(Action::Send {
+                    dst,
+                    command,
+                    reliable: false,
+                }) => match bus.send(&dst, vec![command], Delivery::Unreliable) {
+                    Ok(_) => out.emit(json!({"event": "ok", "id": line_no, "action": "send"})),
+                    Err(e) => out.error(Some(line_no), e),
+                },
+                Ok(Action::Send {
+                    dst,
+                    command,
+                    reliable: true,
+                }) => {
+                    pending.push(PendingSend {
+                        line: line_no,
+                        search: Search::start(bus, &dst, wait),
+                        command,
+                    });
+                }
+                Ok(Action::Go { dst, condition }) => {
+                    let cmd = Command::new(
+                        "mbus.go",
+                        vec![rmbus::wire::Value::symbol(condition.as_str())],
+                    );
+                    pending.push(PendingSend {
+                        line: line_no,
+                        search: Search::start(bus, &dst, wait),
+                        command: cmd,
+                    });
+                }
+                Ok(Action::Wait { condition }) => {
+                    match bus.start_waiting(&Address::empty(), &condition) {
+                        Ok(()) => out.emit(json!({"event": "ok", "id": line_no, "action": "wait"})),
+                        Err(e) => out.error(Some(line_no), e),
+                    }
+                }
+            }
+        }
+        let now = Instant::now();
+        pending.retain_mut(|p| match p.search.check(bus, now) {
+            Found::NotYet => true,
+            Found::No(e) => {
+                out.error(Some(p.line), e);
+                false
+            }
+            Found::Unique(full) => {
+                match bus.send(&full, vec![p.command.clone()], Delivery::Reliable) {
+                    Ok(id) => {
+                        ids.borrow_mut().insert(id, p.line);
+                        out.emit(json!({"event": "ok", "id": p.line, "action": if p.command.name == "mbus.go" { "go" } else { "rsend" }, "to": full.to_string()}));
+                    }
+                    Err(e) => out.error(Some(p.line), e),
+                }
+                false
+            }
+        });
+        if leaving && pending.is_empty() && bus.endpoint().in_flight() == 0 {
+            Flow::Stop
+        } else if let Some(t) = pending.iter().map(|p| p.search.next_check()).min() {
+            Flow::WakeAt(t.max(now + std::time::Duration::from_millis(5)))
+        } else {
+            Flow::Continue
+        }
+    };
+    let on_event = |_: &mut [Bus], _: usize, event: Event| {
+        let line = |id: &MsgId| ids.borrow().get(id).copied();
+        let e = match event {
+            Event::PeerJoined(a) => json!({"event": "joined", "address": a.to_string()}),
+            Event::PeerLeft { addr, reason } => {
+                json!({"event": "lost", "address": addr.to_string(), "reason": match reason { LeaveReason::Bye => "bye", LeaveReason::Timeout => "timeout" }})
+            }
+            Event::Command {
+                src,
+                reliable,
+                command,
+            } => {
+                json!({"event": "command", "src": src.to_string(), "reliable": reliable, "name": command.name, "args": Tagged(&command.args)})
+            }
+            Event::Delivered { id, dst, after } => {
+                json!({"event": "delivered", "id": line(&id), "to": dst.to_string(), "after_ms": after.as_secs_f64() * 1000.0})
+            }
+            Event::DeliveryFailed { id, dst } => {
+                json!({"event": "failed", "id": line(&id), "to": dst.to_string()})
+            }
+            Event::Quit { src } => json!({"event": "quit", "src": src.to_string()}),
+            Event::Waiting { src, condition } => {
+                json!({"event": "waiting", "src": src.to_string(), "condition": condition})
+            }
+            Event::Go { src, condition } => {
+                json!({"event": "go", "src": src.to_string(), "condition": condition})
+            }
+            other => json!({"event": "other", "detail": format!("{other:?}")}),
+        };
+        out.emit(e);
+        Flow::Continue
+    };
+    driver.run(None, tick, on_event).map_err(Failure::input)?;
+    driver.buses[0].close().map_err(Failure::input)?;
+    while let Some(event) = driver.buses[0].poll_event() {
+        if let Event::DeliveryFailed { id, dst } = event {
+            out.emit(
+                json!({"event": "failed", "id": ids.borrow().get(&id), "to": dst.to_string()}),
+            );
+        }
+    }
+    Ok(())
+}

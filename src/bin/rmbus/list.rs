@@ -1,0 +1,69 @@
+//! `rmbus list`: who is on the bus.
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use rmbus::runtime::Bus;
+use rmbus::wire::Address;
+
+use crate::bus_args::BusArgs;
+use crate::driver::{Driver, Flow};
+use crate::{Failure, Outcome};
+
+/// Ping the bus and print the entities that answer.
+#[derive(clap::Args)]
+#[command(after_help = "\
+Examples:
+  rmbus list
+  rmbus list --wait 5 --json
+
+Exit status: 0 done (also when nobody answered); 2 bad arguments or configuration.")]
+pub struct Args {
+    #[command(flatten)]
+    bus: BusArgs,
+    /// How long to listen for answers, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 2.0)]
+    wait: f64,
+    /// One JSON object per entity: {"address":"(…)","endpoint":"ip:port"}.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: Args) -> Outcome {
+    let config = args.bus.config()?;
+    let wait = Duration::try_from_secs_f64(args.wait)
+        .map_err(|e| Failure::input(format!("--wait: {e}")))?;
+    let bus = Bus::bind(&config, &args.bus.address)
+        .map_err(|e| Failure::input(format!("cannot join the bus: {e}")))?;
+    let mut driver = Driver::new(vec![bus]).map_err(Failure::input)?;
+    driver.buses[0]
+        .ping(&Address::empty())
+        .map_err(Failure::input)?;
+    driver
+        .run(
+            Some(Instant::now() + wait),
+            |_| Flow::Continue,
+            |_, _, _| Flow::Continue,
+        )
+        .map_err(Failure::input)?;
+    let bus = &mut driver.buses[0];
+    let mut peers = bus.peers();
+    peers.sort_by_key(|p| p.address.to_string());
+    bus.close().map_err(Failure::input)?;
+    let mut out = std::io::stdout().lock();
+    if !args.json && !peers.is_empty() {
+        let _ = writeln!(out, "{:<60} ENDPOINT", "ADDRESS");
+    }
+    for p in peers {
+        let _ = if args.json {
+            writeln!(
+                out,
+                "{}",
+                serde_json::json!({"address": p.address.to_string(), "endpoint": p.endpoint.to_string()})
+            )
+        } else {
+            writeln!(out, "{:<60} {}", p.address.to_string(), p.endpoint)
+        };
+    }
+    Ok(())
+}

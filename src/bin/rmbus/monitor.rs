@@ -1,0 +1,274 @@
+//! `rmbus monitor`: watch the bus, like `dbus-monitor`. It never sends.
+
+use std::fs::File;
+use std::io::{self, BufWriter, IsTerminal, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+use mio::net::UdpSocket;
+use mio::{Events, Interest, Poll, Token};
+use rmbus::auth::{open, Keys, Rejection};
+use rmbus::wire::{Address, Message};
+use serde::Serialize;
+
+use crate::bus_args::BusArgs;
+use crate::record::{to_line, Accepted, Rejected};
+use crate::signals::Termination;
+use crate::{clock, pcap, Failure, Outcome};
+
+/// Print every datagram on the bus: time, source, authentication, message.
+#[derive(clap::Args)]
+#[command(after_help = "\
+Examples:
+  rmbus monitor
+  rmbus monitor --json --command tool.          # JSON lines, commands starting tool.
+  rmbus monitor --dst '(module:engine)'          # what entities matching it could receive
+  rmbus monitor --pcap bus.pcap                  # also record for tcpdump / Wireshark
+  rmbus monitor --read bus.pcap                  # decode a capture instead of listening
+
+Rejected datagrams are shown, flagged with the reason. Unicast traffic between
+entities (SEND_UNICAST=yes) does not pass the group and is not seen.
+
+Exit status: 0 stopped (Ctrl-C, SIGTERM, --count reached, end of --read);
+2 bad arguments or configuration, or the capture cannot be read.")]
+pub struct Args {
+    #[command(flatten)]
+    bus: BusArgs,
+    /// One JSON object per datagram (the `decode --json` record plus time and source).
+    #[arg(long)]
+    json: bool,
+    /// Only messages an entity matching ADDR could receive (no element of the
+    /// destination contradicts ADDR); rejected datagrams are always shown.
+    #[arg(long, value_name = "ADDR")]
+    dst: Option<Address>,
+    /// Only messages with a command whose name starts with PREFIX.
+    #[arg(long, value_name = "PREFIX")]
+    command: Option<String>,
+    /// Also write every datagram seen to this pcap file.
+    #[arg(long, value_name = "FILE")]
+    pcap: Option<PathBuf>,
+    /// Decode a pcap capture instead of listening.
+    #[arg(long, value_name = "FILE", conflicts_with = "pcap")]
+    read: Option<PathBuf>,
+    /// Stop after printing this many datagrams.
+    #[arg(long, value_name = "N")]
+    count: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct Line<T: Serialize> {
+    time: String,
+    from: SocketAddr,
+    #[serde(flatten)]
+    record: T,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    ucl_hazards: Vec<String>,
+}
+
+struct Printer {
+    keys: Keys,
+    json: bool,
+    colour: bool,
+    dst: Option<Address>,
+    command: Option<String>,
+    remaining: Option<u64>,
+    out: io::StdoutLock<'static>,
+}
+
+impl Printer {
+    /// Prints one datagram if it passes the filters; false once --count is reached.
+    fn datagram(&mut self, at: SystemTime, from: SocketAddr, bytes: &[u8]) -> io::Result<bool> {
+        let opened = open(bytes, &self.keys);
+        if let Ok(msg) = &opened {
+            if !self.wanted(msg) {
+                return Ok(true);
+            }
+        }
+        match &opened {
+            Ok(msg) => self.accepted(at, from, msg, bytes.len())?,
+            Err(rejection) => self.rejected(at, from, rejection)?,
+        }
+        self.out.flush()?;
+        if let Some(n) = &mut self.remaining {
+            *n = n.saturating_sub(1);
+            return Ok(*n > 0);
+        }
+        Ok(true)
+    }
+
+    fn wanted(&self, msg: &Message) -> bool {
+        let dst_ok = self.dst.as_ref().is_none_or(|want| {
+            msg.header
+                .dst
+                .elements()
+                .all(|e| want.get(e.tag).is_none_or(|v| v == e.value))
+        });
+        let cmd_ok = self
+            .command
+            .as_ref()
+            .is_none_or(|p| msg.commands.iter().any(|c| c.name.starts_with(p.as_str())));
+        dst_ok && cmd_ok
+    }
+
+    fn accepted(
+        &mut self,
+        at: SystemTime,
+        from: SocketAddr,
+        msg: &Message,
+        len: usize,
+    ) -> io::Result<()> {
+        let hazards: Vec<String> = msg
+            .ucl_hazards(len)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        if self.json {
+            let line = Line {
+                time: clock::rfc3339(at),
+                from,
+                record: Accepted::new(msg),
+                ucl_hazards: hazards,
+            };
+            return writeln!(self.out, "{}", to_line(&line));
+        }
+        let (on, off) = if self.colour {
+            ("\x1b[32m", "\x1b[0m")
+        } else {
+            ("", "")
+        };
+        let text = msg.to_string();
+        let mut lines = text.lines();
+        writeln!(
+            self.out,
+            "{}  {from:<21}  {on}ok{off}  {}",
+            clock::short(at),
+            lines.next().unwrap_or_default()
+        )?;
+        for l in lines {
+            writeln!(self.out, "{:>39}{l}", "")?;
+        }
+        for h in hazards {
+            writeln!(self.out, "{:>39}! ucl: {h}", "")?;
+        }
+        Ok(())
+    }
+
+    fn rejected(
+        &mut self,
+        at: SystemTime,
+        from: SocketAddr,
+        rejection: &Rejection,
+    ) -> io::Result<()> {
+        if self.json {
+            let line = Line {
+                time: clock::rfc3339(at),
+                from,
+                record: Rejected::new(rejection),
+                ucl_hazards: vec![],
+            };
+            return writeln!(self.out, "{}", to_line(&line));
+        }
+        let (on, off) = if self.colour {
+            ("\x1b[31m", "\x1b[0m")
+        } else {
+            ("", "")
+        };
+        writeln!(
+            self.out,
+            "{}  {from:<21}  {on}REJECTED {} at byte {}{off}: {rejection}",
+            clock::short(at),
+            rejection.code(),
+            rejection.offset()
+        )
+    }
+}
+
+pub fn run(args: Args) -> Outcome {
+    let config = args.bus.config()?;
+    let keys = config.keys().map_err(Failure::input)?;
+    let stdout = io::stdout();
+    let mut printer = Printer {
+        keys,
+        json: args.json,
+        colour: !args.json && stdout.is_terminal(),
+        dst: args.dst.clone(),
+        command: args.command.clone(),
+        remaining: args.count,
+        out: stdout.lock(),
+    };
+    match watch(args, config, &mut printer) {
+        Err(e) if e.code == 2 && e.message.contains("Broken pipe") => Ok(()),
+        other => other,
+    }
+}
+
+fn watch(args: Args, config: rmbus::config::Config, printer: &mut Printer) -> Outcome {
+    let io_err = |e: io::Error| Failure::input(e);
+    if let Some(path) = &args.read {
+        let file =
+            File::open(path).map_err(|e| Failure::input(format!("{}: {e}", path.display())))?;
+        let datagrams =
+            pcap::read_all(file).map_err(|e| Failure::input(format!("{}: {e}", path.display())))?;
+        let port = config.effective_port();
+        for d in datagrams {
+            let ours = d.dst.port() == port || open(&d.payload, &printer.keys).is_ok();
+            if ours && !printer.datagram(d.at, d.src, &d.payload).map_err(io_err)? {
+                break;
+            }
+        }
+        return Ok(());
+    }
+    let sockets = rmbus::runtime::socket::open(&config)
+        .map_err(|e| Failure::input(format!("cannot join {}: {e}", config.group_addr())))?;
+    let group_addr = sockets.group_addr;
+    drop(sockets.own);
+    let mut capture = match &args.pcap {
+        Some(path) => Some(
+            File::create(path)
+                .map(BufWriter::new)
+                .and_then(pcap::Writer::new)
+                .map_err(|e| Failure::input(format!("{}: {e}", path.display())))?,
+        ),
+        None => None,
+    };
+    let mut socket = UdpSocket::from_std(sockets.group);
+    let mut poll = Poll::new().map_err(io_err)?;
+    poll.registry()
+        .register(&mut socket, Token(0), Interest::READABLE)
+        .map_err(io_err)?;
+    let mut signals = Termination::install().map_err(io_err)?;
+    signals
+        .register(poll.registry(), Token(1))
+        .map_err(io_err)?;
+    tracing::info!("monitoring {group_addr}");
+    let mut events = Events::with_capacity(8);
+    let mut buf = vec![0u8; 65_536];
+    loop {
+        if let Err(e) = poll.poll(&mut events, None) {
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(io_err(e));
+        }
+        if events.iter().any(|e| e.token() == Token(1)) && signals.arrived() {
+            return Ok(());
+        }
+        loop {
+            match socket.recv_from(&mut buf) {
+                Ok((n, from)) => {
+                    let at = SystemTime::now();
+                    if let Some(w) = &mut capture {
+                        w.write(at, from, group_addr, &buf[..n]).map_err(io_err)?;
+                    }
+                    if !printer.datagram(at, from, &buf[..n]).map_err(io_err)? {
+                        return Ok(());
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(io_err(e)),
+            }
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! `rmbus send`: send one command.
+
+use std::time::{Duration, Instant};
+
+use rmbus::proto::{Delivery, Event};
+use rmbus::runtime::Bus;
+use rmbus::wire::{Address, Command, Value};
+
+use crate::bus_args::BusArgs;
+use crate::driver::{Driver, Ended, Flow};
+use crate::reach::{Found, Search};
+use crate::{Failure, Outcome};
+
+/// Send one command, unreliably to any address, or reliably to one entity.
+#[derive(clap::Args)]
+#[command(after_help = "\
+Examples:
+  rmbus send tool.refresh
+  rmbus send --to '(app:rat module:engine)' --reliable audio.volume '(80)'
+
+With --reliable, rmbus pings the destination and waits (--wait) to hear from it;
+a destination that matches one entity is completed to its full address.
+
+Exit status: 0 sent (acknowledged, with --reliable); 1 the reliable message went
+unacknowledged; 2 the destination is unknown or not unique, or bad arguments.")]
+pub struct Args {
+    #[command(flatten)]
+    bus: BusArgs,
+    /// Send reliably and wait for the acknowledgement.
+    #[arg(long)]
+    reliable: bool,
+    /// The destination.
+    #[arg(long, value_name = "ADDR", default_value = "()")]
+    to: Address,
+    /// How long to wait to hear from the destination, in seconds (--reliable).
+    #[arg(long, value_name = "SECS", default_value_t = 2.0)]
+    wait: f64,
+    /// The command name.
+    #[arg(value_name = "CMD")]
+    command: String,
+    /// Its argument list in Mbus syntax, e.g. '(1 "x" (2 3))'.
+    #[arg(value_name = "ARGS", default_value = "()", allow_hyphen_values = true)]
+    args: String,
+}
+
+/// `NAME` and `(ARGS)` as one command.
+pub fn command(name: &str, args: &str) -> Result<Command, String> {
+    match Value::parse(args) {
+        Ok(Value::List(items)) => Ok(Command::new(name, items)),
+        Ok(_) => Err(format!("arguments {args:?}: not a list")),
+        Err(e) => Err(format!("arguments {args:?}: {e}")),
+    }
+}
+
+pub fn run(args: Args) -> Outcome {
+    let cmd = command(&args.command, &args.args).map_err(Failure::input)?;
+    let wait = Duration::try_from_secs_f64(args.wait)
+        .map_err(|e| Failure::input(format!("--wait: {e}")))?;
+    let config = args.bus.config()?;
+    let bus = Bus::bind(&config, &args.bus.address)
+        .map_err(|e| Failure::input(format!("cannot join the bus: {e}")))?;
+    let mut driver = Driver::new(vec![bus]).map_err(Failure::input)?;
+    let outcome = if args.reliable {
+        send_reliable(&mut driver, &args.to, cmd, wait)
+    } else {
+        driver.buses[0]
+            .send(&args.to, vec![cmd], Delivery::Unreliable)
+            .map(|_| ())
+            .map_err(Failure::input)
+    };
+    let _ = driver.buses[0].close();
+    outcome
+}
+
+fn send_reliable(driver: &mut Driver, to: &Address, cmd: Command, wait: Duration) -> Outcome {
+    let search = Search::start(&mut driver.buses[0], to, wait);
+    let mut found = Found::NotYet;
+    let ended = driver
+        .run(
+            Some(search.next_check().max(Instant::now() + wait) + Duration::from_millis(10)),
+            |buses| {
+                let now = Instant::now();
+                found = search.check(&buses[0], now);
+                match found {
+                    Found::NotYet => {
+                        Flow::WakeAt(search.next_check().max(now + Duration::from_millis(5)))
+                    }
+                    _ => Flow::Stop,
+                }
+            },
+            |_, _, _| Flow::Continue,
+        )
+        .map_err(Failure::input)?;
+    if ended == Ended::Signal {
+        return Err(Failure::lost("interrupted before sending"));
+    }
+    if matches!(found, Found::NotYet) {
+        found = search.check(&driver.buses[0], Instant::now());
+    }
+    let dst = match found {
+        Found::Unique(full) => full,
+        Found::No(e) => return Err(Failure::input(e)),
+        Found::NotYet => return Err(Failure::input(format!("{to}: no answer"))),
+    };
+    let id = driver.buses[0]
+        .send(&dst, vec![cmd], Delivery::Reliable)
+        .map_err(Failure::input)?;
+    let mut result = None;
+    driver
+        .run(
+            Some(Instant::now() + Duration::from_secs(5)),
+            |_| Flow::Continue,
+            |_, _, event| match event {
+                Event::Delivered { id: i, after, .. } if i == id => {
+                    result = Some(Ok(after));
+                    Flow::Stop
+                }
+                Event::DeliveryFailed { id: i, .. } if i == id => {
+                    result = Some(Err(()));
+                    Flow::Stop
+                }
+                _ => Flow::Continue,
+            },
+        )
+        .map_err(Failure::input)?;
+    match result {
+        Some(Ok(after)) => {
+            tracing::info!("acknowledged by {dst} after {after:?}");
+            Ok(())
+        }
+        _ => Err(Failure::lost(format!(
+            "no acknowledgement from {dst} (it may still have arrived)"
+        ))),
+    }
+}

@@ -1,0 +1,519 @@
+//! The bus commands as separate processes on the host-local (loopback) group:
+//! `join`, `monitor`, `list`, `send`, `demo`. Each test has its own
+//! configuration on a free port; every wait is for an event, with a deadline.
+
+use std::fs;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{Ipv4Addr, UdpSocket};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::time::{Duration, Instant};
+
+use rmbus::auth::{seal, seal_raw, CipherAlgo, HashAlgo};
+use rmbus::config::Config;
+use rmbus::wire::{Address, Framing, Header, Message, MessageType};
+use serde_json::Value as Json;
+
+const DEADLINE: Duration = Duration::from_secs(30);
+
+struct Bus {
+    _dir: tempfile::TempDir,
+    config_path: PathBuf,
+    config: Config,
+}
+
+/// A fresh host-local bus configuration on a free port.
+fn bus() -> Bus {
+    let dir = tempfile::tempdir().unwrap();
+    let port = UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut config = Config::generate(HashAlgo::HmacMd5_96, CipherAlgo::None);
+    config.port = Some(port);
+    let config_path = dir.path().join("bus.conf");
+    fs::write(&config_path, config.to_file_text()).unwrap();
+    fs::set_permissions(&config_path, fs::Permissions::from_mode(0o600)).unwrap();
+    Bus {
+        _dir: dir,
+        config_path,
+        config,
+    }
+}
+
+fn rmbus(bus: &Bus) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rmbus"));
+    cmd.env("MBUS", &bus.config_path).env_remove("RUST_LOG");
+    cmd
+}
+
+/// A running command whose stdout lines are collected on a channel.
+struct Proc {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Proc {
+    fn start(mut cmd: Command) -> Proc {
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stdin = child.stdin.take();
+        Proc {
+            child,
+            stdin,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    fn join(bus: &Bus, module: &str) -> Proc {
+        let mut cmd = rmbus(bus);
+        cmd.args([
+            "join",
+            "--json",
+            "--address",
+            &format!("(app:test module:{module})"),
+        ]);
+        Proc::start(cmd)
+    }
+
+    fn say(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().unwrap();
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    fn end_input(&mut self) {
+        self.stdin.take();
+    }
+
+    /// The first JSON line (seen before or arriving within the deadline) that `f` accepts.
+    fn expect(&mut self, what: &str, f: impl Fn(&Json) -> bool) -> Json {
+        let parse = |l: &str| serde_json::from_str::<Json>(l).ok();
+        if let Some(hit) = self.seen.iter().filter_map(|l| parse(l)).find(|j| f(j)) {
+            return hit;
+        }
+        let until = Instant::now() + DEADLINE;
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    let json = parse(&line);
+                    self.seen.push(line);
+                    if let Some(j) = json.filter(|j| f(j)) {
+                        return j;
+                    }
+                }
+                Err(_) => panic!(
+                    "no {what} within {DEADLINE:?}; saw:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    fn address(&mut self) -> String {
+        self.expect("ready", |j| j["event"] == "ready")["address"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    fn wait_exit(&mut self) -> i32 {
+        let until = Instant::now() + DEADLINE;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code().unwrap_or(-1);
+            }
+            assert!(Instant::now() < until, "process did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn event(j: &Json, name: &str) -> bool {
+    j["event"] == name
+}
+
+/// Sends a datagram to the group the way an entity would: loopback, TTL 0.
+fn inject(bus: &Bus, datagram: &[u8]) {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.set_multicast_ttl_v4(0).unwrap();
+    let sock = socket2::SockRef::from(&socket);
+    sock.set_multicast_if_v4(&Ipv4Addr::LOCALHOST).unwrap();
+    socket.send_to(datagram, bus.config.group_addr()).unwrap();
+}
+
+#[test]
+fn two_join_processes_exchange_commands_and_see_bye() {
+    let bus = bus();
+    let mut a = Proc::join(&bus, "a");
+    let mut b = Proc::join(&bus, "b");
+    let (a_addr, b_addr) = (a.address(), b.address());
+    a.expect("joined b", |j| {
+        event(j, "joined") && j["address"] == b_addr.as_str()
+    });
+    b.expect("joined a", |j| {
+        event(j, "joined") && j["address"] == a_addr.as_str()
+    });
+
+    a.say(&format!("rsend {b_addr} test.set (42 \"x\" (1 2))"));
+    a.say("send (module:b) test.note (\"hi\")");
+    let got = b.expect("reliable command", |j| {
+        event(j, "command") && j["name"] == "test.set"
+    });
+    assert_eq!(got["reliable"], true);
+    assert_eq!(got["src"], a_addr.as_str());
+    assert_eq!(
+        got["args"],
+        serde_json::json!([{"int": 42}, {"str": "x"}, {"list": [{"int": 1}, {"int": 2}]}])
+    );
+    let note = b.expect("unreliable command", |j| {
+        event(j, "command") && j["name"] == "test.note"
+    });
+    assert_eq!(note["reliable"], false);
+    a.expect("ok 1", |j| event(j, "ok") && j["id"] == 1);
+    a.expect("ok 2", |j| event(j, "ok") && j["id"] == 2);
+    a.expect("delivered 1", |j| event(j, "delivered") && j["id"] == 1);
+
+    // A bad line gets an error event and the entity keeps running.
+    a.say("frobnicate");
+    a.expect("error 3", |j| event(j, "error") && j["id"] == 3);
+
+    // End of input: a says bye, and b hears it at once.
+    let closed = Instant::now();
+    a.end_input();
+    assert_eq!(a.wait_exit(), 0);
+    b.expect("lost a by bye", |j| {
+        event(j, "lost") && j["address"] == a_addr.as_str() && j["reason"] == "bye"
+    });
+    assert!(
+        closed.elapsed() < Duration::from_secs(5),
+        "the bye is reported at once"
+    );
+}
+
+#[test]
+fn waiting_and_go_between_processes() {
+    let bus = bus();
+    let mut worker = Proc::join(&bus, "worker");
+    let mut boss = Proc::join(&bus, "boss");
+    let worker_addr = worker.address();
+    boss.address();
+    worker.say("wait ready");
+    boss.expect("waiting", |j| {
+        event(j, "waiting") && j["condition"] == "ready"
+    });
+    boss.say(&format!("go {worker_addr} ready"));
+    worker.expect("go", |j| event(j, "go") && j["condition"] == "ready");
+    boss.expect("go delivered", |j| event(j, "delivered") && j["id"] == 1);
+}
+
+#[test]
+fn monitor_sees_hellos_and_flags_a_forged_datagram_that_nobody_receives() {
+    let bus = bus();
+    let mut monitor = Proc::start({
+        let mut c = rmbus(&bus);
+        c.args(["monitor", "--json"]);
+        c
+    });
+    let mut entity = Proc::join(&bus, "victim");
+    let victim = entity.address();
+    monitor.expect("hello", |j| {
+        j["auth"] == "ok" && j["src"] == victim.as_str() && j["commands"][0]["name"] == "mbus.hello"
+    });
+
+    // A reliable command to the victim, signed with the wrong key.
+    let msg = Message {
+        header: Header {
+            seq: 1,
+            timestamp: 1,
+            kind: MessageType::Unreliable,
+            src: Address::parse("(app:evil id:666-1@127.0.0.1)").unwrap(),
+            dst: Address::parse(&victim).unwrap(),
+            acks: vec![],
+        },
+        commands: vec![rmbus::wire::Command::new("test.evil", vec![])],
+    };
+    let wrong = rmbus::auth::Keys::md5_noencr(b"not the bus key").unwrap();
+    inject(&bus, &seal(&msg, &wrong, Framing::Lf).unwrap());
+    let flagged = monitor.expect("bad digest", |j| j["auth"] == "bad_digest");
+    assert!(flagged["from"].as_str().unwrap().starts_with("127.0.0.1:"));
+    // Then a genuine one, as a marker: the victim gets it, and nothing before it.
+    let keys = bus.config.keys().unwrap();
+    let mut genuine = msg.clone();
+    genuine.header.src = Address::parse("(app:friend id:777-1@127.0.0.1)").unwrap();
+    genuine.commands[0].name = "test.marker".into();
+    inject(&bus, &seal(&genuine, &keys, Framing::Lf).unwrap());
+    entity.expect("marker", |j| {
+        event(j, "command") && j["name"] == "test.marker"
+    });
+    assert!(
+        !entity
+            .seen
+            .iter()
+            .any(|l| l.contains("test.evil") || l.contains("app:evil")),
+        "the forgery reached nobody"
+    );
+
+    // Authenticated but malformed: flagged with its offset.
+    inject(
+        &bus,
+        &seal_raw(
+            b"mbus/1.0 1 1 U (id:1-1@h) () ()\nx (1 .5)",
+            &keys,
+            Framing::Lf,
+        )
+        .unwrap(),
+    );
+    let malformed = monitor.expect("malformed", |j| j["auth"] == "malformed");
+    assert_eq!(malformed["offset"], 17 + 37);
+}
+
+#[test]
+fn a_killed_entity_is_lost_by_timeout() {
+    let bus = bus();
+    let mut a = Proc::join(&bus, "a");
+    let mut b = Proc::join(&bus, "b");
+    let b_addr = b.address();
+    a.expect("joined b", |j| {
+        event(j, "joined") && j["address"] == b_addr.as_str()
+    });
+    // kill -9: no bye.
+    b.child.kill().unwrap();
+    b.child.wait().unwrap();
+    let killed = Instant::now();
+    a.expect("lost b by timeout", |j| {
+        event(j, "lost") && j["address"] == b_addr.as_str() && j["reason"] == "timeout"
+    });
+    let after = killed.elapsed();
+    // At most 5.5 hello intervals of silence, measured from b's last hello.
+    assert!(
+        after <= Duration::from_millis(5500 + 2000),
+        "lost after {after:?}"
+    );
+}
+
+#[test]
+fn send_reliable_exit_codes() {
+    let bus = bus();
+    let mut peer = Proc::join(&bus, "peer");
+    peer.address();
+    let send = |args: &[&str]| {
+        let mut c = rmbus(&bus);
+        c.arg("send").args(args);
+        let out = c.output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    assert_eq!(
+        send(&["--reliable", "--to", "(module:peer)", "test.x", "(1)"]).0,
+        Some(0)
+    );
+    peer.expect("received", |j| event(j, "command") && j["name"] == "test.x");
+    let (code, err) = send(&[
+        "--reliable",
+        "--to",
+        "(module:nobody)",
+        "--wait",
+        "0.5",
+        "test.x",
+    ]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("not a known entity"), "{err}");
+    let mut twin = Proc::join(&bus, "peer");
+    twin.address();
+    let (code, err) = send(&["--reliable", "--to", "(module:peer)", "test.x"]);
+    assert_eq!(code, Some(2), "two match: {err}");
+    assert!(err.contains("matches 2"), "{err}");
+    assert_eq!(
+        send(&["--to", "(module:peer)", "test.unreliable"]).0,
+        Some(0)
+    );
+
+    // An entity that says hello but never acknowledges: exit 1.
+    let keys = bus.config.keys().unwrap();
+    let mute = Address::parse("(app:test module:mute id:999-1@127.0.0.1)").unwrap();
+    let hello = |seq| Message {
+        header: Header {
+            seq,
+            timestamp: 1,
+            kind: MessageType::Unreliable,
+            src: mute.clone(),
+            dst: Address::empty(),
+            acks: vec![],
+        },
+        commands: vec![rmbus::wire::Command::new("mbus.hello", vec![])],
+    };
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (stop2, datagram) = (stop.clone(), seal(&hello(0), &keys, Framing::Lf).unwrap());
+    let group = bus.config.group_addr();
+    let helloer = std::thread::spawn(move || {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket.set_multicast_ttl_v4(0).unwrap();
+        socket2::SockRef::from(&socket)
+            .set_multicast_if_v4(&Ipv4Addr::LOCALHOST)
+            .unwrap();
+        while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
+            socket.send_to(&datagram, group).unwrap();
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    });
+    let (code, err) = send(&["--reliable", "--to", "(module:mute)", "test.x"]);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    helloer.join().unwrap();
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("no acknowledgement"), "{err}");
+}
+
+#[test]
+fn list_shows_the_entities_that_answer() {
+    let bus = bus();
+    let mut a = Proc::join(&bus, "listed");
+    let addr = a.address();
+    let out = rmbus(&bus)
+        .args(["list", "--json", "--wait", "2"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let lines: Vec<Json> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        lines.iter().any(|j| j["address"] == addr.as_str()),
+        "{lines:?}"
+    );
+    assert!(lines
+        .iter()
+        .all(|j| j["endpoint"].as_str().unwrap().starts_with("127.0.0.1:")));
+}
+
+#[test]
+fn monitor_writes_a_pcap_that_it_reads_back() {
+    let bus = bus();
+    let dir = tempfile::tempdir().unwrap();
+    let capture = dir.path().join("bus.pcap");
+    let mut monitor = Proc::start({
+        let mut c = rmbus(&bus);
+        c.args(["monitor", "--json", "--count", "3", "--pcap"])
+            .arg(&capture);
+        c
+    });
+    let mut a = Proc::join(&bus, "pcap");
+    a.address();
+    inject(&bus, b"garbage that is not mbus");
+    assert_eq!(monitor.wait_exit(), 0);
+    let live: Vec<Json> = monitor
+        .seen
+        .iter()
+        .chain(monitor.lines.try_iter().collect::<Vec<_>>().iter())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(live.len(), 3);
+    let out = rmbus(&bus)
+        .args(["monitor", "--json", "--read"])
+        .arg(&capture)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let replayed: Vec<Json> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let strip = |j: &Json| {
+        let mut j = j.clone();
+        j.as_object_mut().unwrap().remove("time");
+        j
+    };
+    assert_eq!(
+        replayed.iter().map(strip).collect::<Vec<_>>(),
+        live.iter().map(strip).collect::<Vec<_>>()
+    );
+    let bad = rmbus(&bus)
+        .args(["monitor", "--read"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+}
+
+#[test]
+fn demo_narrates_a_bus_coming_alive() {
+    let out = Command::new(env!("CARGO_BIN_EXE_rmbus"))
+        .args(["demo", "--seconds", "5"])
+        .env("HOME", "/nonexistent")
+        .env_remove("MBUS")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    for expected in [
+        "notices controller joined",
+        "acknowledged after",
+        "receives demo.reading",
+        "notices sensor left (it said bye)",
+        "done",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+    assert!(text.contains("loopback only"));
+}
+
+#[test]
+fn bus_commands_create_a_missing_config_and_say_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("new.conf");
+    let out = Command::new(env!("CARGO_BIN_EXE_rmbus"))
+        .args(["list", "--wait", "0.2", "--port"])
+        .arg(
+            UdpSocket::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+                .to_string(),
+        )
+        .env("MBUS", &path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("created"));
+    assert_eq!(
+        fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let _ = Path::new(&path);
+}
