@@ -517,3 +517,20 @@ fn bus_commands_create_a_missing_config_and_say_so() {
     );
     let _ = Path::new(&path);
 }
+
+#[test]
+fn sigterm_says_bye() {
+    let bus = bus();
+    let mut a = Proc::join(&bus, "a");
+    let mut b = Proc::join(&bus, "b");
+    let b_addr = b.address();
+    a.expect("joined b", |j| {
+        event(j, "joined") && j["address"] == b_addr.as_str()
+    });
+    let pid = nix::unistd::Pid::from_raw(b.child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    assert_eq!(b.wait_exit(), 0);
+    a.expect("lost b by bye", |j| {
+        event(j, "lost") && j["address"] == b_addr.as_str() && j["reason"] == "bye"
+    });
+}

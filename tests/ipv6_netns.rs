@@ -1,0 +1,235 @@
+//! IPv6 smoke test in a network namespace this test creates: a veth pair,
+//! two `rmbus join` entities on FF02::300 (link-local, one on each end) and on
+//! FF01::300 (interface-local, both on one end). Linux's `lo` carries no IPv6
+//! multicast, so IPv6 is only ever tested here. Where namespaces cannot be
+//! made (not root, no `ip`), the test says why and passes without running.
+
+use std::fs;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use rmbus::auth::{CipherAlgo, HashAlgo};
+use rmbus::config::{Config, IpVersion, Scope};
+use serde_json::Value as Json;
+
+const DEADLINE: Duration = Duration::from_secs(30);
+
+/// A network namespace, deleted on drop.
+struct Netns(String);
+
+impl Netns {
+    fn create() -> Result<Netns, String> {
+        let name = format!("rmbus-test-{}", std::process::id());
+        let out = Command::new("ip")
+            .args(["netns", "add", &name])
+            .output()
+            .map_err(|e| format!("no `ip` command: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "`ip netns add` failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        let ns = Netns(name);
+        for cmd in [
+            "sysctl -qw net.ipv6.conf.all.accept_dad=0",
+            "sysctl -qw net.ipv6.conf.default.accept_dad=0",
+            "ip link set lo up",
+            "ip link add va type veth peer name vb",
+            "ip link set va up",
+            "ip link set vb up",
+        ] {
+            let out = ns
+                .exec(&["sh", "-c", cmd])
+                .output()
+                .map_err(|e| e.to_string())?;
+            if !out.status.success() {
+                return Err(format!(
+                    "{cmd}: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ));
+            }
+        }
+        // Wait for both link-local addresses.
+        let until = Instant::now() + DEADLINE;
+        loop {
+            let out = ns
+                .exec(&["ip", "-6", "addr"])
+                .output()
+                .map_err(|e| e.to_string())?;
+            let text = String::from_utf8_lossy(&out.stdout);
+            let ready = ["va", "vb"].iter().all(|dev| {
+                text.split("\n").collect::<Vec<_>>().windows(2).any(|w| {
+                    w[0].contains(&format!(" {dev}@"))
+                        && w[1].contains("fe80")
+                        && !w[1].contains("tentative")
+                })
+            }) || text.matches("fe80").count() >= 2 && !text.contains("tentative");
+            if ready {
+                return Ok(ns);
+            }
+            if Instant::now() > until {
+                return Err(format!(
+                    "no IPv6 link-local addresses on the veth pair:\n{text}"
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn exec(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.0]).args(args);
+        c
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).output();
+    }
+}
+
+fn config_file(
+    dir: &Path,
+    name: &str,
+    scope: Scope,
+    interface: &str,
+    port: u16,
+    keys_from: &Config,
+) -> std::path::PathBuf {
+    let mut c = keys_from.clone();
+    c.address = None;
+    c.ip_version = Some(IpVersion::V6);
+    c.scope = scope;
+    c.interface = Some(interface.to_owned());
+    c.port = Some(port);
+    let path = dir.join(name);
+    fs::write(&path, c.to_file_text()).unwrap();
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+    path
+}
+
+struct Entity {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Entity {
+    fn start(ns: &Netns, config: &Path, module: &str) -> Entity {
+        let bin = env!("CARGO_BIN_EXE_rmbus");
+        let mut child = ns
+            .exec(&[
+                bin,
+                "join",
+                "--json",
+                "--address",
+                &format!("(app:v6 module:{module})"),
+            ])
+            .env("MBUS", config)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for l in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(l).is_err() {
+                    break;
+                }
+            }
+        });
+        Entity {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    fn expect(&mut self, what: &str, f: impl Fn(&Json) -> bool) -> Json {
+        let until = Instant::now() + DEADLINE;
+        loop {
+            match self
+                .lines
+                .recv_timeout(until.saturating_duration_since(Instant::now()))
+            {
+                Ok(line) => {
+                    let j: Json = serde_json::from_str(&line).unwrap_or(Json::Null);
+                    self.seen.push(line);
+                    if f(&j) {
+                        return j;
+                    }
+                }
+                Err(_) => panic!(
+                    "no {what} within {DEADLINE:?}; saw:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    fn say(&mut self, line: &str) {
+        let stdin = self.child.stdin.as_mut().unwrap();
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
+    }
+}
+
+impl Drop for Entity {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn exchange(ns: &Netns, a_config: &Path, b_config: &Path) {
+    let mut a = Entity::start(ns, a_config, "a");
+    let mut b = Entity::start(ns, b_config, "b");
+    let a_addr = a.expect("ready", |j| j["event"] == "ready")["address"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let b_addr = b.expect("ready", |j| j["event"] == "ready")["address"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        a_addr.contains("@fe80:"),
+        "the id names the interface's link-local address: {a_addr}"
+    );
+    a.expect("joined b", |j| {
+        j["event"] == "joined" && j["address"] == b_addr.as_str()
+    });
+    a.say(&format!("rsend {b_addr} test.v6 (6)"));
+    b.expect("command", |j| {
+        j["event"] == "command" && j["name"] == "test.v6"
+    });
+    a.expect("delivered", |j| j["event"] == "delivered" && j["id"] == 1);
+}
+
+#[test]
+fn ipv6_link_local_and_interface_local_in_a_namespace() {
+    let ns = match Netns::create() {
+        Ok(ns) => ns,
+        Err(reason) => {
+            eprintln!("skipped: cannot make a network namespace here: {reason}");
+            return;
+        }
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let keys = Config::generate(HashAlgo::HmacSha1_96, CipherAlgo::Aes);
+    // FF02::300 across the veth pair, hop limit 1.
+    let a = config_file(dir.path(), "a.conf", Scope::LinkLocal, "va", 47001, &keys);
+    let b = config_file(dir.path(), "b.conf", Scope::LinkLocal, "vb", 47001, &keys);
+    exchange(&ns, &a, &b);
+    // FF01::300 on one interface, hop limit 0.
+    let a = config_file(dir.path(), "a1.conf", Scope::HostLocal, "va", 47002, &keys);
+    let b = config_file(dir.path(), "b1.conf", Scope::HostLocal, "va", 47002, &keys);
+    exchange(&ns, &a, &b);
+}
