@@ -7,7 +7,7 @@ use rmbus::auth::{open, seal, CipherAlgo, HashAlgo};
 use rmbus::config::Config;
 use rmbus::wire::{Address, Command, Framing, Header, Message, MessageType, Value};
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+pub fn main() -> Result<(), Box<dyn std::error::Error>> {
     let msg = Message {
         header: Header {
             seq: 0,

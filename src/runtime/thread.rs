@@ -3,7 +3,7 @@
 
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, Sender, SyncSender, TrySendError};
+use std::sync::mpsc::{self, Receiver, Sender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -135,16 +135,10 @@ impl Callbacks {
     }
 }
 
+/// Work for the bus thread.
 enum Request {
-    Send {
-        dst: Address,
-        commands: Vec<Command>,
-        delivery: Delivery,
-        reply: SyncSender<Result<MsgId, SendError>>,
-    },
-    Ping(Address),
-    Peers(SyncSender<Vec<Peer>>),
-    Info(SyncSender<(Address, Stats)>),
+    /// Run this on the bus thread, with the bus.
+    Run(Box<dyn FnOnce(&mut Bus) + Send>),
     Close,
 }
 
@@ -198,6 +192,22 @@ impl std::fmt::Debug for Handle {
 }
 
 impl Handle {
+    /// Runs `f` on the bus thread with the [`Bus`] and returns its result
+    /// (`None` once the bus is closed). Everything else is built on this.
+    pub fn with<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Bus) -> R + Send + 'static,
+    ) -> Option<R> {
+        let (reply, answer) = mpsc::sync_channel(1);
+        let run = Box::new(move |bus: &mut Bus| {
+            let _ = reply.send(f(bus));
+        });
+        if !self.shared.request(Request::Run(run)) {
+            return None;
+        }
+        answer.recv().ok()
+    }
+
     /// Sends `commands` to `dst` (see [`crate::proto::Endpoint::send`]).
     pub fn send(
         &self,
@@ -205,40 +215,41 @@ impl Handle {
         commands: Vec<Command>,
         delivery: Delivery,
     ) -> Result<MsgId, SendError> {
-        let (reply, answer) = mpsc::sync_channel(1);
-        let asked = self.shared.request(Request::Send {
-            dst: dst.clone(),
-            commands,
-            delivery,
-            reply,
-        });
-        if !asked {
-            return Err(SendError::Closed);
-        }
-        answer.recv().unwrap_or(Err(SendError::Closed))
+        let dst = dst.clone();
+        self.with(move |bus| bus.send(&dst, commands, delivery))
+            .unwrap_or(Err(SendError::Closed))
     }
 
     /// Pings `dst`.
-    pub fn ping(&self, dst: &Address) {
-        self.shared.request(Request::Ping(dst.clone()));
+    pub fn ping(&self, dst: &Address) -> Result<(), SendError> {
+        let dst = dst.clone();
+        self.with(move |bus| bus.ping(&dst))
+            .unwrap_or(Err(SendError::Closed))
+    }
+
+    /// Announces that we wait for `condition` until an `mbus.go` releases it
+    /// (see [`crate::proto::Endpoint::start_waiting`]).
+    pub fn start_waiting(&self, dst: &Address, condition: &str) -> Result<(), SendError> {
+        let (dst, condition) = (dst.clone(), condition.to_owned());
+        self.with(move |bus| bus.start_waiting(&dst, &condition))
+            .unwrap_or(Err(SendError::Closed))
+    }
+
+    /// Releases `waiter`'s `condition` with a reliable `mbus.go`.
+    pub fn go(&self, waiter: &Address, condition: &str) -> Result<MsgId, SendError> {
+        let (waiter, condition) = (waiter.clone(), condition.to_owned());
+        self.with(move |bus| bus.go(&waiter, &condition))
+            .unwrap_or(Err(SendError::Closed))
     }
 
     /// The entities the bus knows (empty once closed).
     pub fn peers(&self) -> Vec<Peer> {
-        let (reply, answer) = mpsc::sync_channel(1);
-        if !self.shared.request(Request::Peers(reply)) {
-            return Vec::new();
-        }
-        answer.recv().unwrap_or_default()
+        self.with(|bus| bus.peers()).unwrap_or_default()
     }
 
     /// Our complete address and the core's counters (`None` once closed).
     pub fn info(&self) -> Option<(Address, Stats)> {
-        let (reply, answer) = mpsc::sync_channel(1);
-        if !self.shared.request(Request::Info(reply)) {
-            return None;
-        }
-        answer.recv().ok()
+        self.with(|bus| (bus.local_address().clone(), bus.stats()))
     }
 
     /// Events the channel of [`spawn`] dropped because nobody read them.
@@ -332,23 +343,7 @@ fn start_with_errors(
                 }
                 while let Ok(request) = rx.try_recv() {
                     match request {
-                        Request::Send {
-                            dst,
-                            commands,
-                            delivery,
-                            reply,
-                        } => {
-                            let _ = reply.send(bus.send(&dst, commands, delivery));
-                        }
-                        Request::Ping(dst) => {
-                            let _ = bus.ping(&dst);
-                        }
-                        Request::Peers(reply) => {
-                            let _ = reply.send(bus.peers());
-                        }
-                        Request::Info(reply) => {
-                            let _ = reply.send((bus.local_address().clone(), bus.stats()));
-                        }
+                        Request::Run(f) => f(&mut bus),
                         Request::Close => {
                             if let Err(e) = bus.close() {
                                 on_error(&e);
