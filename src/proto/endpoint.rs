@@ -54,6 +54,9 @@ pub struct Endpoint {
     /// Ordered-mode messages waiting for their predecessor to settle.
     ordered: HashMap<Address, VecDeque<(MsgId, Vec<Command>)>>,
     remembered: DuplicateMemory,
+    /// False only when no peer is owed acknowledgements: then sending needs
+    /// no look-up for acks to piggy-back, and polling no scan of the table.
+    acks_owed: bool,
     waiting: Vec<Waiting>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
@@ -93,6 +96,7 @@ impl Endpoint {
             in_flight: InFlightTable::default(),
             ordered: HashMap::new(),
             remembered: DuplicateMemory::default(),
+            acks_owed: false,
             waiting: Vec::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
@@ -213,6 +217,7 @@ impl Endpoint {
                 now,
                 self.config.limits.max_remembered,
             );
+            self.acks_owed = true;
             if let Some(peer) = self.peers.get_mut(&header.src) {
                 if fresh {
                     peer.owe_ack(header.seq, due);
@@ -452,14 +457,18 @@ impl Endpoint {
     /// one message per peer (the socket has been read empty when the driver
     /// asks for transmits).
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
-        let owed: Vec<Address> = self
-            .peers
-            .values()
-            .filter(|p| !p.pending_acks.is_empty())
-            .map(|p| p.peer.address.clone())
-            .collect();
-        for addr in owed {
-            self.send_dedicated_ack(now, &addr);
+        if self.acks_owed {
+            let owed: Vec<Address> = self
+                .peers
+                .values()
+                .filter(|p| !p.pending_acks.is_empty())
+                .map(|p| p.peer.address.clone())
+                .collect();
+            for addr in owed {
+                self.send_dedicated_ack(now, &addr);
+            }
+            // Cleared only when true: `emit` relies on it to skip the lookup.
+            self.acks_owed = self.peers.values().any(|p| !p.pending_acks.is_empty());
         }
         let t = self.transmits.pop_front()?;
         self.stats.datagrams_out += 1;
@@ -522,21 +531,20 @@ impl Endpoint {
     }
 
     /// Builds, seals and queues one message, piggy-backing the acks owed to
-    /// `dst` if it is exactly a known entity. Returns its SeqNum, datagram and
-    /// IP destination.
+    /// `dst` if it is exactly a known entity. Returns its SeqNum and, for a
+    /// reliable message, a copy of the datagram and its IP destination.
     fn emit(
         &mut self,
         now: Instant,
         dst: &Address,
         kind: MessageType,
         commands: Vec<Command>,
-    ) -> Result<(u32, Vec<u8>, SocketAddr), EncodeError> {
+    ) -> Result<(u32, Option<(Vec<u8>, SocketAddr)>), EncodeError> {
         let keep_until = now + self.config.timers.t_r * self.ack_copy_factor();
-        let acks = self
-            .peers
-            .get_mut(dst)
-            .map(|p| p.take_acks(keep_until))
-            .unwrap_or_default();
+        let acks = match self.peers.get_mut(dst) {
+            Some(p) if self.acks_owed => p.take_acks(keep_until),
+            _ => Vec::new(),
+        };
         let mut msg = self.message(dst.clone(), kind, acks, commands);
         msg.header.timestamp = self.wall_ms(now);
         match seal(&msg, &self.config.keys, self.config.framing) {
@@ -544,15 +552,17 @@ impl Endpoint {
                 let seq = self.next_seq;
                 self.next_seq = self.next_seq.wrapping_add(1);
                 let to = self.route(dst);
+                let copy = (kind == MessageType::Reliable).then(|| (bytes.clone(), to));
                 self.queue_transmit(Transmit {
                     destination: to,
-                    contents: bytes.clone(),
+                    contents: bytes,
                 });
-                Ok((seq, bytes, to))
+                Ok((seq, copy))
             }
             Err(e) => {
                 let due = now + self.config.timers.t_c;
                 if let Some(p) = self.peers.get_mut(dst) {
+                    self.acks_owed |= !msg.header.acks.is_empty();
                     for seq in msg.header.acks {
                         p.owe_ack(seq, due);
                     }
@@ -575,7 +585,10 @@ impl Endpoint {
         dst: Address,
         commands: Vec<Command>,
     ) -> Result<(), EncodeError> {
-        let (seq, bytes, to) = self.emit(now, &dst, MessageType::Reliable, commands)?;
+        let (seq, copy) = self.emit(now, &dst, MessageType::Reliable, commands)?;
+        let Some((bytes, to)) = copy else {
+            return Ok(());
+        };
         self.stats.reliable_sent += 1;
         self.in_flight.insert(
             id,

@@ -1,7 +1,7 @@
 //! Mbus addresses: sets of `tag:value` elements (RFC 3259 §4, §4.1).
 
 use std::fmt;
-use std::hash::{DefaultHasher, Hash, Hasher};
+use std::hash::{Hash, Hasher};
 
 /// Longest address tag (RFC 3259 §4: `1*32(ALPHA)`).
 pub const MAX_TAG_LEN: usize = 32;
@@ -196,14 +196,19 @@ impl PartialEq for Address {
 impl Eq for Address {}
 
 impl Hash for Address {
-    /// Order-independent, consistent with set equality.
+    /// Order-independent, consistent with set equality: the elements' own
+    /// (FNV-1a) hashes are summed, and the sum goes to `state`.
     fn hash<H: Hasher>(&self, state: &mut H) {
-        let mut sum: u64 = 0;
-        for e in self.elements() {
-            let mut h = DefaultHasher::new();
-            e.hash(&mut h);
-            sum = sum.wrapping_add(h.finish());
-        }
+        let sum = self
+            .text
+            .split(' ')
+            .filter(|e| !e.is_empty())
+            .map(|e| {
+                e.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+                    (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+                })
+            })
+            .fold(0u64, u64::wrapping_add);
         self.len.hash(state);
         sum.hash(state);
     }
