@@ -22,6 +22,9 @@ pub enum SetupError {
     MissingId(Address),
 }
 
+/// A reliable message's datagram and IP destination, kept for retransmission.
+type Retained = (Vec<u8>, SocketAddr);
+
 /// A condition we wait for, announced with `mbus.waiting` until released.
 #[derive(Debug)]
 struct Waiting {
@@ -539,7 +542,7 @@ impl Endpoint {
         dst: &Address,
         kind: MessageType,
         commands: Vec<Command>,
-    ) -> Result<(u32, Option<(Vec<u8>, SocketAddr)>), EncodeError> {
+    ) -> Result<(u32, Option<Retained>), EncodeError> {
         let keep_until = now + self.config.timers.t_r * self.ack_copy_factor();
         let acks = match self.peers.get_mut(dst) {
             Some(p) if self.acks_owed => p.take_acks(keep_until),
