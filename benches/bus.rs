@@ -366,7 +366,7 @@ fn main() {
     let raw_rate = rate(per_round, raw_elapsed);
     let us = |d: Duration| d.as_secs_f64() * 1e6;
     println!("\nrmbus bus benchmark: host-local group, {n} messages, one run; ratios to baselines of this run\n");
-    println!("{:<52} {:>12} {:>10}  {}", "", "msg/s", "x (a)", "note");
+    println!("{:<52} {:>12} {:>10}  note", "", "msg/s", "x (a)");
     println!(
         "{:<52} {:>12.0} {:>10.2}  receiver got {:.1} %",
         "(a) raw sendto of the same datagrams",
