@@ -116,6 +116,16 @@ fn settle(counter: &AtomicU64) -> u64 {
     }
 }
 
+/// A socket that sends to the group like a host-local entity: loopback, TTL 0.
+fn loopback_sender() -> UdpSocket {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.set_multicast_ttl_v4(0).unwrap();
+    socket2::SockRef::from(&socket)
+        .set_multicast_if_v4(&Ipv4Addr::LOCALHOST)
+        .unwrap();
+    socket
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
@@ -172,11 +182,7 @@ fn memory(config: &Config) -> (u64, u64) {
     thread::sleep(Duration::from_millis(1500));
     let idle = rss_kib(child.id());
     let keys = config.keys().unwrap();
-    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-    socket.set_multicast_ttl_v4(0).unwrap();
-    socket2::SockRef::from(&socket)
-        .set_multicast_if_v4(&Ipv4Addr::LOCALHOST)
-        .unwrap();
+    let socket = loopback_sender();
     for i in 0..1000 {
         let hello = Message {
             header: Header {
@@ -258,11 +264,7 @@ fn main() {
         .unwrap();
 
     // (a) raw sendto of the same datagrams.
-    let raw_socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-    raw_socket.set_multicast_ttl_v4(0).unwrap();
-    socket2::SockRef::from(&raw_socket)
-        .set_multicast_if_v4(&Ipv4Addr::LOCALHOST)
-        .unwrap();
+    let raw_socket = loopback_sender();
     let sample = Message {
         header: Header {
             seq: 1,

@@ -6,7 +6,7 @@ use std::fs;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Ipv4Addr, UdpSocket};
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
@@ -160,27 +160,42 @@ fn event(j: &Json, name: &str) -> bool {
     j["event"] == name
 }
 
-/// Sends a datagram to the group the way an entity would: loopback, TTL 0.
-fn inject(bus: &Bus, datagram: &[u8]) {
+/// A socket that sends to the group the way a host-local entity does:
+/// from the loopback, with TTL 0.
+fn loopback_sender() -> UdpSocket {
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
     socket.set_multicast_ttl_v4(0).unwrap();
-    let sock = socket2::SockRef::from(&socket);
-    sock.set_multicast_if_v4(&Ipv4Addr::LOCALHOST).unwrap();
-    socket.send_to(datagram, bus.config.group_addr()).unwrap();
+    socket2::SockRef::from(&socket)
+        .set_multicast_if_v4(&Ipv4Addr::LOCALHOST)
+        .unwrap();
+    socket
+}
+
+/// Sends a datagram to the group.
+fn inject(bus: &Bus, datagram: &[u8]) {
+    loopback_sender()
+        .send_to(datagram, bus.config.group_addr())
+        .unwrap();
+}
+
+/// Two join processes that have heard from each other, and their addresses.
+fn pair(bus: &Bus, first: &str, second: &str) -> (Proc, Proc, String, String) {
+    let mut a = Proc::join(bus, first);
+    let mut b = Proc::join(bus, second);
+    let (a_addr, b_addr) = (a.address(), b.address());
+    a.expect("joined second", |j| {
+        event(j, "joined") && j["address"] == b_addr.as_str()
+    });
+    b.expect("joined first", |j| {
+        event(j, "joined") && j["address"] == a_addr.as_str()
+    });
+    (a, b, a_addr, b_addr)
 }
 
 #[test]
 fn two_join_processes_exchange_commands_and_see_bye() {
     let bus = bus();
-    let mut a = Proc::join(&bus, "a");
-    let mut b = Proc::join(&bus, "b");
-    let (a_addr, b_addr) = (a.address(), b.address());
-    a.expect("joined b", |j| {
-        event(j, "joined") && j["address"] == b_addr.as_str()
-    });
-    b.expect("joined a", |j| {
-        event(j, "joined") && j["address"] == a_addr.as_str()
-    });
+    let (mut a, mut b, a_addr, b_addr) = pair(&bus, "a", "b");
 
     a.say(&format!("rsend {b_addr} test.set (42 \"x\" (1 2))"));
     a.say("send (module:b) test.note (\"hi\")");
@@ -298,12 +313,7 @@ fn monitor_sees_hellos_and_flags_a_forged_datagram_that_nobody_receives() {
 #[test]
 fn a_killed_entity_is_lost_by_timeout() {
     let bus = bus();
-    let mut a = Proc::join(&bus, "a");
-    let mut b = Proc::join(&bus, "b");
-    let b_addr = b.address();
-    a.expect("joined b", |j| {
-        event(j, "joined") && j["address"] == b_addr.as_str()
-    });
+    let (mut a, mut b, _, b_addr) = pair(&bus, "a", "b");
     // kill -9: no bye.
     b.child.kill().unwrap();
     b.child.wait().unwrap();
@@ -376,11 +386,7 @@ fn send_reliable_exit_codes() {
     let (stop2, datagram) = (stop.clone(), seal(&hello(0), &keys, Framing::Lf).unwrap());
     let group = bus.config.group_addr();
     let helloer = std::thread::spawn(move || {
-        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-        socket.set_multicast_ttl_v4(0).unwrap();
-        socket2::SockRef::from(&socket)
-            .set_multicast_if_v4(&Ipv4Addr::LOCALHOST)
-            .unwrap();
+        let socket = loopback_sender();
         while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
             socket.send_to(&datagram, group).unwrap();
             std::thread::sleep(Duration::from_millis(50));
@@ -515,18 +521,12 @@ fn bus_commands_create_a_missing_config_and_say_so() {
         fs::metadata(&path).unwrap().permissions().mode() & 0o777,
         0o600
     );
-    let _ = Path::new(&path);
 }
 
 #[test]
 fn sigterm_says_bye() {
     let bus = bus();
-    let mut a = Proc::join(&bus, "a");
-    let mut b = Proc::join(&bus, "b");
-    let b_addr = b.address();
-    a.expect("joined b", |j| {
-        event(j, "joined") && j["address"] == b_addr.as_str()
-    });
+    let (mut a, mut b, _, b_addr) = pair(&bus, "a", "b");
     let pid = nix::unistd::Pid::from_raw(b.child.id() as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
     assert_eq!(b.wait_exit(), 0);
