@@ -1,8 +1,10 @@
-//! IPv6 smoke test in a network namespace this test creates: a veth pair,
-//! two `rmbus join` entities on FF02::300 (link-local, one on each end) and on
-//! FF01::300 (interface-local, both on one end). Linux's `lo` carries no IPv6
-//! multicast, so IPv6 is only ever tested here. Where namespaces cannot be
-//! made (not root, no `ip`), the test says why and passes without running.
+//! Tests across a link, in network namespaces these tests create (a veth pair
+//! whose ends carry TEST-NET addresses; nothing leaves the namespace):
+//! IPv6 on FF02::300 (link-local, one entity on each end) and FF01::300
+//! (interface-local), and IPv4 LINKLOCAL (TTL 1 on a named interface). Linux's
+//! `lo` carries no IPv6 multicast, so IPv6 is only ever tested here. Where
+//! namespaces cannot be made (not root, no `ip`), a test says why and passes
+//! without running.
 
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
@@ -22,8 +24,8 @@ const DEADLINE: Duration = Duration::from_secs(30);
 struct Netns(String);
 
 impl Netns {
-    fn create() -> Result<Netns, String> {
-        let name = format!("rmbus-test-{}", std::process::id());
+    fn create(tag: &str) -> Result<Netns, String> {
+        let name = format!("rmbus-test-{}-{tag}", std::process::id());
         let out = Command::new("ip")
             .args(["netns", "add", &name])
             .output()
@@ -40,6 +42,8 @@ impl Netns {
             "sysctl -qw net.ipv6.conf.default.accept_dad=0",
             "ip link set lo up",
             "ip link add va type veth peer name vb",
+            "ip addr add 192.0.2.1/24 dev va",
+            "ip addr add 192.0.2.2/24 dev vb",
             "ip link set va up",
             "ip link set vb up",
         ] {
@@ -102,9 +106,21 @@ fn config_file(
     port: u16,
     keys_from: &Config,
 ) -> std::path::PathBuf {
+    config_file_v(dir, name, IpVersion::V6, scope, interface, port, keys_from)
+}
+
+fn config_file_v(
+    dir: &Path,
+    name: &str,
+    version: IpVersion,
+    scope: Scope,
+    interface: &str,
+    port: u16,
+    keys_from: &Config,
+) -> std::path::PathBuf {
     let mut c = keys_from.clone();
     c.address = None;
-    c.ip_version = Some(IpVersion::V6);
+    c.ip_version = Some(version);
     c.scope = scope;
     c.interface = Some(interface.to_owned());
     c.port = Some(port);
@@ -188,7 +204,7 @@ impl Drop for Entity {
     }
 }
 
-fn exchange(ns: &Netns, a_config: &Path, b_config: &Path) {
+fn exchange(ns: &Netns, a_config: &Path, b_config: &Path, id_host: &str) {
     let mut a = Entity::start(ns, a_config, "a");
     let mut b = Entity::start(ns, b_config, "b");
     let a_addr = a.expect("ready", |j| j["event"] == "ready")["address"]
@@ -200,8 +216,8 @@ fn exchange(ns: &Netns, a_config: &Path, b_config: &Path) {
         .unwrap()
         .to_owned();
     assert!(
-        a_addr.contains("@fe80:"),
-        "the id names the interface's link-local address: {a_addr}"
+        a_addr.contains(id_host),
+        "the id names the sending interface's address ({id_host}): {a_addr}"
     );
     a.expect("joined b", |j| {
         j["event"] == "joined" && j["address"] == b_addr.as_str()
@@ -215,7 +231,7 @@ fn exchange(ns: &Netns, a_config: &Path, b_config: &Path) {
 
 #[test]
 fn ipv6_link_local_and_interface_local_in_a_namespace() {
-    let ns = match Netns::create() {
+    let ns = match Netns::create("v6") {
         Ok(ns) => ns,
         Err(reason) => {
             eprintln!("skipped: cannot make a network namespace here: {reason}");
@@ -227,9 +243,42 @@ fn ipv6_link_local_and_interface_local_in_a_namespace() {
     // FF02::300 across the veth pair, hop limit 1.
     let a = config_file(dir.path(), "a.conf", Scope::LinkLocal, "va", 47001, &keys);
     let b = config_file(dir.path(), "b.conf", Scope::LinkLocal, "vb", 47001, &keys);
-    exchange(&ns, &a, &b);
+    exchange(&ns, &a, &b, "@fe80:");
     // FF01::300 on one interface, hop limit 0.
     let a = config_file(dir.path(), "a1.conf", Scope::HostLocal, "va", 47002, &keys);
     let b = config_file(dir.path(), "b1.conf", Scope::HostLocal, "va", 47002, &keys);
-    exchange(&ns, &a, &b);
+    exchange(&ns, &a, &b, "@fe80:");
+}
+
+#[test]
+fn ipv4_link_local_across_a_veth_pair() {
+    let ns = match Netns::create("v4") {
+        Ok(ns) => ns,
+        Err(reason) => {
+            eprintln!("skipped: cannot make a network namespace here: {reason}");
+            return;
+        }
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let keys = Config::generate(HashAlgo::HmacMd5_96, CipherAlgo::Des);
+    // 239.255.255.247 with TTL 1, one entity on each end of the pair.
+    let a = config_file_v(
+        dir.path(),
+        "a.conf",
+        IpVersion::V4,
+        Scope::LinkLocal,
+        "va",
+        47003,
+        &keys,
+    );
+    let b = config_file_v(
+        dir.path(),
+        "b.conf",
+        IpVersion::V4,
+        Scope::LinkLocal,
+        "vb",
+        47003,
+        &keys,
+    );
+    exchange(&ns, &a, &b, "@192.0.2.1");
 }
