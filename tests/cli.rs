@@ -468,7 +468,17 @@ fn encode_warns_about_ucl_hazards() {
 #[test]
 fn every_subcommand_documents_its_exit_codes() {
     let dir = tempfile::tempdir().unwrap();
-    for sub in ["keygen", "decode", "encode"] {
+    for sub in [
+        "demo",
+        "monitor",
+        "list",
+        "send",
+        "join",
+        "keygen",
+        "decode",
+        "encode",
+        "completions",
+    ] {
         let out = run(
             {
                 let mut c = rmbus(dir.path());
@@ -484,4 +494,33 @@ fn every_subcommand_documents_its_exit_codes() {
             "{sub}: {help}"
         );
     }
+}
+
+#[test]
+fn completions_and_manual_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(
+        {
+            let mut c = rmbus(dir.path());
+            c.args(["completions", "bash"]);
+            c
+        },
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(0));
+    assert!(stdout(&out).contains("_rmbus()") && stdout(&out).contains("monitor"));
+    let out = run(
+        {
+            let mut c = rmbus(dir.path());
+            c.arg("man");
+            c
+        },
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        stdout(&out).starts_with(".ie") || stdout(&out).contains(".TH rmbus"),
+        "{}",
+        stdout(&out)
+    );
 }

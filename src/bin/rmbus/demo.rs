@@ -16,6 +16,9 @@ use crate::{Failure, Outcome};
 /// Watch a bus come alive: a sensor, a controller and a logger on this host.
 #[derive(clap::Args)]
 #[command(after_help = "\
+Example:
+  rmbus demo --seconds 20
+
 The demo runs on its own host-local bus (loopback only, TTL 0) with fresh keys
 and a free port: it needs no configuration file and meets no other program.
 

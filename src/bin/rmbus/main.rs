@@ -25,7 +25,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{ArgAction, Parser, Subcommand};
+use clap::{ArgAction, CommandFactory, Parser, Subcommand};
 use rmbus::auth::Keys;
 use rmbus::config::{file, Config};
 
@@ -118,6 +118,22 @@ enum Command {
     Keygen(keygen::Args),
     Decode(decode::Args),
     Encode(encode::Args),
+    Completions(Completions),
+    /// Print the manual page (roff), e.g. `rmbus man | man -l -`.
+    Man,
+}
+
+/// Print a shell completion script.
+#[derive(clap::Args)]
+#[command(after_help = "\
+Example:
+  rmbus completions bash > /etc/bash_completion.d/rmbus
+
+Exit status: 0.")]
+struct Completions {
+    /// The shell.
+    #[arg(value_enum)]
+    shell: clap_complete::Shell,
 }
 
 fn init_logging(verbose: u8, quiet: bool) {
@@ -151,6 +167,18 @@ fn main() -> ExitCode {
         Command::Keygen(args) => keygen::run(args),
         Command::Decode(args) => decode::run(args),
         Command::Encode(args) => encode::run(args),
+        Command::Completions(c) => {
+            clap_complete::generate(
+                c.shell,
+                &mut Cli::command(),
+                "rmbus",
+                &mut std::io::stdout(),
+            );
+            Ok(())
+        }
+        Command::Man => clap_mangen::Man::new(Cli::command())
+            .render(&mut std::io::stdout())
+            .map_err(Failure::input),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
