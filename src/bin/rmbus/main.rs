@@ -136,6 +136,15 @@ struct Completions {
     shell: clap_complete::Shell,
 }
 
+/// Writes `bytes` to stdout; a reader that went away early is no error.
+fn write_stdout(bytes: &[u8]) -> Outcome {
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(bytes) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(Failure::input(e)),
+        _ => Ok(()),
+    }
+}
+
 fn init_logging(verbose: u8, quiet: bool) {
     let level = match (quiet, verbose) {
         (true, _) => "error",
