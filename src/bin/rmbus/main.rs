@@ -177,17 +177,17 @@ fn main() -> ExitCode {
         Command::Decode(args) => decode::run(args),
         Command::Encode(args) => encode::run(args),
         Command::Completions(c) => {
-            clap_complete::generate(
-                c.shell,
-                &mut Cli::command(),
-                "rmbus",
-                &mut std::io::stdout(),
-            );
-            Ok(())
+            let mut script = Vec::new();
+            clap_complete::generate(c.shell, &mut Cli::command(), "rmbus", &mut script);
+            write_stdout(&script)
         }
-        Command::Man => clap_mangen::Man::new(Cli::command())
-            .render(&mut std::io::stdout())
-            .map_err(Failure::input),
+        Command::Man => {
+            let mut page = Vec::new();
+            match clap_mangen::Man::new(Cli::command()).render(&mut page) {
+                Ok(()) => write_stdout(&page),
+                Err(e) => Err(Failure::input(e)),
+            }
+        }
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
