@@ -254,14 +254,7 @@ fn main() {
         &mut poll,
         |_, e| matches!(e, Event::PeerJoined(ref x) if b_addr.is_subset_of(x)),
     );
-    let b_full = a
-        .endpoint()
-        .resolve(&b_addr)
-        .or_else(|e| match e {
-            rmbus::proto::SendError::Incomplete { full, .. } => Ok(full),
-            other => Err(other),
-        })
-        .unwrap();
+    let b_full = a.endpoint().unique_match(&b_addr).unwrap();
 
     // (a) raw sendto of the same datagrams.
     let raw_socket = loopback_sender();

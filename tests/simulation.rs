@@ -297,6 +297,15 @@ fn case_13_reliable_needs_a_unique_known_complete_address() {
         ),
         Err(SendError::UnknownDestination(_))
     ));
+    // Uniqueness alone: a subset that matches one entity names it fully.
+    assert_eq!(
+        net.nodes[a].ep.unique_match(&addr("(node:n1)")).unwrap(),
+        net.address(1)
+    );
+    assert!(matches!(
+        net.nodes[a].ep.unique_match(&engine),
+        Err(SendError::NotUnique { matches: 2, .. })
+    ));
     let subset = addr("(node:n1)");
     assert!(matches!(
         net.send(a, &subset, cmd("x", vec![]), Delivery::Reliable),

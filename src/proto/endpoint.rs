@@ -145,21 +145,32 @@ impl Endpoint {
         self.closed
     }
 
-    /// The complete address of the one known entity that `dst` designates, as a
-    /// reliable message needs it (RFC 3259 §6.2, §7).
-    pub fn resolve(&self, dst: &Address) -> Result<Address, SendError> {
+    /// The complete address of the one known entity that `dst` designates
+    /// (RFC 3259 §6.2 uniqueness); `dst` may be a subset of it.
+    pub fn unique_match(&self, dst: &Address) -> Result<Address, SendError> {
         let mut matches = self.peers.keys().filter(|a| dst.is_subset_of(a));
         match (matches.next(), matches.count()) {
             (None, _) => Err(SendError::UnknownDestination(dst.clone())),
-            (Some(one), 0) if one == dst => Ok(one.clone()),
-            (Some(one), 0) => Err(SendError::Incomplete {
-                dst: dst.clone(),
-                full: one.clone(),
-            }),
+            (Some(one), 0) => Ok(one.clone()),
             (Some(_), more) => Err(SendError::NotUnique {
                 dst: dst.clone(),
                 matches: more + 1,
             }),
+        }
+    }
+
+    /// `dst` itself if it is the complete address of one known entity, as a
+    /// reliable message needs it (RFC 3259 §7); a unique subset address is
+    /// refused with the complete one in the error.
+    pub fn resolve(&self, dst: &Address) -> Result<Address, SendError> {
+        let full = self.unique_match(dst)?;
+        if &full == dst {
+            Ok(full)
+        } else {
+            Err(SendError::Incomplete {
+                dst: dst.clone(),
+                full,
+            })
         }
     }
 

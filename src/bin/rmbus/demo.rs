@@ -120,14 +120,7 @@ pub fn run(args: Args) -> Outcome {
                     next_command = now + Duration::from_millis(1500);
                     let target =
                         Address::new([("app", "demo"), ("module", "sensor")]).unwrap_or_default();
-                    let full = buses[controller]
-                        .endpoint()
-                        .resolve(&target)
-                        .or_else(|e| match e {
-                            rmbus::proto::SendError::Incomplete { full, .. } => Ok(full),
-                            other => Err(other),
-                        });
-                    match full {
+                    match buses[controller].endpoint().unique_match(&target) {
                         Ok(full) => {
                             rate += 1;
                             let cmd =

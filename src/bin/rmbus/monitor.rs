@@ -197,9 +197,16 @@ pub fn run(args: Args) -> Outcome {
         remaining: args.count,
         out: stdout.lock(),
     };
-    match watch(args, config, &mut printer) {
-        Err(e) if e.code == 2 && e.message.contains("Broken pipe") => Ok(()),
-        other => other,
+    watch(args, config, &mut printer)
+}
+
+/// Whether to go on after printing; a reader that went away (`monitor | head`)
+/// ends the monitor quietly.
+fn go_on(printed: io::Result<bool>) -> Result<bool, Failure> {
+    match printed {
+        Ok(more) => Ok(more),
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(false),
+        Err(e) => Err(Failure::input(e)),
     }
 }
 
@@ -213,7 +220,7 @@ fn watch(args: Args, config: rmbus::config::Config, printer: &mut Printer) -> Ou
         let port = config.effective_port();
         for d in datagrams {
             let ours = d.dst.port() == port || open(&d.payload, &printer.keys).is_ok();
-            if ours && !printer.datagram(d.at, d.src, &d.payload).map_err(io_err)? {
+            if ours && !go_on(printer.datagram(d.at, d.src, &d.payload))? {
                 break;
             }
         }
@@ -261,7 +268,7 @@ fn watch(args: Args, config: rmbus::config::Config, printer: &mut Printer) -> Ou
                     if let Some(w) = &mut capture {
                         w.write(at, from, group_addr, &buf[..n]).map_err(io_err)?;
                     }
-                    if !printer.datagram(at, from, &buf[..n]).map_err(io_err)? {
+                    if !go_on(printer.datagram(at, from, &buf[..n]))? {
                         return Ok(());
                     }
                 }

@@ -47,11 +47,7 @@ impl Search {
     pub fn check(&self, bus: &Bus, now: Instant) -> Found {
         let complete = self.dst.id().is_some();
         let settled = complete || now >= self.pinged + PING_ANSWERS;
-        let result = match bus.endpoint().resolve(&self.dst) {
-            Ok(full) => Ok(full),
-            Err(SendError::Incomplete { full, .. }) => Ok(full),
-            Err(e) => Err(e),
-        };
+        let result = bus.endpoint().unique_match(&self.dst);
         let expired = now >= self.deadline;
         match result {
             Ok(full) if settled || expired => Found::Unique(full),
