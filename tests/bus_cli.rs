@@ -2,6 +2,8 @@
 //! `join`, `monitor`, `list`, `send`, `demo`. Each test has its own
 //! configuration on a free port; every wait is for an event, with a deadline.
 
+mod common;
+
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Ipv4Addr, UdpSocket};
@@ -11,7 +13,7 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
-use rmbus::auth::{seal, seal_raw, CipherAlgo, HashAlgo};
+use rmbus::auth::{seal, seal_raw};
 use rmbus::config::Config;
 use rmbus::wire::{Address, Framing, Header, Message, MessageType};
 use serde_json::Value as Json;
@@ -27,13 +29,7 @@ struct Bus {
 /// A fresh host-local bus configuration on a free port.
 fn bus() -> Bus {
     let dir = tempfile::tempdir().unwrap();
-    let port = UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut config = Config::generate(HashAlgo::HmacMd5_96, CipherAlgo::None);
-    config.port = Some(port);
+    let config = common::free_port_config();
     let config_path = dir.path().join("bus.conf");
     fs::write(&config_path, config.to_file_text()).unwrap();
     fs::set_permissions(&config_path, fs::Permissions::from_mode(0o600)).unwrap();

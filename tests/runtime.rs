@@ -1,31 +1,17 @@
 //! The runtime on real sockets, on the host-local (loopback) group, each test
 //! on its own free port. Waits are for events, with generous deadlines.
 
-use std::net::UdpSocket;
+mod common;
+
 use std::os::fd::AsRawFd;
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
-use rmbus::auth::{CipherAlgo, HashAlgo};
-use rmbus::config::{Config, Scope};
 use rmbus::proto::{Delivery, Event, LeaveReason};
 use rmbus::runtime::{spawn, spawn_with_callbacks, Bus, Callbacks};
 use rmbus::wire::{Address, Command, Value};
 
 const DEADLINE: Duration = Duration::from_secs(20);
-
-/// A host-local configuration with fresh keys on a port nobody else uses.
-fn test_config() -> Config {
-    let port = UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut config = Config::generate(HashAlgo::HmacMd5_96, CipherAlgo::None);
-    config.scope = Scope::HostLocal;
-    config.port = Some(port);
-    config
-}
 
 fn addr(s: &str) -> Address {
     Address::parse(s).unwrap()
@@ -49,7 +35,7 @@ fn wait_for<T>(rx: &Receiver<Event>, f: impl Fn(&Event) -> Option<T>) -> T {
 
 #[test]
 fn two_threaded_entities_exchange_a_reliable_command_and_say_bye() {
-    let config = test_config();
+    let config = common::free_port_config();
     let (a, a_events) = spawn(&config, &addr("(app:test module:a)")).unwrap();
     let (b, b_events) = spawn(&config, &addr("(app:test module:b)")).unwrap();
     let (a_addr, _) = a.info().unwrap();
@@ -92,7 +78,7 @@ fn two_threaded_entities_exchange_a_reliable_command_and_say_bye() {
 
 #[test]
 fn callbacks_answer_from_the_bus_thread() {
-    let config = test_config();
+    let config = common::free_port_config();
     let server = spawn_with_callbacks(
         &config,
         &addr("(app:test module:server)"),
@@ -130,7 +116,7 @@ fn callbacks_answer_from_the_bus_thread() {
 
 #[test]
 fn a_bus_in_an_application_owned_mio_loop_and_its_raw_fd() {
-    let config = test_config();
+    let config = common::free_port_config();
     let mut bus = Bus::bind(&config, &addr("(app:test module:loop)")).unwrap();
     let mut poll = mio::Poll::new().unwrap();
     poll.registry()

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 use rmbus::auth::{CipherAlgo, HashAlgo, Keys};
+use rmbus::config::Config;
 use rmbus::wire::Address;
 
 pub const K_MD5: &[u8] = b"123156189112";
@@ -25,6 +26,19 @@ pub const V7_PLAINTEXT: &[u8] = b"mbus/1.0      3 1020000000400 U (app:test modu
 pub const V8_CIPHERTEXT_HEX: &str = "601a3486beb81fc5c46e3e75053ef9a4d9ee2bf40d5f1618ae4051605815631034abf9a1fb71f852952f75d7bc3da82905cb4678914ea6ea008589da70972a9986491fa3ec70b00e96c21614df4a75d5278509efec878d97c0442c6ae60c1eb6";
 pub const V9_BODY: &[u8] = b"mbus/1.0 42 1020000000500 R (app:foo module:gui id:4711-1@192.168.1.1) (app:foo module:engine id:4712-1@192.168.1.1) ()\r\ntools.foo.bar (((\"ID\" \"123\") (\"RPC-TYPE\" \"UNICAST\")) (\"gg\" 17 (\"a\" \"b\")))";
 pub const V10_BODY: &[u8] = b"mbus/1.0 57 1020000000510 U (app:foo module:engine id:4712-1@192.168.1.1) (app:foo module:gui id:4711-1@192.168.1.1) (42)\r\ntools.foo.bar.return (((\"ID\" \"123\") (\"RPC-STATUS\" \"OK\")) ((OK BAR_COMPLETED \"Success!\") (1)))";
+
+/// A host-local configuration with fresh keys on a port nobody else uses, for
+/// tests on real sockets (each test its own bus).
+pub fn free_port_config() -> Config {
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut config = Config::generate(HashAlgo::HmacMd5_96, CipherAlgo::None);
+    config.port = Some(port);
+    config
+}
 
 pub fn md5() -> Keys {
     Keys::md5_noencr(K_MD5).unwrap()
