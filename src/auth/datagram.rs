@@ -7,7 +7,7 @@ use base64::Engine as _;
 
 use super::mac::MAC_LEN;
 use super::Keys;
-use crate::wire::{EncodeError, Framing, Message, ParseError, MAX_DATAGRAM};
+use crate::wire::{EncodeError, Framing, Message, MessageView, ParseError, MAX_DATAGRAM};
 
 /// Length of the base64 digest at the start of every datagram (12 octets → 16 chars).
 pub const DIGEST_LEN: usize = 16;
@@ -81,6 +81,16 @@ impl Rejection {
 ///
 /// The digest line ends with LF or CRLF per `framing`, like the message lines.
 pub fn seal(msg: &Message, keys: &Keys, framing: Framing) -> Result<Vec<u8>, EncodeError> {
+    seal_view(&msg.view(), keys, framing)
+}
+
+/// [`seal`] for a message made of borrowed parts: what a sender uses to avoid
+/// building a [`Message`] for every datagram.
+pub fn seal_view(
+    msg: &MessageView<'_>,
+    keys: &Keys,
+    framing: Framing,
+) -> Result<Vec<u8>, EncodeError> {
     let mut out = digest_placeholder(framing);
     let body = out.len();
     msg.encode_into(&mut out, framing)?;

@@ -4,8 +4,8 @@ use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use crate::auth::{open, seal, Rejection};
-use crate::wire::{Address, Command, EncodeError, Header, Message, MessageType, Value};
+use crate::auth::{open, seal_view, Rejection};
+use crate::wire::{Address, Command, EncodeError, Message, MessageType, MessageView, Value};
 
 use super::hello::HelloTimer;
 use super::peers::{Peer, PeerState};
@@ -364,9 +364,8 @@ impl Endpoint {
         let busy = self.in_flight.has_destination(&full) || self.ordered.contains_key(&full);
         if delivery == Delivery::ReliableOrdered && busy {
             // Checked now, so that a queued message cannot fail to encode later.
-            let probe = self.message(dst.clone(), MessageType::Reliable, vec![], commands);
-            seal(&probe, &self.config.keys, self.config.framing)?;
-            let Message { commands, .. } = probe;
+            let probe = self.view(dst, MessageType::Reliable, &[], &commands);
+            seal_view(&probe, &self.config.keys, self.config.framing)?;
             self.ordered
                 .entry(full)
                 .or_default()
@@ -524,22 +523,21 @@ impl Endpoint {
         ms + now.saturating_duration_since(at).as_millis() as u64
     }
 
-    fn message(
-        &self,
-        dst: Address,
+    /// The message we would send now, as borrowed parts (no clones).
+    fn view<'a>(
+        &'a self,
+        dst: &'a Address,
         kind: MessageType,
-        acks: Vec<u32>,
-        commands: Vec<Command>,
-    ) -> Message {
-        Message {
-            header: Header {
-                seq: self.next_seq,
-                timestamp: 0,
-                kind,
-                src: self.local.clone(),
-                dst,
-                acks,
-            },
+        acks: &'a [u32],
+        commands: &'a [Command],
+    ) -> MessageView<'a> {
+        MessageView {
+            seq: self.next_seq,
+            timestamp: 0,
+            kind,
+            src: &self.local,
+            dst,
+            acks,
             commands,
         }
     }
@@ -559,9 +557,9 @@ impl Endpoint {
             Some(p) if self.acks_owed => p.take_acks(keep_until),
             _ => Vec::new(),
         };
-        let mut msg = self.message(dst.clone(), kind, acks, commands);
-        msg.header.timestamp = self.wall_ms(now);
-        match seal(&msg, &self.config.keys, self.config.framing) {
+        let mut msg = self.view(dst, kind, &acks, &commands);
+        msg.timestamp = self.wall_ms(now);
+        match seal_view(&msg, &self.config.keys, self.config.framing) {
             Ok(bytes) => {
                 let seq = self.next_seq;
                 self.next_seq = self.next_seq.wrapping_add(1);
@@ -576,8 +574,8 @@ impl Endpoint {
             Err(e) => {
                 let due = now + self.config.timers.t_c;
                 if let Some(p) = self.peers.get_mut(dst) {
-                    self.acks_owed |= !msg.header.acks.is_empty();
-                    for seq in msg.header.acks {
+                    self.acks_owed |= !acks.is_empty();
+                    for seq in acks {
                         p.owe_ack(seq, due);
                     }
                 }

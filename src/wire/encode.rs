@@ -11,7 +11,7 @@ use std::io::Write as _;
 use base64::Engine as _;
 
 use super::value::{is_integer_text, is_symbol};
-use super::{Command, Message, Value, MAX_DEPTH, PROTOCOL_ID};
+use super::{Address, Command, Message, MessageType, Value, MAX_DEPTH, PROTOCOL_ID};
 
 /// How lines are separated in an encoded datagram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -66,13 +66,7 @@ pub enum EncodeError {
 impl Message {
     /// Checks that every part of the message has an Mbus form.
     pub fn validate(&self) -> Result<(), EncodeError> {
-        for cmd in &self.commands {
-            if !is_symbol(&cmd.name) {
-                return Err(EncodeError::BadCommandName(cmd.name.clone()));
-            }
-            validate_list(&cmd.args, 1)?;
-        }
-        Ok(())
+        validate_commands(&self.commands)
     }
 
     /// Encodes the message (without the digest line) in canonical form.
@@ -84,10 +78,62 @@ impl Message {
 
     /// Appends the canonical encoding to `out`.
     pub fn encode_into(&self, out: &mut Vec<u8>, framing: Framing) -> Result<(), EncodeError> {
-        self.validate()?;
+        self.view().encode_into(out, framing)
+    }
+
+    /// The message as a [`MessageView`].
+    pub fn view(&self) -> MessageView<'_> {
+        let h = &self.header;
+        MessageView {
+            seq: h.seq,
+            timestamp: h.timestamp,
+            kind: h.kind,
+            src: &h.src,
+            dst: &h.dst,
+            acks: &h.acks,
+            commands: &self.commands,
+        }
+    }
+}
+
+/// A message made of borrowed parts (RFC 3259 §5): what a sender encodes
+/// without first cloning its own address and the destination into a
+/// [`Message`]. It encodes exactly as the equivalent `Message` does.
+#[derive(Debug, Clone, Copy)]
+pub struct MessageView<'a> {
+    /// Per-entity sequence number.
+    pub seq: u32,
+    /// Milliseconds since the Unix epoch.
+    pub timestamp: u64,
+    /// Reliable (`R`) or unreliable (`U`).
+    pub kind: MessageType,
+    /// The sender's complete address.
+    pub src: &'a Address,
+    /// The destination.
+    pub dst: &'a Address,
+    /// SeqNums acknowledged.
+    pub acks: &'a [u32],
+    /// The commands.
+    pub commands: &'a [Command],
+}
+
+impl MessageView<'_> {
+    /// Appends the canonical encoding to `out` (see [`Message::encode_into`]).
+    pub fn encode_into(&self, out: &mut Vec<u8>, framing: Framing) -> Result<(), EncodeError> {
+        validate_commands(self.commands)?;
         write_message(out, self, framing.newline(), framing == Framing::Lf);
         Ok(())
     }
+}
+
+fn validate_commands(commands: &[Command]) -> Result<(), EncodeError> {
+    for cmd in commands {
+        if !is_symbol(&cmd.name) {
+            return Err(EncodeError::BadCommandName(cmd.name.clone()));
+        }
+        validate_list(&cmd.args, 1)?;
+    }
+    Ok(())
 }
 
 fn validate_list(values: &[Value], depth: usize) -> Result<(), EncodeError> {
@@ -111,33 +157,56 @@ fn validate_list(values: &[Value], depth: usize) -> Result<(), EncodeError> {
 
 /// Writes header and commands; `newline` separates lines, `trailing` adds one
 /// after the last line. Infallible: [`Message::validate`] is the gate.
-pub(crate) fn write_message(out: &mut Vec<u8>, msg: &Message, newline: &str, trailing: bool) {
-    let h = &msg.header;
+pub(crate) fn write_message(out: &mut Vec<u8>, m: &MessageView<'_>, newline: &str, trailing: bool) {
     out.extend_from_slice(PROTOCOL_ID.as_bytes());
-    // Writing to a Vec<u8> cannot fail.
-    let _ = write!(
-        out,
-        " {} {} {} ({}) ({}) (",
-        h.seq,
-        h.timestamp,
-        h.kind.letter(),
-        h.src.inner_text(),
-        h.dst.inner_text()
-    );
-    for (i, ack) in h.acks.iter().enumerate() {
+    out.push(b' ');
+    write_u64(out, u64::from(m.seq));
+    out.push(b' ');
+    write_u64(out, m.timestamp);
+    out.push(b' ');
+    out.push(m.kind.letter() as u8);
+    out.extend_from_slice(b" (");
+    out.extend_from_slice(m.src.inner_text().as_bytes());
+    out.extend_from_slice(b") (");
+    out.extend_from_slice(m.dst.inner_text().as_bytes());
+    out.extend_from_slice(b") (");
+    for (i, &ack) in m.acks.iter().enumerate() {
         if i > 0 {
             out.push(b' ');
         }
-        let _ = write!(out, "{ack}");
+        write_u64(out, u64::from(ack));
     }
     out.push(b')');
-    for cmd in &msg.commands {
+    for cmd in m.commands {
         out.extend_from_slice(newline.as_bytes());
         write_command(out, cmd);
     }
     if trailing {
         out.extend_from_slice(newline.as_bytes());
     }
+}
+
+/// Writes `n` in decimal without going through `core::fmt` (this is on every
+/// send's path).
+fn write_u64(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
+}
+
+fn write_i64(out: &mut Vec<u8>, n: i64) {
+    if n < 0 {
+        out.push(b'-');
+    }
+    write_u64(out, n.unsigned_abs());
 }
 
 /// Writes `name (args)`.
@@ -161,9 +230,7 @@ fn write_list(out: &mut Vec<u8>, values: &[Value]) {
 /// Writes one value in canonical form.
 pub(crate) fn write_value(out: &mut Vec<u8>, v: &Value) {
     match v {
-        Value::Integer(i) => {
-            let _ = write!(out, "{i}");
-        }
+        Value::Integer(i) => write_i64(out, *i),
         Value::BigInteger(s) | Value::Symbol(s) => out.extend_from_slice(s.as_bytes()),
         Value::Float(f) => write_float(out, *f),
         Value::String(s) => write_string(out, s),
@@ -204,4 +271,40 @@ fn write_string(out: &mut Vec<u8>, s: &str) {
         }
     }
     out.push(b'"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integers_are_written_like_display() {
+        for n in [0, 1, -1, 9, 10, -10, i64::MAX, i64::MIN, 4_294_967_295] {
+            let mut out = Vec::new();
+            write_value(&mut out, &Value::Integer(n));
+            assert_eq!(String::from_utf8(out).unwrap(), n.to_string());
+        }
+    }
+
+    #[test]
+    fn a_view_encodes_exactly_as_its_message() {
+        let msg = Message {
+            header: super::super::Header {
+                seq: u32::MAX,
+                timestamp: 1_700_000_000_123,
+                kind: MessageType::Reliable,
+                src: Address::parse("(app:x id:1-1@127.0.0.1)").unwrap(),
+                dst: Address::parse("(app:y)").unwrap(),
+                acks: vec![0, 7, u32::MAX],
+            },
+            commands: vec![Command::new("a.b", vec![Value::Integer(-3)])],
+        };
+        for framing in [Framing::Lf, Framing::Crlf] {
+            let mut via_view = Vec::new();
+            msg.view().encode_into(&mut via_view, framing).unwrap();
+            let text = String::from_utf8(via_view).unwrap();
+            assert!(text.starts_with("mbus/1.0 4294967295 1700000000123 R (app:x id:1-1@127.0.0.1) (app:y) (0 7 4294967295)"), "{text}");
+            assert_eq!(Message::parse(text.as_bytes()).unwrap(), msg);
+        }
+    }
 }

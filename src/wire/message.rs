@@ -84,7 +84,7 @@ impl fmt::Display for Message {
     /// (LF-separated, no trailing newline).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut out = Vec::new();
-        super::encode::write_message(&mut out, self, "\n", false);
+        super::encode::write_message(&mut out, &self.view(), "\n", false);
         f.write_str(&String::from_utf8_lossy(&out))
     }
 }

@@ -23,7 +23,7 @@ mod parse;
 mod value;
 
 pub use address::{Address, AddressError, Element};
-pub use encode::{EncodeError, Framing};
+pub use encode::{EncodeError, Framing, MessageView};
 pub use hazard::UclHazard;
 pub use message::{Command, Header, Message, MessageType};
 pub use parse::{ParseError, Rule};
