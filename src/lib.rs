@@ -49,6 +49,7 @@
 pub mod auth;
 pub mod config;
 pub mod proto;
+pub mod rpc;
 #[cfg(feature = "runtime")]
 pub mod runtime;
 pub mod wire;

@@ -5,13 +5,18 @@ use std::net::SocketAddr;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use crate::auth::{open, seal_view, Rejection};
-use crate::wire::{Address, Command, EncodeError, Message, MessageType, MessageView, Value};
+use crate::wire::{
+    Address, Command, EncodeError, Header, Message, MessageType, MessageView, Value,
+};
 
 use super::hello::HelloTimer;
 use super::peers::{Peer, PeerState};
 use super::reliable::{DuplicateMemory, InFlight, InFlightTable};
 use super::rng::Rng;
+
 use super::{Delivery, EndpointConfig, Event, LeaveReason, MsgId, SendError, Stats, Transmit};
+
+mod guidelines;
 
 /// Why an [`Endpoint`] could not be created.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -65,6 +70,7 @@ pub struct Endpoint {
     events: VecDeque<Event>,
     stats: Stats,
     closed: bool,
+    guides: guidelines::Guides,
 }
 
 impl Endpoint {
@@ -105,6 +111,7 @@ impl Endpoint {
             events: VecDeque::new(),
             stats: Stats::default(),
             closed: false,
+            guides: guidelines::Guides::default(),
         })
     }
 
@@ -246,7 +253,7 @@ impl Endpoint {
             }
         }
         for command in commands {
-            self.dispatch(now, &header.src, reliable, command);
+            self.dispatch(now, &header, reliable, command);
         }
     }
 
@@ -331,6 +338,7 @@ impl Endpoint {
             let _ = self.emit(now, &dst, MessageType::Unreliable, vec![cmd]);
         }
         self.remembered.expire(now, timers.dup_memory);
+        self.guidelines_timeout(now);
     }
 
     // ---- commands from the application -------------------------------------------
@@ -513,6 +521,7 @@ impl Endpoint {
         .flatten()
         .chain(peers)
         .chain(self.waiting.iter().map(|w| w.next))
+        .chain(self.guides.next_deadline())
         .min()
     }
 
@@ -717,10 +726,12 @@ impl Endpoint {
             addr: addr.clone(),
             reason,
         });
+        self.guidelines_peer_left(addr);
     }
 
     /// One command of an accepted message, in order.
-    fn dispatch(&mut self, now: Instant, src: &Address, reliable: bool, command: Command) {
+    fn dispatch(&mut self, now: Instant, header: &Header, reliable: bool, command: Command) {
+        let src = &header.src;
         let condition = command
             .args
             .first()
@@ -754,15 +765,31 @@ impl Endpoint {
                     condition,
                 });
             }
-            _ => self.push_event(Event::Command {
-                src: src.clone(),
-                reliable,
-                command,
-            }),
+            _ => {
+                let plain =
+                    self.guidelines_dispatch(now, src, &header.dst, header.seq, reliable, command);
+                if let Some(command) = plain {
+                    self.push_event(Event::Command {
+                        src: src.clone(),
+                        reliable,
+                        command,
+                    });
+                }
+            }
         }
     }
 
     fn push_event(&mut self, event: Event) {
+        let settled = match &event {
+            Event::Delivered { id, .. } => Some((*id, true)),
+            Event::DeliveryFailed { id, .. } => Some((*id, false)),
+            _ => None,
+        };
+        if let Some((id, delivered)) = settled {
+            if self.guidelines_settled(id, delivered) {
+                return;
+            }
+        }
         if self.events.len() >= self.config.limits.max_events {
             self.events.pop_front();
             self.stats.queue_drops += 1;

@@ -93,6 +93,9 @@ pub struct Limits {
     pub max_remembered: usize,
     /// Acks owed to one peer before they are sent without waiting.
     pub max_pending_acks: usize,
+    /// RPC requests received and not answered yet; beyond it the oldest is
+    /// forgotten (its caller times out).
+    pub max_open_requests: usize,
 }
 
 impl Default for Limits {
@@ -104,6 +107,7 @@ impl Default for Limits {
             max_in_flight: 65_536,
             max_remembered: 65_536,
             max_pending_acks: 256,
+            max_open_requests: 65_536,
         }
     }
 }
@@ -243,6 +247,36 @@ pub enum Event {
         /// The condition.
         condition: String,
     },
+    /// An RPC request for an operation this entity serves (Guidelines §5.2);
+    /// answer it with [`Endpoint::reply`].
+    Request(crate::rpc::Request),
+    /// A call made with [`Endpoint::call`] or an ANYCAST
+    /// [`Endpoint::call_group`] ended.
+    Returned {
+        /// The call.
+        call: crate::rpc::CallId,
+        /// Who answered (for an anycast that found no volunteer: the group).
+        callee: Address,
+        /// How it ended.
+        outcome: crate::rpc::Outcome,
+    },
+    /// A MULTICAST call ended: one outcome per entity.
+    GroupReturned {
+        /// The call.
+        call: crate::rpc::CallId,
+        /// Each entity and its outcome, ordered by address.
+        results: Vec<(Address, crate::rpc::Outcome)>,
+    },
+    /// Another entity set one of our properties (Guidelines §5.4); the
+    /// watchers have been told.
+    PropertyChanged {
+        /// The property.
+        name: String,
+        /// Its new value.
+        value: crate::wire::Value,
+        /// Who set it.
+        by: Address,
+    },
 }
 
 /// Why [`Endpoint::send`] refused a message. Nothing was sent.
@@ -278,6 +312,9 @@ pub enum SendError {
     /// The endpoint has said bye.
     #[error("the endpoint is closed")]
     Closed,
+    /// [`crate::proto::Endpoint::call_group`] takes ANYCAST or MULTICAST only.
+    #[error("{} is not a group RPC type this endpoint can call", .0.as_str())]
+    UnsupportedRpcType(crate::rpc::RpcType),
 }
 
 /// The endpoint's counters.
@@ -311,4 +348,10 @@ pub struct Stats {
     pub dedicated_acks: u64,
     /// Events, datagrams or entities dropped because a bound was reached.
     pub queue_drops: u64,
+    /// RPC requests received (Guidelines layer).
+    pub rpc_requests: u64,
+    /// Malformed RPC requests, returns and standby replies.
+    pub rpc_malformed: u64,
+    /// Returns and standby replies for calls nobody made (or that ended).
+    pub rpc_stray: u64,
 }

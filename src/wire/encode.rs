@@ -96,6 +96,13 @@ impl Message {
     }
 }
 
+impl Command {
+    /// Checks that the command has an Mbus form (name and arguments).
+    pub fn validate(&self) -> Result<(), EncodeError> {
+        validate_commands(std::slice::from_ref(self))
+    }
+}
+
 /// A message made of borrowed parts (RFC 3259 §5): what a sender encodes
 /// without first cloning its own address and the destination into a
 /// [`Message`]. It encodes exactly as the equivalent `Message` does.

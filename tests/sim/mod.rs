@@ -94,7 +94,12 @@ pub struct Node {
     pub events: Vec<(Instant, Event)>,
     /// Every datagram this node sent: when, and to where.
     pub sent: Vec<(Instant, SocketAddr, Vec<u8>)>,
+    /// Answers RPC requests as they come (`None`: leave it open).
+    pub server: Option<Server>,
 }
+
+/// A node's RPC handler in the simulation.
+pub type Server = Box<dyn FnMut(&rmbus::rpc::Request) -> Option<rmbus::rpc::Answer>>;
 
 struct InTransit {
     at: Instant,
@@ -192,6 +197,7 @@ impl Net {
             addr: SocketAddr::from(([127, 0, 0, 1], 50_000 + i as u16)),
             events: Vec::new(),
             sent: Vec::new(),
+            server: None,
         });
         i
     }
@@ -239,6 +245,11 @@ impl Net {
     pub fn drain(&mut self, i: usize) {
         let now = self.now;
         while let Some(e) = self.nodes[i].ep.poll_event() {
+            if let (Event::Request(req), Some(server)) = (&e, self.nodes[i].server.as_mut()) {
+                if let Some(answer) = server(req) {
+                    self.nodes[i].ep.reply(now, req.id, answer).unwrap();
+                }
+            }
             self.nodes[i].events.push((now, e));
         }
         while let Some(t) = self.nodes[i].ep.poll_transmit(now) {
