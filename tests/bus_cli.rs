@@ -3,190 +3,19 @@
 //! configuration on a free port; every wait is for an event, with a deadline.
 
 mod common;
+mod procs;
+
+use procs::*;
 
 use std::fs;
-use std::io::{BufRead, BufReader, Write};
-use std::net::{Ipv4Addr, UdpSocket};
+use std::net::UdpSocket;
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc::{self, Receiver};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use rmbus::auth::{seal, seal_raw};
-use rmbus::config::Config;
 use rmbus::wire::{Address, Framing, Header, Message, MessageType};
 use serde_json::Value as Json;
-
-const DEADLINE: Duration = Duration::from_secs(30);
-
-struct Bus {
-    _dir: tempfile::TempDir,
-    config_path: PathBuf,
-    config: Config,
-}
-
-/// A fresh host-local bus configuration on a free port.
-fn bus() -> Bus {
-    let dir = tempfile::tempdir().unwrap();
-    let config = common::free_port_config();
-    let config_path = dir.path().join("bus.conf");
-    fs::write(&config_path, config.to_file_text()).unwrap();
-    fs::set_permissions(&config_path, fs::Permissions::from_mode(0o600)).unwrap();
-    Bus {
-        _dir: dir,
-        config_path,
-        config,
-    }
-}
-
-fn rmbus(bus: &Bus) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rmbus"));
-    cmd.env("MBUS", &bus.config_path).env_remove("RUST_LOG");
-    cmd
-}
-
-/// A running command whose stdout lines are collected on a channel.
-struct Proc {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    lines: Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl Proc {
-    fn start(mut cmd: Command) -> Proc {
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let stdin = child.stdin.take();
-        Proc {
-            child,
-            stdin,
-            lines,
-            seen: Vec::new(),
-        }
-    }
-
-    fn join(bus: &Bus, module: &str) -> Proc {
-        let mut cmd = rmbus(bus);
-        cmd.args([
-            "join",
-            "--json",
-            "--address",
-            &format!("(app:test module:{module})"),
-        ]);
-        Proc::start(cmd)
-    }
-
-    fn say(&mut self, line: &str) {
-        let stdin = self.stdin.as_mut().unwrap();
-        writeln!(stdin, "{line}").unwrap();
-        stdin.flush().unwrap();
-    }
-
-    fn end_input(&mut self) {
-        self.stdin.take();
-    }
-
-    /// The first JSON line (seen before or arriving within the deadline) that `f` accepts.
-    fn expect(&mut self, what: &str, f: impl Fn(&Json) -> bool) -> Json {
-        let parse = |l: &str| serde_json::from_str::<Json>(l).ok();
-        if let Some(hit) = self.seen.iter().filter_map(|l| parse(l)).find(|j| f(j)) {
-            return hit;
-        }
-        let until = Instant::now() + DEADLINE;
-        loop {
-            let left = until.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    let json = parse(&line);
-                    self.seen.push(line);
-                    if let Some(j) = json.filter(|j| f(j)) {
-                        return j;
-                    }
-                }
-                Err(_) => panic!(
-                    "no {what} within {DEADLINE:?}; saw:\n{}",
-                    self.seen.join("\n")
-                ),
-            }
-        }
-    }
-
-    fn address(&mut self) -> String {
-        self.expect("ready", |j| j["event"] == "ready")["address"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    }
-
-    fn wait_exit(&mut self) -> i32 {
-        let until = Instant::now() + DEADLINE;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code().unwrap_or(-1);
-            }
-            assert!(Instant::now() < until, "process did not exit");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn event(j: &Json, name: &str) -> bool {
-    j["event"] == name
-}
-
-/// A socket that sends to the group the way a host-local entity does:
-/// from the loopback, with TTL 0.
-fn loopback_sender() -> UdpSocket {
-    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-    socket.set_multicast_ttl_v4(0).unwrap();
-    socket2::SockRef::from(&socket)
-        .set_multicast_if_v4(&Ipv4Addr::LOCALHOST)
-        .unwrap();
-    socket
-}
-
-/// Sends a datagram to the group.
-fn inject(bus: &Bus, datagram: &[u8]) {
-    loopback_sender()
-        .send_to(datagram, bus.config.group_addr())
-        .unwrap();
-}
-
-/// Two join processes that have heard from each other, and their addresses.
-fn pair(bus: &Bus, first: &str, second: &str) -> (Proc, Proc, String, String) {
-    let mut a = Proc::join(bus, first);
-    let mut b = Proc::join(bus, second);
-    let (a_addr, b_addr) = (a.address(), b.address());
-    a.expect("joined second", |j| {
-        event(j, "joined") && j["address"] == b_addr.as_str()
-    });
-    b.expect("joined first", |j| {
-        event(j, "joined") && j["address"] == a_addr.as_str()
-    });
-    (a, b, a_addr, b_addr)
-}
 
 #[test]
 fn two_join_processes_exchange_commands_and_see_bye() {

@@ -151,3 +151,89 @@ fn a_bus_in_an_application_owned_mio_loop_and_its_raw_fd() {
     assert!(bus.timeout().is_some());
     bus.close().unwrap();
 }
+
+#[test]
+fn thread_handles_call_serve_defer_and_survive_a_panicking_handler() {
+    use rmbus::rpc::{Outcome, Reply, DEFAULT_TIMEOUT};
+    use rmbus::runtime::Handled;
+
+    let config = common::free_port_config();
+    let (client, client_events) = spawn(&config, &addr("(app:test module:client)")).unwrap();
+    let (server, server_events) = spawn(&config, &addr("(app:test module:server)")).unwrap();
+    let (server_addr, _) = server.info().unwrap();
+    wait_for(&client_events, |e| {
+        matches!(e, Event::PeerJoined(x) if *x == server_addr).then_some(())
+    });
+    server
+        .serve("calc.add", |req| {
+            let sum = req.args.iter().filter_map(Value::as_i64).sum::<i64>();
+            Reply::ok(vec![Value::Integer(sum)]).into()
+        })
+        .unwrap();
+    server
+        .serve("calc.boom", |_| panic!("the handler broke"))
+        .unwrap();
+
+    let args = vec![Value::Integer(2), Value::Integer(40)];
+    let (callee, outcome) = client
+        .call(&server_addr, "calc.add", args.clone(), DEFAULT_TIMEOUT)
+        .unwrap();
+    assert_eq!(callee, server_addr);
+    assert_eq!(
+        outcome,
+        Outcome::Returned(Reply::ok(vec![Value::Integer(42)]))
+    );
+
+    let (_, outcome) = client
+        .call(&server_addr, "calc.boom", vec![], DEFAULT_TIMEOUT)
+        .unwrap();
+    match outcome {
+        Outcome::Returned(r) => {
+            assert_eq!(r.result, "HANDLER_PANICKED");
+            assert!(r.description.contains("the handler broke"), "{r:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // The bus thread lives on.
+    let (_, outcome) = client
+        .call(&server_addr, "calc.add", args, DEFAULT_TIMEOUT)
+        .unwrap();
+    assert!(matches!(outcome, Outcome::Returned(ref r) if r.is_ok()));
+    // Not served: UNKNOWN.
+    let (_, outcome) = client
+        .call(&server_addr, "calc.nothing", vec![], DEFAULT_TIMEOUT)
+        .unwrap();
+    assert_eq!(outcome, Outcome::Unknown);
+
+    // A deferred answer: the handler keeps the request id, and another
+    // thread answers through the handle.
+    let (tx, rx) = std::sync::mpsc::channel();
+    server
+        .serve("calc.slow", move |req| {
+            let _ = tx.send(req.id);
+            Handled::Later
+        })
+        .unwrap();
+    let caller = {
+        let client = client.clone();
+        let server_addr = server_addr.clone();
+        std::thread::spawn(move || {
+            client
+                .call(&server_addr, "calc.slow", vec![], DEFAULT_TIMEOUT)
+                .unwrap()
+        })
+    };
+    let id = rx.recv_timeout(DEADLINE).unwrap();
+    server
+        .reply(id, Reply::ok(vec![Value::string("finally")]))
+        .unwrap();
+    let (_, outcome) = caller.join().unwrap();
+    assert_eq!(
+        outcome,
+        Outcome::Returned(Reply::ok(vec![Value::string("finally")]))
+    );
+    // No Request events leaked to the channel for closure-served operations.
+    assert!(server_events
+        .try_iter()
+        .all(|e| !matches!(e, Event::Request(_))));
+}

@@ -16,6 +16,10 @@ use crate::wire::{Address, Command};
 
 use super::socket;
 
+mod guidelines;
+
+pub use guidelines::{Handled, Handler};
+
 /// An entity on the bus: the protocol core plus its two sockets.
 ///
 /// Three ways to drive it:
@@ -39,6 +43,7 @@ pub struct Bus {
     watch: Epoll,
     buf: Vec<u8>,
     send_errors: u64,
+    closures: guidelines::Closures,
 }
 
 impl Bus {
@@ -65,6 +70,7 @@ impl Bus {
             watch,
             buf: vec![0; 65_536],
             send_errors: 0,
+            closures: guidelines::Closures::default(),
         })
     }
 
@@ -148,14 +154,19 @@ impl Bus {
     }
 
     /// The next event; when there are none left, sends everything owed.
+    ///
+    /// Requests for operations served by a closure ([`Bus::serve`]) and the
+    /// outcomes of [`Bus::call_then`] are handled here and not returned.
     pub fn poll_event(&mut self) -> Option<Event> {
-        let event = self.endpoint.poll_event();
-        if event.is_none() {
-            if let Err(e) = self.flush() {
-                tracing::warn!("sending failed: {e}");
+        loop {
+            let Some(event) = self.endpoint.poll_event() else {
+                self.flush_logged();
+                return None;
+            };
+            if let Some(event) = self.take_by_closures(event) {
+                return Some(event);
             }
         }
-        event
     }
 
     /// Sends `commands` to `dst` (see [`Endpoint::send`]) and flushes.

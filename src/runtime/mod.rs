@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use crate::wire::Address;
 
-pub use bus::Bus;
+pub use bus::{Bus, Handled, Handler};
 pub use thread::{spawn, spawn_with_callbacks, Callbacks, Handle};
 
 /// `address`, with an `id` element `<pid>-<n>@<interface address>` added if it

@@ -6,14 +6,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::config::Config;
 use crate::proto::{Delivery, Event, LeaveReason, MsgId, Peer, SendError, Stats};
-use crate::wire::{Address, Command};
+use crate::rpc::{Access, Answer, Outcome, ReplyError, Request, RequestId};
+use crate::wire::{Address, Command, Value};
 
-use super::Bus;
+use super::{Bus, Handled};
 
 const BUS: Token = Token(0);
 const WAKE: Token = Token(1);
@@ -136,7 +138,7 @@ impl Callbacks {
 }
 
 /// Work for the bus thread.
-enum Request {
+enum Job {
     /// Run this on the bus thread, with the bus.
     Run(Box<dyn FnOnce(&mut Bus) + Send>),
     Close,
@@ -145,7 +147,7 @@ enum Request {
 /// The part shared by all clones of a [`Handle`]; dropping the last one stops
 /// the thread, which says bye.
 struct Shared {
-    requests: Mutex<Sender<Request>>,
+    requests: Mutex<Sender<Job>>,
     waker: Waker,
     thread: Mutex<Option<JoinHandle<()>>>,
     dropped_events: Arc<AtomicU64>,
@@ -158,7 +160,7 @@ impl Drop for Shared {
 }
 
 impl Shared {
-    fn request(&self, r: Request) -> bool {
+    fn request(&self, r: Job) -> bool {
         let sent = self
             .requests
             .lock()
@@ -168,7 +170,7 @@ impl Shared {
     }
 
     fn stop(&self) {
-        self.request(Request::Close);
+        self.request(Job::Close);
         if let Ok(mut guard) = self.thread.lock() {
             if let Some(t) = guard.take() {
                 let _ = t.join();
@@ -202,7 +204,7 @@ impl Handle {
         let run = Box::new(move |bus: &mut Bus| {
             let _ = reply.send(f(bus));
         });
-        if !self.shared.request(Request::Run(run)) {
+        if !self.shared.request(Job::Run(run)) {
             return None;
         }
         answer.recv().ok()
@@ -240,6 +242,71 @@ impl Handle {
         let (waiter, condition) = (waiter.clone(), condition.to_owned());
         self.with(move |bus| bus.go(&waiter, &condition))
             .unwrap_or(Err(SendError::Closed))
+    }
+
+    /// Calls `name` at the one entity `dst` designates and waits for the
+    /// outcome (pyMbus's `sendRPC`): at most `timeout`, plus the time to notice
+    /// an undeliverable request. Do not call it from a callback running on the
+    /// bus thread (it would wait for itself); use [`Bus::call_then`] there.
+    pub fn call(
+        &self,
+        dst: &Address,
+        name: &str,
+        args: Vec<Value>,
+        timeout: Duration,
+    ) -> Result<(Address, Outcome), SendError> {
+        let (dst, name) = (dst.clone(), name.to_owned());
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.with(move |bus| {
+            bus.call_then(&dst, &name, args, timeout, move |callee, outcome| {
+                let _ = tx.send((callee, outcome));
+            })
+        })
+        .unwrap_or(Err(SendError::Closed))?;
+        rx.recv().map_err(|_| SendError::Closed)
+    }
+
+    /// Serves RPC `name` with `handler` on the bus thread (see [`Bus::serve`]).
+    pub fn serve(
+        &self,
+        name: &str,
+        handler: impl FnMut(&Request) -> Handled + Send + 'static,
+    ) -> Result<(), SendError> {
+        let name = name.to_owned();
+        self.with(move |bus| bus.serve(&name, handler))
+            .ok_or(SendError::Closed)
+    }
+
+    /// Answers a request (see [`Bus::reply`]).
+    pub fn reply(&self, id: RequestId, answer: impl Into<Answer>) -> Result<(), ReplyError> {
+        let answer = answer.into();
+        self.with(move |bus| bus.reply(id, answer))
+            .unwrap_or(Err(ReplyError::Send(SendError::Closed)))
+    }
+
+    /// Offers a property (see [`Bus::define_property`]).
+    pub fn define_property(
+        &self,
+        name: &str,
+        value: Value,
+        access: Access,
+    ) -> Result<(), SendError> {
+        let name = name.to_owned();
+        self.with(move |bus| bus.define_property(&name, value, access))
+            .ok_or(SendError::Closed)
+    }
+
+    /// Changes a property and tells its watchers; false if there is none.
+    pub fn set_property(&self, name: &str, value: Value) -> bool {
+        let name = name.to_owned();
+        self.with(move |bus| bus.set_property(&name, value))
+            .unwrap_or(false)
+    }
+
+    /// A property's current value.
+    pub fn property(&self, name: &str) -> Option<Value> {
+        let name = name.to_owned();
+        self.with(move |bus| bus.property(&name).cloned()).flatten()
     }
 
     /// The entities the bus knows (empty once closed).
@@ -325,7 +392,7 @@ fn start_with_errors(
     poll.registry()
         .register(&mut bus, BUS, Interest::READABLE)?;
     let waker = Waker::new(poll.registry(), WAKE)?;
-    let (tx, rx) = mpsc::channel::<Request>();
+    let (tx, rx) = mpsc::channel::<Job>();
     let thread = std::thread::Builder::new()
         .name("rmbus".into())
         .spawn(move || {
@@ -343,8 +410,8 @@ fn start_with_errors(
                 }
                 while let Ok(request) = rx.try_recv() {
                     match request {
-                        Request::Run(f) => f(&mut bus),
-                        Request::Close => {
+                        Job::Run(f) => f(&mut bus),
+                        Job::Close => {
                             if let Err(e) = bus.close() {
                                 on_error(&e);
                             }

@@ -8,8 +8,9 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use rmbus::proto::{Delivery, Event, LeaveReason, MsgId};
+use rmbus::rpc::{Answer, CallId, Outcome as RpcOutcome, Reply, RequestId};
 use rmbus::runtime::Bus;
-use rmbus::wire::{Address, Command};
+use rmbus::wire::{Address, Command, Value};
 use serde_json::{json, Value as Json};
 
 use crate::bus_args::BusArgs;
@@ -24,14 +25,22 @@ use crate::{Failure, Outcome};
     after_help = r#"Actions, one per line on stdin (ADDR in parentheses, ARGS one Mbus list, default ()):
   send ADDR CMD [ARGS]     send unreliably
   rsend ADDR CMD [ARGS]    send reliably (waits to hear from ADDR first, like send --reliable)
+  call ADDR CMD [ARGS]     call an RPC (waits to hear from ADDR first); its outcome is a
+                           returned event with the action's id
+  return ID STATUS [RESULT ["DESCRIPTION"]] [(VALUES)]
+                           answer a request event: ID is its rpc_id (or #N, N its
+                           request number), STATUS OK, FAILED or UNKNOWN
   go ADDR CONDITION        release an entity waiting for CONDITION (mbus.go)
   wait CONDITION           announce mbus.waiting every 100 ms until released
   bye                      leave (after messages in flight settle)
 
 Events, one per line on stdout (with --json, one JSON object each):
-  ready, joined, lost, command, ok, delivered, failed, quit, waiting, go, error
+  ready, joined, lost, command, request, returned, ok, delivered, failed, quit,
+  waiting, go, error
 Every action is answered by an event with its id (the input line number);
-delivered/failed carry the id of their rsend or go. End of input acts like bye.
+delivered/failed carry the id of their rsend or go, returned that of its call.
+Every RPC request to this entity is a request event (nothing is answered for the
+script). End of input acts like bye: calls and reliable messages settle first.
 
 Example:
   printf 'rsend (app:peer) test.ping ()\n' | rmbus join --json --address '(app:me)'
@@ -45,9 +54,12 @@ pub struct Args {
     /// One JSON object per event.
     #[arg(long)]
     json: bool,
-    /// How long an rsend waits to hear from its destination, in seconds.
+    /// How long an rsend or call waits to hear from its destination, in seconds.
     #[arg(long, value_name = "SECS", default_value_t = 2.0)]
     wait: f64,
+    /// How long a call waits for its return, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 2000)]
+    timeout: u64,
 }
 
 /// A parsed input line.
@@ -64,7 +76,90 @@ enum Action {
     Wait {
         condition: String,
     },
+    Call {
+        dst: Address,
+        command: Command,
+    },
+    Return {
+        request: RequestRef,
+        answer: Answer,
+    },
     Bye,
+}
+
+/// How a `return` names the request it answers.
+enum RequestRef {
+    /// The caller's RPC ID, as in the request event's `rpc_id`.
+    RpcId(String),
+    /// `#N`: the request event's `request` number.
+    Number(u64),
+}
+
+/// `CMD [ARGS]` after an address.
+fn named_command(rest: &str) -> Result<Command, String> {
+    let rest = rest.trim_start();
+    let split = rest
+        .find(|c: char| c.is_whitespace() || c == '(')
+        .unwrap_or(rest.len());
+    let (name, list) = rest.split_at(split);
+    if name.is_empty() {
+        return Err("expected a command name".into());
+    }
+    let list = if list.trim().is_empty() { "()" } else { list };
+    crate::send::command(name, list)
+}
+
+/// `ID STATUS [RESULT ["DESCRIPTION"]] [(VALUES)]`.
+fn return_action(rest: &str) -> Result<Action, String> {
+    let rest = rest.trim();
+    let (id, tail) = rest
+        .split_once(char::is_whitespace)
+        .ok_or("expected: return ID STATUS …")?;
+    let request = match id.strip_prefix('#') {
+        Some(n) => RequestRef::Number(
+            n.parse()
+                .map_err(|_| format!("bad request number {id:?}"))?,
+        ),
+        None => RequestRef::RpcId(id.to_owned()),
+    };
+    let parts = match Value::parse(&format!("({tail})")) {
+        Ok(Value::List(parts)) => parts,
+        Ok(_) => return Err("after the ID: expected STATUS …".into()),
+        Err(e) => return Err(format!("after the ID: {e}")),
+    };
+    let status = parts.first().and_then(Value::as_str).unwrap_or("");
+    let rest = &parts[1..];
+    let answer = match status {
+        "UNKNOWN" if rest.is_empty() => Answer::Unknown,
+        "OK" | "FAILED" => {
+            let mut reply = if status == "OK" {
+                Reply::ok(vec![])
+            } else {
+                Reply::failed("FAILED", "")
+            };
+            let mut rest = rest.iter().peekable();
+            if let Some(Value::Symbol(s)) = rest.peek() {
+                reply.result = s.clone();
+                rest.next();
+            } else {
+                reply.result = status.to_owned();
+            }
+            if let Some(Value::String(s)) = rest.peek() {
+                reply.description = s.clone();
+                rest.next();
+            }
+            if let Some(Value::List(values)) = rest.peek() {
+                reply.values = values.clone();
+                rest.next();
+            }
+            if rest.next().is_some() {
+                return Err("expected STATUS [RESULT [\"DESCRIPTION\"]] [(VALUES)]".into());
+            }
+            Answer::Reply(reply)
+        }
+        _ => return Err("STATUS must be OK, FAILED or UNKNOWN (UNKNOWN alone)".into()),
+    };
+    Ok(Action::Return { request, answer })
 }
 
 /// `(…)` at the start of `text`, and the rest.
@@ -84,22 +179,20 @@ fn parse(line: &str) -> Result<Action, String> {
     match verb {
         "send" | "rsend" => {
             let (dst, rest) = address(rest)?;
-            let rest = rest.trim_start();
-            let split = rest
-                .find(|c: char| c.is_whitespace() || c == '(')
-                .unwrap_or(rest.len());
-            let (name, list) = rest.split_at(split);
-            if name.is_empty() {
-                return Err("expected a command name".into());
-            }
-            let list = if list.trim().is_empty() { "()" } else { list };
-            let command = crate::send::command(name, list)?;
             Ok(Action::Send {
                 dst,
-                command,
+                command: named_command(rest)?,
                 reliable: verb == "rsend",
             })
         }
+        "call" => {
+            let (dst, rest) = address(rest)?;
+            Ok(Action::Call {
+                dst,
+                command: named_command(rest)?,
+            })
+        }
+        "return" => return_action(rest),
         "go" => {
             let (dst, rest) = address(rest)?;
             let condition = rest.trim();
@@ -119,7 +212,7 @@ fn parse(line: &str) -> Result<Action, String> {
         "wait" => Err("expected one condition".into()),
         "bye" if rest.trim().is_empty() => Ok(Action::Bye),
         _ => Err(format!(
-            "unknown action {verb:?}; expected send, rsend, go, wait or bye"
+            "unknown action {verb:?}; expected send, rsend, call, return, go, wait or bye"
         )),
     }
 }
@@ -166,6 +259,43 @@ struct PendingSend {
     line: u64,
     search: Search,
     command: Command,
+    what: Pending,
+}
+
+/// What a destination is looked for for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Pending {
+    Rsend,
+    Go,
+    Call,
+}
+
+impl Pending {
+    fn name(self) -> &'static str {
+        match self {
+            Pending::Rsend => "rsend",
+            Pending::Go => "go",
+            Pending::Call => "call",
+        }
+    }
+}
+
+/// A request event the script has not answered yet.
+struct OpenRequest {
+    rpc_id: String,
+    id: RequestId,
+}
+
+/// The `returned` event of a call.
+fn returned_event(line: Option<u64>, callee: &Address, outcome: &RpcOutcome) -> Json {
+    let mut e = json!({"event": "returned", "id": line, "callee": callee.to_string(), "outcome": outcome.code()});
+    if let RpcOutcome::Returned(r) = outcome {
+        e["status"] = json!(r.status.as_str());
+        e["result"] = json!(r.result);
+        e["description"] = json!(r.description);
+        e["values"] = serde_json::to_value(Tagged(&r.values)).unwrap_or_default();
+    }
+    e
 }
 
 pub fn run(args: Args) -> Outcome {
@@ -177,6 +307,8 @@ pub fn run(args: Args) -> Outcome {
     let out = Out { json: args.json };
     out.emit(json!({"event": "ready", "address": bus.local_address().to_string()}));
     let mut driver = Driver::new(vec![bus]).map_err(Failure::input)?;
+    driver.buses[0].serve_all(true);
+    let timeout = Duration::from_millis(args.timeout);
 
     // Stdin is read on a thread (so that it is never made non-blocking); each
     // line wakes the event loop.
@@ -198,6 +330,8 @@ pub fn run(args: Args) -> Outcome {
     let mut leaving = false;
     let mut pending: Vec<PendingSend> = Vec::new();
     let ids: RefCell<HashMap<MsgId, u64>> = RefCell::new(HashMap::new());
+    let calls: RefCell<HashMap<CallId, u64>> = RefCell::new(HashMap::new());
+    let requests: RefCell<Vec<(u64, OpenRequest)>> = RefCell::new(Vec::new());
     let tick = |buses: &mut [Bus]| {
         let bus = &mut buses[0];
         while !leaving {
@@ -233,7 +367,42 @@ pub fn run(args: Args) -> Outcome {
                         line: line_no,
                         search: Search::start(bus, &dst, wait),
                         command,
+                        what: Pending::Rsend,
                     });
+                }
+                Ok(Action::Call { dst, command }) => {
+                    pending.push(PendingSend {
+                        line: line_no,
+                        search: Search::start(bus, &dst, wait),
+                        command,
+                        what: Pending::Call,
+                    });
+                }
+                Ok(Action::Return { request, answer }) => {
+                    let mut open = requests.borrow_mut();
+                    let hits: Vec<usize> = open
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, (n, r))| match &request {
+                            RequestRef::Number(want) => n == want,
+                            RequestRef::RpcId(want) => r.rpc_id == *want,
+                        })
+                        .map(|(i, _)| i)
+                        .collect();
+                    match hits.as_slice() {
+                        [i] => {
+                            let (_, r) = open.remove(*i);
+                            match bus.reply(r.id, answer) {
+                                Ok(()) => out.emit(json!({"event": "ok", "id": line_no, "action": "return"})),
+                                Err(e) => out.error(Some(line_no), e),
+                            }
+                        }
+                        [] => out.error(Some(line_no), "no open request with that ID"),
+                        _ => out.error(
+                            Some(line_no),
+                            "several open requests have that RPC ID; answer with #N (the request number)",
+                        ),
+                    }
                 }
                 Ok(Action::Go { dst, condition }) => {
                     let cmd = Command::new(
@@ -244,6 +413,7 @@ pub fn run(args: Args) -> Outcome {
                         line: line_no,
                         search: Search::start(bus, &dst, wait),
                         command: cmd,
+                        what: Pending::Go,
                     });
                 }
                 Ok(Action::Wait { condition }) => {
@@ -261,18 +431,30 @@ pub fn run(args: Args) -> Outcome {
                 out.error(Some(p.line), e);
                 false
             }
+            Found::Unique(full) if p.what == Pending::Call => {
+                let Command { name, args } = p.command.clone();
+                match bus.call(&full, &name, args, timeout) {
+                    Ok(id) => {
+                        calls.borrow_mut().insert(id, p.line);
+                        out.emit(json!({"event": "ok", "id": p.line, "action": "call", "to": full.to_string()}));
+                    }
+                    Err(e) => out.error(Some(p.line), e),
+                }
+                false
+            }
             Found::Unique(full) => {
                 match bus.send(&full, vec![p.command.clone()], Delivery::Reliable) {
                     Ok(id) => {
                         ids.borrow_mut().insert(id, p.line);
-                        out.emit(json!({"event": "ok", "id": p.line, "action": if p.command.name == "mbus.go" { "go" } else { "rsend" }, "to": full.to_string()}));
+                        out.emit(json!({"event": "ok", "id": p.line, "action": p.what.name(), "to": full.to_string()}));
                     }
                     Err(e) => out.error(Some(p.line), e),
                 }
                 false
             }
         });
-        if leaving && pending.is_empty() && bus.endpoint().in_flight() == 0 {
+        let settled = bus.endpoint().in_flight() == 0 && bus.endpoint().open_calls() == 0;
+        if leaving && pending.is_empty() && settled {
             Flow::Stop
         } else if let Some(t) = pending.iter().map(|p| p.search.next_check()).min() {
             Flow::WakeAt(t.max(now + std::time::Duration::from_millis(5)))
@@ -307,6 +489,23 @@ pub fn run(args: Args) -> Outcome {
             Event::Go { src, condition } => {
                 json!({"event": "go", "src": src.to_string(), "condition": condition})
             }
+            Event::Request(r) => {
+                let mut open = requests.borrow_mut();
+                let number = r.id.0;
+                open.push((
+                    number,
+                    OpenRequest {
+                        rpc_id: r.rpc_id.clone(),
+                        id: r.id,
+                    },
+                ));
+                json!({"event": "request", "rpc_id": r.rpc_id, "request": number, "src": r.src.to_string(), "name": r.name, "type": r.rpc_type.as_str(), "args": Tagged(&r.args)})
+            }
+            Event::Returned {
+                call,
+                callee,
+                outcome,
+            } => returned_event(calls.borrow_mut().remove(&call), &callee, &outcome),
             other => json!({"event": "other", "detail": format!("{other:?}")}),
         };
         out.emit(e);

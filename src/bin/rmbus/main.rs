@@ -6,6 +6,7 @@
 //! datagram that fails authentication); 3 malformed data or no answer in time.
 
 mod bus_args;
+mod call;
 mod clock;
 mod decode;
 mod demo;
@@ -115,6 +116,10 @@ enum Command {
     List(list::Args),
     Send(send::Args),
     Join(join::Args),
+    Call(call::CallArgs),
+    Get(call::GetArgs),
+    Set(call::SetArgs),
+    Watch(call::WatchArgs),
     Keygen(keygen::Args),
     Decode(decode::Args),
     Encode(encode::Args),
@@ -173,6 +178,10 @@ fn main() -> ExitCode {
         Command::List(args) => list::run(args),
         Command::Send(args) => send::run(args),
         Command::Join(args) => join::run(args),
+        Command::Call(args) => call::run_call(args),
+        Command::Get(args) => call::run_get(args),
+        Command::Set(args) => call::run_set(args),
+        Command::Watch(args) => call::run_watch(args),
         Command::Keygen(args) => keygen::run(args),
         Command::Decode(args) => decode::run(args),
         Command::Encode(args) => encode::run(args),

@@ -1,0 +1,374 @@
+//! `rmbus call`, `get`, `set` and `watch`: RPCs and properties of one entity
+//! (Guidelines §5.2, §5.4), in the spirit of `busctl call/get-property/set-property`.
+
+use std::time::{Duration, Instant};
+
+use rmbus::proto::{Event, SendError};
+use rmbus::rpc::{Outcome as RpcOutcome, Reply};
+use rmbus::runtime::Bus;
+use rmbus::wire::{Address, Value};
+use serde_json::json;
+
+use crate::bus_args::BusArgs;
+use crate::driver::{Driver, Ended, Flow};
+use crate::reach::{Found, Search};
+use crate::record::{to_line, Tagged};
+use crate::{write_stdout, Failure, Outcome};
+
+/// The exit codes, for every `--help` here.
+macro_rules! exit_codes {
+    () => {
+        "
+Exit status: 0 returned OK; 1 returned FAILED; 2 UNKNOWN (no such operation), a
+destination that is not unique, or bad arguments; 3 undeliverable, unknown callee,
+or no return within --timeout."
+    };
+}
+
+/// What every one of these commands needs to reach its callee.
+#[derive(clap::Args)]
+pub struct Target {
+    #[command(flatten)]
+    bus: BusArgs,
+    /// How long to wait for the return, in milliseconds (after the callee was found).
+    #[arg(long, value_name = "MS", default_value_t = 2000)]
+    timeout: u64,
+    /// How long to wait to hear from the callee, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 2.0)]
+    wait: f64,
+    /// One JSON object per line on stdout.
+    #[arg(long)]
+    json: bool,
+    /// The callee: an address that designates exactly one entity.
+    #[arg(value_name = "DST")]
+    dst: Address,
+}
+
+/// Call an RPC at one entity and print its outcome and return values.
+#[derive(clap::Args)]
+#[command(after_help = concat!("\
+Examples:
+  rmbus call '(app:rat module:engine)' tools.foo.bar '(\"gg\" 17)'
+  rmbus call --json --timeout 500 '(module:engine)' engine.status
+
+rmbus pings the callee and waits (--wait) to hear from it; the call itself then
+has --timeout to return.
+", exit_codes!()))]
+pub struct CallArgs {
+    #[command(flatten)]
+    target: Target,
+    /// The operation (command name).
+    #[arg(value_name = "CMD")]
+    command: String,
+    /// Its arguments, one Mbus list, e.g. '(1 "x" (2 3))'.
+    #[arg(value_name = "ARGS", default_value = "()", allow_hyphen_values = true)]
+    args: String,
+}
+
+/// Print a property of one entity (`PROP.get`).
+#[derive(clap::Args)]
+#[command(after_help = concat!("\
+Example:
+  rmbus get '(app:rat module:engine)' audio.volume
+", exit_codes!()))]
+pub struct GetArgs {
+    #[command(flatten)]
+    target: Target,
+    /// The property.
+    #[arg(value_name = "PROP")]
+    property: String,
+}
+
+/// Set a property of one entity (`PROP.set`) and print its new value.
+#[derive(clap::Args)]
+#[command(after_help = concat!("\
+Example:
+  rmbus set '(app:rat module:engine)' audio.volume 80
+", exit_codes!()))]
+pub struct SetArgs {
+    #[command(flatten)]
+    target: Target,
+    /// The property.
+    #[arg(value_name = "PROP")]
+    property: String,
+    /// The new value, one Mbus value, e.g. 80, '\"text\"' or '(1 2)'.
+    #[arg(value_name = "VALUE", allow_hyphen_values = true)]
+    value: String,
+}
+
+/// Watch a property of one entity (`PROP.watch`): print its value, then every
+/// change, until interrupted (then `PROP.unwatch` and bye).
+#[derive(clap::Args)]
+#[command(after_help = concat!("\
+Example:
+  rmbus watch '(app:rat module:engine)' audio.volume
+", exit_codes!()))]
+pub struct WatchArgs {
+    #[command(flatten)]
+    target: Target,
+    /// The property.
+    #[arg(value_name = "PROP")]
+    property: String,
+}
+
+/// A bus that has found its callee.
+struct Session {
+    driver: Driver,
+    callee: Address,
+    timeout: Duration,
+    json: bool,
+}
+
+impl Session {
+    fn open(t: &Target) -> Result<Session, Failure> {
+        let wait = Duration::try_from_secs_f64(t.wait)
+            .map_err(|e| Failure::input(format!("--wait: {e}")))?;
+        let config = t.bus.config()?;
+        let bus = Bus::bind(&config, &t.bus.address)
+            .map_err(|e| Failure::input(format!("cannot join the bus: {e}")))?;
+        let mut driver = Driver::new(vec![bus]).map_err(Failure::input)?;
+        let callee = find(&mut driver, &t.dst, wait)?;
+        Ok(Session {
+            driver,
+            callee,
+            timeout: Duration::from_millis(t.timeout),
+            json: t.json,
+        })
+    }
+
+    /// Makes one call and waits for its outcome (or a signal).
+    fn call(&mut self, name: &str, args: Vec<Value>) -> Result<RpcOutcome, Failure> {
+        let id = self.driver.buses[0]
+            .call(&self.callee, name, args, self.timeout)
+            .map_err(Failure::input)?;
+        let mut outcome = None;
+        let ended = self
+            .driver
+            .run(
+                Some(Instant::now() + self.timeout + Duration::from_secs(2)),
+                |_| Flow::Continue,
+                |_, _, event| match event {
+                    Event::Returned {
+                        call, outcome: o, ..
+                    } if call == id => {
+                        outcome = Some(o);
+                        Flow::Stop
+                    }
+                    _ => Flow::Continue,
+                },
+            )
+            .map_err(Failure::input)?;
+        match (outcome, ended) {
+            (Some(o), _) => Ok(o),
+            (None, Ended::Signal) => Err(Failure::lost("interrupted before the return")),
+            (None, _) => Ok(RpcOutcome::TimedOut),
+        }
+    }
+
+    fn close(mut self) {
+        let _ = self.driver.buses[0].close();
+    }
+}
+
+/// Pings `dst` and waits to hear from one entity: unknown is exit 3, not
+/// unique exit 2.
+fn find(driver: &mut Driver, dst: &Address, wait: Duration) -> Result<Address, Failure> {
+    let search = Search::start(&mut driver.buses[0], dst, wait);
+    let mut found = Found::NotYet;
+    let ended = driver
+        .run(
+            Some(search.next_check().max(Instant::now() + wait) + Duration::from_millis(10)),
+            |buses| {
+                let now = Instant::now();
+                found = search.check(&buses[0], now);
+                match found {
+                    Found::NotYet => {
+                        Flow::WakeAt(search.next_check().max(now + Duration::from_millis(5)))
+                    }
+                    _ => Flow::Stop,
+                }
+            },
+            |_, _, _| Flow::Continue,
+        )
+        .map_err(Failure::input)?;
+    if ended == Ended::Signal {
+        return Err(Failure::lost("interrupted while looking for the callee"));
+    }
+    if matches!(found, Found::NotYet) {
+        found = search.check(&driver.buses[0], Instant::now());
+    }
+    match found {
+        Found::Unique(full) => Ok(full),
+        Found::No(e @ SendError::NotUnique { .. }) => Err(Failure::input(e)),
+        Found::No(e) => Err(Failure::malformed(format!("unknown callee: {e}"))),
+        Found::NotYet => Err(Failure::malformed(format!(
+            "unknown callee: {dst}: no answer"
+        ))),
+    }
+}
+
+/// The outcome as an exit: 0 OK, 1 FAILED, 2 UNKNOWN, 3 the rest.
+fn exit_for(outcome: &RpcOutcome, callee: &Address) -> Outcome {
+    match outcome {
+        RpcOutcome::Returned(r) if r.is_ok() => Ok(()),
+        RpcOutcome::Returned(r) => Err(Failure::lost(format!(
+            "{callee}: FAILED {} {:?}",
+            r.result, r.description
+        ))),
+        RpcOutcome::Unknown => Err(Failure::input(format!(
+            "{callee}: no such operation (UNKNOWN)"
+        ))),
+        RpcOutcome::Undeliverable => Err(Failure::malformed(format!(
+            "{callee}: the request was never acknowledged (undeliverable)"
+        ))),
+        RpcOutcome::TimedOut => Err(Failure::malformed(format!("{callee}: no return in time"))),
+        RpcOutcome::CalleeLeft => Err(Failure::malformed(format!(
+            "{callee}: left the bus before returning"
+        ))),
+        RpcOutcome::NoResponder => Err(Failure::malformed(format!("{callee}: nobody answered"))),
+    }
+}
+
+/// `(status result "description")` and the values, for people.
+fn human(reply: &Reply) -> String {
+    let status = Value::List(vec![
+        Value::symbol(reply.status.as_str()),
+        Value::symbol(reply.result.clone()),
+        Value::string(reply.description.clone()),
+    ]);
+    format!("{status}\n{}\n", Value::List(reply.values.clone()))
+}
+
+fn json_outcome(outcome: &RpcOutcome, callee: &Address) -> serde_json::Value {
+    let mut v = json!({"outcome": outcome.code(), "callee": callee.to_string()});
+    if let RpcOutcome::Returned(r) = outcome {
+        v["status"] = json!(r.status.as_str());
+        v["result"] = json!(r.result);
+        v["description"] = json!(r.description);
+        v["values"] = serde_json::to_value(Tagged(&r.values)).unwrap_or_default();
+    }
+    v
+}
+
+fn print_line(text: &str) -> Outcome {
+    write_stdout(format!("{text}\n").as_bytes())
+}
+
+pub fn run_call(args: CallArgs) -> Outcome {
+    let cmd = crate::send::command(&args.command, &args.args).map_err(Failure::input)?;
+    let mut session = Session::open(&args.target)?;
+    let outcome = session.call(&cmd.name, cmd.args)?;
+    let callee = session.callee.clone();
+    if session.json {
+        print_line(&to_line(&json_outcome(&outcome, &callee)))?;
+    } else if let RpcOutcome::Returned(r) = &outcome {
+        write_stdout(human(r).as_bytes())?;
+    }
+    session.close();
+    exit_for(&outcome, &callee)
+}
+
+/// Prints the one value a property operation returned.
+fn print_value(session: &Session, outcome: &RpcOutcome) -> Outcome {
+    if session.json {
+        return print_line(&to_line(&json_outcome(outcome, &session.callee)));
+    }
+    if let RpcOutcome::Returned(r) = outcome {
+        if r.is_ok() {
+            let text = match r.values.as_slice() {
+                [one] => one.to_string(),
+                more => Value::List(more.to_vec()).to_string(),
+            };
+            return print_line(&text);
+        }
+    }
+    Ok(())
+}
+
+pub fn run_get(args: GetArgs) -> Outcome {
+    let mut session = Session::open(&args.target)?;
+    let outcome = session.call(&format!("{}.get", args.property), vec![])?;
+    print_value(&session, &outcome)?;
+    let callee = session.callee.clone();
+    session.close();
+    exit_for(&outcome, &callee)
+}
+
+pub fn run_set(args: SetArgs) -> Outcome {
+    let value = Value::parse(&args.value)
+        .map_err(|e| Failure::input(format!("value {:?}: {e}", args.value)))?;
+    let mut session = Session::open(&args.target)?;
+    let outcome = session.call(&format!("{}.set", args.property), vec![value])?;
+    print_value(&session, &outcome)?;
+    let callee = session.callee.clone();
+    session.close();
+    exit_for(&outcome, &callee)
+}
+
+pub fn run_watch(args: WatchArgs) -> Outcome {
+    let prop = args.property;
+    let mut session = Session::open(&args.target)?;
+    let outcome = session.call(&format!("{prop}.watch"), vec![])?;
+    print_value(&session, &outcome)?;
+    let callee = session.callee.clone();
+    if !matches!(&outcome, RpcOutcome::Returned(r) if r.is_ok()) {
+        session.close();
+        return exit_for(&outcome, &callee);
+    }
+    let json = session.json;
+    let mut gone = None;
+    let mut write_failed = None;
+    let ended = session
+        .driver
+        .run(
+            None,
+            |_| Flow::Continue,
+            |_, _, event| match event {
+                Event::Command { src, command, .. } if src == callee && command.name == prop => {
+                    let value = match command.args.as_slice() {
+                        [one] => one.clone(),
+                        more => Value::List(more.to_vec()),
+                    };
+                    let line = if json {
+                        to_line(&json!({
+                            "event": "changed",
+                            "property": prop,
+                            "value": serde_json::to_value(Tagged(std::slice::from_ref(&value)))
+                                .unwrap_or_default()[0],
+                        }))
+                    } else {
+                        value.to_string()
+                    };
+                    match print_line(&line) {
+                        Ok(()) => Flow::Continue,
+                        Err(e) => {
+                            write_failed = Some(e);
+                            Flow::Stop
+                        }
+                    }
+                }
+                Event::PeerLeft { addr, reason } if addr == callee => {
+                    gone = Some(reason);
+                    Flow::Stop
+                }
+                _ => Flow::Continue,
+            },
+        )
+        .map_err(Failure::input)?;
+    if let Some(reason) = gone {
+        session.close();
+        return Err(Failure::malformed(format!(
+            "{callee} left the bus ({reason:?})"
+        )));
+    }
+    if ended == Ended::Signal || write_failed.is_some() {
+        // Best effort: tell the callee we stopped watching, briefly.
+        session.timeout = session.timeout.min(Duration::from_millis(500));
+        let _ = session.call(&format!("{prop}.unwatch"), vec![]);
+    }
+    session.close();
+    match write_failed {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}

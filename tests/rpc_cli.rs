@@ -1,0 +1,213 @@
+//! `rmbus call`, `get`, `set`, `watch` and `join`'s `call`/`return` actions as
+//! separate processes on a host-local bus of their own; a property-serving
+//! entity runs in this process on the same bus (real sockets, its own thread).
+
+mod common;
+mod procs;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use procs::*;
+use rmbus::rpc::{Access, Reply};
+use rmbus::runtime::Handled;
+use rmbus::wire::{Address, Value};
+use serde_json::Value as Json;
+
+fn run(bus: &Bus, args: &[&str]) -> (Option<i32>, String, String) {
+    let out = rmbus(bus).args(args).output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Starts `rmbus call …` and answers its request from `server` with `answer`.
+fn call_answered(bus: &Bus, server: &mut Proc, op: &str, answer: &str) -> (i32, Vec<String>) {
+    let mut call = Command::new(env!("CARGO_BIN_EXE_rmbus"));
+    call.env("MBUS", &bus.config_path)
+        .env_remove("RUST_LOG")
+        .args(["call", "--json", "(module:server)", op, "(21)"]);
+    let mut caller = Proc::start(call);
+    let req = server.expect("request", |j| event(j, "request") && j["name"] == op);
+    server.say(&format!(
+        "return {} {answer}",
+        req["rpc_id"].as_str().unwrap()
+    ));
+    let code = caller.wait_exit();
+    // Collect what it printed.
+    while let Ok(line) = caller.lines.recv_timeout(Duration::from_millis(200)) {
+        caller.seen.push(line);
+    }
+    (code, caller.seen.clone())
+}
+
+#[test]
+fn call_prints_the_outcome_and_exits_by_it() {
+    let bus = bus();
+    let mut server = Proc::join(&bus, "server");
+    server.address();
+
+    let (code, out) = call_answered(
+        &bus,
+        &mut server,
+        "calc.double",
+        r#"OK DOUBLED "fine" (42)"#,
+    );
+    assert_eq!(code, 0, "{out:?}");
+    let j: Json = serde_json::from_str(&out[0]).unwrap();
+    assert_eq!(j["outcome"], "ok");
+    assert_eq!(j["result"], "DOUBLED");
+    assert_eq!(j["description"], "fine");
+    assert_eq!(j["values"][0]["int"], 42, "{j}");
+    // The request carried the argument as sent.
+    let req = server.expect("request", |j| {
+        event(j, "request") && j["name"] == "calc.double"
+    });
+    assert_eq!(req["type"], "UNICAST");
+    assert_eq!(req["args"][0]["int"], 21, "{req}");
+
+    let (code, out) = call_answered(
+        &bus,
+        &mut server,
+        "calc.refuse",
+        r#"FAILED NOT_TODAY "closed""#,
+    );
+    assert_eq!(code, 1, "{out:?}");
+    let j: Json = serde_json::from_str(&out[0]).unwrap();
+    assert_eq!(
+        (j["outcome"].as_str(), j["result"].as_str()),
+        (Some("failed"), Some("NOT_TODAY"))
+    );
+
+    let (code, _) = call_answered(&bus, &mut server, "calc.what", "UNKNOWN");
+    assert_eq!(code, 2);
+
+    // The server sees the request and never answers: exit 3 after --timeout.
+    let started = Instant::now();
+    let (code, _, err) = run(
+        &bus,
+        &["call", "--timeout", "300", "(module:server)", "calc.slow"],
+    );
+    assert_eq!(code, Some(3), "{err}");
+    assert!(err.contains("no return in time"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(20));
+
+    // Nobody there: 3; two entities match: 2; bad arguments: 2.
+    let (code, _, err) = run(&bus, &["call", "--wait", "0.5", "(module:nobody)", "x.y"]);
+    assert_eq!(code, Some(3), "{err}");
+    assert!(err.contains("unknown callee"), "{err}");
+    let mut twin = Proc::join(&bus, "server");
+    twin.address();
+    let (code, _, err) = run(&bus, &["call", "(module:server)", "x.y"]);
+    assert_eq!(code, Some(2), "{err}");
+    let (code, _, _) = run(&bus, &["call", "(module:server)", "x.y", "(unclosed"]);
+    assert_eq!(code, Some(2));
+}
+
+#[test]
+fn join_calls_and_returns_with_action_ids() {
+    let bus = bus();
+    let (mut a, mut b, _, b_addr) = pair(&bus, "a", "b");
+    a.say(&format!("call {b_addr} calc.add (2 3)"));
+    let req = b.expect("request", |j| {
+        event(j, "request") && j["name"] == "calc.add"
+    });
+    assert_eq!(req["args"][1]["int"], 3);
+    // A bad return line is an error event, and the entity keeps running.
+    b.say("return");
+    b.expect("error", |j| event(j, "error") && j["id"] == 1);
+    b.say("return nosuch OK");
+    b.expect("error", |j| event(j, "error") && j["id"] == 2);
+    b.say(&format!("return #{} OK SUM \"\" (5)", req["request"]));
+    b.expect("ok", |j| {
+        event(j, "ok") && j["id"] == 3 && j["action"] == "return"
+    });
+    let ret = a.expect("returned", |j| event(j, "returned"));
+    assert_eq!(ret["id"], 1, "the outcome carries the call's line id");
+    assert_eq!(ret["outcome"], "ok");
+    assert_eq!(ret["result"], "SUM");
+    assert_eq!(ret["values"][0]["int"], 5);
+    // An unanswered call times out for the caller (join --timeout default 2 s),
+    // and end of input waits for it before the bye.
+    a.say(&format!("call {b_addr} calc.never ()"));
+    b.expect("second request", |j| {
+        event(j, "request") && j["name"] == "calc.never"
+    });
+    a.end_input();
+    let ret = a.expect("timeout", |j| event(j, "returned") && j["id"] == 2);
+    assert_eq!(ret["outcome"], "timeout");
+    assert_eq!(a.wait_exit(), 0);
+}
+
+#[test]
+fn get_set_and_watch_a_property() {
+    let bus = bus();
+    let (server, _events) = rmbus::runtime::spawn(
+        &bus.config,
+        &Address::parse("(app:test module:mixer)").unwrap(),
+    )
+    .unwrap();
+    server
+        .define_property("audio.volume", Value::Integer(5), Access::ReadWrite)
+        .unwrap();
+    server
+        .serve("mixer.reset", |_| Handled::from(Reply::ok(vec![])))
+        .unwrap();
+
+    let (code, out, err) = run(&bus, &["get", "(module:mixer)", "audio.volume"]);
+    assert_eq!((code, out.as_str()), (Some(0), "5\n"), "{err}");
+    let (code, out, err) = run(&bus, &["set", "(module:mixer)", "audio.volume", "7"]);
+    assert_eq!((code, out.as_str()), (Some(0), "7\n"), "{err}");
+    assert_eq!(server.property("audio.volume"), Some(Value::Integer(7)));
+    let (code, _, err) = run(&bus, &["get", "(module:mixer)", "audio.treble"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("NO_SUCH_PROPERTY"), "{err}");
+    let (code, _, err) = run(
+        &bus,
+        &["set", "(module:mixer)", "audio.volume", "(unclosed"],
+    );
+    assert_eq!(code, Some(2), "{err}");
+    let (code, out, _) = run(&bus, &["call", "(module:mixer)", "mixer.reset"]);
+    assert_eq!((code, out.as_str()), (Some(0), "(OK OK \"\")\n()\n"));
+
+    let mut watch = rmbus(&bus);
+    watch.args(["watch", "--json", "(module:mixer)", "audio.volume"]);
+    let mut watcher = Proc::start(watch);
+    watcher.expect("current value", |j| {
+        j["outcome"] == "ok" && j["values"][0]["int"] == 7
+    });
+    let watching = |n: usize| {
+        let until = Instant::now() + Duration::from_secs(30);
+        loop {
+            let count = server
+                .with(|bus| bus.endpoint().property_watchers("audio.volume").len())
+                .unwrap();
+            if count == n {
+                return;
+            }
+            assert!(
+                Instant::now() < until,
+                "watchers stayed {count}, wanted {n}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    watching(1);
+    assert!(server.set_property("audio.volume", Value::Integer(9)));
+    let changed = watcher.expect("change", |j| event(j, "changed"));
+    assert_eq!(changed["value"]["int"], 9, "{changed}");
+    // SIGTERM: it unwatches, says bye and exits 0.
+    nix_kill(watcher.child.id());
+    assert_eq!(watcher.wait_exit(), 0);
+    watching(0);
+}
+
+fn nix_kill(pid: u32) {
+    let status = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
