@@ -692,3 +692,179 @@ fn requests_beyond_the_bound_forget_the_oldest() {
         .is_err());
     assert_eq!(net.nodes[1].ep.stats().queue_drops, 1);
 }
+
+fn txn_events(net: &Net, i: usize) -> Vec<Event> {
+    net.events(i, |e| {
+        matches!(
+            e,
+            Event::Transaction(_)
+                | Event::TransactionCommit { .. }
+                | Event::TransactionCancelled { .. }
+                | Event::TransactionAcked { .. }
+                | Event::TransactionEnded { .. }
+        )
+        .then(|| e.clone())
+    })
+}
+
+fn open_txn(net: &Net, i: usize) -> rmbus::rpc::OpenTxnId {
+    net.events(i, |e| match e {
+        Event::Transaction(t) => Some(t.id),
+        _ => None,
+    })
+    .pop()
+    .expect("a transaction request")
+}
+
+#[test]
+fn a_transaction_is_acked_committed_and_completed() {
+    use rmbus::rpc::{TxnOutcome, TxnStatus};
+    let mut net = net(2);
+    net.nodes[1].ep.serve_transaction("conf.call.setup");
+    let dst = net.address(1);
+    let txn = net
+        .with(0, |ep, now| {
+            ep.begin_transaction(
+                now,
+                &dst,
+                "conf.call.setup",
+                vec![Value::string("joe")],
+                ms(1000),
+            )
+        })
+        .unwrap();
+    net.run_for(ms(20));
+    let Some(Event::Transaction(req)) = txn_events(&net, 1).pop() else {
+        panic!("no request")
+    };
+    assert_eq!(
+        (req.name.as_str(), req.args.clone()),
+        ("conf.call.setup", vec![Value::string("joe")])
+    );
+    assert_eq!(req.src, net.address(0));
+    // A commit before the OK is refused locally.
+    assert!(net.with(0, |ep, now| ep.commit(now, txn)).is_err());
+    net.with(1, |ep, now| ep.txn_ack(now, req.id, TxnStatus::Ok))
+        .unwrap();
+    net.run_for(ms(20));
+    assert_eq!(txn_events(&net, 0), vec![Event::TransactionAcked { txn }]);
+    net.with(0, |ep, now| ep.commit(now, txn)).unwrap();
+    net.run_for(ms(20));
+    assert_eq!(
+        txn_events(&net, 1).last(),
+        Some(&Event::TransactionCommit { id: req.id })
+    );
+    // A cancel after the commit: refused by the client, and by the server
+    // when it comes anyway.
+    assert!(net.with(0, |ep, now| ep.cancel(now, txn)).is_err());
+    let forged = rmbus::rpc::transaction_control("conf.call.setup", "cancel", &txn.0.to_string());
+    net.send(0, &dst, vec![forged], rmbus::proto::Delivery::Reliable)
+        .unwrap();
+    net.run_for(ms(20));
+    assert_eq!(net.nodes[1].ep.stats().txn_refused, 1);
+    assert!(!txn_events(&net, 1)
+        .iter()
+        .any(|e| matches!(e, Event::TransactionCancelled { .. })));
+    net.with(1, |ep, now| ep.txn_complete(now, req.id, TxnStatus::Ok))
+        .unwrap();
+    net.run_for(ms(20));
+    assert_eq!(
+        txn_events(&net, 0).last(),
+        Some(&Event::TransactionEnded {
+            txn,
+            outcome: TxnOutcome::Completed(TxnStatus::Ok)
+        })
+    );
+    assert_eq!(net.nodes[1].ep.open_transactions(), 0);
+    // The wire shapes are the draft's.
+    let said: Vec<String> = net.nodes[1]
+        .sent
+        .iter()
+        .flat_map(|(_, _, b)| open(b, &md5()).unwrap().commands)
+        .filter(|c| c.name.starts_with("conf.call.setup"))
+        .map(|c| c.to_string())
+        .collect();
+    assert_eq!(
+        said,
+        vec![
+            format!(r#"conf.call.setup.ack ("{}" OK)"#, txn.0),
+            format!(r#"conf.call.setup.completed ("{}" OK)"#, txn.0)
+        ]
+    );
+}
+
+#[test]
+fn a_transaction_cancelled_before_commit_completes_cancelled() {
+    use rmbus::rpc::{TxnOutcome, TxnStatus};
+    let mut net = net(2);
+    net.nodes[1].ep.serve_transaction("t.op");
+    let dst = net.address(1);
+    let txn = net
+        .with(0, |ep, now| {
+            ep.begin_transaction(now, &dst, "t.op", vec![], ms(1000))
+        })
+        .unwrap();
+    net.run_for(ms(20));
+    let id = open_txn(&net, 1);
+    net.with(1, |ep, now| ep.txn_ack(now, id, TxnStatus::Ok))
+        .unwrap();
+    net.run_for(ms(20));
+    net.with(0, |ep, now| ep.cancel(now, txn)).unwrap();
+    net.run_for(ms(20));
+    assert_eq!(
+        txn_events(&net, 1).last(),
+        Some(&Event::TransactionCancelled { id })
+    );
+    assert_eq!(
+        txn_events(&net, 0).last(),
+        Some(&Event::TransactionEnded {
+            txn,
+            outcome: TxnOutcome::Completed(TxnStatus::Cancelled)
+        })
+    );
+    // Nothing left to complete.
+    assert!(net
+        .with(1, |ep, now| ep.txn_complete(now, id, TxnStatus::Ok))
+        .is_err());
+}
+
+#[test]
+fn a_refused_or_silent_transaction_ends_for_its_client() {
+    use rmbus::rpc::{TxnOutcome, TxnStatus};
+    let mut net = net(2);
+    net.nodes[1].ep.serve_transaction("t.op");
+    let dst = net.address(1);
+    let refused = net
+        .with(0, |ep, now| {
+            ep.begin_transaction(now, &dst, "t.op", vec![], ms(1000))
+        })
+        .unwrap();
+    net.run_for(ms(20));
+    let id = open_txn(&net, 1);
+    net.with(1, |ep, now| ep.txn_ack(now, id, TxnStatus::Failed))
+        .unwrap();
+    net.run_for(ms(20));
+    assert_eq!(
+        txn_events(&net, 0).last(),
+        Some(&Event::TransactionEnded {
+            txn: refused,
+            outcome: TxnOutcome::Refused(TxnStatus::Failed)
+        })
+    );
+    let start = net.now;
+    let silent = net
+        .with(0, |ep, now| {
+            ep.begin_transaction(now, &dst, "t.op", vec![], ms(700))
+        })
+        .unwrap();
+    net.run_for(ms(1000));
+    let (at, e) = net.nodes[0].events.last().unwrap().clone();
+    assert_eq!(
+        e,
+        Event::TransactionEnded {
+            txn: silent,
+            outcome: TxnOutcome::TimedOut
+        }
+    );
+    assert_eq!(at.duration_since(start), ms(700));
+}

@@ -17,6 +17,7 @@ use super::rng::Rng;
 use super::{Delivery, EndpointConfig, Event, LeaveReason, MsgId, SendError, Stats, Transmit};
 
 mod guidelines;
+mod transactions;
 
 /// Why an [`Endpoint`] could not be created.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -71,6 +72,7 @@ pub struct Endpoint {
     stats: Stats,
     closed: bool,
     guides: guidelines::Guides,
+    txns: transactions::Txns,
 }
 
 impl Endpoint {
@@ -112,6 +114,7 @@ impl Endpoint {
             stats: Stats::default(),
             closed: false,
             guides: guidelines::Guides::default(),
+            txns: transactions::Txns::default(),
         })
     }
 
@@ -522,6 +525,7 @@ impl Endpoint {
         .chain(peers)
         .chain(self.waiting.iter().map(|w| w.next))
         .chain(self.guides.next_deadline())
+        .chain(self.txns.next_deadline())
         .min()
     }
 

@@ -267,6 +267,33 @@ pub enum Event {
         /// Each entity and its outcome, ordered by address.
         results: Vec<(Address, crate::rpc::Outcome)>,
     },
+    /// A transaction request for an operation served with
+    /// [`Endpoint::serve_transaction`]: answer with [`Endpoint::txn_ack`].
+    Transaction(crate::rpc::TxnRequest),
+    /// The client committed a transaction we acknowledged OK: do it, then
+    /// [`Endpoint::txn_complete`].
+    TransactionCommit {
+        /// The transaction.
+        id: crate::rpc::OpenTxnId,
+    },
+    /// The client cancelled before committing (answered `CANCELLED` already):
+    /// undo what the request did.
+    TransactionCancelled {
+        /// The transaction.
+        id: crate::rpc::OpenTxnId,
+    },
+    /// The server acknowledged our transaction OK: commit or cancel it.
+    TransactionAcked {
+        /// The transaction.
+        txn: crate::rpc::TxnId,
+    },
+    /// Our transaction ended.
+    TransactionEnded {
+        /// The transaction.
+        txn: crate::rpc::TxnId,
+        /// How.
+        outcome: crate::rpc::TxnOutcome,
+    },
     /// Another entity set one of our properties (Guidelines §5.4); the
     /// watchers have been told.
     PropertyChanged {
@@ -354,4 +381,7 @@ pub struct Stats {
     pub rpc_malformed: u64,
     /// Returns and standby replies for calls nobody made (or that ended).
     pub rpc_stray: u64,
+    /// Transaction commits and cancels not honoured (a cancel after the
+    /// commit, a commit out of turn, or for no open transaction).
+    pub txn_refused: u64,
 }

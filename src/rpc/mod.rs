@@ -18,6 +18,7 @@
 //!   the draft's shorter forms are accepted on receipt (decision D10).
 
 mod meta;
+mod shapes;
 
 use std::time::Duration;
 
@@ -26,6 +27,10 @@ use crate::wire::{Address, Value};
 pub use meta::{
     optional_args, parse_request, parse_return, request_command, return_command,
     split_optional_args, standby_command, Meta, MetaError, ParsedRequest, ParsedReturn,
+};
+pub use shapes::{
+    address_value, read_status, read_transaction_control, read_transaction_reply, status_command,
+    transaction_command, transaction_control, transaction_reply, value_address, TxnStatus,
 };
 
 /// How long a caller waits for a return unless told otherwise (pyMbus's
@@ -241,4 +246,61 @@ pub enum Access {
     ReadOnly,
     /// `.set` is accepted too.
     ReadWrite,
+}
+
+/// A transaction this entity started (client side, Guidelines §5.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TxnId(pub u64);
+
+/// A transaction this entity serves and has not finished (server side).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct OpenTxnId(pub u64);
+
+/// A transaction request for an operation this entity serves as a
+/// transaction (delivered as [`crate::proto::Event::Transaction`]). Answer it
+/// with [`crate::proto::Endpoint::txn_ack`]; after a commit, finish it with
+/// [`crate::proto::Endpoint::txn_complete`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct TxnRequest {
+    /// Our handle.
+    pub id: OpenTxnId,
+    /// The client's transaction ID.
+    pub tid: String,
+    /// The client.
+    pub src: Address,
+    /// The operation.
+    pub name: String,
+    /// Its parameters.
+    pub args: Vec<Value>,
+}
+
+/// How a transaction ended for its client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxnOutcome {
+    /// `.completed` arrived with this status (`CANCELLED` after a cancel).
+    Completed(TxnStatus),
+    /// The server's `.ack` was not OK: nothing to commit.
+    Refused(TxnStatus),
+    /// The request, commit or cancel was never acknowledged.
+    Undeliverable,
+    /// No `.ack` or `.completed` within the timeout.
+    TimedOut,
+    /// The server left the bus first.
+    ServerLeft,
+}
+
+/// Why a transaction step was not taken.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TxnError {
+    /// No such transaction, or it has ended.
+    #[error("no open transaction")]
+    NoSuchTransaction,
+    /// The step does not fit the transaction's state (e.g. a commit before
+    /// the server's OK, or a second completion).
+    #[error("not now: the transaction is {0}")]
+    WrongState(&'static str),
+    /// Sending failed.
+    #[error(transparent)]
+    Send(#[from] crate::proto::SendError),
 }

@@ -379,6 +379,7 @@ impl Endpoint {
         reliable: bool,
         command: Command,
     ) -> Option<Command> {
+        let command = self.transactions_dispatch(now, src, reliable, command)?;
         if let Some(op) = command.name.strip_suffix(".return") {
             match parse_return(&command) {
                 Ok(ret) => {
@@ -498,11 +499,16 @@ impl Endpoint {
         None
     }
 
+    /// Settles `msg` without telling the application.
+    pub(super) fn quiet_delivery(&mut self, msg: MsgId) {
+        self.guides.owners.insert(msg, Owner::Quiet);
+    }
+
     /// A reliable message this layer sent has settled: true if it was ours
     /// (and so is no business of the application).
     pub(super) fn guidelines_settled(&mut self, id: MsgId, delivered: bool) -> bool {
         match self.guides.owners.remove(&id) {
-            None => false,
+            None => self.transactions_settled(id, delivered),
             Some(Owner::Quiet) => true,
             Some(Owner::Request(call)) => {
                 if !delivered {
@@ -525,6 +531,7 @@ impl Endpoint {
     /// `addr` left the bus: it watches nothing any more, and calls waiting
     /// for it end.
     pub(super) fn guidelines_peer_left(&mut self, addr: &Address) {
+        self.transactions_peer_left(addr);
         for p in self.guides.properties.values_mut() {
             p.watchers.retain(|w| w != addr);
         }
@@ -553,6 +560,7 @@ impl Endpoint {
 
     /// Call timers: anycast choices and deadlines.
     pub(super) fn guidelines_timeout(&mut self, now: Instant) {
+        self.transactions_timeout(now);
         while let Some(&(at, call)) = self.guides.timers.first() {
             if at > now {
                 break;

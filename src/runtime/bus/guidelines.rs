@@ -8,7 +8,10 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
 use crate::proto::{Event, SendError};
-use crate::rpc::{Access, Answer, CallId, Outcome, Reply, ReplyError, Request, RequestId, RpcType};
+use crate::rpc::{
+    Access, Answer, CallId, OpenTxnId, Outcome, Reply, ReplyError, Request, RequestId, RpcType,
+    TxnError, TxnId, TxnStatus,
+};
 use crate::wire::{Address, Value};
 
 use super::Bus;
@@ -166,6 +169,56 @@ impl Bus {
     /// A property's current value.
     pub fn property(&self, name: &str) -> Option<&Value> {
         self.endpoint.property(name)
+    }
+
+    /// Serves `name` as a transaction (see
+    /// [`crate::proto::Endpoint::serve_transaction`]).
+    pub fn serve_transaction(&mut self, name: &str) {
+        self.endpoint.serve_transaction(name);
+    }
+
+    /// Starts a transaction (see [`crate::proto::Endpoint::begin_transaction`]).
+    pub fn begin_transaction(
+        &mut self,
+        dst: &Address,
+        name: &str,
+        args: Vec<Value>,
+        timeout: Duration,
+    ) -> Result<TxnId, SendError> {
+        let id = self
+            .endpoint
+            .begin_transaction(Instant::now(), dst, name, args, timeout)?;
+        self.flush_logged();
+        Ok(id)
+    }
+
+    /// Commits a transaction the server acknowledged OK.
+    pub fn commit(&mut self, txn: TxnId) -> Result<(), TxnError> {
+        let r = self.endpoint.commit(Instant::now(), txn);
+        self.flush_logged();
+        r
+    }
+
+    /// Cancels a transaction before its commit.
+    pub fn cancel(&mut self, txn: TxnId) -> Result<(), TxnError> {
+        let r = self.endpoint.cancel(Instant::now(), txn);
+        self.flush_logged();
+        r
+    }
+
+    /// Answers a transaction request (see [`crate::proto::Endpoint::txn_ack`]).
+    pub fn txn_ack(&mut self, id: OpenTxnId, status: TxnStatus) -> Result<(), TxnError> {
+        let r = self.endpoint.txn_ack(Instant::now(), id, status);
+        self.flush_logged();
+        r
+    }
+
+    /// Finishes a committed transaction (see
+    /// [`crate::proto::Endpoint::txn_complete`]).
+    pub fn txn_complete(&mut self, id: OpenTxnId, status: TxnStatus) -> Result<(), TxnError> {
+        let r = self.endpoint.txn_complete(Instant::now(), id, status);
+        self.flush_logged();
+        r
     }
 
     /// Runs the closures an event is for; returns the event if none took it.
