@@ -868,3 +868,202 @@ fn a_refused_or_silent_transaction_ends_for_its_client() {
     );
     assert_eq!(at.duration_since(start), ms(700));
 }
+
+fn registration(net: &mut Net, from: usize, op: &str, args: Vec<Value>) -> Outcome {
+    let c = call(net, from, 1, op, args);
+    net.run_for(ms(50));
+    outcomes(net, from)
+        .into_iter()
+        .find(|(id, _, _)| *id == c)
+        .map(|(_, _, o)| o)
+        .expect("an outcome")
+}
+
+fn heard(net: &Net, i: usize, name: &str) -> usize {
+    net.events(i, |e| {
+        matches!(e, Event::Command { command, .. } if command.name == name).then_some(())
+    })
+    .len()
+}
+
+#[test]
+fn notifications_follow_registration_in_the_no_control_model() {
+    use rmbus::rpc::{address_value, ServiceModel};
+    let mut net = net(4);
+    let gui = net.address(2);
+    net.nodes[1]
+        .ep
+        .define_service("audio.levels", gui.clone(), ServiceModel::NoControl);
+    let notify = |net: &mut Net| {
+        net.with(1, |ep, now| {
+            ep.notify(now, "audio.levels.input", vec![Value::Integer(3)])
+        })
+        .unwrap()
+    };
+    assert_eq!(notify(&mut net), 1);
+    net.run_for(ms(50));
+    assert_eq!(
+        heard(&net, 2, "audio.levels.input"),
+        1,
+        "the default target hears it"
+    );
+
+    let me = address_value(&net.address(3));
+    let out = registration(
+        &mut net,
+        3,
+        "mbus.register",
+        vec![Value::string("audio.levels"), me.clone()],
+    );
+    assert_eq!(
+        out,
+        Outcome::Returned(Reply::ok(vec![Value::List(vec![me.clone()])]))
+    );
+    assert_eq!(
+        net.nodes[1].ep.registered("audio.levels"),
+        &[net.address(3)]
+    );
+    assert_eq!(
+        heard(&net, 2, "mbus.registered"),
+        1,
+        "the old target is told"
+    );
+    notify(&mut net);
+    net.run_for(ms(50));
+    assert_eq!(heard(&net, 3, "audio.levels.input"), 1);
+    assert_eq!(
+        heard(&net, 2, "audio.levels.input"),
+        1,
+        "redirected away from the default"
+    );
+
+    let out = registration(
+        &mut net,
+        0,
+        "mbus.get-registered",
+        vec![Value::string("audio.levels")],
+    );
+    assert_eq!(
+        out,
+        Outcome::Returned(Reply::ok(vec![Value::List(vec![me.clone()])]))
+    );
+    let failed =
+        |o: Outcome, sym: &str| matches!(o, Outcome::Returned(r) if !r.is_ok() && r.result == sym);
+    assert!(failed(
+        registration(
+            &mut net,
+            0,
+            "mbus.get-registered",
+            vec![Value::string("video")]
+        ),
+        "NO_SUCH_COMMAND"
+    ));
+    assert!(failed(
+        registration(
+            &mut net,
+            0,
+            "mbus.register",
+            vec![Value::string("audio.levels"), Value::Integer(1)]
+        ),
+        "BAD_ARGUMENTS"
+    ));
+    let nobody = address_value(&Address::parse("(module:nobody)").unwrap());
+    assert!(failed(
+        registration(
+            &mut net,
+            0,
+            "mbus.deregister",
+            vec![Value::string("audio.levels"), nobody]
+        ),
+        "NOT_REGISTERED"
+    ));
+    let out = registration(
+        &mut net,
+        3,
+        "mbus.deregister",
+        vec![Value::string("audio.levels"), me],
+    );
+    assert_eq!(out, Outcome::Returned(Reply::ok(vec![Value::List(vec![])])));
+    assert_eq!(
+        heard(&net, 3, "mbus.registered"),
+        1,
+        "the old client list is told"
+    );
+    notify(&mut net);
+    net.run_for(ms(50));
+    assert_eq!(
+        heard(&net, 2, "audio.levels.input"),
+        2,
+        "back to the default target"
+    );
+}
+
+#[test]
+fn tight_control_accepts_only_registered_controllers() {
+    use rmbus::rpc::{address_value, ServiceModel};
+    let mut net = net(4);
+    let gui = net.address(2);
+    net.nodes[1]
+        .ep
+        .define_service("mixer", gui, ServiceModel::ExclusiveTight);
+    net.nodes[1].ep.serve("mixer.mute");
+    net.nodes[1].server = Some(Box::new(|_| Some(Reply::ok(vec![]).into())));
+    let denied = |o: Outcome| matches!(o, Outcome::Returned(r) if r.result == "DENIED");
+    assert!(denied(registration(&mut net, 0, "mixer.mute", vec![])));
+    // Nothing goes to the default target under tight control.
+    assert_eq!(
+        net.with(1, |ep, now| ep.notify(now, "mixer.level", vec![]))
+            .unwrap(),
+        0
+    );
+    let me = address_value(&net.address(0));
+    registration(
+        &mut net,
+        0,
+        "mbus.register",
+        vec![Value::string("mixer"), me],
+    );
+    assert_eq!(
+        registration(&mut net, 0, "mixer.mute", vec![]),
+        Outcome::Returned(Reply::ok(vec![]))
+    );
+    // Exclusive: a second controller is denied, and cannot use it either.
+    let other = address_value(&net.address(3));
+    assert!(denied(registration(
+        &mut net,
+        3,
+        "mbus.register",
+        vec![Value::string("mixer"), other]
+    )));
+    assert!(denied(registration(&mut net, 3, "mixer.mute", vec![])));
+    // A plain command from a non-controller is dropped and counted.
+    let to = net.address(1);
+    net.send(
+        3,
+        &to,
+        vec![Command::new("mixer.reset", vec![])],
+        rmbus::proto::Delivery::Unreliable,
+    )
+    .unwrap();
+    net.run_for(ms(50));
+    assert_eq!(heard(&net, 1, "mixer.reset"), 0);
+    assert_eq!(
+        net.nodes[1].ep.stats().denied,
+        3,
+        "two requests and one command"
+    );
+    // The controller leaves: the service is free again.
+    net.with(0, |ep, now| ep.close(now));
+    net.run_for(ms(50));
+    assert!(net.nodes[1].ep.registered("mixer").is_empty());
+    let other = address_value(&net.address(3));
+    assert_eq!(
+        registration(
+            &mut net,
+            3,
+            "mbus.register",
+            vec![Value::string("mixer"), other.clone()]
+        ),
+        Outcome::Returned(Reply::ok(vec![Value::List(vec![other])]))
+    );
+}

@@ -17,6 +17,7 @@ use super::rng::Rng;
 use super::{Delivery, EndpointConfig, Event, LeaveReason, MsgId, SendError, Stats, Transmit};
 
 mod guidelines;
+mod services;
 mod transactions;
 
 /// Why an [`Endpoint`] could not be created.
@@ -73,6 +74,7 @@ pub struct Endpoint {
     closed: bool,
     guides: guidelines::Guides,
     txns: transactions::Txns,
+    services: services::Services,
 }
 
 impl Endpoint {
@@ -115,6 +117,7 @@ impl Endpoint {
             closed: false,
             guides: guidelines::Guides::default(),
             txns: transactions::Txns::default(),
+            services: services::Services::default(),
         })
     }
 

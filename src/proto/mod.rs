@@ -342,6 +342,9 @@ pub enum SendError {
     /// [`crate::proto::Endpoint::call_group`] takes ANYCAST or MULTICAST only.
     #[error("{} is not a group RPC type this endpoint can call", .0.as_str())]
     UnsupportedRpcType(crate::rpc::RpcType),
+    /// [`crate::proto::Endpoint::notify`] of a name under no defined service.
+    #[error("{0} is under no service this entity offers")]
+    NoSuchService(String),
 }
 
 /// The endpoint's counters.
@@ -384,4 +387,7 @@ pub struct Stats {
     /// Transaction commits and cancels not honoured (a cancel after the
     /// commit, a commit out of turn, or for no open transaction).
     pub txn_refused: u64,
+    /// Commands and requests refused because a tight service accepts them
+    /// only from registered controllers.
+    pub denied: u64,
 }

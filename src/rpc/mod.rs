@@ -304,3 +304,18 @@ pub enum TxnError {
     #[error(transparent)]
     Send(#[from] crate::proto::SendError),
 }
+
+/// Who may use a service's commands and where its notifications go
+/// (Guidelines §6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ServiceModel {
+    /// Anyone may use the commands; notifications go to the registered
+    /// clients, or to the default target while none is registered.
+    NoControl,
+    /// Only registered controllers may use the commands; notifications go to
+    /// them only (never to the default target).
+    Tight,
+    /// [`ServiceModel::Tight`] with at most one controller: further
+    /// registrations are `DENIED`.
+    ExclusiveTight,
+}

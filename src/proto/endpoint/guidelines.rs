@@ -406,6 +406,18 @@ impl Endpoint {
                 Err(MetaError::NotRpc) => {}
             }
         }
+        if !self.allowed(src, &command.name) {
+            self.stats.denied += 1;
+            if let (Ok(req), true) = (parse_request(&command), reliable) {
+                let answer = Answer::Reply(Reply::failed(
+                    "DENIED",
+                    "only registered controllers may use this service",
+                ));
+                let ret = return_command(&command.name, &req.rpc_id, &answer);
+                let _ = self.send_quietly(now, src, ret, true);
+            }
+            return None;
+        }
         let req = match parse_request(&command) {
             Ok(req) => req,
             Err(MetaError::NotRpc) => return Some(command),
@@ -448,6 +460,11 @@ impl Endpoint {
                     Delivery::Unreliable,
                 );
             }
+            return None;
+        }
+        if let Some(answer) = self.registration_request(now, &name, &req.args) {
+            let ret = return_command(&name, &req.rpc_id, &answer);
+            let _ = self.send_quietly(now, src, ret, reliable || group);
             return None;
         }
         if !self.guides.serves(&name) {
@@ -532,6 +549,7 @@ impl Endpoint {
     /// for it end.
     pub(super) fn guidelines_peer_left(&mut self, addr: &Address) {
         self.transactions_peer_left(addr);
+        self.services_peer_left(addr);
         for p in self.guides.properties.values_mut() {
             p.watchers.retain(|w| w != addr);
         }
@@ -604,7 +622,7 @@ impl Endpoint {
 
     /// Sends one command to `to`, reliably if asked and possible (else
     /// unreliably); the delivery outcome is not reported to the application.
-    fn send_quietly(
+    pub(super) fn send_quietly(
         &mut self,
         now: Instant,
         to: &Address,

@@ -215,6 +215,12 @@ impl Endpoint {
             self.stats.rpc_malformed += 1;
             return None;
         }
+        if !self.allowed(src, &command.name) {
+            self.stats.denied += 1;
+            let ack = transaction_reply(&command.name, "ack", &req.rpc_id, TxnStatus::Failed);
+            let _ = self.send_transaction_reply(now, src, ack);
+            return None;
+        }
         let duplicate = self
             .txns
             .server

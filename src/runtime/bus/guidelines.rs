@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use crate::proto::{Event, SendError};
 use crate::rpc::{
     Access, Answer, CallId, OpenTxnId, Outcome, Reply, ReplyError, Request, RequestId, RpcType,
-    TxnError, TxnId, TxnStatus,
+    ServiceModel, TxnError, TxnId, TxnStatus,
 };
 use crate::wire::{Address, Value};
 
@@ -169,6 +169,18 @@ impl Bus {
     /// A property's current value.
     pub fn property(&self, name: &str) -> Option<&Value> {
         self.endpoint.property(name)
+    }
+
+    /// Offers a service (see [`crate::proto::Endpoint::define_service`]).
+    pub fn define_service(&mut self, prefix: &str, default_target: Address, model: ServiceModel) {
+        self.endpoint.define_service(prefix, default_target, model);
+    }
+
+    /// Sends an event notification (see [`crate::proto::Endpoint::notify`]).
+    pub fn notify(&mut self, name: &str, args: Vec<Value>) -> Result<usize, SendError> {
+        let n = self.endpoint.notify(Instant::now(), name, args)?;
+        self.flush_logged();
+        Ok(n)
     }
 
     /// Serves `name` as a transaction (see
