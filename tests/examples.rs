@@ -13,6 +13,8 @@ mod mio_loop;
 mod poll_loop;
 #[path = "../examples/rendezvous.rs"]
 mod rendezvous;
+#[path = "../examples/rpc_service.rs"]
+mod rpc_service;
 
 #[test]
 fn datagram_example() {
@@ -37,4 +39,9 @@ fn callbacks_example() {
 #[test]
 fn rendezvous_example() {
     rendezvous::main().unwrap();
+}
+
+#[test]
+fn rpc_service_example() {
+    rpc_service::main().unwrap();
 }
