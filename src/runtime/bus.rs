@@ -60,6 +60,8 @@ impl Bus {
         for (n, s) in [&sockets.group, &sockets.own].into_iter().enumerate() {
             watch.add(s.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, n as u64))?;
         }
+        let mut endpoint = endpoint;
+        endpoint.set_own_source(sockets.own.local_addr()?);
         let group = UdpSocket::from_std(sockets.group);
         let own = UdpSocket::from_std(sockets.own);
         Ok(Bus {
@@ -133,12 +135,17 @@ impl Bus {
     }
 
     /// Runs the core's timers if one is due, and sends what they produced.
+    ///
+    /// When no timer is due it sends nothing: acknowledgements owed for what
+    /// [`Bus::on_readable`] took in wait for [`Bus::poll_event`], so that a
+    /// reply made while handling the events carries them.
     pub fn on_timeout(&mut self) -> io::Result<()> {
         let now = Instant::now();
         if self.endpoint.poll_timeout().is_some_and(|t| t <= now) {
             self.endpoint.handle_timeout(now);
+            return self.flush();
         }
-        self.flush()
+        Ok(())
     }
 
     /// How long the event loop may sleep before [`Bus::on_timeout`] is due.
