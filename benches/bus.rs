@@ -12,8 +12,11 @@
 //! Run: `cargo bench --bench bus` (`RMBUS_BENCH_N` sets the message count,
 //! default 100000).
 
+mod support;
+
+use support::*;
+
 use std::io::{BufRead, BufReader};
-use std::net::{Ipv4Addr, UdpSocket};
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command as Process, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -21,24 +24,10 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use mio::{Events, Interest, Poll, Token};
-use rmbus::auth::{seal, CipherAlgo, HashAlgo};
+use rmbus::auth::seal;
 use rmbus::config::Config;
 use rmbus::proto::{Delivery, Event};
-use rmbus::runtime::Bus;
 use rmbus::wire::{Address, Command, Framing, Header, Message, MessageType, Value};
-
-fn config() -> Config {
-    let mut c = Config::generate(HashAlgo::HmacMd5_96, CipherAlgo::None);
-    c.port = Some(
-        UdpSocket::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port(),
-    );
-    c
-}
 
 fn command(i: u64) -> Command {
     Command::new(
@@ -48,59 +37,6 @@ fn command(i: u64) -> Command {
             Value::string("payload of a typical size"),
         ],
     )
-}
-
-/// Drives `bus` on its own loop until `stop`, counting commands received.
-fn receiver(
-    config: Config,
-    ready: Arc<AtomicBool>,
-    stop: Arc<AtomicBool>,
-    received: Arc<AtomicU64>,
-) -> thread::JoinHandle<()> {
-    thread::spawn(move || {
-        let mut bus = Bus::bind(&config, &Address::parse("(app:bench module:b)").unwrap()).unwrap();
-        let mut poll = Poll::new().unwrap();
-        poll.registry()
-            .register(&mut bus, Token(0), Interest::READABLE)
-            .unwrap();
-        let mut events = Events::with_capacity(64);
-        ready.store(true, Ordering::SeqCst);
-        while !stop.load(Ordering::Relaxed) {
-            let wait = bus.timeout().map_or(Duration::from_millis(20), |t| {
-                t.min(Duration::from_millis(20))
-            });
-            poll.poll(&mut events, Some(wait)).unwrap();
-            bus.on_readable().unwrap();
-            bus.on_timeout().unwrap();
-            while let Some(e) = bus.poll_event() {
-                if let Event::Command { .. } = e {
-                    received.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        }
-        bus.close().unwrap();
-    })
-}
-
-/// Lets `bus` run until `done` says so (or 10 s pass).
-fn drive(bus: &mut Bus, poll: &mut Poll, mut done: impl FnMut(&mut Bus, Event) -> bool) {
-    let mut events = Events::with_capacity(64);
-    let until = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < until {
-        let wait = bus.timeout().map_or(Duration::from_millis(5), |t| {
-            t.min(Duration::from_millis(5))
-        });
-        poll.poll(&mut events, Some(wait)).unwrap();
-        bus.on_readable().unwrap();
-        bus.on_timeout().unwrap();
-        while let Some(e) = bus.poll_event() {
-            if done(bus, e) {
-                while bus.poll_event().is_some() {}
-                return;
-            }
-        }
-    }
-    panic!("benchmark stalled");
 }
 
 /// Waits until `counter` stops growing; returns its value.
@@ -114,45 +50,6 @@ fn settle(counter: &AtomicU64) -> u64 {
         }
         last = now;
     }
-}
-
-/// A socket that sends to the group like a host-local entity: loopback, TTL 0.
-fn loopback_sender() -> UdpSocket {
-    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-    socket.set_multicast_ttl_v4(0).unwrap();
-    socket2::SockRef::from(&socket)
-        .set_multicast_if_v4(&Ipv4Addr::LOCALHOST)
-        .unwrap();
-    socket
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
-fn raw_ping_pong(rounds: usize) -> Vec<Duration> {
-    let server = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let addr = server.local_addr().unwrap();
-    let echo = thread::spawn(move || {
-        let mut buf = [0u8; 2048];
-        for _ in 0..rounds {
-            let (n, from) = server.recv_from(&mut buf).unwrap();
-            server.send_to(&buf[..n], from).unwrap();
-        }
-    });
-    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let payload = [b'x'; 180];
-    let mut buf = [0u8; 2048];
-    let mut times = Vec::with_capacity(rounds);
-    for _ in 0..rounds {
-        let t = Instant::now();
-        client.send_to(&payload, addr).unwrap();
-        client.recv_from(&mut buf).unwrap();
-        times.push(t.elapsed());
-    }
-    echo.join().unwrap();
-    times.sort();
-    times
 }
 
 fn rss_kib(pid: u32) -> u64 {
@@ -233,28 +130,21 @@ fn main() {
         Arc::new(AtomicBool::new(false)),
         Arc::new(AtomicU64::new(0)),
     );
-    let b_thread = receiver(
+    let counter = received.clone();
+    let b_thread = bus_thread(
         config.clone(),
+        "(app:bench module:b)",
         ready.clone(),
         stop.clone(),
-        received.clone(),
+        |_| {},
+        move |e| {
+            if let Event::Command { .. } = e {
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+        },
     );
-    while !ready.load(Ordering::SeqCst) {
-        thread::sleep(Duration::from_millis(5));
-    }
-    let mut a = Bus::bind(&config, &Address::parse("(app:bench module:a)").unwrap()).unwrap();
-    let mut poll = Poll::new().unwrap();
-    poll.registry()
-        .register(&mut a, Token(0), Interest::READABLE)
-        .unwrap();
-    a.ping(&Address::empty()).unwrap();
-    let b_addr = Address::parse("(app:bench module:b)").unwrap();
-    drive(
-        &mut a,
-        &mut poll,
-        |_, e| matches!(e, Event::PeerJoined(ref x) if b_addr.is_subset_of(x)),
-    );
-    let b_full = a.endpoint().unique_match(&b_addr).unwrap();
+    wait_for(&ready);
+    let (mut a, mut poll, b_full) = joined(&config, "(app:bench module:a)", "(app:bench module:b)");
 
     // (a) raw sendto of the same datagrams.
     let raw_socket = loopback_sender();

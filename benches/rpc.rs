@@ -1,0 +1,135 @@
+//! The Guidelines layer on real sockets (host-local group), in one run:
+//! calls per second with 1, 16 and 256 calls outstanding, and the latency of
+//! one call at a time (p50/p99) against a raw UDP ping-pong measured in the
+//! same run (these machines are noisy: only same-run ratios mean much).
+//!
+//! Run: `cargo bench --bench rpc` (`RMBUS_BENCH_CALLS` sets the number of
+//! calls per row, default 20000; `RMBUS_UNICAST=1` turns on the unicast
+//! optimisation, SEND_UNICAST=yes).
+
+mod support;
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rmbus::proto::Event;
+use rmbus::rpc::{Outcome, Reply};
+use rmbus::wire::Value;
+use support::*;
+
+fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("rpc benchmark: run with `cargo bench --bench rpc`");
+        return;
+    }
+    let n: u64 = std::env::var("RMBUS_BENCH_CALLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
+    let mut config = config();
+    config.send_unicast = std::env::var("RMBUS_UNICAST").is_ok();
+    let (ready, stop) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let server = bus_thread(
+        config.clone(),
+        "(app:bench module:server)",
+        ready.clone(),
+        stop.clone(),
+        |bus| {
+            bus.serve("bench.echo", |req| Reply::ok(req.args.clone()).into());
+        },
+        |_| {},
+    );
+    wait_for(&ready);
+    let (mut client, mut poll, callee) = joined(
+        &config,
+        "(app:bench module:client)",
+        "(app:bench module:server)",
+    );
+    let timeout = Duration::from_secs(5);
+    let args = |i: u64| {
+        vec![
+            Value::Integer(i as i64),
+            Value::string("payload of a typical size"),
+        ]
+    };
+
+    println!("\nrmbus RPC benchmark: host-local group, {n} calls per row, one run\n");
+    println!("{:<34} {:>12} {:>10}", "", "calls/s", "not OK");
+    for window in [1u64, 16, 256] {
+        let (mut sent, mut done, mut bad) = (0u64, 0u64, 0u64);
+        let t = Instant::now();
+        while sent < window.min(n) {
+            client
+                .call(&callee, "bench.echo", args(sent), timeout)
+                .unwrap();
+            sent += 1;
+        }
+        drive(&mut client, &mut poll, |bus, e| {
+            let Event::Returned { outcome, .. } = e else {
+                return false;
+            };
+            done += 1;
+            if !matches!(outcome, Outcome::Returned(ref r) if r.is_ok()) {
+                bad += 1;
+            }
+            if sent < n {
+                bus.call(&callee, "bench.echo", args(sent), timeout)
+                    .unwrap();
+                sent += 1;
+            }
+            done == n
+        });
+        let rate = n as f64 / t.elapsed().as_secs_f64();
+        println!(
+            "{:<34} {rate:>12.0} {bad:>10}",
+            format!("{window} call(s) outstanding")
+        );
+    }
+
+    // Latency: rounds of raw ping-pong and of calls alternate, and the
+    // median of the per-round p50 ratios is reported, because this VM's
+    // wake-up latency jumps between runs (10 to 50 us for the raw baseline).
+    let (rounds, trips) = (10, 200);
+    let (mut rtts, mut raws, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        let raw = raw_ping_pong(trips);
+        let mut round = Vec::with_capacity(trips);
+        for i in 0..trips {
+            let t = Instant::now();
+            client
+                .call(&callee, "bench.echo", args(i as u64), timeout)
+                .unwrap();
+            drive(&mut client, &mut poll, |_, e| {
+                matches!(e, Event::Returned { .. })
+            });
+            round.push(t.elapsed());
+        }
+        round.sort();
+        ratios.push(us(percentile(&round, 0.5)) / us(percentile(&raw, 0.5)));
+        rtts.extend(round);
+        raws.extend(raw);
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    server.join().unwrap();
+    rtts.sort();
+    raws.sort();
+    ratios.sort_by(f64::total_cmp);
+    println!(
+        "\ncall latency, one at a time: p50 {:.1} us, p99 {:.1} us; raw UDP ping-pong p50 {:.1} us, p99 {:.1} us",
+        us(percentile(&rtts, 0.5)),
+        us(percentile(&rtts, 0.99)),
+        us(percentile(&raws, 0.5)),
+        us(percentile(&raws, 0.99)),
+    );
+    println!(
+        "p50 ratio, median of {rounds} interleaved rounds: {:.2} (rounds ranged {:.2} to {:.2})",
+        ratios[ratios.len() / 2],
+        ratios[0],
+        ratios[ratios.len() - 1]
+    );
+    println!("targets: p50 ratio <= 1.5; >= 30 k calls/s with 256 outstanding");
+}
