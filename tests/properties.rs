@@ -127,3 +127,108 @@ proptest! {
         }
     }
 }
+
+/// Arguments shaped like Guidelines messages, and not quite.
+fn rpc_like_args() -> impl Strategy<Value = Vec<Value>> {
+    let key = "ID|RPC-TYPE|RPC-STATUS|REFERENCE|CONTEXT-ID|X";
+    let entry = prop_oneof![
+        (key, value()).prop_map(|(k, v)| Value::List(vec![Value::String(k), v])),
+        (
+            key,
+            "[0-9]{1,2}|UNICAST|ANYCAST|MULTICAST|COORDINATED|OK|UNKNOWN|FAILED"
+        )
+            .prop_map(|(k, v)| Value::List(vec![Value::String(k), Value::String(v)])),
+        value(),
+    ];
+    let meta = proptest::collection::vec(entry, 0..4).prop_map(Value::List);
+    let status = prop_oneof![
+        "OK|FAILED|UNKNOWN|CANCELLED|X".prop_map(Value::Symbol),
+        value()
+    ];
+    proptest::collection::vec(prop_oneof![meta, status, value()], 0..4)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+    /// Whatever Guidelines-shaped traffic arrives, at caller or callee,
+    /// nothing panics and no call ends twice.
+    #[test]
+    fn guidelines_traffic_never_panics(
+        msgs in proptest::collection::vec((
+            prop_oneof![
+                Just("op"), Just("op.return"), Just("op.standby"), Just("p.get"),
+                Just("p.set"), Just("p.watch"), Just("p.unwatch"), Just("svc.do"),
+                Just("tx"), Just("tx.ack"), Just("tx.completed"), Just("tx.commit"),
+                Just("tx.cancel"), Just("mbus.register"), Just("mbus.deregister"),
+                Just("mbus.get-registered"), Just("other")
+            ],
+            rpc_like_args(),
+            any::<bool>(),
+        ), 1..12)
+    ) {
+        use std::time::{Duration, Instant, SystemTime};
+        use rmbus::proto::{Endpoint, Event};
+        use rmbus::rpc::{Access, ServiceModel};
+        let now = Instant::now();
+        let config = |seed| rmbus::proto::EndpointConfig {
+            keys: md5(),
+            framing: Framing::Lf,
+            group: "239.255.255.247:47000".parse().unwrap(),
+            send_unicast: false,
+            seed,
+            first_seq: 0,
+            timers: Default::default(),
+            limits: Default::default(),
+        };
+        let a_addr = Address::parse("(app:t module:a id:1-1@127.0.0.1)").unwrap();
+        let b_addr = Address::parse("(app:t module:b id:2-1@127.0.0.1)").unwrap();
+        let mut a = Endpoint::new(config(1), a_addr.clone(), now, SystemTime::now()).unwrap();
+        let mut b = Endpoint::new(config(2), b_addr.clone(), now, SystemTime::now()).unwrap();
+        b.serve("op");
+        b.serve_transaction("tx");
+        b.define_property("p", Value::Integer(1), Access::ReadWrite);
+        b.define_service("svc", Address::empty(), ServiceModel::Tight);
+        let from = "127.0.0.1:4000".parse().unwrap();
+        let hello = |src: &Address| Message {
+            header: Header { seq: 0, timestamp: 1, kind: MessageType::Unreliable, src: src.clone(), dst: Address::empty(), acks: vec![] },
+            commands: vec![Command::new("mbus.hello", vec![])],
+        };
+        a.handle_datagram(now, from, &seal(&hello(&b_addr), &md5(), Framing::Lf).unwrap());
+        b.handle_datagram(now, from, &seal(&hello(&a_addr), &md5(), Framing::Lf).unwrap());
+        a.call(now, &b_addr, "op", vec![], Duration::from_secs(2)).unwrap();
+        a.begin_transaction(now, &b_addr, "tx", vec![], Duration::from_secs(2)).unwrap();
+        for (i, (name, args, reliable)) in msgs.into_iter().enumerate() {
+            let msg = Message {
+                header: Header {
+                    seq: 100 + i as u32,
+                    timestamp: 2,
+                    kind: if reliable { MessageType::Reliable } else { MessageType::Unreliable },
+                    src: a_addr.clone(),
+                    dst: b_addr.clone(),
+                    acks: vec![],
+                },
+                commands: vec![Command::new(name, args)],
+            };
+            let Ok(bytes) = seal(&msg, &md5(), Framing::Lf) else { continue };
+            b.handle_datagram(now, from, &bytes);
+            // The same traffic as if the callee had sent it to the caller.
+            let mut back = msg.clone();
+            back.header.src = b_addr.clone();
+            back.header.dst = a_addr.clone();
+            a.handle_datagram(now, from, &seal(&back, &md5(), Framing::Lf).unwrap());
+            while b.poll_event().is_some() {}
+            while let Some(t) = b.poll_transmit(now) {
+                a.handle_datagram(now, from, &t.contents);
+            }
+        }
+        a.handle_timeout(now + Duration::from_secs(3));
+        let mut ended = 0;
+        while let Some(e) = a.poll_event() {
+            if matches!(e, Event::Returned { .. }) {
+                ended += 1;
+            }
+        }
+        prop_assert_eq!(ended, 1, "the one call ends exactly once");
+        prop_assert_eq!(a.open_calls(), 0);
+    }
+}

@@ -380,7 +380,9 @@ pub struct Stats {
     pub queue_drops: u64,
     /// RPC requests received (Guidelines layer).
     pub rpc_requests: u64,
-    /// Malformed RPC requests, returns and standby replies.
+    /// Malformed RPC requests, returns and standby replies, and requests the
+    /// core answers itself (properties, registration) with arguments of the
+    /// wrong shape.
     pub rpc_malformed: u64,
     /// Returns and standby replies for calls nobody made (or that ended).
     pub rpc_stray: u64,

@@ -463,12 +463,14 @@ impl Endpoint {
             return None;
         }
         if let Some(answer) = self.registration_request(now, &name, &req.args) {
+            self.count_bad_arguments(&answer);
             let ret = return_command(&name, &req.rpc_id, &answer);
             let _ = self.send_quietly(now, src, ret, reliable || group);
             return None;
         }
         if !self.guides.serves(&name) {
             if let Some((answer, change)) = self.property_request(src, &name, &req.args) {
+                self.count_bad_arguments(&answer);
                 let ret = return_command(&name, &req.rpc_id, &answer);
                 let _ = self.send_quietly(now, src, ret, reliable || group);
                 if let (Some(value), Some((prop, _))) = (change, name.rsplit_once('.')) {
@@ -619,6 +621,13 @@ impl Endpoint {
     }
 
     // ---- internals ----------------------------------------------------------------
+
+    /// A request the core answers itself had arguments of the wrong shape.
+    fn count_bad_arguments(&mut self, answer: &Answer) {
+        if matches!(answer, Answer::Reply(r) if r.result == "BAD_ARGUMENTS") {
+            self.stats.rpc_malformed += 1;
+        }
+    }
 
     /// Sends one command to `to`, reliably if asked and possible (else
     /// unreliably); the delivery outcome is not reported to the application.
