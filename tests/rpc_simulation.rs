@@ -1067,3 +1067,24 @@ fn tight_control_accepts_only_registered_controllers() {
         Outcome::Returned(Reply::ok(vec![Value::List(vec![other])]))
     );
 }
+
+#[test]
+fn a_unicast_rpc_sent_to_a_group_draws_no_unknown_answers() {
+    let mut net = net(4);
+    let all = Address::parse("(app:sim)").unwrap();
+    let request = rmbus::rpc::request_command("no.such", "5", RpcType::Unicast, &[], vec![]);
+    net.send(0, &all, vec![request], rmbus::proto::Delivery::Unreliable)
+        .unwrap();
+    net.run_for(ms(50));
+    for i in 1..4 {
+        let answered = net.nodes[i].sent.iter().any(|(_, _, b)| {
+            open(b, &md5())
+                .unwrap()
+                .commands
+                .iter()
+                .any(|c| c.name == "no.such.return")
+        });
+        assert!(!answered, "node {i} answered a group");
+        assert_eq!(net.nodes[i].ep.stats().rpc_requests, 1);
+    }
+}

@@ -484,7 +484,9 @@ impl Endpoint {
                 return None;
             }
             if !self.guides.serve_all {
-                if !group {
+                // UNKNOWN only to a unicast RPC sent to exactly us: one sent
+                // to a group would draw an answer from every entity.
+                if !group && *dst == self.local {
                     let ret = return_command(&name, &req.rpc_id, &Answer::Unknown);
                     let _ = self.send_quietly(now, src, ret, reliable);
                 }
