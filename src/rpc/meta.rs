@@ -165,7 +165,7 @@ pub struct ParsedReturn {
 
 /// Reads `cmd` (named `<op>.return`) as an RPC return:
 /// `(RMETA (APPSTATUS RETVALS))` (Guidelines §5.2.2), also accepting a missing
-/// result part, a missing RETVALS and a short APPSTATUS (D10). [gmbus]'s
+/// result part, a missing RETVALS and a short APPSTATUS (D10). libgmbus's
 /// `RPC-STATUS FAILED` reads as a FAILED reply.
 pub fn parse_return(cmd: &Command) -> Result<ParsedReturn, MetaError> {
     let (meta, rpc_id) = read_meta(cmd.args.first())?;

@@ -9,7 +9,7 @@
 //! reliable delivery and its event queue. Everything here is pure.
 //!
 //! Choices the draft leaves open, made here:
-//! - RPC IDs are a decimal counter per entity (as [gmbus] does).
+//! - RPC IDs are a decimal counter per entity (as libgmbus does).
 //! - A return to a request that came reliably is sent reliably too (the draft's
 //!   examples send it unreliably); the caller's acknowledgement is then
 //!   piggy-backed or sent as usual, and a return lost on the way is
