@@ -11,7 +11,7 @@ use serde_json::json;
 
 use crate::bus_args::BusArgs;
 use crate::driver::{Driver, Ended, Flow};
-use crate::reach::{Found, Search};
+use crate::reach;
 use crate::record::{to_line, Tagged};
 use crate::{write_stdout, Failure, Outcome};
 
@@ -173,37 +173,11 @@ impl Session {
 /// Pings `dst` and waits to hear from one entity: unknown is exit 3, not
 /// unique exit 2.
 fn find(driver: &mut Driver, dst: &Address, wait: Duration) -> Result<Address, Failure> {
-    let search = Search::start(&mut driver.buses[0], dst, wait);
-    let mut found = Found::NotYet;
-    let ended = driver
-        .run(
-            Some(search.next_check().max(Instant::now() + wait) + Duration::from_millis(10)),
-            |buses| {
-                let now = Instant::now();
-                found = search.check(&buses[0], now);
-                match found {
-                    Found::NotYet => {
-                        Flow::WakeAt(search.next_check().max(now + Duration::from_millis(5)))
-                    }
-                    _ => Flow::Stop,
-                }
-            },
-            |_, _, _| Flow::Continue,
-        )
-        .map_err(Failure::input)?;
-    if ended == Ended::Signal {
-        return Err(Failure::lost("interrupted while looking for the callee"));
-    }
-    if matches!(found, Found::NotYet) {
-        found = search.check(&driver.buses[0], Instant::now());
-    }
-    match found {
-        Found::Unique(full) => Ok(full),
-        Found::No(e @ SendError::NotUnique { .. }) => Err(Failure::input(e)),
-        Found::No(e) => Err(Failure::malformed(format!("unknown callee: {e}"))),
-        Found::NotYet => Err(Failure::malformed(format!(
-            "unknown callee: {dst}: no answer"
-        ))),
+    match reach::find(driver, dst, wait).map_err(Failure::input)? {
+        None => Err(Failure::lost("interrupted while looking for the callee")),
+        Some(Ok(full)) => Ok(full),
+        Some(Err(e @ SendError::NotUnique { .. })) => Err(Failure::input(e)),
+        Some(Err(e)) => Err(Failure::malformed(format!("unknown callee: {e}"))),
     }
 }
 

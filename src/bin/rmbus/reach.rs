@@ -69,3 +69,40 @@ impl Search {
         }
     }
 }
+
+/// Pings `dst` and runs `driver` until one entity is found, the search gives
+/// up, or a signal arrives (`None`).
+pub fn find(
+    driver: &mut crate::driver::Driver,
+    dst: &Address,
+    wait: Duration,
+) -> std::io::Result<Option<Result<Address, SendError>>> {
+    use crate::driver::{Ended, Flow};
+    let search = Search::start(&mut driver.buses[0], dst, wait);
+    let mut found = Found::NotYet;
+    let ended = driver.run(
+        Some(search.next_check().max(Instant::now() + wait) + Duration::from_millis(10)),
+        |buses| {
+            let now = Instant::now();
+            found = search.check(&buses[0], now);
+            match found {
+                Found::NotYet => {
+                    Flow::WakeAt(search.next_check().max(now + Duration::from_millis(5)))
+                }
+                _ => Flow::Stop,
+            }
+        },
+        |_, _, _| Flow::Continue,
+    )?;
+    if ended == Ended::Signal {
+        return Ok(None);
+    }
+    if matches!(found, Found::NotYet) {
+        found = search.check(&driver.buses[0], Instant::now());
+    }
+    Ok(Some(match found {
+        Found::Unique(full) => Ok(full),
+        Found::No(e) => Err(e),
+        Found::NotYet => Err(SendError::UnknownDestination(dst.clone())),
+    }))
+}

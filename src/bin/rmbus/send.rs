@@ -7,8 +7,8 @@ use rmbus::runtime::Bus;
 use rmbus::wire::{Address, Command, Value};
 
 use crate::bus_args::BusArgs;
-use crate::driver::{Driver, Ended, Flow};
-use crate::reach::{Found, Search};
+use crate::driver::{Driver, Flow};
+use crate::reach;
 use crate::{Failure, Outcome};
 
 /// Send one command, unreliably to any address, or reliably to one entity.
@@ -73,34 +73,9 @@ pub fn run(args: Args) -> Outcome {
 }
 
 fn send_reliable(driver: &mut Driver, to: &Address, cmd: Command, wait: Duration) -> Outcome {
-    let search = Search::start(&mut driver.buses[0], to, wait);
-    let mut found = Found::NotYet;
-    let ended = driver
-        .run(
-            Some(search.next_check().max(Instant::now() + wait) + Duration::from_millis(10)),
-            |buses| {
-                let now = Instant::now();
-                found = search.check(&buses[0], now);
-                match found {
-                    Found::NotYet => {
-                        Flow::WakeAt(search.next_check().max(now + Duration::from_millis(5)))
-                    }
-                    _ => Flow::Stop,
-                }
-            },
-            |_, _, _| Flow::Continue,
-        )
-        .map_err(Failure::input)?;
-    if ended == Ended::Signal {
-        return Err(Failure::lost("interrupted before sending"));
-    }
-    if matches!(found, Found::NotYet) {
-        found = search.check(&driver.buses[0], Instant::now());
-    }
-    let dst = match found {
-        Found::Unique(full) => full,
-        Found::No(e) => return Err(Failure::input(e)),
-        Found::NotYet => return Err(Failure::input(format!("{to}: no answer"))),
+    let dst = match reach::find(driver, to, wait).map_err(Failure::input)? {
+        None => return Err(Failure::lost("interrupted before sending")),
+        Some(found) => found.map_err(Failure::input)?,
     };
     let id = driver.buses[0]
         .send(&dst, vec![cmd], Delivery::Reliable)
