@@ -9,6 +9,8 @@
 //! Plus the resident memory of an idle `rmbus join` process and of one that
 //! tracks 1,000 peers.
 //!
+//! `RMBUS_BUSY_POLL=1` makes the bus loops spin instead of sleeping.
+//!
 //! Run: `cargo bench --bench bus` (`RMBUS_BENCH_N` sets the message count,
 //! default 100000).
 

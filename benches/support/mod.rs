@@ -49,9 +49,7 @@ pub fn bus_thread(
         let mut events = Events::with_capacity(64);
         ready.store(true, Ordering::SeqCst);
         while !stop.load(Ordering::Relaxed) {
-            let wait = bus.timeout().map_or(Duration::from_millis(20), |t| {
-                t.min(Duration::from_millis(20))
-            });
+            let wait = poll_wait(&bus, Duration::from_millis(20));
             poll.poll(&mut events, Some(wait)).unwrap();
             bus.on_readable().unwrap();
             bus.on_timeout().unwrap();
@@ -61,6 +59,16 @@ pub fn bus_thread(
         }
         bus.close().unwrap();
     })
+}
+
+/// How long a bench loop sleeps in `poll`: until the bus's next deadline, at
+/// most `cap`; not at all with `RMBUS_BUSY_POLL=1` (both sides then spin, so
+/// that the machine's wake-up latency drops out of the comparison).
+fn poll_wait(bus: &Bus, cap: Duration) -> Duration {
+    if std::env::var_os("RMBUS_BUSY_POLL").is_some() {
+        return Duration::ZERO;
+    }
+    bus.timeout().map_or(cap, |t| t.min(cap))
 }
 
 /// Waits until `flag` is set.
@@ -75,9 +83,7 @@ pub fn drive(bus: &mut Bus, poll: &mut Poll, mut done: impl FnMut(&mut Bus, Even
     let mut events = Events::with_capacity(64);
     let until = Instant::now() + Duration::from_secs(10);
     while Instant::now() < until {
-        let wait = bus.timeout().map_or(Duration::from_millis(5), |t| {
-            t.min(Duration::from_millis(5))
-        });
+        let wait = poll_wait(bus, Duration::from_millis(5));
         poll.poll(&mut events, Some(wait)).unwrap();
         bus.on_readable().unwrap();
         bus.on_timeout().unwrap();
