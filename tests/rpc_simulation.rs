@@ -1088,3 +1088,46 @@ fn a_unicast_rpc_sent_to_a_group_draws_no_unknown_answers() {
         assert_eq!(net.nodes[i].ep.stats().rpc_requests, 1);
     }
 }
+
+#[test]
+fn closing_ends_every_open_call_and_transaction() {
+    use rmbus::rpc::TxnOutcome;
+    let mut net = net(3);
+    net.nodes[1].ep.serve("slow.op");
+    net.nodes[2].ep.serve("slow.op");
+    net.nodes[1].ep.serve_transaction("t.op");
+    let unicast = call(&mut net, 0, 1, "slow.op", vec![]);
+    let all = Address::parse("(app:sim)").unwrap();
+    let group = net
+        .with(0, |ep, now| {
+            ep.call_group(now, &all, "slow.op", vec![], RpcType::Multicast, ms(5000))
+        })
+        .unwrap();
+    let dst = net.address(1);
+    let txn = net
+        .with(0, |ep, now| {
+            ep.begin_transaction(now, &dst, "t.op", vec![], ms(5000))
+        })
+        .unwrap();
+    net.run_for(ms(50));
+    net.with(0, |ep, now| ep.close(now));
+    assert_eq!(
+        outcomes(&net, 0),
+        vec![(unicast, net.address(1), Outcome::Closed)]
+    );
+    let group_results = net.events(0, |e| match e {
+        Event::GroupReturned { call, results } if *call == group => Some(results.clone()),
+        _ => None,
+    });
+    assert_eq!(group_results.len(), 1);
+    assert_eq!(group_results[0].len(), 2);
+    assert!(group_results[0].iter().all(|(_, o)| *o == Outcome::Closed));
+    assert_eq!(
+        txn_events(&net, 0).last(),
+        Some(&Event::TransactionEnded {
+            txn,
+            outcome: TxnOutcome::Closed
+        })
+    );
+    assert_eq!(net.nodes[0].ep.open_calls(), 0);
+}

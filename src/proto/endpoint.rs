@@ -479,6 +479,7 @@ impl Endpoint {
                 });
             }
         }
+        self.guidelines_close();
         let bye = Command::new("mbus.bye", vec![]);
         let _ = self.emit(now, &Address::empty(), MessageType::Unreliable, vec![bye]);
         self.waiting.clear();

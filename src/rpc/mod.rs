@@ -187,6 +187,8 @@ pub enum Outcome {
     CalleeLeft,
     /// An anycast call that no entity offered to serve within T_anycast.
     NoResponder,
+    /// This entity closed (said bye) before the call ended.
+    Closed,
 }
 
 impl Outcome {
@@ -201,6 +203,7 @@ impl Outcome {
             Outcome::TimedOut => "timeout",
             Outcome::CalleeLeft => "callee_left",
             Outcome::NoResponder => "no_responder",
+            Outcome::Closed => "closed",
         }
     }
 }
@@ -287,6 +290,8 @@ pub enum TxnOutcome {
     TimedOut,
     /// The server left the bus first.
     ServerLeft,
+    /// This entity closed (said bye) before the transaction ended.
+    Closed,
 }
 
 /// Why a transaction step was not taken.

@@ -200,6 +200,7 @@ fn exit_for(outcome: &RpcOutcome, callee: &Address) -> Outcome {
             "{callee}: left the bus before returning"
         ))),
         RpcOutcome::NoResponder => Err(Failure::malformed(format!("{callee}: nobody answered"))),
+        RpcOutcome::Closed => Err(Failure::lost("interrupted before the return")),
     }
 }
 

@@ -580,6 +580,32 @@ impl Endpoint {
         }
     }
 
+    /// The endpoint closes: every call still open ends ([`Outcome::Closed`],
+    /// or for a MULTICAST call, for the entities that have not answered).
+    pub(super) fn guidelines_close(&mut self) {
+        let open: Vec<u64> = self.guides.calls.keys().copied().collect();
+        for call in open {
+            let callee = match self.guides.calls.get_mut(&call).map(|c| &mut c.kind) {
+                Some(CallKind::Multicast { expected, results }) => {
+                    for a in std::mem::take(expected) {
+                        if results.iter().all(|(r, _)| *r != a) {
+                            results.push((a, Outcome::Closed));
+                        }
+                    }
+                    self.end_group_call(call);
+                    continue;
+                }
+                Some(CallKind::Unicast { callee }) => callee.clone(),
+                Some(CallKind::Anycast { chosen, group, .. }) => {
+                    chosen.clone().unwrap_or_else(|| group.clone())
+                }
+                None => continue,
+            };
+            self.end_call(call, callee, Outcome::Closed);
+        }
+        self.transactions_close();
+    }
+
     /// Call timers: anycast choices and deadlines.
     pub(super) fn guidelines_timeout(&mut self, now: Instant) {
         self.transactions_timeout(now);

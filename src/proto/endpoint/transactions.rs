@@ -276,6 +276,14 @@ impl Endpoint {
         self.txns.server.retain(|_, t| t.client != *addr);
     }
 
+    /// The endpoint closes: our transactions end ([`TxnOutcome::Closed`]).
+    pub(super) fn transactions_close(&mut self) {
+        let open: Vec<u64> = self.txns.client.keys().copied().collect();
+        for id in open {
+            self.end_txn(id, TxnOutcome::Closed);
+        }
+    }
+
     pub(super) fn transactions_timeout(&mut self, now: Instant) {
         while let Some(&(at, id)) = self.txns.timers.first() {
             if at > now {
