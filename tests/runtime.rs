@@ -237,3 +237,53 @@ fn thread_handles_call_serve_defer_and_survive_a_panicking_handler() {
         .try_iter()
         .all(|e| !matches!(e, Event::Request(_))));
 }
+
+#[test]
+fn the_event_fd_wakes_a_foreign_loop_when_events_are_queued() {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+
+    let config = common::free_port_config();
+    let (a, a_events) = spawn(&config, &addr("(app:test module:ui)")).unwrap();
+    let (b, _b_events) = spawn(&config, &addr("(app:test module:peer)")).unwrap();
+    let (a_addr, _) = a.info().unwrap();
+    let (b_addr, _) = b.info().unwrap();
+    let readable = |ms: u16| {
+        let mut fds = [PollFd::new(a.event_fd().unwrap(), PollFlags::POLLIN)];
+        poll(&mut fds, PollTimeout::from(ms)).unwrap() == 1
+    };
+    // The UI loop: wait on the descriptor, clear it, drain the channel.
+    let mut seen = Vec::new();
+    let until = Instant::now() + DEADLINE;
+    while !seen
+        .iter()
+        .any(|e| matches!(e, Event::PeerJoined(x) if *x == b_addr))
+    {
+        assert!(Instant::now() < until, "no join seen through the event fd");
+        if readable(1000) {
+            a.clear_event_fd();
+            seen.extend(a_events.try_iter());
+        }
+    }
+    // Drained and cleared: quiet until the next event.
+    a.clear_event_fd();
+    seen.extend(a_events.try_iter());
+    assert!(!readable(0));
+    b.send(
+        &a_addr,
+        vec![Command::new("ui.refresh", vec![])],
+        Delivery::Unreliable,
+    )
+    .unwrap();
+    assert!(readable(20_000), "a queued command makes it readable");
+    a.clear_event_fd();
+    let got: Vec<Event> = a_events.try_iter().collect();
+    assert!(
+        got.iter()
+            .any(|e| matches!(e, Event::Command { command, .. } if command.name == "ui.refresh")),
+        "{got:?}"
+    );
+    // Callbacks have no channel, so no descriptor.
+    let quiet =
+        spawn_with_callbacks(&config, &addr("(app:test module:cb)"), Callbacks::new()).unwrap();
+    assert!(quiet.event_fd().is_none());
+}

@@ -2,6 +2,7 @@
 //! either a channel of events or pyMbus-style callbacks.
 
 use std::io;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, TrySendError};
 use std::sync::{Arc, Mutex};
@@ -9,6 +10,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use mio::{Events, Interest, Poll, Token, Waker};
+use nix::sys::eventfd::{EfdFlags, EventFd};
 
 use crate::config::Config;
 use crate::proto::{Delivery, Event, LeaveReason, MsgId, Peer, SendError, Stats};
@@ -151,6 +153,8 @@ struct Shared {
     waker: Waker,
     thread: Mutex<Option<JoinHandle<()>>>,
     dropped_events: Arc<AtomicU64>,
+    /// Readable while events may be queued on the channel ([`spawn`] only).
+    event_fd: Option<Arc<EventFd>>,
 }
 
 impl Drop for Shared {
@@ -319,6 +323,24 @@ impl Handle {
         self.with(|bus| (bus.local_address().clone(), bus.stats()))
     }
 
+    /// For a UI thread's own loop (GLib, Qt, …): a descriptor that is
+    /// readable once an event is queued on the channel of [`spawn`] (`None`
+    /// with callbacks). When it is, call [`Handle::clear_event_fd`], then
+    /// drain the channel with `try_recv`.
+    pub fn event_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.shared.event_fd.as_ref().map(|fd| fd.as_fd())
+    }
+
+    /// Makes [`Handle::event_fd`] unreadable until the next event is queued.
+    /// Call it before draining the channel with `try_recv`, not after, or an
+    /// event queued in between would not wake you.
+    pub fn clear_event_fd(&self) {
+        if let Some(fd) = &self.shared.event_fd {
+            // Would-block means it was clear already.
+            let _ = fd.read();
+        }
+    }
+
     /// Events the channel of [`spawn`] dropped because nobody read them.
     pub fn dropped_events(&self) -> u64 {
         self.shared.dropped_events.load(Ordering::Relaxed)
@@ -333,18 +355,35 @@ impl Handle {
 /// Runs an entity on a thread; its events arrive on the returned channel
 /// (bounded: what does not fit is dropped and counted, see
 /// [`Handle::dropped_events`]).
+///
+/// For a UI thread that cannot block on the channel, [`Handle::event_fd`] is a
+/// descriptor that becomes readable when events are queued.
 pub fn spawn(config: &Config, address: &Address) -> io::Result<(Handle, Receiver<Event>)> {
     let (tx, rx) = mpsc::sync_channel(EVENT_CHANNEL_CAPACITY);
     let dropped = Arc::new(AtomicU64::new(0));
     let counter = Arc::clone(&dropped);
-    let handle = start(config, address, dropped, move |_bus, event| {
-        match tx.try_send(event) {
-            Ok(()) | Err(TrySendError::Disconnected(_)) => {}
+    let signal = Arc::new(EventFd::from_flags(
+        EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK,
+    )?);
+    let raise = Arc::clone(&signal);
+    let handle = start_with_errors(
+        config,
+        address,
+        dropped,
+        Some(signal),
+        move |_bus, event| match tx.try_send(event) {
+            Ok(()) => {
+                // Only fails when the counter would overflow, which leaves
+                // it readable anyway.
+                let _ = raise.write(1);
+            }
+            Err(TrySendError::Disconnected(_)) => {}
             Err(TrySendError::Full(_)) => {
                 counter.fetch_add(1, Ordering::Relaxed);
             }
-        }
-    })?;
+        },
+        |e| tracing::warn!("bus error: {e}"),
+    )?;
     Ok((handle, rx))
 }
 
@@ -360,6 +399,7 @@ pub fn spawn_with_callbacks(
         config,
         address,
         dropped,
+        None,
         move |bus, event| callbacks.dispatch(bus, event),
         move |e| {
             if let Some(f) = &mut errors {
@@ -369,21 +409,11 @@ pub fn spawn_with_callbacks(
     )
 }
 
-fn start(
-    config: &Config,
-    address: &Address,
-    dropped: Arc<AtomicU64>,
-    on_event: impl FnMut(&mut Bus, Event) + Send + 'static,
-) -> io::Result<Handle> {
-    start_with_errors(config, address, dropped, on_event, |e| {
-        tracing::warn!("bus error: {e}")
-    })
-}
-
 fn start_with_errors(
     config: &Config,
     address: &Address,
     dropped: Arc<AtomicU64>,
+    event_fd: Option<Arc<EventFd>>,
     mut on_event: impl FnMut(&mut Bus, Event) + Send + 'static,
     mut on_error: impl FnMut(&io::Error) + Send + 'static,
 ) -> io::Result<Handle> {
@@ -436,6 +466,7 @@ fn start_with_errors(
             waker,
             thread: Mutex::new(Some(thread)),
             dropped_events: dropped,
+            event_fd,
         }),
     })
 }
