@@ -1,7 +1,9 @@
 //! Tests across a link, in network namespaces these tests create (a veth pair
 //! whose ends carry TEST-NET addresses; nothing leaves the namespace):
 //! IPv6 on FF02::300 (link-local, one entity on each end) and FF01::300
-//! (interface-local), and IPv4 LINKLOCAL (TTL 1 on a named interface). Linux's
+//! (interface-local), IPv4 LINKLOCAL (TTL 1 on a named interface), and
+//! ADDRESS=BROADCAST (255.255.255.255) on the namespace's own loopback and
+//! across the pair. Linux's
 //! `lo` carries no IPv6 multicast, so IPv6 is only ever tested here. Where
 //! namespaces cannot be made (not root, no `ip`), a test says why and passes
 //! without running.
@@ -273,5 +275,39 @@ fn ipv4_link_local_across_a_veth_pair() {
         47003,
         &keys,
     );
+    exchange(&ns, &a, &b, "@192.0.2.1");
+}
+
+#[test]
+fn ipv4_broadcast_on_the_loopback_and_across_a_veth_pair() {
+    let Some(ns) = netns_or_skip("bcast") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let keys = Config::generate(HashAlgo::HmacMd5_96, CipherAlgo::None);
+    let broadcast = |name: &str, scope: Scope, interface: &str, port: u16| {
+        let path = config_file_v(
+            dir.path(),
+            name,
+            IpVersion::V4,
+            scope,
+            interface,
+            port,
+            &keys,
+        );
+        let mut text = fs::read_to_string(&path).unwrap();
+        text.push_str("ADDRESS=BROADCAST\n");
+        fs::write(&path, text).unwrap();
+        let loaded = rmbus::config::file::load(&path).unwrap();
+        assert_eq!(loaded.group_addr(), ([255, 255, 255, 255], port).into());
+        path
+    };
+    // 255.255.255.255 from the loopback: both entities on `lo` (host-local).
+    let a = broadcast("a.conf", Scope::HostLocal, "lo", 47004);
+    let b = broadcast("b.conf", Scope::HostLocal, "lo", 47004);
+    exchange(&ns, &a, &b, "@127.0.0.1");
+    // Link-local: out of one end of the pair, in at the other.
+    let a = broadcast("a1.conf", Scope::LinkLocal, "va", 47005);
+    let b = broadcast("b1.conf", Scope::LinkLocal, "vb", 47005);
     exchange(&ns, &a, &b, "@192.0.2.1");
 }
