@@ -123,23 +123,9 @@ impl Endpoint {
         id: OpenTxnId,
         status: TxnStatus,
     ) -> Result<(), TxnError> {
-        let t = self
-            .txns
-            .server
-            .get_mut(&id.0)
-            .ok_or(TxnError::NoSuchTransaction)?;
-        if t.state != ServerState::Received {
-            return Err(TxnError::WrongState("acknowledged already"));
-        }
-        t.state = ServerState::Acked;
-        let (client, cmd) = (
-            t.client.clone(),
-            transaction_reply(&t.name, "ack", &t.tid, status),
-        );
-        if status != TxnStatus::Ok {
-            self.txns.server.remove(&id.0);
-        }
-        self.send_transaction_reply(now, &client, cmd)
+        let (from, why) = (ServerState::Received, "acknowledged already");
+        let ends = status != TxnStatus::Ok;
+        self.server_reply(now, id, (from, why), "ack", status, ends)
     }
 
     /// Finishes a committed transaction with `.completed`.
@@ -149,20 +135,8 @@ impl Endpoint {
         id: OpenTxnId,
         status: TxnStatus,
     ) -> Result<(), TxnError> {
-        let t = self
-            .txns
-            .server
-            .get(&id.0)
-            .ok_or(TxnError::NoSuchTransaction)?;
-        if t.state != ServerState::Committed {
-            return Err(TxnError::WrongState("not committed"));
-        }
-        let (client, cmd) = (
-            t.client.clone(),
-            transaction_reply(&t.name, "completed", &t.tid, status),
-        );
-        self.txns.server.remove(&id.0);
-        self.send_transaction_reply(now, &client, cmd)
+        let from = (ServerState::Committed, "not committed");
+        self.server_reply(now, id, from, "completed", status, true)
     }
 
     /// Transactions this entity serves that have not finished.
@@ -347,6 +321,37 @@ impl Endpoint {
         }
         self.arm_txn(txn.0, now + timeout);
         Ok(())
+    }
+
+    /// Sends `<name>.<verb> ("tid" status)` for a served transaction that is
+    /// in state `from.0` (else the error says `from.1`); it moves to Acked,
+    /// or ends.
+    fn server_reply(
+        &mut self,
+        now: Instant,
+        id: OpenTxnId,
+        from: (ServerState, &'static str),
+        verb: &str,
+        status: TxnStatus,
+        ends: bool,
+    ) -> Result<(), TxnError> {
+        let t = self
+            .txns
+            .server
+            .get_mut(&id.0)
+            .ok_or(TxnError::NoSuchTransaction)?;
+        if t.state != from.0 {
+            return Err(TxnError::WrongState(from.1));
+        }
+        t.state = ServerState::Acked;
+        let (client, cmd) = (
+            t.client.clone(),
+            transaction_reply(&t.name, verb, &t.tid, status),
+        );
+        if ends {
+            self.txns.server.remove(&id.0);
+        }
+        self.send_transaction_reply(now, &client, cmd)
     }
 
     fn send_transaction_reply(
