@@ -287,3 +287,66 @@ fn the_event_fd_wakes_a_foreign_loop_when_events_are_queued() {
         spawn_with_callbacks(&config, &addr("(app:test module:cb)"), Callbacks::new()).unwrap();
     assert!(quiet.event_fd().is_none());
 }
+
+#[test]
+fn a_handle_used_in_its_own_callback_fails_at_once_and_dropping_it_there_says_bye() {
+    use rmbus::proto::SendError;
+    use rmbus::runtime::Handle;
+    use std::sync::{mpsc, Arc, Mutex};
+
+    let config = common::free_port_config();
+    // The callbacks hold a clone of their own entity's handle, as an
+    // application that keeps its handle in shared state would.
+    let slot: Arc<Mutex<Option<Handle>>> = Arc::default();
+    let (tx, results) = mpsc::channel();
+    let (use_slot, drop_slot) = (Arc::clone(&slot), Arc::clone(&slot));
+    let server = spawn_with_callbacks(
+        &config,
+        &addr("(app:test module:selfish)"),
+        Callbacks::new()
+            .on_command("test.use", move |_bus, src, _cmd, _reliable| {
+                let handle = use_slot.lock().unwrap().clone().unwrap();
+                let sent = handle.send(
+                    src,
+                    vec![Command::new("test.hi", vec![])],
+                    Delivery::Unreliable,
+                );
+                let called = handle.call(src, "test.rpc", vec![], Duration::from_secs(1));
+                let _ = tx.send((sent.err(), called.err(), handle.with(|_| ()).is_none()));
+            })
+            .on_command("test.drop", move |_bus, _src, _cmd, _reliable| {
+                // The last handle goes here, on the bus thread.
+                drop_slot.lock().unwrap().take();
+            }),
+    )
+    .unwrap();
+    *slot.lock().unwrap() = Some(server.clone());
+    let (server_addr, _) = server.info().unwrap();
+    let (client, events) = spawn(&config, &addr("(app:test module:client)")).unwrap();
+    wait_for(&events, |e| {
+        matches!(e, Event::PeerJoined(x) if *x == server_addr).then_some(())
+    });
+
+    let poke = |name: &str| {
+        client
+            .send(
+                &server_addr,
+                vec![Command::new(name, vec![])],
+                Delivery::Unreliable,
+            )
+            .unwrap();
+    };
+    poke("test.use");
+    let (sent, called, with_refused) = results.recv_timeout(DEADLINE).unwrap();
+    assert_eq!(sent, Some(SendError::OnBusThread));
+    assert_eq!(called, Some(SendError::OnBusThread));
+    assert!(with_refused);
+
+    // Our handle goes; the callbacks' clone keeps the entity alive.
+    drop(server);
+    poke("test.drop");
+    wait_for(&events, |e| {
+        matches!(e, Event::PeerLeft { addr, reason: LeaveReason::Bye } if *addr == server_addr)
+            .then_some(())
+    });
+}

@@ -345,6 +345,10 @@ pub enum SendError {
     /// [`crate::proto::Endpoint::notify`] of a name under no defined service.
     #[error("{0} is under no service this entity offers")]
     NoSuchService(String),
+    /// A thread handle was used on its own bus thread, from a callback: it
+    /// would wait for itself. The callback's `&mut Bus` does the same work.
+    #[error("a bus handle was used on its own bus thread; use the Bus the callback was given")]
+    OnBusThread,
 }
 
 /// The endpoint's counters.

@@ -6,7 +6,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, TrySendError};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::thread::{JoinHandle, ThreadId};
 use std::time::Duration;
 
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -152,6 +152,8 @@ struct Shared {
     requests: Mutex<Sender<Job>>,
     waker: Waker,
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// The bus thread, where a handle must not wait for the bus.
+    bus_thread: ThreadId,
     dropped_events: Arc<AtomicU64>,
     /// Readable while events may be queued on the channel ([`spawn`] only).
     event_fd: Option<Arc<EventFd>>,
@@ -173,8 +175,18 @@ impl Shared {
         sent && self.waker.wake().is_ok()
     }
 
+    fn on_bus_thread(&self) -> bool {
+        std::thread::current().id() == self.bus_thread
+    }
+
+    /// Asks the thread to say bye and end, and waits for it, except on the
+    /// bus thread itself (a callback dropping the last handle): it ends once
+    /// that callback returns.
     fn stop(&self) {
         self.request(Job::Close);
+        if self.on_bus_thread() {
+            return;
+        }
         if let Ok(mut guard) = self.thread.lock() {
             if let Some(t) = guard.take() {
                 let _ = t.join();
@@ -186,6 +198,11 @@ impl Shared {
 /// A handle to an entity running on its own thread. Cheap to clone and `Send`;
 /// when the last clone is dropped (or [`Handle::close`] is called) the entity
 /// says bye and the thread ends.
+///
+/// A clone kept by the entity's own callbacks keeps it alive. Called there, on
+/// the bus thread, its methods fail at once ([`SendError::OnBusThread`]) rather
+/// than wait for themselves; the callback's `&mut Bus` does the same work.
+/// Dropping the last clone there ends the entity when the callback returns.
 #[derive(Clone)]
 pub struct Handle {
     shared: Arc<Shared>,
@@ -198,20 +215,35 @@ impl std::fmt::Debug for Handle {
 }
 
 impl Handle {
-    /// Runs `f` on the bus thread with the [`Bus`] and returns its result
-    /// (`None` once the bus is closed). Everything else is built on this.
+    /// Runs `f` on the bus thread with the [`Bus`] and returns its result.
+    ///
+    /// `None` once the bus is closed, and when called on the bus thread
+    /// itself (from a callback, where it would wait for itself forever; the
+    /// callback's `&mut Bus` is the way there).
     pub fn with<R: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Bus) -> R + Send + 'static,
     ) -> Option<R> {
+        self.run(f).ok()
+    }
+
+    /// [`Handle::with`], saying why it could not run `f`.
+    fn run<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Bus) -> R + Send + 'static,
+    ) -> Result<R, SendError> {
+        if self.shared.on_bus_thread() {
+            tracing::error!("{}", SendError::OnBusThread);
+            return Err(SendError::OnBusThread);
+        }
         let (reply, answer) = mpsc::sync_channel(1);
         let run = Box::new(move |bus: &mut Bus| {
             let _ = reply.send(f(bus));
         });
         if !self.shared.request(Job::Run(run)) {
-            return None;
+            return Err(SendError::Closed);
         }
-        answer.recv().ok()
+        answer.recv().map_err(|_| SendError::Closed)
     }
 
     /// Sends `commands` to `dst` (see [`crate::proto::Endpoint::send`]).
@@ -222,36 +254,32 @@ impl Handle {
         delivery: Delivery,
     ) -> Result<MsgId, SendError> {
         let dst = dst.clone();
-        self.with(move |bus| bus.send(&dst, commands, delivery))
-            .unwrap_or(Err(SendError::Closed))
+        self.run(move |bus| bus.send(&dst, commands, delivery))?
     }
 
     /// Pings `dst`.
     pub fn ping(&self, dst: &Address) -> Result<(), SendError> {
         let dst = dst.clone();
-        self.with(move |bus| bus.ping(&dst))
-            .unwrap_or(Err(SendError::Closed))
+        self.run(move |bus| bus.ping(&dst))?
     }
 
     /// Announces that we wait for `condition` until an `mbus.go` releases it
     /// (see [`crate::proto::Endpoint::start_waiting`]).
     pub fn start_waiting(&self, dst: &Address, condition: &str) -> Result<(), SendError> {
         let (dst, condition) = (dst.clone(), condition.to_owned());
-        self.with(move |bus| bus.start_waiting(&dst, &condition))
-            .unwrap_or(Err(SendError::Closed))
+        self.run(move |bus| bus.start_waiting(&dst, &condition))?
     }
 
     /// Releases `waiter`'s `condition` with a reliable `mbus.go`.
     pub fn go(&self, waiter: &Address, condition: &str) -> Result<MsgId, SendError> {
         let (waiter, condition) = (waiter.clone(), condition.to_owned());
-        self.with(move |bus| bus.go(&waiter, &condition))
-            .unwrap_or(Err(SendError::Closed))
+        self.run(move |bus| bus.go(&waiter, &condition))?
     }
 
     /// Calls `name` at the one entity `dst` designates and waits for the
     /// outcome (pyMbus's `sendRPC`): at most `timeout`, plus the time to notice
-    /// an undeliverable request. Do not call it from a callback running on the
-    /// bus thread (it would wait for itself); use [`Bus::call_then`] there.
+    /// an undeliverable request. From a callback running on the bus thread it
+    /// fails with [`SendError::OnBusThread`]; use [`Bus::call_then`] there.
     pub fn call(
         &self,
         dst: &Address,
@@ -261,12 +289,11 @@ impl Handle {
     ) -> Result<(Address, Outcome), SendError> {
         let (dst, name) = (dst.clone(), name.to_owned());
         let (tx, rx) = mpsc::sync_channel(1);
-        self.with(move |bus| {
+        self.run(move |bus| {
             bus.call_then(&dst, &name, args, timeout, move |callee, outcome| {
                 let _ = tx.send((callee, outcome));
             })
-        })
-        .unwrap_or(Err(SendError::Closed))?;
+        })??;
         rx.recv().map_err(|_| SendError::Closed)
     }
 
@@ -277,15 +304,14 @@ impl Handle {
         handler: impl FnMut(&Request) -> Handled + Send + 'static,
     ) -> Result<(), SendError> {
         let name = name.to_owned();
-        self.with(move |bus| bus.serve(&name, handler))
-            .ok_or(SendError::Closed)
+        self.run(move |bus| bus.serve(&name, handler))
     }
 
     /// Answers a request (see [`Bus::reply`]).
     pub fn reply(&self, id: RequestId, answer: impl Into<Answer>) -> Result<(), ReplyError> {
         let answer = answer.into();
-        self.with(move |bus| bus.reply(id, answer))
-            .unwrap_or(Err(ReplyError::Send(SendError::Closed)))
+        self.run(move |bus| bus.reply(id, answer))
+            .map_err(ReplyError::Send)?
     }
 
     /// Offers a property (see [`Bus::define_property`]).
@@ -296,8 +322,7 @@ impl Handle {
         access: Access,
     ) -> Result<(), SendError> {
         let name = name.to_owned();
-        self.with(move |bus| bus.define_property(&name, value, access))
-            .ok_or(SendError::Closed)
+        self.run(move |bus| bus.define_property(&name, value, access))
     }
 
     /// Changes a property and tells its watchers; false if there is none.
@@ -464,6 +489,7 @@ fn start_with_errors(
         shared: Arc::new(Shared {
             requests: Mutex::new(tx),
             waker,
+            bus_thread: thread.thread().id(),
             thread: Mutex::new(Some(thread)),
             dropped_events: dropped,
             event_fd,
