@@ -106,6 +106,122 @@ fn call_prints_the_outcome_and_exits_by_it() {
     assert_eq!(code, Some(2));
 }
 
+/// `rmbus call` with `args`, run in the background.
+fn start_call(bus: &Bus, args: &[&str]) -> Proc {
+    let mut call = rmbus(bus);
+    call.arg("call").args(args);
+    Proc::start(call)
+}
+
+/// The exit code and stdout lines of a finished `start_call`.
+fn finish(mut caller: Proc) -> (i32, Vec<String>) {
+    let code = caller.wait_exit();
+    while let Ok(line) = caller.lines.recv_timeout(Duration::from_millis(200)) {
+        caller.seen.push(line);
+    }
+    (code, caller.seen.clone())
+}
+
+#[test]
+fn call_multicast_and_anycast_reach_a_group() {
+    let bus = bus();
+    let mut one = Proc::join(&bus, "server n:one");
+    let mut two = Proc::join(&bus, "server n:two");
+    let (one_addr, two_addr) = (one.address(), two.address());
+
+    // MULTICAST: both are called; one says OK, the other FAILED, so the exit is
+    // FAILED's 1, and both outcomes are printed in address order.
+    let caller = start_call(
+        &bus,
+        &["--json", "--multicast", "(module:server)", "calc.who", "()"],
+    );
+    for (server, answer) in [
+        (&mut one, "OK ME \"\" (1)"),
+        (&mut two, "FAILED BUSY \"later\""),
+    ] {
+        let req = server.expect("request", |j| {
+            event(j, "request") && j["name"] == "calc.who"
+        });
+        assert_eq!(req["type"], "MULTICAST", "{req}");
+        server.say(&format!("return #{} {answer}", req["request"]));
+    }
+    let (code, out) = finish(caller);
+    assert_eq!(code, 1, "{out:?}");
+    let got: Vec<(String, String)> = out
+        .iter()
+        .map(|l| serde_json::from_str::<Json>(l).unwrap())
+        .map(|j| {
+            (
+                j["callee"].as_str().unwrap().to_owned(),
+                j["outcome"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let mut want = vec![
+        (one_addr.clone(), "ok".to_owned()),
+        (two_addr.clone(), "failed".to_owned()),
+    ];
+    want.sort();
+    assert_eq!(got, want);
+
+    // ANYCAST: one volunteer gets the request; its return is the outcome.
+    let caller = start_call(
+        &bus,
+        &["--json", "--anycast", "(module:server)", "calc.any", "()"],
+    );
+    let until = Instant::now() + Duration::from_secs(20);
+    let (server, addr, req) = 'found: loop {
+        assert!(Instant::now() < until, "no server got the anycast request");
+        for (server, addr) in [(&mut one, &one_addr), (&mut two, &two_addr)] {
+            if let Ok(line) = server.lines.recv_timeout(Duration::from_millis(50)) {
+                server.seen.push(line.clone());
+                let j: Json = serde_json::from_str(&line).unwrap();
+                if event(&j, "request") && j["name"] == "calc.any" {
+                    break 'found (server, addr.clone(), j);
+                }
+            }
+        }
+    };
+    assert_eq!(req["type"], "ANYCAST", "{req}");
+    server.say(&format!("return #{} OK CHOSEN \"\"", req["request"]));
+    let (code, out) = finish(caller);
+    assert_eq!(code, 0, "{out:?}");
+    let j: Json = serde_json::from_str(&out[0]).unwrap();
+    assert_eq!(
+        (j["callee"].as_str(), j["result"].as_str()),
+        (Some(addr.as_str()), Some("CHOSEN"))
+    );
+
+    // Nobody in the group: exit 3 once --wait has passed.
+    let (code, _, err) = run(
+        &bus,
+        &[
+            "call",
+            "--wait",
+            "0.3",
+            "--multicast",
+            "(module:nobody)",
+            "calc.who",
+            "()",
+        ],
+    );
+    assert_eq!(code, Some(3), "{err}");
+    assert!(err.contains("no entity"), "{err}");
+    // Either group form or neither.
+    let (code, _, _) = run(
+        &bus,
+        &[
+            "call",
+            "--anycast",
+            "--multicast",
+            "(module:server)",
+            "calc.who",
+            "()",
+        ],
+    );
+    assert_eq!(code, Some(2));
+}
+
 #[test]
 fn join_calls_and_returns_with_action_ids() {
     let bus = bus();

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use rmbus::proto::{Event, SendError};
-use rmbus::rpc::{Outcome as RpcOutcome, Reply};
+use rmbus::rpc::{Outcome as RpcOutcome, Reply, RpcType};
 use rmbus::runtime::Bus;
 use rmbus::wire::{Address, Value};
 use serde_json::json;
@@ -39,7 +39,8 @@ pub struct Target {
     /// One JSON object per line on stdout.
     #[arg(long)]
     json: bool,
-    /// The callee: an address that designates exactly one entity.
+    /// The callee: an address that designates exactly one entity (for `call
+    /// --anycast/--multicast`, any group of entities).
     #[arg(value_name = "DST")]
     dst: Address,
 }
@@ -50,13 +51,26 @@ pub struct Target {
 Examples:
   rmbus call '(app:rat module:engine)' tools.foo.bar '(\"gg\" 17)'
   rmbus call --json --timeout 500 '(module:engine)' engine.status
+  rmbus call --multicast '(app:rat)' tools.version
 
 rmbus pings the callee and waits (--wait) to hear from it; the call itself then
 has --timeout to return.
+
+--anycast asks the entities DST designates who volunteers, and calls the first
+one that does (Guidelines ANYCAST); it starts as soon as one of them is known.
+--multicast calls all of them at once and prints one outcome per entity, in the
+order of their addresses; it waits for the answers to its ping (about a second,
+at most --wait) to know whom to expect, and exits with the worst outcome's status.
 ", exit_codes!()))]
 pub struct CallArgs {
     #[command(flatten)]
     target: Target,
+    /// Call the first entity of the group DST that volunteers.
+    #[arg(long, conflicts_with = "multicast")]
+    anycast: bool,
+    /// Call every entity of the group DST.
+    #[arg(long)]
+    multicast: bool,
     /// The operation (command name).
     #[arg(value_name = "CMD")]
     command: String,
@@ -120,13 +134,19 @@ struct Session {
 }
 
 impl Session {
-    fn open(t: &Target) -> Result<Session, Failure> {
+    /// Joins the bus; `wait` is `--wait`.
+    fn join(t: &Target) -> Result<(Driver, Duration), Failure> {
         let wait = Duration::try_from_secs_f64(t.wait)
             .map_err(|e| Failure::input(format!("--wait: {e}")))?;
         let config = t.bus.config()?;
         let bus = Bus::bind(&config, &t.bus.address)
             .map_err(|e| Failure::input(format!("cannot join the bus: {e}")))?;
-        let mut driver = Driver::new(vec![bus]).map_err(Failure::input)?;
+        Ok((Driver::new(vec![bus]).map_err(Failure::input)?, wait))
+    }
+
+    /// Joins the bus and finds the one callee.
+    fn open(t: &Target) -> Result<Session, Failure> {
+        let (mut driver, wait) = Session::join(t)?;
         let callee = find(&mut driver, &t.dst, wait)?;
         Ok(Session {
             driver,
@@ -231,6 +251,14 @@ fn print_line(text: &str) -> Outcome {
 
 pub fn run_call(args: CallArgs) -> Outcome {
     let cmd = crate::send::command(&args.command, &args.args).map_err(Failure::input)?;
+    if args.anycast || args.multicast {
+        let rpc_type = if args.anycast {
+            RpcType::Anycast
+        } else {
+            RpcType::Multicast
+        };
+        return group_call(&args.target, rpc_type, &cmd.name, cmd.args);
+    }
     let mut session = Session::open(&args.target)?;
     let outcome = session.call(&cmd.name, cmd.args)?;
     let callee = session.callee.clone();
@@ -346,4 +374,78 @@ pub fn run_watch(args: WatchArgs) -> Outcome {
         Some(e) => Err(e),
         None => Ok(()),
     }
+}
+
+/// `call --anycast` and `call --multicast`: finds the group's entities, calls,
+/// prints each outcome and exits with the worst.
+fn group_call(t: &Target, rpc_type: RpcType, name: &str, args: Vec<Value>) -> Outcome {
+    let (mut driver, wait) = Session::join(t)?;
+    let first = rpc_type == RpcType::Anycast;
+    let known = reach::gather(&mut driver, &t.dst, wait, first)
+        .map_err(Failure::input)?
+        .ok_or_else(|| Failure::lost("interrupted while looking for the callees"))?;
+    if known.is_empty() {
+        let _ = driver.buses[0].close();
+        return Err(Failure::malformed(format!(
+            "no entity matching {} answered within --wait",
+            t.dst
+        )));
+    }
+    let timeout = Duration::from_millis(t.timeout);
+    let id = driver.buses[0]
+        .call_group(&t.dst, name, args, rpc_type, timeout)
+        .map_err(Failure::input)?;
+    let mut results = None;
+    let ended = driver
+        .run(
+            Some(Instant::now() + timeout + Duration::from_secs(2)),
+            |_| Flow::Continue,
+            |_, _, event| match event {
+                Event::Returned {
+                    call,
+                    callee,
+                    outcome,
+                } if call == id => {
+                    results = Some(vec![(callee, outcome)]);
+                    Flow::Stop
+                }
+                Event::GroupReturned { call, results: r } if call == id => {
+                    results = Some(r);
+                    Flow::Stop
+                }
+                _ => Flow::Continue,
+            },
+        )
+        .map_err(Failure::input)?;
+    let _ = driver.buses[0].close();
+    let results = match (results, ended) {
+        (Some(r), _) => r,
+        (None, Ended::Signal) => return Err(Failure::lost("interrupted before the returns")),
+        (None, _) => known
+            .into_iter()
+            .map(|a| (a, RpcOutcome::TimedOut))
+            .collect(),
+    };
+    let mut worst: Outcome = Ok(());
+    for (callee, outcome) in &results {
+        if t.json {
+            print_line(&to_line(&json_outcome(outcome, callee)))?;
+        } else {
+            match outcome {
+                RpcOutcome::Returned(r) => {
+                    write_stdout(format!("{callee}\n{}", human(r)).as_bytes())?
+                }
+                other => print_line(&format!("{callee}\n({})", other.code()))?,
+            }
+        }
+        let exit = exit_for(outcome, callee);
+        if exit_code(&exit) > exit_code(&worst) {
+            worst = exit;
+        }
+    }
+    worst
+}
+
+fn exit_code(outcome: &Outcome) -> u8 {
+    outcome.as_ref().map_or_else(|f| f.code, |()| 0)
 }

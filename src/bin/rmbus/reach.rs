@@ -106,3 +106,44 @@ pub fn find(
         Found::NotYet => Err(SendError::UnknownDestination(dst.clone())),
     }))
 }
+
+/// Pings the group `dst` and runs `driver` until entities matching it are
+/// known: the first one if `first` (an ANYCAST call needs one volunteer),
+/// else all that answer the ping (1.1 s), or until `wait` has passed. Returns
+/// the known matches (`None` after a signal).
+pub fn gather(
+    driver: &mut crate::driver::Driver,
+    dst: &Address,
+    wait: Duration,
+    first: bool,
+) -> std::io::Result<Option<Vec<Address>>> {
+    use crate::driver::{Ended, Flow};
+    let search = Search::start(&mut driver.buses[0], dst, wait);
+    let settled = (search.pinged + PING_ANSWERS).min(search.deadline);
+    let matches = |bus: &Bus| -> Vec<Address> {
+        bus.endpoint()
+            .peers()
+            .map(|p| p.address.clone())
+            .filter(|a| dst.is_subset_of(a))
+            .collect()
+    };
+    let ended = driver.run(
+        Some(search.deadline),
+        |buses| {
+            let now = Instant::now();
+            let known = !matches(&buses[0]).is_empty();
+            if known && (first || now >= settled) {
+                Flow::Stop
+            } else if now < settled {
+                Flow::WakeAt(settled)
+            } else {
+                Flow::Continue
+            }
+        },
+        |_, _, _| Flow::Continue,
+    )?;
+    if ended == Ended::Signal {
+        return Ok(None);
+    }
+    Ok(Some(matches(&driver.buses[0])))
+}
