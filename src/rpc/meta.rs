@@ -46,6 +46,7 @@ impl Meta {
 
 /// Why a command is not a well-formed Guidelines message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum MetaError {
     /// No META map with an `ID` as first argument: an ordinary command.
     #[error("not an RPC: the first argument is no META map with an ID")]

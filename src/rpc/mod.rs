@@ -173,6 +173,7 @@ impl From<Reply> for Answer {
 
 /// The outcome of one call, for one callee.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum Outcome {
     /// The callee returned (`RPC-STATUS OK`); the reply says whether the
     /// procedure succeeded.
@@ -279,6 +280,7 @@ pub struct TxnRequest {
 
 /// How a transaction ended for its client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum TxnOutcome {
     /// `.completed` arrived with this status (`CANCELLED` after a cancel).
     Completed(TxnStatus),

@@ -221,6 +221,7 @@ fn exit_for(outcome: &RpcOutcome, callee: &Address) -> Outcome {
         ))),
         RpcOutcome::NoResponder => Err(Failure::malformed(format!("{callee}: nobody answered"))),
         RpcOutcome::Closed => Err(Failure::lost("interrupted before the return")),
+        other => Err(Failure::malformed(format!("{callee}: {}", other.code()))),
     }
 }
 
