@@ -25,22 +25,13 @@ fn run(bus: &Bus, args: &[&str]) -> (Option<i32>, String, String) {
 
 /// Starts `rmbus call …` and answers its request from `server` with `answer`.
 fn call_answered(bus: &Bus, server: &mut Proc, op: &str, answer: &str) -> (i32, Vec<String>) {
-    let mut call = Command::new(env!("CARGO_BIN_EXE_rmbus"));
-    call.env("MBUS", &bus.config_path)
-        .env_remove("RUST_LOG")
-        .args(["call", "--json", "(module:server)", op, "(21)"]);
-    let mut caller = Proc::start(call);
+    let caller = start_call(bus, &["--json", "(module:server)", op, "(21)"]);
     let req = server.expect("request", |j| event(j, "request") && j["name"] == op);
     server.say(&format!(
         "return {} {answer}",
         req["rpc_id"].as_str().unwrap()
     ));
-    let code = caller.wait_exit();
-    // Collect what it printed.
-    while let Ok(line) = caller.lines.recv_timeout(Duration::from_millis(200)) {
-        caller.seen.push(line);
-    }
-    (code, caller.seen.clone())
+    finish(caller)
 }
 
 #[test]
