@@ -14,11 +14,14 @@
 //!   numbers, `cmd (args)`, string escapes `\\` `\"` `\n` only, floats with a
 //!   fraction digit, LF framing by default ([`Framing`]).
 //! - `Display` prints a message as Mbus text, one command per line.
+//! - [`is_under`] is the crate's one rule for command-name prefixes, and
+//!   [`ShapeError`] the error of every typed command (`proto::cmd`, `rpc::cmd`).
 
 mod address;
 mod encode;
 mod hazard;
 mod message;
+mod name;
 mod parse;
 mod value;
 
@@ -26,6 +29,7 @@ pub use address::{Address, AddressError, Element};
 pub use encode::{EncodeError, Framing, MessageView};
 pub use hazard::UclHazard;
 pub use message::{Command, Header, Message, MessageType};
+pub use name::{is_under, ShapeError};
 pub use parse::{ParseError, Rule};
 pub use value::Value;
 
