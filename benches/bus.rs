@@ -181,8 +181,10 @@ fn main() {
         received.store(0, Ordering::SeqCst);
         let t = Instant::now();
         for i in 0..per_round {
-            a.send(&b_full, vec![command(i)], Delivery::Unreliable)
-                .unwrap();
+            a.with_endpoint(|ep, now| {
+                ep.send(now, &b_full, vec![command(i)], Delivery::Unreliable)
+            })
+            .unwrap();
         }
         let bus = t.elapsed();
         unreliable_got += settle(&received);
@@ -211,7 +213,7 @@ fn main() {
     let t = Instant::now();
     let (mut sent, mut acked, mut failed) = (0u64, 0u64, 0u64);
     while sent < window.min(n) {
-        a.send(&b_full, vec![command(sent)], Delivery::Reliable)
+        a.with_endpoint(|ep, now| ep.send(now, &b_full, vec![command(sent)], Delivery::Reliable))
             .unwrap();
         sent += 1;
     }
@@ -222,8 +224,10 @@ fn main() {
             _ => return false,
         }
         if sent < n {
-            bus.send(&b_full, vec![command(sent)], Delivery::Reliable)
-                .unwrap();
+            bus.with_endpoint(|ep, now| {
+                ep.send(now, &b_full, vec![command(sent)], Delivery::Reliable)
+            })
+            .unwrap();
             sent += 1;
         }
         acked + failed == n
@@ -235,8 +239,10 @@ fn main() {
     let mut rtts = Vec::with_capacity(trips);
     for i in 0..trips {
         let t = Instant::now();
-        a.send(&b_full, vec![command(i as u64)], Delivery::Reliable)
-            .unwrap();
+        a.with_endpoint(|ep, now| {
+            ep.send(now, &b_full, vec![command(i as u64)], Delivery::Reliable)
+        })
+        .unwrap();
         drive(&mut a, &mut poll, |_, e| {
             matches!(e, Event::Delivered { .. } | Event::DeliveryFailed { .. })
         });

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rmbus::proto::Event;
-use rmbus::rpc::{Outcome, Reply};
+use rmbus::rpc::{Outcome, Reply, RpcEvent};
 use rmbus::wire::Value;
 use support::*;
 
@@ -66,12 +66,15 @@ fn main() {
         let t = Instant::now();
         while sent < window.min(n) {
             client
-                .call(&callee, "bench.echo", args(sent), timeout)
+                .with_endpoint(|ep, now| {
+                    ep.rpc()
+                        .call(now, &callee, "bench.echo", args(sent), timeout)
+                })
                 .unwrap();
             sent += 1;
         }
         drive(&mut client, &mut poll, |bus, e| {
-            let Event::Returned { outcome, .. } = e else {
+            let Event::Rpc(RpcEvent::Returned { outcome, .. }) = e else {
                 return false;
             };
             done += 1;
@@ -79,8 +82,11 @@ fn main() {
                 bad += 1;
             }
             if sent < n {
-                bus.call(&callee, "bench.echo", args(sent), timeout)
-                    .unwrap();
+                bus.with_endpoint(|ep, now| {
+                    ep.rpc()
+                        .call(now, &callee, "bench.echo", args(sent), timeout)
+                })
+                .unwrap();
                 sent += 1;
             }
             done == n
@@ -103,14 +109,17 @@ fn main() {
         for i in 0..trips {
             let t = Instant::now();
             client
-                .call(&callee, "bench.echo", args(i as u64), timeout)
+                .with_endpoint(|ep, now| {
+                    ep.rpc()
+                        .call(now, &callee, "bench.echo", args(i as u64), timeout)
+                })
                 .unwrap();
             // Timed when the outcome reaches the application (the ack of
             // the return goes out after that).
             let mut took = Duration::ZERO;
             drive(&mut client, &mut poll, |_, e| {
                 took = t.elapsed();
-                matches!(e, Event::Returned { .. })
+                matches!(e, Event::Rpc(RpcEvent::Returned { .. }))
             });
             round.push(took);
         }

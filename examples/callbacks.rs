@@ -26,33 +26,31 @@ pub fn main() -> Result<(), Box<dyn std::error::Error>> {
                 let n = cmd.args.first().and_then(Value::as_i64).unwrap_or(0);
                 println!("server: doubling {n} for {src}");
                 // Replying from the callback: the reply carries the ack.
-                let _ = bus.send(
-                    src,
-                    vec![Command::new("math.result", vec![Value::Integer(2 * n)])],
-                    Delivery::Reliable,
-                );
+                let result = Command::new("math.result", vec![Value::Integer(2 * n)]);
+                let _ = bus
+                    .with_endpoint(|ep, now| ep.send(now, src, vec![result], Delivery::Reliable));
             })
             .on_unknown_message(|_, src, cmd, _| {
                 println!("server: no handler for {cmd} from {src}")
             }),
     )?;
-    let (server_addr, _) = server.info().ok_or("server stopped")?;
+    let server_addr = server.with(|bus| bus.local_address().clone())?;
 
     let (client, events) = spawn(&config, &Address::parse("(app:example module:client)")?)?;
-    client.ping(&Address::empty())?;
+    client.with_endpoint(|ep, now| ep.ping(now, &Address::empty()))??;
     let mut asked = false;
     while let Ok(event) = events.recv_timeout(Duration::from_secs(10)) {
         match event {
             // Ask once both sides know each other.
             Event::PeerJoined(who) if who == server_addr && !asked => {
-                while server.peers().is_empty() {
+                while server.with(|bus| bus.endpoint().entities())? < 2 {
                     std::thread::sleep(Duration::from_millis(10));
                 }
-                client.send(
-                    &server_addr,
-                    vec![Command::new("math.double", vec![Value::Integer(21)])],
-                    Delivery::Reliable,
-                )?;
+                let to = server_addr.clone();
+                let ask = Command::new("math.double", vec![Value::Integer(21)]);
+                client.with_endpoint(move |ep, now| {
+                    ep.send(now, &to, vec![ask], Delivery::Reliable)
+                })??;
                 asked = true;
             }
             Event::Command { command, .. } if command.name == "math.result" => {

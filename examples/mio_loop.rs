@@ -27,11 +27,16 @@ pub fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (asker, answers) = spawn(&config, &Address::parse("(app:example module:asker)")?)?;
     let echo = bus.local_address().clone();
     std::thread::spawn(move || {
-        while asker.peers().iter().all(|p| p.address != echo) {
+        let unknown = |who: &Address| {
+            let who = who.clone();
+            asker.with(move |bus| bus.endpoint().peer(&who).is_none())
+        };
+        while unknown(&echo) == Ok(true) {
             std::thread::sleep(Duration::from_millis(20));
         }
         let ask = Command::new("example.echo", vec![Value::string("hello, loop")]);
-        let _ = asker.send(&echo, vec![ask], Delivery::Unreliable);
+        let _ = asker
+            .with_endpoint(move |ep, now| ep.send(now, &echo, vec![ask], Delivery::Unreliable));
         while let Ok(event) = answers.recv_timeout(Duration::from_secs(10)) {
             if let Event::Command { command, .. } = event {
                 println!("asker: got {command}");
@@ -56,11 +61,10 @@ pub fn main() -> Result<(), Box<dyn std::error::Error>> {
             if let Event::Command { src, command, .. } = event {
                 if command.name == "example.echo" {
                     println!("echo: answering {command} from {src}");
-                    bus.send(
-                        &src,
-                        vec![Command::new("example.echoed", command.args)],
-                        Delivery::Unreliable,
-                    )?;
+                    let echoed = Command::new("example.echoed", command.args);
+                    bus.with_endpoint(|ep, now| {
+                        ep.send(now, &src, vec![echoed], Delivery::Unreliable)
+                    })?;
                     bus.close()?;
                     return Ok(());
                 }

@@ -24,7 +24,7 @@ pub fn main() -> Result<(), Box<dyn std::error::Error>> {
             if let Event::Waiting { src, condition } = event {
                 if bus.endpoint().peer(src).is_some() && condition == "ready" {
                     println!("coordinator: {src} waits for {condition}; releasing it");
-                    let _ = bus.go(src, condition);
+                    let _ = bus.with_endpoint(|ep, now| ep.go(now, src, condition));
                 }
             }
         }),
@@ -32,10 +32,10 @@ pub fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // The worker waits on the bus thread; its events arrive on the channel.
     let (worker, events) = spawn(&config, &Address::parse("(app:example module:worker)")?)?;
-    let (me, _) = worker.info().ok_or("worker stopped")?;
+    let me = worker.with(|bus| bus.local_address().clone())?;
     println!("worker {me}: waiting for ready");
     // mbus.waiting goes out every 100 ms until an mbus.go releases us.
-    worker.start_waiting(&Address::empty(), "ready")?;
+    worker.with_endpoint(|ep, now| ep.start_waiting(now, &Address::empty(), "ready"))??;
     while let Ok(event) = events.recv_timeout(Duration::from_secs(10)) {
         if let Event::Go { src, condition } = event {
             println!("worker: released ({condition}) by {src}");

@@ -24,29 +24,35 @@ use rmbus::wire::{Address, Value};
 /// properties `mixer.volume` (read-write) and `mixer.model` (read-only).
 fn mixer(config: &Config) -> Result<Handle, Box<dyn std::error::Error>> {
     let (mixer, _events) = spawn(config, &Address::parse("(app:example module:mixer)")?)?;
-    mixer.serve("mixer.add", |req| {
-        let sum: Option<i64> = req.args.iter().map(Value::as_i64).sum();
-        match sum {
-            Some(sum) => Reply::ok_with("ADDED", "", vec![Value::Integer(sum)]).into(),
-            None => Reply::failed("NOT_A_NUMBER", "mixer.add takes integers").into(),
-        }
-    })?;
     // A deferred answer: the handler hands the request to a worker thread,
     // which answers through the handle.
     let (work, jobs) = mpsc::channel();
-    mixer.serve("mixer.slow", move |req| {
-        let _ = work.send(req.id);
-        Handled::Later
+    mixer.with(move |bus| {
+        bus.serve("mixer.add", |req| {
+            let sum: Option<i64> = req.args.iter().map(Value::as_i64).sum();
+            match sum {
+                Some(sum) => Reply::ok_with("ADDED", "", vec![Value::Integer(sum)]).into(),
+                None => Reply::failed("NOT_A_NUMBER", "mixer.add takes integers").into(),
+            }
+        });
+        bus.serve("mixer.slow", move |req| {
+            let _ = work.send(req.id);
+            Handled::Later
+        });
+        bus.with_endpoint(|ep, _| {
+            let mut properties = ep.properties();
+            properties.define("mixer.volume", Value::Integer(50), Access::ReadWrite);
+            properties.define("mixer.model", Value::string("MX-1"), Access::ReadOnly);
+        });
     })?;
     let answering = mixer.clone();
     std::thread::spawn(move || {
         for id in jobs {
             std::thread::sleep(Duration::from_millis(50));
-            let _ = answering.reply(id, Reply::ok(vec![Value::string("done, slowly")]));
+            let done = Reply::ok(vec![Value::string("done, slowly")]);
+            let _ = answering.with_endpoint(move |ep, now| ep.rpc().reply(now, id, done));
         }
     });
-    mixer.define_property("mixer.volume", Value::Integer(50), Access::ReadWrite)?;
-    mixer.define_property("mixer.model", Value::string("MX-1"), Access::ReadOnly)?;
     Ok(mixer)
 }
 
@@ -78,11 +84,16 @@ pub fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut config = Config::generate(HashAlgo::HmacMd5_96, CipherAlgo::None);
     config.port = Some(UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port());
     let mixer = mixer(&config)?;
-    let (mixer_addr, _) = mixer.info().ok_or("mixer stopped")?;
+    let mixer_addr = mixer.with(|bus| bus.local_address().clone())?;
 
     let (client, events) = spawn(&config, &Address::parse("(app:example module:client)")?)?;
-    client.ping(&Address::parse("(module:mixer)")?)?;
-    while !client.peers().iter().any(|p| p.address == mixer_addr) {
+    let group = Address::parse("(module:mixer)")?;
+    client.with_endpoint(move |ep, now| ep.ping(now, &group))??;
+    let known = |client: &Handle, who: &Address| {
+        let who = who.clone();
+        client.with(move |bus| bus.endpoint().peer(&who).is_some())
+    };
+    while !known(&client, &mixer_addr)? {
         match events.recv_timeout(Duration::from_secs(10)) {
             Ok(_) => {}
             Err(_) => return Err("the mixer never answered".into()),
@@ -104,7 +115,7 @@ pub fn main() -> Result<(), Box<dyn std::error::Error>> {
     show("mixer.model.set (\"MX-2\")", &refused);
 
     // The mixer changes the volume itself: the watcher hears it.
-    mixer.set_property("mixer.volume", Value::Integer(65));
+    mixer.with_endpoint(|ep, now| ep.properties().set(now, "mixer.volume", Value::Integer(65)))?;
     let mut heard = Vec::new();
     while heard.len() < 2 {
         match events.recv_timeout(Duration::from_secs(10)) {

@@ -72,7 +72,7 @@ pub fn endpoint_target(data: &[u8]) -> ScriptRun {
 
     use crate::auth::seal_raw;
     use crate::proto::{Delivery, Endpoint, EndpointConfig, Event};
-    use crate::rpc::{Access, Reply, RpcType, ServiceModel, TxnStatus};
+    use crate::rpc::{Access, Reply, RpcEvent, RpcType, ServiceModel, TxnEvent, TxnStatus};
     use crate::wire::{Address, Command, Header, MessageType, Value};
 
     let mut run = ScriptRun::default();
@@ -102,10 +102,12 @@ pub fn endpoint_target(data: &[u8]) -> ScriptRun {
     let Ok(mut ep) = Endpoint::new(config, us, now, wall) else {
         return run;
     };
-    ep.serve("op");
-    ep.serve_transaction("tx");
-    ep.define_property("p", Value::Integer(1), Access::ReadWrite);
-    ep.define_service("svc", Address::empty(), ServiceModel::Tight);
+    ep.rpc().serve("op");
+    ep.transactions().serve("tx");
+    ep.properties()
+        .define("p", Value::Integer(1), Access::ReadWrite);
+    ep.services()
+        .define("svc", Address::empty(), ServiceModel::Tight);
     let hello = Message {
         header: Header {
             seq: 0,
@@ -121,8 +123,8 @@ pub fn endpoint_target(data: &[u8]) -> ScriptRun {
         ep.handle_datagram(now, from, &d);
     }
     let second = Duration::from_secs(1);
-    let _ = ep.call(now, &peer, "op", vec![], second);
-    let _ = ep.call_group(
+    let _ = ep.rpc().call(now, &peer, "op", vec![], second);
+    let _ = ep.rpc().call_group(
         now,
         &Address::empty(),
         "grp",
@@ -130,7 +132,7 @@ pub fn endpoint_target(data: &[u8]) -> ScriptRun {
         RpcType::Multicast,
         second,
     );
-    let _ = ep.begin_transaction(now, &peer, "tx", vec![], second);
+    let _ = ep.transactions().begin(now, &peer, "tx", vec![], second);
     let _ = ep.send(
         now,
         &peer,
@@ -167,11 +169,11 @@ pub fn endpoint_target(data: &[u8]) -> ScriptRun {
                 match pick % 7 {
                     0 => {
                         if let Some(id) = requests.pop() {
-                            let _ = ep.reply(now, id, Reply::ok(vec![Value::Integer(1)]));
+                            let _ = ep.rpc().reply(now, id, Reply::ok(vec![Value::Integer(1)]));
                         }
                     }
                     1 => {
-                        let _ = ep.call(now, &peer, "op", vec![], second);
+                        let _ = ep.rpc().call(now, &peer, "op", vec![], second);
                     }
                     2 => {
                         let _ = ep.send(
@@ -182,15 +184,16 @@ pub fn endpoint_target(data: &[u8]) -> ScriptRun {
                         );
                     }
                     3 => {
-                        ep.set_property(now, "p", Value::Integer(i64::from(pick)));
+                        ep.properties()
+                            .set(now, "p", Value::Integer(i64::from(pick)));
                     }
                     4 => {
                         if let Some(id) = txns.pop() {
-                            let _ = ep.txn_ack(now, id, TxnStatus::Ok);
+                            let _ = ep.transactions().ack(now, id, TxnStatus::Ok);
                         }
                     }
                     5 => {
-                        let _ = ep.notify(now, "svc.changed", vec![]);
+                        let _ = ep.services().notify(now, "svc.changed", vec![]);
                     }
                     _ => ep.close(now),
                 }
@@ -199,19 +202,19 @@ pub fn endpoint_target(data: &[u8]) -> ScriptRun {
         while ep.poll_transmit(now).is_some() {}
         while let Some(e) = ep.poll_event() {
             match e {
-                Event::Request(r) => {
+                Event::Rpc(RpcEvent::Request(r)) => {
                     run.requests += 1;
                     requests.push(r.id);
                 }
-                Event::Transaction(t) => txns.push(t.id),
-                Event::Returned { call, outcome, .. } => {
+                Event::Txn(TxnEvent::Request(t)) => txns.push(t.id),
+                Event::Rpc(RpcEvent::Returned { call, outcome, .. }) => {
                     assert!(calls_ended.insert(call), "call {call:?} ended twice");
                     run.returned += usize::from(outcome.code() == "ok");
                 }
-                Event::GroupReturned { call, .. } => {
+                Event::Rpc(RpcEvent::GroupReturned { call, .. }) => {
                     assert!(calls_ended.insert(call), "call {call:?} ended twice");
                 }
-                Event::TransactionEnded { txn, .. } => {
+                Event::Txn(TxnEvent::Ended { txn, .. }) => {
                     assert!(txns_ended.insert(txn), "transaction {txn:?} ended twice");
                 }
                 Event::Delivered { id, .. } | Event::DeliveryFailed { id, .. } => {

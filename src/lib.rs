@@ -4,24 +4,35 @@
 //! (or one link) join a group, address each other by sets of `tag:value` elements,
 //! and exchange authenticated text messages, optionally reliably.
 //!
-//! This crate is layered; each layer only uses the ones before it:
+//! This crate is layered; each layer only uses the ones above it in this list:
 //!
 //! - [`wire`]: the message model ([`wire::Message`], [`wire::Address`],
 //!   [`wire::Value`]), a hand-written parser that never panics and reports the byte
-//!   offset and grammar rule of an error, and the canonical encoder (RFC 3259 §2–§5).
+//!   offset and grammar rule of an error, the canonical encoder (RFC 3259 §2–§5),
+//!   and the one rule for command-name prefixes ([`wire::is_under`]).
 //! - [`auth`]: HMAC-MD5-96 / HMAC-SHA1-96 and the ciphers (DES-CBC, AES-128-CBC,
 //!   3DES-CBC); [`auth::seal`] turns a message into a datagram and [`auth::open`]
 //!   turns a datagram into a message or a typed [`auth::Rejection`] (RFC 3259 §11).
 //! - [`config`]: the `[MBUS]` configuration file: a pure parser and writer, and a
 //!   loader that finds, locks, permission-checks and creates the file (RFC 3259 §12).
+//! - [`rpc`]: the vocabulary of the Mbus Guidelines (draft-ietf-mmusic-mbus-guidelines-00):
+//!   every Guidelines message shape as a typed command ([`rpc::cmd`]), the values
+//!   they carry, and what the application sees of calls, requests, transactions
+//!   and properties (ids, outcomes, events). Pure data.
+//! - [`proto`]: the sans-I/O protocol core, [`proto::Endpoint`]: the RFC 3259
+//!   transport (reliable delivery, the entity table and hello timing, the
+//!   `mbus.*` commands as typed commands in [`proto::cmd`]; RFC 3259 §6–§10) and
+//!   the Guidelines layer's state machines as sub-machines of it, reached through
+//!   the views `rpc()`, `properties()`, `transactions()` and `services()`. Every
+//!   input carries `now`; output is pulled.
+//! - [`runtime`] (feature `runtime`, on by default): sockets for each scope, a
+//!   mio-driven [`runtime::Host`] for many entities on one set of sockets, the
+//!   one-entity [`runtime::Bus`], and a background thread with a handle.
 //!
-//! - [`proto`]: the sans-I/O protocol core, [`proto::Endpoint`]: reliable
-//!   delivery, the entity table and hello timing, the `mbus.*` commands
-//!   (RFC 3259 §6–§10). Every input carries `now`; output is pulled.
-//!
-//! None of these layers opens a socket, reads a clock or spawns a thread; that
-//! is the job of [`runtime`] (feature `runtime`, on by default): sockets for
-//! each scope, a mio-driven `Bus`, and a background thread with a handle.
+//! Only [`runtime`] opens a socket, reads a clock or spawns a thread; every
+//! layer above it is pure, which is what lets the test suite run whole buses
+//! on a virtual clock. The `rmbus` command (feature `cli`) is built on
+//! [`runtime`].
 //!
 //! ```
 //! use rmbus::auth::{open, seal, Keys};

@@ -7,6 +7,7 @@ mod common;
 use common::*;
 use proptest::prelude::*;
 use rmbus::auth::{open, seal, CipherAlgo, HashAlgo, Keys};
+use rmbus::rpc::RpcEvent;
 use rmbus::wire::{Address, Command, Framing, Header, Message, MessageType, Value};
 
 fn value() -> impl Strategy<Value = Value> {
@@ -184,10 +185,10 @@ proptest! {
         let b_addr = Address::parse("(app:t module:b id:2-1@127.0.0.1)").unwrap();
         let mut a = Endpoint::new(config(1), a_addr.clone(), now, SystemTime::now()).unwrap();
         let mut b = Endpoint::new(config(2), b_addr.clone(), now, SystemTime::now()).unwrap();
-        b.serve("op");
-        b.serve_transaction("tx");
-        b.define_property("p", Value::Integer(1), Access::ReadWrite);
-        b.define_service("svc", Address::empty(), ServiceModel::Tight);
+        b.rpc().serve("op");
+        b.transactions().serve("tx");
+        b.properties().define("p", Value::Integer(1), Access::ReadWrite);
+        b.services().define("svc", Address::empty(), ServiceModel::Tight);
         let from = "127.0.0.1:4000".parse().unwrap();
         let hello = |src: &Address| Message {
             header: Header { seq: 0, timestamp: 1, kind: MessageType::Unreliable, src: src.clone(), dst: Address::empty(), acks: vec![] },
@@ -195,8 +196,8 @@ proptest! {
         };
         a.handle_datagram(now, from, &seal(&hello(&b_addr), &md5(), Framing::Lf).unwrap());
         b.handle_datagram(now, from, &seal(&hello(&a_addr), &md5(), Framing::Lf).unwrap());
-        a.call(now, &b_addr, "op", vec![], Duration::from_secs(2)).unwrap();
-        a.begin_transaction(now, &b_addr, "tx", vec![], Duration::from_secs(2)).unwrap();
+        a.rpc().call(now, &b_addr, "op", vec![], Duration::from_secs(2)).unwrap();
+        a.transactions().begin(now, &b_addr, "tx", vec![], Duration::from_secs(2)).unwrap();
         for (i, (name, args, reliable)) in msgs.into_iter().enumerate() {
             let msg = Message {
                 header: Header {
@@ -224,11 +225,11 @@ proptest! {
         a.handle_timeout(now + Duration::from_secs(3));
         let mut ended = 0;
         while let Some(e) = a.poll_event() {
-            if matches!(e, Event::Returned { .. }) {
+            if matches!(e, Event::Rpc(RpcEvent::Returned { .. })) {
                 ended += 1;
             }
         }
         prop_assert_eq!(ended, 1, "the one call ends exactly once");
-        prop_assert_eq!(a.open_calls(), 0);
+        prop_assert_eq!(a.rpc().open_calls(), 0);
     }
 }

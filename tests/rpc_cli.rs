@@ -257,17 +257,25 @@ fn get_set_and_watch_a_property() {
     )
     .unwrap();
     server
-        .define_property("audio.volume", Value::Integer(5), Access::ReadWrite)
+        .with(|bus| {
+            bus.with_endpoint(|ep, _| {
+                ep.properties()
+                    .define("audio.volume", Value::Integer(5), Access::ReadWrite)
+            });
+            bus.serve("mixer.reset", |_| Handled::from(Reply::ok(vec![])));
+        })
         .unwrap();
-    server
-        .serve("mixer.reset", |_| Handled::from(Reply::ok(vec![])))
-        .unwrap();
+    let value = |name: &'static str| {
+        server
+            .with_endpoint(move |ep, _| ep.properties().value(name).cloned())
+            .unwrap()
+    };
 
     let (code, out, err) = run(&bus, &["get", "(module:mixer)", "audio.volume"]);
     assert_eq!((code, out.as_str()), (Some(0), "5\n"), "{err}");
     let (code, out, err) = run(&bus, &["set", "(module:mixer)", "audio.volume", "7"]);
     assert_eq!((code, out.as_str()), (Some(0), "7\n"), "{err}");
-    assert_eq!(server.property("audio.volume"), Some(Value::Integer(7)));
+    assert_eq!(value("audio.volume"), Some(Value::Integer(7)));
     let (code, _, err) = run(&bus, &["get", "(module:mixer)", "audio.treble"]);
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("NO_SUCH_PROPERTY"), "{err}");
@@ -289,7 +297,7 @@ fn get_set_and_watch_a_property() {
         let until = Instant::now() + Duration::from_secs(30);
         loop {
             let count = server
-                .with(|bus| bus.endpoint().property_watchers("audio.volume").len())
+                .with_endpoint(|ep, _| ep.properties().watchers("audio.volume").len())
                 .unwrap();
             if count == n {
                 return;
@@ -302,7 +310,9 @@ fn get_set_and_watch_a_property() {
         }
     };
     watching(1);
-    assert!(server.set_property("audio.volume", Value::Integer(9)));
+    assert!(server
+        .with_endpoint(|ep, now| ep.properties().set(now, "audio.volume", Value::Integer(9)))
+        .unwrap());
     let changed = watcher.expect("change", |j| event(j, "changed"));
     assert_eq!(changed["value"]["int"], 9, "{changed}");
     // SIGTERM: it unwatches, says bye and exits 0.

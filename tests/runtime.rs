@@ -7,14 +7,36 @@ use std::os::fd::AsRawFd;
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
-use rmbus::proto::{Delivery, Event, LeaveReason};
-use rmbus::runtime::{spawn, spawn_with_callbacks, Bus, Callbacks};
+use rmbus::proto::{Delivery, Event, LeaveReason, MsgId};
+use rmbus::rpc::RpcEvent;
+use rmbus::runtime::{spawn, spawn_with_callbacks, Bus, Callbacks, Handle, HandleError};
 use rmbus::wire::{Address, Command, Value};
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
 fn addr(s: &str) -> Address {
     Address::parse(s).unwrap()
+}
+
+/// The entity's complete address.
+fn address_of(h: &Handle) -> Address {
+    h.with(|bus| bus.local_address().clone()).unwrap()
+}
+
+/// How many other entities it knows.
+fn peer_count(h: &Handle) -> usize {
+    h.with(|bus| bus.endpoint().peers().count()).unwrap()
+}
+
+/// Sends through the handle.
+fn send(
+    h: &Handle,
+    dst: &Address,
+    commands: Vec<Command>,
+    delivery: Delivery,
+) -> Result<MsgId, HandleError> {
+    let dst = dst.clone();
+    Ok(h.with_endpoint(move |ep, now| ep.send(now, &dst, commands, delivery))??)
 }
 
 /// Waits for the first event `f` accepts.
@@ -38,8 +60,7 @@ fn two_threaded_entities_exchange_a_reliable_command_and_say_bye() {
     let config = common::free_port_config();
     let (a, a_events) = spawn(&config, &addr("(app:test module:a)")).unwrap();
     let (b, b_events) = spawn(&config, &addr("(app:test module:b)")).unwrap();
-    let (a_addr, _) = a.info().unwrap();
-    let (b_addr, _) = b.info().unwrap();
+    let (a_addr, b_addr) = (address_of(&a), address_of(&b));
     assert!(a_addr.id().unwrap().contains("@127.0.0.1"), "{a_addr}");
     wait_for(&a_events, |e| {
         matches!(e, Event::PeerJoined(x) if *x == b_addr).then_some(())
@@ -48,13 +69,13 @@ fn two_threaded_entities_exchange_a_reliable_command_and_say_bye() {
         matches!(e, Event::PeerJoined(x) if *x == a_addr).then_some(())
     });
 
-    let id = a
-        .send(
-            &b_addr,
-            vec![Command::new("test.set", vec![Value::Integer(7)])],
-            Delivery::Reliable,
-        )
-        .unwrap();
+    let id = send(
+        &a,
+        &b_addr,
+        vec![Command::new("test.set", vec![Value::Integer(7)])],
+        Delivery::Reliable,
+    )
+    .unwrap();
     let got = wait_for(&b_events, |e| match e {
         Event::Command {
             src,
@@ -73,7 +94,7 @@ fn two_threaded_entities_exchange_a_reliable_command_and_say_bye() {
         matches!(e, Event::PeerLeft { addr, reason: LeaveReason::Bye } if *addr == b_addr)
             .then_some(())
     });
-    assert!(a.peers().is_empty());
+    assert_eq!(peer_count(&a), 0);
 }
 
 #[test]
@@ -85,28 +106,29 @@ fn callbacks_answer_from_the_bus_thread() {
         Callbacks::new().on_command("math.double", |bus, src, cmd, _reliable| {
             let n = cmd.args.first().and_then(Value::as_i64).unwrap_or(0);
             let reply = Command::new("math.result", vec![Value::Integer(2 * n)]);
-            bus.send(src, vec![reply], Delivery::Reliable).unwrap();
+            bus.with_endpoint(|ep, now| ep.send(now, src, vec![reply], Delivery::Reliable))
+                .unwrap();
         }),
     )
     .unwrap();
-    let (server_addr, _) = server.info().unwrap();
+    let server_addr = address_of(&server);
     let (client, events) = spawn(&config, &addr("(app:test module:client)")).unwrap();
     wait_for(&events, |e| {
         matches!(e, Event::PeerJoined(x) if *x == server_addr).then_some(())
     });
     // The server must know the client too before it can answer reliably.
     let until = Instant::now() + DEADLINE;
-    while server.peers().is_empty() {
+    while peer_count(&server) == 0 {
         assert!(Instant::now() < until, "server never heard the client");
         std::thread::sleep(Duration::from_millis(20));
     }
-    client
-        .send(
-            &server_addr,
-            vec![Command::new("math.double", vec![Value::Integer(21)])],
-            Delivery::Reliable,
-        )
-        .unwrap();
+    send(
+        &client,
+        &server_addr,
+        vec![Command::new("math.double", vec![Value::Integer(21)])],
+        Delivery::Reliable,
+    )
+    .unwrap();
     let answer = wait_for(&events, |e| match e {
         Event::Command { command, .. } if command.name == "math.result" => command.args[0].as_i64(),
         _ => None,
@@ -123,7 +145,7 @@ fn a_bus_in_an_application_owned_mio_loop_and_its_raw_fd() {
         .register(&mut bus, mio::Token(7), mio::Interest::READABLE)
         .unwrap();
     let (other, _events) = spawn(&config, &addr("(app:test module:other)")).unwrap();
-    let (other_addr, _) = other.info().unwrap();
+    let other_addr = address_of(&other);
     // The raw descriptor becomes readable when the other entity's hello arrives.
     let fd = bus.as_raw_fd();
     // SAFETY: `bus` owns the descriptor and outlives this borrow.
@@ -160,18 +182,18 @@ fn thread_handles_call_serve_defer_and_survive_a_panicking_handler() {
     let config = common::free_port_config();
     let (client, client_events) = spawn(&config, &addr("(app:test module:client)")).unwrap();
     let (server, server_events) = spawn(&config, &addr("(app:test module:server)")).unwrap();
-    let (server_addr, _) = server.info().unwrap();
+    let server_addr = address_of(&server);
     wait_for(&client_events, |e| {
         matches!(e, Event::PeerJoined(x) if *x == server_addr).then_some(())
     });
     server
-        .serve("calc.add", |req| {
-            let sum = req.args.iter().filter_map(Value::as_i64).sum::<i64>();
-            Reply::ok(vec![Value::Integer(sum)]).into()
+        .with(|bus| {
+            bus.serve("calc.add", |req| {
+                let sum = req.args.iter().filter_map(Value::as_i64).sum::<i64>();
+                Reply::ok(vec![Value::Integer(sum)]).into()
+            });
+            bus.serve("calc.boom", |_| panic!("the handler broke"));
         })
-        .unwrap();
-    server
-        .serve("calc.boom", |_| panic!("the handler broke"))
         .unwrap();
 
     let args = vec![Value::Integer(2), Value::Integer(40)];
@@ -209,9 +231,11 @@ fn thread_handles_call_serve_defer_and_survive_a_panicking_handler() {
     // thread answers through the handle.
     let (tx, rx) = std::sync::mpsc::channel();
     server
-        .serve("calc.slow", move |req| {
-            let _ = tx.send(req.id);
-            Handled::Later
+        .with(move |bus| {
+            bus.serve("calc.slow", move |req| {
+                let _ = tx.send(req.id);
+                Handled::Later
+            })
         })
         .unwrap();
     let caller = {
@@ -225,7 +249,11 @@ fn thread_handles_call_serve_defer_and_survive_a_panicking_handler() {
     };
     let id = rx.recv_timeout(DEADLINE).unwrap();
     server
-        .reply(id, Reply::ok(vec![Value::string("finally")]))
+        .with_endpoint(move |ep, now| {
+            ep.rpc()
+                .reply(now, id, Reply::ok(vec![Value::string("finally")]))
+        })
+        .unwrap()
         .unwrap();
     let (_, outcome) = caller.join().unwrap();
     assert_eq!(
@@ -235,7 +263,7 @@ fn thread_handles_call_serve_defer_and_survive_a_panicking_handler() {
     // No Request events leaked to the channel for closure-served operations.
     assert!(server_events
         .try_iter()
-        .all(|e| !matches!(e, Event::Request(_))));
+        .all(|e| !matches!(e, Event::Rpc(RpcEvent::Request(_)))));
 }
 
 #[test]
@@ -245,8 +273,7 @@ fn the_event_fd_wakes_a_foreign_loop_when_events_are_queued() {
     let config = common::free_port_config();
     let (a, a_events) = spawn(&config, &addr("(app:test module:ui)")).unwrap();
     let (b, _b_events) = spawn(&config, &addr("(app:test module:peer)")).unwrap();
-    let (a_addr, _) = a.info().unwrap();
-    let (b_addr, _) = b.info().unwrap();
+    let (a_addr, b_addr) = (address_of(&a), address_of(&b));
     let readable = |ms: u16| {
         let mut fds = [PollFd::new(a.event_fd().unwrap(), PollFlags::POLLIN)];
         poll(&mut fds, PollTimeout::from(ms)).unwrap() == 1
@@ -268,7 +295,8 @@ fn the_event_fd_wakes_a_foreign_loop_when_events_are_queued() {
     a.clear_event_fd();
     seen.extend(a_events.try_iter());
     assert!(!readable(0));
-    b.send(
+    send(
+        &b,
         &a_addr,
         vec![Command::new("ui.refresh", vec![])],
         Delivery::Unreliable,
@@ -290,8 +318,6 @@ fn the_event_fd_wakes_a_foreign_loop_when_events_are_queued() {
 
 #[test]
 fn a_handle_used_in_its_own_callback_fails_at_once_and_dropping_it_there_says_bye() {
-    use rmbus::proto::SendError;
-    use rmbus::runtime::Handle;
     use std::sync::{mpsc, Arc, Mutex};
 
     let config = common::free_port_config();
@@ -306,13 +332,14 @@ fn a_handle_used_in_its_own_callback_fails_at_once_and_dropping_it_there_says_by
         Callbacks::new()
             .on_command("test.use", move |_bus, src, _cmd, _reliable| {
                 let handle = use_slot.lock().unwrap().clone().unwrap();
-                let sent = handle.send(
+                let sent = send(
+                    &handle,
                     src,
                     vec![Command::new("test.hi", vec![])],
                     Delivery::Unreliable,
                 );
                 let called = handle.call(src, "test.rpc", vec![], Duration::from_secs(1));
-                let _ = tx.send((sent.err(), called.err(), handle.with(|_| ()).is_none()));
+                let _ = tx.send((sent.err(), called.err(), handle.with(|_| ()).err()));
             })
             .on_command("test.drop", move |_bus, _src, _cmd, _reliable| {
                 // The last handle goes here, on the bus thread.
@@ -321,26 +348,26 @@ fn a_handle_used_in_its_own_callback_fails_at_once_and_dropping_it_there_says_by
     )
     .unwrap();
     *slot.lock().unwrap() = Some(server.clone());
-    let (server_addr, _) = server.info().unwrap();
+    let server_addr = address_of(&server);
     let (client, events) = spawn(&config, &addr("(app:test module:client)")).unwrap();
     wait_for(&events, |e| {
         matches!(e, Event::PeerJoined(x) if *x == server_addr).then_some(())
     });
 
     let poke = |name: &str| {
-        client
-            .send(
-                &server_addr,
-                vec![Command::new(name, vec![])],
-                Delivery::Unreliable,
-            )
-            .unwrap();
+        send(
+            &client,
+            &server_addr,
+            vec![Command::new(name, vec![])],
+            Delivery::Unreliable,
+        )
+        .unwrap();
     };
     poke("test.use");
     let (sent, called, with_refused) = results.recv_timeout(DEADLINE).unwrap();
-    assert_eq!(sent, Some(SendError::OnBusThread));
-    assert_eq!(called, Some(SendError::OnBusThread));
-    assert!(with_refused);
+    assert_eq!(sent, Some(HandleError::OnBusThread));
+    assert_eq!(called, Some(HandleError::OnBusThread));
+    assert_eq!(with_refused, Some(HandleError::OnBusThread));
 
     // Our handle goes; the callbacks' clone keeps the entity alive.
     drop(server);

@@ -105,7 +105,8 @@ pub fn joined(config: &Config, address: &str, peer: &str) -> (Bus, Poll, Address
     poll.registry()
         .register(&mut bus, Token(0), Interest::READABLE)
         .unwrap();
-    bus.ping(&Address::empty()).unwrap();
+    bus.with_endpoint(|ep, now| ep.ping(now, &Address::empty()))
+        .unwrap();
     let peer = Address::parse(peer).unwrap();
     drive(
         &mut bus,

@@ -1,11 +1,17 @@
 //! The entity table (RFC 3259 §8): every entity heard from, when, and from
 //! which IP endpoint, plus the acknowledgements owed to it (§7).
+//!
+//! Peers are kept in the order they joined. Two [`Deadlines`] index them: when
+//! each was last heard (the oldest is the next to expire, whatever the
+//! threshold is at the time) and when the acks owed to each are due.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::Instant;
 
 use crate::wire::Address;
+
+use super::deadlines::Deadlines;
 
 /// A known entity, as the application sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,63 +26,240 @@ pub struct Peer {
 
 /// A known entity with the reliable-receiver state we keep for it.
 #[derive(Debug)]
-pub(crate) struct PeerState {
-    pub(crate) peer: Peer,
+struct PeerState {
+    peer: Peer,
     /// SeqNums of its reliable messages we still have to acknowledge.
-    pub(crate) pending_acks: Vec<u32>,
-    /// When they must be sent at the latest (T_c after the first one).
-    pub(crate) ack_due: Option<Instant>,
+    pending_acks: Vec<u32>,
     /// Ack lists sent recently, kept for T_k: if one of those messages comes
     /// again, the whole list is sent again (RFC 3259 §7).
-    pub(crate) copies: VecDeque<(Instant, Vec<u32>)>,
+    copies: VecDeque<(Instant, Vec<u32>)>,
 }
 
-impl PeerState {
-    pub(crate) fn new(address: Address, endpoint: SocketAddr, now: Instant) -> PeerState {
-        PeerState {
-            peer: Peer {
-                address,
-                endpoint,
-                last_heard: now,
+/// The key of a peer in the indexes: its place in the join order.
+type Key = u64;
+
+/// The known entities.
+#[derive(Debug, Default)]
+pub(crate) struct PeerTable {
+    keys: HashMap<Address, Key>,
+    peers: BTreeMap<Key, PeerState>,
+    heard: Deadlines<Key>,
+    acks_due: Deadlines<Key>,
+    next_key: Key,
+}
+
+impl PeerTable {
+    /// How many entities are known.
+    pub(crate) fn len(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// The known entities, in the order they joined.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Peer> + '_ {
+        self.peers.values().map(|p| &p.peer)
+    }
+
+    /// The entity with exactly this address.
+    pub(crate) fn get(&self, addr: &Address) -> Option<&Peer> {
+        self.state(addr).map(|p| &p.peer)
+    }
+
+    /// True if `addr` is a known entity's complete address.
+    pub(crate) fn contains(&self, addr: &Address) -> bool {
+        self.keys.contains_key(addr)
+    }
+
+    fn state(&self, addr: &Address) -> Option<&PeerState> {
+        self.peers.get(self.keys.get(addr)?)
+    }
+
+    fn state_mut(&mut self, addr: &Address) -> Option<(Key, &mut PeerState)> {
+        let key = *self.keys.get(addr)?;
+        self.peers.get_mut(&key).map(|p| (key, p))
+    }
+
+    /// Refreshes a known entity heard at `now` from `from`; false if unknown.
+    pub(crate) fn heard(&mut self, addr: &Address, from: SocketAddr, now: Instant) -> bool {
+        let Some((key, p)) = self.state_mut(addr) else {
+            return false;
+        };
+        p.peer.last_heard = now;
+        p.peer.endpoint = from;
+        self.heard.set(key, now);
+        true
+    }
+
+    /// Adds an entity first heard at `now` from `from`.
+    pub(crate) fn insert(&mut self, addr: &Address, from: SocketAddr, now: Instant) {
+        let key = self.next_key;
+        self.next_key += 1;
+        self.keys.insert(addr.clone(), key);
+        self.heard.set(key, now);
+        self.peers.insert(
+            key,
+            PeerState {
+                peer: Peer {
+                    address: addr.clone(),
+                    endpoint: from,
+                    last_heard: now,
+                },
+                pending_acks: Vec::new(),
+                copies: VecDeque::new(),
             },
-            pending_acks: Vec::new(),
-            ack_due: None,
-            copies: VecDeque::new(),
+        );
+    }
+
+    /// Removes an entity; true if it was known.
+    pub(crate) fn remove(&mut self, addr: &Address) -> bool {
+        let Some(key) = self.keys.remove(addr) else {
+            return false;
+        };
+        self.peers.remove(&key);
+        self.heard.remove(&key);
+        self.acks_due.remove(&key);
+        true
+    }
+
+    /// The entity heard from least recently, and when.
+    pub(crate) fn least_recently_heard(&self) -> Option<(Instant, &Address)> {
+        let (at, key) = self.heard.first()?;
+        self.peers.get(key).map(|p| (at, &p.peer.address))
+    }
+
+    // ---- acknowledgements owed -------------------------------------------------
+
+    /// True if acks are owed to anyone.
+    pub(crate) fn owe_any(&self) -> bool {
+        !self.acks_due.is_empty()
+    }
+
+    /// When the first owed acks are due.
+    pub(crate) fn next_ack_due(&self) -> Option<Instant> {
+        self.acks_due.next()
+    }
+
+    /// The entities owed acks, those due first first; only those due by
+    /// `now` unless `now` is `None`.
+    pub(crate) fn owed(&self, now: Option<Instant>) -> Vec<Address> {
+        let limit = self.acks_due.len();
+        let mut out = Vec::with_capacity(limit.min(16));
+        for key in self.acks_due.keys() {
+            match (now, self.acks_due.get(key)) {
+                (Some(now), Some(due)) if due > now => break,
+                _ => {}
+            }
+            if let Some(p) = self.peers.get(key) {
+                out.push(p.peer.address.clone());
+            }
+        }
+        out
+    }
+
+    /// How many acks are owed to `addr`.
+    pub(crate) fn pending_acks(&self, addr: &Address) -> usize {
+        self.state(addr).map_or(0, |p| p.pending_acks.len())
+    }
+
+    /// Owes `addr` an ack for `seq`, due by `due` at the latest.
+    pub(crate) fn owe_ack(&mut self, addr: &Address, seq: u32, due: Instant) {
+        if let Some((key, p)) = self.state_mut(addr) {
+            if !p.pending_acks.contains(&seq) {
+                p.pending_acks.push(seq);
+            }
+            self.acks_due.set_at_most(key, due);
         }
     }
 
-    /// Owes an ack for `seq`, due by `due` at the latest.
-    pub(crate) fn owe_ack(&mut self, seq: u32, due: Instant) {
-        if !self.pending_acks.contains(&seq) {
-            self.pending_acks.push(seq);
+    /// `addr`'s reliable message `seq` came again: owe the whole ack list it
+    /// was acknowledged in, if that list is still kept at `now`.
+    pub(crate) fn reack(&mut self, addr: &Address, seq: u32, now: Instant, due: Instant) {
+        let Some((_, p)) = self.state_mut(addr) else {
+            return;
+        };
+        while p.copies.front().is_some_and(|(until, _)| *until <= now) {
+            p.copies.pop_front();
         }
-        self.ack_due = Some(self.ack_due.map_or(due, |d| d.min(due)));
-    }
-
-    /// The ack list to send now; it is remembered as a copy until `keep_until`.
-    pub(crate) fn take_acks(&mut self, keep_until: Instant) -> Vec<u32> {
-        let acks = std::mem::take(&mut self.pending_acks);
-        self.ack_due = None;
-        if !acks.is_empty() {
-            self.copies.push_back((keep_until, acks.clone()));
-        }
-        acks
-    }
-
-    /// A reliable message `seq` came again: owe the whole copy list it was in.
-    pub(crate) fn reack(&mut self, seq: u32, now: Instant, due: Instant) {
-        while self.copies.front().is_some_and(|(until, _)| *until <= now) {
-            self.copies.pop_front();
-        }
-        let stored: Vec<u32> = self
+        let stored: Vec<u32> = p
             .copies
             .iter()
             .filter(|(_, list)| list.contains(&seq))
             .flat_map(|(_, list)| list.iter().copied())
             .collect();
-        self.owe_ack(seq, due);
+        self.owe_ack(addr, seq, due);
         for s in stored {
-            self.owe_ack(s, due);
+            self.owe_ack(addr, s, due);
         }
+    }
+
+    /// The acks owed to `addr`, to send now; the list is kept as a copy
+    /// until `keep_until`.
+    pub(crate) fn take_acks(&mut self, addr: &Address, keep_until: Instant) -> Vec<u32> {
+        let Some((key, p)) = self.state_mut(addr) else {
+            return Vec::new();
+        };
+        let acks = std::mem::take(&mut p.pending_acks);
+        if !acks.is_empty() {
+            p.copies.push_back((keep_until, acks.clone()));
+        }
+        self.acks_due.remove(&key);
+        acks
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn addr(text: &str) -> Address {
+        Address::parse(text).unwrap()
+    }
+
+    #[test]
+    fn the_least_recently_heard_peer_comes_first() {
+        let t = Instant::now();
+        let from: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let (a, b) = (addr("(n:a)"), addr("(n:b)"));
+        let mut peers = PeerTable::default();
+        peers.insert(&a, from, t);
+        peers.insert(&b, from, t + Duration::from_millis(5));
+        assert_eq!(peers.least_recently_heard(), Some((t, &a)));
+        assert!(peers.heard(&a, from, t + Duration::from_millis(9)));
+        assert_eq!(
+            peers.least_recently_heard(),
+            Some((t + Duration::from_millis(5), &b))
+        );
+        assert!(peers.remove(&b));
+        assert!(!peers.heard(&b, from, t), "gone");
+        assert_eq!(peers.iter().count(), 1);
+    }
+
+    #[test]
+    fn acks_are_owed_taken_and_sent_again_whole() {
+        let t = Instant::now();
+        let from: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let a = addr("(n:a)");
+        let mut peers = PeerTable::default();
+        peers.insert(&a, from, t);
+        let due = t + Duration::from_millis(70);
+        peers.owe_ack(&a, 1, due);
+        peers.owe_ack(&a, 2, t + Duration::from_millis(90));
+        assert_eq!(
+            peers.next_ack_due(),
+            Some(due),
+            "the first ack sets the deadline"
+        );
+        assert_eq!(peers.owed(Some(t)), Vec::<Address>::new());
+        assert_eq!(peers.owed(None), vec![a.clone()]);
+        let keep = t + Duration::from_millis(600);
+        assert_eq!(peers.take_acks(&a, keep), vec![1, 2]);
+        assert!(!peers.owe_any());
+        // Message 2 comes again: the whole list {1, 2} is owed again.
+        peers.reack(&a, 2, t + Duration::from_millis(100), due);
+        assert_eq!(peers.pending_acks(&a), 2);
+        // After T_k the copy is gone: only the SeqNum itself.
+        peers.take_acks(&a, keep);
+        peers.reack(&a, 2, keep, due);
+        assert_eq!(peers.pending_acks(&a), 1);
     }
 }

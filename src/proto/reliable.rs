@@ -1,11 +1,11 @@
-//! Reliable delivery state (RFC 3259 §7; the spec README's rows "retransmission",
-//! "what reliable promises", "ack timing" and "duplicates").
+//! Reliable delivery state (RFC 3259 §7, §10).
 //!
 //! Sender: a reliable message is transmitted at 0, T_r and 3·T_r (100 and
 //! 300 ms) and reported failed at 6·T_r (600 ms) without an ack; many may be in
-//! flight at once. Receiver: duplicates are recognised by (source, SeqNum,
-//! TimeStamp) for at least `dup_memory`, re-acknowledged and never delivered
-//! twice.
+//! flight at once ([`RetransmitPolicy`], [`InFlightTable`]). Receiver:
+//! duplicates are recognised by (source, SeqNum, TimeStamp) for at least
+//! `dup_memory`, re-acknowledged and never delivered twice
+//! ([`DuplicateMemory`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -13,7 +13,70 @@ use std::time::{Duration, Instant};
 
 use crate::wire::Address;
 
-use super::MsgId;
+use super::deadlines::Deadlines;
+use super::{MsgId, Timers};
+
+/// When a reliable message is sent again and when it is given up (RFC 3259
+/// §7: the k-th retransmission waits k·T_r, N_r transmissions in all).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RetransmitPolicy {
+    t_r: Duration,
+    n_r: u32,
+}
+
+/// What a reliable message's timer calls for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// Send it again (it is then its `transmissions`-th), and wait until `next`.
+    Retransmit {
+        /// Transmissions after this one.
+        transmissions: u32,
+        /// The next timer.
+        next: Instant,
+    },
+    /// All transmissions are spent: report it failed.
+    GiveUp,
+}
+
+impl RetransmitPolicy {
+    /// The policy of these timers (T_r, N_r).
+    pub(crate) fn new(timers: &Timers) -> RetransmitPolicy {
+        RetransmitPolicy {
+            t_r: timers.t_r,
+            n_r: timers.n_r,
+        }
+    }
+
+    /// The timer after the first transmission, at `sent`.
+    pub(crate) fn first_timer(&self, sent: Instant) -> Instant {
+        sent + self.t_r
+    }
+
+    /// The timer of a message transmitted `transmissions` times fired at `now`.
+    pub(crate) fn on_timer(&self, transmissions: u32, now: Instant) -> Step {
+        if transmissions >= self.n_r {
+            return Step::GiveUp;
+        }
+        let transmissions = transmissions + 1;
+        Step::Retransmit {
+            transmissions,
+            next: now + self.t_r * transmissions,
+        }
+    }
+
+    /// T_k: how long a sender may still retransmit a message after its first
+    /// transmission (T_r · N_r(N_r+1)/2, 600 ms), and so how long a receiver
+    /// keeps the ack lists it sent, to send them whole again (§7).
+    pub(crate) fn retransmit_window(&self) -> Duration {
+        self.t_r * (self.n_r * (self.n_r + 1) / 2)
+    }
+
+    /// T_anycast = N_r·T_r (Guidelines §7): how long an anycast caller waits
+    /// for volunteers.
+    pub(crate) fn anycast_wait(&self) -> Duration {
+        self.t_r * self.n_r
+    }
+}
 
 /// One reliable message waiting for its ack.
 #[derive(Debug)]
@@ -25,15 +88,30 @@ pub(crate) struct InFlight {
     pub(crate) to: SocketAddr,
     pub(crate) first_sent: Instant,
     pub(crate) transmissions: u32,
-    /// The next retransmission, or the failure when all are spent.
-    pub(crate) next: Instant,
 }
 
-/// Reliable messages in flight, findable by id and by (destination, SeqNum).
+/// What the in-flight timers produced.
+#[derive(Debug)]
+pub(crate) enum Fired {
+    /// Send this datagram again.
+    Retransmit {
+        /// Where.
+        to: SocketAddr,
+        /// The datagram.
+        bytes: Vec<u8>,
+    },
+    /// This message got no acknowledgement.
+    Failed(MsgId, InFlight),
+}
+
+/// Reliable messages in flight, findable by id, by (destination, SeqNum) and
+/// by destination, with their timers.
 #[derive(Debug, Default)]
 pub(crate) struct InFlightTable {
     by_id: HashMap<MsgId, InFlight>,
     by_seq: HashMap<(Address, u32), MsgId>,
+    per_destination: HashMap<Address, usize>,
+    timers: Deadlines<MsgId>,
 }
 
 impl InFlightTable {
@@ -41,52 +119,82 @@ impl InFlightTable {
         self.by_id.len()
     }
 
-    pub(crate) fn insert(&mut self, id: MsgId, m: InFlight) {
+    /// Adds a message just transmitted for the first time.
+    pub(crate) fn insert(&mut self, id: MsgId, m: InFlight, policy: &RetransmitPolicy) {
+        self.timers.set(id, policy.first_timer(m.first_sent));
         self.by_seq.insert((m.dst.clone(), m.seq), id);
+        *self.per_destination.entry(m.dst.clone()).or_default() += 1;
         self.by_id.insert(id, m);
     }
 
     /// Removes the message that `src`'s ack of `seq` acknowledges.
     pub(crate) fn acked(&mut self, src: &Address, seq: u32) -> Option<(MsgId, InFlight)> {
-        let id = self.by_seq.remove(&(src.clone(), seq))?;
-        self.by_id.remove(&id).map(|m| (id, m))
+        let id = *self.by_seq.get(&(src.clone(), seq))?;
+        self.remove(id).map(|m| (id, m))
     }
 
+    /// Removes message `id`.
     pub(crate) fn remove(&mut self, id: MsgId) -> Option<InFlight> {
         let m = self.by_id.remove(&id)?;
+        self.timers.remove(&id);
         self.by_seq.remove(&(m.dst.clone(), m.seq));
+        if let Some(n) = self.per_destination.get_mut(&m.dst) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_destination.remove(&m.dst);
+            }
+        }
         Some(m)
     }
 
+    /// The next retransmission or failure.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        self.by_id.values().map(|m| m.next).min()
+        self.timers.next()
     }
 
-    /// Ids of the messages whose timer is due at `now`, oldest first.
-    pub(crate) fn due(&self, now: Instant) -> Vec<MsgId> {
-        let mut ids: Vec<MsgId> = self
-            .by_id
-            .iter()
-            .filter(|(_, m)| m.next <= now)
-            .map(|(id, _)| *id)
-            .collect();
-        ids.sort_unstable();
-        ids
+    /// Runs the timers due at `now`, earliest first: each message is
+    /// retransmitted or given up according to `policy`.
+    pub(crate) fn fire(&mut self, now: Instant, policy: &RetransmitPolicy) -> Vec<Fired> {
+        let mut fired = Vec::new();
+        for id in self.timers.take_due(now) {
+            let Some(m) = self.by_id.get_mut(&id) else {
+                continue;
+            };
+            match policy.on_timer(m.transmissions, now) {
+                Step::Retransmit {
+                    transmissions,
+                    next,
+                } => {
+                    m.transmissions = transmissions;
+                    self.timers.set(id, next);
+                    fired.push(Fired::Retransmit {
+                        to: m.to,
+                        bytes: m.bytes.clone(),
+                    });
+                }
+                Step::GiveUp => {
+                    if let Some(m) = self.remove(id) {
+                        fired.push(Fired::Failed(id, m));
+                    }
+                }
+            }
+        }
+        fired
     }
 
-    pub(crate) fn get_mut(&mut self, id: MsgId) -> Option<&mut InFlight> {
-        self.by_id.get_mut(&id)
-    }
-
-    pub(crate) fn ids(&self) -> Vec<MsgId> {
-        let mut ids: Vec<MsgId> = self.by_id.keys().copied().collect();
-        ids.sort_unstable();
-        ids
+    /// Removes every message, by id.
+    pub(crate) fn drain(&mut self) -> Vec<(MsgId, InFlight)> {
+        let mut all: Vec<(MsgId, InFlight)> = self.by_id.drain().collect();
+        all.sort_unstable_by_key(|(id, _)| *id);
+        self.by_seq.clear();
+        self.per_destination.clear();
+        self.timers.clear();
+        all
     }
 
     /// True if a message to `dst` is in flight.
     pub(crate) fn has_destination(&self, dst: &Address) -> bool {
-        self.by_id.values().any(|m| &m.dst == dst)
+        self.per_destination.contains_key(dst)
     }
 }
 
@@ -133,5 +241,112 @@ impl DuplicateMemory {
     pub(crate) fn forget(&mut self, src: &Address) {
         self.seen.retain(|(a, _, _), _| a != src);
         self.order.retain(|(_, (a, _, _))| a != src);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(base: Instant, n: u64) -> Instant {
+        base + Duration::from_millis(n)
+    }
+
+    fn message(dst: &Address, seq: u32, sent: Instant) -> InFlight {
+        InFlight {
+            dst: dst.clone(),
+            seq,
+            bytes: vec![seq as u8],
+            to: "239.255.255.247:47000".parse().unwrap(),
+            first_sent: sent,
+            transmissions: 1,
+        }
+    }
+
+    #[test]
+    fn sends_at_0_100_300_and_gives_up_at_600() {
+        let p = RetransmitPolicy::new(&Timers::default());
+        let t = Instant::now();
+        assert_eq!(p.first_timer(t), ms(t, 100));
+        assert_eq!(
+            p.on_timer(1, ms(t, 100)),
+            Step::Retransmit {
+                transmissions: 2,
+                next: ms(t, 300)
+            }
+        );
+        assert_eq!(
+            p.on_timer(2, ms(t, 300)),
+            Step::Retransmit {
+                transmissions: 3,
+                next: ms(t, 600)
+            }
+        );
+        assert_eq!(p.on_timer(3, ms(t, 600)), Step::GiveUp);
+        assert_eq!(p.retransmit_window(), Duration::from_millis(600));
+        assert_eq!(p.anycast_wait(), Duration::from_millis(300));
+    }
+
+    #[test]
+    fn other_timers_scale_the_schedule() {
+        let timers = Timers {
+            t_r: Duration::from_millis(50),
+            n_r: 1,
+            ..Timers::default()
+        };
+        let p = RetransmitPolicy::new(&timers);
+        let t = Instant::now();
+        assert_eq!(p.first_timer(t), ms(t, 50));
+        assert_eq!(
+            p.on_timer(1, ms(t, 50)),
+            Step::GiveUp,
+            "one transmission only"
+        );
+        assert_eq!(p.retransmit_window(), Duration::from_millis(50));
+    }
+
+    #[test]
+    fn the_table_retransmits_then_fails_each_message_once() {
+        let p = RetransmitPolicy::new(&Timers::default());
+        let t = Instant::now();
+        let dst = Address::parse("(app:x id:1)").unwrap();
+        let mut table = InFlightTable::default();
+        table.insert(MsgId(1), message(&dst, 7, t), &p);
+        table.insert(MsgId(2), message(&dst, 8, ms(t, 10)), &p);
+        assert!(table.has_destination(&dst));
+        assert_eq!(table.next_deadline(), Some(ms(t, 100)));
+        let at_100: Vec<_> = table.fire(ms(t, 100), &p);
+        assert!(matches!(at_100.as_slice(), [Fired::Retransmit { bytes, .. }] if bytes == &[7]));
+        assert_eq!(table.next_deadline(), Some(ms(t, 110)));
+        let (id, m) = table.acked(&dst, 8).expect("the ack finds message 2");
+        assert_eq!((id, m.seq), (MsgId(2), 8));
+        assert!(table.acked(&dst, 8).is_none(), "acknowledged once");
+        assert_eq!(table.fire(ms(t, 300), &p).len(), 1);
+        let failed = table.fire(ms(t, 600), &p);
+        assert!(matches!(failed.as_slice(), [Fired::Failed(MsgId(1), _)]));
+        assert_eq!((table.len(), table.next_deadline()), (0, None));
+        assert!(!table.has_destination(&dst));
+    }
+
+    #[test]
+    fn duplicates_are_remembered_for_their_memory_and_forgotten_by_source() {
+        let t = Instant::now();
+        let a = Address::parse("(app:a id:1)").unwrap();
+        let b = Address::parse("(app:b id:2)").unwrap();
+        let mut seen = DuplicateMemory::default();
+        assert!(seen.insert((a.clone(), 1, 5), t, 10));
+        assert!(!seen.insert((a.clone(), 1, 5), t, 10));
+        assert!(
+            seen.insert((a.clone(), 1, 6), t, 10),
+            "a restarted peer: new TimeStamp"
+        );
+        assert!(seen.insert((b.clone(), 1, 5), ms(t, 5000), 10));
+        seen.expire(ms(t, 10_000), Duration::from_secs(10));
+        assert!(
+            seen.insert((a.clone(), 1, 5), ms(t, 10_000), 10),
+            "forgotten after 10 s"
+        );
+        seen.forget(&b);
+        assert!(seen.insert((b, 1, 5), ms(t, 10_000), 10));
     }
 }

@@ -1,91 +1,40 @@
-//! Message shapes of transactions (Guidelines §5.3), registration and status
-//! (§5.7, §6), and addresses travelling as arguments (§3).
+//! Argument conventions of the Guidelines (§3): optional argument lists, and
+//! addresses travelling as arguments (MbusAddress).
 
-use crate::wire::{Address, Command, Value};
+use crate::wire::{Address, Value};
 
-use super::meta::Meta;
-
-/// The STATUS of a transaction's `.ack` and `.completed` (Guidelines §5.3).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum TxnStatus {
-    /// `OK`.
-    Ok,
-    /// `UNKNOWN`: no such transaction at the server.
-    Unknown,
-    /// `FAILED`.
-    Failed,
-    /// `CANCELLED`.
-    Cancelled,
-}
-
-impl TxnStatus {
-    /// The wire Symbol.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TxnStatus::Ok => "OK",
-            TxnStatus::Unknown => "UNKNOWN",
-            TxnStatus::Failed => "FAILED",
-            TxnStatus::Cancelled => "CANCELLED",
-        }
-    }
-
-    /// Reads the wire Symbol.
-    pub fn from_wire(s: &str) -> Option<TxnStatus> {
-        Some(match s {
-            "OK" => TxnStatus::Ok,
-            "UNKNOWN" => TxnStatus::Unknown,
-            "FAILED" => TxnStatus::Failed,
-            "CANCELLED" => TxnStatus::Cancelled,
-            _ => return None,
-        })
-    }
-}
-
-/// `<cmd> ((("ID" tid)) (args…))`: a transaction request.
-pub fn transaction_command(name: &str, tid: &str, args: Vec<Value>) -> Command {
-    Command::new(name, vec![id_meta(tid), Value::List(args)])
-}
-
-/// `<cmd>.commit ((("ID" tid)))` or `<cmd>.cancel ((("ID" tid)))`.
-pub fn transaction_control(name: &str, verb: &str, tid: &str) -> Command {
-    Command::new(format!("{name}.{verb}"), vec![id_meta(tid)])
-}
-
-/// `<cmd>.ack ("tid" STATUS)` or `<cmd>.completed ("tid" STATUS)`.
-pub fn transaction_reply(name: &str, verb: &str, tid: &str, status: TxnStatus) -> Command {
-    Command::new(
-        format!("{name}.{verb}"),
-        vec![Value::string(tid), Value::symbol(status.as_str())],
+/// The optional argument list `(("name" value) …)` that goes last among a
+/// command's arguments (Guidelines §3.2.1).
+pub fn optional_args(pairs: &[(&str, Value)]) -> Value {
+    Value::List(
+        pairs
+            .iter()
+            .map(|(k, v)| Value::List(vec![Value::string(*k), v.clone()]))
+            .collect(),
     )
 }
 
-/// Reads `("tid" STATUS …)`, the arguments of `.ack` and `.completed` (extra
-/// information may follow in an optional argument list).
-pub fn read_transaction_reply(args: &[Value]) -> Option<(&str, TxnStatus)> {
-    match args {
-        [Value::String(tid), Value::Symbol(status), ..] => {
-            Some((tid.as_str(), TxnStatus::from_wire(status)?))
-        }
-        _ => None,
-    }
-}
-
-/// Reads `((("ID" tid) …))`, the arguments of `.commit` and `.cancel`.
-pub fn read_transaction_control(args: &[Value]) -> Option<&str> {
-    let [Value::List(meta)] = args else {
-        return None;
+/// Splits `args` into the fixed arguments and the optional argument list, for
+/// an operation whose definition has one: the last argument, if it is a list
+/// of `(String value)` pairs with unique names (Guidelines §3.2.1). When the
+/// last argument is no such list, there are no optional arguments.
+pub fn split_optional_args(args: &[Value]) -> (&[Value], Vec<(&str, &Value)>) {
+    let Some((last, fixed)) = args.split_last() else {
+        return (args, Vec::new());
     };
-    meta.iter().find_map(|pair| match pair.as_list() {
-        Some([Value::String(k), Value::String(tid)]) if k == "ID" => Some(tid.as_str()),
-        _ => None,
-    })
-}
-
-fn id_meta(tid: &str) -> Value {
-    Meta {
-        pairs: vec![("ID".into(), Value::string(tid))],
+    let Some(list) = last.as_list() else {
+        return (args, Vec::new());
+    };
+    let mut pairs = Vec::with_capacity(list.len());
+    for entry in list {
+        match entry.as_list() {
+            Some([Value::String(k), v]) if pairs.iter().all(|(n, _)| n != k) => {
+                pairs.push((k.as_str(), v))
+            }
+            _ => return (args, Vec::new()),
+        }
     }
-    .to_value()
+    (fixed, pairs)
 }
 
 /// An address as an argument: `(("app" "foo") ("module" "engine"))`
@@ -112,27 +61,6 @@ pub fn value_address(v: &Value) -> Option<Address> {
     Address::new(elements).ok()
 }
 
-/// `mbus.status (class sym "descr")` (Guidelines §5.7): `class` is `INFO`,
-/// `WARNING`, `ERROR` or a profile's own Symbol.
-pub fn status_command(class: &str, symbol: &str, description: &str) -> Command {
-    Command::new(
-        "mbus.status",
-        vec![
-            Value::symbol(class),
-            Value::symbol(symbol),
-            Value::string(description),
-        ],
-    )
-}
-
-/// Reads the arguments of `mbus.status`: class, symbol and description.
-pub fn read_status(args: &[Value]) -> Option<(&str, &str, &str)> {
-    match args {
-        [Value::Symbol(c), Value::Symbol(s), Value::String(d), ..] => Some((c, s, d)),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,21 +80,25 @@ mod tests {
     }
 
     #[test]
-    fn transaction_messages_read_back() {
-        let ack = transaction_reply("conf.call", "ack", "123", TxnStatus::Ok);
-        assert_eq!(ack.to_string(), r#"conf.call.ack ("123" OK)"#);
+    fn optional_argument_lists_split_off_the_last_argument() {
+        let Value::List(args) =
+            Value::parse(r#"("gg" 17 ("a" "b") (("p4" "x") ("p5" 42)))"#).unwrap()
+        else {
+            panic!()
+        };
+        let (fixed, optional) = split_optional_args(&args);
+        assert_eq!(fixed.len(), 3);
         assert_eq!(
-            read_transaction_reply(&ack.args),
-            Some(("123", TxnStatus::Ok))
+            optional,
+            vec![("p4", &Value::string("x")), ("p5", &Value::Integer(42))]
         );
-        let commit = transaction_control("conf.call", "commit", "123");
-        assert_eq!(commit.to_string(), r#"conf.call.commit ((("ID" "123")))"#);
-        assert_eq!(read_transaction_control(&commit.args), Some("123"));
-        assert_eq!(read_transaction_reply(&[Value::Integer(1)]), None);
-        let status = status_command("WARNING", "LOW_BATTERY", "10 % left");
-        assert_eq!(
-            read_status(&status.args),
-            Some(("WARNING", "LOW_BATTERY", "10 % left"))
-        );
+        let written = optional_args(&[("p4", Value::string("x")), ("p5", Value::Integer(42))]);
+        assert_eq!(&written, args.last().unwrap());
+        // No such list last: everything is fixed.
+        let Value::List(plain) = Value::parse(r#"("gg" 17 ("a" "b"))"#).unwrap() else {
+            panic!()
+        };
+        assert_eq!(split_optional_args(&plain).0.len(), 3);
+        assert!(split_optional_args(&plain).1.is_empty());
     }
 }

@@ -1,28 +1,24 @@
-//! The Guidelines layer on a [`Bus`] (`mbus.md` §9): handlers that answer
-//! requests on the bus's own thread, calls whose outcome goes to a closure,
-//! and properties. The protocol work is the [`crate::proto::Endpoint`]'s;
-//! this adds what needs closures.
+//! What the runtime adds to an entity's Guidelines layer: request handlers
+//! that answer on the thread that drives the entity, and calls whose outcome
+//! goes to a closure (pyMbus's `addRPCCallback` and `sendRPC` callbacks). The
+//! protocol work is the [`Endpoint`]'s; this only holds closures and runs them
+//! on the events they are for.
 
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use crate::proto::{Event, SendError};
-use crate::rpc::{
-    Access, Answer, CallId, OpenTxnId, Outcome, Reply, ReplyError, Request, RequestId, RpcType,
-    ServiceModel, TxnError, TxnId, TxnStatus,
-};
-use crate::wire::{Address, Value};
-
-use super::Bus;
+use crate::proto::{Endpoint, Event, ReplyError};
+use crate::rpc::{Answer, CallId, Outcome, Reply, Request, RpcEvent};
+use crate::wire::Address;
 
 /// What a handler did with a request.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Handled {
     /// Answer now.
     Answer(Answer),
-    /// Answer later with [`Bus::reply`] (the request's `id` is the key), from
-    /// this thread or through a [`crate::runtime::Handle`].
+    /// Answer later, with the endpoint's `rpc().reply(now, request.id, …)`,
+    /// from this thread or through a [`crate::runtime::Handle`].
     Later,
 }
 
@@ -41,10 +37,10 @@ impl From<Answer> for Handled {
 /// A request handler (pyMbus's `addRPCCallback`).
 pub type Handler = Box<dyn FnMut(&Request) -> Handled + Send>;
 
-/// Where the outcome of a [`Bus::call_then`] goes.
-type Waiter = Box<dyn FnOnce(Address, Outcome) + Send>;
+/// Where the outcome of a call made with `call_then` goes.
+pub(super) type Waiter = Box<dyn FnOnce(Address, Outcome) + Send>;
 
-/// The closures of one bus.
+/// The closures of one entity.
 #[derive(Default)]
 pub(super) struct Closures {
     handlers: HashMap<String, Handler>,
@@ -69,175 +65,37 @@ fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "the handler panicked".to_owned())
 }
 
-impl Bus {
-    /// Serves RPC `name` with `handler`, run on the thread that drives this
-    /// bus (inside [`Bus::poll_event`]). A handler that panics does not take
-    /// the bus down: the caller gets `FAILED HANDLER_PANICKED` with the panic
-    /// message. Returns that cannot be encoded become `FAILED BAD_RETURN`.
-    pub fn serve(&mut self, name: &str, handler: impl FnMut(&Request) -> Handled + Send + 'static) {
-        self.endpoint.serve(name);
-        self.closures
-            .handlers
-            .insert(name.to_owned(), Box::new(handler));
+impl Closures {
+    /// Serves `name` with `handler` (and tells the endpoint it is served).
+    pub(super) fn serve(&mut self, ep: &mut Endpoint, name: &str, handler: Handler) {
+        ep.rpc().serve(name);
+        self.handlers.insert(name.to_owned(), handler);
     }
 
-    /// Serves RPC `name` through events: requests arrive as
-    /// [`Event::Request`] from [`Bus::poll_event`]; answer with [`Bus::reply`].
-    pub fn serve_events(&mut self, name: &str) {
-        self.closures.handlers.remove(name);
-        self.endpoint.serve(name);
+    /// Serves `name` through request events rather than a handler.
+    pub(super) fn serve_events(&mut self, ep: &mut Endpoint, name: &str) {
+        self.handlers.remove(name);
+        ep.rpc().serve(name);
     }
 
-    /// Stops serving `name` (unicast calls then get `UNKNOWN`).
-    pub fn unserve(&mut self, name: &str) {
-        self.closures.handlers.remove(name);
-        self.endpoint.unserve(name);
+    /// Stops serving `name`.
+    pub(super) fn unserve(&mut self, ep: &mut Endpoint, name: &str) {
+        self.handlers.remove(name);
+        ep.rpc().unserve(name);
     }
 
-    /// See [`crate::proto::Endpoint::serve_all`].
-    pub fn serve_all(&mut self, on: bool) {
-        self.endpoint.serve_all(on);
+    /// The outcome of `call` goes to `done`.
+    pub(super) fn wait_for(&mut self, call: CallId, done: Waiter) {
+        self.waiters.insert(call, done);
     }
 
-    /// Answers a request that arrived as [`Event::Request`] or that a handler
-    /// deferred (see [`crate::proto::Endpoint::reply`]), and sends it.
-    pub fn reply(&mut self, id: RequestId, answer: impl Into<Answer>) -> Result<(), ReplyError> {
-        let r = self.endpoint.reply(Instant::now(), id, answer);
-        self.flush_logged();
-        r
-    }
-
-    /// Calls `name` at the one entity `dst` designates; the outcome arrives as
-    /// [`Event::Returned`] (see [`crate::proto::Endpoint::call`]).
-    pub fn call(
-        &mut self,
-        dst: &Address,
-        name: &str,
-        args: Vec<Value>,
-        timeout: Duration,
-    ) -> Result<CallId, SendError> {
-        let id = self
-            .endpoint
-            .call(Instant::now(), dst, name, args, timeout)?;
-        self.flush_logged();
-        Ok(id)
-    }
-
-    /// [`Bus::call`], with the outcome handed to `done` (on the thread that
-    /// drives the bus) instead of an event.
-    pub fn call_then(
-        &mut self,
-        dst: &Address,
-        name: &str,
-        args: Vec<Value>,
-        timeout: Duration,
-        done: impl FnOnce(Address, Outcome) + Send + 'static,
-    ) -> Result<CallId, SendError> {
-        let id = self.call(dst, name, args, timeout)?;
-        self.closures.waiters.insert(id, Box::new(done));
-        Ok(id)
-    }
-
-    /// An ANYCAST or MULTICAST call (see [`crate::proto::Endpoint::call_group`]).
-    pub fn call_group(
-        &mut self,
-        dst: &Address,
-        name: &str,
-        args: Vec<Value>,
-        rpc_type: RpcType,
-        timeout: Duration,
-    ) -> Result<CallId, SendError> {
-        let id = self
-            .endpoint
-            .call_group(Instant::now(), dst, name, args, rpc_type, timeout)?;
-        self.flush_logged();
-        Ok(id)
-    }
-
-    /// Offers a property (see [`crate::proto::Endpoint::define_property`]).
-    pub fn define_property(&mut self, name: &str, value: Value, access: Access) {
-        self.endpoint.define_property(name, value, access);
-    }
-
-    /// Changes a property and tells its watchers; false if there is none.
-    pub fn set_property(&mut self, name: &str, value: Value) -> bool {
-        let found = self.endpoint.set_property(Instant::now(), name, value);
-        self.flush_logged();
-        found
-    }
-
-    /// A property's current value.
-    pub fn property(&self, name: &str) -> Option<&Value> {
-        self.endpoint.property(name)
-    }
-
-    /// Offers a service (see [`crate::proto::Endpoint::define_service`]).
-    pub fn define_service(&mut self, prefix: &str, default_target: Address, model: ServiceModel) {
-        self.endpoint.define_service(prefix, default_target, model);
-    }
-
-    /// Sends an event notification (see [`crate::proto::Endpoint::notify`]).
-    pub fn notify(&mut self, name: &str, args: Vec<Value>) -> Result<usize, SendError> {
-        let n = self.endpoint.notify(Instant::now(), name, args)?;
-        self.flush_logged();
-        Ok(n)
-    }
-
-    /// Serves `name` as a transaction (see
-    /// [`crate::proto::Endpoint::serve_transaction`]).
-    pub fn serve_transaction(&mut self, name: &str) {
-        self.endpoint.serve_transaction(name);
-    }
-
-    /// Starts a transaction (see [`crate::proto::Endpoint::begin_transaction`]).
-    pub fn begin_transaction(
-        &mut self,
-        dst: &Address,
-        name: &str,
-        args: Vec<Value>,
-        timeout: Duration,
-    ) -> Result<TxnId, SendError> {
-        let id = self
-            .endpoint
-            .begin_transaction(Instant::now(), dst, name, args, timeout)?;
-        self.flush_logged();
-        Ok(id)
-    }
-
-    /// Commits a transaction the server acknowledged OK.
-    pub fn commit(&mut self, txn: TxnId) -> Result<(), TxnError> {
-        let r = self.endpoint.commit(Instant::now(), txn);
-        self.flush_logged();
-        r
-    }
-
-    /// Cancels a transaction before its commit.
-    pub fn cancel(&mut self, txn: TxnId) -> Result<(), TxnError> {
-        let r = self.endpoint.cancel(Instant::now(), txn);
-        self.flush_logged();
-        r
-    }
-
-    /// Answers a transaction request (see [`crate::proto::Endpoint::txn_ack`]).
-    pub fn txn_ack(&mut self, id: OpenTxnId, status: TxnStatus) -> Result<(), TxnError> {
-        let r = self.endpoint.txn_ack(Instant::now(), id, status);
-        self.flush_logged();
-        r
-    }
-
-    /// Finishes a committed transaction (see
-    /// [`crate::proto::Endpoint::txn_complete`]).
-    pub fn txn_complete(&mut self, id: OpenTxnId, status: TxnStatus) -> Result<(), TxnError> {
-        let r = self.endpoint.txn_complete(Instant::now(), id, status);
-        self.flush_logged();
-        r
-    }
-
-    /// Runs the closures an event is for; returns the event if none took it.
-    pub(super) fn take_by_closures(&mut self, event: Event) -> Option<Event> {
+    /// Runs the closure an event is for; returns the event if none took it.
+    /// A handler that panics answers `FAILED HANDLER_PANICKED`; an answer
+    /// that cannot be encoded becomes `FAILED BAD_RETURN`.
+    pub(super) fn take(&mut self, ep: &mut Endpoint, event: Event) -> Option<Event> {
         match event {
-            Event::Request(req) if self.closures.handlers.contains_key(&req.name) => {
-                let handler = self.closures.handlers.get_mut(&req.name)?;
+            Event::Rpc(RpcEvent::Request(req)) if self.handlers.contains_key(&req.name) => {
+                let handler = self.handlers.get_mut(&req.name)?;
                 let handled =
                     catch_unwind(AssertUnwindSafe(|| handler(&req))).unwrap_or_else(|payload| {
                         let text = panic_text(payload.as_ref());
@@ -246,27 +104,27 @@ impl Bus {
                     });
                 if let Handled::Answer(answer) = handled {
                     let now = Instant::now();
-                    if let Err(ReplyError::Send(e)) = self.endpoint.reply(now, req.id, answer) {
+                    if let Err(ReplyError::Send(e)) = ep.rpc().reply(now, req.id, answer) {
                         let fallback = Reply::failed("BAD_RETURN", &e.to_string());
-                        let _ = self.endpoint.reply(now, req.id, fallback);
+                        let _ = ep.rpc().reply(now, req.id, fallback);
                     }
                 }
                 None
             }
-            Event::Returned {
+            Event::Rpc(RpcEvent::Returned {
                 call,
                 callee,
                 outcome,
-            } => match self.closures.waiters.remove(&call) {
+            }) => match self.waiters.remove(&call) {
                 Some(done) => {
                     done(callee, outcome);
                     None
                 }
-                None => Some(Event::Returned {
+                None => Some(Event::Rpc(RpcEvent::Returned {
                     call,
                     callee,
                     outcome,
-                }),
+                })),
             },
             other => Some(other),
         }

@@ -4,12 +4,24 @@
 //!
 //! - [`Bus`]: an entity on real sockets, driven by your event loop (it is a
 //!   mio source, and exposes a file descriptor and its next deadline).
+//! - [`Host`]: many entities on one set of sockets and one loop, added and
+//!   removed at run time ([`Bus`] is its one-entity case).
 //! - [`spawn`] / [`spawn_with_callbacks`]: the entity on a background thread,
 //!   with a cloneable [`Handle`] and a channel of events or pyMbus-style
 //!   callbacks.
 //! - [`socket`]: how the sockets are set up for each scope.
+//!
+//! None of them mirrors the protocol core: [`Bus::with_endpoint`],
+//! [`EntityMut::with_endpoint`] and [`Handle::with_endpoint`] run a closure on
+//! the [`crate::proto::Endpoint`] (its methods and its views `rpc()`,
+//! `properties()`, `transactions()`, `services()`) and send what it produced.
+//! What they add is what needs a runtime: request handlers and call
+//! callbacks that run on the driving thread ([`Handled`]).
 
 mod bus;
+mod closures;
+mod error;
+mod host;
 pub mod socket;
 mod thread;
 
@@ -18,8 +30,11 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use crate::wire::Address;
 
-pub use bus::{Bus, Handled, Handler};
-pub use thread::{spawn, spawn_with_callbacks, Callbacks, Handle};
+pub use bus::Bus;
+pub use closures::{Handled, Handler};
+pub use error::{BindError, HandleError};
+pub use host::{EntityId, EntityMut, Host};
+pub use thread::{spawn, spawn_with_callbacks, Callbacks, Handle, EVENT_CHANNEL_CAPACITY};
 
 /// `address`, with an `id` element `<pid>-<n>@<interface address>` added if it
 /// has none (RFC 3259 §4.1): `n` counts this process's entities from 1.

@@ -7,17 +7,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::{JoinHandle, ThreadId};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mio::{Events, Interest, Poll, Token, Waker};
 use nix::sys::eventfd::{EfdFlags, EventFd};
 
 use crate::config::Config;
-use crate::proto::{Delivery, Event, LeaveReason, MsgId, Peer, SendError, Stats};
-use crate::rpc::{Access, Answer, Outcome, ReplyError, Request, RequestId};
+use crate::proto::{Endpoint, Event, LeaveReason};
+use crate::rpc::Outcome;
 use crate::wire::{Address, Command, Value};
 
-use super::{Bus, Handled};
+use super::{BindError, Bus, HandleError};
 
 const BUS: Token = Token(0);
 const WAKE: Token = Token(1);
@@ -49,7 +49,8 @@ impl Callbacks {
         Callbacks::default()
     }
 
-    /// For commands named `prefix` or starting with `prefix.`; the longest
+    /// For commands named `prefix` or below it, by whole name components
+    /// (`audio` takes `audio` and `audio.x`, not `audiox`); the longest
     /// matching prefix wins. Arguments: bus, source, command, reliable.
     pub fn on_command(
         mut self,
@@ -95,7 +96,9 @@ impl Callbacks {
         self
     }
 
-    /// Every other event: delivered, failed, quit, waiting, go.
+    /// Every other event: delivered, failed, quit, waiting, go, and the
+    /// Guidelines layer's (requests no handler took, returns, transactions,
+    /// properties set from the bus).
     pub fn on_event(mut self, f: impl FnMut(&mut Bus, &Event) + Send + 'static) -> Callbacks {
         self.other = Some(Box::new(f));
         self
@@ -108,16 +111,16 @@ impl Callbacks {
                 reliable,
                 command,
             } => {
-                let name = command.name.as_str();
-                let hit = self.commands.iter_mut().find(|(p, _)| {
-                    name == p
-                        || (name.starts_with(p.as_str())
-                            && name.as_bytes().get(p.len()) == Some(&b'.'))
-                });
+                let hit = self
+                    .commands
+                    .iter_mut()
+                    .find(|(prefix, _)| command.is_under(prefix));
                 match (hit, &mut self.unknown_message) {
                     (Some((_, f)), _) => f(bus, src, command, *reliable),
                     (None, Some(f)) => f(bus, src, command, *reliable),
-                    (None, None) => tracing::debug!(command = name, "no callback for command"),
+                    (None, None) => {
+                        tracing::debug!(command = %command.name, "no callback for command")
+                    }
                 }
             }
             Event::PeerJoined(addr) => {
@@ -200,7 +203,7 @@ impl Shared {
 /// says bye and the thread ends.
 ///
 /// A clone kept by the entity's own callbacks keeps it alive. Called there, on
-/// the bus thread, its methods fail at once ([`SendError::OnBusThread`]) rather
+/// the bus thread, its methods fail at once ([`HandleError::OnBusThread`]) rather
 /// than wait for themselves; the callback's `&mut Bus` does the same work.
 /// Dropping the last clone there ends the entity when the callback returns.
 #[derive(Clone)]
@@ -217,135 +220,57 @@ impl std::fmt::Debug for Handle {
 impl Handle {
     /// Runs `f` on the bus thread with the [`Bus`] and returns its result.
     ///
-    /// `None` once the bus is closed, and when called on the bus thread
+    /// Fails once the bus is closed, and when called on the bus thread
     /// itself (from a callback, where it would wait for itself forever; the
     /// callback's `&mut Bus` is the way there).
     pub fn with<R: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Bus) -> R + Send + 'static,
-    ) -> Option<R> {
-        self.run(f).ok()
-    }
-
-    /// [`Handle::with`], saying why it could not run `f`.
-    fn run<R: Send + 'static>(
-        &self,
-        f: impl FnOnce(&mut Bus) -> R + Send + 'static,
-    ) -> Result<R, SendError> {
+    ) -> Result<R, HandleError> {
         if self.shared.on_bus_thread() {
-            tracing::error!("{}", SendError::OnBusThread);
-            return Err(SendError::OnBusThread);
+            tracing::error!("{}", HandleError::OnBusThread);
+            return Err(HandleError::OnBusThread);
         }
         let (reply, answer) = mpsc::sync_channel(1);
         let run = Box::new(move |bus: &mut Bus| {
             let _ = reply.send(f(bus));
         });
         if !self.shared.request(Job::Run(run)) {
-            return Err(SendError::Closed);
+            return Err(HandleError::Closed);
         }
-        answer.recv().map_err(|_| SendError::Closed)
+        answer.recv().map_err(|_| HandleError::Closed)
     }
 
-    /// Sends `commands` to `dst` (see [`crate::proto::Endpoint::send`]).
-    pub fn send(
+    /// Runs `f` on the bus thread with the protocol core and the current
+    /// time, sends what it produced, and returns its result: the way to every
+    /// core method and view from another thread, e.g.
+    /// `handle.with_endpoint(move |ep, now| ep.send(now, &dst, commands, Delivery::Reliable))`.
+    pub fn with_endpoint<R: Send + 'static>(
         &self,
-        dst: &Address,
-        commands: Vec<Command>,
-        delivery: Delivery,
-    ) -> Result<MsgId, SendError> {
-        let dst = dst.clone();
-        self.run(move |bus| bus.send(&dst, commands, delivery))?
-    }
-
-    /// Pings `dst`.
-    pub fn ping(&self, dst: &Address) -> Result<(), SendError> {
-        let dst = dst.clone();
-        self.run(move |bus| bus.ping(&dst))?
-    }
-
-    /// Announces that we wait for `condition` until an `mbus.go` releases it
-    /// (see [`crate::proto::Endpoint::start_waiting`]).
-    pub fn start_waiting(&self, dst: &Address, condition: &str) -> Result<(), SendError> {
-        let (dst, condition) = (dst.clone(), condition.to_owned());
-        self.run(move |bus| bus.start_waiting(&dst, &condition))?
-    }
-
-    /// Releases `waiter`'s `condition` with a reliable `mbus.go`.
-    pub fn go(&self, waiter: &Address, condition: &str) -> Result<MsgId, SendError> {
-        let (waiter, condition) = (waiter.clone(), condition.to_owned());
-        self.run(move |bus| bus.go(&waiter, &condition))?
+        f: impl FnOnce(&mut Endpoint, Instant) -> R + Send + 'static,
+    ) -> Result<R, HandleError> {
+        self.with(move |bus| bus.with_endpoint(f))
     }
 
     /// Calls `name` at the one entity `dst` designates and waits for the
     /// outcome (pyMbus's `sendRPC`): at most `timeout`, plus the time to notice
     /// an undeliverable request. From a callback running on the bus thread it
-    /// fails with [`SendError::OnBusThread`]; use [`Bus::call_then`] there.
+    /// fails with [`HandleError::OnBusThread`]; use [`Bus::call_then`] there.
     pub fn call(
         &self,
         dst: &Address,
         name: &str,
         args: Vec<Value>,
         timeout: Duration,
-    ) -> Result<(Address, Outcome), SendError> {
+    ) -> Result<(Address, Outcome), HandleError> {
         let (dst, name) = (dst.clone(), name.to_owned());
         let (tx, rx) = mpsc::sync_channel(1);
-        self.run(move |bus| {
+        self.with(move |bus| {
             bus.call_then(&dst, &name, args, timeout, move |callee, outcome| {
                 let _ = tx.send((callee, outcome));
             })
         })??;
-        rx.recv().map_err(|_| SendError::Closed)
-    }
-
-    /// Serves RPC `name` with `handler` on the bus thread (see [`Bus::serve`]).
-    pub fn serve(
-        &self,
-        name: &str,
-        handler: impl FnMut(&Request) -> Handled + Send + 'static,
-    ) -> Result<(), SendError> {
-        let name = name.to_owned();
-        self.run(move |bus| bus.serve(&name, handler))
-    }
-
-    /// Answers a request (see [`Bus::reply`]).
-    pub fn reply(&self, id: RequestId, answer: impl Into<Answer>) -> Result<(), ReplyError> {
-        let answer = answer.into();
-        self.run(move |bus| bus.reply(id, answer))
-            .map_err(ReplyError::Send)?
-    }
-
-    /// Offers a property (see [`Bus::define_property`]).
-    pub fn define_property(
-        &self,
-        name: &str,
-        value: Value,
-        access: Access,
-    ) -> Result<(), SendError> {
-        let name = name.to_owned();
-        self.run(move |bus| bus.define_property(&name, value, access))
-    }
-
-    /// Changes a property and tells its watchers; false if there is none.
-    pub fn set_property(&self, name: &str, value: Value) -> bool {
-        let name = name.to_owned();
-        self.with(move |bus| bus.set_property(&name, value))
-            .unwrap_or(false)
-    }
-
-    /// A property's current value.
-    pub fn property(&self, name: &str) -> Option<Value> {
-        let name = name.to_owned();
-        self.with(move |bus| bus.property(&name).cloned()).flatten()
-    }
-
-    /// The entities the bus knows (empty once closed).
-    pub fn peers(&self) -> Vec<Peer> {
-        self.with(|bus| bus.peers()).unwrap_or_default()
-    }
-
-    /// Our complete address and the core's counters (`None` once closed).
-    pub fn info(&self) -> Option<(Address, Stats)> {
-        self.with(|bus| (bus.local_address().clone(), bus.stats()))
+        rx.recv().map_err(|_| HandleError::Closed)
     }
 
     /// For a UI thread's own loop (GLib, Qt, …): a descriptor that is
@@ -383,13 +308,14 @@ impl Handle {
 ///
 /// For a UI thread that cannot block on the channel, [`Handle::event_fd`] is a
 /// descriptor that becomes readable when events are queued.
-pub fn spawn(config: &Config, address: &Address) -> io::Result<(Handle, Receiver<Event>)> {
+pub fn spawn(config: &Config, address: &Address) -> Result<(Handle, Receiver<Event>), BindError> {
     let (tx, rx) = mpsc::sync_channel(EVENT_CHANNEL_CAPACITY);
     let dropped = Arc::new(AtomicU64::new(0));
     let counter = Arc::clone(&dropped);
-    let signal = Arc::new(EventFd::from_flags(
-        EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK,
-    )?);
+    let signal = Arc::new(
+        EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)
+            .map_err(io::Error::from)?,
+    );
     let raise = Arc::clone(&signal);
     let handle = start_with_errors(
         config,
@@ -417,7 +343,7 @@ pub fn spawn_with_callbacks(
     config: &Config,
     address: &Address,
     mut callbacks: Callbacks,
-) -> io::Result<Handle> {
+) -> Result<Handle, BindError> {
     let dropped = Arc::new(AtomicU64::new(0));
     let mut errors = callbacks.error.take();
     start_with_errors(
@@ -441,7 +367,7 @@ fn start_with_errors(
     event_fd: Option<Arc<EventFd>>,
     mut on_event: impl FnMut(&mut Bus, Event) + Send + 'static,
     mut on_error: impl FnMut(&io::Error) + Send + 'static,
-) -> io::Result<Handle> {
+) -> Result<Handle, BindError> {
     let mut bus = Bus::bind(config, address)?;
     let mut poll = Poll::new()?;
     poll.registry()

@@ -1,20 +1,37 @@
-//! A deterministic network for protocol endpoints: a virtual clock, and a
-//! seeded link model with loss, duplication, delay (hence reordering) and
-//! partitions. Multicast reaches every node, the sender included (multicast
-//! loop is on); unicast reaches the node that owns the address.
+//! A deterministic network for sans-I/O machines: a virtual clock, and a
+//! seeded link model with loss, duplication, delay (hence reordering), a
+//! datagram size limit and partitions. Multicast reaches every node, the
+//! sender included (multicast loop is on); unicast reaches the node that owns
+//! the address.
+//!
+//! It drives anything with the `handle_*` / `poll_*` shape
+//! ([`rmbus::proto::SansIo`]): Mbus endpoints now, the machines built on them
+//! later. Its randomness is the core's own generator, [`rmbus::proto::Rng`].
+//!
+//! Every call into a node runs in a tracing span `node{n=…, t_ms=…}` (the
+//! virtual time). The logs of the current test go to a buffer of its own
+//! thread (`RMBUS_SIM_LOG` sets the filter, default `rmbus=debug`); when a test
+//! fails while a network exists, the buffer is printed into the test's
+//! output.
 //!
 //! The harness checks one invariant on every step: after `handle_timeout(now)`
-//! an endpoint never asks to be woken at or before `now` (no busy loop).
+//! a node never asks to be woken at or before `now` (no busy loop).
 #![allow(dead_code)]
 
+use std::cell::RefCell;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+use std::io::Write;
 use std::net::SocketAddr;
+use std::sync::Once;
 use std::time::{Duration, Instant, SystemTime};
 
 use rmbus::auth::Keys;
-use rmbus::proto::{Delivery, Endpoint, EndpointConfig, Event, Limits, MsgId, SendError, Timers};
-use rmbus::wire::{Address, Command, Framing};
+use rmbus::proto::{
+    Delivery, Endpoint, EndpointConfig, Event, Limits, MsgId, Rng, SansIo, SendError, Timers,
+};
+use rmbus::rpc::{Answer, Request, RpcEvent};
+use rmbus::wire::{Address, Command, Framing, MAX_DATAGRAM};
 
 pub const KEY: &[u8] = b"123156189112";
 
@@ -39,6 +56,68 @@ pub fn endpoint_config(seed: u64) -> EndpointConfig {
     }
 }
 
+// ---- logs ------------------------------------------------------------------------
+
+/// The most a test keeps of its logs (the oldest half is dropped beyond it).
+const LOG_LIMIT: usize = 4 << 20;
+
+thread_local! {
+    static LOGS: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Writes into the current thread's log buffer.
+struct ThreadBuffer;
+
+impl Write for ThreadBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        LOGS.with(|logs| {
+            let mut logs = logs.borrow_mut();
+            if logs.len() + buf.len() > LOG_LIMIT {
+                let half = logs.len() / 2;
+                logs.drain(..half);
+            }
+            logs.extend_from_slice(buf);
+        });
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Installs the log subscriber (once per test process) and empties this
+/// thread's buffer.
+pub fn start_logs() {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        let filter = std::env::var("RMBUS_SIM_LOG").unwrap_or_else(|_| "rmbus=debug".into());
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_writer(|| ThreadBuffer)
+            .with_ansi(false)
+            .without_time()
+            .with_target(false)
+            .try_init();
+    });
+    LOGS.with(|logs| logs.borrow_mut().clear());
+}
+
+/// Prints this thread's logs into the test's output.
+pub fn print_logs() {
+    LOGS.with(|logs| {
+        let logs = logs.borrow();
+        if !logs.is_empty() {
+            eprintln!(
+                "---- simulation log (RMBUS_SIM_LOG to filter) ----\n{}",
+                String::from_utf8_lossy(&logs)
+            );
+        }
+    });
+}
+
+// ---- seeds -----------------------------------------------------------------------
+
 /// The seeds to sweep: `RMBUS_SIM_SEEDS` (default `default`).
 pub fn seeds(default: u64) -> std::ops::Range<u64> {
     let n = std::env::var("RMBUS_SIM_SEEDS")
@@ -48,7 +127,8 @@ pub fn seeds(default: u64) -> std::ops::Range<u64> {
     0..n
 }
 
-/// Runs `f` for each seed; a failure names the seed so it can be replayed.
+/// Runs `f` for each seed; a failure names the seed so it can be replayed,
+/// after that seed's logs.
 pub fn for_seeds(default: u64, f: impl Fn(u64) + std::panic::RefUnwindSafe) {
     for seed in seeds(default) {
         if let Err(e) = std::panic::catch_unwind(|| f(seed)) {
@@ -62,12 +142,16 @@ pub fn for_seeds(default: u64, f: impl Fn(u64) + std::panic::RefUnwindSafe) {
     }
 }
 
+// ---- the network -----------------------------------------------------------------
+
 /// The link: what happens to each datagram on its way to each receiver.
 #[derive(Debug, Clone, Copy)]
 pub struct Link {
     pub loss: f64,
     pub duplicate: f64,
     pub delay: (Duration, Duration),
+    /// Datagrams larger than this are lost on every link.
+    pub max_datagram: usize,
 }
 
 impl Link {
@@ -76,6 +160,7 @@ impl Link {
             loss: 0.0,
             duplicate: 0.0,
             delay: (Duration::from_micros(100), Duration::from_micros(100)),
+            max_datagram: MAX_DATAGRAM,
         }
     }
 
@@ -84,22 +169,23 @@ impl Link {
             loss,
             duplicate: 0.05,
             delay: (Duration::from_micros(100), Duration::from_millis(30)),
+            max_datagram: MAX_DATAGRAM,
         }
     }
 }
 
-pub struct Node {
-    pub ep: Endpoint,
+/// What a node does with each of its events before it is recorded (an RPC
+/// server answering, say).
+pub type Hook<M> = Box<dyn FnMut(&mut M, Instant, &<M as SansIo>::Event)>;
+
+pub struct Node<M: SansIo> {
+    pub ep: M,
     pub addr: SocketAddr,
-    pub events: Vec<(Instant, Event)>,
+    pub events: Vec<(Instant, M::Event)>,
     /// Every datagram this node sent: when, and to where.
     pub sent: Vec<(Instant, SocketAddr, Vec<u8>)>,
-    /// Answers RPC requests as they come (`None`: leave it open).
-    pub server: Option<Server>,
+    pub on_event: Option<Hook<M>>,
 }
-
-/// A node's RPC handler in the simulation.
-pub type Server = Box<dyn FnMut(&rmbus::rpc::Request) -> Option<rmbus::rpc::Answer>>;
 
 struct InTransit {
     at: Instant,
@@ -126,21 +212,37 @@ impl Ord for InTransit {
     }
 }
 
-pub struct Net {
+pub struct Net<M: SansIo = Endpoint> {
     pub base: Instant,
     pub now: Instant,
-    pub nodes: Vec<Node>,
+    pub nodes: Vec<Node<M>>,
     pub link: Link,
     /// `Some(side)`: node i only reaches nodes with the same `side[i]`.
     pub partition: Option<Vec<u8>>,
+    /// Datagrams lost for being larger than the link allows.
+    pub oversized: u64,
     queue: BinaryHeap<Reverse<InTransit>>,
     order: u64,
-    rng: u64,
+    rng: Rng,
     seed: u64,
 }
 
-impl Net {
-    pub fn new(seed: u64, link: Link) -> Net {
+impl<M: SansIo> Drop for Net<M> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "the simulation of seed {} failed at t = {} ms",
+                self.seed,
+                self.elapsed_ms(self.now)
+            );
+            print_logs();
+        }
+    }
+}
+
+impl<M: SansIo> Net<M> {
+    pub fn new(seed: u64, link: Link) -> Net<M> {
+        start_logs();
         let base = Instant::now();
         Net {
             base,
@@ -148,19 +250,12 @@ impl Net {
             nodes: Vec::new(),
             link,
             partition: None,
+            oversized: 0,
             queue: BinaryHeap::new(),
             order: 0,
-            rng: seed ^ 0x5DEE_CE66_D1CE_5EED,
+            rng: Rng::new(seed ^ 0x5DEE_CE66_D1CE_5EED),
             seed,
         }
-    }
-
-    fn unit(&mut self) -> f64 {
-        self.rng = self.rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.rng;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
     }
 
     pub fn ms(&self, ms: u64) -> Instant {
@@ -171,6 +266,183 @@ impl Net {
         at.duration_since(self.base).as_millis() as u64
     }
 
+    /// Adds a node on IP endpoint 127.0.0.1:(50000 + its index).
+    pub fn push(&mut self, m: M) -> usize {
+        let i = self.nodes.len();
+        self.nodes.push(Node {
+            ep: m,
+            addr: SocketAddr::from(([127, 0, 0, 1], 50_000 + i as u16)),
+            events: Vec::new(),
+            sent: Vec::new(),
+            on_event: None,
+        });
+        i
+    }
+
+    /// The tracing span of node `i` now.
+    fn span(&self, i: usize) -> tracing::Span {
+        tracing::debug_span!("node", n = i, t_ms = self.elapsed_ms(self.now))
+    }
+
+    /// Runs node `i`'s closure on its machine now, then lets its output flow.
+    pub fn with<R>(&mut self, i: usize, f: impl FnOnce(&mut M, Instant) -> R) -> R {
+        let now = self.now;
+        let span = self.span(i);
+        let r = span.in_scope(|| f(&mut self.nodes[i].ep, now));
+        self.drain(i);
+        r
+    }
+
+    /// Delivers a datagram to node `to` from `from`, now.
+    pub fn inject(&mut self, to: usize, from: SocketAddr, bytes: &[u8]) {
+        let now = self.now;
+        self.span(to)
+            .in_scope(|| self.nodes[to].ep.handle_datagram(now, from, bytes));
+        self.drain(to);
+    }
+
+    fn reaches(&self, from: usize, to: usize) -> bool {
+        self.partition
+            .as_ref()
+            .is_none_or(|side| side[from] == side[to])
+    }
+
+    /// Events first (so replies can carry acks), then datagrams.
+    pub fn drain(&mut self, i: usize) {
+        let now = self.now;
+        let _span = self.span(i).entered();
+        while let Some(e) = self.nodes[i].ep.poll_event() {
+            let node = &mut self.nodes[i];
+            if let Some(hook) = node.on_event.as_mut() {
+                hook(&mut node.ep, now, &e);
+            }
+            node.events.push((now, e));
+        }
+        while let Some(t) = self.nodes[i].ep.poll_transmit(now) {
+            self.nodes[i]
+                .sent
+                .push((now, t.destination, t.contents.clone()));
+            if t.contents.len() > self.link.max_datagram {
+                self.oversized += 1;
+                continue;
+            }
+            let from = self.nodes[i].addr;
+            let receivers: Vec<usize> = if t.destination == group() {
+                (0..self.nodes.len()).collect()
+            } else {
+                (0..self.nodes.len())
+                    .filter(|&j| self.nodes[j].addr == t.destination)
+                    .collect()
+            };
+            for to in receivers {
+                if !self.reaches(i, to) {
+                    continue;
+                }
+                if to != i && self.rng.unit() < self.link.loss {
+                    continue;
+                }
+                let copies = if self.rng.unit() < self.link.duplicate {
+                    2
+                } else {
+                    1
+                };
+                for _ in 0..copies {
+                    let (lo, hi) = self.link.delay;
+                    let delay = lo + (hi - lo).mul_f64(self.rng.unit());
+                    self.order += 1;
+                    self.queue.push(Reverse(InTransit {
+                        at: now + delay,
+                        order: self.order,
+                        to,
+                        from,
+                        bytes: t.contents.clone(),
+                    }));
+                }
+            }
+        }
+    }
+
+    /// When something happens next: a datagram arrives or a timer is due.
+    fn next_instant(&self) -> Option<Instant> {
+        let next_datagram = self.queue.peek().map(|Reverse(d)| d.at);
+        let next_timer = self.nodes.iter().filter_map(|n| n.ep.poll_timeout()).min();
+        match (next_datagram, next_timer) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Moves the clock to `at` and runs what happens then: datagrams in
+    /// order of arrival, then timers.
+    fn step(&mut self, at: Instant) {
+        self.now = self.now.max(at);
+        let now = self.now;
+        while self.queue.peek().is_some_and(|Reverse(d)| d.at <= now) {
+            let Some(Reverse(d)) = self.queue.pop() else {
+                break;
+            };
+            self.span(d.to)
+                .in_scope(|| self.nodes[d.to].ep.handle_datagram(now, d.from, &d.bytes));
+            self.drain(d.to);
+        }
+        for i in 0..self.nodes.len() {
+            if self.nodes[i].ep.poll_timeout().is_some_and(|t| t <= now) {
+                self.span(i)
+                    .in_scope(|| self.nodes[i].ep.handle_timeout(now));
+                self.drain(i);
+                if let Some(t) = self.nodes[i].ep.poll_timeout() {
+                    assert!(
+                        t > now,
+                        "node {i} asks to be woken at {:?}, not after now {:?}",
+                        t,
+                        now
+                    );
+                }
+            }
+        }
+    }
+
+    /// Advances the clock to `until`, delivering datagrams and firing timers in order.
+    pub fn run_until(&mut self, until: Instant) {
+        while let Some(next) = self.next_instant().filter(|t| *t <= until) {
+            self.step(next);
+        }
+        self.now = self.now.max(until);
+    }
+
+    pub fn run_for(&mut self, d: Duration) {
+        let until = self.now + d;
+        self.run_until(until);
+    }
+
+    /// Runs until `done` holds (checked after every step) or `limit` has
+    /// passed; returns whether it holds.
+    pub fn run_until_true(&mut self, limit: Duration, done: impl Fn(&Net<M>) -> bool) -> bool {
+        let until = self.now + limit;
+        while !done(self) {
+            match self.next_instant().filter(|t| *t <= until) {
+                Some(next) => self.step(next),
+                None => {
+                    self.now = self.now.max(until);
+                    return done(self);
+                }
+            }
+        }
+        true
+    }
+
+    /// Node `i`'s events matching `f`.
+    pub fn events<T>(&self, i: usize, f: impl Fn(&M::Event) -> Option<T>) -> Vec<T> {
+        self.nodes[i]
+            .events
+            .iter()
+            .filter_map(|(_, e)| f(e))
+            .collect()
+    }
+}
+
+/// Helpers for networks of Mbus endpoints.
+impl Net<Endpoint> {
     /// Adds an entity `(app:sim node:<i> … id:<i>-1@127.0.0.1)` with `extra` elements.
     pub fn add(&mut self, extra: &str) -> usize {
         let config = endpoint_config(
@@ -192,14 +464,7 @@ impl Net {
             SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
         )
         .unwrap();
-        self.nodes.push(Node {
-            ep,
-            addr: SocketAddr::from(([127, 0, 0, 1], 50_000 + i as u16)),
-            events: Vec::new(),
-            sent: Vec::new(),
-            server: None,
-        });
-        i
+        self.push(ep)
     }
 
     pub fn address(&self, i: usize) -> Address {
@@ -214,129 +479,23 @@ impl Net {
         commands: Vec<Command>,
         delivery: Delivery,
     ) -> Result<MsgId, SendError> {
-        let now = self.now;
-        let r = self.nodes[i].ep.send(now, dst, commands, delivery);
-        self.drain(i);
-        r
+        self.with(i, |ep, now| ep.send(now, dst, commands, delivery))
     }
 
-    /// Runs node `i`'s closure on its endpoint now, then lets its output flow.
-    pub fn with<R>(&mut self, i: usize, f: impl FnOnce(&mut Endpoint, Instant) -> R) -> R {
-        let now = self.now;
-        let r = f(&mut self.nodes[i].ep, now);
-        self.drain(i);
-        r
-    }
-
-    /// Delivers a datagram to node `to` from `from`, now.
-    pub fn inject(&mut self, to: usize, from: SocketAddr, bytes: &[u8]) {
-        let now = self.now;
-        self.nodes[to].ep.handle_datagram(now, from, bytes);
-        self.drain(to);
-    }
-
-    fn reaches(&self, from: usize, to: usize) -> bool {
-        self.partition
-            .as_ref()
-            .is_none_or(|side| side[from] == side[to])
-    }
-
-    /// Events first (so replies can carry acks), then datagrams.
-    pub fn drain(&mut self, i: usize) {
-        let now = self.now;
-        while let Some(e) = self.nodes[i].ep.poll_event() {
-            if let (Event::Request(req), Some(server)) = (&e, self.nodes[i].server.as_mut()) {
+    /// Node `i` answers each RPC request as `server` says (`None`: leave it
+    /// open).
+    pub fn serve(
+        &mut self,
+        i: usize,
+        mut server: impl FnMut(&Request) -> Option<Answer> + 'static,
+    ) {
+        self.nodes[i].on_event = Some(Box::new(move |ep, now, e| {
+            if let Event::Rpc(RpcEvent::Request(req)) = e {
                 if let Some(answer) = server(req) {
-                    self.nodes[i].ep.reply(now, req.id, answer).unwrap();
+                    ep.rpc().reply(now, req.id, answer).unwrap();
                 }
             }
-            self.nodes[i].events.push((now, e));
-        }
-        while let Some(t) = self.nodes[i].ep.poll_transmit(now) {
-            self.nodes[i]
-                .sent
-                .push((now, t.destination, t.contents.clone()));
-            let from = self.nodes[i].addr;
-            let receivers: Vec<usize> = if t.destination == group() {
-                (0..self.nodes.len()).collect()
-            } else {
-                (0..self.nodes.len())
-                    .filter(|&j| self.nodes[j].addr == t.destination)
-                    .collect()
-            };
-            for to in receivers {
-                if !self.reaches(i, to) {
-                    continue;
-                }
-                if to != i && self.unit() < self.link.loss {
-                    continue;
-                }
-                let copies = if self.unit() < self.link.duplicate {
-                    2
-                } else {
-                    1
-                };
-                for _ in 0..copies {
-                    let (lo, hi) = self.link.delay;
-                    let delay = lo + (hi - lo).mul_f64(self.unit());
-                    self.order += 1;
-                    self.queue.push(Reverse(InTransit {
-                        at: now + delay,
-                        order: self.order,
-                        to,
-                        from,
-                        bytes: t.contents.clone(),
-                    }));
-                }
-            }
-        }
-    }
-
-    /// Advances the clock to `until`, delivering datagrams and firing timers in order.
-    pub fn run_until(&mut self, until: Instant) {
-        loop {
-            let next_datagram = self.queue.peek().map(|Reverse(d)| d.at);
-            let next_timer = self.nodes.iter().filter_map(|n| n.ep.poll_timeout()).min();
-            let next = match (next_datagram, next_timer) {
-                (Some(a), Some(b)) => a.min(b),
-                (a, b) => match a.or(b) {
-                    Some(t) => t,
-                    None => break,
-                },
-            };
-            if next > until {
-                break;
-            }
-            self.now = self.now.max(next);
-            let now = self.now;
-            while self.queue.peek().is_some_and(|Reverse(d)| d.at <= now) {
-                let Some(Reverse(d)) = self.queue.pop() else {
-                    break;
-                };
-                self.nodes[d.to].ep.handle_datagram(now, d.from, &d.bytes);
-                self.drain(d.to);
-            }
-            for i in 0..self.nodes.len() {
-                if self.nodes[i].ep.poll_timeout().is_some_and(|t| t <= now) {
-                    self.nodes[i].ep.handle_timeout(now);
-                    self.drain(i);
-                    if let Some(t) = self.nodes[i].ep.poll_timeout() {
-                        assert!(
-                            t > now,
-                            "node {i} asks to be woken at {:?}, not after now {:?}",
-                            t,
-                            now
-                        );
-                    }
-                }
-            }
-        }
-        self.now = self.now.max(until);
-    }
-
-    pub fn run_for(&mut self, d: Duration) {
-        let until = self.now + d;
-        self.run_until(until);
+        }));
     }
 
     /// True once every node knows every other node.
@@ -345,13 +504,10 @@ impl Net {
         self.nodes.iter().all(|node| node.ep.entities() == n)
     }
 
-    /// Node `i`'s events matching `f`.
-    pub fn events<T>(&self, i: usize, f: impl Fn(&Event) -> Option<T>) -> Vec<T> {
-        self.nodes[i]
-            .events
-            .iter()
-            .filter_map(|(_, e)| f(e))
-            .collect()
+    /// Runs until every node knows every other (at most `limit`); returns
+    /// whether they do.
+    pub fn run_until_converged(&mut self, limit: Duration) -> bool {
+        self.run_until_true(limit, Net::converged)
     }
 
     /// How many `mbus.hello` messages node `i` sent, with their times.

@@ -4,13 +4,13 @@
 use std::time::{Duration, Instant};
 
 use rmbus::proto::{Event, SendError};
-use rmbus::rpc::{Outcome as RpcOutcome, Reply, RpcType};
-use rmbus::runtime::Bus;
+use rmbus::rpc::{Outcome as RpcOutcome, Reply, RpcEvent, RpcType};
+use rmbus::runtime::EntityId;
 use rmbus::wire::{Address, Value};
 use serde_json::json;
 
 use crate::bus_args::BusArgs;
-use crate::driver::{Driver, Ended, Flow};
+use crate::driver::{entity, Driver, Ended, Flow};
 use crate::reach;
 use crate::record::{to_line, Tagged};
 use crate::{write_stdout, Failure, Outcome};
@@ -128,6 +128,7 @@ pub struct WatchArgs {
 /// A bus that has found its callee.
 struct Session {
     driver: Driver,
+    me: EntityId,
     callee: Address,
     timeout: Duration,
     json: bool,
@@ -135,21 +136,20 @@ struct Session {
 
 impl Session {
     /// Joins the bus; `wait` is `--wait`.
-    fn join(t: &Target) -> Result<(Driver, Duration), Failure> {
+    fn join(t: &Target) -> Result<(Driver, EntityId, Duration), Failure> {
         let wait = Duration::try_from_secs_f64(t.wait)
             .map_err(|e| Failure::input(format!("--wait: {e}")))?;
-        let config = t.bus.config()?;
-        let bus = Bus::bind(&config, &t.bus.address)
-            .map_err(|e| Failure::input(format!("cannot join the bus: {e}")))?;
-        Ok((Driver::new(vec![bus]).map_err(Failure::input)?, wait))
+        let (driver, me) = Driver::join(&t.bus)?;
+        Ok((driver, me, wait))
     }
 
     /// Joins the bus and finds the one callee.
     fn open(t: &Target) -> Result<Session, Failure> {
-        let (mut driver, wait) = Session::join(t)?;
-        let callee = find(&mut driver, &t.dst, wait)?;
+        let (mut driver, me, wait) = Session::join(t)?;
+        let callee = find(&mut driver, me, &t.dst, wait)?;
         Ok(Session {
             driver,
+            me,
             callee,
             timeout: Duration::from_millis(t.timeout),
             json: t.json,
@@ -158,8 +158,9 @@ impl Session {
 
     /// Makes one call and waits for its outcome (or a signal).
     fn call(&mut self, name: &str, args: Vec<Value>) -> Result<RpcOutcome, Failure> {
-        let id = self.driver.buses[0]
-            .call(&self.callee, name, args, self.timeout)
+        let (callee, timeout) = (&self.callee, self.timeout);
+        let id = entity(&mut self.driver.host, self.me)
+            .with_endpoint(|ep, now| ep.rpc().call(now, callee, name, args, timeout))
             .map_err(Failure::input)?;
         let mut outcome = None;
         let ended = self
@@ -168,9 +169,9 @@ impl Session {
                 Some(Instant::now() + self.timeout + Duration::from_secs(2)),
                 |_| Flow::Continue,
                 |_, _, event| match event {
-                    Event::Returned {
+                    Event::Rpc(RpcEvent::Returned {
                         call, outcome: o, ..
-                    } if call == id => {
+                    }) if call == id => {
                         outcome = Some(o);
                         Flow::Stop
                     }
@@ -186,14 +187,19 @@ impl Session {
     }
 
     fn close(mut self) {
-        let _ = self.driver.buses[0].close();
+        let _ = entity(&mut self.driver.host, self.me).close();
     }
 }
 
 /// Pings `dst` and waits to hear from one entity: unknown is exit 3, not
 /// unique exit 2.
-fn find(driver: &mut Driver, dst: &Address, wait: Duration) -> Result<Address, Failure> {
-    match reach::find(driver, dst, wait).map_err(Failure::input)? {
+fn find(
+    driver: &mut Driver,
+    me: EntityId,
+    dst: &Address,
+    wait: Duration,
+) -> Result<Address, Failure> {
+    match reach::find(driver, me, dst, wait).map_err(Failure::input)? {
         None => Err(Failure::lost("interrupted while looking for the callee")),
         Some(Ok(full)) => Ok(full),
         Some(Err(e @ SendError::NotUnique { .. })) => Err(Failure::input(e)),
@@ -380,21 +386,24 @@ pub fn run_watch(args: WatchArgs) -> Outcome {
 /// `call --anycast` and `call --multicast`: finds the group's entities, calls,
 /// prints each outcome and exits with the worst.
 fn group_call(t: &Target, rpc_type: RpcType, name: &str, args: Vec<Value>) -> Outcome {
-    let (mut driver, wait) = Session::join(t)?;
+    let (mut driver, me, wait) = Session::join(t)?;
     let first = rpc_type == RpcType::Anycast;
-    let known = reach::gather(&mut driver, &t.dst, wait, first)
+    let known = reach::gather(&mut driver, me, &t.dst, wait, first)
         .map_err(Failure::input)?
         .ok_or_else(|| Failure::lost("interrupted while looking for the callees"))?;
     if known.is_empty() {
-        let _ = driver.buses[0].close();
+        let _ = entity(&mut driver.host, me).close();
         return Err(Failure::malformed(format!(
             "no entity matching {} answered within --wait",
             t.dst
         )));
     }
     let timeout = Duration::from_millis(t.timeout);
-    let id = driver.buses[0]
-        .call_group(&t.dst, name, args, rpc_type, timeout)
+    let id = entity(&mut driver.host, me)
+        .with_endpoint(|ep, now| {
+            ep.rpc()
+                .call_group(now, &t.dst, name, args, rpc_type, timeout)
+        })
         .map_err(Failure::input)?;
     let mut results = None;
     let ended = driver
@@ -402,15 +411,15 @@ fn group_call(t: &Target, rpc_type: RpcType, name: &str, args: Vec<Value>) -> Ou
             Some(Instant::now() + timeout + Duration::from_secs(2)),
             |_| Flow::Continue,
             |_, _, event| match event {
-                Event::Returned {
+                Event::Rpc(RpcEvent::Returned {
                     call,
                     callee,
                     outcome,
-                } if call == id => {
+                }) if call == id => {
                     results = Some(vec![(callee, outcome)]);
                     Flow::Stop
                 }
-                Event::GroupReturned { call, results: r } if call == id => {
+                Event::Rpc(RpcEvent::GroupReturned { call, results: r }) if call == id => {
                     results = Some(r);
                     Flow::Stop
                 }
@@ -418,7 +427,7 @@ fn group_call(t: &Target, rpc_type: RpcType, name: &str, args: Vec<Value>) -> Ou
             },
         )
         .map_err(Failure::input)?;
-    let _ = driver.buses[0].close();
+    let _ = entity(&mut driver.host, me).close();
     let results = match (results, ended) {
         (Some(r), _) => r,
         (None, Ended::Signal) => return Err(Failure::lost("interrupted before the returns")),

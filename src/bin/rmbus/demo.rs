@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 use rmbus::auth::{CipherAlgo, HashAlgo};
 use rmbus::config::{Config, Scope};
 use rmbus::proto::{Delivery, Event, LeaveReason};
-use rmbus::runtime::Bus;
+use rmbus::runtime::{EntityId, Host};
 use rmbus::wire::{Address, Command, Value};
 
-use crate::driver::{Driver, Ended, Flow};
+use crate::driver::{endpoint, entity, Driver, Ended, Flow};
 use crate::{Failure, Outcome};
 
 /// Watch a bus come alive: a sensor, a controller and a logger on this host.
@@ -68,21 +68,31 @@ pub fn run(args: Args) -> Outcome {
             config.group_addr()
         ),
     );
-    let mut buses = Vec::new();
+    let mut host =
+        Host::bind(&config).map_err(|e| Failure::input(format!("cannot join the bus: {e}")))?;
+    n.say(
+        "demo",
+        "three entities in this process, sharing one pair of sockets",
+    );
+    let mut ids = Vec::new();
     for name in NAMES {
-        let bus = Bus::bind(
-            &config,
-            &Address::new([("app", "demo"), ("module", name)]).map_err(Failure::input)?,
-        )
-        .map_err(|e| Failure::input(format!("cannot join the bus: {e}")))?;
-        n.say(name, format!("joins as {}", bus.local_address()));
-        buses.push(bus);
+        let address = Address::new([("app", "demo"), ("module", name)]).map_err(Failure::input)?;
+        let id = host
+            .add(&address)
+            .map_err(|e| Failure::input(format!("cannot join the bus: {e}")))?;
+        n.say(
+            name,
+            format!("joins as {}", endpoint(&host, id).local_address()),
+        );
+        ids.push(id);
     }
-    let mut driver = Driver::new(buses).map_err(Failure::input)?;
+    let name = |id: EntityId| ids.iter().position(|i| *i == id).map_or("?", |i| NAMES[i]);
+    let (sensor, controller) = (ids[0], ids[1]);
+    let mut driver = Driver::new(host).map_err(Failure::input)?;
     // Ask everyone to say hello now rather than within a second.
-    let _ = driver.buses[0].ping(&Address::empty());
+    let _ =
+        entity(&mut driver.host, sensor).with_endpoint(|ep, now| ep.ping(now, &Address::empty()));
 
-    let (sensor, controller) = (0, 1);
     let leave_at = n.start + total.mul_f64(0.6);
     let mut next_reading = n.start + Duration::from_millis(1200);
     let mut next_command = n.start + Duration::from_millis(1500);
@@ -91,11 +101,11 @@ pub fn run(args: Args) -> Outcome {
     let ended = driver
         .run(
             Some(n.start + total),
-            |buses| {
+            |host| {
                 let now = Instant::now();
                 if !sensor_left && now >= leave_at {
                     n.say("sensor", "leaves the bus (mbus.bye)");
-                    let _ = buses[sensor].close();
+                    let _ = entity(host, sensor).close();
                     sensor_left = true;
                 }
                 if !sensor_left && now >= next_reading {
@@ -109,8 +119,10 @@ pub fn run(args: Args) -> Outcome {
                     );
                     let to =
                         Address::new([("app", "demo"), ("module", "logger")]).unwrap_or_default();
-                    if buses[sensor]
-                        .send(&to, vec![reading], Delivery::Unreliable)
+                    if entity(host, sensor)
+                        .with_endpoint(|ep, now| {
+                            ep.send(now, &to, vec![reading], Delivery::Unreliable)
+                        })
                         .is_ok()
                     {
                         n.say("sensor", format!("sends a reading to {to}, unreliably"));
@@ -120,13 +132,15 @@ pub fn run(args: Args) -> Outcome {
                     next_command = now + Duration::from_millis(1500);
                     let target =
                         Address::new([("app", "demo"), ("module", "sensor")]).unwrap_or_default();
-                    match buses[controller].endpoint().unique_match(&target) {
+                    match endpoint(host, controller).unique_match(&target) {
                         Ok(full) => {
                             rate += 1;
                             let cmd =
                                 Command::new("demo.sensor.set-rate", vec![Value::Integer(rate)]);
-                            if buses[controller]
-                                .send(&full, vec![cmd], Delivery::Reliable)
+                            if entity(host, controller)
+                                .with_endpoint(|ep, now| {
+                                    ep.send(now, &full, vec![cmd], Delivery::Reliable)
+                                })
                                 .is_ok()
                             {
                                 n.say(
@@ -141,7 +155,7 @@ pub fn run(args: Args) -> Outcome {
                 Flow::WakeAt(next_reading.min(next_command).min(leave_at.max(now)))
             },
             |_, i, event| {
-                let me = NAMES[i];
+                let me = name(i);
                 match event {
                     Event::PeerJoined(a) => n.say(me, format!("notices {} joined", name_of(&a))),
                     Event::PeerLeft { addr, reason } => n.say(
@@ -182,10 +196,11 @@ pub fn run(args: Args) -> Outcome {
     if ended == Ended::Signal {
         n.say("demo", "interrupted");
     }
-    for (i, bus) in driver.buses.iter_mut().enumerate() {
-        if !bus.endpoint().is_closed() {
-            n.say(NAMES[i], "leaves the bus (mbus.bye)");
-            let _ = bus.close();
+    for id in ids.iter().copied() {
+        let mut e = entity(&mut driver.host, id);
+        if !e.endpoint().is_closed() {
+            n.say(name(id), "leaves the bus (mbus.bye)");
+            let _ = e.close();
         }
     }
     n.say("demo", "done");

@@ -1,17 +1,21 @@
-//! The event loop of the commands that join the bus: one or more [`Bus`]es,
-//! termination signals, and an optional waker for other threads.
+//! The event loop of the commands that join the bus: one library [`Host`]
+//! (one entity for most commands, several for the demo), termination
+//! signals, and an optional waker for other threads.
 
 use std::io;
 use std::time::{Duration, Instant};
 
 use mio::{Events, Interest, Poll, Token, Waker};
-use rmbus::proto::Event;
-use rmbus::runtime::Bus;
+use rmbus::proto::{Endpoint, Event};
+use rmbus::runtime::{EntityId, EntityMut, Host};
 
+use crate::bus_args::BusArgs;
 use crate::signals::Termination;
+use crate::Failure;
 
-const SIGNAL: Token = Token(usize::MAX - 1);
-const WAKE: Token = Token(usize::MAX - 2);
+const HOST: Token = Token(0);
+const SIGNAL: Token = Token(1);
+const WAKE: Token = Token(2);
 
 /// What the loop does after an event or a tick.
 #[derive(Debug, PartialEq, Eq)]
@@ -33,37 +37,50 @@ pub enum Ended {
     Signal,
 }
 
+/// Entity `id` of `host`: a command keeps its entities for its whole run.
+pub fn entity(host: &mut Host, id: EntityId) -> EntityMut<'_> {
+    host.entity(id)
+        .expect("a command keeps its entities while it runs")
+}
+
+/// Entity `id`'s protocol core.
+pub fn endpoint(host: &Host, id: EntityId) -> &Endpoint {
+    host.endpoint(id)
+        .expect("a command keeps its entities while it runs")
+}
+
 pub struct Driver {
     poll: Poll,
     events: Events,
     signals: Termination,
-    pub buses: Vec<Bus>,
+    pub host: Host,
 }
 
 impl Driver {
-    pub fn new(buses: Vec<Bus>) -> io::Result<Driver> {
+    pub fn new(mut host: Host) -> io::Result<Driver> {
         let poll = Poll::new()?;
         let mut signals = Termination::install()?;
         signals.register(poll.registry(), SIGNAL)?;
-        let mut driver = Driver {
+        poll.registry()
+            .register(&mut host, HOST, Interest::READABLE)?;
+        Ok(Driver {
             poll,
             events: Events::with_capacity(64),
             signals,
-            buses: Vec::new(),
-        };
-        for bus in buses {
-            driver.add(bus)?;
-        }
-        Ok(driver)
+            host,
+        })
     }
 
-    pub fn add(&mut self, mut bus: Bus) -> io::Result<usize> {
-        let i = self.buses.len();
-        self.poll
-            .registry()
-            .register(&mut bus, Token(i), Interest::READABLE)?;
-        self.buses.push(bus);
-        Ok(i)
+    /// Joins the bus that `args` describe with one entity: the driver and
+    /// the entity's id.
+    pub fn join(args: &BusArgs) -> Result<(Driver, EntityId), Failure> {
+        let config = args.config()?;
+        let mut host = rmbus::runtime::Host::bind(&config)
+            .map_err(|e| Failure::input(format!("cannot join the bus: {e}")))?;
+        let me = host
+            .add(&args.address)
+            .map_err(|e| Failure::input(format!("cannot join the bus: {e}")))?;
+        Ok((Driver::new(host).map_err(Failure::input)?, me))
     }
 
     /// A waker other threads can use to make [`Driver::run`] call `tick`.
@@ -73,12 +90,12 @@ impl Driver {
 
     /// Runs until `on_event` or `tick` says stop, `deadline` passes, or a
     /// signal arrives. After every wake-up, `on_event` runs for each event of
-    /// each bus, then `tick` once (so that `tick` sees what the events said).
+    /// each entity, then `tick` once (so that `tick` sees what the events said).
     pub fn run(
         &mut self,
         deadline: Option<Instant>,
-        mut tick: impl FnMut(&mut [Bus]) -> Flow,
-        mut on_event: impl FnMut(&mut [Bus], usize, Event) -> Flow,
+        mut tick: impl FnMut(&mut Host) -> Flow,
+        mut on_event: impl FnMut(&mut Host, EntityId, Event) -> Flow,
     ) -> io::Result<Ended> {
         let mut wake_at: Option<Instant> = None;
         loop {
@@ -87,9 +104,9 @@ impl Driver {
                 return Ok(Ended::Deadline);
             }
             let wake = self
-                .buses
-                .iter()
-                .filter_map(Bus::deadline)
+                .host
+                .deadline()
+                .into_iter()
                 .chain(deadline)
                 .chain(wake_at)
                 .min()
@@ -99,34 +116,26 @@ impl Driver {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
-            let mut readable = Vec::new();
+            let mut readable = false;
             for e in self.events.iter() {
-                if e.token() == SIGNAL {
-                    if self.signals.arrived() {
-                        return Ok(Ended::Signal);
-                    }
-                } else if e.token() != WAKE {
-                    readable.push(e.token().0);
+                match e.token() {
+                    SIGNAL if self.signals.arrived() => return Ok(Ended::Signal),
+                    HOST => readable = true,
+                    _ => {}
                 }
             }
-            for i in readable {
-                if let Some(bus) = self.buses.get_mut(i) {
-                    bus.on_readable()?;
+            if readable {
+                self.host.on_readable()?;
+            }
+            self.host.on_timeout()?;
+            while let Some((id, event)) = self.host.poll_event() {
+                if on_event(&mut self.host, id, event) == Flow::Stop {
+                    // Send what the handler queued; later events stay queued.
+                    self.host.flush()?;
+                    return Ok(Ended::Stopped);
                 }
             }
-            for bus in &mut self.buses {
-                bus.on_timeout()?;
-            }
-            for i in 0..self.buses.len() {
-                while let Some(event) = self.buses[i].poll_event() {
-                    if on_event(&mut self.buses, i, event) == Flow::Stop {
-                        // Send what the handler queued; later events stay queued.
-                        self.buses[i].flush()?;
-                        return Ok(Ended::Stopped);
-                    }
-                }
-            }
-            match tick(&mut self.buses) {
+            match tick(&mut self.host) {
                 Flow::Stop => return Ok(Ended::Stopped),
                 Flow::WakeAt(t) => wake_at = Some(t),
                 Flow::Continue => wake_at = None,

@@ -7,14 +7,15 @@ use std::io::{BufRead, Write};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use rmbus::proto::cmd::Go;
 use rmbus::proto::{Delivery, Event, LeaveReason, MsgId};
-use rmbus::rpc::{Answer, CallId, Outcome as RpcOutcome, Reply, RequestId};
-use rmbus::runtime::Bus;
+use rmbus::rpc::{Answer, CallId, Outcome as RpcOutcome, Reply, RequestId, RpcEvent};
+use rmbus::runtime::{EntityId, Host};
 use rmbus::wire::{Address, Command, Value};
 use serde_json::{json, Value as Json};
 
 use crate::bus_args::BusArgs;
-use crate::driver::{Driver, Flow};
+use crate::driver::{entity, Driver, Flow};
 use crate::reach::{Found, Search};
 use crate::record::Tagged;
 use crate::{Failure, Outcome};
@@ -301,13 +302,13 @@ fn returned_event(line: Option<u64>, callee: &Address, outcome: &RpcOutcome) -> 
 pub fn run(args: Args) -> Outcome {
     let wait = Duration::try_from_secs_f64(args.wait)
         .map_err(|e| Failure::input(format!("--wait: {e}")))?;
-    let config = args.bus.config()?;
-    let bus = Bus::bind(&config, &args.bus.address)
-        .map_err(|e| Failure::input(format!("cannot join the bus: {e}")))?;
+    let (mut driver, me) = Driver::join(&args.bus)?;
     let out = Out { json: args.json };
-    out.emit(json!({"event": "ready", "address": bus.local_address().to_string()}));
-    let mut driver = Driver::new(vec![bus]).map_err(Failure::input)?;
-    driver.buses[0].serve_all(true);
+    let ready = entity(&mut driver.host, me).with_endpoint(|ep, _| {
+        ep.rpc().serve_all(true);
+        ep.local_address().to_string()
+    });
+    out.emit(json!({"event": "ready", "address": ready}));
     let timeout = Duration::from_millis(args.timeout);
 
     // Stdin is read on a thread (so that it is never made non-blocking); each
@@ -332,8 +333,8 @@ pub fn run(args: Args) -> Outcome {
     let ids: RefCell<HashMap<MsgId, u64>> = RefCell::new(HashMap::new());
     let calls: RefCell<HashMap<CallId, u64>> = RefCell::new(HashMap::new());
     let requests: RefCell<Vec<(u64, OpenRequest)>> = RefCell::new(Vec::new());
-    let tick = |buses: &mut [Bus]| {
-        let bus = &mut buses[0];
+    let tick = |host: &mut Host| {
+        let mut bus = entity(host, me);
         while !leaving {
             let Ok(next) = lines.try_recv() else { break };
             let Some(line) = next else {
@@ -354,7 +355,9 @@ pub fn run(args: Args) -> Outcome {
                     dst,
                     command,
                     reliable: false,
-                }) => match bus.send(&dst, vec![command], Delivery::Unreliable) {
+                }) => match bus.with_endpoint(|ep, now| {
+                    ep.send(now, &dst, vec![command], Delivery::Unreliable)
+                }) {
                     Ok(_) => out.emit(json!({"event": "ok", "id": line_no, "action": "send"})),
                     Err(e) => out.error(Some(line_no), e),
                 },
@@ -365,7 +368,7 @@ pub fn run(args: Args) -> Outcome {
                 }) => {
                     pending.push(PendingSend {
                         line: line_no,
-                        search: Search::start(bus, &dst, wait),
+                        search: Search::start(&mut bus, &dst, wait),
                         command,
                         what: Pending::Rsend,
                     });
@@ -373,7 +376,7 @@ pub fn run(args: Args) -> Outcome {
                 Ok(Action::Call { dst, command }) => {
                     pending.push(PendingSend {
                         line: line_no,
-                        search: Search::start(bus, &dst, wait),
+                        search: Search::start(&mut bus, &dst, wait),
                         command,
                         what: Pending::Call,
                     });
@@ -392,7 +395,7 @@ pub fn run(args: Args) -> Outcome {
                     match hits.as_slice() {
                         [i] => {
                             let (_, r) = open.remove(*i);
-                            match bus.reply(r.id, answer) {
+                            match bus.with_endpoint(|ep, now| ep.rpc().reply(now, r.id, answer)) {
                                 Ok(()) => out.emit(json!({"event": "ok", "id": line_no, "action": "return"})),
                                 Err(e) => out.error(Some(line_no), e),
                             }
@@ -405,19 +408,18 @@ pub fn run(args: Args) -> Outcome {
                     }
                 }
                 Ok(Action::Go { dst, condition }) => {
-                    let cmd = Command::new(
-                        "mbus.go",
-                        vec![rmbus::wire::Value::symbol(condition.as_str())],
-                    );
+                    let cmd = Go { condition }.into_command();
                     pending.push(PendingSend {
                         line: line_no,
-                        search: Search::start(bus, &dst, wait),
+                        search: Search::start(&mut bus, &dst, wait),
                         command: cmd,
                         what: Pending::Go,
                     });
                 }
                 Ok(Action::Wait { condition }) => {
-                    match bus.start_waiting(&Address::empty(), &condition) {
+                    match bus.with_endpoint(|ep, now| {
+                        ep.start_waiting(now, &Address::empty(), &condition)
+                    }) {
                         Ok(()) => out.emit(json!({"event": "ok", "id": line_no, "action": "wait"})),
                         Err(e) => out.error(Some(line_no), e),
                     }
@@ -425,7 +427,7 @@ pub fn run(args: Args) -> Outcome {
             }
         }
         let now = Instant::now();
-        pending.retain_mut(|p| match p.search.check(bus, now) {
+        pending.retain_mut(|p| match p.search.check(bus.endpoint(), now) {
             Found::NotYet => true,
             Found::No(e) => {
                 out.error(Some(p.line), e);
@@ -433,7 +435,7 @@ pub fn run(args: Args) -> Outcome {
             }
             Found::Unique(full) if p.what == Pending::Call => {
                 let Command { name, args } = p.command.clone();
-                match bus.call(&full, &name, args, timeout) {
+                match bus.with_endpoint(|ep, now| ep.rpc().call(now, &full, &name, args, timeout)) {
                     Ok(id) => {
                         calls.borrow_mut().insert(id, p.line);
                         out.emit(json!({"event": "ok", "id": p.line, "action": "call", "to": full.to_string()}));
@@ -443,7 +445,10 @@ pub fn run(args: Args) -> Outcome {
                 false
             }
             Found::Unique(full) => {
-                match bus.send(&full, vec![p.command.clone()], Delivery::Reliable) {
+                let command = p.command.clone();
+                match bus.with_endpoint(|ep, now| {
+                    ep.send(now, &full, vec![command], Delivery::Reliable)
+                }) {
                     Ok(id) => {
                         ids.borrow_mut().insert(id, p.line);
                         out.emit(json!({"event": "ok", "id": p.line, "action": p.what.name(), "to": full.to_string()}));
@@ -453,7 +458,7 @@ pub fn run(args: Args) -> Outcome {
                 false
             }
         });
-        let settled = bus.endpoint().in_flight() == 0 && bus.endpoint().open_calls() == 0;
+        let settled = bus.with_endpoint(|ep, _| ep.in_flight() == 0 && ep.rpc().open_calls() == 0);
         if leaving && pending.is_empty() && settled {
             Flow::Stop
         } else if let Some(t) = pending.iter().map(|p| p.search.next_check()).min() {
@@ -462,7 +467,7 @@ pub fn run(args: Args) -> Outcome {
             Flow::Continue
         }
     };
-    let on_event = |_: &mut [Bus], _: usize, event: Event| {
+    let on_event = |_: &mut Host, _: EntityId, event: Event| {
         let line = |id: &MsgId| ids.borrow().get(id).copied();
         let e = match event {
             Event::PeerJoined(a) => json!({"event": "joined", "address": a.to_string()}),
@@ -489,7 +494,7 @@ pub fn run(args: Args) -> Outcome {
             Event::Go { src, condition } => {
                 json!({"event": "go", "src": src.to_string(), "condition": condition})
             }
-            Event::Request(r) => {
+            Event::Rpc(RpcEvent::Request(r)) => {
                 let mut open = requests.borrow_mut();
                 let number = r.id.0;
                 open.push((
@@ -501,19 +506,21 @@ pub fn run(args: Args) -> Outcome {
                 ));
                 json!({"event": "request", "rpc_id": r.rpc_id, "request": number, "src": r.src.to_string(), "name": r.name, "type": r.rpc_type.as_str(), "args": Tagged(&r.args)})
             }
-            Event::Returned {
+            Event::Rpc(RpcEvent::Returned {
                 call,
                 callee,
                 outcome,
-            } => returned_event(calls.borrow_mut().remove(&call), &callee, &outcome),
+            }) => returned_event(calls.borrow_mut().remove(&call), &callee, &outcome),
             other => json!({"event": "other", "detail": format!("{other:?}")}),
         };
         out.emit(e);
         Flow::Continue
     };
     driver.run(None, tick, on_event).map_err(Failure::input)?;
-    driver.buses[0].close().map_err(Failure::input)?;
-    while let Some(event) = driver.buses[0].poll_event() {
+    entity(&mut driver.host, me)
+        .close()
+        .map_err(Failure::input)?;
+    while let Some((_, event)) = driver.host.poll_event() {
         if let Event::DeliveryFailed { id, dst } = event {
             out.emit(
                 json!({"event": "failed", "id": ids.borrow().get(&id), "to": dst.to_string()}),

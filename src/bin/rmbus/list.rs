@@ -3,11 +3,10 @@
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use rmbus::runtime::Bus;
 use rmbus::wire::Address;
 
 use crate::bus_args::BusArgs;
-use crate::driver::{Driver, Flow};
+use crate::driver::{entity, Driver, Flow};
 use crate::{Failure, Outcome};
 
 /// Ping the bus and print the entities that answer.
@@ -30,14 +29,11 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Outcome {
-    let config = args.bus.config()?;
     let wait = Duration::try_from_secs_f64(args.wait)
         .map_err(|e| Failure::input(format!("--wait: {e}")))?;
-    let bus = Bus::bind(&config, &args.bus.address)
-        .map_err(|e| Failure::input(format!("cannot join the bus: {e}")))?;
-    let mut driver = Driver::new(vec![bus]).map_err(Failure::input)?;
-    driver.buses[0]
-        .ping(&Address::empty())
+    let (mut driver, me) = Driver::join(&args.bus)?;
+    entity(&mut driver.host, me)
+        .with_endpoint(|ep, now| ep.ping(now, &Address::empty()))
         .map_err(Failure::input)?;
     driver
         .run(
@@ -46,10 +42,10 @@ pub fn run(args: Args) -> Outcome {
             |_, _, _| Flow::Continue,
         )
         .map_err(Failure::input)?;
-    let bus = &mut driver.buses[0];
-    let mut peers = bus.peers();
+    let mut me = entity(&mut driver.host, me);
+    let mut peers: Vec<_> = me.endpoint().peers().cloned().collect();
     peers.sort_by_key(|p| p.address.to_string());
-    bus.close().map_err(Failure::input)?;
+    me.close().map_err(Failure::input)?;
     let mut out = std::io::stdout().lock();
     if !args.json && !peers.is_empty() {
         let _ = writeln!(out, "{:<60} ENDPOINT", "ADDRESS");

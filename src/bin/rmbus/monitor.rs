@@ -22,7 +22,7 @@ use crate::{clock, pcap, Failure, Outcome};
 #[command(after_help = "\
 Examples:
   rmbus monitor
-  rmbus monitor --json --command tool.          # JSON lines, commands starting tool.
+  rmbus monitor --json --command tool           # JSON lines, commands tool and tool.*
   rmbus monitor --dst '(module:engine)'          # what entities matching it could receive
   rmbus monitor --pcap bus.pcap                  # also record for tcpdump / Wireshark
   rmbus monitor --read bus.pcap                  # decode a capture instead of listening
@@ -42,7 +42,9 @@ pub struct Args {
     /// destination contradicts ADDR); rejected datagrams are always shown.
     #[arg(long, value_name = "ADDR")]
     dst: Option<Address>,
-    /// Only messages with a command whose name starts with PREFIX.
+    /// Only messages with a command named PREFIX or below it, by whole name
+    /// components: `audio` matches `audio` and `audio.x`, not `audiox.y`
+    /// (`tool.` means the same as `tool`).
     #[arg(long, value_name = "PREFIX")]
     command: Option<String>,
     /// Also write every datagram seen to this pcap file.
@@ -107,7 +109,7 @@ impl Printer {
         let cmd_ok = self
             .command
             .as_ref()
-            .is_none_or(|p| msg.commands.iter().any(|c| c.name.starts_with(p.as_str())));
+            .is_none_or(|p| msg.commands.iter().any(|c| c.is_under(p)));
         dst_ok && cmd_ok
     }
 

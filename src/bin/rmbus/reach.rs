@@ -3,9 +3,11 @@
 
 use std::time::{Duration, Instant};
 
-use rmbus::proto::SendError;
-use rmbus::runtime::Bus;
+use rmbus::proto::{Endpoint, SendError};
+use rmbus::runtime::{EntityId, EntityMut};
 use rmbus::wire::Address;
+
+use crate::driver::{endpoint, entity};
 
 /// How long ping answers take at most (U[0, 1000] ms) plus a margin.
 const PING_ANSWERS: Duration = Duration::from_millis(1100);
@@ -29,9 +31,9 @@ pub enum Found {
 
 impl Search {
     /// Pings `dst` and starts waiting at most `wait`.
-    pub fn start(bus: &mut Bus, dst: &Address, wait: Duration) -> Search {
+    pub fn start(me: &mut EntityMut<'_>, dst: &Address, wait: Duration) -> Search {
         let now = Instant::now();
-        if let Err(e) = bus.ping(dst) {
+        if let Err(e) = me.with_endpoint(|ep, now| ep.ping(now, dst)) {
             tracing::warn!("ping failed: {e}");
         }
         Search {
@@ -44,10 +46,10 @@ impl Search {
     /// A destination with an `id` element is unique once heard from; any other
     /// needs every ping answer (1.1 s) to tell whether one entity or several
     /// match it. A unique subset address is completed to the entity's address.
-    pub fn check(&self, bus: &Bus, now: Instant) -> Found {
+    pub fn check(&self, ep: &Endpoint, now: Instant) -> Found {
         let complete = self.dst.id().is_some();
         let settled = complete || now >= self.pinged + PING_ANSWERS;
-        let result = bus.endpoint().unique_match(&self.dst);
+        let result = ep.unique_match(&self.dst);
         let expired = now >= self.deadline;
         match result {
             Ok(full) if settled || expired => Found::Unique(full),
@@ -74,17 +76,18 @@ impl Search {
 /// up, or a signal arrives (`None`).
 pub fn find(
     driver: &mut crate::driver::Driver,
+    me: EntityId,
     dst: &Address,
     wait: Duration,
 ) -> std::io::Result<Option<Result<Address, SendError>>> {
     use crate::driver::{Ended, Flow};
-    let search = Search::start(&mut driver.buses[0], dst, wait);
+    let search = Search::start(&mut entity(&mut driver.host, me), dst, wait);
     let mut found = Found::NotYet;
     let ended = driver.run(
         Some(search.next_check().max(Instant::now() + wait) + Duration::from_millis(10)),
-        |buses| {
+        |host| {
             let now = Instant::now();
-            found = search.check(&buses[0], now);
+            found = search.check(endpoint(host, me), now);
             match found {
                 Found::NotYet => {
                     Flow::WakeAt(search.next_check().max(now + Duration::from_millis(5)))
@@ -98,7 +101,7 @@ pub fn find(
         return Ok(None);
     }
     if matches!(found, Found::NotYet) {
-        found = search.check(&driver.buses[0], Instant::now());
+        found = search.check(endpoint(&driver.host, me), Instant::now());
     }
     Ok(Some(match found {
         Found::Unique(full) => Ok(full),
@@ -113,25 +116,25 @@ pub fn find(
 /// the known matches (`None` after a signal).
 pub fn gather(
     driver: &mut crate::driver::Driver,
+    me: EntityId,
     dst: &Address,
     wait: Duration,
     first: bool,
 ) -> std::io::Result<Option<Vec<Address>>> {
     use crate::driver::{Ended, Flow};
-    let search = Search::start(&mut driver.buses[0], dst, wait);
+    let search = Search::start(&mut entity(&mut driver.host, me), dst, wait);
     let settled = (search.pinged + PING_ANSWERS).min(search.deadline);
-    let matches = |bus: &Bus| -> Vec<Address> {
-        bus.endpoint()
-            .peers()
+    let matches = |ep: &Endpoint| -> Vec<Address> {
+        ep.peers()
             .map(|p| p.address.clone())
             .filter(|a| dst.is_subset_of(a))
             .collect()
     };
     let ended = driver.run(
         Some(search.deadline),
-        |buses| {
+        |host| {
             let now = Instant::now();
-            let known = !matches(&buses[0]).is_empty();
+            let known = !matches(endpoint(host, me)).is_empty();
             if known && (first || now >= settled) {
                 Flow::Stop
             } else if now < settled {
@@ -145,5 +148,5 @@ pub fn gather(
     if ended == Ended::Signal {
         return Ok(None);
     }
-    Ok(Some(matches(&driver.buses[0])))
+    Ok(Some(matches(endpoint(&driver.host, me))))
 }

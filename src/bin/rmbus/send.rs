@@ -3,11 +3,11 @@
 use std::time::{Duration, Instant};
 
 use rmbus::proto::{Delivery, Event};
-use rmbus::runtime::Bus;
+use rmbus::runtime::EntityId;
 use rmbus::wire::{Address, Command, Value};
 
 use crate::bus_args::BusArgs;
-use crate::driver::{Driver, Flow};
+use crate::driver::{entity, Driver, Flow};
 use crate::reach;
 use crate::{Failure, Outcome};
 
@@ -56,29 +56,32 @@ pub fn run(args: Args) -> Outcome {
     let cmd = command(&args.command, &args.args).map_err(Failure::input)?;
     let wait = Duration::try_from_secs_f64(args.wait)
         .map_err(|e| Failure::input(format!("--wait: {e}")))?;
-    let config = args.bus.config()?;
-    let bus = Bus::bind(&config, &args.bus.address)
-        .map_err(|e| Failure::input(format!("cannot join the bus: {e}")))?;
-    let mut driver = Driver::new(vec![bus]).map_err(Failure::input)?;
+    let (mut driver, me) = Driver::join(&args.bus)?;
     let outcome = if args.reliable {
-        send_reliable(&mut driver, &args.to, cmd, wait)
+        send_reliable(&mut driver, me, &args.to, cmd, wait)
     } else {
-        driver.buses[0]
-            .send(&args.to, vec![cmd], Delivery::Unreliable)
+        entity(&mut driver.host, me)
+            .with_endpoint(|ep, now| ep.send(now, &args.to, vec![cmd], Delivery::Unreliable))
             .map(|_| ())
             .map_err(Failure::input)
     };
-    let _ = driver.buses[0].close();
+    let _ = entity(&mut driver.host, me).close();
     outcome
 }
 
-fn send_reliable(driver: &mut Driver, to: &Address, cmd: Command, wait: Duration) -> Outcome {
-    let dst = match reach::find(driver, to, wait).map_err(Failure::input)? {
+fn send_reliable(
+    driver: &mut Driver,
+    me: EntityId,
+    to: &Address,
+    cmd: Command,
+    wait: Duration,
+) -> Outcome {
+    let dst = match reach::find(driver, me, to, wait).map_err(Failure::input)? {
         None => return Err(Failure::lost("interrupted before sending")),
         Some(found) => found.map_err(Failure::input)?,
     };
-    let id = driver.buses[0]
-        .send(&dst, vec![cmd], Delivery::Reliable)
+    let id = entity(&mut driver.host, me)
+        .with_endpoint(|ep, now| ep.send(now, &dst, vec![cmd], Delivery::Reliable))
         .map_err(Failure::input)?;
     let mut result = None;
     driver

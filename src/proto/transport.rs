@@ -1,0 +1,762 @@
+//! The transport: one entity's RFC 3259 machine (§6–§10) without the
+//! Guidelines layer. It authenticates and accepts datagrams, keeps the entity
+//! table and the hello schedule, sends and retransmits reliable messages,
+//! acknowledges and suppresses duplicates, and queues what the application
+//! should know. The [`super::Endpoint`] wraps it with the Guidelines
+//! sub-machines and routes the commands it accepts.
+//!
+//! The delivery outcome of a reliable message that a sub-machine sent on its
+//! own behalf (a call's request, a return, a notification) is not an event for
+//! the application: such messages carry an [`Owner`], and their outcomes are
+//! set aside as [`Settled`] notices for the endpoint to route.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::auth::{open, seal_view, Rejection};
+use crate::rpc::{CallId, TxnId};
+use crate::wire::{Address, Command, EncodeError, Header, Message, MessageType, MessageView};
+
+use super::cmd::{Hello, Ping, Waiting};
+use super::deadlines::Deadlines;
+use super::hello::HelloTimer;
+use super::peers::{Peer, PeerTable};
+use super::reliable::{DuplicateMemory, Fired, InFlight, InFlightTable, RetransmitPolicy};
+use super::rng::Rng;
+use super::{
+    Delivery, EndpointConfig, Event, LeaveReason, MsgId, SendError, SetupError, Stats, Transmit,
+};
+
+/// Who a reliable message's delivery outcome goes to, when not to the
+/// application.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Owner {
+    /// Nobody: it settles quietly (returns, notifications, replies).
+    Quiet,
+    /// The call whose request it is: failure makes the call undeliverable.
+    Call(CallId),
+    /// The client transaction it belongs to: failure ends it.
+    Txn(TxnId),
+}
+
+/// The outcome of an owned reliable message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Settled {
+    pub(crate) owner: Owner,
+    pub(crate) delivered: bool,
+}
+
+/// A message the transport accepted: authentic, from a peer, for us, and
+/// (if reliable) not a duplicate. Its commands are for the endpoint to route.
+#[derive(Debug)]
+pub(crate) struct Accepted {
+    pub(crate) header: Header,
+    pub(crate) reliable: bool,
+    pub(crate) commands: Vec<Command>,
+}
+
+/// A reliable message's datagram and IP destination, kept for retransmission.
+type Retained = (Vec<u8>, SocketAddr);
+
+/// The conditions we announce with `mbus.waiting` until released.
+#[derive(Debug, Default)]
+struct Waits {
+    /// When each is announced next.
+    next: Deadlines<String>,
+    /// Where each is announced.
+    dst: BTreeMap<String, Address>,
+}
+
+/// One entity's RFC 3259 state.
+#[derive(Debug)]
+pub(crate) struct Transport {
+    config: EndpointConfig,
+    policy: RetransmitPolicy,
+    local: Address,
+    /// The monotonic instant and wall-clock milliseconds of one moment: every
+    /// TimeStamp is derived from it, so `now` stays the only time input.
+    anchor: (Instant, u64),
+    rng: Rng,
+    next_seq: u32,
+    next_id: u64,
+    peers: PeerTable,
+    hello: HelloTimer,
+    /// When the hello that answers pings goes out.
+    ping_reply: Option<Instant>,
+    /// Pings until then are covered by the answer already scheduled or sent
+    /// (one answer per c_hello_min, however many pings come).
+    pings_covered_until: Option<Instant>,
+    in_flight: InFlightTable,
+    /// Ordered-mode messages waiting for their predecessor to settle.
+    ordered: HashMap<Address, VecDeque<(MsgId, Vec<Command>)>>,
+    remembered: DuplicateMemory,
+    waits: Waits,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+    owners: HashMap<MsgId, Owner>,
+    settled: Vec<Settled>,
+    stats: Stats,
+    closed: bool,
+}
+
+impl Transport {
+    pub(crate) fn new(
+        config: EndpointConfig,
+        local: Address,
+        now: Instant,
+        wall_now: SystemTime,
+    ) -> Result<Transport, SetupError> {
+        if local.id().is_none() {
+            return Err(SetupError::MissingId(local));
+        }
+        let wall_ms = wall_now
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let mut rng = Rng::new(config.seed);
+        let hello = HelloTimer::new(now, &config.timers, &mut rng);
+        Ok(Transport {
+            policy: RetransmitPolicy::new(&config.timers),
+            next_seq: config.first_seq,
+            config,
+            local,
+            anchor: (now, wall_ms),
+            rng,
+            next_id: 0,
+            peers: PeerTable::default(),
+            hello,
+            ping_reply: None,
+            pings_covered_until: None,
+            in_flight: InFlightTable::default(),
+            ordered: HashMap::new(),
+            remembered: DuplicateMemory::default(),
+            waits: Waits::default(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            owners: HashMap::new(),
+            settled: Vec::new(),
+            stats: Stats::default(),
+            closed: false,
+        })
+    }
+
+    // ---- getters ---------------------------------------------------------------
+
+    pub(crate) fn local_address(&self) -> &Address {
+        &self.local
+    }
+
+    pub(crate) fn peers(&self) -> impl Iterator<Item = &Peer> + '_ {
+        self.peers.iter()
+    }
+
+    pub(crate) fn peer(&self, addr: &Address) -> Option<&Peer> {
+        self.peers.get(addr)
+    }
+
+    pub(crate) fn is_known(&self, addr: &Address) -> bool {
+        self.peers.contains(addr)
+    }
+
+    pub(crate) fn entities(&self) -> usize {
+        self.peers.len() + 1
+    }
+
+    pub(crate) fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    pub(crate) fn stats_mut(&mut self) -> &mut Stats {
+        &mut self.stats
+    }
+
+    pub(crate) fn policy(&self) -> &RetransmitPolicy {
+        &self.policy
+    }
+
+    pub(crate) fn limits(&self) -> &super::Limits {
+        &self.config.limits
+    }
+
+    pub(crate) fn in_flight(&self) -> usize {
+        self.in_flight.len() + self.ordered.values().map(VecDeque::len).sum::<usize>()
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// The complete address of the one known entity that `dst` designates
+    /// (RFC 3259 §6.2 uniqueness); `dst` may be a subset of it.
+    pub(crate) fn unique_match(&self, dst: &Address) -> Result<Address, SendError> {
+        let mut matches = self.peers.iter().filter(|p| dst.is_subset_of(&p.address));
+        match (matches.next(), matches.count()) {
+            (None, _) => Err(SendError::UnknownDestination(dst.clone())),
+            (Some(one), 0) => Ok(one.address.clone()),
+            (Some(_), more) => Err(SendError::NotUnique {
+                dst: dst.clone(),
+                matches: more + 1,
+            }),
+        }
+    }
+
+    /// `dst` itself if it is the complete address of one known entity, as a
+    /// reliable message needs it (RFC 3259 §7).
+    pub(crate) fn resolve(&self, dst: &Address) -> Result<Address, SendError> {
+        let full = self.unique_match(dst)?;
+        if &full == dst {
+            Ok(full)
+        } else {
+            Err(SendError::Incomplete {
+                dst: dst.clone(),
+                full,
+            })
+        }
+    }
+
+    // ---- input -------------------------------------------------------------------
+
+    /// One datagram: authenticated, the sender refreshed, its acks applied,
+    /// and the message returned if its commands are for us. Never fails:
+    /// what is not acceptable is dropped and counted.
+    pub(crate) fn accept(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        data: &[u8],
+    ) -> Option<Accepted> {
+        self.stats.datagrams_in += 1;
+        if self.closed {
+            return None;
+        }
+        let msg = match open(data, &self.config.keys) {
+            Ok(msg) => msg,
+            Err(rejection) => {
+                match rejection {
+                    Rejection::NoDigest | Rejection::BadDigest => self.stats.rejected_auth += 1,
+                    Rejection::Malformed(_) => self.stats.rejected_malformed += 1,
+                    _ => self.stats.rejected_cipher += 1,
+                }
+                tracing::trace!(%from, reason = rejection.code(), "datagram rejected");
+                return None;
+            }
+        };
+        let Message { header, commands } = msg;
+        if header.src == self.local {
+            self.stats.own_echoes += 1;
+            return None;
+        }
+        if !self.heard_from(now, &header.src, from) {
+            return None;
+        }
+        for seq in &header.acks {
+            if let Some((id, m)) = self.in_flight.acked(&header.src, *seq) {
+                self.stats.acknowledged += 1;
+                let after = now.saturating_duration_since(m.first_sent);
+                self.settle(id, m.dst.clone(), Some(after));
+                self.release_ordered(now, &m.dst);
+            }
+        }
+        if !header.dst.is_subset_of(&self.local) {
+            self.stats.not_for_us += 1;
+            return None;
+        }
+        let reliable = header.kind == MessageType::Reliable;
+        if reliable {
+            // RFC 3259 §7: processed and acknowledged only if sent to exactly us.
+            if header.dst != self.local {
+                self.stats.not_for_us += 1;
+                return None;
+            }
+            let due = now + self.config.timers.t_c;
+            let fresh = self.remembered.insert(
+                (header.src.clone(), header.seq, header.timestamp),
+                now,
+                self.config.limits.max_remembered,
+            );
+            if fresh {
+                self.peers.owe_ack(&header.src, header.seq, due);
+            } else {
+                self.peers.reack(&header.src, header.seq, now, due);
+            }
+            if self.peers.pending_acks(&header.src) >= self.config.limits.max_pending_acks {
+                self.send_dedicated_ack(now, &header.src);
+            }
+            if !fresh {
+                self.stats.duplicates += 1;
+                return None;
+            }
+        }
+        Some(Accepted {
+            header,
+            reliable,
+            commands,
+        })
+    }
+
+    /// `mbus.ping` arrived (RFC 3259 §9.3): one hello after U[0, c_hello_min]
+    /// answers the pings of that wait. We extend the cover to c_hello_min after
+    /// the first ping even when the random wait was shorter: the answer resets
+    /// the regular timer, so a later pinger still hears a hello within about
+    /// one interval.
+    pub(crate) fn on_ping(&mut self, now: Instant) {
+        let covered = self.pings_covered_until.is_some_and(|until| now < until);
+        if self.ping_reply.is_none() && !covered {
+            let wait = self.config.timers.hello_min;
+            self.ping_reply = Some(now + wait.mul_f64(self.rng.unit()));
+            self.pings_covered_until = Some(now + wait);
+        }
+    }
+
+    /// Removes `addr` from the entity table; false if it was not known.
+    pub(crate) fn remove_peer(
+        &mut self,
+        now: Instant,
+        addr: &Address,
+        reason: LeaveReason,
+    ) -> bool {
+        if !self.peers.remove(addr) {
+            return false;
+        }
+        self.remembered.forget(addr);
+        let entities = self.entities();
+        self.hello.entities_dropped(now, entities);
+        tracing::debug!(peer = %addr, ?reason, "entity left");
+        self.push_event(Event::PeerLeft {
+            addr: addr.clone(),
+            reason,
+        });
+        true
+    }
+
+    // ---- timers, in the order the endpoint runs them --------------------------------
+
+    /// Retransmissions and failures due at `now`.
+    pub(crate) fn retransmit_due(&mut self, now: Instant) {
+        let policy = self.policy;
+        for fired in self.in_flight.fire(now, &policy) {
+            match fired {
+                Fired::Retransmit { to, bytes } => {
+                    self.stats.retransmissions += 1;
+                    self.queue_transmit(Transmit {
+                        destination: to,
+                        contents: bytes,
+                    });
+                }
+                Fired::Failed(id, m) => {
+                    self.stats.failed += 1;
+                    tracing::debug!(id = id.0, dst = %m.dst, "reliable message not acknowledged");
+                    self.settle(id, m.dst.clone(), None);
+                    self.release_ordered(now, &m.dst);
+                }
+            }
+        }
+    }
+
+    /// Acknowledgements whose T_c deadline has come.
+    pub(crate) fn send_acks_due(&mut self, now: Instant) {
+        for addr in self.peers.owed(Some(now)) {
+            self.send_dedicated_ack(now, &addr);
+        }
+    }
+
+    /// The entity silent for too long at `now`, if any: removed (with its
+    /// event) and returned. The silence threshold shrinks with the entity
+    /// count, so call it until it returns `None`.
+    pub(crate) fn expire_one(&mut self, now: Instant) -> Option<Address> {
+        let dead_after = HelloTimer::dead_after(&self.config.timers, self.entities());
+        let (heard, addr) = self.peers.least_recently_heard()?;
+        if heard + dead_after > now {
+            return None;
+        }
+        let addr = addr.clone();
+        self.remove_peer(now, &addr, LeaveReason::Timeout);
+        Some(addr)
+    }
+
+    /// Hellos (the regular one or the answer to pings), `mbus.waiting`
+    /// repeats, and forgetting old deliveries.
+    pub(crate) fn announce_due(&mut self, now: Instant) {
+        let timers = self.config.timers.clone();
+        if self.ping_reply.is_some_and(|at| at <= now) {
+            self.ping_reply = None;
+            self.send_hello(now);
+        } else if self.hello.next <= now {
+            let entities = self.entities();
+            if self.hello.expire(now, entities, &timers, &mut self.rng) {
+                self.send_hello_now(now);
+            }
+        }
+        for condition in self.waits.next.take_due(now) {
+            self.waits
+                .next
+                .set(condition.clone(), now + timers.waiting_interval);
+            if let Some(dst) = self.waits.dst.get(&condition).cloned() {
+                let cmd = Waiting { condition }.into_command();
+                let _ = self.emit(now, &dst, MessageType::Unreliable, vec![cmd]);
+            }
+        }
+        self.remembered.expire(now, timers.dup_memory);
+    }
+
+    /// When the earliest transport timer is due.
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        if self.closed {
+            return None;
+        }
+        let dead_after = HelloTimer::dead_after(&self.config.timers, self.entities());
+        [
+            Some(self.hello.next),
+            self.ping_reply,
+            self.in_flight.next_deadline(),
+            self.peers.next_ack_due(),
+            self.peers
+                .least_recently_heard()
+                .map(|(at, _)| at + dead_after),
+            self.waits.next.next(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    // ---- commands from the application -------------------------------------------
+
+    /// Sends `commands` in one message to `dst` (see `Endpoint::send`).
+    pub(crate) fn send(
+        &mut self,
+        now: Instant,
+        dst: &Address,
+        commands: Vec<Command>,
+        delivery: Delivery,
+    ) -> Result<MsgId, SendError> {
+        if self.closed {
+            return Err(SendError::Closed);
+        }
+        let id = MsgId(self.next_id);
+        if delivery == Delivery::Unreliable {
+            self.emit(now, dst, MessageType::Unreliable, commands)?;
+            self.next_id += 1;
+            return Ok(id);
+        }
+        let full = self.resolve(dst)?;
+        if self.in_flight() >= self.config.limits.max_in_flight {
+            return Err(SendError::TooManyInFlight(self.in_flight()));
+        }
+        let busy = self.in_flight.has_destination(&full) || self.ordered.contains_key(&full);
+        if delivery == Delivery::ReliableOrdered && busy {
+            // Checked now, so that a queued message cannot fail to encode later.
+            let probe = self.view(dst, MessageType::Reliable, &[], &commands);
+            seal_view(&probe, &self.config.keys, self.config.framing)?;
+            self.ordered
+                .entry(full)
+                .or_default()
+                .push_back((id, commands));
+        } else {
+            self.transmit_reliable(now, id, full, commands)?;
+        }
+        self.next_id += 1;
+        Ok(id)
+    }
+
+    /// Sends one command reliably to `dst` (a known entity's complete
+    /// address); its outcome goes to `owner`, not to the application.
+    pub(crate) fn send_owned(
+        &mut self,
+        now: Instant,
+        dst: &Address,
+        command: Command,
+        owner: Owner,
+    ) -> Result<MsgId, SendError> {
+        let id = self.send(now, dst, vec![command], Delivery::Reliable)?;
+        self.owners.insert(id, owner);
+        Ok(id)
+    }
+
+    /// Announces `condition` to `dst` now and every `waiting_interval`.
+    pub(crate) fn start_waiting(
+        &mut self,
+        now: Instant,
+        dst: &Address,
+        condition: &str,
+    ) -> Result<(), SendError> {
+        if self.closed {
+            return Err(SendError::Closed);
+        }
+        let cmd = Waiting {
+            condition: condition.to_owned(),
+        }
+        .into_command();
+        self.emit(now, dst, MessageType::Unreliable, vec![cmd])?;
+        self.waits.next.set(
+            condition.to_owned(),
+            now + self.config.timers.waiting_interval,
+        );
+        self.waits.dst.insert(condition.to_owned(), dst.clone());
+        Ok(())
+    }
+
+    /// Stops announcing `condition`; false if we were not waiting for it.
+    pub(crate) fn stop_waiting(&mut self, condition: &str) -> bool {
+        self.waits.dst.remove(condition);
+        self.waits.next.remove(&condition.to_owned()).is_some()
+    }
+
+    /// The conditions we are waiting for, in name order.
+    pub(crate) fn waiting_for(&self) -> impl Iterator<Item = &str> + '_ {
+        self.waits.dst.keys().map(String::as_str)
+    }
+
+    /// Pings `dst` (unreliable).
+    pub(crate) fn ping(&mut self, now: Instant, dst: &Address) -> Result<(), SendError> {
+        self.send(now, dst, vec![Ping.into_command()], Delivery::Unreliable)
+            .map(|_| ())
+    }
+
+    /// Fails every reliable message still in flight or queued (closing).
+    pub(crate) fn fail_all(&mut self) {
+        for (id, m) in self.in_flight.drain() {
+            self.stats.failed += 1;
+            self.settle(id, m.dst, None);
+        }
+        let mut queued: Vec<(MsgId, Address)> = std::mem::take(&mut self.ordered)
+            .into_iter()
+            .flat_map(|(dst, queue)| queue.into_iter().map(move |(id, _)| (id, dst.clone())))
+            .collect();
+        queued.sort_unstable_by_key(|(id, _)| *id);
+        for (id, dst) in queued {
+            self.stats.failed += 1;
+            self.settle(id, dst, None);
+        }
+    }
+
+    /// Says bye (RFC 3259 §9.2) and stops: no hello, no waiting, no input.
+    pub(crate) fn say_bye(&mut self, now: Instant) {
+        if self.closed {
+            return;
+        }
+        let bye = super::cmd::Bye.into_command();
+        let _ = self.emit(now, &Address::empty(), MessageType::Unreliable, vec![bye]);
+        self.waits = Waits::default();
+        self.ping_reply = None;
+        self.closed = true;
+    }
+
+    // ---- output ------------------------------------------------------------------
+
+    /// The next datagram to send. Acknowledgements still owed go out first,
+    /// one message per peer (the socket has been read empty when the driver
+    /// asks for transmits).
+    pub(crate) fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
+        if self.peers.owe_any() {
+            for addr in self.peers.owed(None) {
+                self.send_dedicated_ack(now, &addr);
+            }
+        }
+        let t = self.transmits.pop_front()?;
+        self.stats.datagrams_out += 1;
+        Some(t)
+    }
+
+    pub(crate) fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Queues an event for the application (the oldest is dropped beyond the
+    /// bound).
+    pub(crate) fn push_event(&mut self, event: Event) {
+        if self.events.len() >= self.config.limits.max_events {
+            self.events.pop_front();
+            self.stats.queue_drops += 1;
+        }
+        self.events.push_back(event);
+    }
+
+    /// The outcomes of owned messages since the last call.
+    pub(crate) fn take_settled(&mut self) -> Vec<Settled> {
+        std::mem::take(&mut self.settled)
+    }
+
+    // ---- internals -------------------------------------------------------------------
+
+    /// A reliable message settled: `after` is the time to its ack, `None`
+    /// for a failure. Its owner hears of it, or else the application.
+    fn settle(&mut self, id: MsgId, dst: Address, after: Option<Duration>) {
+        let delivered = after.is_some();
+        if let Some(owner) = self.owners.remove(&id) {
+            self.settled.push(Settled { owner, delivered });
+            return;
+        }
+        self.push_event(match after {
+            Some(after) => Event::Delivered { id, dst, after },
+            None => Event::DeliveryFailed { id, dst },
+        });
+    }
+
+    fn wall_ms(&self, now: Instant) -> u64 {
+        let (at, ms) = self.anchor;
+        ms + now.saturating_duration_since(at).as_millis() as u64
+    }
+
+    /// The message we would send now, as borrowed parts (no clones).
+    fn view<'a>(
+        &'a self,
+        dst: &'a Address,
+        kind: MessageType,
+        acks: &'a [u32],
+        commands: &'a [Command],
+    ) -> MessageView<'a> {
+        MessageView {
+            seq: self.next_seq,
+            timestamp: 0,
+            kind,
+            src: &self.local,
+            dst,
+            acks,
+            commands,
+        }
+    }
+
+    /// Builds, seals and queues one message, piggy-backing the acks owed to
+    /// `dst` if it is exactly a known entity. Returns its SeqNum and, for a
+    /// reliable message, a copy of the datagram and its IP destination.
+    fn emit(
+        &mut self,
+        now: Instant,
+        dst: &Address,
+        kind: MessageType,
+        commands: Vec<Command>,
+    ) -> Result<(u32, Option<Retained>), EncodeError> {
+        let acks = if self.peers.owe_any() {
+            let keep_until = now + self.policy.retransmit_window();
+            self.peers.take_acks(dst, keep_until)
+        } else {
+            Vec::new()
+        };
+        let mut msg = self.view(dst, kind, &acks, &commands);
+        msg.timestamp = self.wall_ms(now);
+        match seal_view(&msg, &self.config.keys, self.config.framing) {
+            Ok(bytes) => {
+                let seq = self.next_seq;
+                self.next_seq = self.next_seq.wrapping_add(1);
+                let to = self.route(dst);
+                let copy = (kind == MessageType::Reliable).then(|| (bytes.clone(), to));
+                self.queue_transmit(Transmit {
+                    destination: to,
+                    contents: bytes,
+                });
+                Ok((seq, copy))
+            }
+            Err(e) => {
+                let due = now + self.config.timers.t_c;
+                for seq in acks {
+                    self.peers.owe_ack(dst, seq, due);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn transmit_reliable(
+        &mut self,
+        now: Instant,
+        id: MsgId,
+        dst: Address,
+        commands: Vec<Command>,
+    ) -> Result<(), EncodeError> {
+        let (seq, copy) = self.emit(now, &dst, MessageType::Reliable, commands)?;
+        let Some((bytes, to)) = copy else {
+            return Ok(());
+        };
+        self.stats.reliable_sent += 1;
+        let m = InFlight {
+            dst,
+            seq,
+            bytes,
+            to,
+            first_sent: now,
+            transmissions: 1,
+        };
+        self.in_flight.insert(id, m, &self.policy);
+        Ok(())
+    }
+
+    /// The previous ordered message to `dst` settled: send the next one.
+    fn release_ordered(&mut self, now: Instant, dst: &Address) {
+        let Some(queue) = self.ordered.get_mut(dst) else {
+            return;
+        };
+        let next = queue.pop_front();
+        if queue.is_empty() {
+            self.ordered.remove(dst);
+        }
+        if let Some((id, commands)) = next {
+            if self
+                .transmit_reliable(now, id, dst.clone(), commands)
+                .is_err()
+            {
+                self.stats.failed += 1;
+                self.settle(id, dst.clone(), None);
+            }
+        }
+    }
+
+    /// Where a message to `dst` goes: the group, or the unique destination's own
+    /// endpoint with the unicast optimisation (RFC 3259 §6.2).
+    fn route(&self, dst: &Address) -> SocketAddr {
+        let group = self.config.group;
+        if !self.config.send_unicast || dst.is_empty() {
+            return group;
+        }
+        let mut matches = self.peers.iter().filter(|p| dst.is_subset_of(&p.address));
+        match (matches.next(), matches.next()) {
+            (Some(p), None) if p.endpoint.port() != group.port() => p.endpoint,
+            _ => group,
+        }
+    }
+
+    fn send_hello(&mut self, now: Instant) {
+        self.send_hello_now(now);
+        let entities = self.entities();
+        let timers = self.config.timers.clone();
+        self.hello.sent(now, entities, &timers, &mut self.rng);
+    }
+
+    fn send_hello_now(&mut self, now: Instant) {
+        let hello = Hello.into_command();
+        let _ = self.emit(now, &Address::empty(), MessageType::Unreliable, vec![hello]);
+    }
+
+    fn send_dedicated_ack(&mut self, now: Instant, peer: &Address) {
+        if self
+            .emit(now, peer, MessageType::Unreliable, vec![])
+            .is_ok()
+        {
+            self.stats.dedicated_acks += 1;
+        }
+    }
+
+    /// Adds or refreshes the sender in the entity table; false if it is new and
+    /// the table is full.
+    fn heard_from(&mut self, now: Instant, src: &Address, from: SocketAddr) -> bool {
+        if self.peers.heard(src, from, now) {
+            return true;
+        }
+        if self.peers.len() >= self.config.limits.max_peers {
+            self.stats.queue_drops += 1;
+            return false;
+        }
+        self.peers.insert(src, from, now);
+        tracing::debug!(peer = %src, %from, "entity joined");
+        self.push_event(Event::PeerJoined(src.clone()));
+        true
+    }
+
+    fn queue_transmit(&mut self, t: Transmit) {
+        if self.transmits.len() >= self.config.limits.max_transmits {
+            self.transmits.pop_front();
+            self.stats.queue_drops += 1;
+        }
+        self.transmits.push_back(t);
+    }
+}

@@ -1,0 +1,418 @@
+//! [`Host`]: many entities in one process, on one set of sockets and one
+//! event loop.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::time::{Duration, Instant, SystemTime};
+
+use mio::event::Source;
+use mio::net::UdpSocket;
+use mio::{Interest, Registry, Token};
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
+
+use crate::config::Config;
+use crate::proto::{Endpoint, EndpointConfig, Event, SendError};
+use crate::rpc::{CallId, Outcome, Request};
+use crate::wire::{Address, Value};
+
+use super::closures::Closures;
+use super::{socket, BindError, Handled};
+
+/// An entity of a [`Host`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EntityId(pub u64);
+
+/// One hosted entity: its protocol core and its closures.
+#[derive(Debug)]
+struct Entity {
+    endpoint: Endpoint,
+    closures: Closures,
+}
+
+/// The sending side shared by the entities.
+#[derive(Debug)]
+struct Sender {
+    own: UdpSocket,
+    send_errors: u64,
+}
+
+impl Sender {
+    /// Sends every datagram `ep` has ready.
+    fn flush(&mut self, ep: &mut Endpoint) -> io::Result<()> {
+        let now = Instant::now();
+        while let Some(t) = ep.poll_transmit(now) {
+            match self.own.send_to(&t.contents, t.destination) {
+                Ok(_) => {}
+                // A full buffer or an unreachable peer loses this datagram only;
+                // reliable messages are retransmitted.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::ConnectionRefused
+                    ) =>
+                {
+                    self.send_errors += 1;
+                }
+                Err(e) => {
+                    self.send_errors += 1;
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn flush_logged(&mut self, ep: &mut Endpoint) {
+        if let Err(e) = self.flush(ep) {
+            tracing::warn!("sending failed: {e}");
+        }
+    }
+}
+
+/// Several entities in one process, on one pair of sockets.
+///
+/// Every datagram the sockets receive is handed to every entity (multicast
+/// semantics: each ignores what is not addressed to it). The entities share
+/// one sending socket, so their traffic to each other goes through the
+/// kernel's multicast loop exactly as it would between processes: each
+/// sibling gets each message once, from the kernel, and is never handed a
+/// second, in-process copy. While the host holds a single entity, what
+/// comes back from its own socket is its own traffic and is dropped unread
+/// (counted in [`Host::own_echoes`]); with several, it may be a sibling's and
+/// goes to everyone (the sender recognises its own by the source address).
+///
+/// Entities are added and removed at any time. Drive a host like a
+/// [`super::Bus`]: on readability [`Host::on_readable`]; when [`Host::timeout`]
+/// has passed [`Host::on_timeout`]; then [`Host::poll_event`] until `None`
+/// (which also sends what is owed).
+#[derive(Debug)]
+pub struct Host {
+    group: UdpSocket,
+    sender: Sender,
+    group_addr: SocketAddr,
+    own_addr: SocketAddr,
+    interface_ip: IpAddr,
+    /// What every entity is told about the bus (its seed is drawn per entity).
+    template: EndpointConfig,
+    /// Both sockets in a level-triggered epoll set, for [`AsRawFd`].
+    watch: Epoll,
+    buf: Vec<u8>,
+    entities: BTreeMap<EntityId, Entity>,
+    next_id: u64,
+    own_echoes: u64,
+}
+
+impl Host {
+    /// Opens the sockets of the bus that `config` describes, with no entity yet.
+    pub fn bind(config: &Config) -> Result<Host, BindError> {
+        let template = EndpointConfig::from_config(config, 0)?;
+        let sockets = socket::open(config)?;
+        let watch = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).map_err(io::Error::from)?;
+        for (n, s) in [&sockets.group, &sockets.own].into_iter().enumerate() {
+            watch
+                .add(s.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, n as u64))
+                .map_err(io::Error::from)?;
+        }
+        let own_addr = sockets.own.local_addr()?;
+        Ok(Host {
+            group: UdpSocket::from_std(sockets.group),
+            sender: Sender {
+                own: UdpSocket::from_std(sockets.own),
+                send_errors: 0,
+            },
+            group_addr: sockets.group_addr,
+            own_addr,
+            interface_ip: sockets.interface_ip,
+            template,
+            watch,
+            buf: vec![0; 65_536],
+            entities: BTreeMap::new(),
+            next_id: 0,
+            own_echoes: 0,
+        })
+    }
+
+    /// Adds an entity with `address` (an `id` element
+    /// `<pid>-<n>@<interface address>` is added if it has none); it says its
+    /// first hello within a second.
+    pub fn add(&mut self, address: &Address) -> Result<EntityId, BindError> {
+        let local = super::entity_address(address, self.interface_ip);
+        let mut config = self.template.clone();
+        config.seed = rand::random();
+        let endpoint = Endpoint::new(config, local, Instant::now(), SystemTime::now())?;
+        let id = EntityId(self.next_id);
+        self.next_id += 1;
+        self.entities.insert(
+            id,
+            Entity {
+                endpoint,
+                closures: Closures::default(),
+            },
+        );
+        Ok(id)
+    }
+
+    /// Says bye for entity `id` and forgets it. Returns the events it had
+    /// not handed out yet, the outcomes of its unfinished messages, calls and
+    /// transactions among them (no closure runs for them); `None` if there
+    /// is no such entity.
+    pub fn remove(&mut self, id: EntityId) -> Option<Vec<Event>> {
+        let mut entity = self.entities.remove(&id)?;
+        entity.endpoint.close(Instant::now());
+        self.sender.flush_logged(&mut entity.endpoint);
+        Some(std::iter::from_fn(|| entity.endpoint.poll_event()).collect())
+    }
+
+    /// The entities, in the order they were added.
+    pub fn ids(&self) -> impl Iterator<Item = EntityId> + '_ {
+        self.entities.keys().copied()
+    }
+
+    /// How many entities the host holds.
+    pub fn len(&self) -> usize {
+        self.entities.len()
+    }
+
+    /// True if the host holds no entity.
+    pub fn is_empty(&self) -> bool {
+        self.entities.is_empty()
+    }
+
+    /// Entity `id`'s protocol core (peers, counters, …).
+    pub fn endpoint(&self, id: EntityId) -> Option<&Endpoint> {
+        self.entities.get(&id).map(|e| &e.endpoint)
+    }
+
+    /// Entity `id`, to act on.
+    pub fn entity(&mut self, id: EntityId) -> Option<EntityMut<'_>> {
+        let entity = self.entities.get_mut(&id)?;
+        Some(EntityMut {
+            id,
+            entity,
+            sender: &mut self.sender,
+        })
+    }
+
+    /// The group and port the entities send to.
+    pub fn group_addr(&self) -> SocketAddr {
+        self.group_addr
+    }
+
+    /// The IP endpoint the entities send from.
+    pub fn own_addr(&self) -> SocketAddr {
+        self.own_addr
+    }
+
+    /// Datagrams the operating system refused to send.
+    pub fn send_errors(&self) -> u64 {
+        self.sender.send_errors
+    }
+
+    /// Datagrams from our own socket dropped unread while one entity was hosted.
+    pub fn own_echoes(&self) -> u64 {
+        self.own_echoes
+    }
+
+    /// Reads both sockets until they would block and hands every datagram to
+    /// every entity. Nothing is sent here; see [`Host::poll_event`].
+    pub fn on_readable(&mut self) -> io::Result<()> {
+        for own in [false, true] {
+            loop {
+                let socket = if own { &self.sender.own } else { &self.group };
+                match socket.recv_from(&mut self.buf) {
+                    Ok((n, from)) => {
+                        if from == self.own_addr && self.entities.len() <= 1 {
+                            // Our only entity's own multicast, looped back.
+                            self.own_echoes += 1;
+                            continue;
+                        }
+                        let now = Instant::now();
+                        for e in self.entities.values_mut() {
+                            e.endpoint.handle_datagram(now, from, &self.buf[..n]);
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    // ICMP errors from earlier unicast sends surface here; they
+                    // say nothing about this socket's health.
+                    Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs the timers that are due, and sends what they produced.
+    ///
+    /// When no timer is due it sends nothing: acknowledgements owed for what
+    /// [`Host::on_readable`] took in wait for [`Host::poll_event`], so that a
+    /// reply made while handling the events carries them.
+    pub fn on_timeout(&mut self) -> io::Result<()> {
+        let now = Instant::now();
+        for e in self.entities.values_mut() {
+            if e.endpoint.poll_timeout().is_some_and(|t| t <= now) {
+                e.endpoint.handle_timeout(now);
+                self.sender.flush(&mut e.endpoint)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The next deadline of any entity.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.entities
+            .values()
+            .filter_map(|e| e.endpoint.poll_timeout())
+            .min()
+    }
+
+    /// How long the event loop may sleep before [`Host::on_timeout`] is due.
+    pub fn timeout(&self) -> Option<Duration> {
+        self.deadline()
+            .map(|t| t.saturating_duration_since(Instant::now()))
+    }
+
+    /// The next event of any entity, with the entity's id; when there are
+    /// none left, sends everything owed.
+    ///
+    /// Requests for operations served by a closure and the outcomes of calls
+    /// made with [`EntityMut::call_then`] are handled here and not returned.
+    pub fn poll_event(&mut self) -> Option<(EntityId, Event)> {
+        for (id, e) in self.entities.iter_mut() {
+            while let Some(event) = e.endpoint.poll_event() {
+                if let Some(event) = e.closures.take(&mut e.endpoint, event) {
+                    return Some((*id, event));
+                }
+            }
+        }
+        self.flush_logged();
+        None
+    }
+
+    /// Sends every datagram the entities have ready.
+    pub fn flush(&mut self) -> io::Result<()> {
+        for e in self.entities.values_mut() {
+            self.sender.flush(&mut e.endpoint)?;
+        }
+        Ok(())
+    }
+
+    fn flush_logged(&mut self) {
+        if let Err(e) = self.flush() {
+            tracing::warn!("sending failed: {e}");
+        }
+    }
+}
+
+/// One entity of a [`Host`], to act on: its endpoint (flushed after each
+/// use) and the closures the runtime adds to it.
+#[derive(Debug)]
+pub struct EntityMut<'a> {
+    id: EntityId,
+    entity: &'a mut Entity,
+    sender: &'a mut Sender,
+}
+
+impl EntityMut<'_> {
+    /// Its id in the host.
+    pub fn id(&self) -> EntityId {
+        self.id
+    }
+
+    /// Its protocol core.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.entity.endpoint
+    }
+
+    /// Runs `f` on its protocol core with the current time, then sends what
+    /// `f` produced: the way to every core method and view, e.g.
+    /// `e.with_endpoint(|ep, now| ep.rpc().call(now, &dst, "op", args, timeout))`.
+    pub fn with_endpoint<R>(&mut self, f: impl FnOnce(&mut Endpoint, Instant) -> R) -> R {
+        let r = f(&mut self.entity.endpoint, Instant::now());
+        self.sender.flush_logged(&mut self.entity.endpoint);
+        r
+    }
+
+    /// Serves RPC `name` with `handler`, run on the thread that drives the
+    /// host (inside [`Host::poll_event`]). A handler that panics does not take
+    /// the host down: the caller gets `FAILED HANDLER_PANICKED` with the panic
+    /// message. Returns that cannot be encoded become `FAILED BAD_RETURN`.
+    pub fn serve(&mut self, name: &str, handler: impl FnMut(&Request) -> Handled + Send + 'static) {
+        let Entity { endpoint, closures } = &mut *self.entity;
+        closures.serve(endpoint, name, Box::new(handler));
+    }
+
+    /// Serves RPC `name` through request events (answer them with the
+    /// endpoint's `rpc().reply`).
+    pub fn serve_events(&mut self, name: &str) {
+        let Entity { endpoint, closures } = &mut *self.entity;
+        closures.serve_events(endpoint, name);
+    }
+
+    /// Stops serving `name` (unicast calls then get `UNKNOWN`).
+    pub fn unserve(&mut self, name: &str) {
+        let Entity { endpoint, closures } = &mut *self.entity;
+        closures.unserve(endpoint, name);
+    }
+
+    /// Calls `name` at the one entity `dst` designates (the endpoint's
+    /// `rpc().call`), with the outcome handed to `done` on the thread that
+    /// drives the host instead of an event.
+    pub fn call_then(
+        &mut self,
+        dst: &Address,
+        name: &str,
+        args: Vec<Value>,
+        timeout: Duration,
+        done: impl FnOnce(Address, Outcome) + Send + 'static,
+    ) -> Result<CallId, SendError> {
+        let call = self.with_endpoint(|ep, now| ep.rpc().call(now, dst, name, args, timeout))?;
+        self.entity.closures.wait_for(call, Box::new(done));
+        Ok(call)
+    }
+
+    /// Says bye and sends it; messages still in flight are reported failed.
+    /// The entity stays in the host (closed) until removed.
+    pub fn close(&mut self) -> io::Result<()> {
+        self.entity.endpoint.close(Instant::now());
+        self.sender.flush(&mut self.entity.endpoint)
+    }
+}
+
+impl Source for Host {
+    fn register(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+        interests: Interest,
+    ) -> io::Result<()> {
+        self.group.register(registry, token, interests)?;
+        self.sender.own.register(registry, token, interests)
+    }
+
+    fn reregister(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+        interests: Interest,
+    ) -> io::Result<()> {
+        self.group.reregister(registry, token, interests)?;
+        self.sender.own.reregister(registry, token, interests)
+    }
+
+    fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
+        self.group.deregister(registry)?;
+        self.sender.own.deregister(registry)
+    }
+}
+
+impl AsRawFd for Host {
+    /// A descriptor that is readable while either socket is: watch it in a
+    /// foreign event loop, then call [`Host::on_readable`].
+    fn as_raw_fd(&self) -> RawFd {
+        self.watch.0.as_raw_fd()
+    }
+}

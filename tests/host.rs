@@ -1,0 +1,310 @@
+//! The library host on real sockets (the host-local group, each test on its
+//! own free port): several entities in one process on one pair of sockets,
+//! delivering to each other exactly once, added and removed while running,
+//! and the typed errors of joining. Waits are for events, with generous
+//! deadlines.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use mio::{Events, Interest, Poll, Token};
+use rmbus::auth::CipherAlgo;
+use rmbus::config::KeyEntry;
+use rmbus::proto::{Delivery, Event, LeaveReason};
+use rmbus::rpc::{Outcome, Reply, RpcEvent, DEFAULT_TIMEOUT};
+use rmbus::runtime::{BindError, Bus, EntityId, Host};
+use rmbus::wire::{Address, Command, Value};
+
+const DEADLINE: Duration = Duration::from_secs(20);
+
+fn addr(s: &str) -> Address {
+    Address::parse(s).unwrap()
+}
+
+/// A host registered in its own poll.
+struct Loop {
+    host: Host,
+    poll: Poll,
+    /// Every event so far, with the entity it is for.
+    seen: Vec<(EntityId, Event)>,
+}
+
+impl Loop {
+    fn new(host: Host) -> Loop {
+        let mut host = host;
+        let poll = Poll::new().unwrap();
+        poll.registry()
+            .register(&mut host, Token(0), Interest::READABLE)
+            .unwrap();
+        Loop {
+            host,
+            poll,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Drives the host until `done` holds for the events seen so far.
+    fn until(&mut self, what: &str, done: impl Fn(&[(EntityId, Event)]) -> bool) {
+        let until = Instant::now() + DEADLINE;
+        let mut events = Events::with_capacity(16);
+        while !done(&self.seen) {
+            assert!(Instant::now() < until, "{what}: not within {DEADLINE:?}");
+            let wait = self.host.timeout().map_or(Duration::from_millis(50), |t| {
+                t.min(Duration::from_millis(50))
+            });
+            self.poll.poll(&mut events, Some(wait)).unwrap();
+            self.host.on_readable().unwrap();
+            self.host.on_timeout().unwrap();
+            while let Some(e) = self.host.poll_event() {
+                self.seen.push(e);
+            }
+        }
+    }
+
+    fn address(&self, id: EntityId) -> Address {
+        self.host.endpoint(id).unwrap().local_address().clone()
+    }
+
+    fn knows(&self, id: EntityId, other: EntityId) -> bool {
+        let other = self.address(other);
+        self.host.endpoint(id).unwrap().peer(&other).is_some()
+    }
+
+    /// Drives until each of `ids` knows each other.
+    fn meet(&mut self, ids: &[EntityId]) {
+        for &a in ids {
+            let _ = self
+                .host
+                .entity(a)
+                .unwrap()
+                .with_endpoint(|ep, now| ep.ping(now, &Address::empty()));
+        }
+        let pairs: Vec<(EntityId, Address)> = ids
+            .iter()
+            .flat_map(|&a| ids.iter().filter(move |&&b| b != a).map(move |&b| (a, b)))
+            .map(|(a, b)| (a, self.address(b)))
+            .collect();
+        let joined = |seen: &[(EntityId, Event)]| {
+            pairs.iter().all(|(a, b)| {
+                seen.iter()
+                    .any(|(id, e)| id == a && matches!(e, Event::PeerJoined(x) if x == b))
+            })
+        };
+        self.until("the entities meet", joined);
+        for &a in ids {
+            for &b in ids {
+                assert!(a == b || self.knows(a, b));
+            }
+        }
+    }
+
+    fn send(&mut self, from: EntityId, to: &Address, name: &str, delivery: Delivery) {
+        let cmd = Command::new(name, vec![]);
+        self.host
+            .entity(from)
+            .unwrap()
+            .with_endpoint(|ep, now| ep.send(now, to, vec![cmd], delivery))
+            .unwrap();
+    }
+
+    /// How many times `id` was handed command `name`.
+    fn deliveries(&self, id: EntityId, name: &str) -> usize {
+        self.seen
+            .iter()
+            .filter(|(i, e)| {
+                *i == id && matches!(e, Event::Command { command, .. } if command.name == name)
+            })
+            .count()
+    }
+}
+
+#[test]
+fn two_siblings_get_each_others_unreliable_command_exactly_once() {
+    let config = common::free_port_config();
+    let mut l = Loop::new(Host::bind(&config).unwrap());
+    let a = l.host.add(&addr("(app:test module:a)")).unwrap();
+    let b = l.host.add(&addr("(app:test module:b)")).unwrap();
+    l.meet(&[a, b]);
+    let b_addr = l.address(b);
+    l.send(a, &b_addr, "test.once", Delivery::Unreliable);
+    // A second command after it, on the same path: once it is in, any
+    // second copy of the first (in-process or from the kernel's loop) would
+    // have arrived before it.
+    l.send(a, &b_addr, "test.marker", Delivery::Unreliable);
+    l.until("the marker arrives", |seen| {
+        seen.iter().any(|(id, e)| {
+            *id == b && matches!(e, Event::Command { command, .. } if command.name == "test.marker")
+        })
+    });
+    assert_eq!(
+        l.deliveries(b, "test.once"),
+        1,
+        "one delivery, not zero or two"
+    );
+    assert_eq!(l.deliveries(a, "test.once"), 0, "not to the sender");
+    // The sender's own copies were recognised as its own, not dropped unseen
+    // as the echoes of a lone entity are.
+    let a_stats = l.host.endpoint(a).unwrap().stats();
+    assert!(a_stats.own_echoes >= 2, "{a_stats:?}");
+    assert_eq!(
+        l.host.own_echoes(),
+        0,
+        "two entities: nothing is dropped unread"
+    );
+}
+
+#[test]
+fn siblings_and_an_outside_entity_exchange_reliable_commands_and_calls() {
+    let config = common::free_port_config();
+    let mut l = Loop::new(Host::bind(&config).unwrap());
+    let a = l.host.add(&addr("(app:test module:a)")).unwrap();
+    let b = l.host.add(&addr("(app:test module:b)")).unwrap();
+    // An entity of its own, on sockets of its own, as another process would be.
+    let (outside, outside_events) =
+        rmbus::runtime::spawn(&config, &addr("(app:test module:outside)")).unwrap();
+    let outside_addr = outside.with(|bus| bus.local_address().clone()).unwrap();
+    l.meet(&[a, b]);
+    l.until("the siblings hear the outside entity", |seen| {
+        [a, b].iter().all(|who| {
+            seen.iter()
+                .any(|(id, e)| id == who && matches!(e, Event::PeerJoined(x) if *x == outside_addr))
+        })
+    });
+    let b_addr = l.address(b);
+    l.send(a, &b_addr, "test.reliable", Delivery::Reliable);
+    l.send(a, &outside_addr, "test.out", Delivery::Reliable);
+    l.until("both are acknowledged", |seen| {
+        seen.iter()
+            .filter(|(id, e)| *id == a && matches!(e, Event::Delivered { .. }))
+            .count()
+            == 2
+    });
+    assert_eq!(l.deliveries(b, "test.reliable"), 1);
+    let got = outside_events
+        .recv_timeout(DEADLINE)
+        .into_iter()
+        .chain(outside_events.try_iter())
+        .filter(|e| matches!(e, Event::Command { command, .. } if command.name == "test.out"))
+        .count();
+    assert!(got <= 1, "the outside entity got it {got} times");
+
+    // A sibling serves a call from the other sibling.
+    l.host.entity(b).unwrap().serve("calc.triple", |req| {
+        let n = req.args.first().and_then(Value::as_i64).unwrap_or(0);
+        Reply::ok(vec![Value::Integer(3 * n)]).into()
+    });
+    let call = l
+        .host
+        .entity(a)
+        .unwrap()
+        .with_endpoint(|ep, now| {
+            ep.rpc().call(
+                now,
+                &b_addr,
+                "calc.triple",
+                vec![Value::Integer(14)],
+                DEFAULT_TIMEOUT,
+            )
+        })
+        .unwrap();
+    l.until("the call returns", |seen| {
+        seen.iter().any(|(id, e)| {
+            *id == a && matches!(e, Event::Rpc(RpcEvent::Returned { call: c, .. }) if *c == call)
+        })
+    });
+    let outcome = l.seen.iter().find_map(|(_, e)| match e {
+        Event::Rpc(RpcEvent::Returned {
+            call: c, outcome, ..
+        }) if *c == call => Some(outcome.clone()),
+        _ => None,
+    });
+    assert_eq!(
+        outcome,
+        Some(Outcome::Returned(Reply::ok(vec![Value::Integer(42)])))
+    );
+}
+
+#[test]
+fn entities_are_added_and_removed_while_the_host_runs() {
+    let config = common::free_port_config();
+    let mut l = Loop::new(Host::bind(&config).unwrap());
+    let a = l.host.add(&addr("(app:test module:a)")).unwrap();
+    let b = l.host.add(&addr("(app:test module:b)")).unwrap();
+    l.meet(&[a, b]);
+    // A newcomer while the loop runs.
+    let c = l.host.add(&addr("(app:test module:c)")).unwrap();
+    assert_eq!(l.host.ids().collect::<Vec<_>>(), vec![a, b, c]);
+    l.meet(&[a, b, c]);
+    // A reliable message that C will not see acknowledged: it is sent to
+    // an address nobody has any more once C leaves.
+    let b_addr = l.address(b);
+    let c_addr = l.address(c);
+    l.send(c, &b_addr, "test.late", Delivery::Reliable);
+    let leftovers = l.host.remove(c).expect("c was there");
+    assert!(l.host.endpoint(c).is_none());
+    assert_eq!(l.host.len(), 2);
+    // Its unfinished message is reported, not lost.
+    assert!(
+        leftovers
+            .iter()
+            .any(|e| matches!(e, Event::DeliveryFailed { .. } | Event::Delivered { .. })),
+        "{leftovers:?}"
+    );
+    l.until("both siblings see c leave", |seen| {
+        [a, b].iter().all(|who| {
+            seen.iter().any(|(id, e)| {
+                id == who
+                    && matches!(e, Event::PeerLeft { addr, reason: LeaveReason::Bye } if *addr == c_addr)
+            })
+        })
+    });
+    assert!(l.host.remove(c).is_none(), "removed once");
+}
+
+#[test]
+fn a_lone_entity_drops_its_own_echoes_unread() {
+    let config = common::free_port_config();
+    let mut bus = Bus::bind(&config, &addr("(app:test module:alone)")).unwrap();
+    let mut poll = Poll::new().unwrap();
+    poll.registry()
+        .register(&mut bus, Token(0), Interest::READABLE)
+        .unwrap();
+    bus.with_endpoint(|ep, now| ep.ping(now, &Address::empty()))
+        .unwrap();
+    let until = Instant::now() + DEADLINE;
+    let mut events = Events::with_capacity(8);
+    while bus.own_echoes() == 0 {
+        assert!(Instant::now() < until, "its own ping never came back");
+        poll.poll(&mut events, Some(Duration::from_millis(50)))
+            .unwrap();
+        bus.on_readable().unwrap();
+        while bus.poll_event().is_some() {}
+    }
+    let stats = bus.endpoint().stats();
+    assert_eq!(
+        (stats.datagrams_in, stats.own_echoes),
+        (0, 0),
+        "the core never saw them"
+    );
+    assert_eq!(bus.endpoint().peers().count(), 0);
+}
+
+#[test]
+fn joining_fails_with_a_typed_error() {
+    let mut config = common::free_port_config();
+    config.encryption = KeyEntry {
+        algo: CipherAlgo::Des,
+        key: vec![1, 2, 3],
+    };
+    let err = Bus::bind(&config, &addr("(app:test)")).unwrap_err();
+    assert!(matches!(err, BindError::Keys(_)), "{err:?}");
+    assert!(err.to_string().contains("DES"), "{err}");
+
+    let mut config = common::free_port_config();
+    config.scope = rmbus::config::Scope::LinkLocal;
+    config.interface = Some("no-such-interface0".into());
+    let err = Host::bind(&config).unwrap_err();
+    assert!(matches!(err, BindError::Io(_)), "{err:?}");
+    assert!(err.to_string().contains("no-such-interface0"), "{err}");
+}
