@@ -117,7 +117,7 @@ pub fn endpoint_target(data: &[u8]) -> ScriptRun {
             dst: Address::empty(),
             acks: vec![],
         },
-        commands: vec![Command::new("mbus.hello", vec![])],
+        commands: vec![crate::proto::cmd::Hello.into_command()],
     };
     if let Ok(d) = seal(&hello, &keys, Framing::Lf) {
         ep.handle_datagram(now, from, &d);

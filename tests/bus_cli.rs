@@ -302,6 +302,63 @@ fn monitor_writes_a_pcap_that_it_reads_back() {
 }
 
 #[test]
+fn monitor_command_filters_match_whole_name_components() {
+    let bus = bus();
+    let dir = tempfile::tempdir().unwrap();
+    let capture = dir.path().join("names.pcap");
+    // Record a hello (which shows the monitor listens), then four commands.
+    let mut recorder = Proc::start({
+        let mut c = rmbus(&bus);
+        c.args(["monitor", "--json", "--count", "5", "--pcap"])
+            .arg(&capture);
+        c
+    });
+    let mut entity = Proc::join(&bus, "names");
+    let src = entity.address();
+    recorder.expect("hello", |j| j["src"] == src.as_str());
+    let keys = bus.config.keys().unwrap();
+    for (seq, name) in ["audiox.y", "audio.x", "tool.set", "audio"]
+        .iter()
+        .enumerate()
+    {
+        let msg = Message {
+            header: Header {
+                seq: seq as u32,
+                timestamp: 1,
+                kind: MessageType::Unreliable,
+                src: Address::parse("(app:names id:9-1@127.0.0.1)").unwrap(),
+                dst: Address::empty(),
+                acks: vec![],
+            },
+            commands: vec![rmbus::wire::Command::new(*name, vec![])],
+        };
+        inject(&bus, &seal(&msg, &keys, Framing::Lf).unwrap());
+    }
+    assert_eq!(recorder.wait_exit(), 0);
+    let names = |prefix: &str| -> Vec<String> {
+        let out = rmbus(&bus)
+            .args(["monitor", "--json", "--command", prefix, "--read"])
+            .arg(&capture)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0));
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str::<Json>(l).unwrap())
+            .map(|j| j["commands"][0]["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(names("audio"), ["audio.x", "audio"], "not audiox.y");
+    assert_eq!(
+        names("audio."),
+        ["audio.x", "audio"],
+        "a trailing dot changes nothing"
+    );
+    assert_eq!(names("audio.x"), ["audio.x"]);
+    assert_eq!(names("mbus"), ["mbus.hello"]);
+}
+
+#[test]
 fn demo_narrates_a_bus_coming_alive() {
     let out = Command::new(env!("CARGO_BIN_EXE_rmbus"))
         .args(["demo", "--seconds", "5"])

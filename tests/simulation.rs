@@ -890,3 +890,85 @@ fn unicast_optimisation_when_enabled() {
         2
     );
 }
+
+#[test]
+fn rfc_3259_commands_outside_their_format_are_dropped_and_counted() {
+    let mut net = Net::new(3, Link::perfect());
+    let (a, b) = (net.add(""), net.add(""));
+    net.run_for(ms(3000));
+    assert!(net.converged());
+    let commands = vec![
+        Command::new("mbus.bye", vec![Value::Integer(1)]),
+        Command::new("mbus.waiting", vec![]),
+        Command::new("mbus.go", vec![Value::symbol("a"), Value::symbol("b")]),
+        Command::new("mbus.ping", vec![Value::symbol("x")]),
+        // Hello keeps ignoring its arguments (RFC 3259 §9).
+        Command::new("mbus.hello", vec![Value::Integer(7)]),
+        Command::new("test.after", vec![]),
+    ];
+    net.send(b, &Address::empty(), commands, Delivery::Unreliable)
+        .unwrap();
+    net.run_for(ms(50));
+    let s = net.nodes[a].ep.stats();
+    assert_eq!(s.malformed_commands, 4, "{s:?}");
+    let b_addr = net.address(b);
+    assert!(
+        net.nodes[a].ep.peer(&b_addr).is_some(),
+        "a malformed bye removes nobody"
+    );
+    let seen: Vec<String> = net.events(a, |e| match e {
+        Event::Command { command, .. } => Some(command.name.clone()),
+        Event::Waiting { .. } | Event::Go { .. } | Event::PeerLeft { .. } => Some(format!("{e:?}")),
+        _ => None,
+    });
+    assert_eq!(seen, ["test.after"], "the rest of the message is delivered");
+}
+
+#[test]
+fn a_datagram_larger_than_the_link_allows_is_lost_and_its_message_fails() {
+    let mut link = Link::perfect();
+    link.max_datagram = 1500;
+    let mut net = Net::new(4, link);
+    let (a, b) = (net.add(""), net.add(""));
+    net.run_for(ms(3000));
+    assert!(net.converged());
+    let dst = net.address(b);
+    let big = Command::new("test.big", vec![Value::string("x".repeat(2000))]);
+    let big = net.send(a, &dst, vec![big], Delivery::Reliable).unwrap();
+    let small = Command::new("test.small", vec![Value::Integer(1)]);
+    let small = net.send(a, &dst, vec![small], Delivery::Reliable).unwrap();
+    net.run_for(ms(1000));
+    assert_eq!(net.oversized, 3, "sent three times, lost each time");
+    let outcomes = net.events(a, |e| match e {
+        Event::Delivered { id, .. } => Some((*id, true)),
+        Event::DeliveryFailed { id, .. } => Some((*id, false)),
+        _ => None,
+    });
+    assert_eq!(outcomes, [(small, true), (big, false)]);
+    let got = net.events(b, |e| match e {
+        Event::Command { command, .. } => Some(command.name.clone()),
+        _ => None,
+    });
+    assert_eq!(got, ["test.small"]);
+}
+
+#[test]
+fn the_simulation_log_names_each_node_and_the_virtual_time() {
+    if std::env::var_os("RMBUS_SIM_LOG").is_some() {
+        eprintln!("skipped: RMBUS_SIM_LOG sets a filter of its own");
+        return;
+    }
+    let mut net = Net::new(5, Link::perfect());
+    net.add("");
+    net.add("");
+    net.run_for(ms(3000));
+    assert!(net.converged());
+    let logs = sim::logs();
+    for n in 0..2 {
+        let line = logs
+            .lines()
+            .find(|l| l.contains(&format!("node{{n={n} t_ms=")) && l.contains("entity joined"))
+            .unwrap_or_else(|| panic!("no join logged for node {n}:\n{logs}"));
+        assert!(line.contains("app:sim"), "{line}");
+    }
+}

@@ -10,7 +10,7 @@
 //!
 //! Every call into a node runs in a tracing span `node{n=…, t_ms=…}` (the
 //! virtual time). The logs of the current test go to a buffer of its own
-//! thread (`RMBUS_SIM_LOG` sets the filter, default `rmbus=debug`); when a test
+//! thread (`RMBUS_SIM_LOG` sets the filter, default `rmbus=debug,sim=debug`); when a test
 //! fails while a network exists, the buffer is printed into the test's
 //! output.
 //!
@@ -91,7 +91,8 @@ impl Write for ThreadBuffer {
 pub fn start_logs() {
     static INSTALL: Once = Once::new();
     INSTALL.call_once(|| {
-        let filter = std::env::var("RMBUS_SIM_LOG").unwrap_or_else(|_| "rmbus=debug".into());
+        let filter =
+            std::env::var("RMBUS_SIM_LOG").unwrap_or_else(|_| "rmbus=debug,sim=debug".into());
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
             .with_writer(|| ThreadBuffer)
@@ -101,6 +102,11 @@ pub fn start_logs() {
             .try_init();
     });
     LOGS.with(|logs| logs.borrow_mut().clear());
+}
+
+/// This thread's logs so far.
+pub fn logs() -> String {
+    LOGS.with(|logs| String::from_utf8_lossy(&logs.borrow()).into_owned())
 }
 
 /// Prints this thread's logs into the test's output.
@@ -281,24 +287,24 @@ impl<M: SansIo> Net<M> {
 
     /// The tracing span of node `i` now.
     fn span(&self, i: usize) -> tracing::Span {
-        tracing::debug_span!("node", n = i, t_ms = self.elapsed_ms(self.now))
+        tracing::span!(target: "sim", tracing::Level::DEBUG, "node", n = i, t_ms = self.elapsed_ms(self.now))
     }
 
     /// Runs node `i`'s closure on its machine now, then lets its output flow.
     pub fn with<R>(&mut self, i: usize, f: impl FnOnce(&mut M, Instant) -> R) -> R {
         let now = self.now;
-        let span = self.span(i);
-        let r = span.in_scope(|| f(&mut self.nodes[i].ep, now));
-        self.drain(i);
+        let _span = self.span(i).entered();
+        let r = f(&mut self.nodes[i].ep, now);
+        self.flow(i);
         r
     }
 
     /// Delivers a datagram to node `to` from `from`, now.
     pub fn inject(&mut self, to: usize, from: SocketAddr, bytes: &[u8]) {
         let now = self.now;
-        self.span(to)
-            .in_scope(|| self.nodes[to].ep.handle_datagram(now, from, bytes));
-        self.drain(to);
+        let _span = self.span(to).entered();
+        self.nodes[to].ep.handle_datagram(now, from, bytes);
+        self.flow(to);
     }
 
     fn reaches(&self, from: usize, to: usize) -> bool {
@@ -307,10 +313,15 @@ impl<M: SansIo> Net<M> {
             .is_none_or(|side| side[from] == side[to])
     }
 
-    /// Events first (so replies can carry acks), then datagrams.
+    /// Lets node `i`'s output flow, in its span.
     pub fn drain(&mut self, i: usize) {
-        let now = self.now;
         let _span = self.span(i).entered();
+        self.flow(i);
+    }
+
+    /// Events first (so replies can carry acks), then datagrams.
+    fn flow(&mut self, i: usize) {
+        let now = self.now;
         while let Some(e) = self.nodes[i].ep.poll_event() {
             let node = &mut self.nodes[i];
             if let Some(hook) = node.on_event.as_mut() {
@@ -381,15 +392,15 @@ impl<M: SansIo> Net<M> {
             let Some(Reverse(d)) = self.queue.pop() else {
                 break;
             };
-            self.span(d.to)
-                .in_scope(|| self.nodes[d.to].ep.handle_datagram(now, d.from, &d.bytes));
-            self.drain(d.to);
+            let _span = self.span(d.to).entered();
+            self.nodes[d.to].ep.handle_datagram(now, d.from, &d.bytes);
+            self.flow(d.to);
         }
         for i in 0..self.nodes.len() {
             if self.nodes[i].ep.poll_timeout().is_some_and(|t| t <= now) {
-                self.span(i)
-                    .in_scope(|| self.nodes[i].ep.handle_timeout(now));
-                self.drain(i);
+                let _span = self.span(i).entered();
+                self.nodes[i].ep.handle_timeout(now);
+                self.flow(i);
                 if let Some(t) = self.nodes[i].ep.poll_timeout() {
                     assert!(
                         t > now,
