@@ -32,7 +32,14 @@
 //! Only [`runtime`] opens a socket, reads a clock or spawns a thread; every
 //! layer above it is pure, which is what lets the test suite run whole buses
 //! on a virtual clock. The `rmbus` command (feature `cli`) is built on
-//! [`runtime`].
+//! [`runtime`]. One more module, `fuzzing` (hidden from these docs), holds the
+//! bodies of the fuzz targets, over [`proto`], so that the test suite runs
+//! them over their seed corpora on stable Rust.
+//!
+//! Inside [`proto`] the same rule holds: the endpoint and its dispatch table
+//! sit on the Guidelines sub-machines, which reach the transport only through
+//! a narrow context; the transport sits on the reliable-delivery state, the
+//! entity table, the hello timer and one keyed deadline set.
 //!
 //! ```
 //! use rmbus::auth::{open, seal, Keys};
