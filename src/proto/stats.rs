@@ -13,7 +13,9 @@ pub struct Stats {
     pub rejected_cipher: u64,
     /// Rejected: authenticated but malformed.
     pub rejected_malformed: u64,
-    /// Our own messages, looped back by the multicast group.
+    /// Our own messages, looped back by the multicast group (recognised by
+    /// their source address; a runtime host with a single entity drops them
+    /// before they reach the endpoint and counts them itself).
     pub own_echoes: u64,
     /// RFC 3259 §9 commands (`mbus.bye`, `ping`, `quit`, `waiting`, `go`)
     /// whose arguments do not fit their format: dropped.
