@@ -49,11 +49,6 @@ impl<K: Ord + Hash + Clone> Deadlines<K> {
         }
     }
 
-    /// `key`'s instant.
-    pub(crate) fn get(&self, key: &K) -> Option<Instant> {
-        self.at.get(key).copied()
-    }
-
     /// Removes `key`; returns its instant if it had one.
     pub(crate) fn remove(&mut self, key: &K) -> Option<Instant> {
         let at = self.at.remove(key)?;
@@ -87,14 +82,9 @@ impl<K: Ord + Hash + Clone> Deadlines<K> {
         due
     }
 
-    /// The keys, earliest first.
-    pub(crate) fn keys(&self) -> impl Iterator<Item = &K> + '_ {
-        self.order.iter().map(|(_, k)| k)
-    }
-
-    /// How many keys are set.
-    pub(crate) fn len(&self) -> usize {
-        self.at.len()
+    /// The instants and their keys, earliest first.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (Instant, &K)> + '_ {
+        self.order.iter().map(|(at, k)| (*at, k))
     }
 
     /// True if no key is set.
@@ -118,6 +108,10 @@ mod tests {
         base + Duration::from_millis(n)
     }
 
+    fn at(d: &Deadlines<u64>, key: u64) -> Option<Instant> {
+        d.iter().find(|(_, k)| **k == key).map(|(at, _)| at)
+    }
+
     #[test]
     fn the_earliest_instant_follows_every_change() {
         let t = Instant::now();
@@ -128,19 +122,19 @@ mod tests {
         d.set(3, ms(t, 20));
         assert_eq!(d.first(), Some((ms(t, 10), &2)));
         d.set(2, ms(t, 40)); // moved, not added
-        assert_eq!((d.len(), d.next()), (3, Some(ms(t, 20))));
+        assert_eq!((d.iter().count(), d.next()), (3, Some(ms(t, 20))));
         assert_eq!(d.remove(&3), Some(ms(t, 20)));
         assert_eq!(d.remove(&3), None);
         assert_eq!(d.next(), Some(ms(t, 30)));
         d.set_at_most(1, ms(t, 50));
         assert_eq!(
-            d.get(&1),
+            at(&d, 1),
             Some(ms(t, 30)),
             "a later instant does not move it"
         );
         d.set_at_most(1, ms(t, 5));
-        assert_eq!(d.get(&1), Some(ms(t, 5)), "an earlier one does");
-        assert_eq!(d.keys().copied().collect::<Vec<_>>(), vec![1, 2]);
+        assert_eq!(at(&d, 1), Some(ms(t, 5)), "an earlier one does");
+        assert_eq!(d.iter().map(|(_, k)| *k).collect::<Vec<_>>(), vec![1, 2]);
         d.clear();
         assert!(d.is_empty());
         assert_eq!(d.next(), None);
@@ -156,6 +150,6 @@ mod tests {
         assert_eq!(d.take_due(ms(t, 4)), Vec::<u64>::new());
         assert_eq!(d.take_due(ms(t, 20)), vec![9, 1, 5]);
         assert_eq!(d.take_due(ms(t, 20)), Vec::<u64>::new());
-        assert_eq!((d.len(), d.next()), (1, Some(ms(t, 25))));
+        assert_eq!((d.iter().count(), d.next()), (1, Some(ms(t, 25))));
     }
 }

@@ -141,18 +141,12 @@ impl PeerTable {
     /// The entities owed acks, those due first first; only those due by
     /// `now` unless `now` is `None`.
     pub(crate) fn owed(&self, now: Option<Instant>) -> Vec<Address> {
-        let limit = self.acks_due.len();
-        let mut out = Vec::with_capacity(limit.min(16));
-        for key in self.acks_due.keys() {
-            match (now, self.acks_due.get(key)) {
-                (Some(now), Some(due)) if due > now => break,
-                _ => {}
-            }
-            if let Some(p) = self.peers.get(key) {
-                out.push(p.peer.address.clone());
-            }
-        }
-        out
+        self.acks_due
+            .iter()
+            .take_while(|(due, _)| now.is_none_or(|now| *due <= now))
+            .filter_map(|(_, key)| self.peers.get(key))
+            .map(|p| p.peer.address.clone())
+            .collect()
     }
 
     /// How many acks are owed to `addr`.
