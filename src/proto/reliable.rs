@@ -104,13 +104,14 @@ pub(crate) enum Fired {
     Failed(MsgId, InFlight),
 }
 
-/// Reliable messages in flight, findable by id, by (destination, SeqNum) and
-/// by destination, with their timers.
+/// Reliable messages in flight, findable by id and by SeqNum, with their
+/// timers. Our SeqNums are unique among what is in flight (they wrap only
+/// after 2³² messages, and at most `max_in_flight` are kept), so an ack is
+/// found by its SeqNum and checked against the message's destination.
 #[derive(Debug, Default)]
 pub(crate) struct InFlightTable {
     by_id: HashMap<MsgId, InFlight>,
-    by_seq: HashMap<(Address, u32), MsgId>,
-    per_destination: HashMap<Address, usize>,
+    by_seq: HashMap<u32, MsgId>,
     timers: Deadlines<MsgId>,
 }
 
@@ -122,14 +123,17 @@ impl InFlightTable {
     /// Adds a message just transmitted for the first time.
     pub(crate) fn insert(&mut self, id: MsgId, m: InFlight, policy: &RetransmitPolicy) {
         self.timers.set(id, policy.first_timer(m.first_sent));
-        self.by_seq.insert((m.dst.clone(), m.seq), id);
-        *self.per_destination.entry(m.dst.clone()).or_default() += 1;
+        self.by_seq.insert(m.seq, id);
         self.by_id.insert(id, m);
     }
 
-    /// Removes the message that `src`'s ack of `seq` acknowledges.
+    /// Removes the message that `src`'s ack of `seq` acknowledges (an ack
+    /// of our SeqNum from another entity acknowledges nothing).
     pub(crate) fn acked(&mut self, src: &Address, seq: u32) -> Option<(MsgId, InFlight)> {
-        let id = *self.by_seq.get(&(src.clone(), seq))?;
+        let id = *self.by_seq.get(&seq)?;
+        if self.by_id.get(&id)?.dst != *src {
+            return None;
+        }
         self.remove(id).map(|m| (id, m))
     }
 
@@ -137,13 +141,7 @@ impl InFlightTable {
     pub(crate) fn remove(&mut self, id: MsgId) -> Option<InFlight> {
         let m = self.by_id.remove(&id)?;
         self.timers.remove(&id);
-        self.by_seq.remove(&(m.dst.clone(), m.seq));
-        if let Some(n) = self.per_destination.get_mut(&m.dst) {
-            *n -= 1;
-            if *n == 0 {
-                self.per_destination.remove(&m.dst);
-            }
-        }
+        self.by_seq.remove(&m.seq);
         Some(m)
     }
 
@@ -187,14 +185,14 @@ impl InFlightTable {
         let mut all: Vec<(MsgId, InFlight)> = self.by_id.drain().collect();
         all.sort_unstable_by_key(|(id, _)| *id);
         self.by_seq.clear();
-        self.per_destination.clear();
         self.timers.clear();
         all
     }
 
-    /// True if a message to `dst` is in flight.
+    /// True if a message to `dst` is in flight (a scan: only ordered mode
+    /// asks).
     pub(crate) fn has_destination(&self, dst: &Address) -> bool {
-        self.per_destination.contains_key(dst)
+        self.by_id.values().any(|m| m.dst == *dst)
     }
 }
 
@@ -318,6 +316,11 @@ mod tests {
         let at_100: Vec<_> = table.fire(ms(t, 100), &p);
         assert!(matches!(at_100.as_slice(), [Fired::Retransmit { bytes, .. }] if bytes == &[7]));
         assert_eq!(table.next_deadline(), Some(ms(t, 110)));
+        let other = Address::parse("(app:y id:2)").unwrap();
+        assert!(
+            table.acked(&other, 8).is_none(),
+            "only its destination acks it"
+        );
         let (id, m) = table.acked(&dst, 8).expect("the ack finds message 2");
         assert_eq!((id, m.seq), (MsgId(2), 8));
         assert!(table.acked(&dst, 8).is_none(), "acknowledged once");

@@ -443,8 +443,8 @@ impl Transport {
         if self.in_flight() >= self.config.limits.max_in_flight {
             return Err(SendError::TooManyInFlight(self.in_flight()));
         }
-        let busy = self.in_flight.has_destination(&full) || self.ordered.contains_key(&full);
-        if delivery == Delivery::ReliableOrdered && busy {
+        let ordered = delivery == Delivery::ReliableOrdered;
+        if ordered && (self.ordered.contains_key(&full) || self.in_flight.has_destination(&full)) {
             // Checked now, so that a queued message cannot fail to encode later.
             let probe = self.view(dst, MessageType::Reliable, &[], &commands);
             seal_view(&probe, &self.config.keys, self.config.framing)?;
