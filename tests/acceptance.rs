@@ -1,5 +1,5 @@
-//! What the decisions table says we accept from deployed peers, and what the
-//! encoder writes (spec README, `mbus.md` §1.4–§1.5, §11).
+//! What we accept from deployed peers, and what the
+//! encoder writes (RFC 3259 §5.3, and the forms UCL and libgmbus send).
 
 mod common;
 

@@ -1,5 +1,5 @@
 //! The `[MBUS]` file: parsing rules, location, permissions, creation and locking
-//! (RFC 3259 §12.1, `mbus.md` §8, the spec README's decisions).
+//! (RFC 3259 §12.1).
 
 use std::fs;
 use std::io::{BufRead, BufReader, Write};

@@ -1,4 +1,5 @@
-//! Conformance cases 1, 2, 4–7, 14 (encode/parse), 15, 16, 22–24 of `mbus.md` §12.
+//! The project's conformance cases 1, 2, 4–7, 14 (encode/parse), 15, 16 and
+//! 22–24 (RFC 3259 §3–§5, §11).
 
 mod common;
 

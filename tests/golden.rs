@@ -1,4 +1,5 @@
-//! The golden vectors of `mbus.md` §13 (V1–V10 and the negative one), byte for byte.
+//! The golden vectors V1–V10 and the negative one (RFC 3259 messages sealed
+//! with known keys and ciphers), byte for byte.
 
 mod common;
 

@@ -1,4 +1,5 @@
-//! The Guidelines layer on a virtual clock (`mbus.md` §9, conformance case 25):
+//! The Guidelines layer on a virtual clock (Guidelines draft §5, conformance
+//! case 25):
 //! unicast RPC with immediate and deferred returns, UNKNOWN, timeouts, a
 //! callee lost mid-call, undeliverable requests, ANYCAST and MULTICAST,
 //! properties and their watchers, malformed and stray traffic, and 1,000

@@ -1,5 +1,5 @@
-//! The protocol core on a virtual clock: conformance cases 3, 8–13 and 17–21
-//! of `mbus.md` §12, plus the reliability promise, convergence, partitions,
+//! The protocol core on a virtual clock: the project's conformance cases 3,
+//! 8–13 and 17–21 (RFC 3259 §7–§9), plus the reliability promise, convergence, partitions,
 //! bye, quit, waiting/go, ping coalescing and forged traffic.
 //!
 //! Sweeps run `RMBUS_SIM_SEEDS` seeds (default 200); a failure names its seed.

@@ -1,5 +1,6 @@
 //! Sealing a message into a datagram and opening a datagram into a message
-//! (RFC 3259 §11.4, and the receive pipeline of `mbus.md` §1.6 steps 1–6).
+//! (RFC 3259 §11.4): on receipt, split off the digest line, verify it, decrypt,
+//! check for `mbus/`, then parse, in that order.
 
 use std::borrow::Cow;
 

@@ -1,5 +1,5 @@
 //! Finding, locking, reading, creating and writing the configuration file
-//! (RFC 3259 §12.1; UCL's locking practice, `mbus.md` §8.2).
+//! (RFC 3259 §12.1, with the fcntl record lock the UCL library takes).
 //!
 //! The file must be readable and writable by its owner only: a file that others
 //! may read or write is refused with an error that says how to fix it. While the

@@ -1,5 +1,4 @@
-//! The two UDP sockets of an entity (RFC 3259 §6; `mbus.md` §5; the spec
-//! README's SCOPE row).
+//! The two UDP sockets of an entity (RFC 3259 §6, §12: group, port and scope).
 //!
 //! - The **group socket** is bound to the group's port with `SO_REUSEADDR` and
 //!   `SO_REUSEPORT`, so that every entity on the host shares it, and joins the

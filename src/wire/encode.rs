@@ -1,5 +1,5 @@
-//! The canonical encoder (RFC 3259 §5.2, §5.3; our framing decision in the
-//! spec README).
+//! The canonical encoder (RFC 3259 §5.2, §5.3), with LF framing by default as
+//! the deployed UCL and libgmbus peers send it (CRLF, the RFC's form, on request).
 //!
 //! Canonical form: single spaces between header fields, unpadded numbers,
 //! `name (args)` with exactly one space, one space between list elements, strings

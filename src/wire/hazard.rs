@@ -1,4 +1,4 @@
-//! Interoperability hazards with UCL peers (spec README, "UCL hazards"):
+//! Interoperability hazards with UCL peers:
 //! UCL truncates datagrams longer than 1500 bytes (then fails their HMAC) and
 //! aborts on an Integer outside 32 bits.
 

@@ -1,5 +1,5 @@
-//! The hand-written cursor parser (RFC 3259 §4, §5.2, §5.3; acceptance rules
-//! of the spec README's decisions table).
+//! The hand-written cursor parser (RFC 3259 §4, §5.2, §5.3), accepting too the
+//! forms the deployed peers send (runs of whitespace, padded numbers, `cmd()`).
 //!
 //! It reads the bytes once, left to right, allocates only what it returns, never
 //! recurses deeper than [`MAX_DEPTH`], and reports the first violation with its

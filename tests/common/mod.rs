@@ -1,4 +1,5 @@
-//! Keys, addresses and golden vectors of `mbus.md` §12/§13, shared by the tests.
+//! Keys, addresses and golden vectors (RFC 3259 messages sealed with known
+//! keys), shared by the tests.
 #![allow(dead_code)]
 
 use rmbus::auth::{CipherAlgo, HashAlgo, Keys};

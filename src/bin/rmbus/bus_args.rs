@@ -1,4 +1,4 @@
-//! The global options of every subcommand that joins the bus (`cli.md`).
+//! The global options of every subcommand that joins the bus.
 
 use std::net::IpAddr;
 use std::path::PathBuf;

@@ -1,5 +1,5 @@
 //! `rmbus`: the command-line face of the rmbus library, one binary with
-//! subcommands in the spirit of `busctl` (see `shared/spec/cli.md`).
+//! subcommands in the spirit of `busctl`.
 //!
 //! Exit codes, the same in every subcommand: 0 done; 1 the remote side said no
 //! or the message was lost; 2 rejected input (bad arguments or configuration, a
@@ -66,7 +66,7 @@ impl Failure {
 pub type Outcome = Result<(), Failure>;
 
 /// The options every subcommand that reads the bus configuration shares
-/// (`cli.md`, global options).
+/// (the global options).
 #[derive(clap::Args)]
 pub struct ConfigArgs {
     /// The configuration file (default: $MBUS, else ~/.mbus); it must exist.
