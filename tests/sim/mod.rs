@@ -295,7 +295,7 @@ impl<M: SansIo> Net<M> {
         let now = self.now;
         let _span = self.span(i).entered();
         let r = f(&mut self.nodes[i].ep, now);
-        self.flow(i);
+        self.drain(i);
         r
     }
 
@@ -304,7 +304,7 @@ impl<M: SansIo> Net<M> {
         let now = self.now;
         let _span = self.span(to).entered();
         self.nodes[to].ep.handle_datagram(now, from, bytes);
-        self.flow(to);
+        self.drain(to);
     }
 
     fn reaches(&self, from: usize, to: usize) -> bool {
@@ -313,14 +313,9 @@ impl<M: SansIo> Net<M> {
             .is_none_or(|side| side[from] == side[to])
     }
 
-    /// Lets node `i`'s output flow, in its span.
-    pub fn drain(&mut self, i: usize) {
-        let _span = self.span(i).entered();
-        self.flow(i);
-    }
-
-    /// Events first (so replies can carry acks), then datagrams.
-    fn flow(&mut self, i: usize) {
+    /// Lets node `i`'s output flow (in the caller's span): events first (so
+    /// replies can carry acks), then datagrams.
+    fn drain(&mut self, i: usize) {
         let now = self.now;
         while let Some(e) = self.nodes[i].ep.poll_event() {
             let node = &mut self.nodes[i];
@@ -394,13 +389,13 @@ impl<M: SansIo> Net<M> {
             };
             let _span = self.span(d.to).entered();
             self.nodes[d.to].ep.handle_datagram(now, d.from, &d.bytes);
-            self.flow(d.to);
+            self.drain(d.to);
         }
         for i in 0..self.nodes.len() {
             if self.nodes[i].ep.poll_timeout().is_some_and(|t| t <= now) {
                 let _span = self.span(i).entered();
                 self.nodes[i].ep.handle_timeout(now);
-                self.flow(i);
+                self.drain(i);
                 if let Some(t) = self.nodes[i].ep.poll_timeout() {
                     assert!(
                         t > now,
