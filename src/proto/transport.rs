@@ -377,26 +377,28 @@ impl Transport {
     /// Hellos (the regular one or the answer to pings), `mbus.waiting`
     /// repeats, and forgetting old deliveries.
     pub(crate) fn announce_due(&mut self, now: Instant) {
-        let timers = self.config.timers.clone();
+        let timers = &self.config.timers;
         if self.ping_reply.is_some_and(|at| at <= now) {
             self.ping_reply = None;
             self.send_hello(now);
         } else if self.hello.next <= now {
             let entities = self.entities();
-            if self.hello.expire(now, entities, &timers, &mut self.rng) {
+            if self.hello.expire(now, entities, timers, &mut self.rng) {
                 self.send_hello_now(now);
             }
         }
+        let (interval, memory) = (
+            self.config.timers.waiting_interval,
+            self.config.timers.dup_memory,
+        );
         for condition in self.waits.next.take_due(now) {
-            self.waits
-                .next
-                .set(condition.clone(), now + timers.waiting_interval);
+            self.waits.next.set(condition.clone(), now + interval);
             if let Some(dst) = self.waits.dst.get(&condition).cloned() {
                 let cmd = Waiting { condition }.into_command();
                 let _ = self.emit(now, &dst, MessageType::Unreliable, vec![cmd]);
             }
         }
-        self.remembered.expire(now, timers.dup_memory);
+        self.remembered.expire(now, memory);
     }
 
     /// When the earliest transport timer is due.
@@ -718,8 +720,8 @@ impl Transport {
     fn send_hello(&mut self, now: Instant) {
         self.send_hello_now(now);
         let entities = self.entities();
-        let timers = self.config.timers.clone();
-        self.hello.sent(now, entities, &timers, &mut self.rng);
+        self.hello
+            .sent(now, entities, &self.config.timers, &mut self.rng);
     }
 
     fn send_hello_now(&mut self, now: Instant) {
