@@ -65,11 +65,13 @@
 #![warn(missing_docs)]
 
 pub mod auth;
+pub mod cmbs;
 pub mod config;
 pub mod proto;
 pub mod rpc;
 #[cfg(feature = "runtime")]
 pub mod runtime;
+pub mod store;
 pub mod wire;
 
 #[doc(hidden)]

@@ -55,6 +55,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 pub use config::{EndpointConfig, Limits, Timers};
+pub(crate) use deadlines::Deadlines;
 pub use endpoint::Endpoint;
 pub use error::{SendError, SetupError};
 pub use event::{Event, LeaveReason};

@@ -469,8 +469,10 @@ impl Transport {
         dst: &Address,
         command: Command,
         owner: Owner,
+        delivery: Delivery,
     ) -> Result<MsgId, SendError> {
-        let id = self.send(now, dst, vec![command], Delivery::Reliable)?;
+        debug_assert!(delivery != Delivery::Unreliable);
+        let id = self.send(now, dst, vec![command], delivery)?;
         self.owners.insert(id, owner);
         Ok(id)
     }

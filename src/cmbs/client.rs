@@ -1,0 +1,669 @@
+//! The part of CMBS every participant has, member or plain sender: the
+//! directory and the outbox (deliveries in flight, their retries, reports
+//! and held messages).
+//!
+//! A message goes to each recipient as its own `cmbs.message.deliver`
+//! unicast RPC in the transport's ordered mode, so that one sender's
+//! messages reach one recipient in send order. A delivery that is never
+//! acknowledged is retried, with the same message id, until its timeout; the
+//! recipient answers a retry from memory, so the application sees the
+//! message once. One caveat on order: a retry goes out after the messages
+//! sent to that recipient in the meantime.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::proto::{Deadlines, Delivery, Endpoint, Event as BusEvent, Rng};
+use crate::rpc::{CallId, Outcome as CallOutcome, RpcEvent};
+use crate::wire::{Address, Command};
+
+use super::cmd::{Announce, Deliver, DeliverAnswer, Describe};
+use super::code::{Code, Refusal};
+use super::directory::{matches_member, Change, Directory, Entry};
+use super::event::Event;
+use super::layer::Layer;
+use super::message::Message;
+use super::persist::{HeldRecord, StoreOp};
+use super::report::{Line, LineStatus, Outcome, Report};
+
+/// How long the transport tries a reliable message before it reports it
+/// failed (RFC 3259 §7: sends at 0, 100 and 300 ms, failure at 600 ms). A
+/// retry is only started while at least this much of the timeout is left,
+/// so that an unacknowledged last attempt still ends `UNDELIVERABLE`.
+pub const ATTEMPT: Duration = Duration::from_millis(600);
+
+/// How often a member entity that has not announced itself is asked to.
+pub const DISCOVERY_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The address every member is under, and where announces go.
+pub fn cmbs_group() -> Address {
+    Address::new([("app", "cmbs")]).expect("a constant address")
+}
+
+/// Where an unreliable L2 message goes.
+pub fn members_group() -> Address {
+    Address::new([("app", "cmbs"), ("module", "member")]).expect("a constant address")
+}
+
+/// True if `addr` is a member's address: `app:cmbs module:member member:<id>`.
+pub fn member_id_of(addr: &Address) -> Option<&str> {
+    (addr.get("app") == Some("cmbs") && addr.get("module") == Some("member"))
+        .then(|| addr.get("member"))
+        .flatten()
+}
+
+/// A sender's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientConfig {
+    /// How long a delivery may take, retries included (2 s).
+    pub delivery_timeout: Duration,
+    /// Added for an executable message: the recipients' execute timeout (5 s).
+    pub exec_allowance: Duration,
+}
+
+impl Default for ClientConfig {
+    fn default() -> ClientConfig {
+        ClientConfig {
+            delivery_timeout: Duration::from_secs(2),
+            exec_allowance: Duration::from_secs(5),
+        }
+    }
+}
+
+/// What to send.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Publish {
+    /// The message (its id is chosen when empty).
+    pub message: Message,
+    /// L2 only: one unreliable multicast, no answers (`SENT_UNCONFIRMED`).
+    pub unreliable: bool,
+    /// Keep offering the message, for this long, to matching members that
+    /// appear or come back.
+    pub hold: Option<Duration>,
+}
+
+impl Publish {
+    /// A message to send once, reliably, without a hold.
+    pub fn new(message: Message) -> Publish {
+        Publish {
+            message,
+            unreliable: false,
+            hold: None,
+        }
+    }
+}
+
+/// Counters of what was dropped.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// CMBS commands that could not be read (or claimed another member's id).
+    pub malformed: u64,
+}
+
+#[derive(Debug)]
+struct Outgoing {
+    message: Message,
+    lines: Vec<Line>,
+    /// Each pending line's deadline, by member.
+    deadlines: HashMap<String, Instant>,
+    hold_until: Option<Instant>,
+    until_unix_ms: u64,
+}
+
+impl Outgoing {
+    fn line_mut(&mut self, member: &str) -> Option<&mut Line> {
+        self.lines.iter_mut().find(|l| l.member == member)
+    }
+}
+
+/// The directory and the outbox of one participant.
+#[derive(Debug)]
+pub struct Client {
+    config: ClientConfig,
+    me: Option<String>,
+    persist_held: bool,
+    directory: Directory,
+    outgoing: HashMap<String, Outgoing>,
+    calls: HashMap<CallId, (String, String)>,
+    holds: Deadlines<String>,
+    /// When to ask member entities we hear but have no announce from.
+    discover_at: Option<Instant>,
+    events: VecDeque<Event>,
+    store_ops: Vec<StoreOp>,
+    rng: Rng,
+    stats: Stats,
+}
+
+impl Client {
+    /// A participant that is not a member (`rmbus publish`), with the seed of
+    /// its message ids.
+    pub fn new(config: ClientConfig, seed: u64) -> Client {
+        Client {
+            config,
+            me: None,
+            persist_held: false,
+            directory: Directory::default(),
+            outgoing: HashMap::new(),
+            calls: HashMap::new(),
+            holds: Deadlines::default(),
+            discover_at: None,
+            events: VecDeque::new(),
+            store_ops: Vec::new(),
+            rng: Rng::new(seed),
+            stats: Stats::default(),
+        }
+    }
+
+    /// Makes this the client of member `id` (never its own recipient); with
+    /// `persist_held`, held messages are written to its store.
+    pub(crate) fn for_member(&mut self, id: &str, persist_held: bool) {
+        self.me = Some(id.to_owned());
+        self.persist_held = persist_held;
+    }
+
+    /// The members this participant knows.
+    pub fn directory(&self) -> &Directory {
+        &self.directory
+    }
+
+    /// What was dropped.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// Messages sent and not reported yet.
+    pub fn open_messages(&self) -> usize {
+        self.outgoing.len()
+    }
+
+    /// A fresh message id: a UUID from the seeded generator.
+    pub fn new_message_id(&mut self) -> String {
+        let mut bytes = [0u8; 16];
+        bytes[..8].copy_from_slice(&self.rng.next_u64().to_le_bytes());
+        bytes[8..].copy_from_slice(&self.rng.next_u64().to_le_bytes());
+        uuid::Builder::from_random_bytes(bytes)
+            .into_uuid()
+            .to_string()
+    }
+
+    /// Asks every member on the bus to announce itself.
+    pub fn describe(&mut self, ep: &mut Endpoint, now: Instant) {
+        let _ = ep.send(
+            now,
+            &cmbs_group(),
+            vec![Describe.into_command()],
+            Delivery::Unreliable,
+        );
+    }
+
+    /// Sends a message: its id, or the report of why it was not sent (every
+    /// check the sender can make comes before anything is sent). `wall` is
+    /// the wall-clock time, for a held message's record.
+    pub fn publish(
+        &mut self,
+        ep: &mut Endpoint,
+        now: Instant,
+        wall: SystemTime,
+        publish: Publish,
+    ) -> Result<String, Box<Report>> {
+        let Publish {
+            mut message,
+            unreliable,
+            hold,
+        } = publish;
+        if message.id.is_empty() {
+            message.id = self.new_message_id();
+        }
+        let reject = |message: &Message, lines: Vec<Line>, refusal: Refusal| {
+            Box::new(Report {
+                message: message.id.clone(),
+                layer: message.layer,
+                lines,
+                outcome: Outcome::Rejected(refusal),
+            })
+        };
+        if let Err(r) = message.check_sendable() {
+            return Err(reject(&message, Vec::new(), r));
+        }
+        if unreliable {
+            if message.layer != Layer::L2 || hold.is_some() {
+                let r = Refusal::new(
+                    Code::NotSendable,
+                    "unreliable is an L2 option, without a hold",
+                );
+                return Err(reject(&message, Vec::new(), r));
+            }
+            let cmd = Command::new(
+                Deliver::NAME,
+                Deliver {
+                    message: message.clone(),
+                }
+                .into_args(),
+            );
+            if let Err(e) = ep.send(now, &members_group(), vec![cmd], Delivery::Unreliable) {
+                return Err(reject(
+                    &message,
+                    Vec::new(),
+                    Refusal::new(Code::TooLarge, e.to_string()),
+                ));
+            }
+            self.events.push_back(Event::Report(Report {
+                message: message.id.clone(),
+                layer: message.layer,
+                lines: Vec::new(),
+                outcome: Outcome::SentUnconfirmed,
+            }));
+            return Ok(message.id);
+        }
+        if message.layer == Layer::L1 && hold.is_none() {
+            let name = message.receiver.as_deref().unwrap_or_default();
+            if self.directory.named(name).is_none() {
+                let r = Refusal::new(
+                    Code::UnknownMember,
+                    format!("no member in the directory has the id or l1_socket {name:?}"),
+                );
+                return Err(reject(&message, Vec::new(), r));
+            }
+        }
+        let id = message.id.clone();
+        let until_unix_ms = hold
+            .map(|h| unix_ms(wall).saturating_add(h.as_millis() as u64))
+            .unwrap_or(0);
+        let mut out = Outgoing {
+            message,
+            lines: Vec::new(),
+            deadlines: HashMap::new(),
+            hold_until: hold.map(|h| now + h),
+            until_unix_ms,
+        };
+        let targets: Vec<Entry> = self
+            .directory
+            .matching(&out.message)
+            .filter(|e| Some(&e.description.id) != self.me.as_ref())
+            .cloned()
+            .collect();
+        for e in &targets {
+            self.offer(ep, now, &mut out, e);
+        }
+        if hold.is_none() && !out.lines.iter().any(|l| l.sent) {
+            let lines = std::mem::take(&mut out.lines);
+            let refusal = match Report::outcome_of(&lines) {
+                Outcome::Rejected(r) => r,
+                _ => Refusal::new(Code::NoRecipient, "no member matches"),
+            };
+            return Err(reject(&out.message, lines, refusal));
+        }
+        if let Some(until) = out.hold_until {
+            self.holds.set(id.clone(), until);
+            self.persist(&out);
+        }
+        self.outgoing.insert(id.clone(), out);
+        self.settle(&id);
+        Ok(id)
+    }
+
+    /// Offers `out` to `entry` (a matching member): a line without a send
+    /// when its layer is stopped, else a delivery.
+    fn offer(&mut self, ep: &mut Endpoint, now: Instant, out: &mut Outgoing, entry: &Entry) {
+        let member = entry.description.id.clone();
+        let line = Line {
+            member: member.clone(),
+            address: entry.address.clone(),
+            sent: false,
+            status: LineStatus::Refused(Refusal::new(
+                Code::LayerStopped,
+                format!("the directory shows {} stopped on it", out.message.layer),
+            )),
+        };
+        let at = match out.lines.iter().position(|l| l.member == member) {
+            Some(i) => {
+                out.lines[i].address = entry.address.clone();
+                i
+            }
+            None => {
+                out.lines.push(line);
+                out.lines.len() - 1
+            }
+        };
+        if !entry.description.started.contains(out.message.layer) {
+            return;
+        }
+        let mut timeout = self.config.delivery_timeout;
+        if out.message.executable {
+            timeout += self.config.exec_allowance;
+        }
+        out.deadlines.insert(member.clone(), now + timeout);
+        out.lines[at].sent = true;
+        out.lines[at].status =
+            match self.attempt(ep, now, &out.message, &member, &entry.address, timeout) {
+                Ok(()) => LineStatus::Pending,
+                Err(refusal) => LineStatus::Refused(refusal),
+            };
+        if out.lines[at].is_settled() {
+            self.events.push_back(Event::Line {
+                message: out.message.id.clone(),
+                line: out.lines[at].clone(),
+            });
+        }
+    }
+
+    /// One delivery attempt.
+    fn attempt(
+        &mut self,
+        ep: &mut Endpoint,
+        now: Instant,
+        message: &Message,
+        member: &str,
+        address: &Address,
+        timeout: Duration,
+    ) -> Result<(), Refusal> {
+        let args = Deliver {
+            message: message.clone(),
+        }
+        .into_args();
+        let call = ep
+            .rpc()
+            .call_ordered(now, address, Deliver::NAME, args, timeout)
+            .map_err(|e| Refusal::new(Code::Undeliverable, format!("not sent: {e}")))?;
+        self.calls
+            .insert(call, (message.id.clone(), member.to_owned()));
+        Ok(())
+    }
+
+    /// Takes the endpoint events CMBS consumes (announces, describes from
+    /// plain senders, the returns of our deliveries, members joining and
+    /// leaving); every other event comes back.
+    pub fn handle_event(
+        &mut self,
+        ep: &mut Endpoint,
+        now: Instant,
+        event: BusEvent,
+    ) -> Option<BusEvent> {
+        match event {
+            BusEvent::Command { src, command, .. } if command.name == Announce::NAME => {
+                self.on_announce(ep, now, src, &command);
+                None
+            }
+            BusEvent::Rpc(RpcEvent::Returned {
+                call,
+                callee,
+                outcome,
+            }) if self.calls.contains_key(&call) => {
+                self.on_returned(ep, now, call, &callee, outcome);
+                None
+            }
+            BusEvent::PeerJoined(addr) => {
+                if member_id_of(&addr).is_some() && !self.directory.has_address(&addr) {
+                    // We may have missed its announce: ask it, and again
+                    // until it answers (announces travel unreliably).
+                    let describe = vec![Describe.into_command()];
+                    let _ = ep.send(now, &addr, describe, Delivery::Unreliable);
+                    self.discover_at.get_or_insert(now + DISCOVERY_INTERVAL);
+                }
+                Some(BusEvent::PeerJoined(addr))
+            }
+            BusEvent::PeerLeft { addr, reason } => {
+                if let Some(entry) = self.directory.remove_address(&addr) {
+                    self.events.push_back(Event::Left { entry, reason });
+                }
+                Some(BusEvent::PeerLeft { addr, reason })
+            }
+            other => Some(other),
+        }
+    }
+
+    fn on_announce(&mut self, ep: &mut Endpoint, now: Instant, src: Address, command: &Command) {
+        let description = match Announce::parse(command) {
+            Ok(a) => a.description,
+            Err(e) => {
+                tracing::debug!(%src, "malformed announce: {e}");
+                self.stats.malformed += 1;
+                return;
+            }
+        };
+        if member_id_of(&src) != Some(description.id.as_str()) {
+            tracing::debug!(%src, id = %description.id, "an announce for another member's id");
+            self.stats.malformed += 1;
+            return;
+        }
+        if Some(&description.id) == self.me.as_ref() {
+            return;
+        }
+        let change = self.directory.upsert(src, description.clone());
+        let Some(entry) = self.directory.get(&description.id).cloned() else {
+            return;
+        };
+        match change {
+            Change::Same => return,
+            Change::New => self.events.push_back(Event::Joined(entry.clone())),
+            Change::Changed => self.events.push_back(Event::Changed(entry.clone())),
+        }
+        self.offer_held(ep, now, &entry);
+    }
+
+    /// Offers every held message `entry` matches and does not have yet.
+    fn offer_held(&mut self, ep: &mut Endpoint, now: Instant, entry: &Entry) {
+        let mut ids: Vec<String> = self
+            .outgoing
+            .iter()
+            .filter(|(_, o)| o.hold_until.is_some_and(|t| t > now))
+            .filter(|(_, o)| {
+                let l1 = match (o.message.layer, &o.message.receiver) {
+                    (Layer::L1, Some(name)) => entry.description.is_named(name).then_some(()),
+                    _ => None,
+                };
+                let l1 = l1.map(|()| entry.description.id.as_str());
+                matches_member(&entry.description, &o.message, l1)
+            })
+            .filter(
+                |(_, o)| match o.lines.iter().find(|l| l.member == entry.description.id) {
+                    None => true,
+                    Some(l) => match &l.status {
+                        LineStatus::Refused(r) => r.code.may_change(),
+                        _ => false,
+                    },
+                },
+            )
+            .map(|(id, _)| id.clone())
+            .collect();
+        ids.sort();
+        for id in ids {
+            let Some(mut out) = self.outgoing.remove(&id) else {
+                continue;
+            };
+            self.offer(ep, now, &mut out, entry);
+            self.outgoing.insert(id.clone(), out);
+            self.settle(&id);
+        }
+    }
+
+    fn on_returned(
+        &mut self,
+        ep: &mut Endpoint,
+        now: Instant,
+        call: CallId,
+        callee: &Address,
+        outcome: CallOutcome,
+    ) {
+        let Some((id, member)) = self.calls.remove(&call) else {
+            return;
+        };
+        let Some(mut out) = self.outgoing.remove(&id) else {
+            return;
+        };
+        let deadline = out.deadlines.get(&member).copied().unwrap_or(now);
+        let status = match outcome {
+            CallOutcome::Returned(reply) => match DeliverAnswer::from_reply(&reply) {
+                DeliverAnswer::Delivered { result } => LineStatus::Delivered { result },
+                DeliverAnswer::Refused(r) => LineStatus::Refused(r),
+            },
+            CallOutcome::Unknown => LineStatus::Refused(Refusal::new(
+                Code::UnknownMember,
+                "that entity does not serve cmbs.message.deliver: it is no member",
+            )),
+            CallOutcome::Undeliverable if deadline.saturating_duration_since(now) > ATTEMPT => {
+                let remaining = deadline - now;
+                match self.attempt(ep, now, &out.message, &member, callee, remaining) {
+                    Ok(()) => LineStatus::Pending,
+                    Err(r) => LineStatus::Refused(r),
+                }
+            }
+            CallOutcome::Undeliverable => LineStatus::Refused(Refusal::new(
+                Code::Undeliverable,
+                "never acknowledged (it may have arrived)",
+            )),
+            CallOutcome::TimedOut => LineStatus::Refused(Refusal::new(
+                Code::Timeout,
+                "acknowledged, but no answer in time",
+            )),
+            CallOutcome::CalleeLeft => LineStatus::Refused(Refusal::new(
+                Code::Undeliverable,
+                "the member left before it answered (it may have arrived)",
+            )),
+            other => LineStatus::Refused(Refusal::new(
+                Code::Undeliverable,
+                format!("the call ended {}", other.code()),
+            )),
+        };
+        if let Some(line) = out.line_mut(&member) {
+            line.status = status;
+            if line.is_settled() {
+                let line = line.clone();
+                if matches!(line.status, LineStatus::Delivered { .. }) && out.hold_until.is_some() {
+                    self.persist(&out);
+                }
+                self.events.push_back(Event::Line {
+                    message: id.clone(),
+                    line,
+                });
+            }
+        }
+        self.outgoing.insert(id.clone(), out);
+        self.settle(&id);
+    }
+
+    /// Reports message `id` if every line is settled and its hold is over.
+    fn settle(&mut self, id: &str) {
+        let done = self
+            .outgoing
+            .get(id)
+            .is_some_and(|o| o.hold_until.is_none() && o.lines.iter().all(Line::is_settled));
+        if !done {
+            return;
+        }
+        if let Some(out) = self.outgoing.remove(id) {
+            let outcome = Report::outcome_of(&out.lines);
+            self.events.push_back(Event::Report(Report {
+                message: out.message.id,
+                layer: out.message.layer,
+                lines: out.lines,
+                outcome,
+            }));
+        }
+    }
+
+    fn persist(&mut self, out: &Outgoing) {
+        if !self.persist_held {
+            return;
+        }
+        self.store_ops.push(StoreOp::Hold(HeldRecord {
+            message: out.message.clone(),
+            until_unix_ms: out.until_unix_ms,
+            delivered: out
+                .lines
+                .iter()
+                .filter(|l| matches!(l.status, LineStatus::Delivered { .. }))
+                .map(|l| l.member.clone())
+                .collect(),
+        }));
+    }
+
+    /// Takes up held messages from a store after a restart: each one is
+    /// offered to matching members as they announce, until its hold ends.
+    pub fn restore_held(&mut self, now: Instant, wall: SystemTime, records: Vec<HeldRecord>) {
+        let wall_ms = unix_ms(wall);
+        for r in records {
+            if r.until_unix_ms <= wall_ms {
+                if self.persist_held {
+                    self.store_ops.push(StoreOp::Release {
+                        id: r.message.id.clone(),
+                    });
+                }
+                continue;
+            }
+            let until = now + Duration::from_millis(r.until_unix_ms - wall_ms);
+            let lines = r
+                .delivered
+                .iter()
+                .map(|m| Line {
+                    member: m.clone(),
+                    address: Address::empty(),
+                    sent: true,
+                    status: LineStatus::Delivered { result: None },
+                })
+                .collect();
+            self.holds.set(r.message.id.clone(), until);
+            self.outgoing.insert(
+                r.message.id.clone(),
+                Outgoing {
+                    message: r.message,
+                    lines,
+                    deadlines: HashMap::new(),
+                    hold_until: Some(until),
+                    until_unix_ms: r.until_unix_ms,
+                },
+            );
+        }
+    }
+
+    /// Ends the holds that are over, and asks member entities the endpoint
+    /// knows and the directory does not to announce themselves.
+    pub fn handle_timeout(&mut self, ep: &mut Endpoint, now: Instant) {
+        if self.discover_at.is_some_and(|t| t <= now) {
+            self.discover_at = None;
+            let unknown: Vec<Address> = ep
+                .peers()
+                .filter(|p| member_id_of(&p.address).is_some())
+                .filter(|p| !self.directory.has_address(&p.address))
+                .map(|p| p.address.clone())
+                .collect();
+            for addr in &unknown {
+                tracing::debug!(%addr, "asking a member entity to announce itself");
+                let _ = ep.send(now, addr, vec![Describe.into_command()], Delivery::Unreliable);
+            }
+            if !unknown.is_empty() {
+                self.discover_at = Some(now + DISCOVERY_INTERVAL);
+            }
+        }
+        for id in self.holds.take_due(now) {
+            if let Some(out) = self.outgoing.get_mut(&id) {
+                out.hold_until = None;
+                if self.persist_held {
+                    self.store_ops.push(StoreOp::Release { id: id.clone() });
+                }
+            }
+            self.settle(&id);
+        }
+    }
+
+    /// When [`Client::handle_timeout`] is due next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.holds.next().into_iter().chain(self.discover_at).min()
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Store operations queued (held messages).
+    pub(crate) fn take_store_ops(&mut self) -> Vec<StoreOp> {
+        std::mem::take(&mut self.store_ops)
+    }
+}
+
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,375 @@
+//! The CMBS commands on the bus, one type each, in the style of the
+//! Guidelines' typed commands: `cmbs.member.announce`, `cmbs.member.describe`,
+//! the `cmbs.message.deliver` RPC and its answer, the `cmbs.member.action`
+//! RPC and its answer. Every one carries a Guidelines optional-argument map
+//! (§3.2.1), so that fields can be added later; readers ignore names they do
+//! not know.
+
+use std::fmt;
+
+use crate::rpc::{Reply, Status};
+use crate::wire::{Command, Value};
+
+use super::code::{Code, Refusal};
+use super::description::Description;
+use super::layer::Layer;
+use super::map::{Fields, MapWriter};
+use super::message::Message;
+
+/// The command prefix of every CMBS command.
+pub const PREFIX: &str = "cmbs";
+
+/// `cmbs.member.announce (<description>)`: a member says who it is, sent
+/// unreliably to `(app:cmbs)` when it starts, when its description changes
+/// and in answer to a describe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Announce {
+    /// What the member says about itself.
+    pub description: Description,
+}
+
+impl Announce {
+    /// The command name.
+    pub const NAME: &'static str = "cmbs.member.announce";
+
+    /// Reads the command; `Err` is why it is malformed.
+    pub fn parse(cmd: &Command) -> Result<Announce, String> {
+        match cmd.args.as_slice() {
+            [map] => Ok(Announce {
+                description: Description::from_value(map)?,
+            }),
+            _ => Err("expected one argument, the member's description".into()),
+        }
+    }
+
+    /// The command.
+    pub fn into_command(self) -> Command {
+        Command::new(Self::NAME, vec![self.description.to_value()])
+    }
+}
+
+/// `cmbs.member.describe ()`: asks every member that hears it to announce
+/// itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Describe;
+
+impl Describe {
+    /// The command name.
+    pub const NAME: &'static str = "cmbs.member.describe";
+
+    /// The command.
+    pub fn into_command(self) -> Command {
+        Command::new(Self::NAME, Vec::new())
+    }
+}
+
+/// The `cmbs.message.deliver (<message>)` RPC: a message for one recipient,
+/// sent as a unicast RPC, reliably and in order, to its full address.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Deliver {
+    /// The message.
+    pub message: Message,
+}
+
+impl Deliver {
+    /// The RPC name.
+    pub const NAME: &'static str = "cmbs.message.deliver";
+
+    /// Reads the request's ARGS; `Err` is the reason of a `MALFORMED` refusal.
+    pub fn from_args(args: &[Value]) -> Result<Deliver, String> {
+        match args {
+            [map] => Ok(Deliver {
+                message: Message::from_value(map)?,
+            }),
+            _ => Err("expected one argument, the message".into()),
+        }
+    }
+
+    /// The request's ARGS.
+    pub fn into_args(self) -> Vec<Value> {
+        vec![self.message.to_value()]
+    }
+}
+
+/// What a recipient answers to `cmbs.message.deliver`: the application-level
+/// outcome that CMBS calls delivered, never the transport's ack.
+///
+/// # Format
+///
+/// ```text
+/// (OK DELIVERED "") ((("result" "<JSON>")))     delivered (result for executed messages)
+/// (FAILED <CODE> "<reason>")                     refused
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub enum DeliverAnswer {
+    /// It has the message (stored before this answer, if storable).
+    Delivered {
+        /// The execute handler's output, for an executable message.
+        result: Option<serde_json::Value>,
+    },
+    /// It refused the message.
+    Refused(Refusal),
+}
+
+impl DeliverAnswer {
+    /// The RPC reply.
+    pub fn to_reply(&self) -> Reply {
+        match self {
+            DeliverAnswer::Delivered { result } => {
+                let mut m = MapWriter::default();
+                if let Some(r) = result {
+                    m.string("result", &r.to_string());
+                }
+                Reply::ok_with("DELIVERED", "", vec![m.finish()])
+            }
+            DeliverAnswer::Refused(r) => Reply::failed(r.code.as_str(), &r.reason),
+        }
+    }
+
+    /// Reads a reply; a reply of another shape is `MALFORMED`.
+    pub fn from_reply(reply: &Reply) -> DeliverAnswer {
+        let malformed =
+            |why: &str| DeliverAnswer::Refused(Refusal::new(Code::Malformed, why.to_owned()));
+        match reply.status {
+            Status::Ok if reply.result == "DELIVERED" => {
+                let result = match reply.values.first() {
+                    None => None,
+                    Some(v) => match Fields::read(v).and_then(|f| f.opt_string("result")) {
+                        Ok(None) => None,
+                        Ok(Some(text)) => match serde_json::from_str(text) {
+                            Ok(j) => Some(j),
+                            Err(_) => return malformed("the answer's result is not JSON"),
+                        },
+                        Err(e) => return malformed(&e),
+                    },
+                };
+                DeliverAnswer::Delivered { result }
+            }
+            Status::Ok => malformed("the recipient answered OK without DELIVERED"),
+            Status::Failed => match Code::parse(&reply.result) {
+                Some(code) => DeliverAnswer::Refused(Refusal::new(code, reply.description.clone())),
+                None => malformed(&format!(
+                    "the recipient refused with an unknown code {}: {}",
+                    reply.result, reply.description
+                )),
+            },
+        }
+    }
+}
+
+/// An action on a member (scheme `http://houssem.org/cmbs/member/action#`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Action {
+    /// `start_l1` … `start_l4` (also `start_l31`, `start_l32`).
+    Start(Layer),
+    /// `stop_l1` … `stop_l4`.
+    Stop(Layer),
+    /// `suspend`: refuse every delivery until resumed.
+    Suspend,
+    /// `resume`.
+    Resume,
+    /// `check_neighbors`: ask the bus who is a member, and say which
+    /// `neighbors_socket` entries are known.
+    CheckNeighbors,
+}
+
+impl Action {
+    /// Reads a term: `start_l3.1`, `start_l31`, `stop_l2`, `suspend`, `resume`,
+    /// `check_neighbors`.
+    pub fn parse(term: &str) -> Option<Action> {
+        match term {
+            "suspend" => Some(Action::Suspend),
+            "resume" => Some(Action::Resume),
+            "check_neighbors" => Some(Action::CheckNeighbors),
+            _ => {
+                if let Some(l) = term.strip_prefix("start_") {
+                    Layer::parse(l).map(Action::Start)
+                } else if let Some(l) = term.strip_prefix("stop_") {
+                    Layer::parse(l).map(Action::Stop)
+                } else {
+                    None
+                }
+            }
+        }
+    }
+
+    /// Every action, in the order the OCCI kind lists them.
+    pub fn all() -> Vec<Action> {
+        let mut v: Vec<Action> = Layer::ALL.iter().map(|l| Action::Start(*l)).collect();
+        v.extend(Layer::ALL.iter().map(|l| Action::Stop(*l)));
+        v.extend([Action::Suspend, Action::Resume, Action::CheckNeighbors]);
+        v
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Action::Start(l) => write!(f, "start_{}", l.dotted()),
+            Action::Stop(l) => write!(f, "stop_{}", l.dotted()),
+            Action::Suspend => f.write_str("suspend"),
+            Action::Resume => f.write_str("resume"),
+            Action::CheckNeighbors => f.write_str("check_neighbors"),
+        }
+    }
+}
+
+/// The `cmbs.member.action (<term>)` RPC, for the gateway and `rmbus members
+/// ID ACTION` to run an action on a member elsewhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ActionRequest {
+    /// The action.
+    pub action: Action,
+}
+
+impl ActionRequest {
+    /// The RPC name.
+    pub const NAME: &'static str = "cmbs.member.action";
+
+    /// Reads the request's ARGS: the term as a String or Symbol.
+    pub fn from_args(args: &[Value]) -> Result<ActionRequest, String> {
+        let term = match args {
+            [v] => v.as_str().ok_or("the action must be a String")?,
+            _ => return Err("expected one argument, the action term".into()),
+        };
+        Action::parse(term)
+            .map(|action| ActionRequest { action })
+            .ok_or_else(|| format!("unknown action {term:?}"))
+    }
+
+    /// The request's ARGS.
+    pub fn into_args(self) -> Vec<Value> {
+        vec![Value::string(self.action.to_string())]
+    }
+}
+
+/// Whether one `neighbors_socket` entry was found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NeighborCheck {
+    /// The endpoint named in `neighbors_socket`.
+    pub endpoint: String,
+    /// The member it names, when one in the directory has it.
+    pub member: Option<String>,
+}
+
+/// What an action answers: the member's description after it, and for
+/// `check_neighbors` the neighbors and the members found.
+///
+/// # Format
+///
+/// ```text
+/// (OK DONE "") ((("member" <description>) ("neighbors" ((("endpoint" "…") ("member" "…")) …)) ("members" (<description> …))))
+/// (FAILED <REASON> "<why>")
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActionAnswer {
+    /// The member after the action.
+    pub member: Description,
+    /// `check_neighbors`: each `neighbors_socket` entry.
+    pub neighbors: Vec<NeighborCheck>,
+    /// `check_neighbors`: every member in the directory.
+    pub members: Vec<Description>,
+}
+
+impl ActionAnswer {
+    /// The RPC reply.
+    pub fn to_reply(&self) -> Reply {
+        let mut m = MapWriter::default();
+        m.put("member", self.member.to_value());
+        m.put(
+            "neighbors",
+            Value::List(
+                self.neighbors
+                    .iter()
+                    .map(|n| {
+                        let mut e = MapWriter::default();
+                        e.string("endpoint", &n.endpoint);
+                        if let Some(id) = &n.member {
+                            e.string("member", id);
+                        }
+                        e.finish()
+                    })
+                    .collect(),
+            ),
+        );
+        m.put(
+            "members",
+            Value::List(self.members.iter().map(Description::to_value).collect()),
+        );
+        Reply::ok_with("DONE", "", vec![m.finish()])
+    }
+
+    /// Reads an OK reply; `Err` is why it cannot be read.
+    pub fn from_reply(reply: &Reply) -> Result<ActionAnswer, String> {
+        let v = reply.values.first().ok_or("the answer has no values")?;
+        let f = Fields::read(v)?;
+        let member = Description::from_value(f.get("member").ok_or("no member in the answer")?)?;
+        let mut neighbors = Vec::new();
+        for n in f.get("neighbors").and_then(Value::as_list).unwrap_or(&[]) {
+            let nf = Fields::read(n)?;
+            neighbors.push(NeighborCheck {
+                endpoint: nf.string("endpoint")?.to_owned(),
+                member: nf.opt_string("member")?.map(str::to_owned),
+            });
+        }
+        let mut members = Vec::new();
+        for d in f.get("members").and_then(Value::as_list).unwrap_or(&[]) {
+            members.push(Description::from_value(d)?);
+        }
+        Ok(ActionAnswer {
+            member,
+            neighbors,
+            members,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cmbs::message::Content;
+
+    #[test]
+    fn actions_read_in_both_spellings() {
+        assert_eq!(Action::parse("start_l31"), Some(Action::Start(Layer::L31)));
+        assert_eq!(Action::parse("start_l3.1"), Some(Action::Start(Layer::L31)));
+        assert_eq!(Action::parse("stop_l4"), Some(Action::Stop(Layer::L4)));
+        assert_eq!(Action::parse("explode"), None);
+        for a in Action::all() {
+            assert_eq!(Action::parse(&a.to_string()), Some(a));
+        }
+    }
+
+    #[test]
+    fn answers_read_back() {
+        let d = DeliverAnswer::Delivered {
+            result: Some(serde_json::json!({"ok": true})),
+        };
+        assert_eq!(DeliverAnswer::from_reply(&d.to_reply()), d);
+        let r = DeliverAnswer::Refused(Refusal::new(Code::Loop, "seen"));
+        assert_eq!(DeliverAnswer::from_reply(&r.to_reply()), r);
+        let odd = Reply::failed("NOPE", "x");
+        assert!(matches!(
+            DeliverAnswer::from_reply(&odd),
+            DeliverAnswer::Refused(Refusal {
+                code: Code::Malformed,
+                ..
+            })
+        ));
+        let a = ActionAnswer {
+            member: Description::new("m"),
+            neighbors: vec![NeighborCheck {
+                endpoint: "e".into(),
+                member: None,
+            }],
+            members: vec![Description::new("n")],
+        };
+        assert_eq!(ActionAnswer::from_reply(&a.to_reply()).unwrap(), a);
+        let msg = Message::new("i", Layer::L2, Content::Json(serde_json::json!(null)));
+        let args = Deliver {
+            message: msg.clone(),
+        }
+        .into_args();
+        assert_eq!(Deliver::from_args(&args).unwrap().message, msg);
+    }
+}

@@ -1,0 +1,116 @@
+//! Reading and writing the Guidelines' optional-argument map
+//! `(("name" value) …)` (Guidelines §3.2.1) that every CMBS command carries,
+//! so that fields can be added later: unknown names are ignored.
+
+use crate::wire::Value;
+
+/// The fields of one map, read leniently: unknown names are skipped.
+pub(crate) struct Fields<'a> {
+    pairs: Vec<(&'a str, &'a Value)>,
+}
+
+impl<'a> Fields<'a> {
+    /// The pairs of `v`, if it is a map of `("name" value)` pairs with
+    /// unique names.
+    pub(crate) fn read(v: &'a Value) -> Result<Fields<'a>, String> {
+        let list = v
+            .as_list()
+            .ok_or("expected a map of (\"name\" value) pairs")?;
+        let mut pairs = Vec::with_capacity(list.len());
+        for entry in list {
+            match entry.as_list() {
+                Some([Value::String(k), v]) => {
+                    if pairs.iter().any(|(n, _)| n == k) {
+                        return Err(format!("the field {k:?} is given twice"));
+                    }
+                    pairs.push((k.as_str(), v));
+                }
+                _ => return Err("expected a map of (\"name\" value) pairs".into()),
+            }
+        }
+        Ok(Fields { pairs })
+    }
+
+    pub(crate) fn get(&self, name: &str) -> Option<&'a Value> {
+        self.pairs.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
+    }
+
+    /// A required String field.
+    pub(crate) fn string(&self, name: &str) -> Result<&'a str, String> {
+        match self.get(name) {
+            Some(Value::String(s)) => Ok(s),
+            Some(_) => Err(format!("the field {name:?} must be a String")),
+            None => Err(format!("the field {name:?} is missing")),
+        }
+    }
+
+    /// An optional String field.
+    pub(crate) fn opt_string(&self, name: &str) -> Result<Option<&'a str>, String> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(_) => self.string(name).map(Some),
+        }
+    }
+
+    /// An optional list of Strings (missing: empty).
+    pub(crate) fn strings(&self, name: &str) -> Result<Vec<String>, String> {
+        match self.get(name) {
+            None => Ok(Vec::new()),
+            Some(Value::List(items)) => items
+                .iter()
+                .map(|v| match v {
+                    Value::String(s) => Ok(s.clone()),
+                    _ => Err(format!("the field {name:?} must be a list of Strings")),
+                })
+                .collect(),
+            Some(_) => Err(format!("the field {name:?} must be a list of Strings")),
+        }
+    }
+
+    /// An optional boolean, written as the Symbol `true` or `false`
+    /// (missing: `default`).
+    pub(crate) fn flag(&self, name: &str, default: bool) -> Result<bool, String> {
+        match self.get(name) {
+            None => Ok(default),
+            Some(v) => match v.as_str() {
+                Some("true") => Ok(true),
+                Some("false") => Ok(false),
+                _ => Err(format!("the field {name:?} must be true or false")),
+            },
+        }
+    }
+}
+
+/// Builds a map in written order.
+#[derive(Default)]
+pub(crate) struct MapWriter {
+    pairs: Vec<Value>,
+}
+
+impl MapWriter {
+    pub(crate) fn put(&mut self, name: &str, v: Value) -> &mut Self {
+        self.pairs.push(Value::List(vec![Value::string(name), v]));
+        self
+    }
+
+    pub(crate) fn string(&mut self, name: &str, s: &str) -> &mut Self {
+        self.put(name, Value::string(s))
+    }
+
+    pub(crate) fn strings(&mut self, name: &str, items: &[String]) -> &mut Self {
+        self.put(name, strings_value(items))
+    }
+
+    pub(crate) fn flag(&mut self, name: &str, on: bool) -> &mut Self {
+        self.put(name, Value::symbol(if on { "true" } else { "false" }))
+    }
+
+    pub(crate) fn finish(&mut self) -> Value {
+        Value::List(std::mem::take(&mut self.pairs))
+    }
+}
+
+/// A list of Strings.
+pub(crate) fn strings_value(items: &[String]) -> Value {
+    Value::List(items.iter().map(|s| Value::string(s.clone())).collect())
+}

@@ -1,0 +1,121 @@
+//! The thread that runs a store, so that disk I/O never runs on the bus
+//! loop: the loop hands it batches, it commits every batch waiting at that
+//! moment in one transaction each (all of them in one go), applies the
+//! retention now and then, and reports each batch done through a channel,
+//! after which it calls the loop's notifier (a mio `Waker`, say).
+
+use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
+use std::thread::JoinHandle;
+use std::time::SystemTime;
+
+use crate::cmbs::StoreBatch;
+
+use super::{Retention, Store};
+
+/// How often (in commits) the worker applies the retention.
+const RETAIN_EVERY: u64 = 256;
+
+/// A batch that was committed, or not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Done {
+    /// The member.
+    pub member: String,
+    /// The batch's ticket.
+    pub ticket: u64,
+    /// `Err`: why it is not on disk.
+    pub result: Result<(), String>,
+}
+
+/// A store on its own thread.
+#[derive(Debug)]
+pub struct Worker {
+    jobs: Option<Sender<StoreBatch>>,
+    done: Receiver<Done>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Worker {
+    /// Starts the thread over `store`; `notify` runs after each round of
+    /// commits.
+    pub fn spawn(
+        mut store: Box<dyn Store>,
+        retention: Retention,
+        notify: impl Fn() + Send + 'static,
+    ) -> std::io::Result<Worker> {
+        let (jobs, inbox) = mpsc::channel::<StoreBatch>();
+        let (outbox, done) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("rmbus-store".into())
+            .spawn(move || {
+                let mut commits = 0u64;
+                while let Ok(first) = inbox.recv() {
+                    let mut round = vec![first];
+                    loop {
+                        match inbox.try_recv() {
+                            Ok(b) => round.push(b),
+                            Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+                        }
+                    }
+                    let now = SystemTime::now();
+                    for b in &round {
+                        let result = store
+                            .commit(&b.member, &b.ops, now)
+                            .map_err(|e| e.to_string());
+                        if let Err(e) = &result {
+                            tracing::warn!(member = %b.member, "store write failed: {e}");
+                        }
+                        commits += 1;
+                        if commits % RETAIN_EVERY == 1 {
+                            if let Err(e) = store.retain(&b.member, retention, now) {
+                                tracing::warn!("retention failed: {e}");
+                            }
+                        }
+                        let _ = outbox.send(Done {
+                            member: b.member.clone(),
+                            ticket: b.ticket,
+                            result,
+                        });
+                    }
+                    notify();
+                }
+            })?;
+        Ok(Worker {
+            jobs: Some(jobs),
+            done,
+            thread: Some(thread),
+        })
+    }
+
+    /// Hands a batch to the thread.
+    pub fn submit(&self, batch: StoreBatch) {
+        if let Some(j) = &self.jobs {
+            if j.send(batch).is_err() {
+                tracing::error!("the store thread is gone");
+            }
+        }
+    }
+
+    /// The batches done since the last call.
+    pub fn completed(&self) -> Vec<Done> {
+        self.done.try_iter().collect()
+    }
+
+    /// Waits for the batches handed over so far to be done, and stops the
+    /// thread; what they said.
+    pub fn finish(mut self) -> Vec<Done> {
+        self.jobs = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        self.done.try_iter().collect()
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.jobs = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
