@@ -629,7 +629,12 @@ impl Client {
                 .collect();
             for addr in &unknown {
                 tracing::debug!(%addr, "asking a member entity to announce itself");
-                let _ = ep.send(now, addr, vec![Describe.into_command()], Delivery::Unreliable);
+                let _ = ep.send(
+                    now,
+                    addr,
+                    vec![Describe.into_command()],
+                    Delivery::Unreliable,
+                );
             }
             if !unknown.is_empty() {
                 self.discover_at = Some(now + DISCOVERY_INTERVAL);

@@ -12,9 +12,12 @@ pub enum Outcome {
     Returned(Reply),
     /// `RPC-STATUS UNKNOWN`: the callee has no such operation.
     Unknown,
-    /// The reliable request was never acknowledged.
+    /// The reliable request was never acknowledged: the transport gave up
+    /// on it, or the call's timeout came while it was unacknowledged. It may
+    /// still have arrived (its acks may have been lost).
     Undeliverable,
-    /// No return within the call's timeout.
+    /// No return within the call's timeout (for a unicast call: after its
+    /// request was acknowledged).
     TimedOut,
     /// The callee said bye or timed out of the entity table before returning.
     CalleeLeft,

@@ -22,13 +22,28 @@ pub enum ScopeArg {
 /// Where the bus is and who we are on it.
 #[derive(clap::Args, Clone)]
 pub struct BusArgs {
+    #[command(flatten)]
+    pub place: BusPlace,
+    /// Our own address; an id element <pid>-<n>@<ip> is added unless given.
+    #[arg(long, value_name = "ADDR", default_value = "(app:rmbus)")]
+    pub address: Address,
+}
+
+impl BusArgs {
+    /// The configuration (see [`BusPlace::config`]).
+    pub fn config(&self) -> Result<Config, Failure> {
+        self.place.config()
+    }
+}
+
+/// Where the bus is, for the commands whose own address is fixed (the CMBS
+/// ones).
+#[derive(clap::Args, Clone)]
+pub struct BusPlace {
     /// The configuration file (default: $MBUS, else ~/.mbus); created with fresh
     /// keys if missing.
     #[arg(long, value_name = "PATH")]
     config: Option<PathBuf>,
-    /// Our own address; an id element <pid>-<n>@<ip> is added unless given.
-    #[arg(long, value_name = "ADDR", default_value = "(app:rmbus)")]
-    pub address: Address,
     /// The multicast group, overriding the configuration's ADDRESS.
     #[arg(long, value_name = "ADDR")]
     group: Option<IpAddr>,
@@ -43,7 +58,7 @@ pub struct BusArgs {
     interface: Option<String>,
 }
 
-impl BusArgs {
+impl BusPlace {
     /// The configuration file's settings (the file is created with fresh keys
     /// if missing, and we say so), with this run's overrides applied.
     pub fn config(&self) -> Result<Config, Failure> {

@@ -9,7 +9,9 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use rmbus::proto::{Endpoint, Event};
 use rmbus::runtime::{EntityId, EntityMut, Host};
 
-use crate::bus_args::BusArgs;
+use rmbus::wire::Address;
+
+use crate::bus_args::{BusArgs, BusPlace};
 use crate::signals::Termination;
 use crate::Failure;
 
@@ -74,11 +76,17 @@ impl Driver {
     /// Joins the bus that `args` describe with one entity: the driver and
     /// the entity's id.
     pub fn join(args: &BusArgs) -> Result<(Driver, EntityId), Failure> {
-        let config = args.config()?;
+        Driver::join_as(&args.place, &args.address)
+    }
+
+    /// Joins the bus `place` describes as `address` (the runtime adds the
+    /// `id` element).
+    pub fn join_as(place: &BusPlace, address: &Address) -> Result<(Driver, EntityId), Failure> {
+        let config = place.config()?;
         let mut host = rmbus::runtime::Host::bind(&config)
             .map_err(|e| Failure::input(format!("cannot join the bus: {e}")))?;
         let me = host
-            .add(&args.address)
+            .add(address)
             .map_err(|e| Failure::input(format!("cannot join the bus: {e}")))?;
         Ok((Driver::new(host).map_err(Failure::input)?, me))
     }

@@ -8,15 +8,22 @@
 mod bus_args;
 mod call;
 mod clock;
+mod cmbs_out;
 mod decode;
 mod demo;
 mod driver;
 mod encode;
+mod exec;
 mod join;
 mod keygen;
 mod list;
+mod member;
+mod members;
+mod messages;
 mod monitor;
+mod participant;
 mod pcap;
+mod publish;
 mod reach;
 mod record;
 mod send;
@@ -49,6 +56,14 @@ impl Failure {
     pub fn lost(message: impl std::fmt::Display) -> Failure {
         Failure {
             code: 1,
+            message: message.to_string(),
+        }
+    }
+
+    /// An exit code of the table with a message (empty: nothing more to say).
+    pub fn with_code(code: u8, message: impl std::fmt::Display) -> Failure {
+        Failure {
+            code,
             message: message.to_string(),
         }
     }
@@ -120,6 +135,10 @@ enum Command {
     Get(call::GetArgs),
     Set(call::SetArgs),
     Watch(call::WatchArgs),
+    Member(member::Args),
+    Members(members::Args),
+    Publish(publish::Args),
+    Messages(messages::Args),
     Keygen(keygen::Args),
     Decode(decode::Args),
     Encode(encode::Args),
@@ -182,6 +201,10 @@ fn main() -> ExitCode {
         Command::Get(args) => call::run_get(args),
         Command::Set(args) => call::run_set(args),
         Command::Watch(args) => call::run_watch(args),
+        Command::Member(args) => member::run(args),
+        Command::Members(args) => members::run(args),
+        Command::Publish(args) => publish::run(args),
+        Command::Messages(args) => messages::run(args),
         Command::Keygen(args) => keygen::run(args),
         Command::Decode(args) => decode::run(args),
         Command::Encode(args) => encode::run(args),

@@ -39,6 +39,9 @@ struct PendingCall {
     name: String,
     deadline: Instant,
     kind: CallKind,
+    /// The reliable request was acknowledged (unicast calls, and an
+    /// anycast's request to its chosen volunteer).
+    acked: bool,
 }
 
 /// The calls this entity has made and not seen end.
@@ -202,6 +205,7 @@ impl Calls {
                 name: name.to_owned(),
                 deadline,
                 kind,
+                acked: false,
             },
         );
     }
@@ -314,6 +318,9 @@ impl Calls {
     /// The reliable request of `call` settled.
     pub(crate) fn settled(&mut self, ctx: &mut Ctx<'_>, call: CallId, delivered: bool) {
         if delivered {
+            if let Some(c) = self.calls.get_mut(&call.0) {
+                c.acked = true;
+            }
             return;
         }
         let callee = match self.calls.get(&call.0).map(|c| &c.kind) {
@@ -402,8 +409,16 @@ impl Calls {
             match &c.kind {
                 CallKind::Multicast { .. } => self.end_group(ctx, call),
                 CallKind::Unicast { callee } => {
+                    // A request still unacknowledged at the deadline (say,
+                    // one waiting in the ordered queue) did not reach the
+                    // callee as far as we know: undeliverable, not timed out.
+                    let outcome = if c.acked {
+                        Outcome::TimedOut
+                    } else {
+                        Outcome::Undeliverable
+                    };
                     let callee = callee.clone();
-                    self.end(ctx, call, callee, Outcome::TimedOut);
+                    self.end(ctx, call, callee, outcome);
                 }
                 CallKind::Anycast { chosen, group, .. } => {
                     let (callee, outcome) = match chosen {

@@ -1,0 +1,149 @@
+//! `rmbus member --exec PROGRAM [ARG…]`: the execute handler that runs a
+//! program, never through a shell: the content on its stdin, its stdout (at
+//! most [`OUTPUT_LIMIT`] bytes) as the result, killed at the execute
+//! timeout. Output that is JSON is the result as is; other output is a JSON
+//! string. A program that exits non-zero fails the execution.
+
+use std::io::{Read, Write};
+use std::process::{Command, Stdio};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::time::{Duration, Instant};
+
+use rmbus::cmbs::{ExecJob, Execution, Executor};
+
+/// The most output kept from the program.
+pub const OUTPUT_LIMIT: usize = 1 << 20;
+
+type ExecResult = (u64, Result<serde_json::Value, String>);
+
+/// The executor, and where its results arrive.
+pub fn executor(
+    program: Vec<String>,
+    timeout: Duration,
+    notify: impl Fn() + Send + Clone + 'static,
+) -> (Executor, Receiver<ExecResult>) {
+    let (tx, rx) = mpsc::channel();
+    let exec = move |job: &ExecJob| {
+        let (program, tx, notify) = (program.clone(), tx.clone(), notify.clone());
+        let (ticket, input) = (job.ticket, job.message.content.to_bytes());
+        let spawned = std::thread::Builder::new()
+            .name("rmbus-exec".into())
+            .spawn(move || {
+                let result = run(&program, &input, timeout);
+                finish(&tx, ticket, result, &notify);
+            });
+        match spawned {
+            Ok(_) => Execution::Later,
+            Err(e) => Execution::Done(Err(format!("cannot start a thread: {e}"))),
+        }
+    };
+    (Box::new(exec), rx)
+}
+
+fn finish(
+    tx: &Sender<ExecResult>,
+    ticket: u64,
+    result: Result<serde_json::Value, String>,
+    notify: &impl Fn(),
+) {
+    if tx.send((ticket, result)).is_ok() {
+        notify();
+    }
+}
+
+/// Runs `program` with `input` on stdin.
+pub fn run(
+    program: &[String],
+    input: &[u8],
+    timeout: Duration,
+) -> Result<serde_json::Value, String> {
+    let (name, args) = program.split_first().ok_or("no program to run")?;
+    let mut child = Command::new(name)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("{name}: {e}"))?;
+    let mut stdin = child.stdin.take().ok_or("no stdin")?;
+    let input = input.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let mut stdout = child.stdout.take().ok_or("no stdout")?;
+    let reader = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        let _ = (&mut stdout)
+            .take(OUTPUT_LIMIT as u64 + 1)
+            .read_to_end(&mut out);
+        // Drain the rest so the program is not blocked on a full pipe.
+        let _ = std::io::copy(&mut stdout, &mut std::io::sink());
+        out
+    });
+    let mut stderr = child.stderr.take().ok_or("no stderr")?;
+    let err_reader = std::thread::spawn(move || {
+        let mut e = Vec::new();
+        let _ = (&mut stderr).take(4096).read_to_end(&mut e);
+        let _ = std::io::copy(&mut stderr, &mut std::io::sink());
+        e
+    });
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if Instant::now() >= deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "{name} took longer than {} s and was killed",
+                    timeout.as_secs_f64()
+                ));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(5)),
+            Err(e) => return Err(format!("{name}: {e}")),
+        }
+    };
+    let _ = writer.join();
+    let out = reader.join().unwrap_or_default();
+    let err = err_reader.join().unwrap_or_default();
+    if !status.success() {
+        let first = String::from_utf8_lossy(&err);
+        let first = first.lines().next().unwrap_or("").trim();
+        return Err(format!(
+            "{name} ended with {status}{}{first}",
+            if first.is_empty() { "" } else { ": " }
+        ));
+    }
+    if out.len() > OUTPUT_LIMIT {
+        return Err(format!("{name} wrote more than {OUTPUT_LIMIT} bytes"));
+    }
+    let text = String::from_utf8_lossy(&out);
+    let trimmed = text.trim_end_matches(['\n', '\r']);
+    Ok(serde_json::from_str(trimmed)
+        .unwrap_or_else(|_| serde_json::Value::String(trimmed.to_owned())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_program_reads_the_content_and_its_output_is_the_result() {
+        let cat = vec!["cat".to_string()];
+        assert_eq!(
+            run(&cat, b"{\"a\":1}\n", Duration::from_secs(10)).unwrap(),
+            serde_json::json!({"a": 1})
+        );
+        assert_eq!(
+            run(&cat, b"plain text", Duration::from_secs(10)).unwrap(),
+            serde_json::json!("plain text")
+        );
+        let fail = vec!["sh".into(), "-c".into(), "echo nope >&2; exit 3".into()];
+        let e = run(&fail, b"", Duration::from_secs(10)).unwrap_err();
+        assert!(e.contains("nope"), "{e}");
+        let slow = vec!["sleep".into(), "30".into()];
+        let e = run(&slow, b"", Duration::from_millis(200)).unwrap_err();
+        assert!(e.contains("killed"), "{e}");
+        assert!(run(&["/nonexistent/x".to_string()], b"", Duration::from_secs(1)).is_err());
+    }
+}

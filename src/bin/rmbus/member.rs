@@ -1,0 +1,262 @@
+//! `rmbus member`: run a CMBS member until Ctrl-C or SIGTERM.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use rmbus::cmbs::{echo_executor, Description, LayerSet, Member, MemberConfig};
+use rmbus::store::{default_path, Retention, SqliteStore, Store, Worker};
+
+use crate::bus_args::BusPlace;
+use crate::driver::{Driver, Ended, Flow};
+use crate::participant::{Participant, Role};
+use crate::{cmbs_out, exec, Failure, Outcome};
+
+/// Run a CMBS member: receive messages on its layers, store what is
+/// storable, execute what is executable, until Ctrl-C or SIGTERM.
+#[derive(clap::Args)]
+#[command(after_help = "\
+The member logs on stdout what it receives and refuses and who joins or leaves
+(--json: one object per line). Without --exec, executable messages are
+answered with their own content (an echo handler). --exec runs PROGRAM with the
+message content on stdin and takes its stdout as the result; it is never run
+through a shell, and everything after --exec belongs to it.
+
+Examples:
+  rmbus member --topics 'sensors.*.temp,alerts.#' --providers weather
+  rmbus member --store ./m.sqlite --layers l1,l3.2
+  rmbus member --memory --exec jq -c '{sum: (.a + .b)}'
+
+Exit status: 0 stopped by Ctrl-C/SIGTERM after a clean bye; 2 bad arguments,
+configuration or store.")]
+pub struct Args {
+    #[command(flatten)]
+    bus: BusPlace,
+    /// The member id (a UUID); default: the one its store holds, else a new one.
+    #[arg(long, value_name = "UUID")]
+    id: Option<String>,
+    /// Subscriptions for L3.2 and L4 (comma-separated; * one word, # any words).
+    #[arg(long, value_name = "T,…", value_delimiter = ',')]
+    topics: Vec<String>,
+    /// Providers served for L3.1 and L4 (comma-separated); the id always counts.
+    #[arg(long, value_name = "P,…", value_delimiter = ',')]
+    providers: Vec<String>,
+    /// The layers started (l1, l2, l3.1/l31, l3.2/l32, l4; default all).
+    #[arg(long, value_name = "L,…")]
+    layers: Option<String>,
+    /// The store file (default: $XDG_DATA_HOME/rmbus/members/<id>.sqlite).
+    #[arg(long, value_name = "PATH", conflicts_with = "memory")]
+    store: Option<PathBuf>,
+    /// No store: storable messages are refused NOT_STORABLE.
+    #[arg(long)]
+    memory: bool,
+    /// Keep at most N received messages.
+    #[arg(long, value_name = "N", default_value_t = 100_000)]
+    keep: usize,
+    /// Keep received messages at most D days.
+    #[arg(long, value_name = "D", default_value_t = 30.0)]
+    keep_days: f64,
+    /// How long an execution may take, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 5.0)]
+    exec_timeout: f64,
+    /// Log events as JSON objects, one per line.
+    #[arg(long)]
+    json: bool,
+    /// Run PROGRAM [ARG…] for executable messages (must come last).
+    #[arg(long, value_name = "PROGRAM", num_args = 1.., allow_hyphen_values = true, trailing_var_arg = true)]
+    exec: Vec<String>,
+}
+
+/// A fresh member id.
+pub fn new_id() -> String {
+    let bytes: [u8; 16] = rand::random();
+    uuid::Builder::from_random_bytes(bytes)
+        .into_uuid()
+        .to_string()
+}
+
+/// Checks that `id` is a UUID.
+pub fn check_id(id: &str) -> Result<(), Failure> {
+    uuid::Uuid::parse_str(id)
+        .map(|_| ())
+        .map_err(|e| Failure::input(format!("--id {id:?}: not a UUID: {e}")))
+}
+
+/// The member id and its store (`None` with --memory).
+fn open_store(args: &Args) -> Result<(String, Option<SqliteStore>, Option<PathBuf>), Failure> {
+    if let Some(id) = &args.id {
+        check_id(id)?;
+    }
+    if args.memory {
+        return Ok((args.id.clone().unwrap_or_else(new_id), None, None));
+    }
+    let path = match (&args.store, &args.id) {
+        (Some(p), _) => p.clone(),
+        (None, Some(id)) => default_path(id).ok_or_else(|| {
+            Failure::input(
+                "no $XDG_DATA_HOME or $HOME for the default store; give --store or --memory",
+            )
+        })?,
+        (None, None) => {
+            let id = new_id();
+            let p = default_path(&id).ok_or_else(|| {
+                Failure::input(
+                    "no $XDG_DATA_HOME or $HOME for the default store; give --store or --memory",
+                )
+            })?;
+            return open_at(p, Some(id));
+        }
+    };
+    open_at(path, args.id.clone())
+}
+
+fn open_at(
+    path: PathBuf,
+    id: Option<String>,
+) -> Result<(String, Option<SqliteStore>, Option<PathBuf>), Failure> {
+    let bad = |e: &dyn std::fmt::Display| Failure::input(format!("{}: {e}", path.display()));
+    let mut store = SqliteStore::open(&path).map_err(|e| bad(&e))?;
+    let known = store.members().map_err(|e| bad(&e))?;
+    let id = match (id, known.as_slice()) {
+        (Some(id), _) => id,
+        (None, [one]) => one.clone(),
+        (None, []) => new_id(),
+        (None, many) => {
+            return Err(Failure::input(format!(
+                "{}: holds several members ({}); name one with --id",
+                path.display(),
+                many.join(", ")
+            )))
+        }
+    };
+    store.add_member(&id).map_err(|e| bad(&e))?;
+    Ok((id, Some(store), Some(path)))
+}
+
+pub fn run(args: Args) -> Outcome {
+    let started = match &args.layers {
+        Some(list) => {
+            LayerSet::parse_list(list).map_err(|e| Failure::input(format!("--layers: {e}")))?
+        }
+        None => LayerSet::ALL,
+    };
+    for t in &args.topics {
+        rmbus::cmbs::topic::validate_subscription(t)
+            .map_err(|e| Failure::input(format!("--topics: {e}")))?;
+    }
+    let exec_timeout = Duration::try_from_secs_f64(args.exec_timeout)
+        .map_err(|e| Failure::input(format!("--exec-timeout: {e}")))?;
+    let keep_for = Duration::try_from_secs_f64(args.keep_days * 86_400.0)
+        .map_err(|e| Failure::input(format!("--keep-days: {e}")))?;
+    let (id, store, path) = open_store(&args)?;
+
+    let mut description = Description::new(&id);
+    description.topics = args.topics.clone();
+    description.providers = args.providers.clone();
+    description.started = started;
+    let config = MemberConfig {
+        exec_timeout,
+        has_store: store.is_some(),
+        ..MemberConfig::default()
+    };
+    let mut member = Member::new(description, config, rand::random());
+    if let Some(s) = &store {
+        let stored = s
+            .messages(&id)
+            .map_err(|e| Failure::input(format!("reading the store: {e}")))?;
+        let held = s
+            .held(&id)
+            .map_err(|e| Failure::input(format!("reading the store: {e}")))?;
+        let stored = stored
+            .into_iter()
+            .map(|m| (m.message.id, m.message.result))
+            .collect();
+        member.restore(std::time::Instant::now(), SystemTime::now(), stored, held);
+    }
+
+    let address = Member::address(&id).map_err(Failure::input)?;
+    let (mut driver, me) = Driver::join_as(&args.bus, &address)?;
+    let waker = Arc::new(driver.waker().map_err(Failure::input)?);
+    let notify = Participant::notifier(&waker);
+    let mut p = Participant::new(
+        Role::Sender(rmbus::cmbs::Client::new(Default::default(), 0)),
+        me,
+    );
+    if args.exec.is_empty() {
+        member.set_executor(echo_executor());
+    } else {
+        let (executor, results) = exec::executor(args.exec.clone(), exec_timeout, notify.clone());
+        member.set_executor(executor);
+        p.exec_results = Some(results);
+    }
+    if let Some(s) = store {
+        let retention = Retention {
+            keep: args.keep,
+            keep_for,
+        };
+        p.worker = Some(Worker::spawn(Box::new(s), retention, notify).map_err(Failure::input)?);
+    }
+    p.role = Role::Member(Box::new(member));
+    p.with(&mut driver.host, |role, ep, now| {
+        if let Role::Member(m) = role {
+            m.start(ep, now);
+        }
+    });
+    let layers: Vec<&str> = started.iter().map(|l| l.dotted()).collect();
+    eprintln!(
+        "rmbus: member {id} on {} ({})",
+        if layers.is_empty() {
+            "no layer".to_owned()
+        } else {
+            layers.join(",")
+        },
+        path.map_or("no store".to_owned(), |p| format!("store {}", p.display()))
+    );
+
+    let json = args.json;
+    let print = |p: &mut Participant| {
+        let mut out = std::io::stdout().lock();
+        while let Some(e) = p.poll_event() {
+            if let Some(line) = cmbs_out::event_out(&e, json) {
+                let _ = writeln!(out, "{}", line.trim_end());
+            }
+        }
+        let _ = out.flush();
+    };
+    let p = std::cell::RefCell::new(p);
+    let ended = driver
+        .run(
+            None,
+            |host| {
+                let mut p = p.borrow_mut();
+                let next = p.tick(host);
+                print(&mut p);
+                next.map_or(Flow::Continue, Flow::WakeAt)
+            },
+            |host, id, event| {
+                let mut p = p.borrow_mut();
+                let _ = p.on_event(host, id, event);
+                Flow::Continue
+            },
+        )
+        .map_err(Failure::input)?;
+    let mut p = p.into_inner();
+    // Let the store finish what it was given and answer it, then say bye.
+    if let Some(w) = p.worker.take() {
+        let done = w.finish();
+        p.with(&mut driver.host, |role, ep, now| {
+            if let Role::Member(m) = role {
+                for d in done {
+                    m.store_done(ep, now, d.ticket, d.result);
+                }
+            }
+        });
+    }
+    crate::driver::entity(&mut driver.host, me)
+        .close()
+        .map_err(Failure::input)?;
+    match ended {
+        Ended::Signal | Ended::Stopped | Ended::Deadline => Ok(()),
+    }
+}

@@ -1,0 +1,218 @@
+//! `rmbus members`: the CMBS directory, and actions on a member.
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use rmbus::cmbs::cmd::{ActionAnswer, ActionRequest};
+use rmbus::cmbs::{Action, Client};
+use rmbus::proto::Event as BusEvent;
+use rmbus::rpc::{Outcome as RpcOutcome, RpcEvent};
+
+use crate::bus_args::BusPlace;
+use crate::driver::{Driver, Ended, Flow};
+use crate::participant::{Participant, Role};
+use crate::{cmbs_out, Failure, Outcome};
+
+/// Ask the members on the bus to describe themselves and print the
+/// directory; with ID ACTION, run that action on that member.
+#[derive(clap::Args)]
+#[command(after_help = "\
+Actions: start_l1 … start_l4 (start_l3.1 or start_l31), stop_l1 … stop_l4,
+suspend, resume, check_neighbors.
+
+Examples:
+  rmbus members
+  rmbus members --json --wait 1
+  rmbus members 6f1c…-… stop_l2
+
+Exit status: 0 done (also an empty directory); 1 the member refused the action;
+2 bad arguments or configuration, an unknown member or action; 3 no answer in time.")]
+pub struct Args {
+    #[command(flatten)]
+    bus: BusPlace,
+    /// How long to listen for the members, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 2.0)]
+    wait: f64,
+    /// How long the member may take to answer an action, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 2.0)]
+    timeout: f64,
+    /// One JSON object per member (or the action's answer).
+    #[arg(long)]
+    json: bool,
+    /// A member id (with ACTION).
+    #[arg(value_name = "ID", requires = "action")]
+    id: Option<String>,
+    /// The action to run on member ID.
+    #[arg(value_name = "ACTION")]
+    action: Option<String>,
+}
+
+fn secs(name: &str, v: f64) -> Result<Duration, Failure> {
+    Duration::try_from_secs_f64(v).map_err(|e| Failure::input(format!("{name}: {e}")))
+}
+
+pub fn run(args: Args) -> Outcome {
+    let wait = secs("--wait", args.wait)?;
+    let timeout = secs("--timeout", args.timeout)?;
+    let action = match &args.action {
+        Some(term) => Some(Action::parse(term).ok_or_else(|| {
+            Failure::input(format!(
+                "unknown action {term:?} (start_l1 … start_l4, stop_l1 … stop_l4, suspend, resume, check_neighbors)"
+            ))
+        })?),
+        None => None,
+    };
+    let address =
+        rmbus::wire::Address::parse("(app:cmbs module:members)").map_err(Failure::input)?;
+    let (mut driver, me) = Driver::join_as(&args.bus, &address)?;
+    let mut p = Participant::new(
+        Role::Sender(Client::new(Default::default(), rand::random())),
+        me,
+    );
+    p.with(&mut driver.host, |role, ep, now| {
+        if let Role::Sender(c) = role {
+            c.describe(ep, now);
+        }
+    });
+    let target = args.id.clone();
+    let p = std::cell::RefCell::new(p);
+    let ended = driver
+        .run(
+            Some(Instant::now() + wait),
+            |host| {
+                let mut p = p.borrow_mut();
+                let next = p.tick(host);
+                while p.poll_event().is_some() {}
+                match &target {
+                    Some(id) if p.client().directory().get(id).is_some() => Flow::Stop,
+                    _ => next.map_or(Flow::Continue, Flow::WakeAt),
+                }
+            },
+            |host, id, event| {
+                let _ = p.borrow_mut().on_event(host, id, event);
+                Flow::Continue
+            },
+        )
+        .map_err(Failure::input)?;
+    if ended == Ended::Signal {
+        return Err(Failure::lost("interrupted"));
+    }
+    let mut p = p.into_inner();
+    let (Some(id), Some(action)) = (args.id.as_deref(), action) else {
+        let mut out = std::io::stdout().lock();
+        let dir = p.client().directory();
+        if !args.json && !dir.is_empty() {
+            let _ = writeln!(out, "{}", cmbs_out::entry_header());
+        }
+        for e in dir.iter() {
+            let _ = if args.json {
+                writeln!(out, "{}", cmbs_out::entry_json(e))
+            } else {
+                writeln!(out, "{}", cmbs_out::entry_line(e))
+            };
+        }
+        let _ = crate::driver::entity(&mut driver.host, me).close();
+        return Ok(());
+    };
+    let entry =
+        p.client().directory().get(id).cloned().ok_or_else(|| {
+            Failure::input(format!("no member {id} answered within {} s", args.wait))
+        })?;
+    let call = p
+        .with(&mut driver.host, |_, ep, now| {
+            ep.rpc().call(
+                now,
+                &entry.address,
+                ActionRequest::NAME,
+                ActionRequest { action }.into_args(),
+                timeout,
+            )
+        })
+        .map_err(Failure::input)?;
+    let outcome = std::cell::RefCell::new(None);
+    let p = std::cell::RefCell::new(p);
+    let out_ref = &outcome;
+    driver
+        .run(
+            None,
+            |host| {
+                let mut p = p.borrow_mut();
+                let next = p.tick(host);
+                while p.poll_event().is_some() {}
+                if out_ref.borrow().is_some() {
+                    Flow::Stop
+                } else {
+                    next.map_or(Flow::Continue, Flow::WakeAt)
+                }
+            },
+            |host, id, event| {
+                if let Some(BusEvent::Rpc(RpcEvent::Returned {
+                    call: c, outcome, ..
+                })) = p.borrow_mut().on_event(host, id, event)
+                {
+                    if c == call {
+                        *out_ref.borrow_mut() = Some(outcome);
+                    }
+                }
+                Flow::Continue
+            },
+        )
+        .map_err(Failure::input)?;
+    let _ = crate::driver::entity(&mut driver.host, me).close();
+    match outcome.into_inner() {
+        Some(RpcOutcome::Returned(reply)) if reply.is_ok() => {
+            let answer = ActionAnswer::from_reply(&reply).map_err(Failure::malformed)?;
+            print_answer(&answer, action, args.json);
+            Ok(())
+        }
+        Some(RpcOutcome::Returned(reply)) => Err(Failure::lost(format!(
+            "{id} refused {action}: {} {}",
+            reply.result, reply.description
+        ))),
+        Some(RpcOutcome::TimedOut) | None => Err(Failure::malformed(format!(
+            "{id} did not answer {action} in time"
+        ))),
+        Some(other) => Err(Failure::lost(format!("{action} on {id}: {}", other.code()))),
+    }
+}
+
+fn print_answer(a: &ActionAnswer, action: Action, json: bool) {
+    let mut out = std::io::stdout().lock();
+    if json {
+        let mut v = serde_json::json!({"action": action.to_string(), "member": cmbs_out::description_json(&a.member)});
+        if action == Action::CheckNeighbors {
+            v["neighbors"] = a
+                .neighbors
+                .iter()
+                .map(|n| serde_json::json!({"endpoint": n.endpoint, "member": n.member}))
+                .collect();
+            v["members"] = a.members.iter().map(cmbs_out::description_json).collect();
+        }
+        let _ = writeln!(out, "{v}");
+        return;
+    }
+    let d = &a.member;
+    let layers: Vec<&str> = d.started.iter().map(|l| l.dotted()).collect();
+    let _ = writeln!(
+        out,
+        "{}: {} on {}",
+        d.id,
+        d.state,
+        if layers.is_empty() {
+            "-".into()
+        } else {
+            layers.join(",")
+        }
+    );
+    for n in &a.neighbors {
+        let _ = writeln!(
+            out,
+            "  neighbor {:<40} {}",
+            n.endpoint,
+            n.member.as_deref().unwrap_or("not known")
+        );
+    }
+    if action == Action::CheckNeighbors {
+        let _ = writeln!(out, "  {} member(s) known", a.members.len());
+    }
+}

@@ -1,0 +1,266 @@
+//! `rmbus publish`: send one CMBS message and print its outcome.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use rmbus::cmbs::{Client, Content, Event, Layer, Message, Publish, Report};
+
+use crate::bus_args::BusPlace;
+use crate::driver::{Driver, Ended, Flow};
+use crate::participant::{Participant, Role};
+use crate::{cmbs_out, Failure, Outcome};
+
+/// Send one CMBS message and print its outcome (L1) or its delivery report.
+#[derive(clap::Args)]
+#[command(after_help = "\
+publish joins the bus as (app:cmbs module:publish), learns the directory
+(waiting --wait; for L1 only until its target is known), sends the message and
+prints the outcome: one line per matching member. \"DELIVERED\" is the member's
+own answer, never a transport acknowledgement.
+
+Examples:
+  rmbus publish --layer l2 '{\"hello\": \"everyone\"}'
+  rmbus publish --layer l1 --to mbus:<member-id>/l1 --executable '{\"a\": 1}'
+  rmbus publish --layer l3.2 --topics alerts.disk --storable --text 'disk full'
+  rmbus publish --layer l3.1 --providers weather --hold 60 '\"for later members\"'
+
+Exit status: 0 every intended recipient has it; 1 one refused it or never
+acknowledged it; 2 bad arguments or configuration, or UNKNOWN_MEMBER,
+NO_RECIPIENT, NOT_SENDABLE, TOO_LARGE, INVALID_TOPIC; 3 TIMEOUT. Interrupted
+before the outcome: 1 (it may have been delivered).")]
+pub struct Args {
+    #[command(flatten)]
+    bus: BusPlace,
+    /// The layer: l1, l2, l3.1 (l31), l3.2 (l32) or l4.
+    #[arg(long, value_name = "LAYER")]
+    layer: String,
+    /// L1: the recipient's l1_socket or member id.
+    #[arg(long, value_name = "MEMBER")]
+    to: Option<String>,
+    /// L3.1 and L4: the providers (comma-separated).
+    #[arg(long, value_name = "P,…", value_delimiter = ',')]
+    providers: Vec<String>,
+    /// L3.2 and L4: the topics (comma-separated).
+    #[arg(long, value_name = "T,…", value_delimiter = ',')]
+    topics: Vec<String>,
+    /// Recipients store the message before answering.
+    #[arg(long)]
+    storable: bool,
+    /// Recipients run their execute handler on it (L1: its result is printed).
+    #[arg(long)]
+    executable: bool,
+    /// L2 only: one unreliable multicast, no answers (SENT_UNCONFIRMED).
+    #[arg(long)]
+    unreliable: bool,
+    /// Stay on the bus SECS seconds, offering the message to matching members
+    /// that appear, and print each delivery.
+    #[arg(long, value_name = "SECS")]
+    hold: Option<f64>,
+    /// How long to learn the directory first, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 2.0)]
+    wait: f64,
+    /// How long each recipient may take to answer, in seconds (executable
+    /// messages get 5 s more).
+    #[arg(long, value_name = "SECS", default_value_t = 2.0)]
+    timeout: f64,
+    /// Send TEXT as a JSON string.
+    #[arg(long, value_name = "TEXT", conflicts_with_all = ["file", "content"])]
+    text: Option<String>,
+    /// Send the bytes of PATH (- for stdin) as Data.
+    #[arg(long, value_name = "PATH", conflicts_with = "content")]
+    file: Option<PathBuf>,
+    /// Print JSON objects, one per line.
+    #[arg(long)]
+    json: bool,
+    /// The content: a JSON value.
+    #[arg(value_name = "CONTENT")]
+    content: Option<String>,
+}
+
+fn secs(name: &str, v: f64) -> Result<Duration, Failure> {
+    Duration::try_from_secs_f64(v).map_err(|e| Failure::input(format!("{name}: {e}")))
+}
+
+fn content(args: &Args) -> Result<Content, Failure> {
+    if let Some(t) = &args.text {
+        return Ok(Content::Json(serde_json::Value::String(t.clone())));
+    }
+    if let Some(path) = &args.file {
+        let mut bytes = Vec::new();
+        let read = if path.as_os_str() == "-" {
+            std::io::stdin().read_to_end(&mut bytes)
+        } else {
+            std::fs::File::open(path).and_then(|mut f| f.read_to_end(&mut bytes))
+        };
+        read.map_err(|e| Failure::input(format!("{}: {e}", path.display())))?;
+        return Ok(Content::Data(bytes));
+    }
+    let text = args
+        .content
+        .as_deref()
+        .ok_or_else(|| Failure::input("give CONTENT (a JSON value), --text or --file"))?;
+    serde_json::from_str(text).map(Content::Json).map_err(|e| {
+        Failure::input(format!(
+            "CONTENT is not JSON ({e}); for plain text use --text"
+        ))
+    })
+}
+
+/// Builds the message from the arguments; every check that needs no bus.
+fn message(args: &Args) -> Result<(Message, Option<Duration>), Failure> {
+    let layer = Layer::parse(&args.layer).ok_or_else(|| {
+        Failure::input(format!(
+            "--layer {}: expected l1, l2, l3.1/l31, l3.2/l32 or l4",
+            args.layer
+        ))
+    })?;
+    let mut m = Message::new("", layer, content(args)?);
+    m.storable = args.storable;
+    m.executable = args.executable;
+    m.receiver = args.to.clone();
+    m.providers = args.providers.clone();
+    m.topics = args.topics.clone();
+    if layer != Layer::L1 && args.to.is_some() {
+        return Err(Failure::input("--to is for --layer l1"));
+    }
+    if !layer.uses_providers() && !args.providers.is_empty() {
+        return Err(Failure::input(format!(
+            "--providers is for l3.1 and l4, not {layer}"
+        )));
+    }
+    if !layer.uses_topics() && !args.topics.is_empty() {
+        return Err(Failure::input(format!(
+            "--topics is for l3.2 and l4, not {layer}"
+        )));
+    }
+    let hold = args.hold.map(|h| secs("--hold", h)).transpose()?;
+    Ok((m, hold))
+}
+
+fn print(json: bool, text: String) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{}", text.trim_end());
+    let _ = out.flush();
+    let _ = json;
+}
+
+fn print_report(json: bool, r: &Report) {
+    print(
+        json,
+        if json {
+            cmbs_out::report_json(r).to_string()
+        } else {
+            cmbs_out::report_text(r)
+        },
+    );
+}
+
+pub fn run(args: Args) -> Outcome {
+    let (message, hold) = message(&args)?;
+    if let Err(r) = message.check_sendable() {
+        return Err(Failure::input(r));
+    }
+    let wait = secs("--wait", args.wait)?;
+    let config = rmbus::cmbs::ClientConfig {
+        delivery_timeout: secs("--timeout", args.timeout)?,
+        ..Default::default()
+    };
+    let address =
+        rmbus::wire::Address::parse("(app:cmbs module:publish)").map_err(Failure::input)?;
+    let (mut driver, me) = Driver::join_as(&args.bus, &address)?;
+    let mut p = Participant::new(Role::Sender(Client::new(config, rand::random())), me);
+    p.with(&mut driver.host, |role, ep, now| {
+        if let Role::Sender(c) = role {
+            c.describe(ep, now);
+        }
+    });
+
+    // Learn the directory: for L1 until the target is known.
+    let target = (message.layer == Layer::L1).then(|| message.receiver.clone().unwrap_or_default());
+    let p = std::cell::RefCell::new(p);
+    let ended = driver
+        .run(
+            Some(Instant::now() + wait),
+            |host| {
+                let mut p = p.borrow_mut();
+                let next = p.tick(host);
+                while p.poll_event().is_some() {}
+                match &target {
+                    Some(t) if p.client().directory().named(t).is_some() => Flow::Stop,
+                    _ => next.map_or(Flow::Continue, Flow::WakeAt),
+                }
+            },
+            |host, id, event| {
+                let _ = p.borrow_mut().on_event(host, id, event);
+                Flow::Continue
+            },
+        )
+        .map_err(Failure::input)?;
+    if ended == Ended::Signal {
+        return Err(Failure::lost("interrupted before anything was sent"));
+    }
+    let mut p = p.into_inner();
+    let publish = Publish {
+        message,
+        unreliable: args.unreliable,
+        hold,
+    };
+    let id = match p.publish(&mut driver.host, publish) {
+        Ok(id) => id,
+        Err(report) => {
+            print_report(args.json, &report);
+            let _ = crate::driver::entity(&mut driver.host, me).close();
+            return Err(Failure::with_code(report.outcome.exit_code(), ""));
+        }
+    };
+
+    // Wait for the report, printing lines as they come when holding.
+    let json = args.json;
+    let mut report: Option<Report> = None;
+    let p = std::cell::RefCell::new(p);
+    let report_ref = &mut report;
+    let ended = driver
+        .run(
+            None,
+            |host| {
+                let mut p = p.borrow_mut();
+                let next = p.tick(host);
+                while let Some(e) = p.poll_event() {
+                    match e {
+                        Event::Report(r) if r.message == id => {
+                            *report_ref = Some(r);
+                            return Flow::Stop;
+                        }
+                        Event::Line { message, line } if message == id && hold.is_some() => {
+                            let text = if json {
+                                serde_json::json!({"event": "line", "message": message, "line": cmbs_out::line_json(&line)}).to_string()
+                            } else {
+                                cmbs_out::line_text(&line)
+                            };
+                            print(json, text);
+                        }
+                        _ => {}
+                    }
+                }
+                next.map_or(Flow::Continue, Flow::WakeAt)
+            },
+            |host, id, event| {
+                let _ = p.borrow_mut().on_event(host, id, event);
+                Flow::Continue
+            },
+        )
+        .map_err(Failure::input)?;
+    let _ = crate::driver::entity(&mut driver.host, me).close();
+    if ended == Ended::Signal {
+        return Err(Failure::lost(
+            "interrupted before the outcome (it may have been delivered)",
+        ));
+    }
+    let report = report.ok_or_else(|| Failure::malformed("the message never settled"))?;
+    print_report(args.json, &report);
+    match report.outcome.exit_code() {
+        0 => Ok(()),
+        code => Err(Failure::with_code(code, "")),
+    }
+}
