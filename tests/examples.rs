@@ -5,6 +5,8 @@
 
 #[path = "../examples/callbacks.rs"]
 mod callbacks;
+#[path = "../examples/cmbs_layers.rs"]
+mod cmbs_layers;
 #[path = "../examples/datagram.rs"]
 mod datagram;
 #[path = "../examples/mio_loop.rs"]
@@ -44,4 +46,9 @@ fn rendezvous_example() {
 #[test]
 fn rpc_service_example() {
     rpc_service::main().unwrap();
+}
+
+#[test]
+fn cmbs_layers_example() {
+    cmbs_layers::main().unwrap();
 }
