@@ -233,3 +233,41 @@ proptest! {
         prop_assert_eq!(a.rpc().open_calls(), 0);
     }
 }
+
+/// Small addresses over a few tags and values, so that subsets and
+/// near-misses (a value that is a prefix of another) are common.
+fn small_address() -> impl Strategy<Value = Vec<(String, String)>> {
+    proptest::collection::btree_map(
+        prop::sample::select(vec!["app", "module", "media", "id"]),
+        prop::sample::select(vec!["a", "ab", "b", "a:b", "x"]),
+        0..4,
+    )
+    .prop_map(|m| {
+        m.into_iter()
+            .map(|(t, v)| (t.to_owned(), v.to_owned()))
+            .collect()
+    })
+}
+
+proptest! {
+    #[test]
+    fn subset_equality_and_hash_agree_with_sets(a in small_address(), b in small_address(), rot in 0usize..4) {
+        use std::collections::BTreeSet;
+        use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+        let build = |pairs: &[(String, String)]| Address::new(pairs.iter().map(|(t, v)| (t.as_str(), v.as_str()))).unwrap();
+        let (x, y) = (build(&a), build(&b));
+        let (sa, sb): (BTreeSet<_>, BTreeSet<_>) = (a.iter().cloned().collect(), b.iter().cloned().collect());
+        prop_assert_eq!(x.is_subset_of(&y), sa.is_subset(&sb));
+        prop_assert_eq!(x == y, sa == sb);
+        // The same set written in another order is equal and hashes the same.
+        let mut turned = a.clone();
+        if !turned.is_empty() {
+            let k = rot % turned.len();
+            turned.rotate_left(k);
+        }
+        let z = build(&turned);
+        let hasher = BuildHasherDefault::<DefaultHasher>::default();
+        prop_assert!(x == z);
+        prop_assert_eq!(hasher.hash_one(&x), hasher.hash_one(&z));
+    }
+}

@@ -17,7 +17,7 @@ use crate::proto::{Deadlines, Delivery, Endpoint, Event as BusEvent, Rng};
 use crate::rpc::{CallId, Outcome as CallOutcome, RpcEvent};
 use crate::wire::{Address, Command};
 
-use super::cmd::{Announce, Deliver, DeliverAnswer, Describe};
+use super::cmd::{Announce, Deliver, DeliverAnswer, Describe, Order};
 use super::code::{Code, Refusal};
 use super::directory::{matches_member, Change, Directory, Entry};
 use super::event::Event;
@@ -106,6 +106,8 @@ struct Outgoing {
     lines: Vec<Line>,
     /// Each pending line's deadline, by member.
     deadlines: HashMap<String, Instant>,
+    /// Its number in each recipient's stream.
+    seqs: HashMap<String, u64>,
     hold_until: Option<Instant>,
     until_unix_ms: u64,
 }
@@ -114,6 +116,13 @@ impl Outgoing {
     fn line_mut(&mut self, member: &str) -> Option<&mut Line> {
         self.lines.iter_mut().find(|l| l.member == member)
     }
+}
+
+/// Our deliveries to one recipient: the next number, and those not settled.
+#[derive(Debug, Default)]
+struct SendStream {
+    next: u64,
+    open: std::collections::BTreeSet<u64>,
 }
 
 /// The directory and the outbox of one participant.
@@ -125,6 +134,8 @@ pub struct Client {
     directory: Directory,
     outgoing: HashMap<String, Outgoing>,
     calls: HashMap<CallId, (String, String)>,
+    /// Per recipient: the numbering of our deliveries to it.
+    streams: HashMap<String, SendStream>,
     holds: Deadlines<String>,
     /// When to ask member entities we hear but have no announce from.
     discover_at: Option<Instant>,
@@ -145,6 +156,7 @@ impl Client {
             directory: Directory::default(),
             outgoing: HashMap::new(),
             calls: HashMap::new(),
+            streams: HashMap::new(),
             holds: Deadlines::default(),
             discover_at: None,
             events: VecDeque::new(),
@@ -237,6 +249,7 @@ impl Client {
                 Deliver::NAME,
                 Deliver {
                     message: message.clone(),
+                    order: None,
                 }
                 .into_args(),
             );
@@ -273,6 +286,7 @@ impl Client {
             message,
             lines: Vec::new(),
             deadlines: HashMap::new(),
+            seqs: HashMap::new(),
             hold_until: hold.map(|h| now + h),
             until_unix_ms,
         };
@@ -333,13 +347,19 @@ impl Client {
             timeout += self.config.exec_allowance;
         }
         out.deadlines.insert(member.clone(), now + timeout);
+        let stream = self.streams.entry(member.clone()).or_default();
+        let seq = stream.next;
+        stream.next += 1;
+        stream.open.insert(seq);
+        out.seqs.insert(member.clone(), seq);
         out.lines[at].sent = true;
         out.lines[at].status =
-            match self.attempt(ep, now, &out.message, &member, &entry.address, timeout) {
+            match self.attempt(ep, now, &out.message, &member, &entry.address, timeout, seq) {
                 Ok(()) => LineStatus::Pending,
                 Err(refusal) => LineStatus::Refused(refusal),
             };
         if out.lines[at].is_settled() {
+            self.settled_seq(&member, seq);
             self.events.push_back(Event::Line {
                 message: out.message.id.clone(),
                 line: out.lines[at].clone(),
@@ -347,7 +367,16 @@ impl Client {
         }
     }
 
-    /// One delivery attempt.
+    /// Delivery `seq` to `member` settled: it no longer holds back the
+    /// recipient's order.
+    fn settled_seq(&mut self, member: &str, seq: u64) {
+        if let Some(s) = self.streams.get_mut(member) {
+            s.open.remove(&seq);
+        }
+    }
+
+    /// One delivery attempt: delivery `seq` of our stream to `member`.
+    #[allow(clippy::too_many_arguments)]
     fn attempt(
         &mut self,
         ep: &mut Endpoint,
@@ -356,14 +385,22 @@ impl Client {
         member: &str,
         address: &Address,
         timeout: Duration,
+        seq: u64,
     ) -> Result<(), Refusal> {
+        let low = self
+            .streams
+            .get(member)
+            .and_then(|s| s.open.first().copied())
+            .unwrap_or(seq)
+            .min(seq);
         let args = Deliver {
             message: message.clone(),
+            order: Some(Order { seq, low }),
         }
         .into_args();
         let call = ep
             .rpc()
-            .call_ordered(now, address, Deliver::NAME, args, timeout)
+            .call(now, address, Deliver::NAME, args, timeout)
             .map_err(|e| Refusal::new(Code::Undeliverable, format!("not sent: {e}")))?;
         self.calls
             .insert(call, (message.id.clone(), member.to_owned()));
@@ -503,7 +540,8 @@ impl Client {
             )),
             CallOutcome::Undeliverable if deadline.saturating_duration_since(now) > ATTEMPT => {
                 let remaining = deadline - now;
-                match self.attempt(ep, now, &out.message, &member, callee, remaining) {
+                let seq = out.seqs.get(&member).copied().unwrap_or_default();
+                match self.attempt(ep, now, &out.message, &member, callee, remaining, seq) {
                     Ok(()) => LineStatus::Pending,
                     Err(r) => LineStatus::Refused(r),
                 }
@@ -525,10 +563,14 @@ impl Client {
                 format!("the call ended {}", other.code()),
             )),
         };
+        let seq = out.seqs.get(&member).copied();
         if let Some(line) = out.line_mut(&member) {
             line.status = status;
             if line.is_settled() {
                 let line = line.clone();
+                if let Some(seq) = seq {
+                    self.settled_seq(&member, seq);
+                }
                 if matches!(line.status, LineStatus::Delivered { .. }) && out.hold_until.is_some() {
                     self.persist(&out);
                 }
@@ -609,6 +651,7 @@ impl Client {
                     message: r.message,
                     lines,
                     deadlines: HashMap::new(),
+                    seqs: HashMap::new(),
                     hold_until: Some(until),
                     until_unix_ms: r.until_unix_ms,
                 },

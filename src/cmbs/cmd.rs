@@ -63,12 +63,36 @@ impl Describe {
     }
 }
 
+/// Where a delivery stands in its sender's stream of deliveries to one
+/// recipient: the recipient hands deliveries to its application in `seq`
+/// order, waiting (briefly) for a missing one only if its sequence number is
+/// at least `low`, the lowest one the sender still has open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Order {
+    /// This delivery's number, counting from 0 per sender and recipient.
+    pub seq: u64,
+    /// The lowest number the sender has not settled yet (≤ `seq`).
+    pub low: u64,
+}
+
 /// The `cmbs.message.deliver (<message>)` RPC: a message for one recipient,
-/// sent as a unicast RPC, reliably and in order, to its full address.
+/// sent as a unicast RPC, reliably, to its full address.
+///
+/// # Format
+///
+/// ```text
+/// cmbs.message.deliver ((("id" "…") ("layer" "l32") ("executable" false) … ("seq" 7) ("low" 5)))
+/// ```
+///
+/// The message's fields ([`Message::to_value`]) and, for a reliable
+/// delivery, its [`Order`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct Deliver {
     /// The message.
     pub message: Message,
+    /// Its place in the sender's stream to this recipient (`None`: an
+    /// unreliable multicast, or a sender that does not say).
+    pub order: Option<Order>,
 }
 
 impl Deliver {
@@ -77,17 +101,30 @@ impl Deliver {
 
     /// Reads the request's ARGS; `Err` is the reason of a `MALFORMED` refusal.
     pub fn from_args(args: &[Value]) -> Result<Deliver, String> {
-        match args {
-            [map] => Ok(Deliver {
-                message: Message::from_value(map)?,
-            }),
-            _ => Err("expected one argument, the message".into()),
-        }
+        let [map] = args else {
+            return Err("expected one argument, the message".into());
+        };
+        let message = Message::from_value(map)?;
+        let f = Fields::read(map)?;
+        let order = match (f.opt_u64("seq")?, f.opt_u64("low")?) {
+            (Some(seq), Some(low)) if low <= seq => Some(Order { seq, low }),
+            (Some(seq), None) => Some(Order { seq, low: seq }),
+            (None, None) => None,
+            _ => return Err("\"low\" needs \"seq\", and may not exceed it".into()),
+        };
+        Ok(Deliver { message, order })
     }
 
     /// The request's ARGS.
     pub fn into_args(self) -> Vec<Value> {
-        vec![self.message.to_value()]
+        let mut map = self.message.to_value();
+        if let (Some(o), Value::List(pairs)) = (self.order, &mut map) {
+            for (k, v) in [("seq", o.seq), ("low", o.low)] {
+                let v = i64::try_from(v).unwrap_or(i64::MAX);
+                pairs.push(Value::List(vec![Value::string(k), Value::Integer(v)]));
+            }
+        }
+        vec![map]
     }
 }
 

@@ -52,6 +52,15 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// An optional non-negative Integer.
+    pub(crate) fn opt_u64(&self, name: &str) -> Result<Option<u64>, String> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(Value::Integer(i)) if *i >= 0 => Ok(Some(*i as u64)),
+            Some(_) => Err(format!("the field {name:?} must be a non-negative Integer")),
+        }
+    }
+
     /// An optional list of Strings (missing: empty).
     pub(crate) fn strings(&self, name: &str) -> Result<Vec<String>, String> {
         match self.get(name) {

@@ -27,6 +27,7 @@ use crate::wire::{Address, Value};
 use super::client::{cmbs_group, Client, ClientConfig, Publish};
 use super::cmd::{
     Action, ActionAnswer, ActionRequest, Announce, Deliver, DeliverAnswer, Describe, NeighborCheck,
+    Order,
 };
 use super::code::{Code, Refusal};
 use super::description::{Description, MemberState};
@@ -126,6 +127,35 @@ pub struct Member {
     batches: HashMap<u64, Vec<String>>,
     next_batch: u64,
     events: VecDeque<Event>,
+    /// Per sender: its deliveries put back in order.
+    streams: HashMap<u64, RecvStream>,
+    stream_of: HashMap<Address, u64>,
+    next_stream: u64,
+    reorder: Deadlines<u64>,
+}
+
+/// How long a delivery waits for an earlier one of the same sender that is
+/// missing (the transport retransmits at 100 and 300 ms; the sender retries
+/// after 600 ms).
+pub const REORDER_WINDOW: Duration = Duration::from_millis(700);
+
+/// The most deliveries held back per sender; beyond it they go on at once.
+const MAX_HELD: usize = 1024;
+
+/// A delivery waiting for an earlier one.
+#[derive(Debug)]
+struct Waiting {
+    message: Message,
+    from: Address,
+    requests: Vec<RequestId>,
+}
+
+/// One sender's deliveries to this member.
+#[derive(Debug)]
+struct RecvStream {
+    /// The next number to hand on.
+    next: u64,
+    held: std::collections::BTreeMap<u64, Waiting>,
 }
 
 impl std::fmt::Debug for Member {
@@ -159,6 +189,10 @@ impl Member {
             batches: HashMap::new(),
             next_batch: 0,
             events: VecDeque::new(),
+            streams: HashMap::new(),
+            stream_of: HashMap::new(),
+            next_stream: 0,
+            reorder: Deadlines::default(),
         }
     }
 
@@ -343,6 +377,11 @@ impl Member {
                 self.announce(ep, now);
                 None
             }
+            BusEvent::PeerLeft { addr, reason } => {
+                self.sender_left(ep, now, &addr);
+                self.client
+                    .handle_event(ep, now, BusEvent::PeerLeft { addr, reason })
+            }
             other => self.client.handle_event(ep, now, other),
         };
         self.pull_client_ops();
@@ -369,8 +408,8 @@ impl Member {
         request: Option<RequestId>,
         args: &[Value],
     ) {
-        let message = match Deliver::from_args(args) {
-            Ok(d) => d.message,
+        let (message, order) = match Deliver::from_args(args) {
+            Ok(d) => (d.message, d.order),
             Err(e) => {
                 let r = Refusal::new(Code::Malformed, e);
                 return self.refuse(
@@ -396,15 +435,115 @@ impl Member {
             w.requests.extend(request);
             return;
         }
+        let waiting = Waiting {
+            message,
+            from,
+            requests: request.into_iter().collect(),
+        };
+        match order {
+            None => self.accept(ep, now, waiting),
+            Some(o) => {
+                for w in self.in_order(now, waiting, o) {
+                    self.accept(ep, now, w);
+                }
+            }
+        }
+    }
+
+    /// Puts delivery `w` numbered `o` in its sender's order: the deliveries
+    /// to hand on now, in order.
+    fn in_order(&mut self, now: Instant, w: Waiting, o: Order) -> Vec<Waiting> {
+        let sid = match self.stream_of.get(&w.from) {
+            Some(sid) => *sid,
+            None => {
+                let sid = self.next_stream;
+                self.next_stream += 1;
+                self.stream_of.insert(w.from.clone(), sid);
+                self.streams.insert(
+                    sid,
+                    RecvStream {
+                        next: 0,
+                        held: Default::default(),
+                    },
+                );
+                sid
+            }
+        };
+        let Some(st) = self.streams.get_mut(&sid) else {
+            return vec![w];
+        };
+        let mut ready = Vec::new();
+        // The sender settled everything below `low`: nothing to wait for there.
+        st.next = st.next.max(o.low);
+        while let Some(entry) = st.held.first_entry() {
+            if *entry.key() >= st.next {
+                break;
+            }
+            ready.push(entry.remove());
+        }
+        if o.seq < st.next {
+            // Late (its turn was skipped) or a retry: on at once.
+            ready.push(w);
+        } else if o.seq == st.next {
+            st.next += 1;
+            ready.push(w);
+        } else if let Some(h) = st.held.get_mut(&o.seq) {
+            h.requests.extend(w.requests);
+        } else if st.held.len() >= MAX_HELD {
+            ready.push(w);
+        } else {
+            st.held.insert(o.seq, w);
+            self.reorder.set_at_most(sid, now + REORDER_WINDOW);
+        }
+        while let Some(h) = st.held.remove(&st.next) {
+            st.next += 1;
+            ready.push(h);
+        }
+        if st.held.is_empty() {
+            self.reorder.remove(&sid);
+        }
+        ready
+    }
+
+    /// Hands on everything `sid` holds, in order, skipping the gaps.
+    fn release(&mut self, ep: &mut Endpoint, now: Instant, sid: u64) {
+        self.reorder.remove(&sid);
+        let Some(st) = self.streams.get_mut(&sid) else {
+            return;
+        };
+        let held = std::mem::take(&mut st.held);
+        if let Some(last) = held.keys().next_back() {
+            st.next = st.next.max(last + 1);
+        }
+        for (_, w) in held {
+            self.accept(ep, now, w);
+        }
+    }
+
+    /// A sender left: what it had waiting goes on, and its order is forgotten.
+    fn sender_left(&mut self, ep: &mut Endpoint, now: Instant, addr: &Address) {
+        if let Some(sid) = self.stream_of.remove(addr) {
+            self.release(ep, now, sid);
+            self.streams.remove(&sid);
+        }
+    }
+
+    /// Checks, executes, stores and answers one delivery (steps 2–6).
+    fn accept(&mut self, ep: &mut Endpoint, now: Instant, w: Waiting) {
+        let Waiting {
+            message,
+            from,
+            requests,
+        } = w;
         if let Err(r) = self.check(&message) {
-            return self.refuse(ep, now, message.id, from, request.into_iter().collect(), r);
+            return self.refuse(ep, now, message.id, from, requests, r);
         }
         let mut message = message;
         message.path_history.push(self.description.id.clone());
         let work = Work {
             message,
             from,
-            requests: request.into_iter().collect(),
+            requests,
             stage: Stage::Executing,
         };
         let id = work.message.id.clone();
@@ -605,6 +744,9 @@ impl Member {
 
     /// Execute timeouts and the client's holds.
     pub fn handle_timeout(&mut self, ep: &mut Endpoint, now: Instant) {
+        for sid in self.reorder.take_due(now) {
+            self.release(ep, now, sid);
+        }
         for ticket in self.job_deadlines.take_due(now) {
             if let Some(id) = self.jobs.remove(&ticket) {
                 let secs = self.config.exec_timeout.as_secs_f64();
@@ -622,11 +764,14 @@ impl Member {
 
     /// When [`Member::handle_timeout`] is due next.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.job_deadlines
-            .next()
-            .into_iter()
-            .chain(self.client.poll_timeout())
-            .min()
+        [
+            self.job_deadlines.next(),
+            self.reorder.next(),
+            self.client.poll_timeout(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// The next event: the member's own first, then its client's.

@@ -145,6 +145,26 @@ impl Endpoint {
     /// dropped and counted.
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
         let accepted = self.transport.accept(now, from, data);
+        self.handle_accepted(now, accepted);
+    }
+
+    /// A datagram the driver has already opened ([`crate::auth::open`]) with
+    /// this endpoint's keys: what a host of many entities that share one set
+    /// of keys does, so that a datagram is authenticated and parsed once, not
+    /// once per entity. An entity the message is not addressed to needs only
+    /// its header (the sender and the acknowledgements); its commands may be
+    /// left out. Otherwise the same as [`Endpoint::handle_datagram`].
+    pub fn handle_opened(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        opened: Result<crate::wire::Message, crate::auth::Rejection>,
+    ) {
+        let accepted = self.transport.accept_opened(now, from, opened);
+        self.handle_accepted(now, accepted);
+    }
+
+    fn handle_accepted(&mut self, now: Instant, accepted: Option<Accepted>) {
         self.route_settled(now);
         let Some(Accepted {
             header,

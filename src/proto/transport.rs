@@ -225,11 +225,26 @@ impl Transport {
         from: SocketAddr,
         data: &[u8],
     ) -> Option<Accepted> {
+        if self.closed {
+            self.stats.datagrams_in += 1;
+            return None;
+        }
+        let opened = open(data, &self.config.keys);
+        self.accept_opened(now, from, opened)
+    }
+
+    /// [`Transport::accept`] of a datagram already opened with our keys.
+    pub(crate) fn accept_opened(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        opened: Result<Message, Rejection>,
+    ) -> Option<Accepted> {
         self.stats.datagrams_in += 1;
         if self.closed {
             return None;
         }
-        let msg = match open(data, &self.config.keys) {
+        let msg = match opened {
             Ok(msg) => msg,
             Err(rejection) => {
                 match rejection {

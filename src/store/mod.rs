@@ -84,6 +84,20 @@ pub trait Store: Send {
     /// Commits `ops` for `member` as one transaction, at wall time `now`.
     fn commit(&mut self, member: &str, ops: &[StoreOp], now: SystemTime) -> Result<(), StoreError>;
 
+    /// Commits several members' batches as one transaction (what the worker
+    /// does with every batch waiting at once). The default commits them one
+    /// by one.
+    fn commit_all(
+        &mut self,
+        batches: &[(&str, &[StoreOp])],
+        now: SystemTime,
+    ) -> Result<(), StoreError> {
+        for (member, ops) in batches {
+            self.commit(member, ops, now)?;
+        }
+        Ok(())
+    }
+
     /// The messages `member` received, oldest first.
     fn messages(&self, member: &str) -> Result<Vec<StoredMessage>, StoreError>;
 

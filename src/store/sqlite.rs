@@ -167,52 +167,20 @@ impl Store for SqliteStore {
     }
 
     fn commit(&mut self, member: &str, ops: &[StoreOp], now: SystemTime) -> Result<(), StoreError> {
+        self.commit_all(&[(member, ops)], now)
+    }
+
+    fn commit_all(
+        &mut self,
+        batches: &[(&str, &[StoreOp])],
+        now: SystemTime,
+    ) -> Result<(), StoreError> {
         self.writable()?;
         let now_ms = unix_ms(now) as i64;
         let tx = self.conn.transaction()?;
-        {
-            let mut save = tx.prepare_cached(
-                "INSERT OR REPLACE INTO messages (member, id, layer, sender, stored_ms, body)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )?;
-            let mut hold = tx.prepare_cached(
-                "INSERT OR REPLACE INTO held (member, id, until_ms, body, delivered)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?;
-            let mut release =
-                tx.prepare_cached("DELETE FROM held WHERE member = ?1 AND id = ?2")?;
-            for op in ops {
-                match op {
-                    StoreOp::Save { message, from } => {
-                        save.execute(params![
-                            member,
-                            message.id,
-                            message.layer.as_str(),
-                            from,
-                            now_ms,
-                            message.to_json().to_string()
-                        ])?;
-                    }
-                    StoreOp::Hold(r) => {
-                        hold.execute(params![
-                            member,
-                            r.message.id,
-                            r.until_unix_ms as i64,
-                            r.message.to_json().to_string(),
-                            serde_json::Value::from(r.delivered.clone()).to_string()
-                        ])?;
-                    }
-                    StoreOp::Release { id } => {
-                        release.execute(params![member, id])?;
-                    }
-                }
-            }
+        for (member, ops) in batches {
+            apply(&tx, member, ops, now_ms)?;
         }
-        tx.execute(
-            "INSERT OR IGNORE INTO members (id, added_ms, position)
-             VALUES (?1, ?2, (SELECT COALESCE(MAX(position), 0) + 1 FROM members))",
-            params![member, now_ms],
-        )?;
         tx.commit()?;
         Ok(())
     }
@@ -300,4 +268,54 @@ impl Store for SqliteStore {
         tx.commit()?;
         Ok(removed)
     }
+}
+
+/// Writes one member's operations inside transaction `tx`.
+fn apply(
+    tx: &rusqlite::Transaction<'_>,
+    member: &str,
+    ops: &[StoreOp],
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    let mut save = tx.prepare_cached(
+        "INSERT OR REPLACE INTO messages (member, id, layer, sender, stored_ms, body)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    let mut hold = tx.prepare_cached(
+        "INSERT OR REPLACE INTO held (member, id, until_ms, body, delivered)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    let mut release = tx.prepare_cached("DELETE FROM held WHERE member = ?1 AND id = ?2")?;
+    for op in ops {
+        match op {
+            StoreOp::Save { message, from } => {
+                save.execute(params![
+                    member,
+                    message.id,
+                    message.layer.as_str(),
+                    from,
+                    now_ms,
+                    message.to_json().to_string()
+                ])?;
+            }
+            StoreOp::Hold(r) => {
+                hold.execute(params![
+                    member,
+                    r.message.id,
+                    r.until_unix_ms as i64,
+                    r.message.to_json().to_string(),
+                    serde_json::Value::from(r.delivered.clone()).to_string()
+                ])?;
+            }
+            StoreOp::Release { id } => {
+                release.execute(params![member, id])?;
+            }
+        }
+    }
+    tx.prepare_cached(
+        "INSERT OR IGNORE INTO members (id, added_ms, position)
+         VALUES (?1, ?2, (SELECT COALESCE(MAX(position), 0) + 1 FROM members))",
+    )?
+    .execute(params![member, now_ms])?;
+    Ok(())
 }

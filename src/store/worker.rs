@@ -1,14 +1,17 @@
 //! The thread that runs a store, so that disk I/O never runs on the bus
 //! loop: the loop hands it batches, it commits every batch waiting at that
-//! moment in one transaction each (all of them in one go), applies the
+//! moment in one transaction (deliveries that arrive while the disk is busy
+//! share the next commit), applies the
 //! retention now and then, and reports each batch done through a channel,
 //! after which it calls the loop's notifier (a mio `Waker`, say).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::SystemTime;
 
-use crate::cmbs::StoreBatch;
+use crate::cmbs::{StoreBatch, StoreOp};
 
 use super::{Retention, Store};
 
@@ -30,6 +33,7 @@ pub struct Done {
 #[derive(Debug)]
 pub struct Worker {
     jobs: Option<Sender<StoreBatch>>,
+    transactions: Arc<AtomicU64>,
     done: Receiver<Done>,
     thread: Option<JoinHandle<()>>,
 }
@@ -44,6 +48,8 @@ impl Worker {
     ) -> std::io::Result<Worker> {
         let (jobs, inbox) = mpsc::channel::<StoreBatch>();
         let (outbox, done) = mpsc::channel();
+        let transactions = Arc::new(AtomicU64::new(0));
+        let counter = Arc::clone(&transactions);
         let thread = std::thread::Builder::new()
             .name("rmbus-store".into())
             .spawn(move || {
@@ -57,13 +63,16 @@ impl Worker {
                         }
                     }
                     let now = SystemTime::now();
+                    let batches: Vec<(&str, &[StoreOp])> = round
+                        .iter()
+                        .map(|b| (b.member.as_str(), b.ops.as_slice()))
+                        .collect();
+                    let result = store.commit_all(&batches, now).map_err(|e| e.to_string());
+                    counter.fetch_add(1, Ordering::Relaxed);
+                    if let Err(e) = &result {
+                        tracing::warn!(batches = round.len(), "store write failed: {e}");
+                    }
                     for b in &round {
-                        let result = store
-                            .commit(&b.member, &b.ops, now)
-                            .map_err(|e| e.to_string());
-                        if let Err(e) = &result {
-                            tracing::warn!(member = %b.member, "store write failed: {e}");
-                        }
                         commits += 1;
                         if commits % RETAIN_EVERY == 1 {
                             if let Err(e) = store.retain(&b.member, retention, now) {
@@ -73,7 +82,7 @@ impl Worker {
                         let _ = outbox.send(Done {
                             member: b.member.clone(),
                             ticket: b.ticket,
-                            result,
+                            result: result.clone(),
                         });
                     }
                     notify();
@@ -81,6 +90,7 @@ impl Worker {
             })?;
         Ok(Worker {
             jobs: Some(jobs),
+            transactions,
             done,
             thread: Some(thread),
         })
@@ -93,6 +103,12 @@ impl Worker {
                 tracing::error!("the store thread is gone");
             }
         }
+    }
+
+    /// How many transactions the thread has committed (or tried to): each
+    /// takes every batch that was waiting.
+    pub fn transactions(&self) -> u64 {
+        self.transactions.load(Ordering::Relaxed)
     }
 
     /// The batches done since the last call.

@@ -164,7 +164,19 @@ impl Address {
 
     /// True if the element is one of this address's (tag and value byte-equal).
     pub fn contains(&self, element: Element<'_>) -> bool {
-        self.elements().any(|e| e == element)
+        let (tag, value) = (element.tag.as_bytes(), element.value.as_bytes());
+        self.element_texts().any(|e| {
+            let e = e.as_bytes();
+            e.len() == tag.len() + 1 + value.len()
+                && e.starts_with(tag)
+                && e[tag.len()] == b':'
+                && e.ends_with(value)
+        })
+    }
+
+    /// The elements as `tag:value` text, in written order.
+    fn element_texts(&self) -> impl Iterator<Item = &str> + '_ {
+        self.text.split(' ').filter(|s| !s.is_empty())
     }
 
     /// True if every element of `self` is an element of `other` (`self ⊆ other`).
@@ -172,7 +184,26 @@ impl Address {
     /// This is RFC 3259 §4's delivery rule: an entity whose own address is `S`
     /// processes a message sent to `D` iff `D.is_subset_of(&S)`.
     pub fn is_subset_of(&self, other: &Address) -> bool {
-        self.len <= other.len && self.elements().all(|e| other.contains(e))
+        if self.len > other.len {
+            return false;
+        }
+        // The common case: a message sent to exactly this address, written
+        // the same way. Elements are compared as whole `tag:value` texts.
+        self.text == other.text || self.element_texts().all(|e| other.has_element_text(e))
+    }
+
+    /// True if `element` (`tag:value`) is one of this address's elements.
+    fn has_element_text(&self, element: &str) -> bool {
+        let text = self.text.as_bytes();
+        let mut from = 0;
+        while let Some(at) = self.text[from..].find(element) {
+            let (start, end) = (from + at, from + at + element.len());
+            if (start == 0 || text[start - 1] == b' ') && (end == text.len() || text[end] == b' ') {
+                return true;
+            }
+            from = start + 1;
+        }
+        false
     }
 
     /// The elements present in both addresses, in `self`'s order (the guidelines'
@@ -199,16 +230,22 @@ impl Hash for Address {
     /// Order-independent, consistent with set equality: the elements' own
     /// (FNV-1a) hashes are summed, and the sum goes to `state`.
     fn hash<H: Hasher>(&self, state: &mut H) {
-        let sum = self
-            .text
-            .split(' ')
-            .filter(|e| !e.is_empty())
-            .map(|e| {
-                e.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-                    (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-                })
-            })
-            .fold(0u64, u64::wrapping_add);
+        const BASIS: u64 = 0xcbf2_9ce4_8422_2325;
+        let (mut sum, mut h, mut any) = (0u64, BASIS, false);
+        for b in self.text.bytes() {
+            if b == b' ' {
+                if any {
+                    sum = sum.wrapping_add(h);
+                }
+                (h, any) = (BASIS, false);
+            } else {
+                h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+                any = true;
+            }
+        }
+        if any {
+            sum = sum.wrapping_add(h);
+        }
         self.len.hash(state);
         sum.hash(state);
     }

@@ -1,0 +1,522 @@
+//! CMBS on real sockets (host-local group), in one run, each figure a ratio
+//! against a baseline measured in the same run, the median of interleaved
+//! rounds:
+//! (a) L3.2 fan-out to 10 members in one process: messages/s and report
+//!     latency, against 10 plain unicast RPC calls to an echo handler on 10
+//!     entities (targets: ≥ 80 % of their rate, report p99 ≤ 1.5× theirs);
+//! (b) storable deliveries into SQLite with 1 and 64 in flight, against a
+//!     bare rusqlite loop with the same pragmas (one commit per row at 1,
+//!     one per 64 rows at 64; target ≥ 50 % of each);
+//! (c) resident memory of a member whose directory holds 1,000 members,
+//!     against the same process with an empty directory (target ≤ 4 KiB per
+//!     entry).
+//!
+//! Run: `cargo bench --bench cmbs` (`RMBUS_BENCH_ROUNDS` sets the rounds,
+//! default 5).
+
+mod support;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use mio::{Events, Interest, Poll, Token, Waker};
+use rmbus::cmbs::{Client, Content, Description, Event as CmbsEvent, Layer, LayerSet, Member};
+use rmbus::cmbs::{MemberConfig, Message, Outcome, Publish};
+use rmbus::proto::Event;
+use rmbus::rpc::{Reply, RpcEvent};
+use rmbus::runtime::{EntityId, Host};
+use rmbus::store::{Retention, SqliteStore, Worker};
+use rmbus::wire::{Address, Value};
+use support::*;
+
+const HOST: Token = Token(0);
+const WAKE: Token = Token(1);
+
+fn poll_host(host: &mut Host, poll: &mut Poll, events: &mut Events, next: Option<Instant>) {
+    let wait = next.map_or(Duration::from_millis(5), |t| {
+        t.saturating_duration_since(Instant::now())
+            .min(Duration::from_millis(5))
+    });
+    poll.poll(events, Some(wait)).unwrap();
+    host.on_readable().unwrap();
+    host.on_timeout().unwrap();
+}
+
+/// A host with CMBS members and one plain sender, driven in this thread.
+struct Cmbs {
+    host: Host,
+    poll: Poll,
+    events: Events,
+    _waker: Arc<Waker>,
+    members: Vec<(EntityId, Member, Option<Worker>)>,
+    sender: (EntityId, Client),
+}
+
+impl Cmbs {
+    fn new(n: usize, store_dir: Option<&std::path::Path>) -> Cmbs {
+        let mut host = Host::bind(&config()).unwrap();
+        let poll = Poll::new().unwrap();
+        poll.registry()
+            .register(&mut host, HOST, Interest::READABLE)
+            .unwrap();
+        let waker = Arc::new(Waker::new(poll.registry(), WAKE).unwrap());
+        let mut members = Vec::new();
+        for i in 0..n {
+            let id = format!("bench-member-{i}");
+            let mut d = Description::new(&id);
+            d.topics = vec!["bench.#".into()];
+            d.started = LayerSet::ALL;
+            let worker = store_dir.map(|dir| {
+                let store = SqliteStore::open(&dir.join(format!("{id}.sqlite"))).unwrap();
+                let w = Arc::clone(&waker);
+                Worker::spawn(Box::new(store), Retention::default(), move || {
+                    let _ = w.wake();
+                })
+                .unwrap()
+            });
+            let config = MemberConfig {
+                has_store: worker.is_some(),
+                ..MemberConfig::default()
+            };
+            let mut m = Member::new(d, config, i as u64);
+            let e = host.add(&Member::address(&id).unwrap()).unwrap();
+            host.entity(e)
+                .unwrap()
+                .with_endpoint(|ep, now| m.start(ep, now));
+            members.push((e, m, worker));
+        }
+        let s = host
+            .add(&Address::parse("(app:cmbs module:publish)").unwrap())
+            .unwrap();
+        let mut client = Client::new(Default::default(), 99);
+        host.entity(s)
+            .unwrap()
+            .with_endpoint(|ep, now| client.describe(ep, now));
+        let mut c = Cmbs {
+            host,
+            poll,
+            events: Events::with_capacity(256),
+            _waker: waker,
+            members,
+            sender: (s, client),
+        };
+        let until = Instant::now() + Duration::from_secs(30);
+        while c.sender.1.directory().len() < n {
+            assert!(Instant::now() < until, "the members did not announce");
+            c.step();
+        }
+        c
+    }
+
+    /// One turn of the loop; the reports the sender got.
+    fn step(&mut self) -> Vec<(String, Outcome)> {
+        let next = self
+            .members
+            .iter()
+            .filter_map(|(_, m, _)| m.poll_timeout())
+            .chain(self.host.deadline())
+            .min();
+        poll_host(&mut self.host, &mut self.poll, &mut self.events, next);
+        while let Some((e, ev)) = self.host.poll_event() {
+            let mut ent = self.host.entity(e).unwrap();
+            if e == self.sender.0 {
+                let client = &mut self.sender.1;
+                ent.with_endpoint(|ep, now| client.handle_event(ep, now, ev));
+            } else if let Some((_, m, _)) = self.members.iter_mut().find(|(id, _, _)| *id == e) {
+                ent.with_endpoint(|ep, now| m.handle_event(ep, now, ev));
+            }
+        }
+        for (e, m, worker) in &mut self.members {
+            let done = worker.as_ref().map(Worker::completed).unwrap_or_default();
+            self.host.entity(*e).unwrap().with_endpoint(|ep, now| {
+                for d in done {
+                    m.store_done(ep, now, d.ticket, d.result);
+                }
+                m.handle_timeout(ep, now);
+                while let Some(b) = m.poll_store() {
+                    worker
+                        .as_ref()
+                        .expect("storable only with a store")
+                        .submit(b);
+                }
+            });
+            while m.poll_event().is_some() {}
+        }
+        let mut reports = Vec::new();
+        while let Some(ev) = self.sender.1.poll_event() {
+            if let CmbsEvent::Report(r) = ev {
+                reports.push((r.message, r.outcome));
+            }
+        }
+        reports
+    }
+
+    fn publish(&mut self, m: Message) {
+        let (s, client) = &mut self.sender;
+        let wall = SystemTime::now();
+        self.host
+            .entity(*s)
+            .unwrap()
+            .with_endpoint(|ep, now| client.publish(ep, now, wall, Publish::new(m)))
+            .unwrap();
+    }
+
+    /// `total` messages, `window` at a time: each one's report latency
+    /// (sorted) and the elapsed time.
+    fn pipeline(
+        &mut self,
+        total: usize,
+        window: usize,
+        make: impl Fn(usize) -> Message,
+    ) -> (Vec<Duration>, Duration) {
+        let t0 = Instant::now();
+        let mut started = HashMap::new();
+        let (mut sent, mut done) = (0, 0);
+        let mut lat = Vec::with_capacity(total);
+        let send = |c: &mut Cmbs, started: &mut HashMap<String, Instant>, sent: &mut usize| {
+            let m = Message {
+                id: format!("m{}-{}", *sent, t0.elapsed().as_nanos()),
+                ..make(*sent)
+            };
+            started.insert(m.id.clone(), Instant::now());
+            c.publish(m);
+            *sent += 1;
+        };
+        while sent < window.min(total) {
+            send(self, &mut started, &mut sent);
+        }
+        let until = Instant::now() + Duration::from_secs(60);
+        while done < total {
+            assert!(Instant::now() < until, "the cmbs benchmark stalled");
+            for (id, outcome) in self.step() {
+                assert_eq!(outcome, Outcome::Delivered, "every message is delivered");
+                lat.push(
+                    started
+                        .remove(&id)
+                        .map(|t: Instant| t.elapsed())
+                        .unwrap_or_default(),
+                );
+                done += 1;
+                if sent < total {
+                    send(self, &mut started, &mut sent);
+                }
+            }
+        }
+        lat.sort();
+        (lat, t0.elapsed())
+    }
+}
+
+/// The baseline of (a): 10 entities serving an echo, and a caller.
+struct Plain {
+    host: Host,
+    poll: Poll,
+    events: Events,
+    caller: EntityId,
+    callees: Vec<Address>,
+}
+
+impl Plain {
+    fn new(n: usize) -> Plain {
+        let mut host = Host::bind(&config()).unwrap();
+        let mut poll = Poll::new().unwrap();
+        poll.registry()
+            .register(&mut host, HOST, Interest::READABLE)
+            .unwrap();
+        let mut ids = Vec::new();
+        for i in 0..n {
+            let e = host
+                .add(&Address::parse(&format!("(app:bench module:echo n:{i})")).unwrap())
+                .unwrap();
+            host.entity(e)
+                .unwrap()
+                .serve("bench.echo", |req| Reply::ok(req.args.clone()).into());
+            ids.push(e);
+        }
+        let caller = host
+            .add(&Address::parse("(app:bench module:caller)").unwrap())
+            .unwrap();
+        host.entity(caller)
+            .unwrap()
+            .with_endpoint(|ep, now| ep.ping(now, &Address::empty()))
+            .unwrap();
+        let mut events = Events::with_capacity(256);
+        let until = Instant::now() + Duration::from_secs(30);
+        while host.endpoint(caller).unwrap().entities() < n + 1 {
+            assert!(Instant::now() < until);
+            let next = host.deadline();
+            poll_host(&mut host, &mut poll, &mut events, next);
+            while host.poll_event().is_some() {}
+        }
+        let callees = ids
+            .iter()
+            .map(|e| host.endpoint(*e).unwrap().local_address().clone())
+            .collect();
+        Plain {
+            host,
+            poll,
+            events,
+            caller,
+            callees,
+        }
+    }
+
+    /// Starts round `round`: one call to each callee.
+    fn start(
+        &mut self,
+        round: usize,
+        round_of: &mut HashMap<rmbus::rpc::CallId, usize>,
+        open: &mut HashMap<usize, (Instant, usize)>,
+    ) {
+        let args = vec![
+            Value::string("payload of a typical size"),
+            Value::Integer(round as i64),
+        ];
+        for c in self.callees.clone() {
+            let call = self
+                .host
+                .entity(self.caller)
+                .unwrap()
+                .with_endpoint(|ep, now| {
+                    ep.rpc()
+                        .call(now, &c, "bench.echo", args.clone(), Duration::from_secs(5))
+                })
+                .unwrap();
+            round_of.insert(call, round);
+        }
+        open.insert(round, (Instant::now(), self.callees.len()));
+    }
+
+    /// `total` rounds of one call to each callee, `window` rounds at a time.
+    fn pipeline(&mut self, total: usize, window: usize) -> (Vec<Duration>, Duration) {
+        let t0 = Instant::now();
+        let mut round_of = HashMap::new();
+        let mut open: HashMap<usize, (Instant, usize)> = HashMap::new();
+        let (mut sent, mut done) = (0, 0);
+        let mut lat = Vec::with_capacity(total);
+        while sent < window.min(total) {
+            self.start(sent, &mut round_of, &mut open);
+            sent += 1;
+        }
+        let until = Instant::now() + Duration::from_secs(60);
+        while done < total {
+            assert!(Instant::now() < until, "the rpc baseline stalled");
+            let next = self.host.deadline();
+            poll_host(&mut self.host, &mut self.poll, &mut self.events, next);
+            let mut finished = 0;
+            while let Some((_, ev)) = self.host.poll_event() {
+                if let Event::Rpc(RpcEvent::Returned { call, outcome, .. }) = ev {
+                    assert_eq!(outcome.code(), "ok");
+                    let Some(round) = round_of.remove(&call) else {
+                        continue;
+                    };
+                    let entry = open.get_mut(&round).unwrap();
+                    entry.1 -= 1;
+                    if entry.1 == 0 {
+                        lat.push(entry.0.elapsed());
+                        open.remove(&round);
+                        finished += 1;
+                    }
+                }
+            }
+            for _ in 0..finished {
+                done += 1;
+                if sent < total {
+                    self.start(sent, &mut round_of, &mut open);
+                    sent += 1;
+                }
+            }
+        }
+        lat.sort();
+        (lat, t0.elapsed())
+    }
+}
+
+fn median(mut v: Vec<f64>) -> (f64, f64, f64) {
+    v.sort_by(f64::total_cmp);
+    (v[v.len() / 2], v[0], v[v.len() - 1])
+}
+
+fn l32(i: usize) -> Message {
+    let mut m = Message::new(
+        "",
+        Layer::L32,
+        Content::Json(serde_json::json!({"n": i, "payload": "of a typical size"})),
+    );
+    m.topics = vec!["bench.load".into()];
+    m
+}
+
+fn bench_fanout(rounds: usize) {
+    let mut cmbs = Cmbs::new(10, None);
+    let mut plain = Plain::new(10);
+    let (mut rate, mut p99) = (Vec::new(), Vec::new());
+    let total = 400;
+    for _ in 0..rounds {
+        let (base_lat, base_t) = plain.pipeline(total, 8);
+        let (lat, t) = cmbs.pipeline(total, 8, l32);
+        rate.push(base_t.as_secs_f64() / t.as_secs_f64());
+        let (_, _) = plain.pipeline(50, 1);
+        let (one_base, _) = plain.pipeline(200, 1);
+        let (one, _) = cmbs.pipeline(200, 1, l32);
+        p99.push(us(percentile(&one, 0.99)) / us(percentile(&one_base, 0.99)));
+        if std::env::var_os("RMBUS_BENCH_VERBOSE").is_some() {
+            println!(
+                "    round: {:.0} vs {:.0} msgs/s; one at a time p50 {:.0} vs {:.0} us, p99 {:.0} vs {:.0} us",
+                total as f64 / t.as_secs_f64(),
+                total as f64 / base_t.as_secs_f64(),
+                us(percentile(&one, 0.5)),
+                us(percentile(&one_base, 0.5)),
+                us(percentile(&one, 0.99)),
+                us(percentile(&one_base, 0.99))
+            );
+        }
+        let _ = (base_lat, lat);
+    }
+    let (r, rlo, rhi) = median(rate);
+    let (p, plo, phi) = median(p99);
+    println!(
+        "(a) L3.2 fan-out to 10 members, 8 messages in flight, x 10 RPC calls to 10 echo entities:"
+    );
+    println!("    messages/s ratio {r:.2} (rounds {rlo:.2}..{rhi:.2}); target >= 0.80");
+    println!(
+        "    report p99 ratio, one at a time, {p:.2} (rounds {plo:.2}..{phi:.2}); target <= 1.5"
+    );
+}
+
+fn bare_sqlite(path: &std::path::Path, total: usize, per_commit: usize) -> Duration {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+    conn.pragma_update(None, "synchronous", "FULL").unwrap();
+    conn.execute_batch("CREATE TABLE IF NOT EXISTS t (member TEXT, id TEXT, layer TEXT, sender TEXT, stored_ms INTEGER, body TEXT, PRIMARY KEY (member, id))").unwrap();
+    let body = l32(0).to_json().to_string();
+    let t = Instant::now();
+    let mut conn = conn;
+    let mut i = 0;
+    while i < total {
+        let tx = conn.transaction().unwrap();
+        for _ in 0..per_commit {
+            tx.execute(
+                "INSERT OR REPLACE INTO t VALUES ('m', ?1, 'l1', '(app:x)', 0, ?2)",
+                rusqlite::params![format!("r{i}-{}", t.elapsed().as_nanos()), body],
+            )
+            .unwrap();
+            i += 1;
+        }
+        tx.commit().unwrap();
+    }
+    t.elapsed()
+}
+
+fn bench_store(rounds: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmbs = Cmbs::new(1, Some(dir.path()));
+    let stored = |i: usize| {
+        let mut m = Message::new(
+            "",
+            Layer::L1,
+            Content::Json(serde_json::json!({"n": i, "payload": "of a typical size"})),
+        );
+        m.receiver = Some("bench-member-0".into());
+        m.storable = std::env::var_os("RMBUS_BENCH_NOSTORE").is_none();
+        m
+    };
+    for (window, total) in [(1usize, 200usize), (64, 3000)] {
+        let mut ratios = Vec::new();
+        for r in 0..rounds {
+            let bare = bare_sqlite(
+                &dir.path().join(format!("bare-{window}-{r}.sqlite")),
+                total,
+                window,
+            );
+            let before = cmbs.members[0].2.as_ref().map_or(0, Worker::transactions);
+            let (_, t) = cmbs.pipeline(total, window, stored);
+            let commits = cmbs.members[0].2.as_ref().map_or(0, Worker::transactions) - before;
+            ratios.push(bare.as_secs_f64() / t.as_secs_f64());
+            if std::env::var_os("RMBUS_BENCH_VERBOSE").is_some() {
+                println!(
+                    "    round {r}: bare {:.0} rows/s, cmbs {:.0} deliveries/s in {commits} commits",
+                    total as f64 / bare.as_secs_f64(),
+                    total as f64 / t.as_secs_f64()
+                );
+            }
+        }
+        let (m, lo, hi) = median(ratios);
+        println!("(b) storable deliveries, {window} in flight, x bare rusqlite (one commit per {window} row(s)): {m:.2} (rounds {lo:.2}..{hi:.2}); target >= 0.50");
+    }
+}
+
+fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+fn bench_memory() {
+    use rmbus::cmbs::cmd::Announce;
+    use rmbus::proto::{Endpoint, EndpointConfig};
+    let config = EndpointConfig::from_config(&config(), 1).unwrap();
+    let local = Address::parse("(app:cmbs module:member member:me id:1-1@127.0.0.1)").unwrap();
+    let now = Instant::now();
+    let mut ep = Endpoint::new(config, local, now, SystemTime::now()).unwrap();
+    let mut member = Member::new(Description::new("me"), MemberConfig::default(), 1);
+    let n = 1000;
+    let announce = |i: usize| {
+        let id = uuid::Uuid::from_u128(0x1000_0000_0000_4000_8000_0000_0000_0000 + i as u128)
+            .to_string();
+        let mut d = Description::new(&id);
+        d.state = rmbus::cmbs::MemberState::Active;
+        d.started = LayerSet::ALL;
+        d.topics = vec!["sensors.*.temp".into(), "alerts.#".into()];
+        d.providers = vec!["weather".into()];
+        let src = Address::parse(&format!(
+            "(app:cmbs module:member member:{id} id:{}-1@192.168.1.{})",
+            10_000 + i,
+            i % 250
+        ))
+        .unwrap();
+        Event::Command {
+            src,
+            reliable: false,
+            command: Announce { description: d }.into_command(),
+        }
+    };
+    // Warm the allocator with one entry made and dropped, then measure.
+    let _ = member.handle_event(&mut ep, now, announce(n));
+    let before = rss_bytes();
+    for i in 0..n {
+        let _ = member.handle_event(&mut ep, now, announce(i));
+    }
+    let after = rss_bytes();
+    assert_eq!(member.client().directory().len(), n + 1);
+    let per = (after.saturating_sub(before)) as f64 / n as f64;
+    println!("(c) resident memory per directory entry (1,000 members, each with 5 endpoints, 2 topics, 1 provider): {per:.0} bytes; target <= 4096");
+}
+
+fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("cmbs benchmark: run with `cargo bench --bench cmbs`");
+        return;
+    }
+    let rounds: usize = std::env::var("RMBUS_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
+    println!("\nrmbus CMBS benchmark: host-local group, {rounds} interleaved rounds, one run\n");
+    let only = std::env::var("RMBUS_BENCH_ONLY").unwrap_or_default();
+    let part = |p: &str| only.is_empty() || only.contains(p);
+    if part("c") {
+        bench_memory();
+    }
+    if part("a") {
+        bench_fanout(rounds);
+    }
+    if part("b") {
+        bench_store(rounds);
+    }
+}
