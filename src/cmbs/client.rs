@@ -15,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::proto::{Deadlines, Delivery, Endpoint, Event as BusEvent, Rng};
 use crate::rpc::{CallId, Outcome as CallOutcome, RpcEvent};
-use crate::wire::{Address, Command};
+use crate::wire::{Address, Command, Value};
 
 use super::cmd::{Announce, Deliver, DeliverAnswer, Describe, Order};
 use super::code::{Code, Refusal};
@@ -103,6 +103,8 @@ pub struct Stats {
 #[derive(Debug)]
 struct Outgoing {
     message: Message,
+    /// The message as `cmbs.message.deliver` carries it, made once.
+    map: Value,
     lines: Vec<Line>,
     /// Each pending line's deadline, by member.
     deadlines: HashMap<String, Instant>,
@@ -110,6 +112,8 @@ struct Outgoing {
     seqs: HashMap<String, u64>,
     hold_until: Option<Instant>,
     until_unix_ms: u64,
+    /// Sent with a hold: each line is reported as it settles.
+    held: bool,
 }
 
 impl Outgoing {
@@ -283,12 +287,14 @@ impl Client {
             .map(|h| unix_ms(wall).saturating_add(h.as_millis() as u64))
             .unwrap_or(0);
         let mut out = Outgoing {
+            map: message.to_value(),
             message,
             lines: Vec::new(),
             deadlines: HashMap::new(),
             seqs: HashMap::new(),
             hold_until: hold.map(|h| now + h),
             until_unix_ms,
+            held: hold.is_some(),
         };
         let targets: Vec<Entry> = self
             .directory
@@ -353,13 +359,22 @@ impl Client {
         stream.open.insert(seq);
         out.seqs.insert(member.clone(), seq);
         out.lines[at].sent = true;
-        out.lines[at].status =
-            match self.attempt(ep, now, &out.message, &member, &entry.address, timeout, seq) {
-                Ok(()) => LineStatus::Pending,
-                Err(refusal) => LineStatus::Refused(refusal),
-            };
+        out.lines[at].status = match self.attempt(
+            ep,
+            now,
+            (&out.message.id, &out.map),
+            &member,
+            &entry.address,
+            timeout,
+            seq,
+        ) {
+            Ok(()) => LineStatus::Pending,
+            Err(refusal) => LineStatus::Refused(refusal),
+        };
         if out.lines[at].is_settled() {
             self.settled_seq(&member, seq);
+        }
+        if out.held && out.lines[at].is_settled() {
             self.events.push_back(Event::Line {
                 message: out.message.id.clone(),
                 line: out.lines[at].clone(),
@@ -375,13 +390,14 @@ impl Client {
         }
     }
 
-    /// One delivery attempt: delivery `seq` of our stream to `member`.
+    /// One delivery attempt: delivery `seq` of our stream to `member`, from
+    /// the message's map (`map`, made once for all recipients).
     #[allow(clippy::too_many_arguments)]
     fn attempt(
         &mut self,
         ep: &mut Endpoint,
         now: Instant,
-        message: &Message,
+        (id, map): (&str, &Value),
         member: &str,
         address: &Address,
         timeout: Duration,
@@ -393,17 +409,12 @@ impl Client {
             .and_then(|s| s.open.first().copied())
             .unwrap_or(seq)
             .min(seq);
-        let args = Deliver {
-            message: message.clone(),
-            order: Some(Order { seq, low }),
-        }
-        .into_args();
+        let args = Deliver::args(map.clone(), Some(Order { seq, low }));
         let call = ep
             .rpc()
             .call(now, address, Deliver::NAME, args, timeout)
             .map_err(|e| Refusal::new(Code::Undeliverable, format!("not sent: {e}")))?;
-        self.calls
-            .insert(call, (message.id.clone(), member.to_owned()));
+        self.calls.insert(call, (id.to_owned(), member.to_owned()));
         Ok(())
     }
 
@@ -541,7 +552,15 @@ impl Client {
             CallOutcome::Undeliverable if deadline.saturating_duration_since(now) > ATTEMPT => {
                 let remaining = deadline - now;
                 let seq = out.seqs.get(&member).copied().unwrap_or_default();
-                match self.attempt(ep, now, &out.message, &member, callee, remaining, seq) {
+                match self.attempt(
+                    ep,
+                    now,
+                    (&out.message.id, &out.map),
+                    &member,
+                    callee,
+                    remaining,
+                    seq,
+                ) {
                     Ok(()) => LineStatus::Pending,
                     Err(r) => LineStatus::Refused(r),
                 }
@@ -564,20 +583,24 @@ impl Client {
             )),
         };
         let seq = out.seqs.get(&member).copied();
+        let held = out.held;
         if let Some(line) = out.line_mut(&member) {
             line.status = status;
             if line.is_settled() {
-                let line = line.clone();
+                let delivered = matches!(line.status, LineStatus::Delivered { .. });
+                let event = held.then(|| line.clone());
                 if let Some(seq) = seq {
                     self.settled_seq(&member, seq);
                 }
-                if matches!(line.status, LineStatus::Delivered { .. }) && out.hold_until.is_some() {
+                if delivered && out.hold_until.is_some() {
                     self.persist(&out);
                 }
-                self.events.push_back(Event::Line {
-                    message: id.clone(),
-                    line,
-                });
+                if let Some(line) = event {
+                    self.events.push_back(Event::Line {
+                        message: id.clone(),
+                        line,
+                    });
+                }
             }
         }
         self.outgoing.insert(id.clone(), out);
@@ -648,12 +671,14 @@ impl Client {
             self.outgoing.insert(
                 r.message.id.clone(),
                 Outgoing {
+                    map: r.message.to_value(),
                     message: r.message,
                     lines,
                     deadlines: HashMap::new(),
                     seqs: HashMap::new(),
                     hold_until: Some(until),
                     until_unix_ms: r.until_unix_ms,
+                    held: true,
                 },
             );
         }
@@ -702,6 +727,11 @@ impl Client {
     /// The next event.
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
+    }
+
+    /// True if held-message store operations are queued.
+    pub(crate) fn has_store_ops(&self) -> bool {
+        !self.store_ops.is_empty()
     }
 
     /// Store operations queued (held messages).

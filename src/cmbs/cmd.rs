@@ -117,11 +117,18 @@ impl Deliver {
 
     /// The request's ARGS.
     pub fn into_args(self) -> Vec<Value> {
-        let mut map = self.message.to_value();
-        if let (Some(o), Value::List(pairs)) = (self.order, &mut map) {
-            for (k, v) in [("seq", o.seq), ("low", o.low)] {
-                let v = i64::try_from(v).unwrap_or(i64::MAX);
-                pairs.push(Value::List(vec![Value::string(k), Value::Integer(v)]));
+        Deliver::args(self.message.to_value(), self.order)
+    }
+
+    /// The request's ARGS from the message's map ([`Message::to_value`],
+    /// made once for all its recipients) and its order.
+    pub fn args(mut map: Value, order: Option<Order>) -> Vec<Value> {
+        if let (Some(o), Value::List(pairs)) = (order, &mut map) {
+            let int = |v: u64| Value::Integer(i64::try_from(v).unwrap_or(i64::MAX));
+            pairs.push(Value::List(vec![Value::string("seq"), int(o.seq)]));
+            // `low` equal to `seq` (nothing earlier open) goes without saying.
+            if o.low != o.seq {
+                pairs.push(Value::List(vec![Value::string("low"), int(o.low)]));
             }
         }
         vec![map]
@@ -403,10 +410,24 @@ mod tests {
         };
         assert_eq!(ActionAnswer::from_reply(&a.to_reply()).unwrap(), a);
         let msg = Message::new("i", Layer::L2, Content::Json(serde_json::json!(null)));
+        let order = Some(Order { seq: 7, low: 5 });
         let args = Deliver {
             message: msg.clone(),
+            order,
         }
         .into_args();
-        assert_eq!(Deliver::from_args(&args).unwrap().message, msg);
+        let back = Deliver::from_args(&args).unwrap();
+        assert_eq!((back.message, back.order), (msg.clone(), order));
+        let alone = Deliver::args(msg.to_value(), Some(Order { seq: 3, low: 3 }));
+        assert_eq!(
+            Deliver::from_args(&alone).unwrap().order,
+            Some(Order { seq: 3, low: 3 })
+        );
+        let bad = Deliver {
+            message: msg,
+            order: Some(Order { seq: 1, low: 2 }),
+        }
+        .into_args();
+        assert!(Deliver::from_args(&bad).is_err());
     }
 }

@@ -32,8 +32,8 @@ pub enum Event {
         /// The code and reason.
         refusal: super::code::Refusal,
     },
-    /// One recipient of a message we sent settled (for a held message, as
-    /// each one does).
+    /// One recipient of a held message we sent settled (a held message's
+    /// report comes only when its hold ends; this says how it goes meanwhile).
     Line {
         /// The message id.
         message: String,

@@ -700,6 +700,11 @@ impl Member {
         self.events.push_back(Event::Refused { id, from, refusal });
     }
 
+    /// True if [`Member::poll_store`] has a batch to hand out.
+    pub fn has_store_work(&self) -> bool {
+        !self.store_ops.is_empty() || self.client.has_store_ops()
+    }
+
     /// The next batch of store operations, to commit together off the bus
     /// loop; then call [`Member::store_done`] with its ticket.
     pub fn poll_store(&mut self) -> Option<StoreBatch> {

@@ -110,14 +110,24 @@ impl Message {
 
     /// The argument of `cmbs.message.deliver`.
     pub fn to_value(&self) -> Value {
+        // Fields at their default (not executable, sendable, not storable, no
+        // path history) are left out: every datagram carries less.
         let mut m = MapWriter::default();
         m.string("id", &self.id)
-            .string("layer", self.layer.as_str())
-            .flag("executable", self.executable)
-            .flag("sendable", self.sendable)
-            .flag("storable", self.storable)
-            .strings("path_history", &self.path_history)
-            .put("content", self.content.to_value());
+            .string("layer", self.layer.as_str());
+        if self.executable {
+            m.flag("executable", true);
+        }
+        if !self.sendable {
+            m.flag("sendable", false);
+        }
+        if self.storable {
+            m.flag("storable", true);
+        }
+        if !self.path_history.is_empty() {
+            m.strings("path_history", &self.path_history);
+        }
+        m.put("content", self.content.to_value());
         if let Some(r) = &self.receiver {
             m.string("l1_socket_receiver_member", r);
         }

@@ -10,7 +10,7 @@ use crate::wire::{Address, Command};
 
 use super::guidelines::{Ctx, Guidelines, Properties, Rpc, Services, Transactions};
 use super::peers::Peer;
-use super::transport::{Accepted, Transport};
+use super::transport::{Accepted, Opened, Transport};
 use super::{
     Delivery, EndpointConfig, Event, MsgId, SansIo, SendError, SetupError, Stats, Transmit,
 };
@@ -149,17 +149,18 @@ impl Endpoint {
     }
 
     /// A datagram the driver has already opened ([`crate::auth::open`]) with
-    /// this endpoint's keys: what a host of many entities that share one set
-    /// of keys does, so that a datagram is authenticated and parsed once, not
-    /// once per entity. An entity the message is not addressed to needs only
-    /// its header (the sender and the acknowledgements); its commands may be
-    /// left out. Otherwise the same as [`Endpoint::handle_datagram`].
+    /// this endpoint's keys, shared with other endpoints: what a host of many
+    /// entities that share one set of keys does, so that a datagram is
+    /// authenticated and parsed once, not once per entity (only the entity
+    /// that takes the message copies its commands). Otherwise the same as
+    /// [`Endpoint::handle_datagram`].
     pub fn handle_opened(
         &mut self,
         now: Instant,
         from: SocketAddr,
-        opened: Result<crate::wire::Message, crate::auth::Rejection>,
+        opened: Result<&crate::wire::Message, &crate::auth::Rejection>,
     ) {
+        let opened = opened.map(Opened::Shared);
         let accepted = self.transport.accept_opened(now, from, opened);
         self.handle_accepted(now, accepted);
     }

@@ -47,6 +47,33 @@ pub(crate) struct Settled {
     pub(crate) delivered: bool,
 }
 
+/// A datagram opened (authenticated and parsed) for the transport: owned
+/// when one endpoint opened it, shared when a host opened it once for all
+/// its entities (the one it is for copies what it keeps).
+#[derive(Debug)]
+pub(crate) enum Opened<'a> {
+    /// This endpoint's own.
+    Owned(Message),
+    /// Shared with other entities.
+    Shared(&'a Message),
+}
+
+impl Opened<'_> {
+    fn header(&self) -> &Header {
+        match self {
+            Opened::Owned(m) => &m.header,
+            Opened::Shared(m) => &m.header,
+        }
+    }
+
+    fn into_message(self) -> Message {
+        match self {
+            Opened::Owned(m) => m,
+            Opened::Shared(m) => m.clone(),
+        }
+    }
+}
+
 /// A message the transport accepted: authentic, from a peer, for us, and
 /// (if reliable) not a duplicate. Its commands are for the endpoint to route.
 #[derive(Debug)]
@@ -229,8 +256,10 @@ impl Transport {
             self.stats.datagrams_in += 1;
             return None;
         }
-        let opened = open(data, &self.config.keys);
-        self.accept_opened(now, from, opened)
+        match open(data, &self.config.keys) {
+            Ok(m) => self.accept_opened(now, from, Ok(Opened::Owned(m))),
+            Err(r) => self.accept_opened(now, from, Err(&r)),
+        }
     }
 
     /// [`Transport::accept`] of a datagram already opened with our keys.
@@ -238,7 +267,7 @@ impl Transport {
         &mut self,
         now: Instant,
         from: SocketAddr,
-        opened: Result<Message, Rejection>,
+        opened: Result<Opened<'_>, &Rejection>,
     ) -> Option<Accepted> {
         self.stats.datagrams_in += 1;
         if self.closed {
@@ -256,7 +285,7 @@ impl Transport {
                 return None;
             }
         };
-        let Message { header, commands } = msg;
+        let header = msg.header();
         if header.src == self.local {
             self.stats.own_echoes += 1;
             return None;
@@ -302,6 +331,7 @@ impl Transport {
                 return None;
             }
         }
+        let Message { header, commands } = msg.into_message();
         Some(Accepted {
             header,
             reliable,

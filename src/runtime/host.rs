@@ -15,7 +15,7 @@ use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
 use crate::config::Config;
 use crate::proto::{Endpoint, EndpointConfig, Event, SendError};
 use crate::rpc::{CallId, Outcome, Request};
-use crate::wire::{Address, Message, Value};
+use crate::wire::{Address, Value};
 
 use super::closures::Closures;
 use super::{socket, BindError, Handled};
@@ -217,8 +217,8 @@ impl Host {
 
     /// Reads both sockets until they would block and hands every datagram to
     /// every entity, authenticated and parsed once (the entities share the
-    /// keys): whole to those it is addressed to, its header to the others
-    /// (they learn the sender is alive and read its acks). Nothing is sent
+    /// keys); only the entity that takes a message copies its commands.
+    /// Nothing is sent
     /// here; see [`Host::poll_event`].
     pub fn on_readable(&mut self) -> io::Result<()> {
         for own in [false, true] {
@@ -232,27 +232,16 @@ impl Host {
                             continue;
                         }
                         let now = Instant::now();
-                        // Every entity shares the keys: open it once.
-                        let opened = crate::auth::open(&self.buf[..n], &self.template.keys);
                         if self.entities.len() == 1 {
                             if let Some(e) = self.entities.values_mut().next() {
-                                e.endpoint.handle_opened(now, from, opened);
+                                e.endpoint.handle_datagram(now, from, &self.buf[..n]);
                             }
                             continue;
                         }
+                        // Every entity shares the keys: open it once.
+                        let opened = crate::auth::open(&self.buf[..n], &self.template.keys);
                         for e in self.entities.values_mut() {
-                            let input = match &opened {
-                                Ok(m) if m.header.dst.is_subset_of(e.endpoint.local_address()) => {
-                                    Ok(m.clone())
-                                }
-                                // Not for this entity: the header is all it reads.
-                                Ok(m) => Ok(Message {
-                                    header: m.header.clone(),
-                                    commands: Vec::new(),
-                                }),
-                                Err(r) => Err(r.clone()),
-                            };
-                            e.endpoint.handle_opened(now, from, input);
+                            e.endpoint.handle_opened(now, from, opened.as_ref());
                         }
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,

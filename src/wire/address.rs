@@ -189,19 +189,37 @@ impl Address {
         }
         // The common case: a message sent to exactly this address, written
         // the same way. Elements are compared as whole `tag:value` texts.
-        self.text == other.text || self.element_texts().all(|e| other.has_element_text(e))
+        if self.text == other.text {
+            return true;
+        }
+        let t = self.text.as_bytes();
+        let mut i = 0;
+        while i < t.len() {
+            let end = t[i..]
+                .iter()
+                .position(|&b| b == b' ')
+                .map_or(t.len(), |p| i + p);
+            if end > i && !other.has_element_bytes(&t[i..end]) {
+                return false;
+            }
+            i = end + 1;
+        }
+        true
     }
 
-    /// True if `element` (`tag:value`) is one of this address's elements.
-    fn has_element_text(&self, element: &str) -> bool {
-        let text = self.text.as_bytes();
-        let mut from = 0;
-        while let Some(at) = self.text[from..].find(element) {
-            let (start, end) = (from + at, from + at + element.len());
-            if (start == 0 || text[start - 1] == b' ') && (end == text.len() || text[end] == b' ') {
+    /// True if `e` (`tag:value`) is one of this address's elements.
+    fn has_element_bytes(&self, e: &[u8]) -> bool {
+        let t = self.text.as_bytes();
+        let mut i = 0;
+        while i < t.len() {
+            let end = t[i..]
+                .iter()
+                .position(|&b| b == b' ')
+                .map_or(t.len(), |p| i + p);
+            if &t[i..end] == e {
                 return true;
             }
-            from = start + 1;
+            i = end + 1;
         }
         false
     }
