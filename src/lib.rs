@@ -25,12 +25,20 @@
 //!   the Guidelines layer's state machines as sub-machines of it, reached through
 //!   the views `rpc()`, `properties()`, `transactions()` and `services()`. Every
 //!   input carries `now`; output is pulled.
+//! - [`cmbs`]: CMBS (Cloud Message Brokering Service) members and messages on
+//!   the bus: the member, the directory, the five delivery layers, topic
+//!   matching, reports, held messages. Pure like [`proto`], over the
+//!   endpoint's public interface; store writes and long executions are work
+//!   it hands out.
+//! - [`store`]: where CMBS members keep what they receive and hold: a trait,
+//!   a store in memory, SQLite (feature `sqlite`, on by default) and the
+//!   worker thread that keeps disk I/O off the bus loop.
 //! - [`runtime`] (feature `runtime`, on by default): sockets for each scope, a
 //!   mio-driven [`runtime::Host`] for many entities on one set of sockets, the
 //!   one-entity [`runtime::Bus`], and a background thread with a handle.
 //!
-//! Only [`runtime`] opens a socket, reads a clock or spawns a thread; every
-//! layer above it is pure, which is what lets the test suite run whole buses
+//! Only [`runtime`] and [`store`] open a socket or a file, read a clock or
+//! spawn a thread; every layer above them is pure, which is what lets the test suite run whole buses
 //! on a virtual clock. The `rmbus` command (feature `cli`) is built on
 //! [`runtime`]. One more module, `fuzzing` (hidden from these docs), holds the
 //! bodies of the fuzz targets, over [`proto`], so that the test suite runs

@@ -26,7 +26,7 @@ fn wall(net_now: Instant, base: Instant) -> SystemTime {
 
 enum Role {
     Member(Box<Member>),
-    Sender(Client),
+    Sender(Box<Client>),
 }
 
 /// One CMBS participant: an endpoint and a member (or a plain sender), a
@@ -282,7 +282,7 @@ impl Bus {
         let i = self.net.nodes.len();
         let ep = self.endpoint(Address::parse("(app:cmbs module:publish)").unwrap(), i);
         let client = Client::new(ClientConfig::default(), self.seed + 77);
-        let node = self.node(ep, Role::Sender(client), None, Duration::ZERO);
+        let node = self.node(ep, Role::Sender(Box::new(client)), None, Duration::ZERO);
         let i = self.net.push(node);
         self.net.with(i, |n, now| {
             let Node { ep, role, .. } = n;

@@ -305,3 +305,57 @@ fn joining_fails_with_a_typed_error() {
     assert!(matches!(err, BindError::Io(_)), "{err:?}");
     assert!(err.to_string().contains("no-such-interface0"), "{err}");
 }
+
+#[test]
+fn a_datagram_opened_once_reaches_the_entity_it_is_for_and_updates_the_others() {
+    let config = common::free_port_config();
+    let mut l = Loop::new(Host::bind(&config).unwrap());
+    let a = l.host.add(&addr("(app:test module:a)")).unwrap();
+    let b = l.host.add(&addr("(app:test module:b)")).unwrap();
+    let c = l.host.add(&addr("(app:test module:c)")).unwrap();
+    l.meet(&[a, b, c]);
+    let before = l.host.endpoint(c).unwrap().stats();
+    let b_addr = l.address(b);
+    l.send(a, &b_addr, "test.for-b", Delivery::Reliable);
+    l.until("b has it and a its ack", |seen| {
+        seen.iter()
+            .any(|(id, e)| *id == a && matches!(e, Event::Delivered { .. }))
+    });
+    assert_eq!(l.deliveries(b, "test.for-b"), 1);
+    assert_eq!(l.deliveries(c, "test.for-b"), 0);
+    let after = l.host.endpoint(c).unwrap().stats();
+    assert!(
+        after.not_for_us > before.not_for_us,
+        "c read the header and let it be"
+    );
+    // A forged datagram is rejected by every entity, once each.
+    let forged = b"AAAAAAAAAAAAAAAAAAAAAA==\nmbus/1.0 1 1 U (app:x id:1-1@127.0.0.1) () ()\n";
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.set_multicast_ttl_v4(0).unwrap();
+    socket2::SockRef::from(&socket)
+        .set_multicast_if_v4(&std::net::Ipv4Addr::LOCALHOST)
+        .unwrap();
+    let rejected = |l: &Loop| -> Vec<u64> {
+        [a, b, c]
+            .iter()
+            .map(|e| l.host.endpoint(*e).unwrap().stats().rejected_auth)
+            .collect()
+    };
+    let was = rejected(&l);
+    socket.send_to(forged, l.host.group_addr()).unwrap();
+    let until = Instant::now() + DEADLINE;
+    while rejected(&l).iter().zip(&was).any(|(now, then)| now == then) {
+        assert!(Instant::now() < until, "the forged datagram was not seen");
+        l.until("a turn", |_| true);
+        let mut events = Events::with_capacity(4);
+        l.poll
+            .poll(&mut events, Some(Duration::from_millis(20)))
+            .unwrap();
+        l.host.on_readable().unwrap();
+    }
+    let now = rejected(&l);
+    assert!(
+        now.iter().zip(&was).all(|(n, w)| *n == w + 1),
+        "{was:?} -> {now:?}"
+    );
+}

@@ -274,6 +274,28 @@ fn an_unreachable_callee_makes_the_call_undeliverable() {
 }
 
 #[test]
+fn a_call_whose_timeout_comes_before_any_ack_is_undeliverable_not_timed_out() {
+    let mut net = net(2);
+    net.partition = Some(vec![0, 1]);
+    let dst = net.address(1);
+    let start = net.now;
+    let c = net
+        .with(0, |ep, now| {
+            ep.rpc().call(now, &dst, "any.op", vec![], ms(250))
+        })
+        .unwrap();
+    net.run_for(ms(1000));
+    let (at, _) = net.nodes[0]
+        .events
+        .iter()
+        .find(|(_, e)| matches!(e, Event::Rpc(RpcEvent::Returned { .. })))
+        .unwrap();
+    assert_eq!(at.duration_since(start), ms(250));
+    // Not "acknowledged, no answer": nothing says it arrived.
+    assert_eq!(outcomes(&net, 0), vec![(c, dst, Outcome::Undeliverable)]);
+}
+
+#[test]
 fn calls_to_unknown_or_ambiguous_destinations_are_refused_at_once() {
     let mut net = net(3);
     let nobody = Address::parse("(app:sim node:n9)").unwrap();

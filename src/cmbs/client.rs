@@ -3,12 +3,14 @@
 //! and held messages).
 //!
 //! A message goes to each recipient as its own `cmbs.message.deliver`
-//! unicast RPC in the transport's ordered mode, so that one sender's
-//! messages reach one recipient in send order. A delivery that is never
-//! acknowledged is retried, with the same message id, until its timeout; the
-//! recipient answers a retry from memory, so the application sees the
-//! message once. One caveat on order: a retry goes out after the messages
-//! sent to that recipient in the meantime.
+//! unicast RPC, sent reliably; many may be out at once. Each delivery
+//! carries its number in this sender's stream to that recipient and the
+//! lowest number still open ([`super::cmd::Order`]), and the recipient hands
+//! them to its application in that order (see [`super::Member`]). A
+//! delivery that is never acknowledged is retried, with the same message id
+//! and number, until its timeout; the recipient answers a retry from
+//! memory, so its application sees the message once. Only a delivery the
+//! sender gave up on (`UNDELIVERABLE`) may reach the recipient out of order.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant, SystemTime};
@@ -106,19 +108,36 @@ struct Outgoing {
     /// The message as `cmbs.message.deliver` carries it, made once.
     map: Value,
     lines: Vec<Line>,
-    /// Each pending line's deadline, by member.
-    deadlines: HashMap<String, Instant>,
-    /// Its number in each recipient's stream.
-    seqs: HashMap<String, u64>,
+    /// Per line: the delivery's deadline and its number in the recipient's
+    /// stream, while it is out.
+    slots: Vec<Option<Slot>>,
     hold_until: Option<Instant>,
     until_unix_ms: u64,
     /// Sent with a hold: each line is reported as it settles.
     held: bool,
 }
 
-impl Outgoing {
-    fn line_mut(&mut self, member: &str) -> Option<&mut Line> {
-        self.lines.iter_mut().find(|l| l.member == member)
+/// A delivery that is out.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    deadline: Instant,
+    seq: u64,
+}
+
+/// A matching member, as `offer` needs it.
+struct Target<'a> {
+    member: &'a str,
+    address: &'a Address,
+    started: bool,
+}
+
+impl<'a> Target<'a> {
+    fn of(entry: &'a Entry, layer: Layer) -> Target<'a> {
+        Target {
+            member: &entry.description.id,
+            address: &entry.address,
+            started: entry.description.started.contains(layer),
+        }
     }
 }
 
@@ -136,11 +155,14 @@ pub struct Client {
     me: Option<String>,
     persist_held: bool,
     directory: Directory,
-    outgoing: HashMap<String, Outgoing>,
-    calls: HashMap<CallId, (String, String)>,
+    /// Messages not reported yet, by our own number (in sending order).
+    outgoing: std::collections::BTreeMap<u64, Outgoing>,
+    next_outgoing: u64,
+    /// Each delivery out: its message's number and its line.
+    calls: HashMap<CallId, (u64, usize)>,
     /// Per recipient: the numbering of our deliveries to it.
     streams: HashMap<String, SendStream>,
-    holds: Deadlines<String>,
+    holds: Deadlines<u64>,
     /// When to ask member entities we hear but have no announce from.
     discover_at: Option<Instant>,
     events: VecDeque<Event>,
@@ -158,7 +180,8 @@ impl Client {
             me: None,
             persist_held: false,
             directory: Directory::default(),
-            outgoing: HashMap::new(),
+            outgoing: Default::default(),
+            next_outgoing: 0,
             calls: HashMap::new(),
             streams: HashMap::new(),
             holds: Deadlines::default(),
@@ -290,21 +313,23 @@ impl Client {
             map: message.to_value(),
             message,
             lines: Vec::new(),
-            deadlines: HashMap::new(),
-            seqs: HashMap::new(),
+            slots: Vec::new(),
             hold_until: hold.map(|h| now + h),
             until_unix_ms,
             held: hold.is_some(),
         };
-        let targets: Vec<Entry> = self
-            .directory
+        let key = self.next_outgoing;
+        self.next_outgoing += 1;
+        let directory = std::mem::take(&mut self.directory);
+        let layer = out.message.layer;
+        let matched: Vec<&Entry> = directory
             .matching(&out.message)
             .filter(|e| Some(&e.description.id) != self.me.as_ref())
-            .cloned()
             .collect();
-        for e in &targets {
-            self.offer(ep, now, &mut out, e);
+        for e in matched {
+            self.offer(ep, now, key, &mut out, Target::of(e, layer));
         }
+        self.directory = directory;
         if hold.is_none() && !out.lines.iter().any(|l| l.sent) {
             let lines = std::mem::take(&mut out.lines);
             let refusal = match Report::outcome_of(&lines) {
@@ -314,66 +339,79 @@ impl Client {
             return Err(reject(&out.message, lines, refusal));
         }
         if let Some(until) = out.hold_until {
-            self.holds.set(id.clone(), until);
+            self.holds.set(key, until);
             self.persist(&out);
         }
-        self.outgoing.insert(id.clone(), out);
-        self.settle(&id);
+        self.outgoing.insert(key, out);
+        self.settle(key);
         Ok(id)
     }
 
-    /// Offers `out` to `entry` (a matching member): a line without a send
-    /// when its layer is stopped, else a delivery.
-    fn offer(&mut self, ep: &mut Endpoint, now: Instant, out: &mut Outgoing, entry: &Entry) {
-        let member = entry.description.id.clone();
-        let line = Line {
-            member: member.clone(),
-            address: entry.address.clone(),
-            sent: false,
-            status: LineStatus::Refused(Refusal::new(
-                Code::LayerStopped,
-                format!("the directory shows {} stopped on it", out.message.layer),
-            )),
-        };
-        let at = match out.lines.iter().position(|l| l.member == member) {
+    /// Offers message `key` (`out`) to a matching member: a line without a
+    /// send when its layer is stopped, else a delivery.
+    fn offer(
+        &mut self,
+        ep: &mut Endpoint,
+        now: Instant,
+        key: u64,
+        out: &mut Outgoing,
+        t: Target<'_>,
+    ) {
+        let at = match out.lines.iter().position(|l| l.member == t.member) {
             Some(i) => {
-                out.lines[i].address = entry.address.clone();
+                out.lines[i].address = t.address.clone();
                 i
             }
             None => {
-                out.lines.push(line);
+                out.lines.push(Line {
+                    member: t.member.to_owned(),
+                    address: t.address.clone(),
+                    sent: false,
+                    status: LineStatus::Pending,
+                });
+                out.slots.push(None);
                 out.lines.len() - 1
             }
         };
-        if !entry.description.started.contains(out.message.layer) {
+        if !t.started {
+            out.lines[at].sent = false;
+            out.lines[at].status = LineStatus::Refused(Refusal::new(
+                Code::LayerStopped,
+                format!("the directory shows {} stopped on it", out.message.layer),
+            ));
             return;
         }
         let mut timeout = self.config.delivery_timeout;
         if out.message.executable {
             timeout += self.config.exec_allowance;
         }
-        out.deadlines.insert(member.clone(), now + timeout);
-        let stream = self.streams.entry(member.clone()).or_default();
+        let stream = self.streams.entry(t.member.to_owned()).or_default();
         let seq = stream.next;
         stream.next += 1;
         stream.open.insert(seq);
-        out.seqs.insert(member.clone(), seq);
+        out.slots[at] = Some(Slot {
+            deadline: now + timeout,
+            seq,
+        });
         out.lines[at].sent = true;
-        out.lines[at].status = match self.attempt(
+        let sent = self.attempt(
             ep,
             now,
-            (&out.message.id, &out.map),
-            &member,
-            &entry.address,
+            (key, at),
+            &out.map,
+            t.member,
+            t.address,
             timeout,
             seq,
-        ) {
+        );
+        out.lines[at].status = match sent {
             Ok(()) => LineStatus::Pending,
-            Err(refusal) => LineStatus::Refused(refusal),
+            Err(refusal) => {
+                out.slots[at] = None;
+                self.settled_seq(t.member, seq);
+                LineStatus::Refused(refusal)
+            }
         };
-        if out.lines[at].is_settled() {
-            self.settled_seq(&member, seq);
-        }
         if out.held && out.lines[at].is_settled() {
             self.events.push_back(Event::Line {
                 message: out.message.id.clone(),
@@ -390,14 +428,16 @@ impl Client {
         }
     }
 
-    /// One delivery attempt: delivery `seq` of our stream to `member`, from
-    /// the message's map (`map`, made once for all recipients).
+    /// One delivery attempt for line `line` of message `key`: delivery `seq`
+    /// of our stream to `member`, from the message's map (`map`, made once
+    /// for all recipients).
     #[allow(clippy::too_many_arguments)]
     fn attempt(
         &mut self,
         ep: &mut Endpoint,
         now: Instant,
-        (id, map): (&str, &Value),
+        line: (u64, usize),
+        map: &Value,
         member: &str,
         address: &Address,
         timeout: Duration,
@@ -414,7 +454,7 @@ impl Client {
             .rpc()
             .call(now, address, Deliver::NAME, args, timeout)
             .map_err(|e| Refusal::new(Code::Undeliverable, format!("not sent: {e}")))?;
-        self.calls.insert(call, (id.to_owned(), member.to_owned()));
+        self.calls.insert(call, line);
         Ok(())
     }
 
@@ -491,7 +531,7 @@ impl Client {
 
     /// Offers every held message `entry` matches and does not have yet.
     fn offer_held(&mut self, ep: &mut Endpoint, now: Instant, entry: &Entry) {
-        let mut ids: Vec<String> = self
+        let keys: Vec<u64> = self
             .outgoing
             .iter()
             .filter(|(_, o)| o.hold_until.is_some_and(|t| t > now))
@@ -512,16 +552,16 @@ impl Client {
                     },
                 },
             )
-            .map(|(id, _)| id.clone())
+            .map(|(k, _)| *k)
             .collect();
-        ids.sort();
-        for id in ids {
-            let Some(mut out) = self.outgoing.remove(&id) else {
+        for key in keys {
+            let Some(mut out) = self.outgoing.remove(&key) else {
                 continue;
             };
-            self.offer(ep, now, &mut out, entry);
-            self.outgoing.insert(id.clone(), out);
-            self.settle(&id);
+            let target = Target::of(entry, out.message.layer);
+            self.offer(ep, now, key, &mut out, target);
+            self.outgoing.insert(key, out);
+            self.settle(key);
         }
     }
 
@@ -533,13 +573,17 @@ impl Client {
         callee: &Address,
         outcome: CallOutcome,
     ) {
-        let Some((id, member)) = self.calls.remove(&call) else {
+        let Some((key, at)) = self.calls.remove(&call) else {
             return;
         };
-        let Some(mut out) = self.outgoing.remove(&id) else {
+        let Some(mut out) = self.outgoing.remove(&key) else {
             return;
         };
-        let deadline = out.deadlines.get(&member).copied().unwrap_or(now);
+        let Some(slot) = out.slots.get(at).copied().flatten() else {
+            self.outgoing.insert(key, out);
+            return;
+        };
+        let member = out.lines[at].member.clone();
         let status = match outcome {
             CallOutcome::Returned(reply) => match DeliverAnswer::from_reply(&reply) {
                 DeliverAnswer::Delivered { result } => LineStatus::Delivered { result },
@@ -549,17 +593,13 @@ impl Client {
                 Code::UnknownMember,
                 "that entity does not serve cmbs.message.deliver: it is no member",
             )),
-            CallOutcome::Undeliverable if deadline.saturating_duration_since(now) > ATTEMPT => {
-                let remaining = deadline - now;
-                let seq = out.seqs.get(&member).copied().unwrap_or_default();
+            CallOutcome::Undeliverable
+                if slot.deadline.saturating_duration_since(now) > ATTEMPT =>
+            {
+                let remaining = slot.deadline - now;
+                let line = (key, at);
                 match self.attempt(
-                    ep,
-                    now,
-                    (&out.message.id, &out.map),
-                    &member,
-                    callee,
-                    remaining,
-                    seq,
+                    ep, now, line, &out.map, &member, callee, remaining, slot.seq,
                 ) {
                     Ok(()) => LineStatus::Pending,
                     Err(r) => LineStatus::Refused(r),
@@ -582,41 +622,35 @@ impl Client {
                 format!("the call ended {}", other.code()),
             )),
         };
-        let seq = out.seqs.get(&member).copied();
-        let held = out.held;
-        if let Some(line) = out.line_mut(&member) {
-            line.status = status;
-            if line.is_settled() {
-                let delivered = matches!(line.status, LineStatus::Delivered { .. });
-                let event = held.then(|| line.clone());
-                if let Some(seq) = seq {
-                    self.settled_seq(&member, seq);
-                }
-                if delivered && out.hold_until.is_some() {
-                    self.persist(&out);
-                }
-                if let Some(line) = event {
-                    self.events.push_back(Event::Line {
-                        message: id.clone(),
-                        line,
-                    });
-                }
+        out.lines[at].status = status;
+        if out.lines[at].is_settled() {
+            out.slots[at] = None;
+            self.settled_seq(&member, slot.seq);
+            let delivered = matches!(out.lines[at].status, LineStatus::Delivered { .. });
+            if delivered && out.hold_until.is_some() {
+                self.persist(&out);
+            }
+            if out.held {
+                self.events.push_back(Event::Line {
+                    message: out.message.id.clone(),
+                    line: out.lines[at].clone(),
+                });
             }
         }
-        self.outgoing.insert(id.clone(), out);
-        self.settle(&id);
+        self.outgoing.insert(key, out);
+        self.settle(key);
     }
 
-    /// Reports message `id` if every line is settled and its hold is over.
-    fn settle(&mut self, id: &str) {
+    /// Reports message `key` if every line is settled and its hold is over.
+    fn settle(&mut self, key: u64) {
         let done = self
             .outgoing
-            .get(id)
+            .get(&key)
             .is_some_and(|o| o.hold_until.is_none() && o.lines.iter().all(Line::is_settled));
         if !done {
             return;
         }
-        if let Some(out) = self.outgoing.remove(id) {
+        if let Some(out) = self.outgoing.remove(&key) {
             let outcome = Report::outcome_of(&out.lines);
             self.events.push_back(Event::Report(Report {
                 message: out.message.id,
@@ -657,7 +691,7 @@ impl Client {
                 continue;
             }
             let until = now + Duration::from_millis(r.until_unix_ms - wall_ms);
-            let lines = r
+            let lines: Vec<Line> = r
                 .delivered
                 .iter()
                 .map(|m| Line {
@@ -667,15 +701,16 @@ impl Client {
                     status: LineStatus::Delivered { result: None },
                 })
                 .collect();
-            self.holds.set(r.message.id.clone(), until);
+            let key = self.next_outgoing;
+            self.next_outgoing += 1;
+            self.holds.set(key, until);
             self.outgoing.insert(
-                r.message.id.clone(),
+                key,
                 Outgoing {
                     map: r.message.to_value(),
+                    slots: vec![None; lines.len()],
                     message: r.message,
                     lines,
-                    deadlines: HashMap::new(),
-                    seqs: HashMap::new(),
                     hold_until: Some(until),
                     until_unix_ms: r.until_unix_ms,
                     held: true,
@@ -708,14 +743,15 @@ impl Client {
                 self.discover_at = Some(now + DISCOVERY_INTERVAL);
             }
         }
-        for id in self.holds.take_due(now) {
-            if let Some(out) = self.outgoing.get_mut(&id) {
+        for key in self.holds.take_due(now) {
+            if let Some(out) = self.outgoing.get_mut(&key) {
                 out.hold_until = None;
                 if self.persist_held {
-                    self.store_ops.push(StoreOp::Release { id: id.clone() });
+                    let id = out.message.id.clone();
+                    self.store_ops.push(StoreOp::Release { id });
                 }
             }
-            self.settle(&id);
+            self.settle(key);
         }
     }
 

@@ -105,7 +105,10 @@ impl Directory {
 
     /// The members `message` is for, whatever their layers' state: L1 the
     /// named one, L2 all, L3.1 by provider, L3.2 by topic, L4 both.
-    pub fn matching<'a>(&'a self, message: &'a Message) -> impl Iterator<Item = &'a Entry> + 'a {
+    pub fn matching<'d, 'm>(
+        &'d self,
+        message: &'m Message,
+    ) -> impl Iterator<Item = &'d Entry> + use<'d, 'm> {
         let l1 = match (message.layer, &message.receiver) {
             (Layer::L1, Some(name)) => self.named(name).map(|e| e.description.id.clone()),
             _ => None,

@@ -5,7 +5,10 @@
 //!
 //! What a member does with `cmbs.message.deliver`, in order:
 //! 1. a message id it answered delivered before is answered again from
-//!    memory, and one still in progress waits for the same answer;
+//!    memory, and one still in progress waits for the same answer; a
+//!    delivery whose sender has an earlier one to this member still open
+//!    waits for it (at most [`REORDER_WINDOW`]), so that one sender's
+//!    messages reach the application in the order they were sent;
 //! 2. refuse if the layer is stopped (`LAYER_STOPPED`), the member suspended
 //!    (`SUSPENDED`), its id already in `path_history` (`LOOP`), storing asked
 //!    without a store (`NOT_STORABLE`), or an L1 message names another member
@@ -546,9 +549,14 @@ impl Member {
             requests,
             stage: Stage::Executing,
         };
+        if !work.message.executable && !work.message.storable {
+            // Nothing to wait for: answer at once.
+            return self.answer_delivered(ep, now, work, false);
+        }
         let id = work.message.id.clone();
+        let executable = work.message.executable;
         self.work.insert(id.clone(), work);
-        if self.work[&id].message.executable {
+        if executable {
             self.execute(ep, now, &id);
         } else {
             self.after_exec(ep, now, &id);
@@ -661,9 +669,13 @@ impl Member {
     }
 
     fn finish(&mut self, ep: &mut Endpoint, now: Instant, id: &str, stored: bool) {
-        let Some(w) = self.work.remove(id) else {
-            return;
-        };
+        if let Some(w) = self.work.remove(id) {
+            self.answer_delivered(ep, now, w, stored);
+        }
+    }
+
+    /// Answers `w` delivered, remembers that, and tells the application.
+    fn answer_delivered(&mut self, ep: &mut Endpoint, now: Instant, w: Work, stored: bool) {
         let answer = DeliverAnswer::Delivered {
             result: w.message.result.clone(),
         };
@@ -671,7 +683,7 @@ impl Member {
             answer_request(ep, now, *r, &answer);
         }
         self.answered
-            .remember(now, id, w.message.result.clone(), stored);
+            .remember(now, &w.message.id, w.message.result.clone(), stored);
         self.events.push_back(Event::Received {
             message: w.message,
             from: w.from,

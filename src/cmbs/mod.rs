@@ -21,8 +21,10 @@
 //! reply), L2 (every member), L3.1 (members whose providers intersect the
 //! message's; a member's id is always one of its providers), L3.2 (members
 //! subscribed to a matching topic), L4 (both). Per sender and recipient,
-//! messages arrive in send order (the transport's ordered mode), except that
-//! a retried delivery goes after those sent meanwhile.
+//! messages reach the application in send order: deliveries are numbered
+//! per recipient and put back in order there (a missing one is waited for
+//! at most [`REORDER_WINDOW`]); only one the sender gave up on may come
+//! late.
 //!
 //! Like [`crate::proto`], this module is pure: it runs over the endpoint's
 //! public interface, every input carries `now`, and work for the outside
@@ -54,7 +56,9 @@ pub use description::{default_socket, Description, MemberState};
 pub use directory::{matches_member, Change, Directory, Entry};
 pub use event::Event;
 pub use layer::{Layer, LayerSet};
-pub use member::{echo_executor, ExecJob, Execution, Executor, Member, MemberConfig};
+pub use member::{
+    echo_executor, ExecJob, Execution, Executor, Member, MemberConfig, REORDER_WINDOW,
+};
 pub use memory::MemoryConfig;
 pub use message::{parse_flag, Content, Message, MAX_DELIVER_BYTES};
 pub use persist::{HeldRecord, StoreBatch, StoreOp, StoredMessage};

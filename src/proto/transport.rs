@@ -514,10 +514,8 @@ impl Transport {
         dst: &Address,
         command: Command,
         owner: Owner,
-        delivery: Delivery,
     ) -> Result<MsgId, SendError> {
-        debug_assert!(delivery != Delivery::Unreliable);
-        let id = self.send(now, dst, vec![command], delivery)?;
+        let id = self.send(now, dst, vec![command], Delivery::Reliable)?;
         self.owners.insert(id, owner);
         Ok(id)
     }

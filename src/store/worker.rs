@@ -6,7 +6,7 @@
 //! after which it calls the loop's notifier (a mio `Waker`, say).
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
+use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::SystemTime;
@@ -56,11 +56,8 @@ impl Worker {
                 let mut commits = 0u64;
                 while let Ok(first) = inbox.recv() {
                     let mut round = vec![first];
-                    loop {
-                        match inbox.try_recv() {
-                            Ok(b) => round.push(b),
-                            Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
-                        }
+                    while let Ok(b) = inbox.try_recv() {
+                        round.push(b);
                     }
                     let now = SystemTime::now();
                     let batches: Vec<(&str, &[StoreOp])> = round

@@ -179,17 +179,16 @@ pub fn run(args: Args) -> Outcome {
     let (mut driver, me) = Driver::join_as(&args.bus, &address)?;
     let waker = Arc::new(driver.waker().map_err(Failure::input)?);
     let notify = Participant::notifier(&waker);
-    let mut p = Participant::new(
-        Role::Sender(rmbus::cmbs::Client::new(Default::default(), 0)),
-        me,
-    );
+    let mut exec_results = None;
     if args.exec.is_empty() {
         member.set_executor(echo_executor());
     } else {
         let (executor, results) = exec::executor(args.exec.clone(), exec_timeout, notify.clone());
         member.set_executor(executor);
-        p.exec_results = Some(results);
+        exec_results = Some(results);
     }
+    let mut p = Participant::new(Role::Member(Box::new(member)), me);
+    p.exec_results = exec_results;
     if let Some(s) = store {
         let retention = Retention {
             keep: args.keep,
@@ -197,7 +196,6 @@ pub fn run(args: Args) -> Outcome {
         };
         p.worker = Some(Worker::spawn(Box::new(s), retention, notify).map_err(Failure::input)?);
     }
-    p.role = Role::Member(Box::new(member));
     p.with(&mut driver.host, |role, ep, now| {
         if let Role::Member(m) = role {
             m.start(ep, now);

@@ -66,7 +66,7 @@ pub fn run(args: Args) -> Outcome {
         rmbus::wire::Address::parse("(app:cmbs module:members)").map_err(Failure::input)?;
     let (mut driver, me) = Driver::join_as(&args.bus, &address)?;
     let mut p = Participant::new(
-        Role::Sender(Client::new(Default::default(), rand::random())),
+        Role::Sender(Box::new(Client::new(Default::default(), rand::random()))),
         me,
     );
     p.with(&mut driver.host, |role, ep, now| {

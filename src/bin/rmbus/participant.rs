@@ -18,7 +18,7 @@ use crate::driver::entity;
 /// A member or a plain sender.
 pub enum Role {
     Member(Box<Member>),
-    Sender(Client),
+    Sender(Box<Client>),
 }
 
 /// One CMBS participant of a command.

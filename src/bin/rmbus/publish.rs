@@ -169,7 +169,10 @@ pub fn run(args: Args) -> Outcome {
     let address =
         rmbus::wire::Address::parse("(app:cmbs module:publish)").map_err(Failure::input)?;
     let (mut driver, me) = Driver::join_as(&args.bus, &address)?;
-    let mut p = Participant::new(Role::Sender(Client::new(config, rand::random())), me);
+    let mut p = Participant::new(
+        Role::Sender(Box::new(Client::new(config, rand::random()))),
+        me,
+    );
     p.with(&mut driver.host, |role, ep, now| {
         if let Role::Sender(c) = role {
             c.describe(ep, now);

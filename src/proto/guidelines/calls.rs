@@ -80,46 +80,12 @@ impl Rpc<'_> {
         args: Vec<Value>,
         timeout: Duration,
     ) -> Result<CallId, SendError> {
-        self.unicast(now, dst, name, meta, args, timeout, false)
-    }
-
-    /// [`Rpc::call`] whose request travels in the transport's ordered mode:
-    /// requests from this entity to the same callee reach it in the order of
-    /// the calls (each waits until the previous one to that callee was
-    /// acknowledged or failed).
-    pub fn call_ordered(
-        &mut self,
-        now: Instant,
-        dst: &Address,
-        name: &str,
-        args: Vec<Value>,
-        timeout: Duration,
-    ) -> Result<CallId, SendError> {
-        self.unicast(now, dst, name, &[], args, timeout, true)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn unicast(
-        &mut self,
-        now: Instant,
-        dst: &Address,
-        name: &str,
-        meta: &[(String, Value)],
-        args: Vec<Value>,
-        timeout: Duration,
-        ordered: bool,
-    ) -> Result<CallId, SendError> {
         let mut ctx = Ctx::new(self.transport, now);
         let callee = ctx.unique_match(dst)?;
         let calls = &mut *self.calls;
         let call = CallId(calls.next_call);
         let request = RpcRequest::new(name, &call.0.to_string(), RpcType::Unicast, meta, args);
-        let command = request.into_command();
-        if ordered {
-            ctx.send_owned_ordered(&callee, command, Owner::Call(call))?;
-        } else {
-            ctx.send_owned(&callee, command, Owner::Call(call))?;
-        }
+        ctx.send_owned(&callee, request.into_command(), Owner::Call(call))?;
         calls.next_call += 1;
         calls.track(
             call,

@@ -41,20 +41,7 @@ impl<'a> Ctx<'a> {
         command: Command,
         owner: Owner,
     ) -> Result<MsgId, SendError> {
-        self.transport
-            .send_owned(self.now, dst, command, owner, Delivery::Reliable)
-    }
-
-    /// [`Ctx::send_owned`] in the transport's ordered mode: delivered after
-    /// every earlier ordered message to `dst` was acknowledged or failed.
-    pub(crate) fn send_owned_ordered(
-        &mut self,
-        dst: &Address,
-        command: Command,
-        owner: Owner,
-    ) -> Result<MsgId, SendError> {
-        self.transport
-            .send_owned(self.now, dst, command, owner, Delivery::ReliableOrdered)
+        self.transport.send_owned(self.now, dst, command, owner)
     }
 
     /// Sends one command to `to`, reliably if asked and `to` is a known
