@@ -7,7 +7,7 @@
 //! 1. a message id it answered delivered before is answered again from
 //!    memory, and one still in progress waits for the same answer; a
 //!    delivery whose sender has an earlier one to this member still open
-//!    waits for it (at most [`REORDER_WINDOW`]), so that one sender's
+//!    waits for it (at most [`super::REORDER_WINDOW`]), so that one sender's
 //!    messages reach the application in the order they were sent;
 //! 2. refuse if the layer is stopped (`LAYER_STOPPED`), the member suspended
 //!    (`SUSPENDED`), its id already in `path_history` (`LOOP`), storing asked
@@ -30,7 +30,6 @@ use crate::wire::{Address, Value};
 use super::client::{cmbs_group, Client, ClientConfig, Publish};
 use super::cmd::{
     Action, ActionAnswer, ActionRequest, Announce, Deliver, DeliverAnswer, Describe, NeighborCheck,
-    Order,
 };
 use super::code::{Code, Refusal};
 use super::description::{Description, MemberState};
@@ -38,6 +37,7 @@ use super::event::Event;
 use super::layer::{Layer, LayerSet};
 use super::memory::{Answered, MemoryConfig};
 use super::message::Message;
+use super::order::{Absorb, Reorder};
 use super::persist::{HeldRecord, StoreBatch, StoreOp};
 use super::report::Report;
 
@@ -131,19 +131,8 @@ pub struct Member {
     next_batch: u64,
     events: VecDeque<Event>,
     /// Per sender: its deliveries put back in order.
-    streams: HashMap<u64, RecvStream>,
-    stream_of: HashMap<Address, u64>,
-    next_stream: u64,
-    reorder: Deadlines<u64>,
+    order: Reorder<Waiting>,
 }
-
-/// How long a delivery waits for an earlier one of the same sender that is
-/// missing (the transport retransmits at 100 and 300 ms; the sender retries
-/// after 600 ms).
-pub const REORDER_WINDOW: Duration = Duration::from_millis(700);
-
-/// The most deliveries held back per sender; beyond it they go on at once.
-const MAX_HELD: usize = 1024;
 
 /// A delivery waiting for an earlier one.
 #[derive(Debug)]
@@ -153,12 +142,10 @@ struct Waiting {
     requests: Vec<RequestId>,
 }
 
-/// One sender's deliveries to this member.
-#[derive(Debug)]
-struct RecvStream {
-    /// The next number to hand on.
-    next: u64,
-    held: std::collections::BTreeMap<u64, Waiting>,
+impl Absorb for Waiting {
+    fn absorb(&mut self, other: Waiting) {
+        self.requests.extend(other.requests);
+    }
 }
 
 impl std::fmt::Debug for Member {
@@ -192,10 +179,7 @@ impl Member {
             batches: HashMap::new(),
             next_batch: 0,
             events: VecDeque::new(),
-            streams: HashMap::new(),
-            stream_of: HashMap::new(),
-            next_stream: 0,
-            reorder: Deadlines::default(),
+            order: Reorder::default(),
         }
     }
 
@@ -446,88 +430,18 @@ impl Member {
         match order {
             None => self.accept(ep, now, waiting),
             Some(o) => {
-                for w in self.in_order(now, waiting, o) {
+                let from = waiting.from.clone();
+                for w in self.order.put(now, &from, waiting, o) {
                     self.accept(ep, now, w);
                 }
             }
         }
     }
 
-    /// Puts delivery `w` numbered `o` in its sender's order: the deliveries
-    /// to hand on now, in order.
-    fn in_order(&mut self, now: Instant, w: Waiting, o: Order) -> Vec<Waiting> {
-        let sid = match self.stream_of.get(&w.from) {
-            Some(sid) => *sid,
-            None => {
-                let sid = self.next_stream;
-                self.next_stream += 1;
-                self.stream_of.insert(w.from.clone(), sid);
-                self.streams.insert(
-                    sid,
-                    RecvStream {
-                        next: 0,
-                        held: Default::default(),
-                    },
-                );
-                sid
-            }
-        };
-        let Some(st) = self.streams.get_mut(&sid) else {
-            return vec![w];
-        };
-        let mut ready = Vec::new();
-        // The sender settled everything below `low`: nothing to wait for there.
-        st.next = st.next.max(o.low);
-        while let Some(entry) = st.held.first_entry() {
-            if *entry.key() >= st.next {
-                break;
-            }
-            ready.push(entry.remove());
-        }
-        if o.seq < st.next {
-            // Late (its turn was skipped) or a retry: on at once.
-            ready.push(w);
-        } else if o.seq == st.next {
-            st.next += 1;
-            ready.push(w);
-        } else if let Some(h) = st.held.get_mut(&o.seq) {
-            h.requests.extend(w.requests);
-        } else if st.held.len() >= MAX_HELD {
-            ready.push(w);
-        } else {
-            st.held.insert(o.seq, w);
-            self.reorder.set_at_most(sid, now + REORDER_WINDOW);
-        }
-        while let Some(h) = st.held.remove(&st.next) {
-            st.next += 1;
-            ready.push(h);
-        }
-        if st.held.is_empty() {
-            self.reorder.remove(&sid);
-        }
-        ready
-    }
-
-    /// Hands on everything `sid` holds, in order, skipping the gaps.
-    fn release(&mut self, ep: &mut Endpoint, now: Instant, sid: u64) {
-        self.reorder.remove(&sid);
-        let Some(st) = self.streams.get_mut(&sid) else {
-            return;
-        };
-        let held = std::mem::take(&mut st.held);
-        if let Some(last) = held.keys().next_back() {
-            st.next = st.next.max(last + 1);
-        }
-        for (_, w) in held {
-            self.accept(ep, now, w);
-        }
-    }
-
-    /// A sender left: what it had waiting goes on, and its order is forgotten.
+    /// A sender left: what it had waiting goes on.
     fn sender_left(&mut self, ep: &mut Endpoint, now: Instant, addr: &Address) {
-        if let Some(sid) = self.stream_of.remove(addr) {
-            self.release(ep, now, sid);
-            self.streams.remove(&sid);
+        for w in self.order.sender_left(addr) {
+            self.accept(ep, now, w);
         }
     }
 
@@ -761,8 +675,8 @@ impl Member {
 
     /// Execute timeouts and the client's holds.
     pub fn handle_timeout(&mut self, ep: &mut Endpoint, now: Instant) {
-        for sid in self.reorder.take_due(now) {
-            self.release(ep, now, sid);
+        for w in self.order.take_due(now) {
+            self.accept(ep, now, w);
         }
         for ticket in self.job_deadlines.take_due(now) {
             if let Some(id) = self.jobs.remove(&ticket) {
@@ -783,7 +697,7 @@ impl Member {
     pub fn poll_timeout(&self) -> Option<Instant> {
         [
             self.job_deadlines.next(),
-            self.reorder.next(),
+            self.order.next_timeout(),
             self.client.poll_timeout(),
         ]
         .into_iter()

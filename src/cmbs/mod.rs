@@ -44,6 +44,7 @@ mod map;
 mod member;
 mod memory;
 mod message;
+mod order;
 mod persist;
 mod report;
 
@@ -56,10 +57,9 @@ pub use description::{default_socket, Description, MemberState};
 pub use directory::{matches_member, Change, Directory, Entry};
 pub use event::Event;
 pub use layer::{Layer, LayerSet};
-pub use member::{
-    echo_executor, ExecJob, Execution, Executor, Member, MemberConfig, REORDER_WINDOW,
-};
+pub use member::{echo_executor, ExecJob, Execution, Executor, Member, MemberConfig};
 pub use memory::MemoryConfig;
 pub use message::{parse_flag, Content, Message, MAX_DELIVER_BYTES};
+pub use order::REORDER_WINDOW;
 pub use persist::{HeldRecord, StoreBatch, StoreOp, StoredMessage};
 pub use report::{Line, LineStatus, Outcome, Report};

@@ -149,7 +149,16 @@ pub fn run(args: Args) -> Outcome {
         .map_err(|e| Failure::input(format!("--exec-timeout: {e}")))?;
     let keep_for = Duration::try_from_secs_f64(args.keep_days * 86_400.0)
         .map_err(|e| Failure::input(format!("--keep-days: {e}")))?;
-    let (id, store, path) = open_store(&args)?;
+    let (id, mut store, path) = open_store(&args)?;
+    let retention = Retention {
+        keep: args.keep,
+        keep_for,
+    };
+    if let Some(s) = &mut store {
+        // What is past the retention goes now; the worker keeps it so.
+        s.retain(&id, retention, SystemTime::now())
+            .map_err(|e| Failure::input(format!("applying the retention: {e}")))?;
+    }
 
     let mut description = Description::new(&id);
     description.topics = args.topics.clone();
@@ -190,10 +199,6 @@ pub fn run(args: Args) -> Outcome {
     let mut p = Participant::new(Role::Member(Box::new(member)), me);
     p.exec_results = exec_results;
     if let Some(s) = store {
-        let retention = Retention {
-            keep: args.keep,
-            keep_for,
-        };
         p.worker = Some(Worker::spawn(Box::new(s), retention, notify).map_err(Failure::input)?);
     }
     p.with(&mut driver.host, |role, ep, now| {
