@@ -12,7 +12,11 @@
 //!     entry).
 //!
 //! Run: `cargo bench --bench cmbs` (`RMBUS_BENCH_ROUNDS` sets the rounds,
-//! default 5).
+//! default 5). Aids for profiling: `RMBUS_BENCH_ONLY=a|b|c` runs one part,
+//! `RMBUS_BENCH_VERBOSE=1` prints each round's absolute figures,
+//! `RMBUS_BENCH_SIDE=cmbs|plain` (with `RMBUS_BENCH_N`) runs one side of (a)
+//! alone, one message at a time, and `RMBUS_BENCH_NOSTORE=1` makes (b)'s
+//! deliveries not storable.
 
 mod support;
 
@@ -516,14 +520,16 @@ fn bench_store(rounds: usize) {
                 window,
             );
             let before = cmbs.members[0].2.as_ref().map_or(0, Worker::transactions);
+            let steps_before = cmbs.steps;
             let (_, t) = cmbs.pipeline(total, window, stored);
             let commits = cmbs.members[0].2.as_ref().map_or(0, Worker::transactions) - before;
             ratios.push(bare.as_secs_f64() / t.as_secs_f64());
             if std::env::var_os("RMBUS_BENCH_VERBOSE").is_some() {
                 println!(
-                    "    round {r}: bare {:.0} rows/s, cmbs {:.0} deliveries/s in {commits} commits",
+                    "    round {r}: bare {:.0} rows/s, cmbs {:.0} deliveries/s in {commits} commits, {:.2} loop turns per delivery",
                     total as f64 / bare.as_secs_f64(),
-                    total as f64 / t.as_secs_f64()
+                    total as f64 / t.as_secs_f64(),
+                    (cmbs.steps - steps_before) as f64 / total as f64
                 );
             }
         }
