@@ -218,8 +218,7 @@ impl Host {
     /// Reads both sockets until they would block and hands every datagram to
     /// every entity, authenticated and parsed once (the entities share the
     /// keys); only the entity that takes a message copies its commands.
-    /// Nothing is sent
-    /// here; see [`Host::poll_event`].
+    /// Nothing is sent here; see [`Host::poll_event`].
     pub fn on_readable(&mut self) -> io::Result<()> {
         for own in [false, true] {
             loop {

@@ -165,8 +165,7 @@ impl Address {
     /// True if the element is one of this address's (tag and value byte-equal).
     pub fn contains(&self, element: Element<'_>) -> bool {
         let (tag, value) = (element.tag.as_bytes(), element.value.as_bytes());
-        self.element_texts().any(|e| {
-            let e = e.as_bytes();
+        self.element_bytes().any(|e| {
             e.len() == tag.len() + 1 + value.len()
                 && e.starts_with(tag)
                 && e[tag.len()] == b':'
@@ -174,9 +173,12 @@ impl Address {
         })
     }
 
-    /// The elements as `tag:value` text, in written order.
-    fn element_texts(&self) -> impl Iterator<Item = &str> + '_ {
-        self.text.split(' ').filter(|s| !s.is_empty())
+    /// The elements as `tag:value` bytes, in written order.
+    fn element_bytes(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        self.text
+            .as_bytes()
+            .split(|&b| b == b' ')
+            .filter(|s| !s.is_empty())
     }
 
     /// True if every element of `self` is an element of `other` (`self ⊆ other`).
@@ -184,44 +186,13 @@ impl Address {
     /// This is RFC 3259 §4's delivery rule: an entity whose own address is `S`
     /// processes a message sent to `D` iff `D.is_subset_of(&S)`.
     pub fn is_subset_of(&self, other: &Address) -> bool {
-        if self.len > other.len {
-            return false;
-        }
-        // The common case: a message sent to exactly this address, written
-        // the same way. Elements are compared as whole `tag:value` texts.
-        if self.text == other.text {
-            return true;
-        }
-        let t = self.text.as_bytes();
-        let mut i = 0;
-        while i < t.len() {
-            let end = t[i..]
-                .iter()
-                .position(|&b| b == b' ')
-                .map_or(t.len(), |p| i + p);
-            if end > i && !other.has_element_bytes(&t[i..end]) {
-                return false;
-            }
-            i = end + 1;
-        }
-        true
-    }
-
-    /// True if `e` (`tag:value`) is one of this address's elements.
-    fn has_element_bytes(&self, e: &[u8]) -> bool {
-        let t = self.text.as_bytes();
-        let mut i = 0;
-        while i < t.len() {
-            let end = t[i..]
-                .iter()
-                .position(|&b| b == b' ')
-                .map_or(t.len(), |p| i + p);
-            if &t[i..end] == e {
-                return true;
-            }
-            i = end + 1;
-        }
-        false
+        // The common case first: a message sent to exactly this address,
+        // written the same way. Elements compare as whole `tag:value` bytes.
+        self.len <= other.len
+            && (self.text == other.text
+                || self
+                    .element_bytes()
+                    .all(|e| other.element_bytes().any(|o| o == e)))
     }
 
     /// The elements present in both addresses, in `self`'s order (the guidelines'
