@@ -261,7 +261,11 @@ impl Client {
                 outcome: Outcome::Rejected(refusal),
             })
         };
-        if let Err(r) = message.check_sendable() {
+        if let Err(r) = message.check_targets() {
+            return Err(reject(&message, Vec::new(), r));
+        }
+        let map = message.to_value();
+        if let Err(r) = super::message::check_size(&map) {
             return Err(reject(&message, Vec::new(), r));
         }
         if unreliable {
@@ -272,14 +276,7 @@ impl Client {
                 );
                 return Err(reject(&message, Vec::new(), r));
             }
-            let cmd = Command::new(
-                Deliver::NAME,
-                Deliver {
-                    message: message.clone(),
-                    order: None,
-                }
-                .into_args(),
-            );
+            let cmd = Command::new(Deliver::NAME, Deliver::args(map, None));
             if let Err(e) = ep.send(now, &members_group(), vec![cmd], Delivery::Unreliable) {
                 return Err(reject(
                     &message,
@@ -310,7 +307,7 @@ impl Client {
             .map(|h| unix_ms(wall).saturating_add(h.as_millis() as u64))
             .unwrap_or(0);
         let mut out = Outgoing {
-            map: message.to_value(),
+            map,
             message,
             lines: Vec::new(),
             slots: Vec::new(),

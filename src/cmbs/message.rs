@@ -170,20 +170,24 @@ impl Message {
     /// message is sendable, has its layer's targets, valid topics, and fits
     /// in a datagram.
     pub fn check_sendable(&self) -> Result<(), Refusal> {
+        self.check_targets()?;
+        check_size(&self.to_value())
+    }
+
+    /// [`Message::check_sendable`] but for the size, which [`check_size`]
+    /// checks on the map the sender makes anyway.
+    pub(crate) fn check_targets(&self) -> Result<(), Refusal> {
         if !self.sendable {
             return Err(Refusal::new(
                 Code::NotSendable,
                 "the message is sendable=false: it may only be executed locally",
             ));
         }
-        match self.layer {
-            Layer::L1 if self.receiver.as_deref().is_none_or(str::is_empty) => {
-                return Err(Refusal::new(
-                    Code::UnknownMember,
-                    "an L1 message needs l1_socket_receiver_member",
-                ))
-            }
-            _ => {}
+        if self.layer == Layer::L1 && self.receiver.as_deref().is_none_or(str::is_empty) {
+            return Err(Refusal::new(
+                Code::UnknownMember,
+                "an L1 message needs l1_socket_receiver_member",
+            ));
         }
         if self.layer.uses_providers() && self.providers.is_empty() {
             return Err(Refusal::new(
@@ -202,15 +206,20 @@ impl Message {
                 validate_topic(t).map_err(|e| Refusal::new(Code::InvalidTopic, e.to_string()))?;
             }
         }
-        let size = self.to_value().to_string().len();
-        if size > MAX_DELIVER_BYTES {
-            return Err(Refusal::new(
-                Code::TooLarge,
-                format!("the message encodes to {size} bytes; the limit is {MAX_DELIVER_BYTES}"),
-            ));
-        }
         Ok(())
     }
+}
+
+/// Checks that a message's map ([`Message::to_value`]) fits in a datagram.
+pub fn check_size(map: &Value) -> Result<(), Refusal> {
+    let size = map.encoded_len();
+    if size > MAX_DELIVER_BYTES {
+        return Err(Refusal::new(
+            Code::TooLarge,
+            format!("the message encodes to {size} bytes; the limit is {MAX_DELIVER_BYTES}"),
+        ));
+    }
+    Ok(())
 }
 
 /// Reads a CMBS flag: `true`/`false`, and pyCMBS's `True`/`False`.

@@ -51,6 +51,13 @@ impl Value {
         }
     }
 
+    /// How many bytes the value takes in a message.
+    pub fn encoded_len(&self) -> usize {
+        let mut out = Vec::new();
+        super::encode::write_value(&mut out, self);
+        out.len()
+    }
+
     /// The elements, if this is a List.
     pub fn as_list(&self) -> Option<&[Value]> {
         match self {
