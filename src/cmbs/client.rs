@@ -9,8 +9,9 @@
 //! them to its application in that order (see [`super::Member`]). A
 //! delivery that is never acknowledged is retried, with the same message id
 //! and number, until its timeout; the recipient answers a retry from
-//! memory, so its application sees the message once. Only a delivery the
-//! sender gave up on (`UNDELIVERABLE`) may reach the recipient out of order.
+//! memory, so its application sees the message once. A delivery the sender
+//! gave up on (`UNDELIVERABLE`), or one still missing after the recipient's
+//! [`super::REORDER_WINDOW`], reaches the recipient out of order.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant, SystemTime};

@@ -23,8 +23,8 @@
 //! subscribed to a matching topic), L4 (both). Per sender and recipient,
 //! messages reach the application in send order: deliveries are numbered
 //! per recipient and put back in order there (a missing one is waited for
-//! at most [`REORDER_WINDOW`]); only one the sender gave up on may come
-//! late.
+//! at most [`REORDER_WINDOW`]); one still missing then, or one the sender
+//! gave up on, comes late.
 //!
 //! Like [`crate::proto`], this module is pure: it runs over the endpoint's
 //! public interface, every input carries `now`, and work for the outside
