@@ -226,3 +226,88 @@ fn the_worker_commits_what_it_is_given_and_finish_waits_for_it() {
         64
     );
 }
+
+/// A store whose first commit waits until it is let go, so that the
+/// batches handed over meanwhile are all waiting when the worker looks.
+struct Gated {
+    inner: MemoryStore,
+    gate: Option<std::sync::mpsc::Receiver<()>>,
+    rounds: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Store for Gated {
+    fn add_member(&mut self, id: &str) -> Result<(), StoreError> {
+        self.inner.add_member(id)
+    }
+    fn members(&self) -> Result<Vec<String>, StoreError> {
+        self.inner.members()
+    }
+    fn commit(&mut self, member: &str, ops: &[StoreOp], now: SystemTime) -> Result<(), StoreError> {
+        self.inner.commit(member, ops, now)
+    }
+    fn commit_all(
+        &mut self,
+        batches: &[(&str, &[StoreOp])],
+        now: SystemTime,
+    ) -> Result<(), StoreError> {
+        if let Some(gate) = self.gate.take() {
+            let _ = gate.recv();
+        }
+        self.rounds
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        for (m, ops) in batches {
+            self.inner.commit(m, ops, now)?;
+        }
+        Ok(())
+    }
+    fn messages(&self, member: &str) -> Result<Vec<rmbus::cmbs::StoredMessage>, StoreError> {
+        self.inner.messages(member)
+    }
+    fn message(
+        &self,
+        member: &str,
+        id: &str,
+    ) -> Result<Option<rmbus::cmbs::StoredMessage>, StoreError> {
+        self.inner.message(member, id)
+    }
+    fn delete(&mut self, member: &str, id: &str) -> Result<bool, StoreError> {
+        self.inner.delete(member, id)
+    }
+    fn purge(&mut self, member: &str) -> Result<usize, StoreError> {
+        self.inner.purge(member)
+    }
+    fn held(&self, member: &str) -> Result<Vec<HeldRecord>, StoreError> {
+        self.inner.held(member)
+    }
+    fn retain(&mut self, member: &str, r: Retention, now: SystemTime) -> Result<usize, StoreError> {
+        self.inner.retain(member, r, now)
+    }
+}
+
+#[test]
+fn batches_that_wait_while_the_disk_is_busy_share_one_transaction() {
+    let (open_gate, gate) = std::sync::mpsc::channel();
+    let rounds = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let store = Gated {
+        inner: MemoryStore::new(),
+        gate: Some(gate),
+        rounds: rounds.clone(),
+    };
+    let worker = Worker::spawn(Box::new(store), Retention::default(), || {}).unwrap();
+    let batch = |ticket: u64| StoreBatch {
+        ticket,
+        member: "m".into(),
+        ops: vec![save(message(&format!("g{ticket}"), 0))],
+    };
+    // The first batch holds the "disk"; ten more arrive meanwhile.
+    worker.submit(batch(0));
+    for ticket in 1..=10 {
+        worker.submit(batch(ticket));
+    }
+    open_gate.send(()).unwrap();
+    let done = worker.finish();
+    assert_eq!(done.len(), 11);
+    assert!(done.iter().all(|d| d.result.is_ok()));
+    let rounds = rounds.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(rounds <= 2, "{rounds} transactions for 11 batches");
+}
