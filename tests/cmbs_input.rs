@@ -138,3 +138,39 @@ proptest! {
         prop_assert!(got);
     }
 }
+
+#[test]
+fn a_member_whose_store_never_answers_refuses_beyond_its_limit_instead_of_queueing() {
+    let (mut ep, _, now) = setup();
+    let mut d = Description::new("me");
+    d.started = LayerSet::ALL;
+    let config = MemberConfig {
+        has_store: true,
+        max_in_progress: 100,
+        ..MemberConfig::default()
+    };
+    let mut m = Member::new(d, config, 1);
+    for k in 0..150 {
+        let mut msg = Message::new(
+            &format!("s{k}"),
+            Layer::L2,
+            Content::Json(serde_json::json!(k)),
+        );
+        msg.storable = true;
+        // Unreliable deliveries: nobody waits for an answer, nothing bounds them but this.
+        let _ = m.handle_event(
+            &mut ep,
+            now,
+            command("cmbs.message.deliver", vec![msg.to_value()]),
+        );
+    }
+    // The store never says it is done.
+    let queued: usize = std::iter::from_fn(|| m.poll_store())
+        .map(|b| b.ops.len())
+        .sum();
+    assert_eq!(queued, 100);
+    let busy = std::iter::from_fn(|| m.poll_event())
+        .filter(|e| matches!(e, CmbsEvent::Refused { refusal, .. } if refusal.reason.starts_with("busy")))
+        .count();
+    assert_eq!(busy, 50);
+}

@@ -52,6 +52,11 @@ pub struct MemberConfig {
     pub has_store: bool,
     /// What it remembers of answered messages.
     pub memory: MemoryConfig,
+    /// The most deliveries it works on at once (executing or being
+    /// stored, 4,096); beyond it new ones are refused `STORE_FAILED` or
+    /// `EXEC_FAILED`, "busy", so that a slow disk or handler cannot make it
+    /// queue without bound.
+    pub max_in_progress: usize,
 }
 
 impl Default for MemberConfig {
@@ -61,6 +66,7 @@ impl Default for MemberConfig {
             exec_timeout: Duration::from_secs(5),
             has_store: false,
             memory: MemoryConfig::default(),
+            max_in_progress: 4096,
         }
     }
 }
@@ -463,6 +469,21 @@ impl Member {
             requests,
             stage: Stage::Executing,
         };
+        if (work.message.executable || work.message.storable)
+            && self.work.len() >= self.config.max_in_progress
+        {
+            let code = if work.message.executable {
+                Code::ExecFailed
+            } else {
+                Code::StoreFailed
+            };
+            let why = format!(
+                "busy: {} deliveries are being executed or stored",
+                self.work.len()
+            );
+            let r = Refusal::new(code, why);
+            return self.refuse(ep, now, work.message.id, work.from, work.requests, r);
+        }
         if !work.message.executable && !work.message.storable {
             // Nothing to wait for: answer at once.
             return self.answer_delivered(ep, now, work, false);
