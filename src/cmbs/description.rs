@@ -161,6 +161,75 @@ impl Description {
     }
 }
 
+impl Description {
+    /// The description as a JSON object with the OCCI attribute names of the
+    /// `member` kind (`state`, `l1_socket` … `l4_socket`, `neighbors_socket`,
+    /// `topics`, `providers`) plus `id` and `layers` (the started ones, in
+    /// dotted spelling).
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut o = serde_json::Map::new();
+        o.insert("id".into(), self.id.clone().into());
+        o.insert("state".into(), self.state.as_str().into());
+        let layers: Vec<&str> = self.started.iter().map(Layer::dotted).collect();
+        o.insert("layers".into(), layers.into());
+        for l in Layer::ALL {
+            o.insert(l.socket_attribute(), self.socket(l).into());
+        }
+        o.insert("neighbors_socket".into(), self.neighbors.clone().into());
+        o.insert("topics".into(), self.topics.clone().into());
+        o.insert("providers".into(), self.providers.clone().into());
+        serde_json::Value::Object(o)
+    }
+
+    /// Reads [`Description::to_json`]'s object; missing fields take their
+    /// defaults (a new member's).
+    pub fn from_json(v: &serde_json::Value) -> Result<Description, String> {
+        let o = v.as_object().ok_or("a member must be a JSON object")?;
+        let text = |k: &str| -> Result<Option<&str>, String> {
+            match o.get(k) {
+                None | Some(serde_json::Value::Null) => Ok(None),
+                Some(serde_json::Value::String(s)) => Ok(Some(s)),
+                Some(_) => Err(format!("{k} must be a string")),
+            }
+        };
+        let list = |k: &str| -> Result<Vec<String>, String> {
+            match o.get(k) {
+                None | Some(serde_json::Value::Null) => Ok(Vec::new()),
+                Some(serde_json::Value::Array(a)) => a
+                    .iter()
+                    .map(|x| {
+                        x.as_str()
+                            .map(str::to_owned)
+                            .ok_or_else(|| format!("{k} must be an array of strings"))
+                    })
+                    .collect(),
+                Some(_) => Err(format!("{k} must be an array of strings")),
+            }
+        };
+        let id = text("id")?
+            .filter(|s| !s.is_empty())
+            .ok_or("id is missing")?;
+        let mut d = Description::new(id);
+        if let Some(state) = text("state")? {
+            d.state = MemberState::parse(state)
+                .ok_or("state must be active, inactive, suspended or failed")?;
+        }
+        for name in list("layers")? {
+            d.started
+                .insert(Layer::parse(&name).ok_or_else(|| format!("unknown layer {name:?}"))?);
+        }
+        for l in Layer::ALL {
+            if let Some(s) = text(&l.socket_attribute())? {
+                d.sockets[l as usize] = s.to_owned();
+            }
+        }
+        d.neighbors = list("neighbors_socket")?;
+        d.topics = list("topics")?;
+        d.providers = list("providers")?;
+        Ok(d)
+    }
+}
+
 /// The default endpoint name of `layer` for member `id`: `mbus:<id>/l3.1`.
 pub fn default_socket(id: &str, layer: Layer) -> String {
     format!("mbus:{id}/{}", layer.dotted())
@@ -169,6 +238,23 @@ pub fn default_socket(id: &str, layer: Layer) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_json_form_reads_back() {
+        let mut d = Description::new("m-1");
+        d.state = MemberState::Suspended;
+        d.started.insert(Layer::L31);
+        d.topics = vec!["a.#".into()];
+        let j = d.to_json();
+        assert_eq!(j["l3.1_socket"], "mbus:m-1/l3.1");
+        assert_eq!(j["layers"], serde_json::json!(["l3.1"]));
+        assert_eq!(Description::from_json(&j).unwrap(), d);
+        assert!(Description::from_json(&serde_json::json!({"id": "x", "layers": ["l9"]})).is_err());
+        assert_eq!(
+            Description::from_json(&serde_json::json!({"id": "x"})).unwrap(),
+            Description::new("x")
+        );
+    }
 
     #[test]
     fn a_description_reads_back_and_ignores_unknown_fields() {

@@ -9,21 +9,9 @@ use serde_json::{json, Value};
 
 use crate::clock;
 
-/// A member's description as JSON.
+/// A member's description as JSON (the library's one form).
 pub fn description_json(d: &Description) -> Value {
-    json!({
-        "id": d.id,
-        "state": d.state.as_str(),
-        "layers": d.started.iter().map(|l| l.dotted()).collect::<Vec<_>>(),
-        "l1_socket": d.sockets[0],
-        "l2_socket": d.sockets[1],
-        "l3.1_socket": d.sockets[2],
-        "l3.2_socket": d.sockets[3],
-        "l4_socket": d.sockets[4],
-        "neighbors_socket": d.neighbors,
-        "topics": d.topics,
-        "providers": d.providers,
-    })
+    d.to_json()
 }
 
 /// A directory entry as JSON: the description plus the address.
