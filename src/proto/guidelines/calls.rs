@@ -375,9 +375,10 @@ impl Calls {
             match &c.kind {
                 CallKind::Multicast { .. } => self.end_group(ctx, call),
                 CallKind::Unicast { callee } => {
-                    // A request still unacknowledged at the deadline (say,
-                    // one waiting in the ordered queue) did not reach the
-                    // callee as far as we know: undeliverable, not timed out.
+                    // A request still unacknowledged at the deadline (a
+                    // timeout shorter than the transport's 600 ms, say) did
+                    // not reach the callee as far as we know: undeliverable,
+                    // not timed out.
                     let outcome = if c.acked {
                         Outcome::TimedOut
                     } else {
