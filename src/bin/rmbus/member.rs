@@ -9,7 +9,7 @@ use rmbus::cmbs::{echo_executor, Description, LayerSet, Member, MemberConfig};
 use rmbus::store::{default_path, Retention, SqliteStore, Store, Worker};
 
 use crate::bus_args::BusPlace;
-use crate::driver::{Driver, Ended, Flow};
+use crate::driver::Driver;
 use crate::participant::{Participant, Role};
 use crate::{cmbs_out, exec, Failure, Outcome};
 
@@ -227,24 +227,16 @@ pub fn run(args: Args) -> Outcome {
         }
         let _ = out.flush();
     };
-    let p = std::cell::RefCell::new(p);
-    let ended = driver
-        .run(
-            None,
-            |host| {
-                let mut p = p.borrow_mut();
-                let next = p.tick(host);
-                print(&mut p);
-                next.map_or(Flow::Continue, Flow::WakeAt)
-            },
-            |host, id, event| {
-                let mut p = p.borrow_mut();
-                let _ = p.on_event(host, id, event);
-                Flow::Continue
-            },
-        )
-        .map_err(Failure::input)?;
-    let mut p = p.into_inner();
+    // Runs until Ctrl-C or SIGTERM.
+    p.run(
+        &mut driver,
+        None,
+        |p| {
+            print(p);
+            false
+        },
+        |_| false,
+    )?;
     // Let the store finish what it was given and answer it, then say bye.
     if let Some(w) = p.worker.take() {
         let done = w.finish();
@@ -259,7 +251,6 @@ pub fn run(args: Args) -> Outcome {
     crate::driver::entity(&mut driver.host, me)
         .close()
         .map_err(Failure::input)?;
-    match ended {
-        Ended::Signal | Ended::Stopped | Ended::Deadline => Ok(()),
-    }
+    // However the loop ended (a signal, normally), the member said bye.
+    Ok(())
 }

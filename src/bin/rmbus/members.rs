@@ -1,16 +1,15 @@
 //! `rmbus members`: the CMBS directory, and actions on a member.
 
 use std::io::Write;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rmbus::cmbs::cmd::{ActionAnswer, ActionRequest};
-use rmbus::cmbs::{Action, Client};
+use rmbus::cmbs::{Action, ClientConfig};
 use rmbus::proto::Event as BusEvent;
 use rmbus::rpc::{Outcome as RpcOutcome, RpcEvent};
 
 use crate::bus_args::BusPlace;
-use crate::driver::{Driver, Ended, Flow};
-use crate::participant::{Participant, Role};
+use crate::participant::Participant;
 use crate::{cmbs_out, Failure, Outcome};
 
 /// Ask the members on the bus to describe themselves and print the
@@ -62,42 +61,16 @@ pub fn run(args: Args) -> Outcome {
         })?),
         None => None,
     };
-    let address =
-        rmbus::wire::Address::parse("(app:cmbs module:members)").map_err(Failure::input)?;
-    let (mut driver, me) = Driver::join_as(&args.bus, &address)?;
-    let mut p = Participant::new(
-        Role::Sender(Box::new(Client::new(Default::default(), rand::random()))),
-        me,
-    );
-    p.with(&mut driver.host, |role, ep, now| {
-        if let Role::Sender(c) = role {
-            c.describe(ep, now);
-        }
-    });
     let target = args.id.clone();
-    let p = std::cell::RefCell::new(p);
-    let ended = driver
-        .run(
-            Some(Instant::now() + wait),
-            |host| {
-                let mut p = p.borrow_mut();
-                let next = p.tick(host);
-                while p.poll_event().is_some() {}
-                match &target {
-                    Some(id) if p.client().directory().get(id).is_some() => Flow::Stop,
-                    _ => next.map_or(Flow::Continue, Flow::WakeAt),
-                }
-            },
-            |host, id, event| {
-                let _ = p.borrow_mut().on_event(host, id, event);
-                Flow::Continue
-            },
-        )
-        .map_err(Failure::input)?;
-    if ended == Ended::Signal {
-        return Err(Failure::lost("interrupted"));
-    }
-    let mut p = p.into_inner();
+    let (mut driver, mut p) = Participant::join_sender(
+        &args.bus,
+        "(app:cmbs module:members)",
+        ClientConfig::default(),
+        wait,
+        |dir| target.as_ref().is_some_and(|id| dir.get(id).is_some()),
+        "interrupted",
+    )?;
+    let me = p.id;
     let (Some(id), Some(action)) = (args.id.as_deref(), action) else {
         let mut out = std::io::stdout().lock();
         let dir = p.client().directory();
@@ -129,37 +102,28 @@ pub fn run(args: Args) -> Outcome {
             )
         })
         .map_err(Failure::input)?;
-    let outcome = std::cell::RefCell::new(None);
-    let p = std::cell::RefCell::new(p);
-    let out_ref = &outcome;
-    driver
-        .run(
-            None,
-            |host| {
-                let mut p = p.borrow_mut();
-                let next = p.tick(host);
-                while p.poll_event().is_some() {}
-                if out_ref.borrow().is_some() {
-                    Flow::Stop
-                } else {
-                    next.map_or(Flow::Continue, Flow::WakeAt)
-                }
-            },
-            |host, id, event| {
-                if let Some(BusEvent::Rpc(RpcEvent::Returned {
-                    call: c, outcome, ..
-                })) = p.borrow_mut().on_event(host, id, event)
-                {
-                    if c == call {
-                        *out_ref.borrow_mut() = Some(outcome);
-                    }
-                }
-                Flow::Continue
-            },
-        )
-        .map_err(Failure::input)?;
+    let mut outcome = None;
+    p.run(
+        &mut driver,
+        None,
+        |p| {
+            while p.poll_event().is_some() {}
+            false
+        },
+        |event| match event {
+            BusEvent::Rpc(RpcEvent::Returned {
+                call: c,
+                outcome: o,
+                ..
+            }) if c == call => {
+                outcome = Some(o);
+                true
+            }
+            _ => false,
+        },
+    )?;
     let _ = crate::driver::entity(&mut driver.host, me).close();
-    match outcome.into_inner() {
+    match outcome {
         Some(RpcOutcome::Returned(reply)) if reply.is_ok() => {
             let answer = ActionAnswer::from_reply(&reply).map_err(Failure::malformed)?;
             print_answer(&answer, action, args.json);

@@ -3,17 +3,21 @@
 //! thread and its `--exec` jobs on threads of their own; both wake the loop
 //! when they finish.
 
+use std::cell::RefCell;
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use mio::Waker;
-use rmbus::cmbs::{Client, Event, Member, Publish, Report};
+use rmbus::cmbs::{Client, ClientConfig, Directory, Event, Member, Publish, Report};
 use rmbus::proto::{Endpoint, Event as BusEvent};
 use rmbus::runtime::{EntityId, Host};
 use rmbus::store::Worker;
+use rmbus::wire::Address;
 
-use crate::driver::entity;
+use crate::bus_args::BusPlace;
+use crate::driver::{entity, Driver, Ended, Flow};
+use crate::Failure;
 
 /// A member or a plain sender.
 pub enum Role {
@@ -133,5 +137,75 @@ impl Participant {
                 tracing::warn!("cannot wake the loop: {e}");
             }
         }
+    }
+
+    /// Runs `driver` until `deadline`, or until `after` (called after the
+    /// events, timers and store work of each wake-up) or `other` (called
+    /// with each endpoint event CMBS does not take) says stop.
+    pub fn run(
+        &mut self,
+        driver: &mut Driver,
+        deadline: Option<Instant>,
+        mut after: impl FnMut(&mut Participant) -> bool,
+        mut other: impl FnMut(BusEvent) -> bool,
+    ) -> Result<Ended, Failure> {
+        let p = RefCell::new(self);
+        driver
+            .run(
+                deadline,
+                |host| {
+                    let mut p = p.borrow_mut();
+                    let next = p.tick(host);
+                    if after(&mut p) {
+                        Flow::Stop
+                    } else {
+                        next.map_or(Flow::Continue, Flow::WakeAt)
+                    }
+                },
+                |host, id, event| {
+                    let rest = p.borrow_mut().on_event(host, id, event);
+                    if rest.is_some_and(&mut other) {
+                        Flow::Stop
+                    } else {
+                        Flow::Continue
+                    }
+                },
+            )
+            .map_err(Failure::input)
+    }
+
+    /// Joins the bus `place` describes as a plain sender at `address`, asks
+    /// the members to announce themselves, and learns the directory for
+    /// `wait`, or until `enough` holds. A signal meanwhile is `interrupted`.
+    pub fn join_sender(
+        place: &BusPlace,
+        address: &str,
+        config: ClientConfig,
+        wait: Duration,
+        enough: impl Fn(&Directory) -> bool,
+        interrupted: &str,
+    ) -> Result<(Driver, Participant), Failure> {
+        let address = Address::parse(address).map_err(Failure::input)?;
+        let (mut driver, me) = Driver::join_as(place, &address)?;
+        let client = Client::new(config, rand::random());
+        let mut p = Participant::new(Role::Sender(Box::new(client)), me);
+        p.with(&mut driver.host, |role, ep, now| {
+            if let Role::Sender(c) = role {
+                c.describe(ep, now);
+            }
+        });
+        let ended = p.run(
+            &mut driver,
+            Some(Instant::now() + wait),
+            |p| {
+                while p.poll_event().is_some() {}
+                enough(p.client().directory())
+            },
+            |_| false,
+        )?;
+        if ended == Ended::Signal {
+            return Err(Failure::lost(interrupted));
+        }
+        Ok((driver, p))
     }
 }

@@ -2,13 +2,13 @@
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use rmbus::cmbs::{Client, Content, Event, Layer, Message, Publish, Report};
+use rmbus::cmbs::{Content, Event, Layer, Message, Publish, Report};
 
 use crate::bus_args::BusPlace;
-use crate::driver::{Driver, Ended, Flow};
-use crate::participant::{Participant, Role};
+use crate::driver::Ended;
+use crate::participant::Participant;
 use crate::{cmbs_out, Failure, Outcome};
 
 /// Send one CMBS message and print its outcome (L1) or its delivery report.
@@ -166,44 +166,17 @@ pub fn run(args: Args) -> Outcome {
         delivery_timeout: secs("--timeout", args.timeout)?,
         ..Default::default()
     };
-    let address =
-        rmbus::wire::Address::parse("(app:cmbs module:publish)").map_err(Failure::input)?;
-    let (mut driver, me) = Driver::join_as(&args.bus, &address)?;
-    let mut p = Participant::new(
-        Role::Sender(Box::new(Client::new(config, rand::random()))),
-        me,
-    );
-    p.with(&mut driver.host, |role, ep, now| {
-        if let Role::Sender(c) = role {
-            c.describe(ep, now);
-        }
-    });
-
     // Learn the directory: for L1 until the target is known.
     let target = (message.layer == Layer::L1).then(|| message.receiver.clone().unwrap_or_default());
-    let p = std::cell::RefCell::new(p);
-    let ended = driver
-        .run(
-            Some(Instant::now() + wait),
-            |host| {
-                let mut p = p.borrow_mut();
-                let next = p.tick(host);
-                while p.poll_event().is_some() {}
-                match &target {
-                    Some(t) if p.client().directory().named(t).is_some() => Flow::Stop,
-                    _ => next.map_or(Flow::Continue, Flow::WakeAt),
-                }
-            },
-            |host, id, event| {
-                let _ = p.borrow_mut().on_event(host, id, event);
-                Flow::Continue
-            },
-        )
-        .map_err(Failure::input)?;
-    if ended == Ended::Signal {
-        return Err(Failure::lost("interrupted before anything was sent"));
-    }
-    let mut p = p.into_inner();
+    let (mut driver, mut p) = Participant::join_sender(
+        &args.bus,
+        "(app:cmbs module:publish)",
+        config,
+        wait,
+        |dir| target.as_ref().is_some_and(|t| dir.named(t).is_some()),
+        "interrupted before anything was sent",
+    )?;
+    let me = p.id;
     let publish = Publish {
         message,
         unreliable: args.unreliable,
@@ -221,39 +194,31 @@ pub fn run(args: Args) -> Outcome {
     // Wait for the report, printing lines as they come when holding.
     let json = args.json;
     let mut report: Option<Report> = None;
-    let p = std::cell::RefCell::new(p);
-    let report_ref = &mut report;
-    let ended = driver
-        .run(
-            None,
-            |host| {
-                let mut p = p.borrow_mut();
-                let next = p.tick(host);
-                while let Some(e) = p.poll_event() {
-                    match e {
-                        Event::Report(r) if r.message == id => {
-                            *report_ref = Some(r);
-                            return Flow::Stop;
-                        }
-                        Event::Line { message, line } if message == id && hold.is_some() => {
-                            let text = if json {
-                                serde_json::json!({"event": "line", "message": message, "line": cmbs_out::line_json(&line)}).to_string()
-                            } else {
-                                cmbs_out::line_text(&line)
-                            };
-                            print(json, text);
-                        }
-                        _ => {}
+    let ended = p.run(
+        &mut driver,
+        None,
+        |p| {
+            while let Some(e) = p.poll_event() {
+                match e {
+                    Event::Report(r) if r.message == id => {
+                        report = Some(r);
+                        return true;
                     }
+                    Event::Line { message, line } if message == id && hold.is_some() => {
+                        let text = if json {
+                            serde_json::json!({"event": "line", "message": message, "line": cmbs_out::line_json(&line)}).to_string()
+                        } else {
+                            cmbs_out::line_text(&line)
+                        };
+                        print(json, text);
+                    }
+                    _ => {}
                 }
-                next.map_or(Flow::Continue, Flow::WakeAt)
-            },
-            |host, id, event| {
-                let _ = p.borrow_mut().on_event(host, id, event);
-                Flow::Continue
-            },
-        )
-        .map_err(Failure::input)?;
+            }
+            false
+        },
+        |_| false,
+    )?;
     let _ = crate::driver::entity(&mut driver.host, me).close();
     if ended == Ended::Signal {
         return Err(Failure::lost(
