@@ -7,7 +7,7 @@ use std::fmt;
 use crate::wire::Value;
 
 use super::layer::{Layer, LayerSet};
-use super::map::{Fields, MapWriter};
+use super::map::{Fields, JsonFields, MapWriter};
 
 /// A member's state (`cmbs.member.state`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -184,48 +184,28 @@ impl Description {
     /// Reads [`Description::to_json`]'s object; missing fields take their
     /// defaults (a new member's).
     pub fn from_json(v: &serde_json::Value) -> Result<Description, String> {
-        let o = v.as_object().ok_or("a member must be a JSON object")?;
-        let text = |k: &str| -> Result<Option<&str>, String> {
-            match o.get(k) {
-                None | Some(serde_json::Value::Null) => Ok(None),
-                Some(serde_json::Value::String(s)) => Ok(Some(s)),
-                Some(_) => Err(format!("{k} must be a string")),
-            }
-        };
-        let list = |k: &str| -> Result<Vec<String>, String> {
-            match o.get(k) {
-                None | Some(serde_json::Value::Null) => Ok(Vec::new()),
-                Some(serde_json::Value::Array(a)) => a
-                    .iter()
-                    .map(|x| {
-                        x.as_str()
-                            .map(str::to_owned)
-                            .ok_or_else(|| format!("{k} must be an array of strings"))
-                    })
-                    .collect(),
-                Some(_) => Err(format!("{k} must be an array of strings")),
-            }
-        };
-        let id = text("id")?
+        let f = JsonFields::read(v, "a member")?;
+        let id = f
+            .text("id")?
             .filter(|s| !s.is_empty())
             .ok_or("id is missing")?;
         let mut d = Description::new(id);
-        if let Some(state) = text("state")? {
+        if let Some(state) = f.text("state")? {
             d.state = MemberState::parse(state)
                 .ok_or("state must be active, inactive, suspended or failed")?;
         }
-        for name in list("layers")? {
+        for name in f.strings("layers")? {
             d.started
                 .insert(Layer::parse(&name).ok_or_else(|| format!("unknown layer {name:?}"))?);
         }
         for l in Layer::ALL {
-            if let Some(s) = text(&l.socket_attribute())? {
+            if let Some(s) = f.text(&l.socket_attribute())? {
                 d.sockets[l as usize] = s.to_owned();
             }
         }
-        d.neighbors = list("neighbors_socket")?;
-        d.topics = list("topics")?;
-        d.providers = list("providers")?;
+        d.neighbors = f.strings("neighbors_socket")?;
+        d.topics = f.strings("topics")?;
+        d.providers = f.strings("providers")?;
         Ok(d)
     }
 }

@@ -123,3 +123,63 @@ impl MapWriter {
 pub(crate) fn strings_value(items: &[String]) -> Value {
     Value::List(items.iter().map(|s| Value::string(s.clone())).collect())
 }
+
+/// The fields of a JSON object (the OCCI attribute form of members and
+/// messages), read with the same rules as [`Fields`]: a missing or null
+/// field takes its default, a field of the wrong type is an error that names
+/// it.
+pub(crate) struct JsonFields<'a> {
+    object: &'a serde_json::Map<String, serde_json::Value>,
+}
+
+impl<'a> JsonFields<'a> {
+    /// The fields of `v`, which must be an object (`what` names it in the error).
+    pub(crate) fn read(v: &'a serde_json::Value, what: &str) -> Result<JsonFields<'a>, String> {
+        v.as_object()
+            .map(|object| JsonFields { object })
+            .ok_or_else(|| format!("{what} must be a JSON object"))
+    }
+
+    /// The value of `name`, unless missing or null.
+    pub(crate) fn get(&self, name: &str) -> Option<&'a serde_json::Value> {
+        self.object.get(name).filter(|v| !v.is_null())
+    }
+
+    /// An optional string.
+    pub(crate) fn text(&self, name: &str) -> Result<Option<&'a str>, String> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(serde_json::Value::String(s)) => Ok(Some(s)),
+            Some(_) => Err(format!("{name} must be a string")),
+        }
+    }
+
+    /// An optional array of strings (missing: empty).
+    pub(crate) fn strings(&self, name: &str) -> Result<Vec<String>, String> {
+        match self.get(name) {
+            None => Ok(Vec::new()),
+            Some(serde_json::Value::Array(a)) => a
+                .iter()
+                .map(|x| {
+                    x.as_str()
+                        .map(str::to_owned)
+                        .ok_or_else(|| format!("{name} must be an array of strings"))
+                })
+                .collect(),
+            Some(_) => Err(format!("{name} must be an array of strings")),
+        }
+    }
+
+    /// An optional boolean: `true`/`false`, or pyCMBS's strings `"True"` and
+    /// `"False"` (missing: `default`).
+    pub(crate) fn flag(&self, name: &str, default: bool) -> Result<bool, String> {
+        match self.get(name) {
+            None => Ok(default),
+            Some(serde_json::Value::Bool(b)) => Ok(*b),
+            Some(serde_json::Value::String(s)) => {
+                super::message::parse_flag(s).ok_or_else(|| format!("{name} must be true or false"))
+            }
+            Some(_) => Err(format!("{name} must be true or false")),
+        }
+    }
+}

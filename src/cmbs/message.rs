@@ -5,7 +5,7 @@ use crate::wire::Value;
 
 use super::code::{Code, Refusal};
 use super::layer::Layer;
-use super::map::{Fields, MapWriter};
+use super::map::{Fields, JsonFields, MapWriter};
 use super::topic::validate_topic;
 
 /// The largest `cmbs.message.deliver` argument we send, in encoded bytes: it
@@ -303,38 +303,15 @@ impl Message {
 
     /// Reads [`Message::to_json`]'s object.
     pub fn from_json(v: &serde_json::Value) -> Result<Message, String> {
-        let o = v.as_object().ok_or("a message must be a JSON object")?;
-        let text = |k: &str| o.get(k).and_then(serde_json::Value::as_str);
-        let flag = |k: &str, d: bool| match o.get(k) {
-            None => Ok(d),
-            Some(serde_json::Value::Bool(b)) => Ok(*b),
-            Some(serde_json::Value::String(s)) => {
-                parse_flag(s).ok_or_else(|| format!("{k} must be true or false"))
-            }
-            Some(_) => Err(format!("{k} must be true or false")),
-        };
-        let list = |k: &str| -> Result<Vec<String>, String> {
-            match o.get(k) {
-                None | Some(serde_json::Value::Null) => Ok(Vec::new()),
-                Some(serde_json::Value::Array(a)) => a
-                    .iter()
-                    .map(|x| {
-                        x.as_str()
-                            .map(str::to_owned)
-                            .ok_or_else(|| format!("{k} must be an array of strings"))
-                    })
-                    .collect(),
-                Some(_) => Err(format!("{k} must be an array of strings")),
-            }
-        };
-        let layer_name = text("cmbs_layer").ok_or("cmbs_layer is missing")?;
+        let f = JsonFields::read(v, "a message")?;
+        let layer_name = f.text("cmbs_layer")?.ok_or("cmbs_layer is missing")?;
         let layer =
             Layer::parse(layer_name).ok_or_else(|| format!("unknown layer {layer_name:?}"))?;
-        let raw = o
+        let raw = f
             .get("message_content")
             .cloned()
             .unwrap_or(serde_json::Value::Null);
-        let content = match text("content_encoding") {
+        let content = match f.text("content_encoding")? {
             Some("base64") => {
                 use base64::Engine;
                 let s = raw.as_str().ok_or("base64 content must be a string")?;
@@ -347,15 +324,15 @@ impl Message {
             None | Some("json") => Content::Json(raw),
             Some(other) => return Err(format!("unknown content_encoding {other:?}")),
         };
-        let mut m = Message::new(text("id").unwrap_or_default(), layer, content);
-        m.executable = flag("executable", false)?;
-        m.sendable = flag("sendable", true)?;
-        m.storable = flag("storable", false)?;
-        m.path_history = list("path_history")?;
-        m.result = o.get("result").filter(|r| !r.is_null()).cloned();
-        m.receiver = text("l1_socket_receiver_member").map(str::to_owned);
-        m.providers = list("providers")?;
-        m.topics = list("topics")?;
+        let mut m = Message::new(f.text("id")?.unwrap_or_default(), layer, content);
+        m.executable = f.flag("executable", false)?;
+        m.sendable = f.flag("sendable", true)?;
+        m.storable = f.flag("storable", false)?;
+        m.path_history = f.strings("path_history")?;
+        m.result = f.get("result").cloned();
+        m.receiver = f.text("l1_socket_receiver_member")?.map(str::to_owned);
+        m.providers = f.strings("providers")?;
+        m.topics = f.strings("topics")?;
         Ok(m)
     }
 }
@@ -375,6 +352,14 @@ mod json_tests {
             serde_json::json!({"cmbs_layer": "l2", "storable": "True", "message_content": "hi"});
         let read = Message::from_json(&py).unwrap();
         assert!(read.storable);
+        for bad in [
+            serde_json::json!({"cmbs_layer": 2}),
+            serde_json::json!({"cmbs_layer": "l2", "topics": "a.b"}),
+            serde_json::json!({"cmbs_layer": "l2", "storable": "yes"}),
+            serde_json::json!({"cmbs_layer": "l2", "id": 7}),
+        ] {
+            assert!(Message::from_json(&bad).is_err(), "{bad}");
+        }
         assert_eq!(read.content, Content::Json(serde_json::json!("hi")));
     }
 }
