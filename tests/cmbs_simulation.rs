@@ -1083,8 +1083,14 @@ fn a_held_message_reaches_members_that_appear_during_the_hold_once() {
         .net
         .events(s, |e| matches!(e, Event::Report(_)).then_some(()))
         .is_empty());
+    assert_eq!(
+        bus.net.nodes[s].ep.client().open_messages(),
+        1,
+        "held, not reported"
+    );
     let r = bus.report(s, &id, Duration::from_secs(20));
     assert_eq!(delivered_to(&r), vec!["early", "late"]);
+    assert_eq!(bus.net.nodes[s].ep.client().open_messages(), 0);
     // After the hold, a newcomer gets nothing.
     let after = bus.add_member(spec("after").topics(&["news.#"]));
     bus.net.run_for(Duration::from_secs(3));

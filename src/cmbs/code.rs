@@ -82,19 +82,6 @@ impl Code {
         Code::ALL.into_iter().find(|c| c.as_str() == s)
     }
 
-    /// True for the codes that say the message was refused or lost on the
-    /// way, as opposed to being rejected before anything was sent.
-    pub fn is_sender_side_rejection(self) -> bool {
-        matches!(
-            self,
-            Code::UnknownMember
-                | Code::NoRecipient
-                | Code::NotSendable
-                | Code::InvalidTopic
-                | Code::TooLarge
-        )
-    }
-
     /// True if a member that refused with this code may take the message
     /// when it comes back or changes (a held message is offered again).
     pub fn may_change(self) -> bool {

@@ -101,19 +101,13 @@ pub fn echo_executor() -> Executor {
     Box::new(|job: &ExecJob| Execution::Done(Ok(job.message.content.to_json())))
 }
 
-#[derive(Debug)]
-enum Stage {
-    Executing,
-    Storing,
-}
-
+/// A delivery being executed or stored.
 #[derive(Debug)]
 struct Work {
     message: Message,
     from: Address,
     /// The requests (the first and its retries) waiting for the answer.
     requests: Vec<RequestId>,
-    stage: Stage,
 }
 
 /// A member.
@@ -467,7 +461,6 @@ impl Member {
             message,
             from,
             requests,
-            stage: Stage::Executing,
         };
         if (work.message.executable || work.message.storable)
             && self.work.len() >= self.config.max_in_progress
@@ -592,7 +585,6 @@ impl Member {
             return;
         };
         if w.message.storable {
-            w.stage = Stage::Storing;
             self.store_ops.push(StoreOp::Save {
                 message: w.message.clone(),
                 from: w.from.to_string(),
