@@ -104,3 +104,30 @@ impl Answered {
         self.by_id.len()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_stay_ten_minutes_and_stored_ones_until_the_memory_is_full() {
+        let t0 = Instant::now();
+        let config = MemoryConfig {
+            capacity: 3,
+            ..MemoryConfig::default()
+        };
+        let mut a = Answered::new(config);
+        a.remember(t0, "stored", None, true);
+        a.remember(t0, "plain", Some(serde_json::json!(1)), false);
+        a.prune(t0 + Duration::from_secs(599));
+        assert_eq!(a.get("plain"), Some(&Some(serde_json::json!(1))));
+        a.prune(t0 + Duration::from_secs(601));
+        assert!(a.get("stored").is_some(), "a stored message's answer stays");
+        // Behind a stored entry the order is kept; the capacity bounds both.
+        for k in 0..3 {
+            a.remember(t0 + Duration::from_secs(700), &format!("n{k}"), None, false);
+        }
+        assert_eq!(a.len(), 3);
+        assert!(a.get("stored").is_none(), "the oldest goes when it is full");
+    }
+}

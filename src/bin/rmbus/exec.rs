@@ -141,6 +141,14 @@ mod tests {
         let fail = vec!["sh".into(), "-c".into(), "echo nope >&2; exit 3".into()];
         let e = run(&fail, b"", Duration::from_secs(10)).unwrap_err();
         assert!(e.contains("nope"), "{e}");
+        let big = vec![
+            "head".into(),
+            "-c".into(),
+            "1100000".into(),
+            "/dev/zero".into(),
+        ];
+        let e = run(&big, b"", Duration::from_secs(10)).unwrap_err();
+        assert!(e.contains("more than"), "{e}");
         let slow = vec!["sleep".into(), "30".into()];
         let e = run(&slow, b"", Duration::from_millis(200)).unwrap_err();
         assert!(e.contains("killed"), "{e}");
