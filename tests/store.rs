@@ -73,6 +73,19 @@ fn sqlite_keeps_members_messages_and_held_messages_across_a_reopen() {
     s.commit("m1", &[StoreOp::Release { id: "h".into() }], t(3))
         .unwrap();
     assert!(s.held("m1").unwrap().is_empty());
+    let mut answered = s.answered("m1").unwrap();
+    answered.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        answered,
+        vec![
+            ("x".to_owned(), Some(serde_json::json!("r"))),
+            ("y".to_owned(), Some(serde_json::json!("r")))
+        ]
+    );
+    let mut no_result = message("z2", 9);
+    no_result.result = None;
+    s.commit("m3", &[save(no_result)], t(4)).unwrap();
+    assert_eq!(s.answered("m3").unwrap(), vec![("z2".to_owned(), None)]);
     assert!(s.message("m1", "y").unwrap().is_some());
     assert!(s.delete("m1", "y").unwrap());
     assert!(!s.delete("m1", "y").unwrap());

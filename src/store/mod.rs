@@ -110,6 +110,20 @@ pub trait Store: Send {
     /// Removes every message of `member`; how many.
     fn purge(&mut self, member: &str) -> Result<usize, StoreError>;
 
+    /// The ids of the messages `member` received, with their results: what a
+    /// restarted member needs to answer retries from memory. The default
+    /// reads the whole messages.
+    fn answered(
+        &self,
+        member: &str,
+    ) -> Result<Vec<(String, Option<serde_json::Value>)>, StoreError> {
+        Ok(self
+            .messages(member)?
+            .into_iter()
+            .map(|m| (m.message.id, m.message.result))
+            .collect())
+    }
+
     /// The messages `member` holds for later recipients.
     fn held(&self, member: &str) -> Result<Vec<HeldRecord>, StoreError>;
 

@@ -210,6 +210,31 @@ impl Store for SqliteStore {
             .transpose()
     }
 
+    fn answered(
+        &self,
+        member: &str,
+    ) -> Result<Vec<(String, Option<serde_json::Value>)>, StoreError> {
+        // Only the ids and results, not every body: a restart reads this.
+        let mut st = self
+            .conn
+            .prepare("SELECT id, body -> '$.result' FROM messages WHERE member = ?1")?;
+        let rows = st
+            .query_map([member], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<Vec<(String, Option<String>)>, _>>()?;
+        rows.into_iter()
+            .map(|(id, result)| {
+                let result = match result.as_deref() {
+                    None | Some("null") => None,
+                    Some(text) => Some(
+                        serde_json::from_str(text)
+                            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    ),
+                };
+                Ok((id, result))
+            })
+            .collect()
+    }
+
     fn delete(&mut self, member: &str, id: &str) -> Result<bool, StoreError> {
         self.writable()?;
         Ok(self.conn.execute(

@@ -172,15 +172,11 @@ pub fn run(args: Args) -> Outcome {
     let mut member = Member::new(description, config, rand::random());
     if let Some(s) = &store {
         let stored = s
-            .messages(&id)
+            .answered(&id)
             .map_err(|e| Failure::input(format!("reading the store: {e}")))?;
         let held = s
             .held(&id)
             .map_err(|e| Failure::input(format!("reading the store: {e}")))?;
-        let stored = stored
-            .into_iter()
-            .map(|m| (m.message.id, m.message.result))
-            .collect();
         member.restore(std::time::Instant::now(), SystemTime::now(), stored, held);
     }
 
