@@ -330,6 +330,23 @@ impl Bus {
         );
     }
 
+    /// Runs `f` on member `i` and its endpoint now, then lets the output flow.
+    fn with_member<R>(
+        &mut self,
+        i: usize,
+        f: impl FnOnce(&mut Member, &mut Endpoint, Instant) -> R,
+    ) -> R {
+        self.net.with(i, |n, now| {
+            let Node { ep, role, .. } = n;
+            let Role::Member(m) = role else {
+                panic!("node {i} is no member")
+            };
+            let r = f(m, ep, now);
+            n.pump(now);
+            r
+        })
+    }
+
     fn publish(&mut self, i: usize, p: Publish) -> Result<String, Box<Report>> {
         self.net.with(i, |n, now| n.publish(now, p))
     }
@@ -598,14 +615,8 @@ fn the_sender_refuses_what_it_can_know_before_sending() {
 #[test]
 fn a_stopped_layer_is_a_line_without_a_send_and_all_stopped_is_no_recipient() {
     let (mut bus, [a, b, c, s]) = three_members(4, Link::perfect());
-    bus.net.with(b, |n, now| {
-        let Node { ep, role, .. } = n;
-        if let Role::Member(m) = role {
-            let answer = m.action(ep, now, Action::Stop(Layer::L2));
-            assert!(!answer.member.started.contains(Layer::L2));
-        }
-        n.pump(now);
-    });
+    let answer = bus.with_member(b, |m, ep, now| m.action(ep, now, Action::Stop(Layer::L2)));
+    assert!(!answer.member.started.contains(Layer::L2));
     bus.net.run_for(Duration::from_millis(100));
     let id = bus
         .publish(s, Publish::new(msg(Layer::L2, serde_json::json!(1))))
@@ -627,13 +638,7 @@ fn a_stopped_layer_is_a_line_without_a_send_and_all_stopped_is_no_recipient() {
     assert!(bus.received(b).is_empty());
 
     for i in [a, c] {
-        bus.net.with(i, |n, now| {
-            let Node { ep, role, .. } = n;
-            if let Role::Member(m) = role {
-                m.action(ep, now, Action::Stop(Layer::L2));
-            }
-            n.pump(now);
-        });
+        bus.with_member(i, |m, ep, now| m.action(ep, now, Action::Stop(Layer::L2)));
     }
     bus.net.run_for(Duration::from_millis(100));
     let r = bus
@@ -651,13 +656,8 @@ fn a_stopped_layer_is_a_line_without_a_send_and_all_stopped_is_no_recipient() {
     let (a2, s2) = (bus2.1[0], bus2.1[3]);
     // Drop a2's announce on the way: stop the layer while partitioned.
     bus2.0.net.partition = Some(vec![0, 1, 1, 1]);
-    bus2.0.net.with(a2, |n, now| {
-        let Node { ep, role, .. } = n;
-        if let Role::Member(m) = role {
-            m.action(ep, now, Action::Stop(Layer::L32));
-        }
-        n.pump(now);
-    });
+    bus2.0
+        .with_member(a2, |m, ep, now| m.action(ep, now, Action::Stop(Layer::L32)));
     bus2.0.net.run_for(Duration::from_millis(50));
     bus2.0.net.partition = None;
     let m = Message {
@@ -679,13 +679,7 @@ fn a_stopped_layer_is_a_line_without_a_send_and_all_stopped_is_no_recipient() {
 fn a_suspended_member_refuses_until_resumed() {
     let (mut bus, [a, _, _, s]) = three_members(6, Link::perfect());
     let act = |bus: &mut Bus, action| {
-        bus.net.with(a, |n, now| {
-            let Node { ep, role, .. } = n;
-            if let Role::Member(m) = role {
-                m.action(ep, now, action);
-            }
-            n.pump(now);
-        });
+        bus.with_member(a, |m, ep, now| m.action(ep, now, action));
         bus.net.run_for(Duration::from_millis(100));
     };
     act(&mut bus, Action::Suspend);
@@ -1184,19 +1178,15 @@ fn remote_actions_run_on_the_member_and_answer_its_description() {
     assert!(!entry.description.started.contains(Layer::L32));
     let _ = call;
     // check_neighbors says which neighbors are known.
-    bus.net.with(a, |n, now| {
-        let Node { ep, role, .. } = n;
-        if let Role::Member(m) = role {
-            m.update(ep, now, |d| {
-                d.neighbors = vec!["mbus:member-b/l1".into(), "tcp://nowhere:1".into()]
-            });
-            let answer = m.action(ep, now, Action::CheckNeighbors);
-            assert_eq!(answer.neighbors[0].member.as_deref(), Some("member-b"));
-            assert_eq!(answer.neighbors[1].member, None);
-            assert_eq!(answer.members.len(), 2);
-        }
-        n.pump(now);
+    let answer = bus.with_member(a, |m, ep, now| {
+        m.update(ep, now, |d| {
+            d.neighbors = vec!["mbus:member-b/l1".into(), "tcp://nowhere:1".into()]
+        });
+        m.action(ep, now, Action::CheckNeighbors)
     });
+    assert_eq!(answer.neighbors[0].member.as_deref(), Some("member-b"));
+    assert_eq!(answer.neighbors[1].member, None);
+    assert_eq!(answer.members.len(), 2);
 }
 
 #[test]
