@@ -29,12 +29,6 @@ use super::message::Message;
 use super::persist::{HeldRecord, StoreOp};
 use super::report::{Line, LineStatus, Outcome, Report};
 
-/// How long the transport tries a reliable message before it reports it
-/// failed (RFC 3259 §7: sends at 0, 100 and 300 ms, failure at 600 ms). A
-/// retry is only started while at least this much of the timeout is left,
-/// so that an unacknowledged last attempt still ends `UNDELIVERABLE`.
-pub const ATTEMPT: Duration = Duration::from_millis(600);
-
 /// How often a member entity that has not announced itself is asked to.
 pub const DISCOVERY_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -592,7 +586,9 @@ impl Client {
                 "that entity does not serve cmbs.message.deliver: it is no member",
             )),
             CallOutcome::Undeliverable
-                if slot.deadline.saturating_duration_since(now) > ATTEMPT =>
+                // A retry only while a whole attempt still fits, so that an
+                // unacknowledged last one ends UNDELIVERABLE, not TIMEOUT.
+                if slot.deadline.saturating_duration_since(now) > ep.retransmit_window() =>
             {
                 let remaining = slot.deadline - now;
                 let line = (key, at);

@@ -48,9 +48,7 @@ mod order;
 mod persist;
 mod report;
 
-pub use client::{
-    cmbs_group, member_id_of, members_group, Client, ClientConfig, Publish, Stats, ATTEMPT,
-};
+pub use client::{cmbs_group, member_id_of, members_group, Client, ClientConfig, Publish, Stats};
 pub use cmd::Action;
 pub use code::{Code, Refusal};
 pub use description::{default_socket, Description, MemberState};

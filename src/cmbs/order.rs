@@ -14,7 +14,8 @@ use crate::wire::Address;
 use super::cmd::Order;
 
 /// How long a delivery waits for an earlier one of the same sender that is
-/// missing: two full attempts of the sender (the transport sends at 0, 100
+/// missing: two full attempts of a sender with the RFC's timers (the
+/// transport sends at 0, 100
 /// and 300 ms and gives up at 600 ms; the sender then tries again), six
 /// transmissions in all. At 15 % loss a delivery is still missing after
 /// them about once in 10⁵; it then comes after the ones that waited for it.

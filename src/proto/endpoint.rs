@@ -4,7 +4,7 @@
 mod dispatch;
 
 use std::net::SocketAddr;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::wire::{Address, Command};
 
@@ -82,6 +82,12 @@ impl Endpoint {
     /// The known entity with exactly this address.
     pub fn peer(&self, addr: &Address) -> Option<&Peer> {
         self.transport.peer(addr)
+    }
+
+    /// How long a reliable message is tried before it is reported failed
+    /// (RFC 3259 §7: T_r · N_r(N_r+1)/2, 600 ms with the RFC's timers).
+    pub fn retransmit_window(&self) -> Duration {
+        self.transport.policy().retransmit_window()
     }
 
     /// The number of entities on the bus as we see it, ourselves included (§8).
