@@ -15,9 +15,8 @@ use super::cmd::Order;
 
 /// How long a delivery waits for an earlier one of the same sender that is
 /// missing: two full attempts of a sender with the RFC's timers (the
-/// transport sends at 0, 100
-/// and 300 ms and gives up at 600 ms; the sender then tries again), six
-/// transmissions in all. At 15 % loss a delivery is still missing after
+/// transport sends at 0, 100 and 300 ms and gives up at 600 ms; the sender
+/// then tries again), six transmissions in all. At 15 % loss a delivery is still missing after
 /// them about once in 10⁵; it then comes after the ones that waited for it.
 /// The ones that waited are answered within 1.3 s, inside the sender's 2 s.
 pub const REORDER_WINDOW: Duration = Duration::from_millis(1300);
