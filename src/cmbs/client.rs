@@ -26,7 +26,7 @@ use super::directory::{matches_member, Change, Directory, Entry};
 use super::event::Event;
 use super::layer::Layer;
 use super::message::Message;
-use super::persist::{HeldRecord, StoreOp};
+use super::persist::{unix_ms, HeldRecord, StoreOp};
 use super::report::{Line, LineStatus, Outcome, Report};
 
 /// How often a member entity that has not announced itself is asked to.
@@ -768,10 +768,4 @@ impl Client {
     pub(crate) fn take_store_ops(&mut self) -> Vec<StoreOp> {
         std::mem::take(&mut self.store_ops)
     }
-}
-
-fn unix_ms(t: SystemTime) -> u64 {
-    t.duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }

@@ -251,5 +251,11 @@ mod tests {
         pairs.push(Value::List(vec![Value::string("later"), Value::Integer(1)]));
         assert_eq!(Description::from_value(&Value::List(pairs)).unwrap(), d);
         assert!(Description::from_value(&Value::Integer(3)).is_err());
+        let id = Value::List(vec![Value::string("id"), Value::string("m-1")]);
+        let twice = Value::List(vec![id.clone(), id]);
+        assert!(
+            Description::from_value(&twice).is_err(),
+            "a name given twice"
+        );
     }
 }

@@ -2,6 +2,7 @@
 //! `(("name" value) …)` (Guidelines §3.2.1) that every CMBS command carries,
 //! so that fields can be added later: unknown names are ignored.
 
+use crate::rpc::split_optional_args;
 use crate::wire::Value;
 
 /// The fields of one map, read leniently: unknown names are skipped.
@@ -13,22 +14,11 @@ impl<'a> Fields<'a> {
     /// The pairs of `v`, if it is a map of `("name" value)` pairs with
     /// unique names.
     pub(crate) fn read(v: &'a Value) -> Result<Fields<'a>, String> {
-        let list = v
-            .as_list()
-            .ok_or("expected a map of (\"name\" value) pairs")?;
-        let mut pairs = Vec::with_capacity(list.len());
-        for entry in list {
-            match entry.as_list() {
-                Some([Value::String(k), v]) => {
-                    if pairs.iter().any(|(n, _)| n == k) {
-                        return Err(format!("the field {k:?} is given twice"));
-                    }
-                    pairs.push((k.as_str(), v));
-                }
-                _ => return Err("expected a map of (\"name\" value) pairs".into()),
-            }
+        // The Guidelines' own reader of optional-argument lists.
+        match split_optional_args(std::slice::from_ref(v)) {
+            ([], pairs) => Ok(Fields { pairs }),
+            _ => Err("expected a map of (\"name\" value) pairs, each name once".into()),
         }
-        Ok(Fields { pairs })
     }
 
     pub(crate) fn get(&self, name: &str) -> Option<&'a Value> {

@@ -59,5 +59,6 @@ pub use member::{echo_executor, ExecJob, Execution, Executor, Member, MemberConf
 pub use memory::MemoryConfig;
 pub use message::{parse_flag, Content, Message, MAX_DELIVER_BYTES};
 pub use order::REORDER_WINDOW;
+pub(crate) use persist::unix_ms;
 pub use persist::{HeldRecord, StoreBatch, StoreOp, StoredMessage};
 pub use report::{Line, LineStatus, Outcome, Report};

@@ -3,6 +3,8 @@
 //! bus loop, and tells the member when the batch is committed. Deliveries
 //! that arrive together share one batch, so one commit.
 
+use std::time::SystemTime;
+
 use super::message::Message;
 
 /// One store operation.
@@ -57,4 +59,11 @@ pub struct StoredMessage {
     pub from: String,
     /// When it was stored, in milliseconds since the Unix epoch.
     pub stored_unix_ms: u64,
+}
+
+/// Milliseconds since the Unix epoch (0 before it), as stores keep times.
+pub(crate) fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }

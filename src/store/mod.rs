@@ -16,6 +16,7 @@ mod worker;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
+pub(crate) use crate::cmbs::unix_ms;
 use crate::cmbs::{HeldRecord, StoreOp, StoredMessage};
 
 pub use memory::MemoryStore;
@@ -150,10 +151,4 @@ pub fn default_path(id: &str) -> Option<PathBuf> {
             .join("members")
             .join(format!("{id}.sqlite")),
     )
-}
-
-pub(crate) fn unix_ms(t: SystemTime) -> u64 {
-    t.duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
