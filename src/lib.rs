@@ -36,6 +36,10 @@
 //! - [`runtime`] (feature `runtime`, on by default): sockets for each scope, a
 //!   mio-driven [`runtime::Host`] for many entities on one set of sockets, the
 //!   one-entity [`runtime::Bus`], and a background thread with a handle.
+//! - [`occi`] (feature `occi`, on by default): an OCCI server library on
+//!   axum and tokio (the core model, its text and JSON renderings, the HTTP
+//!   protocol). It uses no other layer of the crate; the `rmbus gateway`
+//!   command puts CMBS on it.
 //!
 //! Only [`runtime`] and [`store`] open a socket or a file, read a clock or
 //! spawn a thread; every layer above them is pure, which is what lets the test suite run whole buses
@@ -75,6 +79,8 @@
 pub mod auth;
 pub mod cmbs;
 pub mod config;
+#[cfg(feature = "occi")]
+pub mod occi;
 pub mod proto;
 pub mod rpc;
 #[cfg(feature = "runtime")]

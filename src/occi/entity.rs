@@ -1,0 +1,184 @@
+//! Entities (OCCI Core, GFD.221 §4.3–§4.8) and where they are kept: the
+//! [`EntityStore`] trait and [`MemoryEntities`].
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::model::{Category, TypeId};
+
+/// One entity: its kind, mixins and attribute values (flat dotted names,
+/// `occi.core.title` and `occi.core.summary` among them; the id is apart).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entity {
+    /// The last segment of its URL (`occi.core.id`).
+    pub id: String,
+    /// Its path: the kind's location followed by the id.
+    pub location: String,
+    /// Its kind.
+    pub kind: TypeId,
+    /// Its mixins.
+    pub mixins: Vec<TypeId>,
+    /// Its attribute values.
+    pub attributes: BTreeMap<String, Value>,
+    /// Shown but never changed through the server: PUT, update and DELETE
+    /// get 405 (actions still run).
+    #[serde(default)]
+    pub read_only: bool,
+}
+
+impl Entity {
+    /// An entity of `kind` at `location` with no attribute set.
+    pub fn new(id: &str, location: &str, kind: TypeId) -> Entity {
+        Entity {
+            id: id.to_owned(),
+            location: location.to_owned(),
+            kind,
+            mixins: Vec::new(),
+            attributes: BTreeMap::new(),
+            read_only: false,
+        }
+    }
+
+    /// The string value of attribute `name`.
+    pub fn text(&self, name: &str) -> Option<&str> {
+        self.attributes.get(name).and_then(Value::as_str)
+    }
+
+    /// The strings of list attribute `name` (non-strings are skipped).
+    pub fn strings(&self, name: &str) -> Vec<String> {
+        self.attributes
+            .get(name)
+            .and_then(Value::as_array)
+            .map(|v| {
+                v.iter()
+                    .filter_map(|s| s.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The boolean value of attribute `name`.
+    pub fn flag(&self, name: &str) -> Option<bool> {
+        self.attributes.get(name).and_then(Value::as_bool)
+    }
+
+    /// True if the entity has mixin `id`.
+    pub fn has_mixin(&self, id: &TypeId) -> bool {
+        self.mixins.contains(id)
+    }
+}
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EntityStoreError {
+    /// An entity is already at that location.
+    #[error("{0} already exists")]
+    Exists(String),
+    /// There is no entity at that location.
+    #[error("{0} does not exist")]
+    Missing(String),
+    /// The store itself failed (disk, database).
+    #[error("the store failed: {0}")]
+    Failed(String),
+}
+
+/// Where a server keeps its entities and the mixins its clients defined.
+/// Every method commits before it returns.
+pub trait EntityStore: Send + Sync {
+    /// Every entity.
+    fn list(&self) -> Result<Vec<Entity>, EntityStoreError>;
+    /// The entity at `location`.
+    fn get(&self, location: &str) -> Result<Option<Entity>, EntityStoreError>;
+    /// Adds an entity; [`EntityStoreError::Exists`] if its location is taken.
+    fn insert(&self, entity: &Entity) -> Result<(), EntityStoreError>;
+    /// Replaces the entity at its location; [`EntityStoreError::Missing`] if
+    /// there is none.
+    fn replace(&self, entity: &Entity) -> Result<(), EntityStoreError>;
+    /// Removes the entity at `location`; false if there was none.
+    fn remove(&self, location: &str) -> Result<bool, EntityStoreError>;
+    /// The mixins clients defined, in the order they were defined.
+    fn user_mixins(&self) -> Result<Vec<Category>, EntityStoreError>;
+    /// Keeps a client-defined mixin (or replaces the one with its id).
+    fn put_user_mixin(&self, mixin: &Category) -> Result<(), EntityStoreError>;
+    /// Forgets a client-defined mixin.
+    fn remove_user_mixin(&self, id: &TypeId) -> Result<(), EntityStoreError>;
+}
+
+/// Entities in memory (lost when the process ends).
+#[derive(Debug, Default)]
+pub struct MemoryEntities {
+    inner: Mutex<MemoryInner>,
+}
+
+#[derive(Debug, Default)]
+struct MemoryInner {
+    entities: BTreeMap<String, Entity>,
+    mixins: Vec<Category>,
+}
+
+impl MemoryEntities {
+    /// An empty store.
+    pub fn new() -> MemoryEntities {
+        MemoryEntities::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, MemoryInner> {
+        // A panic elsewhere while holding the lock leaves plain data behind.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl EntityStore for MemoryEntities {
+    fn list(&self) -> Result<Vec<Entity>, EntityStoreError> {
+        Ok(self.lock().entities.values().cloned().collect())
+    }
+
+    fn get(&self, location: &str) -> Result<Option<Entity>, EntityStoreError> {
+        Ok(self.lock().entities.get(location).cloned())
+    }
+
+    fn insert(&self, entity: &Entity) -> Result<(), EntityStoreError> {
+        let mut inner = self.lock();
+        if inner.entities.contains_key(&entity.location) {
+            return Err(EntityStoreError::Exists(entity.location.clone()));
+        }
+        inner
+            .entities
+            .insert(entity.location.clone(), entity.clone());
+        Ok(())
+    }
+
+    fn replace(&self, entity: &Entity) -> Result<(), EntityStoreError> {
+        let mut inner = self.lock();
+        match inner.entities.get_mut(&entity.location) {
+            Some(e) => {
+                *e = entity.clone();
+                Ok(())
+            }
+            None => Err(EntityStoreError::Missing(entity.location.clone())),
+        }
+    }
+
+    fn remove(&self, location: &str) -> Result<bool, EntityStoreError> {
+        Ok(self.lock().entities.remove(location).is_some())
+    }
+
+    fn user_mixins(&self) -> Result<Vec<Category>, EntityStoreError> {
+        Ok(self.lock().mixins.clone())
+    }
+
+    fn put_user_mixin(&self, mixin: &Category) -> Result<(), EntityStoreError> {
+        let mut inner = self.lock();
+        inner.mixins.retain(|m| m.id != mixin.id);
+        inner.mixins.push(mixin.clone());
+        Ok(())
+    }
+
+    fn remove_user_mixin(&self, id: &TypeId) -> Result<(), EntityStoreError> {
+        self.lock().mixins.retain(|m| m.id != *id);
+        Ok(())
+    }
+}

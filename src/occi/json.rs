@@ -1,0 +1,581 @@
+//! `application/occi+json` in its two flavours: pyOCNI's (nested attribute
+//! objects, capitalised types, `{"resources": […]}` envelopes, the 2012
+//! drafts pyCMBS was written against) and OCCI 1.2's (GFD.226: flat dotted
+//! names). Input is recognised by its shape; one flat model sits behind both.
+
+use serde_json::{json, Map, Value};
+
+use super::body::{Body, CategoryRef};
+use super::entity::Entity;
+use super::error::OcciError;
+use super::media::Flavour;
+use super::model::{AttrType, Attribute, Category, Class, Model, TypeId};
+
+/// Reads a JSON body. At the query interface (`query`), `kinds`, `mixins`
+/// and `actions` are definitions; elsewhere `actions` is an invocation.
+pub fn parse(bytes: &[u8], model: &Model, query: bool) -> Result<Body, OcciError> {
+    let v: Value = serde_json::from_slice(bytes)
+        .map_err(|e| OcciError::bad_request(format!("the body is not JSON: {e}")))?;
+    let Some(o) = v.as_object() else {
+        return Err(OcciError::bad_request("the JSON body must be an object"));
+    };
+    let mut body = Body::default();
+    let bad = |e: String| OcciError::bad_request(e);
+    if o.is_empty() {
+        return Ok(body);
+    }
+    if let Some(p) = o.get("providers") {
+        body.flavour = Some(Flavour::PyOcni);
+        for entry in p
+            .as_array()
+            .ok_or_else(|| bad("providers must be a list".into()))?
+        {
+            let id = entry
+                .get("OCCI_ID")
+                .and_then(Value::as_str)
+                .ok_or_else(|| bad("a provider entry has no OCCI_ID".into()))?;
+            body.providers.push(id.to_owned());
+        }
+        return Ok(body);
+    }
+    if let Some(l) = o.get("X-OCCI-Location").or_else(|| o.get("locations")) {
+        body.flavour = Some(if o.contains_key("locations") {
+            Flavour::Occi12
+        } else {
+            Flavour::PyOcni
+        });
+        for u in l
+            .as_array()
+            .ok_or_else(|| bad("locations must be a list".into()))?
+        {
+            let u = u
+                .as_str()
+                .ok_or_else(|| bad("a location must be a string".into()))?;
+            body.locations.push(u.to_owned());
+        }
+        return Ok(body);
+    }
+    if query || o.contains_key("kinds") || o.contains_key("mixins") {
+        let mut flavour = Flavour::Occi12;
+        for (key, class) in [
+            ("kinds", Class::Kind),
+            ("mixins", Class::Mixin),
+            ("actions", Class::Action),
+        ] {
+            let Some(list) = o.get(key) else { continue };
+            let list = list
+                .as_array()
+                .ok_or_else(|| bad(format!("{key} must be a list")))?;
+            for item in list {
+                let (c, f) = definition(item, class).map_err(bad)?;
+                if f == Flavour::PyOcni {
+                    flavour = Flavour::PyOcni;
+                }
+                body.categories.push(CategoryRef::to(&c.id, class));
+                body.definitions.push(c);
+            }
+        }
+        body.flavour = Some(flavour);
+        return Ok(body);
+    }
+    if let Some(a) = o.get("action") {
+        // GFD.226 action invocation.
+        body.flavour = Some(Flavour::Occi12);
+        let id = a
+            .as_str()
+            .and_then(TypeId::parse)
+            .ok_or_else(|| bad("action must be a type id (scheme#term)".into()))?;
+        body.categories.push(CategoryRef::to(&id, Class::Action));
+        read_attributes(o.get("attributes"), model, &mut body)?;
+        return Ok(body);
+    }
+    if let Some(actions) = o.get("actions") {
+        // pyOCNI action invocation: {"actions":[{"term","scheme"}], "attributes": {…}}.
+        body.flavour = Some(Flavour::PyOcni);
+        for a in actions
+            .as_array()
+            .ok_or_else(|| bad("actions must be a list".into()))?
+        {
+            let term = a.get("term").and_then(Value::as_str);
+            let scheme = a.get("scheme").and_then(Value::as_str);
+            let (Some(term), Some(scheme)) = (term, scheme) else {
+                return Err(bad("an action needs a term and a scheme".into()));
+            };
+            body.categories
+                .push(CategoryRef::to(&TypeId::new(scheme, term), Class::Action));
+        }
+        read_attributes(o.get("attributes"), model, &mut body)?;
+        return Ok(body);
+    }
+    let resources: Vec<&Value> = match o.get("resources") {
+        Some(Value::Array(list)) => list.iter().collect(),
+        Some(_) => return Err(bad("resources must be a list".into())),
+        None if o.contains_key("kind") => {
+            body.flavour = Some(Flavour::Occi12);
+            vec![&v]
+        }
+        None => {
+            let keys: Vec<&str> = o.keys().map(String::as_str).take(3).collect();
+            return Err(bad(format!(
+                "unknown JSON shape (keys {}); expected resources, kind, action or X-OCCI-Location",
+                keys.join(", ")
+            )));
+        }
+    };
+    body.resources = resources.len();
+    if let Some(first) = resources.first() {
+        if body.flavour.is_none() {
+            body.flavour = Some(resource_flavour(first));
+        }
+        resource(first, model, &mut body)?;
+    }
+    Ok(body)
+}
+
+/// pyOCNI nests attributes: a resource whose attribute keys contain no dot
+/// and hold objects.
+fn resource_flavour(r: &Value) -> Flavour {
+    match r.get("attributes") {
+        Some(Value::Object(a)) if a.keys().any(|k| k.contains('.')) => Flavour::Occi12,
+        Some(Value::Object(a)) if !a.is_empty() => Flavour::PyOcni,
+        _ => {
+            if r.get("actions")
+                .and_then(Value::as_array)
+                .is_some_and(|a| a.iter().any(Value::is_string))
+            {
+                Flavour::Occi12
+            } else {
+                Flavour::PyOcni
+            }
+        }
+    }
+}
+
+fn resource(r: &Value, model: &Model, body: &mut Body) -> Result<(), OcciError> {
+    let bad = |e: &str| OcciError::bad_request(e.to_owned());
+    let Value::Object(o) = r else {
+        return Err(bad("a resource must be an object"));
+    };
+    let kind = o
+        .get("kind")
+        .and_then(Value::as_str)
+        .and_then(TypeId::parse)
+        .ok_or_else(|| bad("a resource needs a kind (scheme#term)"))?;
+    body.categories.push(CategoryRef::to(&kind, Class::Kind));
+    if let Some(m) = o.get("mixins") {
+        for m in m.as_array().ok_or_else(|| bad("mixins must be a list"))? {
+            let id = m
+                .as_str()
+                .and_then(TypeId::parse)
+                .ok_or_else(|| bad("a mixin must be a type id (scheme#term)"))?;
+            body.categories.push(CategoryRef::to(&id, Class::Mixin));
+        }
+    }
+    for (key, attr) in [
+        ("id", "occi.core.id"),
+        ("title", "occi.core.title"),
+        ("summary", "occi.core.summary"),
+    ] {
+        match o.get(key) {
+            None | Some(Value::Null) => {}
+            Some(v @ Value::String(_)) => body.attributes.push((attr.to_owned(), v.clone())),
+            Some(_) => return Err(OcciError::bad_request(format!("{key} must be a string"))),
+        }
+    }
+    if let Some(links) = o.get("links") {
+        for l in links
+            .as_array()
+            .ok_or_else(|| bad("links must be a list"))?
+        {
+            let target = l
+                .get("target")
+                .map(|t| t.get("location").unwrap_or(t))
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            body.resource_links.push(target.to_owned());
+        }
+    }
+    read_attributes(o.get("attributes"), model, body)
+}
+
+/// Reads an attributes object, flat (GFD.226) or nested (pyOCNI): a nested
+/// key path stops where it names an attribute the model knows, so
+/// `{"cmbs":{"member":{"l3.1_socket":…}}}` is `cmbs.member.l3.1_socket`
+/// and an Object-valued attribute keeps its object.
+fn read_attributes(v: Option<&Value>, model: &Model, body: &mut Body) -> Result<(), OcciError> {
+    match v {
+        None | Some(Value::Null) => Ok(()),
+        Some(Value::Object(o)) => {
+            flatten("", o, model, &mut body.attributes);
+            Ok(())
+        }
+        Some(_) => Err(OcciError::bad_request("attributes must be an object")),
+    }
+}
+
+fn flatten(prefix: &str, o: &Map<String, Value>, model: &Model, out: &mut Vec<(String, Value)>) {
+    for (k, v) in o {
+        let name = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        match v {
+            Value::Object(inner) if !model.knows_attribute(&name) && !inner.is_empty() => {
+                flatten(&name, inner, model, out)
+            }
+            _ => out.push((name, v.clone())),
+        }
+    }
+}
+
+/// Reads one kind, mixin or action definition, in either flavour.
+fn definition(v: &Value, class: Class) -> Result<(Category, Flavour), String> {
+    let o = v.as_object().ok_or("a category must be an object")?;
+    let text = |k: &str| o.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
+    let (term, scheme) = (text("term"), text("scheme"));
+    if term.is_empty() || scheme.is_empty() {
+        return Err("a category needs a term and a scheme".into());
+    }
+    let mut flavour = if o.contains_key("related") {
+        Flavour::PyOcni
+    } else {
+        Flavour::Occi12
+    };
+    let mut attributes = Vec::new();
+    if let Some(a) = o.get("attributes") {
+        let a = a.as_object().ok_or("attributes must be an object")?;
+        descriptions("", a, &mut attributes, &mut flavour)?;
+    }
+    let ids = |k: &str| -> Vec<TypeId> {
+        o.get(k)
+            .and_then(Value::as_array)
+            .map(|l| {
+                l.iter()
+                    .filter_map(Value::as_str)
+                    .filter_map(TypeId::parse)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut rel = ids("related");
+    rel.extend(ids("depends"));
+    if let Some(p) = o
+        .get("parent")
+        .and_then(Value::as_str)
+        .and_then(TypeId::parse)
+    {
+        rel.push(p);
+    }
+    let c = Category {
+        id: TypeId::new(&scheme, &term),
+        class,
+        title: text("title"),
+        rel,
+        applies: ids("applies"),
+        location: o.get("location").and_then(Value::as_str).map(str::to_owned),
+        attributes,
+        actions: ids("actions"),
+        user_defined: true,
+    };
+    Ok((c, flavour))
+}
+
+fn descriptions(
+    prefix: &str,
+    o: &Map<String, Value>,
+    out: &mut Vec<Attribute>,
+    flavour: &mut Flavour,
+) -> Result<(), String> {
+    for (k, v) in o {
+        let name = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        let d = v
+            .as_object()
+            .ok_or_else(|| format!("attribute {name} must be described by an object"))?;
+        let is_description = ["type", "mutable", "required", "default", "pattern"]
+            .iter()
+            .any(|key| d.get(*key).is_some_and(|x| !x.is_object()))
+            || d.is_empty();
+        if !is_description {
+            *flavour = Flavour::PyOcni;
+            descriptions(&name, d, out, flavour)?;
+            continue;
+        }
+        let ty = match d.get("type").and_then(Value::as_str) {
+            None => AttrType::String,
+            Some(t) => {
+                if t.starts_with(|c: char| c.is_ascii_uppercase()) {
+                    *flavour = Flavour::PyOcni;
+                }
+                match t.to_ascii_lowercase().as_str() {
+                    "string" => AttrType::String,
+                    "number" | "integer" | "float" => AttrType::Number,
+                    "boolean" | "bool" => AttrType::Boolean,
+                    "array" | "list" => AttrType::Array,
+                    "object" | "hash" => AttrType::Object,
+                    other => return Err(format!("attribute {name}: unknown type {other:?}")),
+                }
+            }
+        };
+        let mut a = Attribute::new(&name, ty);
+        a.mutable = d.get("mutable").and_then(Value::as_bool).unwrap_or(true);
+        a.required = d.get("required").and_then(Value::as_bool).unwrap_or(false);
+        a.default = d.get("default").cloned();
+        a.description = d
+            .get("description")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned();
+        out.push(a);
+    }
+    Ok(())
+}
+
+/// Nests flat names for pyOCNI: `cmbs.member.state` → `{"cmbs":{"member":
+/// {"state":…}}}`; a segment starting with a digit stays with the one
+/// before it (`l3.1_socket`), as pyCMBS wrote its names.
+fn nest(flat: impl IntoIterator<Item = (String, Value)>) -> Value {
+    let mut root = Map::new();
+    for (name, value) in flat {
+        let mut segments: Vec<String> = Vec::new();
+        for s in name.split('.') {
+            match segments.last_mut() {
+                Some(last) if s.starts_with(|c: char| c.is_ascii_digit()) => {
+                    last.push('.');
+                    last.push_str(s);
+                }
+                _ => segments.push(s.to_owned()),
+            }
+        }
+        let Some((leaf, path)) = segments.split_last() else {
+            continue;
+        };
+        let mut at = &mut root;
+        for seg in path {
+            let slot = at
+                .entry(seg.clone())
+                .or_insert_with(|| Value::Object(Map::new()));
+            if !slot.is_object() {
+                *slot = Value::Object(Map::new());
+            }
+            at = slot.as_object_mut().expect("made an object above");
+        }
+        at.insert(leaf.clone(), value);
+    }
+    Value::Object(root)
+}
+
+/// An entity's attributes without the core ones rendered apart.
+fn own_attributes(e: &Entity) -> impl Iterator<Item = (String, Value)> + '_ {
+    e.attributes
+        .iter()
+        .filter(|(k, _)| !matches!(k.as_str(), "occi.core.title" | "occi.core.summary"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+}
+
+/// One entity: in pyOCNI's flavour the resource object (the caller wraps
+/// it), in GFD.226's the bare object.
+pub fn entity(e: &Entity, url: &str, actions: &[&Category], flavour: Flavour) -> Value {
+    let mixins: Vec<String> = e.mixins.iter().map(TypeId::to_string).collect();
+    let mut o = Map::new();
+    o.insert("kind".into(), e.kind.to_string().into());
+    o.insert("mixins".into(), mixins.into());
+    let attrs = match flavour {
+        Flavour::PyOcni => nest(own_attributes(e)),
+        Flavour::Occi12 => Value::Object(own_attributes(e).collect()),
+    };
+    o.insert("attributes".into(), attrs);
+    let actions: Vec<Value> = match flavour {
+        Flavour::PyOcni => actions
+            .iter()
+            .map(|a| {
+                json!({"title": a.title, "href": format!("{url}?action={}", a.id.term), "category": a.id.to_string()})
+            })
+            .collect(),
+        Flavour::Occi12 => actions.iter().map(|a| a.id.to_string().into()).collect(),
+    };
+    o.insert("actions".into(), actions.into());
+    o.insert("id".into(), e.id.clone().into());
+    for (key, attr) in [
+        ("title", "occi.core.title"),
+        ("summary", "occi.core.summary"),
+    ] {
+        if let Some(v) = e.attributes.get(attr) {
+            o.insert(key.into(), v.clone());
+        }
+    }
+    o.insert("location".into(), url.into());
+    o.insert("links".into(), Value::Array(Vec::new()));
+    Value::Object(o)
+}
+
+/// An attribute description.
+fn description(a: &Attribute, flavour: Flavour) -> Value {
+    let ty = a.ty.json_name();
+    let mut o = Map::new();
+    o.insert("mutable".into(), a.mutable.into());
+    o.insert("required".into(), a.required.into());
+    o.insert(
+        "type".into(),
+        match flavour {
+            Flavour::PyOcni => {
+                let mut t = ty.to_owned();
+                t[..1].make_ascii_uppercase();
+                t.into()
+            }
+            Flavour::Occi12 => ty.into(),
+        },
+    );
+    if let AttrType::Enum(values) = &a.ty {
+        let alternatives = values.join("|");
+        o.insert(
+            "pattern".into(),
+            match flavour {
+                Flavour::PyOcni => alternatives.into(),
+                Flavour::Occi12 => {
+                    json!({"type": "string", "pattern": format!("^({alternatives})$")})
+                }
+            },
+        );
+    }
+    if let Some(d) = &a.default {
+        o.insert("default".into(), d.clone());
+    }
+    if !a.description.is_empty() {
+        o.insert("description".into(), a.description.clone().into());
+    }
+    Value::Object(o)
+}
+
+/// One category as the query interface renders it.
+pub fn category(c: &Category, flavour: Flavour) -> Value {
+    let mut o = Map::new();
+    o.insert("term".into(), c.id.term.clone().into());
+    o.insert("scheme".into(), c.id.scheme.clone().into());
+    if !c.title.is_empty() {
+        o.insert("title".into(), c.title.clone().into());
+    }
+    let described = c
+        .attributes
+        .iter()
+        .map(|a| (a.name.clone(), description(a, flavour)));
+    o.insert(
+        "attributes".into(),
+        match flavour {
+            Flavour::PyOcni => nest(described),
+            Flavour::Occi12 => Value::Object(described.collect()),
+        },
+    );
+    if c.class != Class::Action {
+        let actions: Vec<String> = c.actions.iter().map(TypeId::to_string).collect();
+        o.insert("actions".into(), actions.into());
+        if let Some(l) = &c.location {
+            o.insert("location".into(), l.clone().into());
+        }
+        let rel: Vec<String> = c.rel.iter().map(TypeId::to_string).collect();
+        match (flavour, c.class) {
+            (Flavour::PyOcni, _) => {
+                o.insert("related".into(), rel.into());
+            }
+            (Flavour::Occi12, Class::Kind) => {
+                if let Some(p) = rel.into_iter().next() {
+                    o.insert("parent".into(), p.into());
+                }
+            }
+            (Flavour::Occi12, _) => {
+                o.insert("depends".into(), rel.into());
+                let applies: Vec<String> = c.applies.iter().map(TypeId::to_string).collect();
+                o.insert("applies".into(), applies.into());
+            }
+        }
+    }
+    Value::Object(o)
+}
+
+/// The query interface: `{"kinds": […], "mixins": […], "actions": […]}`.
+pub fn categories<'a>(cats: impl IntoIterator<Item = &'a Category>, flavour: Flavour) -> Value {
+    let (mut kinds, mut mixins, mut actions) = (Vec::new(), Vec::new(), Vec::new());
+    for c in cats {
+        let v = category(c, flavour);
+        match c.class {
+            Class::Kind => kinds.push(v),
+            Class::Mixin => mixins.push(v),
+            Class::Action => actions.push(v),
+        }
+    }
+    json!({"kinds": kinds, "mixins": mixins, "actions": actions})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn model() -> Model {
+        let mut m = Model::new();
+        m.add(
+            Category::kind("http://x#", "member", "m", "/m/")
+                .attribute(Attribute::new("cmbs.member.l3.1_socket", AttrType::String))
+                .attribute(Attribute::new("cmbs.member.content", AttrType::Any)),
+        );
+        m
+    }
+
+    #[test]
+    fn nested_attributes_flatten_by_the_model_and_nest_back() {
+        let m = model();
+        let body = parse(
+            br#"{"resources":[{"kind":"http://x#member","id":"a","attributes":{"cmbs":{"member":{"l3.1_socket":"s","content":{"k":1}}}}}]}"#,
+            &m,
+            false,
+        )
+        .unwrap();
+        assert_eq!(body.flavour, Some(Flavour::PyOcni));
+        assert!(body
+            .attributes
+            .contains(&("cmbs.member.l3.1_socket".into(), "s".into())));
+        assert!(body
+            .attributes
+            .contains(&("cmbs.member.content".into(), json!({"k": 1}))));
+        let nested = nest(body.attributes.iter().cloned());
+        assert_eq!(nested["cmbs"]["member"]["l3.1_socket"], "s");
+        let flat = parse(
+            br#"{"kind":"http://x#member","id":"a","attributes":{"cmbs.member.l3.1_socket":"s"}}"#,
+            &m,
+            false,
+        )
+        .unwrap();
+        assert_eq!(flat.flavour, Some(Flavour::Occi12));
+        assert_eq!(flat.resources, 1);
+    }
+
+    #[test]
+    fn shapes_are_recognised_and_bad_ones_refused() {
+        let m = model();
+        let a = parse(br#"{"action":"http://x/a#go","attributes":{}}"#, &m, false).unwrap();
+        assert_eq!(a.categories[0].term, "go");
+        assert_eq!(a.flavour, Some(Flavour::Occi12));
+        let p = parse(
+            br#"{"actions":[{"term":"go","scheme":"http://x/a#"}]}"#,
+            &m,
+            false,
+        )
+        .unwrap();
+        assert_eq!(p.flavour, Some(Flavour::PyOcni));
+        assert!(parse(b"{}", &m, false).unwrap().is_empty());
+        for bad in [&b"[1]"[..], b"{\"x\":1}", b"{nope", b"{\"resources\":3}"] {
+            assert!(parse(bad, &m, false).is_err());
+        }
+        let defs = parse(
+            br#"{"kinds":[{"term":"k","scheme":"http://x#","attributes":{"a":{"b":{"type":"String"}}},"location":"/k/"}]}"#,
+            &m,
+            true,
+        )
+        .unwrap();
+        assert_eq!(defs.flavour, Some(Flavour::PyOcni));
+        assert_eq!(defs.definitions[0].attributes[0].name, "a.b");
+    }
+}

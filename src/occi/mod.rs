@@ -1,0 +1,60 @@
+//! An OCCI server library (feature `occi`): the Open Cloud Computing
+//! Interface's core model, its renderings and its HTTP protocol, on axum
+//! and tokio.
+//!
+//! - [`Model`] and [`Category`]: kinds (with a parent and a location),
+//!   mixins and actions, with typed [`Attribute`]s (mandatory, immutable,
+//!   defaults), built in code (OCCI Core, GFD.183 §3–§4; GFD.221).
+//! - [`Entity`] and the [`EntityStore`] trait ([`MemoryEntities`] in memory).
+//! - [`Server`]: the query interface at `/-/` and
+//!   `/.well-known/org/ogf/occi/-/`, collections (kinds and mixins, with
+//!   filters by category and attribute and OCCI 1.2 paging
+//!   `?page=N&number=M`, pages counted from 1), entities (create, read, full
+//!   and partial update, delete), actions on an entity or on a collection
+//!   (one result per entity, nothing rolled back), mixin tagging and
+//!   client-defined mixins; an async handler per action and optional
+//!   [`Hooks`] per kind; an [`Authenticator`]; limits (GFD.185 §3.4–§3.6;
+//!   GFD.223).
+//! - The renderings: `text/plain` (the default when `Accept` is missing or
+//!   `*/*`), `text/occi`, `text/uri-list` (listings) and
+//!   `application/occi+json` in two flavours, pyOCNI's nested one and
+//!   OCCI 1.2's flat one (GFD.226), recognised by shape on input and
+//!   answered in the flavour of the request ([`Flavour`]).
+//!
+//! What clients rely on holds: category locations are relative, entity URLs
+//! absolute and the same bytes in `Location:`, `X-OCCI-Location:` and
+//! listings, the core kinds are listed, a PUT that echoes immutable
+//! attributes and action links unchanged is accepted, and `Server:` names
+//! `OCCI/1.1` and `OCCI/1.2`; a `User-Agent` with a newer OCCI version gets
+//! 501.
+//!
+//! Error policy: 400 unparsable body, unknown category, attribute or
+//! action, invalid value; 401 missing or bad credentials; 403 an immutable
+//! attribute changed, or a server category removed; 404 unknown path or
+//! entity; 405 method not allowed (with `Allow:`); 406 an `Accept` we cannot
+//! answer; 409 a taken id or a conflicting category; 413 body, headers,
+//! values or page over the limit; 415 a request `Content-Type` we do not
+//! read; 501 a newer OCCI version. Every error body is one line. Links
+//! between resources are not supported (a request with one is a 400).
+
+mod body;
+mod entity;
+mod error;
+mod json;
+mod media;
+mod model;
+mod render;
+mod server;
+mod text;
+
+pub use body::{Body, CategoryRef};
+pub use entity::{Entity, EntityStore, EntityStoreError, MemoryEntities};
+pub use error::OcciError;
+pub use media::{Flavour, Media};
+pub use model::{
+    AttrType, Attribute, Category, Class, Model, TypeId, CORE_SCHEME, ENTITY, LINK, RESOURCE,
+};
+pub use server::{
+    ActionCall, ActionHandler, Authenticator, BoxFuture, Hooks, Limits, RequestLog, Server,
+    ServerBuilder,
+};
