@@ -14,6 +14,8 @@ mod demo;
 mod driver;
 mod encode;
 mod exec;
+#[cfg(feature = "occi")]
+mod gateway;
 mod join;
 mod keygen;
 mod list;
@@ -139,6 +141,8 @@ enum Command {
     Members(members::Args),
     Publish(publish::Args),
     Messages(messages::Args),
+    #[cfg(feature = "occi")]
+    Gateway(gateway::Args),
     Keygen(keygen::Args),
     Decode(decode::Args),
     Encode(encode::Args),
@@ -205,6 +209,8 @@ fn main() -> ExitCode {
         Command::Members(args) => members::run(args),
         Command::Publish(args) => publish::run(args),
         Command::Messages(args) => messages::run(args),
+        #[cfg(feature = "occi")]
+        Command::Gateway(args) => gateway::run(args),
         Command::Keygen(args) => keygen::run(args),
         Command::Decode(args) => decode::run(args),
         Command::Encode(args) => encode::run(args),

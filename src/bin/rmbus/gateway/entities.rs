@@ -1,0 +1,211 @@
+//! The gateway's entities: members and messages created through it, in
+//! SQLite (the database its hosted members' stores share), committed before
+//! each answer; and, read-only, the members the bus directory knows that
+//! run elsewhere.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use rmbus::cmbs::{Entry, Layer};
+use rmbus::occi::{Category, Entity, EntityStore, EntityStoreError, TypeId};
+use rusqlite::{params, Connection, OptionalExtension};
+use serde_json::Value;
+
+use super::bus::BusHandle;
+use super::model::{member_kind_id, MEMBER_LOCATION};
+
+/// The entities of the gateway.
+pub struct GatewayEntities {
+    db: Mutex<Connection>,
+    bus: BusHandle,
+}
+
+fn failed(e: impl std::fmt::Display) -> EntityStoreError {
+    EntityStoreError::Failed(e.to_string())
+}
+
+impl GatewayEntities {
+    /// Opens (or creates) the tables in `path`.
+    pub fn open(path: &Path, bus: BusHandle) -> Result<GatewayEntities, EntityStoreError> {
+        let db = Connection::open(path).map_err(failed)?;
+        db.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(failed)?;
+        db.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = FULL;
+             CREATE TABLE IF NOT EXISTS occi_entity (
+                 location TEXT PRIMARY KEY,
+                 body TEXT NOT NULL
+             );
+             CREATE TABLE IF NOT EXISTS occi_mixin (
+                 id TEXT PRIMARY KEY,
+                 n INTEGER NOT NULL,
+                 body TEXT NOT NULL
+             );",
+        )
+        .map_err(failed)?;
+        Ok(GatewayEntities {
+            db: Mutex::new(db),
+            bus,
+        })
+    }
+
+    fn db(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.db.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The stored entities (no directory entries).
+    pub fn stored(&self) -> Result<Vec<Entity>, EntityStoreError> {
+        let db = self.db();
+        let mut q = db
+            .prepare("SELECT body FROM occi_entity ORDER BY location")
+            .map_err(failed)?;
+        let rows = q.query_map([], |r| r.get::<_, String>(0)).map_err(failed)?;
+        let mut out = Vec::new();
+        for body in rows {
+            let body = body.map_err(failed)?;
+            out.push(serde_json::from_str(&body).map_err(failed)?);
+        }
+        Ok(out)
+    }
+
+    fn remote(&self) -> Vec<Entity> {
+        self.bus.directory().iter().map(directory_entity).collect()
+    }
+}
+
+/// A member the directory knows, as a read-only entity.
+pub fn directory_entity(e: &Entry) -> Entity {
+    let d = &e.description;
+    let location = format!("{MEMBER_LOCATION}{}", d.id);
+    let mut ent = Entity::new(&d.id, &location, member_kind_id());
+    ent.read_only = true;
+    let a = &mut ent.attributes;
+    let s = |v: &str| Value::String(v.to_owned());
+    a.insert("cmbs.member.state".into(), s(d.state.as_str()));
+    for l in Layer::ALL {
+        a.insert(
+            format!("cmbs.member.{}", l.socket_attribute()),
+            s(d.socket(l)),
+        );
+    }
+    a.insert(
+        "cmbs.member.neighbors_socket".into(),
+        d.neighbors.clone().into(),
+    );
+    a.insert("cmbs.member.topics".into(), d.topics.clone().into());
+    a.insert("cmbs.member.providers".into(), d.providers.clone().into());
+    let layers: Vec<&str> = d.started.iter().map(Layer::dotted).collect();
+    a.insert("cmbs.member.layers".into(), layers.into());
+    a.insert("cmbs.member.hosted".into(), Value::Bool(false));
+    a.insert("cmbs.member.address".into(), s(&e.address.to_string()));
+    ent
+}
+
+impl EntityStore for GatewayEntities {
+    fn list(&self) -> Result<Vec<Entity>, EntityStoreError> {
+        let mut out = self.stored()?;
+        for r in self.remote() {
+            if !out.iter().any(|e| e.location == r.location) {
+                out.push(r);
+            }
+        }
+        Ok(out)
+    }
+
+    fn get(&self, location: &str) -> Result<Option<Entity>, EntityStoreError> {
+        let body: Option<String> = self
+            .db()
+            .query_row(
+                "SELECT body FROM occi_entity WHERE location = ?1",
+                params![location],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(failed)?;
+        if let Some(b) = body {
+            return serde_json::from_str(&b).map(Some).map_err(failed);
+        }
+        Ok(self.remote().into_iter().find(|e| e.location == location))
+    }
+
+    fn insert(&self, entity: &Entity) -> Result<(), EntityStoreError> {
+        // The server checked the directory before the member was started;
+        // a hosted member is in the directory itself by now (its own
+        // announce), so only the table decides here.
+        let body = serde_json::to_string(entity).map_err(failed)?;
+        let n = self
+            .db()
+            .execute(
+                "INSERT OR IGNORE INTO occi_entity (location, body) VALUES (?1, ?2)",
+                params![entity.location, body],
+            )
+            .map_err(failed)?;
+        if n == 0 {
+            return Err(EntityStoreError::Exists(entity.location.clone()));
+        }
+        Ok(())
+    }
+
+    fn replace(&self, entity: &Entity) -> Result<(), EntityStoreError> {
+        let body = serde_json::to_string(entity).map_err(failed)?;
+        let n = self
+            .db()
+            .execute(
+                "UPDATE occi_entity SET body = ?2 WHERE location = ?1",
+                params![entity.location, body],
+            )
+            .map_err(failed)?;
+        if n == 0 {
+            return Err(EntityStoreError::Missing(entity.location.clone()));
+        }
+        Ok(())
+    }
+
+    fn remove(&self, location: &str) -> Result<bool, EntityStoreError> {
+        let n = self
+            .db()
+            .execute(
+                "DELETE FROM occi_entity WHERE location = ?1",
+                params![location],
+            )
+            .map_err(failed)?;
+        Ok(n > 0)
+    }
+
+    fn user_mixins(&self) -> Result<Vec<Category>, EntityStoreError> {
+        let db = self.db();
+        let mut q = db
+            .prepare("SELECT body FROM occi_mixin ORDER BY n")
+            .map_err(failed)?;
+        let rows = q.query_map([], |r| r.get::<_, String>(0)).map_err(failed)?;
+        let mut out = Vec::new();
+        for body in rows {
+            out.push(serde_json::from_str(&body.map_err(failed)?).map_err(failed)?);
+        }
+        Ok(out)
+    }
+
+    fn put_user_mixin(&self, mixin: &Category) -> Result<(), EntityStoreError> {
+        let body = serde_json::to_string(mixin).map_err(failed)?;
+        self.db()
+            .execute(
+                "INSERT INTO occi_mixin (id, n, body)
+                 VALUES (?1, (SELECT COALESCE(MAX(n), 0) + 1 FROM occi_mixin), ?2)
+                 ON CONFLICT (id) DO UPDATE SET body = excluded.body",
+                params![mixin.id.to_string(), body],
+            )
+            .map_err(failed)?;
+        Ok(())
+    }
+
+    fn remove_user_mixin(&self, id: &TypeId) -> Result<(), EntityStoreError> {
+        self.db()
+            .execute(
+                "DELETE FROM occi_mixin WHERE id = ?1",
+                params![id.to_string()],
+            )
+            .map_err(failed)?;
+        Ok(())
+    }
+}
