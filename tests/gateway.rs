@@ -555,3 +555,136 @@ fn a_restart_after_kill_9_keeps_every_acknowledged_resource() {
     assert_ne!(l2.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&l2.stdout).contains("LAYER_STOPPED"));
 }
+
+fn member_doc(id: &str, state: &str, neighbors: &[&str]) -> Vec<u8> {
+    json!({"resources": [{"kind": "http://houssem.org/cmbs#member", "id": id,
+        "attributes": {"cmbs": {"member": {"state": state, "neighbors_socket": neighbors}}}}]})
+    .to_string()
+    .into_bytes()
+}
+
+#[test]
+fn exec_neighbors_and_member_states() {
+    let bus = bus();
+    let state = tempfile::tempdir().unwrap();
+    let g = Gateway::start(
+        &bus,
+        state.path(),
+        &["--no-auth", "--exec", "printf", "{\"sum\": 3}"],
+    );
+    let b = g.base.clone();
+    const A: &str = "aaaaaaaa-0000-4000-8000-000000000001";
+    const B: &str = "bbbbbbbb-0000-4000-8000-000000000002";
+    let b_socket = format!("mbus:{B}/l1");
+    assert_eq!(
+        post(
+            &b,
+            "/cmbs/member/",
+            &J,
+            &member_doc(A, "active", &[&b_socket, "nobody"])
+        )
+        .status,
+        201
+    );
+    assert_eq!(
+        post(&b, "/cmbs/member/", &J, &member_doc(B, "inactive", &[])).status,
+        201
+    );
+    assert_eq!(
+        post(
+            &b,
+            "/cmbs/member/",
+            &J,
+            &member_doc(OTHER, "suspended", &[])
+        )
+        .status,
+        400
+    );
+    let b_path = format!("/cmbs/member/{B}");
+    assert_eq!(
+        member_attrs(&get(&b, &b_path, &[ACCEPT_JSON]))["layers"],
+        json!([])
+    );
+
+    // check_neighbors says which neighbors_socket entries are known.
+    let until = Instant::now() + DEADLINE;
+    let known = loop {
+        let a = post(
+            &b,
+            &format!("/cmbs/member/{A}?action=check_neighbors"),
+            &J,
+            b"{}",
+        );
+        let k = member_attrs(&a)["neighbors_known"].clone();
+        if k[0]["member"] == B || Instant::now() > until {
+            break k;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert_eq!(
+        known,
+        json!([{"endpoint": b_socket, "member": B}, {"endpoint": "nobody", "member": null}])
+    );
+
+    // A partial update to active starts every layer; the --exec program answers.
+    let active = json!({"resources": [{"kind": "http://houssem.org/cmbs#member",
+        "attributes": {"cmbs": {"member": {"state": "active"}}}}]});
+    let up = post(&b, &b_path, &J, active.to_string().as_bytes());
+    assert_eq!(
+        member_attrs(&up)["layers"],
+        json!(["l1", "l2", "l3.1", "l3.2", "l4"]),
+        "{}",
+        up.body
+    );
+    let msg = json!({"resources": [{"kind": "http://houssem.org/cmbs#message", "id": "e1",
+        "mixins": ["http://houssem.org/cmbs#l1"],
+        "attributes": {"cmbs": {"message": {"cmbs_layer": "l1", "executable": "True",
+            "l1_socket_receiver_member": b_socket, "message_content": {"a": 1, "b": 2}}}}}]});
+    assert_eq!(
+        post(&b, "/cmbs/message/", &J, msg.to_string().as_bytes()).status,
+        201
+    );
+    let executed = post(&b, "/cmbs/message/e1?action=execute", &J, b"{}");
+    assert_eq!(
+        message_attrs(&executed)["result"],
+        json!({"sum": 3}),
+        "{}",
+        executed.body
+    );
+    let sent = post(&b, "/cmbs/message/e1?action=send_l1", &J, b"{}");
+    let a = message_attrs(&sent);
+    assert_eq!(
+        (a["status"].clone(), a["result"].clone()),
+        (json!("delivered"), json!({"sum": 3})),
+        "{a}"
+    );
+
+    // Suspended by an update: deliveries are refused until it is set back.
+    let suspend = json!({"resources": [{"kind": "http://houssem.org/cmbs#member",
+        "attributes": {"cmbs": {"member": {"state": "suspended"}}}}]});
+    assert_eq!(
+        member_attrs(&post(&b, &b_path, &J, suspend.to_string().as_bytes()))["state"],
+        "suspended"
+    );
+    // (A message id is delivered once: e1 again would get its first answer.)
+    let e2 = msg.to_string().replace("\"e1\"", "\"e2\"");
+    assert_eq!(post(&b, "/cmbs/message/", &J, e2.as_bytes()).status, 201);
+    let refused = message_attrs(&post(&b, "/cmbs/message/e2?action=send_l1", &J, b"{}"));
+    assert_eq!(refused["status"], "failed", "{refused}");
+    assert_eq!(refused["report"][0]["outcome"], "SUSPENDED", "{refused}");
+    let back = post(&b, &b_path, &J, active.to_string().as_bytes());
+    assert_eq!(member_attrs(&back)["state"], "active");
+    let failed = json!({"resources": [{"kind": "http://houssem.org/cmbs#member",
+        "attributes": {"cmbs": {"member": {"state": "failed"}}}}]});
+    assert_eq!(
+        post(&b, &b_path, &J, failed.to_string().as_bytes()).status,
+        400
+    );
+    // Server-managed attributes are not the client's.
+    let forged = json!({"resources": [{"kind": "http://houssem.org/cmbs#message",
+        "attributes": {"cmbs": {"message": {"status": "created"}}}}]});
+    assert_eq!(
+        post(&b, "/cmbs/message/e1", &J, forged.to_string().as_bytes()).status,
+        403
+    );
+}

@@ -38,12 +38,16 @@
 //! between resources are not supported (a request with one is a 400).
 
 mod body;
+mod collection;
 mod entity;
 mod error;
 mod json;
+mod lifecycle;
 mod media;
 mod model;
+mod query;
 mod render;
+mod request;
 mod server;
 mod text;
 

@@ -116,8 +116,11 @@ pub fn render_value(v: &Value) -> String {
 /// and actions as a full definition.
 fn parse_category(item: &str) -> Result<(CategoryRef, Category), String> {
     let mut parts = split_outside(item, ';').into_iter();
+    if item.trim_start().starts_with(';') {
+        return Err("a Category without a term".into());
+    }
     let term = unquote(parts.next().ok_or("an empty Category")?)?;
-    if term.is_empty() || term.contains(char::is_whitespace) {
+    if term.is_empty() || term.contains(char::is_whitespace) || term.contains('=') {
         return Err(format!("bad Category term {term:?}"));
     }
     let mut r = CategoryRef {

@@ -478,3 +478,38 @@ fn min(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
         (a, b) => a.or(b),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_bus_that_is_down_is_an_error_not_a_hang() {
+        let poll = mio::Poll::new().unwrap();
+        let waker = Arc::new(Waker::new(poll.registry(), mio::Token(0)).unwrap());
+        let (tx, rx) = mpsc::channel();
+        let handle = BusHandle {
+            commands: tx,
+            waker,
+            directory: Arc::new(Mutex::new(Vec::new())),
+            alive: Arc::new(AtomicBool::new(true)),
+        };
+        // The loop took the command and ended without answering.
+        let dropper = std::thread::spawn(move || drop(rx.recv()));
+        let e = handle.remove("x").await.unwrap_err();
+        assert_eq!(e, "the bus is down");
+        dropper.join().unwrap();
+        handle.alive.store(false, Ordering::Release);
+        assert_eq!(
+            handle
+                .publish(Message::new(
+                    "m",
+                    rmbus::cmbs::Layer::L2,
+                    rmbus::cmbs::Content::Json(serde_json::Value::Null)
+                ))
+                .await
+                .unwrap_err(),
+            "the bus is down"
+        );
+    }
+}

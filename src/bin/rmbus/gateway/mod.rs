@@ -205,11 +205,14 @@ pub fn run(args: Args) -> Outcome {
             entities::GatewayEntities::open(&db, bus.clone())
                 .map_err(|e| format!("{}: {e}", db.display()))?,
         );
-        for e in entities.stored().map_err(|e| e.to_string())? {
+        for mut e in entities.stored().map_err(|e| e.to_string())? {
             if e.kind == model::member_kind_id() {
                 if let Err(err) = model::restore(&bus, &e).await {
                     eprintln!("rmbus gateway: cannot bring member {} back: {err}", e.id);
                 }
+            } else if model::interrupted(&mut e) {
+                // Stopped while it was sending: its report never came.
+                entities.replace(&e).map_err(|e| e.to_string())?;
             }
         }
         let store: Arc<dyn EntityStore> = entities.clone();

@@ -164,6 +164,7 @@ pub fn install(b: ServerBuilder, cx: Context) -> ServerBuilder {
     let providers = message_attr("providers", AttrType::Array).default(json!([]));
     let topics = message_attr("topics", AttrType::Array).default(json!([]));
     let mut b = b;
+    let mut mixins = Vec::new();
     for l in Layer::ALL {
         let send = Category::action(
             MESSAGE_ACTIONS,
@@ -185,10 +186,7 @@ pub fn install(b: ServerBuilder, cx: Context) -> ServerBuilder {
             Layer::L32 => mixin.attribute(topics.clone()),
             Layer::L4 => mixin.attribute(providers.clone()).attribute(topics.clone()),
         };
-        let cx = cx.clone();
-        b = b
-            .category(mixin)
-            .action(send, move |call| send_message(cx.clone(), call, l));
+        mixins.push((mixin, send, l));
     }
     let hooks: Arc<dyn Hooks> = Arc::new(MemberHooks {
         bus: cx.bus.clone(),
@@ -198,6 +196,12 @@ pub fn install(b: ServerBuilder, cx: Context) -> ServerBuilder {
         .hooks(&member, hooks)
         .category(member)
         .category(message);
+    for (mixin, send, l) in mixins {
+        let cx = cx.clone();
+        b = b
+            .category(mixin)
+            .action(send, move |call| send_message(cx.clone(), call, l));
+    }
     for (c, act) in member_actions {
         let bus = cx.bus.clone();
         b = b.action(c, move |call| member_action(bus.clone(), call, act));
@@ -451,6 +455,21 @@ async fn send_message(cx: Context, call: ActionCall, layer: Layer) -> Result<Ent
     Ok(e)
 }
 
+/// Marks a message the gateway stopped sending (a crash, a kill) as
+/// failed; false if it was not sending.
+pub fn interrupted(e: &mut Entity) -> bool {
+    if e.text("cmbs.message.status") != Some("sending") {
+        return false;
+    }
+    e.attributes
+        .insert("cmbs.message.status".into(), "failed".into());
+    e.attributes.insert(
+        "cmbs.message.report".into(),
+        json!([{"member": null, "outcome": "INTERRUPTED", "reason": "the gateway stopped while sending it; its outcome is unknown"}]),
+    );
+    true
+}
+
 fn line_reason(l: &rmbus::cmbs::Line) -> String {
     use rmbus::cmbs::LineStatus;
     match &l.status {
@@ -484,4 +503,56 @@ async fn execute_message(cx: Context, call: ActionCall) -> Result<Entity, OcciEr
     let result = result.unwrap_or_else(|reason| json!({ "error": reason }));
     e.attributes.insert("cmbs.message.result".into(), result);
     Ok(e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_left_sending_is_failed_at_restart() {
+        let mut e = Entity::new("m", "/cmbs/message/m", TypeId::new(CMBS, "message"));
+        assert!(!interrupted(&mut e));
+        e.attributes
+            .insert("cmbs.message.status".into(), "sending".into());
+        assert!(interrupted(&mut e));
+        assert_eq!(e.text("cmbs.message.status"), Some("failed"));
+        assert_eq!(
+            e.attributes["cmbs.message.report"][0]["outcome"],
+            "INTERRUPTED"
+        );
+    }
+
+    #[test]
+    fn reports_map_to_statuses() {
+        use rmbus::cmbs::{Code, Line, LineStatus, Refusal};
+        let line = |status| Line {
+            member: "x".into(),
+            address: rmbus::wire::Address::parse("(app:cmbs)").unwrap(),
+            sent: true,
+            status,
+        };
+        let report = |lines: Vec<Line>, outcome| Report {
+            message: "m".into(),
+            layer: Layer::L2,
+            lines,
+            outcome,
+        };
+        let ok = line(LineStatus::Delivered { result: None });
+        let no = line(LineStatus::Refused(Refusal::new(
+            Code::LayerStopped,
+            "stopped",
+        )));
+        assert_eq!(
+            status_of(&report(vec![ok.clone()], Outcome::Delivered)),
+            "delivered"
+        );
+        assert_eq!(
+            status_of(&report(vec![ok, no.clone()], Outcome::Refused)),
+            "partial"
+        );
+        assert_eq!(status_of(&report(vec![no], Outcome::Refused)), "failed");
+        let r = Refusal::new(Code::NoRecipient, "none");
+        assert_eq!(status_of(&report(vec![], Outcome::Rejected(r))), "failed");
+    }
 }

@@ -1,0 +1,223 @@
+//! Collections of kinds and mixins (GFD.185 §3.4.2–§3.4.3; GFD.223 §4.4):
+//! listings with filters and paging, creation, mixin tagging, and actions
+//! on every member of a collection.
+
+use axum::http::{Method, StatusCode};
+use axum::response::Response;
+use serde_json::Value;
+
+use super::body::Body;
+use super::entity::Entity;
+use super::error::OcciError;
+use super::model::{Category, Class, Model};
+use super::render::Answer;
+use super::server::Server;
+
+impl Server {
+    /// The entities a collection holds, filtered by the request's
+    /// categories and attributes, in location order.
+    pub(super) fn members(
+        &self,
+        model: &Model,
+        c: &Category,
+        body: &Body,
+    ) -> Result<Vec<Entity>, OcciError> {
+        let mut filters = Vec::new();
+        for r in &body.categories {
+            let found = model.find(r.scheme.as_deref(), &r.term).ok_or_else(|| {
+                OcciError::bad_request(format!("unknown category {} in the filter", r.term))
+            })?;
+            filters.push(found.clone());
+        }
+        let mut out: Vec<Entity> = self
+            .store
+            .list()?
+            .into_iter()
+            .filter(|e| match c.class {
+                Class::Kind => model.is_a(&e.kind, &c.id),
+                _ => e.has_mixin(&c.id),
+            })
+            .filter(|e| {
+                filters.iter().all(|f| match f.class {
+                    Class::Kind => model.is_a(&e.kind, &f.id),
+                    Class::Mixin => e.has_mixin(&f.id),
+                    Class::Action => model
+                        .actions_of(&e.kind, &e.mixins)
+                        .iter()
+                        .any(|a| a.id == f.id),
+                })
+            })
+            .filter(|e| {
+                body.attributes.iter().all(|(k, v)| {
+                    let have = if k == "occi.core.id" {
+                        Some(Value::String(e.id.clone()))
+                    } else {
+                        e.attributes.get(k).cloned()
+                    };
+                    match have {
+                        Some(Value::Array(items)) if !v.is_array() => items.contains(v),
+                        Some(h) => h == *v || h.as_str().is_some_and(|s| Some(s) == v.as_str()),
+                        None => false,
+                    }
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| a.location.cmp(&b.location));
+        Ok(out)
+    }
+
+    pub(super) async fn collection(
+        &self,
+        model: &Model,
+        c: &Category,
+        method: &Method,
+        query: &[(String, String)],
+        body: Body,
+        answer: Answer,
+    ) -> Result<Response, OcciError> {
+        let allow = if c.class == Class::Kind {
+            "GET, HEAD, POST"
+        } else {
+            "GET, HEAD, POST, PUT, DELETE"
+        };
+        match (method.clone(), c.class) {
+            (Method::GET | Method::HEAD, _) => {
+                let mut list = self.members(model, c, &body)?;
+                let get = |k: &str| query.iter().find(|(q, _)| q == k).map(|(_, v)| v.as_str());
+                if get("page").is_some() || get("number").is_some() {
+                    let number: usize = get("number")
+                        .unwrap_or("100")
+                        .parse()
+                        .map_err(|_| OcciError::bad_request("number must be a positive integer"))?;
+                    let page: usize = get("page")
+                        .unwrap_or("1")
+                        .parse()
+                        .map_err(|_| OcciError::bad_request("page must be a positive integer"))?;
+                    if number == 0 || page == 0 {
+                        return Err(OcciError::bad_request("page and number start at 1"));
+                    }
+                    if number > self.limits.page {
+                        return Err(OcciError::new(
+                            StatusCode::PAYLOAD_TOO_LARGE,
+                            format!("number={number}: a page holds at most {}", self.limits.page),
+                        ));
+                    }
+                    list = list
+                        .into_iter()
+                        .skip((page - 1).saturating_mul(number))
+                        .take(number)
+                        .collect();
+                }
+                let rows: Vec<(Entity, String, Vec<&Category>)> = list
+                    .into_iter()
+                    .map(|e| {
+                        let url = self.url(&e.location);
+                        let actions = model.actions_of(&e.kind, &e.mixins);
+                        (e, url, actions)
+                    })
+                    .collect();
+                Ok(answer.listing(&rows))
+            }
+            (Method::POST, Class::Kind) => {
+                let e = self.create(model, c, body, None).await?;
+                let actions = model.actions_of(&e.kind, &e.mixins);
+                Ok(answer.created(&e, &self.url(&e.location), model, &actions))
+            }
+            (Method::POST | Method::PUT | Method::DELETE, Class::Mixin) => {
+                self.tag(model, c, method, body).await?;
+                Ok(answer.ok())
+            }
+            _ => Err(OcciError::method_not_allowed(
+                allow,
+                format!("{} takes {allow}", c.location.as_deref().unwrap_or("")),
+            )),
+        }
+    }
+
+    /// Mixin tagging: POST adds the mixin to the listed entities, PUT makes
+    /// them the only ones, DELETE takes it away from them (GFD.185 §3.4.3).
+    pub(super) async fn tag(
+        &self,
+        model: &Model,
+        mixin: &Category,
+        method: &Method,
+        body: Body,
+    ) -> Result<(), OcciError> {
+        let mut listed = Vec::new();
+        for l in &body.locations {
+            let path = l.strip_prefix(&self.base_url).unwrap_or(l).to_owned();
+            let e = self
+                .store
+                .get(&path)?
+                .ok_or_else(|| OcciError::bad_request(format!("no entity at {l}")))?;
+            if e.read_only {
+                return Err(OcciError::method_not_allowed(
+                    "GET, HEAD, POST",
+                    format!("{l} is read-only here"),
+                ));
+            }
+            if !mixin.applies.is_empty() && !mixin.applies.iter().any(|k| model.is_a(&e.kind, k)) {
+                return Err(OcciError::bad_request(format!(
+                    "{} does not apply to {l}",
+                    mixin.id
+                )));
+            }
+            listed.push(path);
+        }
+        let mut changes: Vec<(String, bool)> = Vec::new();
+        match *method {
+            Method::POST => changes.extend(listed.iter().map(|p| (p.clone(), true))),
+            Method::DELETE => changes.extend(listed.iter().map(|p| (p.clone(), false))),
+            _ => {
+                for e in self.store.list()? {
+                    if e.has_mixin(&mixin.id) && !listed.contains(&e.location) {
+                        changes.push((e.location.clone(), false));
+                    }
+                }
+                changes.extend(listed.iter().map(|p| (p.clone(), true)));
+            }
+        }
+        for (path, add) in changes {
+            let _g = self.lock(&path).await;
+            let Some(mut e) = self.store.get(&path)? else {
+                continue;
+            };
+            let had = e.has_mixin(&mixin.id);
+            if add && !had {
+                e.mixins.push(mixin.id.clone());
+            } else if !add && had {
+                e.mixins.retain(|m| *m != mixin.id);
+            } else {
+                continue;
+            }
+            self.store.replace(&e)?;
+        }
+        Ok(())
+    }
+
+    /// An action on every entity of a collection, one after the other; the
+    /// answer lists each entity's result (nothing is rolled back).
+    pub(super) async fn collection_action(
+        &self,
+        model: &Model,
+        c: &Category,
+        term: &str,
+        body: Body,
+        answer: Answer,
+    ) -> Result<Response, OcciError> {
+        let mut filter = body.clone();
+        filter.categories.clear();
+        filter.attributes.clear();
+        let mut results = Vec::new();
+        for e in self.members(model, c, &filter)? {
+            let url = self.url(&e.location);
+            let _g = self.lock(&e.location).await;
+            let r = match self.store.get(&e.location)? {
+                Some(e) => self.run_action(model, e, term, &body).await.map(|_| ()),
+                None => Err(OcciError::not_found("gone meanwhile")),
+            };
+            results.push((url, r));
+        }
+        Ok(answer.results(&results))
+    }
+}

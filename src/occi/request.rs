@@ -1,0 +1,352 @@
+//! Reading a request: limits, the OCCI version, credentials, the body in
+//! any rendering (and text/occi headers), then the path it names
+//! (GFD.185 §3.6; GFD.223 §5).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body as HttpBody;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::Response;
+
+use super::body::Body;
+use super::error::OcciError;
+use super::media::{self, Media};
+use super::model::Model;
+use super::render::Answer;
+use super::server::{RequestLog, Server, Target};
+use super::{json, text};
+
+/// The axum handler of every request.
+pub(super) async fn handle(State(server): State<Arc<Server>>, req: Request) -> Response {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let target = req
+        .uri()
+        .path_and_query()
+        .map_or("/".to_owned(), |p| p.to_string());
+    let accept = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    // Errors before negotiation are in the Accept'ed rendering if it is one
+    // we make, else text/plain.
+    let fallback = Answer {
+        media: media::negotiate(accept.as_deref(), true).unwrap_or(Media::Plain),
+        flavour: server.flavour,
+    };
+    let mut user = None;
+    let result = serve_request(&server, req, &accept, &mut user).await;
+    let (mut response, reason) = match result {
+        Ok(r) => (r, None),
+        Err((e, answer)) => {
+            let mut r = answer.unwrap_or(fallback).error(&e);
+            if e.status == StatusCode::UNAUTHORIZED {
+                r.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Basic realm=\"rmbus\""),
+                );
+            }
+            (r, Some(e.reason))
+        }
+    };
+    response
+        .headers_mut()
+        .insert(header::SERVER, server.server_header.clone());
+    if let Some(log) = &server.log {
+        log(&RequestLog {
+            method,
+            target,
+            status: response.status(),
+            user,
+            millis: started.elapsed().as_secs_f64() * 1000.0,
+            reason,
+        });
+    }
+    response
+}
+
+type Failed = (OcciError, Option<Answer>);
+
+/// The highest OCCI version a `User-Agent` announces (`OCCI/x.y` tokens),
+/// if any.
+fn occi_version(agent: &str) -> Option<(u32, u32)> {
+    agent
+        .split_whitespace()
+        .filter_map(|t| t.strip_prefix("OCCI/"))
+        .filter_map(|v| {
+            let (major, minor) = v.split_once('.')?;
+            let minor = minor.trim_end_matches(|c: char| !c.is_ascii_digit());
+            Some((major.parse().ok()?, minor.parse().ok()?))
+        })
+        .max()
+}
+
+async fn serve_request(
+    server: &Arc<Server>,
+    req: Request,
+    accept: &Option<String>,
+    user: &mut Option<String>,
+) -> Result<Response, Failed> {
+    let plain = |e: OcciError| (e, None);
+    let header_bytes: usize = req
+        .headers()
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum();
+    if header_bytes > server.limits.headers {
+        return Err(plain(OcciError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the headers take {header_bytes} bytes; at most {} are read",
+                server.limits.headers
+            ),
+        )));
+    }
+    if let Some(agent) = req
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+    {
+        if let Some(v) = occi_version(agent) {
+            if v > (1, 2) {
+                return Err(plain(OcciError::new(
+                    StatusCode::NOT_IMPLEMENTED,
+                    format!(
+                        "OCCI/{}.{} is not supported; this server speaks OCCI/1.1 and OCCI/1.2",
+                        v.0, v.1
+                    ),
+                )));
+            }
+        }
+    }
+    if let Some(auth) = &server.auth {
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let had = given.is_some();
+        match auth.check(given).await {
+            Some(name) => *user = Some(name),
+            None => {
+                return Err(plain(OcciError::new(
+                    StatusCode::UNAUTHORIZED,
+                    if had {
+                        "bad credentials"
+                    } else {
+                        "credentials required (HTTP Basic)"
+                    },
+                )))
+            }
+        }
+    }
+    let model = server.model();
+    let path = req.uri().path().to_owned();
+    let query: Vec<(String, String)> = req
+        .uri()
+        .query()
+        .map(|q| {
+            q.split('&')
+                .filter(|p| !p.is_empty())
+                .map(|p| {
+                    let (k, v) = p.split_once('=').unwrap_or((p, ""));
+                    (k.to_owned(), v.to_owned())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let target = server
+        .target(&model, &path)
+        .ok_or_else(|| plain(OcciError::not_found(format!("nothing at {path}"))))?;
+    let listing = match &target {
+        Target::Collection(_) => !query.iter().any(|(k, _)| k == "action"),
+        _ => false,
+    };
+    let mut answer = Answer {
+        media: media::negotiate(accept.as_deref(), listing).map_err(plain)?,
+        flavour: server.flavour,
+    };
+    let method = req.method().clone();
+    let (parts, raw) = req.into_parts();
+    let body = read_body(
+        server,
+        &model,
+        &parts.headers,
+        raw,
+        matches!(target, Target::Query),
+    )
+    .await
+    .map_err(|e| (e, Some(answer)))?;
+    if let Some(f) = body.flavour {
+        answer.flavour = f;
+    }
+    let fail = |e: OcciError| (e, Some(answer));
+    let action = query
+        .iter()
+        .find(|(k, _)| k == "action")
+        .map(|(_, v)| v.clone());
+    match target {
+        Target::Query => server
+            .query(&model, &method, body, answer)
+            .await
+            .map_err(fail),
+        Target::Collection(c) => {
+            if let Some(term) = action {
+                if method != Method::POST {
+                    return Err(fail(OcciError::method_not_allowed(
+                        "POST",
+                        "actions are triggered with POST",
+                    )));
+                }
+                server
+                    .collection_action(&model, &c, &term, body, answer)
+                    .await
+                    .map_err(fail)
+            } else {
+                server
+                    .collection(&model, &c, &method, &query, body, answer)
+                    .await
+                    .map_err(fail)
+            }
+        }
+        Target::Entity(kind, id) => {
+            let location = format!("{}{id}", kind.location.as_deref().unwrap_or("/"));
+            if let Some(term) = action {
+                if method != Method::POST {
+                    return Err(fail(OcciError::method_not_allowed(
+                        "POST",
+                        "actions are triggered with POST",
+                    )));
+                }
+                let _guard = server.lock(&location).await;
+                let e = server
+                    .store
+                    .get(&location)
+                    .map_err(|e| fail(e.into()))?
+                    .ok_or_else(|| {
+                        fail(OcciError::not_found(format!("no entity at {location}")))
+                    })?;
+                let e = server
+                    .run_action(&model, e, &term, &body)
+                    .await
+                    .map_err(fail)?;
+                let actions = model.actions_of(&e.kind, &e.mixins);
+                Ok(answer.entity(
+                    StatusCode::OK,
+                    &e,
+                    &server.url(&e.location),
+                    &model,
+                    &actions,
+                ))
+            } else {
+                server
+                    .entity(&model, &kind, &id, &location, &method, body, answer)
+                    .await
+                    .map_err(fail)
+            }
+        }
+    }
+}
+
+/// Reads the body (in the rendering its `Content-Type` names), and the
+/// text/occi headers of the request.
+async fn read_body(
+    server: &Server,
+    model: &Model,
+    headers: &HeaderMap,
+    raw: HttpBody,
+    query: bool,
+) -> Result<Body, OcciError> {
+    let too_big = || {
+        OcciError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body is over {} bytes", server.limits.body),
+        )
+    };
+    if let Some(n) = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        if n > server.limits.body {
+            return Err(too_big());
+        }
+    }
+    let bytes = axum::body::to_bytes(raw, server.limits.body)
+        .await
+        .map_err(|_| too_big())?;
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let media = content_type.map(media::request_media);
+    let has_text_headers = headers.keys().any(|k| {
+        matches!(
+            k.as_str(),
+            "category" | "x-occi-attribute" | "x-occi-location" | "link"
+        )
+    });
+    let body_empty = bytes.iter().all(u8::is_ascii_whitespace);
+    let mut body = match (media, body_empty) {
+        (Some(None), false) => {
+            return Err(OcciError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!(
+                    "cannot read a {} body; send text/plain, text/occi, text/uri-list or application/occi+json",
+                    content_type.unwrap_or("")
+                ),
+            ))
+        }
+        (None, false) => {
+            return Err(OcciError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "a body without Content-Type; send text/plain, text/occi or application/occi+json",
+            ))
+        }
+        (Some(Some(Media::Json)), false) => json::parse(&bytes, model, query)?,
+        (Some(Some(Media::Plain)), false) => {
+            let s = std::str::from_utf8(&bytes)
+                .map_err(|_| OcciError::bad_request("the body is not UTF-8"))?;
+            text::parse_plain(s, query)?
+        }
+        (Some(Some(Media::UriList)), false) => {
+            let s = std::str::from_utf8(&bytes)
+                .map_err(|_| OcciError::bad_request("the body is not UTF-8"))?;
+            text::parse_uri_list(s)
+        }
+        _ => Body::default(),
+    };
+    if has_text_headers && body.is_empty() {
+        let pairs: Vec<(&str, &str)> = headers
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?)))
+            .collect();
+        body = text::parse(pairs, query)?;
+    }
+    let n = body.attributes.len() + body.locations.len() + body.definitions.len();
+    if n > server.limits.attributes {
+        return Err(OcciError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "{n} values in one request; at most {} are taken",
+                server.limits.attributes
+            ),
+        ));
+    }
+    Ok(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_are_read_from_the_user_agent() {
+        assert_eq!(occi_version("pOCCI/1.0 OCCI/1.1"), Some((1, 1)));
+        assert_eq!(occi_version("x OCCI/9.9 y"), Some((9, 9)));
+        assert_eq!(occi_version("curl/8.0"), None);
+        assert!(occi_version("OCCI/1.3").unwrap() > (1, 2));
+    }
+}
