@@ -454,6 +454,21 @@ fn gateway_members_and_messages_meet_processes_on_the_bus() {
     let a = message_attrs(&again);
     assert_eq!(a["status"], "failed", "{a}");
 
+    // An action on the gateway's member from elsewhere shows in its entity.
+    let out = rmbus(&bus)
+        .args(["members", MEMBER, "stop_l4"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eventually(&b, &format!("/cmbs/member/{MEMBER}"), &[ACCEPT_JSON], |a| {
+        member_attrs(a)["layers"] == json!(["l1", "l2", "l3.1", "l3.2"])
+    });
+
     // Deleting a hosted member says bye: the process sees it leave.
     assert_eq!(
         request(&b, "DELETE", &format!("/cmbs/member/{MEMBER}"), &[], b"").status,

@@ -470,6 +470,8 @@ fn the_error_policy() {
         415,
         "cannot read",
     );
+    let big = "x".repeat(70_000);
+    check(get(b, "/compute/", &[("X-Padding", &big)]), 413, "headers");
     check(
         get(b, "/-/", &[("User-Agent", "client/1 OCCI/1.3")]),
         501,

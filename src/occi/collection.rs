@@ -121,7 +121,7 @@ impl Server {
             (Method::POST, Class::Kind) => {
                 let e = self.create(model, c, body, None).await?;
                 let actions = model.actions_of(&e.kind, &e.mixins);
-                Ok(answer.created(&e, &self.url(&e.location), model, &actions))
+                Ok(answer.created(&e, &self.url(&e.location), &actions))
             }
             (Method::POST | Method::PUT | Method::DELETE, Class::Mixin) => {
                 self.tag(model, c, method, body).await?;

@@ -333,7 +333,7 @@ impl Server {
             (Method::PUT, None) => {
                 let e = self.create(model, kind, body, Some(id.to_owned())).await?;
                 let actions = model.actions_of(&e.kind, &e.mixins);
-                Ok(answer.created(&e, &url, model, &actions))
+                Ok(answer.created(&e, &url, &actions))
             }
             (Method::PUT | Method::POST, Some(_)) => {
                 let _g = self.lock(location).await;

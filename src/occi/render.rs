@@ -132,7 +132,7 @@ impl Answer {
 
     /// 201 for a new entity: `Location:` and, in text, `X-OCCI-Location`
     /// (the same bytes).
-    pub fn created(self, e: &Entity, url: &str, model: &Model, actions: &[&Category]) -> Response {
+    pub fn created(self, e: &Entity, url: &str, actions: &[&Category]) -> Response {
         let location = vec![(header::LOCATION, url.to_owned())];
         match (self.media, self.flavour) {
             (Media::Json, Flavour::PyOcni) => {
@@ -143,14 +143,11 @@ impl Answer {
                 json::entity(e, url, actions, Flavour::Occi12),
                 location,
             ),
-            _ => {
-                let _ = model;
-                self.text(
-                    StatusCode::CREATED,
-                    vec![(X_OCCI_LOCATION, url.to_owned())],
-                    location,
-                )
-            }
+            _ => self.text(
+                StatusCode::CREATED,
+                vec![(X_OCCI_LOCATION, url.to_owned())],
+                location,
+            ),
         }
     }
 

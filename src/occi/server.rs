@@ -280,6 +280,27 @@ impl Server {
         format!("{}{location}", self.base_url)
     }
 
+    /// Changes the entity at `location` from outside a request (what its
+    /// owner learned elsewhere), serialised with the requests that change
+    /// it; the entity after `change`, or `None` if there is none or it is
+    /// read-only.
+    pub async fn modify(
+        &self,
+        location: &str,
+        change: impl FnOnce(&mut Entity),
+    ) -> Result<Option<Entity>, OcciError> {
+        let _guard = self.lock(location).await;
+        let Some(mut e) = self.store.get(location)? else {
+            return Ok(None);
+        };
+        if e.read_only {
+            return Ok(None);
+        }
+        change(&mut e);
+        self.store.replace(&e)?;
+        Ok(Some(e))
+    }
+
     /// An axum router that sends every request to this server.
     pub fn router(self: &Arc<Self>) -> axum::Router {
         axum::Router::new()

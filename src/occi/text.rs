@@ -58,6 +58,17 @@ fn unquote(s: &str) -> Result<String, String> {
     while let Some(c) = chars.next() {
         if c == '\\' {
             match chars.next() {
+                Some('n') => out.push('\n'),
+                Some('r') => out.push('\r'),
+                Some('t') => out.push('\t'),
+                Some('u') => {
+                    let hex: String = chars.by_ref().take(4).collect();
+                    let code = u32::from_str_radix(&hex, 16)
+                        .ok()
+                        .and_then(char::from_u32)
+                        .ok_or_else(|| format!("a bad \\u escape in {s}"))?;
+                    out.push(code);
+                }
                 Some(n) => out.push(n),
                 None => return Err(format!("a dangling escape in {s}")),
             }
@@ -71,11 +82,20 @@ fn unquote(s: &str) -> Result<String, String> {
 fn quote(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
+    // Control characters are escaped: a rendering is one line per value,
+    // and a header value cannot hold them.
     for c in s.chars() {
-        if c == '"' || c == '\\' {
-            out.push('\\');
+        match c {
+            '"' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
         }
-        out.push(c);
     }
     out.push('"');
     out
@@ -404,6 +424,10 @@ mod tests {
         for (_, v) in &got {
             assert_eq!(&parse_value(&render_value(v)).unwrap(), v);
         }
+        let lines = Value::String("one\ntwo\t\u{1}".into());
+        let rendered = render_value(&lines);
+        assert!(!rendered.chars().any(char::is_control), "{rendered}");
+        assert_eq!(parse_value(&rendered).unwrap(), lines);
     }
 
     #[test]

@@ -159,7 +159,6 @@ pub fn run(args: Args) -> Outcome {
         return Ok(());
     }
     for w in bind_check(&args.listen, args.no_auth).map_err(Failure::input)? {
-        tracing::warn!("{w}");
         eprintln!("rmbus gateway: warning: {w}");
     }
     let exec_timeout = Duration::try_from_secs_f64(args.exec_timeout)
@@ -243,17 +242,12 @@ pub fn run(args: Args) -> Outcome {
         }
         let server = model::install(builder, cx).build().map_err(|e| e.reason)?;
         // Remote actions on hosted members, recorded in their entities.
-        let records = entities.clone();
+        let records = Arc::clone(&server);
         tokio::spawn(async move {
             while let Some(d) = changed_rx.recv().await {
                 let location = format!("{}{}", model::MEMBER_LOCATION, d.id);
-                if let Ok(Some(mut e)) = records.get(&location) {
-                    if !e.read_only {
-                        model::show(&mut e, &d);
-                        if let Err(err) = records.replace(&e) {
-                            eprintln!("rmbus gateway: cannot record member {}: {err}", d.id);
-                        }
-                    }
+                if let Err(err) = records.modify(&location, |e| model::show(e, &d)).await {
+                    eprintln!("rmbus gateway: cannot record member {}: {err}", d.id);
                 }
             }
         });
