@@ -489,3 +489,82 @@ fn the_error_policy() {
     // Nothing half-written: the refused creates left one entity.
     assert_eq!(get(b, "/compute/", &[]).body.lines().count(), 1);
 }
+
+fn md5_b64(body: &str) -> String {
+    use base64::Engine;
+    use md5::{Digest, Md5};
+    base64::engine::general_purpose::STANDARD.encode(Md5::digest(body.as_bytes()))
+}
+
+#[test]
+fn head_etags_and_304_on_every_kind_of_resource() {
+    let s = serve();
+    let b = &s.base;
+    let body = compute_plain("X-OCCI-Attribute: occi.core.id=\"e\"");
+    assert_eq!(post(b, "/compute/", &[PLAIN], body.as_bytes()).status, 201);
+    let tag = "Category: t; scheme=\"http://me.example/tags#\"; class=\"mixin\"; location=\"/t/\"";
+    assert_eq!(post(b, "/-/", &[PLAIN], tag.as_bytes()).status, 200);
+    assert_eq!(
+        post(
+            b,
+            "/t/",
+            &[PLAIN],
+            format!("X-OCCI-Location: {b}/compute/e").as_bytes()
+        )
+        .status,
+        200
+    );
+    for path in ["/compute/e", "/compute/", "/t/", "/resource/", "/-/"] {
+        for accept in ["text/plain", "text/occi", "application/occi+json"] {
+            let h = [("Accept", accept)];
+            let full = get(b, path, &h);
+            let head = request(b, "HEAD", path, &h, b"");
+            assert_eq!(head.status, 200, "{path}");
+            assert!(head.body.is_empty());
+            assert_eq!(
+                head.header("content-md5"),
+                Some(md5_b64(&full.body).as_str()),
+                "{path} {accept}"
+            );
+            let etag = head.header("etag").unwrap().to_owned();
+            assert_eq!(full.header("etag"), Some(etag.as_str()));
+            let same = get(b, path, &[("Accept", accept), ("If-None-Match", &etag)]);
+            assert_eq!(same.status, 304, "{path} {accept}");
+            assert!(same.body.is_empty());
+            assert_eq!(
+                get(
+                    b,
+                    path,
+                    &[("Accept", accept), ("If-None-Match", "\"other\"")]
+                )
+                .status,
+                200
+            );
+        }
+    }
+    // A change to an entity changes its collections' tags, not their listing.
+    let before = get(b, "/compute/", &[]);
+    let entity_before = get(b, "/compute/e", &[]).header("etag").unwrap().to_owned();
+    let change = request(
+        b,
+        "POST",
+        "/compute/e",
+        &[PLAIN],
+        b"X-OCCI-Attribute: occi.compute.cores=8",
+    );
+    assert_eq!(change.status, 200);
+    let after = get(b, "/compute/", &[]);
+    assert_eq!(before.body, after.body);
+    assert_ne!(before.header("etag"), after.header("etag"));
+    assert_ne!(get(b, "/t/", &[]).header("etag"), None);
+    assert_ne!(
+        get(b, "/compute/e", &[]).header("etag").unwrap(),
+        entity_before
+    );
+    let stale = get(
+        b,
+        "/compute/",
+        &[("If-None-Match", before.header("etag").unwrap())],
+    );
+    assert_eq!(stale.status, 200);
+}

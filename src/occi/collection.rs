@@ -116,7 +116,14 @@ impl Server {
                         (e, url, actions)
                     })
                     .collect();
-                Ok(answer.listing(&rows))
+                let stored: Vec<Vec<u8>> = rows
+                    .iter()
+                    .map(|(e, _, _)| serde_json::to_vec(e).unwrap_or_default())
+                    .collect();
+                let mut r = answer.listing(&rows);
+                r.extensions_mut()
+                    .insert(super::tags::Covers::of(stored.iter().map(Vec::as_slice)));
+                Ok(r)
             }
             (Method::POST, Class::Kind) => {
                 let e = self.create(model, c, body, None).await?;

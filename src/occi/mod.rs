@@ -28,6 +28,10 @@
 //! `OCCI/1.1` and `OCCI/1.2`; a `User-Agent` with a newer OCCI version gets
 //! 501.
 //!
+//! Every successful `GET` and `HEAD` carries `Content-MD5` (base64 MD5 of
+//! the body) and an `ETag`; a `GET` with a matching `If-None-Match` gets
+//! 304. A collection's tag changes whenever one of its entities does.
+//!
 //! Error policy: 400 unparsable body, unknown category, attribute or
 //! action, invalid value; 401 missing or bad credentials; 403 an immutable
 //! attribute changed, or a server category removed; 404 unknown path or
@@ -49,6 +53,7 @@ mod query;
 mod render;
 mod request;
 mod server;
+mod tags;
 mod text;
 
 pub use body::{Body, CategoryRef};

@@ -37,9 +37,10 @@ pub(super) async fn handle(State(server): State<Arc<Server>>, req: Request) -> R
         media: media::negotiate(accept.as_deref(), true).unwrap_or(Media::Plain),
         flavour: server.flavour,
     };
+    let if_none_match = req.headers().clone();
     let mut user = None;
     let result = serve_request(&server, req, &accept, &mut user).await;
-    let (mut response, reason) = match result {
+    let (response, reason) = match result {
         Ok(r) => (r, None),
         Err((e, answer)) => {
             let mut r = answer.unwrap_or(fallback).error(&e);
@@ -52,6 +53,7 @@ pub(super) async fn handle(State(server): State<Arc<Server>>, req: Request) -> R
             (r, Some(e.reason))
         }
     };
+    let mut response = super::tags::tag(&method, &if_none_match, response).await;
     response
         .headers_mut()
         .insert(header::SERVER, server.server_header.clone());
