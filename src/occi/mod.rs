@@ -47,6 +47,7 @@ mod entity;
 mod error;
 mod json;
 mod lifecycle;
+mod listen;
 mod media;
 mod model;
 mod query;
@@ -59,6 +60,7 @@ mod text;
 pub use body::{Body, CategoryRef};
 pub use entity::{Entity, EntityStore, EntityStoreError, MemoryEntities};
 pub use error::OcciError;
+pub use listen::{serve, tls_config, Listening};
 pub use media::{Flavour, Media};
 pub use model::{
     AttrType, Attribute, Category, Class, Model, TypeId, CORE_SCHEME, ENTITY, LINK, RESOURCE,

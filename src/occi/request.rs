@@ -124,27 +124,7 @@ async fn serve_request(
             }
         }
     }
-    if let Some(auth) = &server.auth {
-        let given = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let had = given.is_some();
-        match auth.check(given).await {
-            Some(name) => *user = Some(name),
-            None => {
-                return Err(plain(OcciError::new(
-                    StatusCode::UNAUTHORIZED,
-                    if had {
-                        "bad credentials"
-                    } else {
-                        "credentials required (HTTP Basic)"
-                    },
-                )))
-            }
-        }
-    }
+    *user = server.authenticate(req.headers()).await.map_err(plain)?;
     let model = server.model();
     let path = req.uri().path().to_owned();
     let query: Vec<(String, String)> = req
@@ -277,8 +257,18 @@ async fn read_body(
             return Err(too_big());
         }
     }
-    let bytes = axum::body::to_bytes(raw, server.limits.body)
+    let wait = server.limits.body_timeout;
+    let bytes = tokio::time::timeout(wait, axum::body::to_bytes(raw, server.limits.body))
         .await
+        .map_err(|_| {
+            OcciError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the body took longer than {} s to arrive",
+                    wait.as_secs_f64()
+                ),
+            )
+        })?
         .map_err(|_| too_big())?;
     let content_type = headers
         .get(header::CONTENT_TYPE)

@@ -91,6 +91,8 @@ pub struct Limits {
     pub attributes: usize,
     /// The largest page (`number`, 413 beyond).
     pub page: usize,
+    /// How long a request body may take to arrive (408 beyond).
+    pub body_timeout: std::time::Duration,
 }
 
 impl Default for Limits {
@@ -100,6 +102,7 @@ impl Default for Limits {
             headers: 64 << 10,
             attributes: 256,
             page: 1000,
+            body_timeout: std::time::Duration::from_secs(30),
         }
     }
 }
@@ -280,6 +283,33 @@ impl Server {
         format!("{}{location}", self.base_url)
     }
 
+    /// Checks a request's credentials with the server's [`Authenticator`]:
+    /// the user (`None` without one), or the 401 to answer.
+    pub async fn authenticate(
+        &self,
+        headers: &axum::http::HeaderMap,
+    ) -> Result<Option<String>, OcciError> {
+        let Some(auth) = &self.auth else {
+            return Ok(None);
+        };
+        let given = headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let had = given.is_some();
+        match auth.check(given).await {
+            Some(name) => Ok(Some(name)),
+            None => Err(OcciError::new(
+                StatusCode::UNAUTHORIZED,
+                if had {
+                    "bad credentials"
+                } else {
+                    "credentials required (HTTP Basic)"
+                },
+            )),
+        }
+    }
+
     /// Changes the entity at `location` from outside a request (what its
     /// owner learned elsewhere), serialised with the requests that change
     /// it; the entity after `change`, or `None` if there is none or it is
@@ -308,15 +338,22 @@ impl Server {
             .with_state(Arc::clone(self))
     }
 
-    /// Serves on `listener` until `shutdown` completes.
+    /// Serves on `listener` until `shutdown` completes, with the default
+    /// [`super::Listening`] (no TLS); connection trouble goes to `tracing`.
     pub async fn serve(
         self: &Arc<Self>,
         listener: tokio::net::TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        axum::serve(listener, self.router())
-            .with_graceful_shutdown(shutdown)
-            .await
+        let log: Arc<dyn Fn(String) + Send + Sync> = Arc::new(|m| tracing::warn!("{m}"));
+        super::listen::serve(
+            listener,
+            self.router(),
+            super::Listening::default(),
+            shutdown,
+            log,
+        )
+        .await
     }
 
     pub(super) async fn lock(&self, location: &str) -> tokio::sync::OwnedMutexGuard<()> {

@@ -68,6 +68,43 @@ struct Line<T: Serialize> {
     ucl_hazards: Vec<String>,
 }
 
+/// One datagram as `rmbus monitor --json` prints it (also the gateway's
+/// `raw` monitor events): the record, and the message if it opened.
+pub fn datagram_json(
+    at: SystemTime,
+    from: SocketAddr,
+    bytes: &[u8],
+    keys: &Keys,
+) -> (String, Option<Message>) {
+    match open(bytes, keys) {
+        Ok(msg) => (accepted_json(at, from, &msg, bytes.len()), Some(msg)),
+        Err(rejection) => (rejected_json(at, from, &rejection), None),
+    }
+}
+
+fn accepted_json(at: SystemTime, from: SocketAddr, msg: &Message, len: usize) -> String {
+    let hazards: Vec<String> = msg
+        .ucl_hazards(len)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    to_line(&Line {
+        time: clock::rfc3339(at),
+        from,
+        record: Accepted::new(msg),
+        ucl_hazards: hazards,
+    })
+}
+
+fn rejected_json(at: SystemTime, from: SocketAddr, rejection: &Rejection) -> String {
+    to_line(&Line {
+        time: clock::rfc3339(at),
+        from,
+        record: Rejected::new(rejection),
+        ucl_hazards: vec![],
+    })
+}
+
 struct Printer {
     keys: Keys,
     json: bool,
@@ -120,20 +157,14 @@ impl Printer {
         msg: &Message,
         len: usize,
     ) -> io::Result<()> {
+        if self.json {
+            return writeln!(self.out, "{}", accepted_json(at, from, msg, len));
+        }
         let hazards: Vec<String> = msg
             .ucl_hazards(len)
             .iter()
             .map(ToString::to_string)
             .collect();
-        if self.json {
-            let line = Line {
-                time: clock::rfc3339(at),
-                from,
-                record: Accepted::new(msg),
-                ucl_hazards: hazards,
-            };
-            return writeln!(self.out, "{}", to_line(&line));
-        }
         let (on, off) = if self.colour {
             ("\x1b[32m", "\x1b[0m")
         } else {
@@ -163,13 +194,7 @@ impl Printer {
         rejection: &Rejection,
     ) -> io::Result<()> {
         if self.json {
-            let line = Line {
-                time: clock::rfc3339(at),
-                from,
-                record: Rejected::new(rejection),
-                ucl_hazards: vec![],
-            };
-            return writeln!(self.out, "{}", to_line(&line));
+            return writeln!(self.out, "{}", rejected_json(at, from, rejection));
         }
         let (on, off) = if self.colour {
             ("\x1b[31m", "\x1b[0m")

@@ -31,6 +31,8 @@ use crate::driver::{Driver, Ended, Flow};
 use crate::participant::{Participant, Role};
 use crate::{exec, Failure};
 
+use super::monitor;
+
 /// How long a forwarded action may take.
 const ACTION_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -119,6 +121,8 @@ pub struct Settings {
     pub exec: Vec<String>,
     /// How long an execution may take.
     pub exec_timeout: Duration,
+    /// Where member changes go, for the monitors.
+    pub hub: Arc<super::monitor::Hub>,
 }
 
 /// Joins the bus and starts the thread. `ended` runs when the loop stops
@@ -167,6 +171,9 @@ struct Loop {
     /// out of the snapshot, so that a deleted member does not reappear
     /// as one running elsewhere.
     gone: HashSet<String>,
+    /// The last description of each member in the directory, to tell
+    /// the monitors what changed.
+    known: HashMap<String, Description>,
 }
 
 fn run(
@@ -202,6 +209,7 @@ fn run(
         changed,
         directory_changed: true,
         gone: HashSet::new(),
+        known: HashMap::new(),
     });
     let ended = driver.run(
         None,
@@ -417,8 +425,39 @@ impl Loop {
                         let _ = reply.send(r);
                     }
                 }
-                Event::Joined(_) | Event::Changed(_) | Event::Left { .. } => {
-                    self.directory_changed = true
+                Event::Joined(entry) => {
+                    self.directory_changed = true;
+                    let address = entry.address.to_string();
+                    self.settings.hub.publish(monitor::member_note(
+                        "joined",
+                        &entry.description,
+                        Some(&address),
+                        serde_json::json!({}),
+                    ));
+                    self.known
+                        .insert(entry.description.id.clone(), entry.description);
+                }
+                Event::Changed(entry) => {
+                    self.directory_changed = true;
+                    let address = entry.address.to_string();
+                    let d = entry.description;
+                    if let Some(old) = self.known.get(&d.id) {
+                        for n in monitor::member_changes(old, &d, Some(&address)) {
+                            self.settings.hub.publish(n);
+                        }
+                    }
+                    self.known.insert(d.id.clone(), d);
+                }
+                Event::Left { entry, reason } => {
+                    self.directory_changed = true;
+                    self.known.remove(&entry.description.id);
+                    let reason = format!("{reason:?}").to_lowercase();
+                    self.settings.hub.publish(monitor::member_note(
+                        "left",
+                        &entry.description,
+                        Some(&entry.address.to_string()),
+                        serde_json::json!({ "reason": reason }),
+                    ));
                 }
                 _ => {}
             }

@@ -8,6 +8,7 @@ mod auth;
 mod bus;
 mod entities;
 mod model;
+mod monitor;
 
 use std::collections::HashMap;
 use std::io::BufRead;
@@ -17,7 +18,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rmbus::occi::{EntityStore, Flavour, Server};
+use rmbus::occi::{tls_config, EntityStore, Flavour, Limits, Listening, Server};
 
 use crate::bus_args::BusPlace;
 use crate::{Failure, Outcome};
@@ -66,6 +67,39 @@ pub struct Args {
     /// How long an execution may take, in seconds.
     #[arg(long, value_name = "SECS", default_value_t = 5.0)]
     exec_timeout: f64,
+    /// The TLS certificate chain (PEM); with --tls-key, HTTPS with HTTP/2.
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The TLS private key (PEM).
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// The largest request body, in bytes (413 beyond).
+    #[arg(long, value_name = "BYTES", default_value_t = 1 << 20)]
+    max_body: usize,
+    /// The most header bytes in one request (413 beyond).
+    #[arg(long, value_name = "BYTES", default_value_t = 64 << 10)]
+    max_header_bytes: usize,
+    /// The most attribute values in one request (413 beyond).
+    #[arg(long, value_name = "N", default_value_t = 256)]
+    max_attributes: usize,
+    /// Connections served at once (one more is answered 503).
+    #[arg(long, value_name = "N", default_value_t = 512)]
+    max_connections: usize,
+    /// Seconds a request's headers may take (slow clients are cut off).
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    header_timeout: f64,
+    /// Seconds a request body may take (408 beyond).
+    #[arg(long, value_name = "SECS", default_value_t = 30.0)]
+    body_timeout: f64,
+    /// Seconds a monitor client may read nothing while we have events for it.
+    #[arg(long, value_name = "SECS", default_value_t = 30.0)]
+    ws_idle: f64,
+    /// The largest WebSocket message a client may send, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = 64 << 10)]
+    ws_max_message: usize,
+    /// Events queued per monitor connection before it misses some.
+    #[arg(long, value_name = "N", default_value_t = 1024)]
+    ws_queue: usize,
     /// Run PROGRAM [ARG…] for executable messages (must come last).
     #[arg(long, value_name = "PROGRAM", num_args = 1.., allow_hyphen_values = true, trailing_var_arg = true)]
     exec: Vec<String>,
@@ -73,7 +107,7 @@ pub struct Args {
 
 /// What binding to `listen` means: an error for `--no-auth` beyond
 /// loopback, and the warnings to log.
-pub fn bind_check(listen: &SocketAddr, no_auth: bool) -> Result<Vec<String>, String> {
+pub fn bind_check(listen: &SocketAddr, no_auth: bool, tls: bool) -> Result<Vec<String>, String> {
     let loopback = listen.ip().is_loopback();
     if no_auth && !loopback {
         return Err(format!(
@@ -87,7 +121,7 @@ pub fn bind_check(listen: &SocketAddr, no_auth: bool) -> Result<Vec<String>, Str
             "authentication is off (--no-auth): anyone on this host can use the gateway".to_owned(),
         );
     }
-    if !loopback {
+    if !loopback && !tls {
         warnings.push(format!(
             "serving plain HTTP on {}: credentials travel unencrypted",
             listen.ip()
@@ -158,11 +192,36 @@ pub fn run(args: Args) -> Outcome {
         );
         return Ok(());
     }
-    for w in bind_check(&args.listen, args.no_auth).map_err(Failure::input)? {
+    for w in
+        bind_check(&args.listen, args.no_auth, args.tls_cert.is_some()).map_err(Failure::input)?
+    {
         eprintln!("rmbus gateway: warning: {w}");
     }
-    let exec_timeout = Duration::try_from_secs_f64(args.exec_timeout)
-        .map_err(|e| Failure::input(format!("--exec-timeout: {e}")))?;
+    let secs = |flag: &str, v: f64| {
+        Duration::try_from_secs_f64(v).map_err(|e| Failure::input(format!("--{flag}: {e}")))
+    };
+    let exec_timeout = secs("exec-timeout", args.exec_timeout)?;
+    let limits = Limits {
+        body: args.max_body,
+        headers: args.max_header_bytes,
+        attributes: args.max_attributes,
+        body_timeout: secs("body-timeout", args.body_timeout)?,
+        ..Limits::default()
+    };
+    let listening = Listening {
+        tls: match (&args.tls_cert, &args.tls_key) {
+            (Some(c), Some(k)) => Some(tls_config(c, k).map_err(Failure::input)?),
+            _ => None,
+        },
+        max_connections: args.max_connections.max(1),
+        header_timeout: secs("header-timeout", args.header_timeout)?,
+        ..Listening::default()
+    };
+    let ws_idle = secs("ws-idle", args.ws_idle)?;
+    let hub = monitor::Hub::new(args.ws_queue);
+    let config = args.bus.config()?;
+    monitor::watch_raw(&config, Arc::clone(&hub))
+        .map_err(|e| Failure::input(format!("cannot watch the bus: {e}")))?;
     let state = match &args.state {
         Some(d) => d.clone(),
         None => default_state()
@@ -189,6 +248,7 @@ pub fn run(args: Args) -> Outcome {
         db: db.clone(),
         exec: args.exec.clone(),
         exec_timeout,
+        hub: Arc::clone(&hub),
     };
     let bus = bus::start(&args.bus, settings, changed_tx, move |r| {
         if let Some(tx) = stop_tx.lock().unwrap_or_else(|p| p.into_inner()).take() {
@@ -219,9 +279,16 @@ pub fn run(args: Args) -> Outcome {
             bus: bus.clone(),
             exec: Arc::new(args.exec.clone()),
             exec_timeout,
+            hub: Arc::clone(&hub),
         };
-        let mut builder = Server::builder(&format!("http://{addr}"), store)
+        let scheme = if listening.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let mut builder = Server::builder(&format!("{scheme}://{addr}"), Arc::clone(&store))
             .flavour(flavour)
+            .limits(limits)
             .log(|r| {
                 eprintln!(
                     "rmbus gateway: {} {} {} {:.1} ms{}{}",
@@ -251,19 +318,77 @@ pub fn run(args: Args) -> Outcome {
                 }
             }
         });
-        eprintln!("rmbus gateway: listening on http://{addr}");
+        let session = monitor::Session {
+            hub,
+            state: Arc::new(move |kind, filter: &monitor::Filter| {
+                model::state_of(&*store, kind, &|n| filter.keeps(n))
+            }),
+            idle: ws_idle,
+            user: None,
+            peer: None,
+        };
+        let router =
+            server.router().route(
+                "/monitor",
+                axum::routing::get({
+                    let server = Arc::clone(&server);
+                    let max = args.ws_max_message;
+                    move |ws: axum::extract::ws::WebSocketUpgrade,
+                          headers: axum::http::HeaderMap| async move {
+                        monitor_upgrade(&server, session, ws, &headers, max).await
+                    }
+                }),
+            );
+        eprintln!("rmbus gateway: listening on {scheme}://{addr}");
         let (done_tx, done_rx) = tokio::sync::oneshot::channel();
         let stopped = async move {
             let r = stop_rx.await.unwrap_or(Ok(()));
             let _ = done_tx.send(r);
         };
-        server
-            .serve(listener, stopped)
+        let log: Arc<dyn Fn(String) + Send + Sync> = Arc::new(|m| eprintln!("rmbus gateway: {m}"));
+        rmbus::occi::serve(listener, router, listening, stopped, log)
             .await
             .map_err(|e| e.to_string())?;
         done_rx.await.unwrap_or(Ok(()))
     });
     ended.map_err(Failure::input)
+}
+
+/// `GET /monitor`: checks the credentials like any request, then upgrades.
+async fn monitor_upgrade(
+    server: &Server,
+    mut session: monitor::Session,
+    ws: axum::extract::ws::WebSocketUpgrade,
+    headers: &axum::http::HeaderMap,
+    max_message: usize,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match server.authenticate(headers).await {
+        Ok(user) => {
+            eprintln!(
+                "rmbus gateway: GET /monitor 101{}",
+                user.as_deref()
+                    .map_or(String::new(), |u| format!(" user={u}"))
+            );
+            session.user = user;
+            ws.max_message_size(max_message)
+                .max_frame_size(max_message)
+                .on_upgrade(move |socket| monitor::run(socket, session))
+        }
+        Err(e) => {
+            eprintln!(
+                "rmbus gateway: GET /monitor {} ({})",
+                e.status.as_u16(),
+                e.reason
+            );
+            let mut r = (e.status, format!("{}\n", e.reason)).into_response();
+            r.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Basic realm=\"rmbus\""),
+            );
+            r
+        }
+    }
 }
 
 #[cfg(test)]
@@ -276,12 +401,18 @@ mod tests {
         let lo6: SocketAddr = "[::1]:8090".parse().unwrap();
         let any: SocketAddr = "0.0.0.0:8090".parse().unwrap();
         let lan: SocketAddr = "192.168.1.5:8090".parse().unwrap();
-        assert!(bind_check(&lo, false).unwrap().is_empty());
-        assert_eq!(bind_check(&lo, true).unwrap().len(), 1);
-        assert_eq!(bind_check(&lo6, true).unwrap().len(), 1);
-        assert!(bind_check(&any, true).unwrap_err().contains("loopback"));
-        assert!(bind_check(&lan, true).is_err());
-        let w = bind_check(&lan, false).unwrap();
+        assert!(bind_check(&lo, false, false).unwrap().is_empty());
+        assert_eq!(bind_check(&lo, true, false).unwrap().len(), 1);
+        assert_eq!(bind_check(&lo6, true, false).unwrap().len(), 1);
+        assert!(bind_check(&any, true, false)
+            .unwrap_err()
+            .contains("loopback"));
+        assert!(
+            bind_check(&lan, true, true).is_err(),
+            "TLS does not make --no-auth safe"
+        );
+        let w = bind_check(&lan, false, false).unwrap();
         assert!(w[0].contains("plain HTTP"), "{w:?}");
+        assert!(bind_check(&lan, false, true).unwrap().is_empty());
     }
 }

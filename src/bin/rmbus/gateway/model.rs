@@ -16,6 +16,7 @@ use rmbus::occi::{
 use serde_json::{json, Value};
 
 use super::bus::BusHandle;
+use super::monitor::{member_note, Hub, Kind, Note};
 
 /// The CMBS kinds' and mixins' scheme.
 pub const CMBS: &str = "http://houssem.org/cmbs#";
@@ -50,6 +51,8 @@ pub struct Context {
     pub exec: Arc<Vec<String>>,
     /// How long an execution may take.
     pub exec_timeout: Duration,
+    /// Where message changes go, for the monitors.
+    pub hub: Arc<Hub>,
 }
 
 /// Adds the CMBS categories, hooks and handlers to `b`.
@@ -191,9 +194,13 @@ pub fn install(b: ServerBuilder, cx: Context) -> ServerBuilder {
     let hooks: Arc<dyn Hooks> = Arc::new(MemberHooks {
         bus: cx.bus.clone(),
     });
+    let message_hooks: Arc<dyn Hooks> = Arc::new(MessageHooks {
+        hub: Arc::clone(&cx.hub),
+    });
     b = b
         .providers(&[&member, &message])
         .hooks(&member, hooks)
+        .hooks(&message, message_hooks)
         .category(member)
         .category(message);
     for (mixin, send, l) in mixins {
@@ -349,6 +356,67 @@ impl Hooks for MemberHooks {
     }
 }
 
+/// A note about message entity `e`, with `extra` merged into its data.
+pub fn message_note(event: &'static str, e: &Entity, extra: Value) -> Note {
+    let layer = e.text("cmbs.message.cmbs_layer").and_then(Layer::parse);
+    let topics = e.strings("cmbs.message.topics");
+    let mut data = json!({
+        "message": e.id,
+        "layer": layer.map(|l| l.as_str()),
+        "topics": topics,
+        "status": e.text("cmbs.message.status"),
+    });
+    if let (Value::Object(o), Value::Object(x)) = (&mut data, extra) {
+        o.extend(x);
+    }
+    let mut n = Note::new(Kind::Messages, event, data);
+    n.layers = layer.into_iter().collect();
+    n.topics = topics;
+    n
+}
+
+/// The current state a new monitor of `kind` is answered with.
+pub fn state_of(
+    store: &dyn rmbus::occi::EntityStore,
+    kind: Kind,
+    keep: &dyn Fn(&Note) -> bool,
+) -> Vec<Value> {
+    let Ok(all) = store.list() else {
+        return Vec::new();
+    };
+    all.iter()
+        .filter_map(|e| match kind {
+            Kind::Members if e.kind == member_kind_id() => {
+                let d = description_of(e).ok()?;
+                let hosted = e.flag("cmbs.member.hosted");
+                Some(member_note(
+                    "member",
+                    &d,
+                    e.text("cmbs.member.address"),
+                    json!({"hosted": hosted}),
+                ))
+            }
+            Kind::Messages if e.kind == TypeId::new(CMBS, "message") => {
+                Some(message_note("message", e, json!({})))
+            }
+            _ => None,
+        })
+        .filter(|n| keep(n))
+        .map(|n| n.data)
+        .collect()
+}
+
+struct MessageHooks {
+    hub: Arc<Hub>,
+}
+
+impl Hooks for MessageHooks {
+    fn create(&self, e: Entity) -> BoxFuture<Result<Entity, OcciError>> {
+        self.hub.publish(message_note("created", &e, json!({})));
+        Box::pin(async move { Ok(e) })
+    }
+}
+
 async fn member_action(
     bus: BusHandle,
     call: ActionCall,
@@ -444,8 +512,33 @@ async fn send_message(cx: Context, call: ActionCall, layer: Layer) -> Result<Ent
     if let Outcome::Rejected(r) = &report.outcome {
         lines.push(json!({"member": null, "outcome": r.code.as_str(), "reason": r.reason}));
     }
+    for l in &report.lines {
+        let note = match &l.status {
+            rmbus::cmbs::LineStatus::Delivered { result } => message_note(
+                "delivered",
+                &e,
+                json!({"member": l.member, "result": result}),
+            ),
+            rmbus::cmbs::LineStatus::Refused(r) => message_note(
+                "refused",
+                &e,
+                json!({"member": l.member, "outcome": r.code.as_str(), "reason": r.reason}),
+            ),
+            rmbus::cmbs::LineStatus::Pending => continue,
+        };
+        let mut note = note;
+        note.member = Some(l.member.clone());
+        cx.hub.publish(note);
+    }
     e.attributes
         .insert("cmbs.message.status".into(), status_of(&report).into());
+    if status_of(&report) == "failed" {
+        cx.hub.publish(message_note(
+            "failed",
+            &e,
+            json!({"outcome": report.outcome.code(), "report": lines.clone()}),
+        ));
+    }
     e.attributes
         .insert("cmbs.message.report".into(), lines.into());
     if let Some(result) = report.result() {
@@ -501,6 +594,8 @@ async fn execute_message(cx: Context, call: ActionCall) -> Result<Entity, OcciEr
             .map_err(|err| OcciError::new(StatusCode::INTERNAL_SERVER_ERROR, err.to_string()))?
     };
     let result = result.unwrap_or_else(|reason| json!({ "error": reason }));
+    cx.hub
+        .publish(message_note("executed", &e, json!({ "result": result })));
     e.attributes.insert("cmbs.message.result".into(), result);
     Ok(e)
 }
