@@ -75,34 +75,47 @@ pub fn datagram_json(
     from: SocketAddr,
     bytes: &[u8],
     keys: &Keys,
-) -> (String, Option<Message>) {
+) -> (serde_json::Value, Option<Message>) {
     match open(bytes, keys) {
-        Ok(msg) => (accepted_json(at, from, &msg, bytes.len()), Some(msg)),
-        Err(rejection) => (rejected_json(at, from, &rejection), None),
+        Ok(msg) => (
+            value(&accepted_line(at, from, &msg, bytes.len())),
+            Some(msg),
+        ),
+        Err(rejection) => (value(&rejected_line(at, from, &rejection)), None),
     }
 }
 
-fn accepted_json(at: SystemTime, from: SocketAddr, msg: &Message, len: usize) -> String {
+/// A line as a JSON value (serializing these records cannot fail).
+fn value<T: Serialize>(line: &Line<T>) -> serde_json::Value {
+    serde_json::to_value(line).unwrap_or_else(|e| serde_json::json!({ "error": e.to_string() }))
+}
+
+fn accepted_line<'a>(
+    at: SystemTime,
+    from: SocketAddr,
+    msg: &'a Message,
+    len: usize,
+) -> Line<Accepted<'a>> {
     let hazards: Vec<String> = msg
         .ucl_hazards(len)
         .iter()
         .map(ToString::to_string)
         .collect();
-    to_line(&Line {
+    Line {
         time: clock::rfc3339(at),
         from,
         record: Accepted::new(msg),
         ucl_hazards: hazards,
-    })
+    }
 }
 
-fn rejected_json(at: SystemTime, from: SocketAddr, rejection: &Rejection) -> String {
-    to_line(&Line {
+fn rejected_line(at: SystemTime, from: SocketAddr, rejection: &Rejection) -> Line<Rejected> {
+    Line {
         time: clock::rfc3339(at),
         from,
         record: Rejected::new(rejection),
         ucl_hazards: vec![],
-    })
+    }
 }
 
 struct Printer {
@@ -158,7 +171,7 @@ impl Printer {
         len: usize,
     ) -> io::Result<()> {
         if self.json {
-            return writeln!(self.out, "{}", accepted_json(at, from, msg, len));
+            return writeln!(self.out, "{}", to_line(&accepted_line(at, from, msg, len)));
         }
         let hazards: Vec<String> = msg
             .ucl_hazards(len)
@@ -194,7 +207,7 @@ impl Printer {
         rejection: &Rejection,
     ) -> io::Result<()> {
         if self.json {
-            return writeln!(self.out, "{}", rejected_json(at, from, rejection));
+            return writeln!(self.out, "{}", to_line(&rejected_line(at, from, rejection)));
         }
         let (on, off) = if self.colour {
             ("\x1b[31m", "\x1b[0m")

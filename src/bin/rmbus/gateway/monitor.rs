@@ -476,13 +476,9 @@ pub fn watch_raw(config: &rmbus::config::Config, hub: Arc<Hub>) -> Result<(), St
                 if !hub.wants_raw() {
                     continue;
                 }
-                let (line, msg) =
+                let (record, msg) =
                     crate::monitor::datagram_json(SystemTime::now(), from, &buf[..n], &keys);
-                let mut note = Note::new(
-                    Kind::Raw,
-                    "datagram",
-                    serde_json::from_str(&line).unwrap_or(Value::String(line)),
-                );
+                let mut note = Note::new(Kind::Raw, "datagram", record);
                 if let Some(m) = msg {
                     note.commands = m.commands.iter().map(|c| c.name.clone()).collect();
                 }
@@ -491,50 +487,6 @@ pub fn watch_raw(config: &rmbus::config::Config, hub: Arc<Hub>) -> Result<(), St
         })
         .map_err(|e| e.to_string())?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn filters_read_and_keep() {
-        assert!(Filter::parse(Some(&json!({"colour": "x"}))).is_err());
-        assert!(Filter::parse(Some(&json!({"layer": "l9"}))).is_err());
-        assert!(Filter::parse(Some(&json!({"topic": "a..b"}))).is_err());
-        assert!(Filter::parse(Some(&json!([1]))).is_err());
-        let f = Filter::parse(Some(&json!({"topic": "alerts.#", "layer": "l3.2"}))).unwrap();
-        let mut n = Note::new(Kind::Messages, "message created", json!({}));
-        n.topics = vec!["alerts.disk".into()];
-        n.layers = vec![Layer::L32];
-        assert!(f.keeps(&n));
-        n.layers = vec![Layer::L2];
-        assert!(!f.keeps(&n));
-        let c = Filter::parse(Some(&json!({"command": "cmbs.member"}))).unwrap();
-        let mut raw = Note::new(Kind::Raw, "datagram", json!({}));
-        raw.commands = vec!["cmbs.member.announce".into()];
-        assert!(c.keeps(&raw));
-        raw.commands = vec!["mbus.hello".into()];
-        assert!(!c.keeps(&raw));
-    }
-
-    #[tokio::test(flavor = "current_thread")]
-    async fn a_full_queue_counts_what_it_missed_and_never_blocks() {
-        let hub = Hub::new(2);
-        let sub = hub.subscribe();
-        let (mut rx, missed) = (sub.queue, sub.missed);
-        sub.kinds.store(Kind::Members.bit(), Ordering::Relaxed);
-        hub.publish(Note::new(Kind::Raw, "datagram", json!({})));
-        assert_eq!(missed.load(Ordering::Relaxed), 0, "not watched, not queued");
-        for _ in 0..5 {
-            hub.publish(Note::new(Kind::Members, "joined", json!({})));
-        }
-        assert_eq!(missed.load(Ordering::Relaxed), 3);
-        assert!(rx.recv().await.is_some());
-        drop(rx);
-        hub.publish(Note::new(Kind::Members, "left", json!({})));
-        assert!(hub.conns().is_empty(), "a closed connection is forgotten");
-    }
 }
 
 /// A note about member `d`: its description (and address) in `data`,
@@ -596,4 +548,48 @@ pub fn member_changes(
         out.push(member_note("changed", new, address, json!({})));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_read_and_keep() {
+        assert!(Filter::parse(Some(&json!({"colour": "x"}))).is_err());
+        assert!(Filter::parse(Some(&json!({"layer": "l9"}))).is_err());
+        assert!(Filter::parse(Some(&json!({"topic": "a..b"}))).is_err());
+        assert!(Filter::parse(Some(&json!([1]))).is_err());
+        let f = Filter::parse(Some(&json!({"topic": "alerts.#", "layer": "l3.2"}))).unwrap();
+        let mut n = Note::new(Kind::Messages, "message created", json!({}));
+        n.topics = vec!["alerts.disk".into()];
+        n.layers = vec![Layer::L32];
+        assert!(f.keeps(&n));
+        n.layers = vec![Layer::L2];
+        assert!(!f.keeps(&n));
+        let c = Filter::parse(Some(&json!({"command": "cmbs.member"}))).unwrap();
+        let mut raw = Note::new(Kind::Raw, "datagram", json!({}));
+        raw.commands = vec!["cmbs.member.announce".into()];
+        assert!(c.keeps(&raw));
+        raw.commands = vec!["mbus.hello".into()];
+        assert!(!c.keeps(&raw));
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_full_queue_counts_what_it_missed_and_never_blocks() {
+        let hub = Hub::new(2);
+        let sub = hub.subscribe();
+        let (mut rx, missed) = (sub.queue, sub.missed);
+        sub.kinds.store(Kind::Members.bit(), Ordering::Relaxed);
+        hub.publish(Note::new(Kind::Raw, "datagram", json!({})));
+        assert_eq!(missed.load(Ordering::Relaxed), 0, "not watched, not queued");
+        for _ in 0..5 {
+            hub.publish(Note::new(Kind::Members, "joined", json!({})));
+        }
+        assert_eq!(missed.load(Ordering::Relaxed), 3);
+        assert!(rx.recv().await.is_some());
+        drop(rx);
+        hub.publish(Note::new(Kind::Members, "left", json!({})));
+        assert!(hub.conns().is_empty(), "a closed connection is forgotten");
+    }
 }
