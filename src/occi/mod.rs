@@ -41,6 +41,7 @@
 //! read; 501 a newer OCCI version. Every error body is one line. Links
 //! between resources are not supported (a request with one is a 400).
 
+mod basic;
 mod body;
 mod collection;
 mod entity;
@@ -57,6 +58,7 @@ mod server;
 mod tags;
 mod text;
 
+pub use basic::{create_admin, hash_password, read_users_file, Basic, Users, CACHE_FOR};
 pub use body::{Body, CategoryRef};
 pub use entity::{Entity, EntityStore, EntityStoreError, MemoryEntities};
 pub use error::OcciError;

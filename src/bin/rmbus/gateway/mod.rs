@@ -4,7 +4,6 @@
 //! only, their actions forwarded over the bus) and sends the messages
 //! created through it.
 
-mod auth;
 mod bus;
 mod entities;
 mod model;
@@ -138,7 +137,7 @@ fn default_state() -> Option<PathBuf> {
     Some(base.join("rmbus").join("gateway"))
 }
 
-fn users_of(args: &Args, state: &std::path::Path) -> Result<Option<auth::Users>, Failure> {
+fn users_of(args: &Args, state: &std::path::Path) -> Result<Option<rmbus::occi::Users>, Failure> {
     if args.no_auth {
         return Ok(None);
     }
@@ -150,27 +149,27 @@ fn users_of(args: &Args, state: &std::path::Path) -> Result<Option<auth::Users>,
             .ok_or_else(|| Failure::input(format!("--user {u:?}: expected NAME:PASSWORD")))?;
         hashes.insert(
             name.to_owned(),
-            auth::hash_password(password).map_err(Failure::input)?,
+            rmbus::occi::hash_password(password).map_err(Failure::input)?,
         );
     }
     if let Some(f) = &args.users {
-        hashes.extend(auth::read_users_file(f).map_err(Failure::input)?);
+        hashes.extend(rmbus::occi::read_users_file(f).map_err(Failure::input)?);
     }
     if args.user.is_empty() && args.users.is_none() {
         let path = state.join("users");
         if !path.exists() {
-            let password = auth::create_admin(&path).map_err(Failure::input)?;
+            let password = rmbus::occi::create_admin(&path).map_err(Failure::input)?;
             eprintln!(
                 "rmbus gateway: created the user admin with the password {password} (shown once; its hash is in {})",
                 path.display()
             );
         }
-        hashes = auth::read_users_file(&path).map_err(Failure::input)?;
+        hashes = rmbus::occi::read_users_file(&path).map_err(Failure::input)?;
     }
     if hashes.is_empty() {
         return Err(Failure::input("no user configured"));
     }
-    auth::Users::new(hashes).map(Some).map_err(Failure::input)
+    rmbus::occi::Users::new(hashes).map(Some).map_err(Failure::input)
 }
 
 pub fn run(args: Args) -> Outcome {
@@ -188,7 +187,7 @@ pub fn run(args: Args) -> Outcome {
         }
         println!(
             "{name}:{}",
-            auth::hash_password(password).map_err(Failure::input)?
+            rmbus::occi::hash_password(password).map_err(Failure::input)?
         );
         return Ok(());
     }
@@ -305,7 +304,7 @@ pub fn run(args: Args) -> Outcome {
                 );
             });
         if let Some(u) = users {
-            builder = builder.authenticator(Arc::new(auth::Basic(Arc::new(u))));
+            builder = builder.authenticator(Arc::new(rmbus::occi::Basic(Arc::new(u))));
         }
         let server = model::install(builder, cx).build().map_err(|e| e.reason)?;
         // Remote actions on hosted members, recorded in their entities.

@@ -1,8 +1,7 @@
-//! HTTP Basic authentication for the gateway: users with argon2id password
-//! hashes (PHC strings), from `--user`, `--users FILE` or the state
-//! directory's `users` file, and a cache of verified credentials (a keyed
-//! hash of the header, five minutes) so that a request does not pay a
-//! password hash.
+//! HTTP Basic authentication (RFC 7617) for an OCCI server: users with
+//! argon2id password hashes (PHC strings), users files, and a cache of
+//! verified credentials (a keyed hash of the header, five minutes) so that
+//! a request does not pay a password hash.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -16,7 +15,7 @@ use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use argon2::Argon2;
 use base64::Engine;
 use hmac::{Hmac, KeyInit, Mac};
-use rmbus::occi::{Authenticator, BoxFuture};
+use super::server::{Authenticator, BoxFuture};
 use sha2::Sha256;
 
 /// How long a verified credential is trusted without hashing again.
@@ -75,7 +74,7 @@ impl Users {
     }
 }
 
-/// HTTP Basic over [`Users`].
+/// HTTP Basic over [`Users`], as a server's [`Authenticator`].
 pub struct Basic(pub Arc<Users>);
 
 impl Authenticator for Basic {
