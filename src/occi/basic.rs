@@ -10,12 +10,12 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::server::{Authenticator, BoxFuture};
 use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use argon2::Argon2;
 use base64::Engine;
 use hmac::{Hmac, KeyInit, Mac};
-use super::server::{Authenticator, BoxFuture};
 use sha2::Sha256;
 
 /// How long a verified credential is trusted without hashing again.

@@ -1,6 +1,8 @@
 //! The query interface (GFD.185 §3.4.1; GFD.223 §4.3): the categories,
 //! client-defined mixins, and the registrations pyOCNI clients send.
 
+use std::sync::Arc;
+
 use axum::http::Method;
 use axum::response::Response;
 
@@ -88,7 +90,8 @@ impl Server {
                 }
                 for m in new {
                     self.store.put_user_mixin(&m)?;
-                    self.model.write().unwrap_or_else(|p| p.into_inner()).add(m);
+                    Arc::make_mut(&mut *self.model.write().unwrap_or_else(|p| p.into_inner()))
+                        .add(m);
                 }
                 Ok(answer.ok())
             }
@@ -117,9 +120,7 @@ impl Server {
                         }
                     }
                     self.store.remove_user_mixin(&d.id)?;
-                    self.model
-                        .write()
-                        .unwrap_or_else(|p| p.into_inner())
+                    Arc::make_mut(&mut *self.model.write().unwrap_or_else(|p| p.into_inner()))
                         .remove(&d.id);
                 }
                 Ok(answer.ok())

@@ -202,7 +202,7 @@ impl ServerBuilder {
         let server_header = HeaderValue::from_str(&format!("{} OCCI/1.1 OCCI/1.2", self.name))
             .map_err(|e| OcciError::internal(format!("bad server name: {e}")))?;
         Ok(Arc::new(Server {
-            model: RwLock::new(self.model),
+            model: RwLock::new(Arc::new(self.model)),
             store: self.store,
             actions: self.actions,
             hooks: self.hooks,
@@ -221,7 +221,8 @@ impl ServerBuilder {
 
 /// An OCCI server. Serve it with [`Server::router`] or [`Server::serve`].
 pub struct Server {
-    pub(super) model: RwLock<Model>,
+    /// The categories; requests take a snapshot, changes swap it.
+    pub(super) model: RwLock<Arc<Model>>,
     pub(super) store: Arc<dyn EntityStore>,
     pub(super) actions: HashMap<TypeId, ActionHandler>,
     pub(super) hooks: HashMap<TypeId, Arc<dyn Hooks>>,
@@ -268,9 +269,9 @@ impl Server {
         }
     }
 
-    /// A copy of the model as it stands.
-    pub fn model(&self) -> Model {
-        self.model.read().unwrap_or_else(|p| p.into_inner()).clone()
+    /// The model as it stands (a snapshot).
+    pub fn model(&self) -> Arc<Model> {
+        Arc::clone(&self.model.read().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// The store.

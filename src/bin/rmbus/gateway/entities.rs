@@ -6,6 +6,8 @@
 //! Writes go to one writer thread that commits every write waiting at the
 //! time in one transaction (group commit): fifty concurrent creates pay for
 //! a few fsyncs, not fifty, and each still returns only once committed.
+//! Reads come from a copy in memory, loaded at start and updated after
+//! each commit.
 
 use std::path::Path;
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
@@ -13,7 +15,7 @@ use std::sync::Mutex;
 
 use rmbus::cmbs::{Entry, Layer};
 use rmbus::occi::{Category, Entity, EntityStore, EntityStoreError, TypeId};
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::Connection;
 use serde_json::Value;
 
 use super::bus::BusHandle;
@@ -21,7 +23,9 @@ use super::model::{member_kind_id, MEMBER_LOCATION};
 
 /// The entities of the gateway.
 pub struct GatewayEntities {
-    /// For reads (WAL: they never wait for the writer).
+    /// The table as committed, by location.
+    cache: std::sync::RwLock<std::collections::BTreeMap<String, Entity>>,
+    /// For the mixins (read rarely).
     db: Mutex<Connection>,
     writes: Mutex<Sender<Write>>,
     bus: BusHandle,
@@ -96,11 +100,18 @@ impl GatewayEntities {
             .name("rmbus-gateway-db".into())
             .spawn(move || writer(write_db, rx))
             .map_err(failed)?;
-        Ok(GatewayEntities {
+        let g = GatewayEntities {
+            cache: Default::default(),
             db: Mutex::new(db),
             writes: Mutex::new(tx),
             bus,
-        })
+        };
+        let loaded = g.load()?;
+        *g.cache.write().unwrap_or_else(|p| p.into_inner()) = loaded
+            .into_iter()
+            .map(|e| (e.location.clone(), e))
+            .collect();
+        Ok(g)
     }
 
     /// Runs one write on the writer thread and waits for its commit (in a
@@ -112,7 +123,10 @@ impl GatewayEntities {
             .unwrap_or_else(|p| p.into_inner())
             .send(Write { sql, params, done })
             .map_err(|_| failed("the database writer stopped"))?;
-        let recv = || wait.recv().map_err(|_| failed("the database writer stopped"));
+        let recv = || {
+            wait.recv()
+                .map_err(|_| failed("the database writer stopped"))
+        };
         let r = match tokio::runtime::Handle::try_current() {
             Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
                 tokio::task::block_in_place(recv)
@@ -128,6 +142,27 @@ impl GatewayEntities {
 
     /// The stored entities (no directory entries).
     pub fn stored(&self) -> Result<Vec<Entity>, EntityStoreError> {
+        Ok(self.cache().values().cloned().collect())
+    }
+
+    fn cache(&self) -> std::sync::RwLockReadGuard<'_, std::collections::BTreeMap<String, Entity>> {
+        self.cache.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn cached(&self, e: Option<&Entity>, location: &str) {
+        let mut c = self.cache.write().unwrap_or_else(|p| p.into_inner());
+        match e {
+            Some(e) => {
+                c.insert(location.to_owned(), e.clone());
+            }
+            None => {
+                c.remove(location);
+            }
+        }
+    }
+
+    /// The table, read from the database.
+    fn load(&self) -> Result<Vec<Entity>, EntityStoreError> {
         let db = self.db();
         let mut q = db
             .prepare("SELECT body FROM occi_entity ORDER BY location")
@@ -176,27 +211,23 @@ pub fn directory_entity(e: &Entry) -> Entity {
 
 impl EntityStore for GatewayEntities {
     fn list(&self) -> Result<Vec<Entity>, EntityStoreError> {
-        let mut out = self.stored()?;
-        for r in self.remote() {
-            if !out.iter().any(|e| e.location == r.location) {
-                out.push(r);
-            }
-        }
+        let remote = self.remote();
+        let cache = self.cache();
+        let mut out: Vec<Entity> = cache.values().cloned().collect();
+        out.extend(
+            remote
+                .into_iter()
+                .filter(|r| !cache.contains_key(&r.location)),
+        );
         Ok(out)
     }
 
     fn get(&self, location: &str) -> Result<Option<Entity>, EntityStoreError> {
-        let body: Option<String> = self
-            .db()
-            .query_row(
-                "SELECT body FROM occi_entity WHERE location = ?1",
-                params![location],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(failed)?;
-        if let Some(b) = body {
-            return serde_json::from_str(&b).map(Some).map_err(failed);
+        if let Some(e) = self.cache().get(location) {
+            return Ok(Some(e.clone()));
+        }
+        if !location.starts_with(MEMBER_LOCATION) {
+            return Ok(None);
         }
         Ok(self.remote().into_iter().find(|e| e.location == location))
     }
@@ -213,6 +244,7 @@ impl EntityStore for GatewayEntities {
         if n == 0 {
             return Err(EntityStoreError::Exists(entity.location.clone()));
         }
+        self.cached(Some(entity), &entity.location);
         Ok(())
     }
 
@@ -225,6 +257,7 @@ impl EntityStore for GatewayEntities {
         if n == 0 {
             return Err(EntityStoreError::Missing(entity.location.clone()));
         }
+        self.cached(Some(entity), &entity.location);
         Ok(())
     }
 
@@ -233,6 +266,7 @@ impl EntityStore for GatewayEntities {
             "DELETE FROM occi_entity WHERE location = ?1",
             vec![location.to_owned()],
         )?;
+        self.cached(None, location);
         Ok(n > 0)
     }
 
@@ -261,10 +295,7 @@ impl EntityStore for GatewayEntities {
     }
 
     fn remove_user_mixin(&self, id: &TypeId) -> Result<(), EntityStoreError> {
-        self.write(
-            "DELETE FROM occi_mixin WHERE id = ?1",
-            vec![id.to_string()],
-        )?;
+        self.write("DELETE FROM occi_mixin WHERE id = ?1", vec![id.to_string()])?;
         Ok(())
     }
 }

@@ -169,7 +169,9 @@ fn users_of(args: &Args, state: &std::path::Path) -> Result<Option<rmbus::occi::
     if hashes.is_empty() {
         return Err(Failure::input("no user configured"));
     }
-    rmbus::occi::Users::new(hashes).map(Some).map_err(Failure::input)
+    rmbus::occi::Users::new(hashes)
+        .map(Some)
+        .map_err(Failure::input)
 }
 
 pub fn run(args: Args) -> Outcome {

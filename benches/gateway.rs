@@ -1,0 +1,592 @@
+//! The gateway under load, as ratios against baselines measured in the
+//! same run (medians of interleaved rounds): `GET` one member and a list of
+//! 1,000 entities (messages: see `bench_get`) at 1 and 50 connections against a trivial axum handler
+//! behind the same Basic check; `POST` create at 50 connections against raw
+//! rusqlite inserts with the same group commit; monitor fan-out to 100
+//! WebSocket clients while 1,000 events/s arrive, against a bare
+//! tokio-tungstenite broadcast of the same frames.
+//!
+//! `cargo bench --bench gateway` (it runs the release `rmbus gateway` on a
+//! host-local bus of its own). `RMBUS_BENCH_ROUNDS` (5), `RMBUS_BENCH_ONLY`
+//! (`get`, `create`, `monitor`).
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc as std_mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const ROUND: Duration = Duration::from_millis(1500);
+const USER: &str = "bench:pw";
+
+/// One keep-alive HTTP/1.1 connection.
+struct Conn {
+    s: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Conn {
+    async fn open(addr: SocketAddr) -> Conn {
+        let s = TcpStream::connect(addr).await.unwrap();
+        s.set_nodelay(true).unwrap();
+        Conn {
+            s,
+            buf: Vec::with_capacity(1 << 16),
+        }
+    }
+
+    /// Sends a request and reads its answer; the status.
+    async fn call(&mut self, head: &[u8], body: &[u8]) -> u16 {
+        self.s.write_all(head).await.unwrap();
+        if !body.is_empty() {
+            self.s.write_all(body).await.unwrap();
+        }
+        self.buf.clear();
+        let mut chunk = [0u8; 16384];
+        loop {
+            if let Some(end) = find(&self.buf, b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&self.buf[..end]).to_ascii_lowercase();
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .map_or(0, |v| v.trim().parse().unwrap());
+                while self.buf.len() < end + 4 + len {
+                    let n = self.s.read(&mut chunk).await.unwrap();
+                    assert!(n > 0, "the server closed the connection");
+                    self.buf.extend_from_slice(&chunk[..n]);
+                }
+                let status = head[9..12].parse().unwrap();
+                self.buf.drain(..end + 4 + len);
+                return status;
+            }
+            let n = self.s.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "the server closed the connection");
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+}
+
+fn find(h: &[u8], n: &[u8]) -> Option<usize> {
+    h.windows(n.len()).position(|w| w == n)
+}
+
+fn auth_header() -> String {
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(USER)
+    )
+}
+
+fn get_head(path: &str) -> Vec<u8> {
+    format!(
+        "GET {path} HTTP/1.1\r\nHost: b\r\nAccept: application/occi+json\r\nAuthorization: {}\r\n\r\n",
+        auth_header()
+    )
+    .into_bytes()
+}
+
+/// Requests per second with `conns` connections, each doing `make(i)`
+/// requests back to back for [`ROUND`].
+async fn rate(
+    addr: SocketAddr,
+    conns: usize,
+    make: Arc<dyn Fn(u64) -> (Vec<u8>, Vec<u8>) + Send + Sync>,
+    want: u16,
+) -> f64 {
+    let done = Arc::new(AtomicU64::new(0));
+    let counter = Arc::new(AtomicU64::new(0));
+    let until = Instant::now() + ROUND;
+    let mut tasks = Vec::new();
+    for _ in 0..conns {
+        let (done, counter, make) = (Arc::clone(&done), Arc::clone(&counter), Arc::clone(&make));
+        tasks.push(tokio::spawn(async move {
+            let mut c = Conn::open(addr).await;
+            while Instant::now() < until {
+                let (head, body) = make(counter.fetch_add(1, Ordering::Relaxed));
+                assert_eq!(c.call(&head, &body).await, want);
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    let started = Instant::now();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
+}
+
+struct Gateway {
+    child: Child,
+    addr: SocketAddr,
+    config: rmbus::config::Config,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_gateway() -> Gateway {
+    let dir = tempfile::tempdir().unwrap();
+    let config = support::config();
+    let path = dir.path().join("bus.conf");
+    std::fs::write(&path, config.to_file_text()).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rmbus"))
+        .args(["gateway", "--listen", "127.0.0.1:0", "--user", USER])
+        .args(["--max-connections", "2000", "--state"])
+        .arg(dir.path().join("state"))
+        .env("MBUS", &path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let err = child.stderr.take().unwrap();
+    let (tx, rx) = std_mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(err).lines().map_while(Result::ok) {
+            if line.contains("listening on") {
+                let _ = tx.send(line);
+            }
+            // The request log is read and dropped.
+        }
+    });
+    let line = rx.recv_timeout(Duration::from_secs(30)).unwrap();
+    let addr = line.rsplit("://").next().unwrap().parse().unwrap();
+    Gateway {
+        child,
+        addr,
+        config,
+        _dir: dir,
+    }
+}
+
+/// A trivial axum handler behind the same Basic check, on a runtime of its
+/// own with as many workers as the gateway's.
+fn baseline_http() -> (SocketAddr, tokio::runtime::Runtime) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let users = rmbus::occi::Users::new(std::collections::HashMap::from([(
+        "bench".to_owned(),
+        rmbus::occi::hash_password("pw").unwrap(),
+    )]))
+    .unwrap();
+    let basic = Arc::new(rmbus::occi::Basic(Arc::new(users)));
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = axum::Router::new().fallback(move |headers: axum::http::HeaderMap| {
+        let basic = Arc::clone(&basic);
+        async move {
+            use rmbus::occi::Authenticator;
+            let given = headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            match basic.check(given).await {
+                Some(_) => (axum::http::StatusCode::OK, "{\"ok\":true}\n"),
+                None => (axum::http::StatusCode::UNAUTHORIZED, "no\n"),
+            }
+        }
+    });
+    rt.spawn(async move { axum::serve(listener, app).await });
+    (addr, rt)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn report(what: &str, ours: &[f64], base: &[f64], target: f64) {
+    let ratios: Vec<f64> = ours.iter().zip(base).map(|(o, b)| o / b).collect();
+    println!(
+        "{what:<44} gateway {:>9.0}/s  baseline {:>9.0}/s  ratio {:.2} (rounds {:.2}–{:.2}; target ≥ {target:.2})",
+        median(ours.to_vec()),
+        median(base.to_vec()),
+        median(ratios.clone()),
+        ratios.iter().copied().fold(f64::INFINITY, f64::min),
+        ratios.iter().copied().fold(0.0, f64::max),
+    );
+}
+
+fn member_doc(i: u64) -> Vec<u8> {
+    let id = format!("bbbbbbbb-0000-4000-8000-{i:012}");
+    format!(r#"{{"resources":[{{"kind":"http://houssem.org/cmbs#member","id":"{id}","attributes":{{"cmbs":{{"member":{{"state":"inactive"}}}}}}}}]}}"#).into_bytes()
+}
+
+fn post_head(path: &str, len: usize) -> Vec<u8> {
+    format!(
+        "POST {path} HTTP/1.1\r\nHost: b\r\nContent-Type: application/occi+json\r\nAccept: application/occi+json\r\nAuthorization: {}\r\nContent-Length: {len}\r\n\r\n",
+        auth_header()
+    )
+    .into_bytes()
+}
+
+fn bench_get(rt: &tokio::runtime::Runtime, rounds: usize) {
+    let g = start_gateway();
+    let (base, _brt) = baseline_http();
+    // One member, and 1,000 messages to list: a gateway hosting 1,000
+    // members saturates its bus thread (every member hears every other's
+    // hellos and discovery), which is the bus's load issue, not HTTP's.
+    rt.block_on(async {
+        let mut c = Conn::open(g.addr).await;
+        let body = member_doc(7);
+        assert_eq!(
+            c.call(&post_head("/cmbs/member/", body.len()), &body).await,
+            201
+        );
+        for i in 0..1000 {
+            let body = message_doc(i);
+            assert_eq!(
+                c.call(&post_head("/cmbs/message/", body.len()), &body)
+                    .await,
+                201
+            );
+        }
+    });
+    let one: Arc<dyn Fn(u64) -> (Vec<u8>, Vec<u8>) + Send + Sync> = Arc::new(|_| {
+        (
+            get_head("/cmbs/member/bbbbbbbb-0000-4000-8000-000000000007"),
+            Vec::new(),
+        )
+    });
+    let list: Arc<dyn Fn(u64) -> (Vec<u8>, Vec<u8>) + Send + Sync> =
+        Arc::new(|_| (get_head("/cmbs/message/"), Vec::new()));
+    let trivial: Arc<dyn Fn(u64) -> (Vec<u8>, Vec<u8>) + Send + Sync> =
+        Arc::new(|_| (get_head("/x"), Vec::new()));
+    for (what, make) in [
+        ("GET one member", &one),
+        ("GET a list of 1,000 (messages)", &list),
+    ] {
+        for conns in [1, 50] {
+            let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+            for _ in 0..rounds {
+                ours.push(rt.block_on(rate(g.addr, conns, Arc::clone(make), 200)));
+                theirs.push(rt.block_on(rate(base, conns, Arc::clone(&trivial), 200)));
+            }
+            report(
+                &format!("{what}, {conns} connection(s)"),
+                &ours,
+                &theirs,
+                0.5,
+            );
+        }
+    }
+}
+
+/// Raw rusqlite inserts through a group-commit writer like the gateway's.
+fn baseline_inserts(rt: &tokio::runtime::Runtime, conns: usize) -> f64 {
+    let dir = tempfile::tempdir().unwrap();
+    let db = rusqlite::Connection::open(dir.path().join("b.sqlite")).unwrap();
+    db.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;
+         CREATE TABLE t (location TEXT PRIMARY KEY, body TEXT NOT NULL);",
+    )
+    .unwrap();
+    type Job = (String, String, std_mpsc::SyncSender<()>);
+    let (tx, rx) = std_mpsc::channel::<Job>();
+    let writer = std::thread::spawn(move || {
+        let mut db = db;
+        while let Ok(first) = rx.recv() {
+            let mut batch = vec![first];
+            while let Ok(more) = rx.try_recv() {
+                batch.push(more);
+            }
+            let t = db.transaction().unwrap();
+            for (l, b, _) in &batch {
+                t.execute("INSERT INTO t VALUES (?1, ?2)", [l, b]).unwrap();
+            }
+            t.commit().unwrap();
+            for (_, _, done) in batch {
+                let _ = done.send(());
+            }
+        }
+    });
+    let tx = Arc::new(std::sync::Mutex::new(tx));
+    let count = Arc::new(AtomicU64::new(0));
+    let until = Instant::now() + ROUND;
+    let started = Instant::now();
+    rt.block_on(async {
+        let mut tasks = Vec::new();
+        for _ in 0..conns {
+            let (tx, count) = (Arc::clone(&tx), Arc::clone(&count));
+            tasks.push(tokio::spawn(async move {
+                while Instant::now() < until {
+                    let n = count.fetch_add(1, Ordering::Relaxed);
+                    let body = String::from_utf8(message_doc(n)).unwrap();
+                    let (done, wait) = std_mpsc::sync_channel(1);
+                    tx.lock()
+                        .unwrap()
+                        .send((format!("/m/{n}"), body, done))
+                        .unwrap();
+                    tokio::task::spawn_blocking(move || wait.recv().unwrap())
+                        .await
+                        .unwrap();
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+    });
+    drop(tx);
+    writer.join().unwrap();
+    count.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
+}
+
+fn message_doc(n: u64) -> Vec<u8> {
+    format!(r#"{{"resources":[{{"kind":"http://houssem.org/cmbs#message","id":"m{n}","mixins":["http://houssem.org/cmbs#l2"],"attributes":{{"cmbs":{{"message":{{"cmbs_layer":"l2","message_content":{{"n":{n}}}}}}}}}}}]}}"#).into_bytes()
+}
+
+fn bench_create(rt: &tokio::runtime::Runtime, rounds: usize) {
+    let g = start_gateway();
+    let round = Arc::new(AtomicU64::new(0));
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        let r = round.fetch_add(1, Ordering::Relaxed);
+        let make: Arc<dyn Fn(u64) -> (Vec<u8>, Vec<u8>) + Send + Sync> = Arc::new(move |n| {
+            let body = message_doc(r * 10_000_000 + n);
+            (post_head("/cmbs/message/", body.len()), body)
+        });
+        ours.push(rt.block_on(rate(g.addr, 50, make, 201)));
+        theirs.push(baseline_inserts(rt, 50));
+    }
+    report(
+        "POST create (messages), 50 connections",
+        &ours,
+        &theirs,
+        0.5,
+    );
+}
+
+/// Frames received by `clients` WebSocket clients of `url` while `send`
+/// produces `per_second` events for `secs`; (frames/s, errors seen).
+async fn fan_out(
+    url: String,
+    clients: usize,
+    start: Option<String>,
+    send: impl FnOnce() + Send + 'static,
+    expect: u64,
+) -> (f64, u64) {
+    let frames = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let mut readers = Vec::new();
+    let ready = Arc::new(AtomicU64::new(0));
+    for _ in 0..clients {
+        let mut req =
+            tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+                url.as_str(),
+            )
+            .unwrap();
+        req.headers_mut()
+            .insert("Authorization", auth_header().parse().unwrap());
+        let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+        if let Some(s) = &start {
+            ws.send(tokio_tungstenite::tungstenite::Message::Text(
+                s.clone().into(),
+            ))
+            .await
+            .unwrap();
+            // The response.
+            ws.next().await.unwrap().unwrap();
+        }
+        ready.fetch_add(1, Ordering::Relaxed);
+        let (frames, errors) = (Arc::clone(&frames), Arc::clone(&errors));
+        readers.push(tokio::spawn(async move {
+            let mut got = 0;
+            while got < expect {
+                match tokio::time::timeout(Duration::from_secs(3), ws.next()).await {
+                    Ok(Some(Ok(tokio_tungstenite::tungstenite::Message::Text(t)))) => {
+                        if t.as_str().contains("\"type\":\"error\"") {
+                            errors.fetch_add(1, Ordering::Relaxed);
+                        }
+                        got += 1;
+                        frames.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(Some(Ok(_))) => {}
+                    _ => break,
+                }
+            }
+        }));
+    }
+    let started = Instant::now();
+    let sender = std::thread::spawn(send);
+    for r in readers {
+        r.await.unwrap();
+    }
+    sender.join().unwrap();
+    (
+        frames.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64(),
+        errors.load(Ordering::Relaxed),
+    )
+}
+
+/// `n` datagrams at `per_second`, signed for the bus.
+fn tick_datagrams(config: &rmbus::config::Config, n: u64, per_second: u64) -> impl FnOnce() + Send {
+    use rmbus::wire::{Address, Command as Cmd, Framing, Header, Message, MessageType, Value};
+    let keys = config.keys().unwrap();
+    let group = config.group_addr();
+    let datagrams: Vec<Vec<u8>> = (0..n)
+        .map(|i| {
+            let msg = Message {
+                header: Header {
+                    seq: i as u32,
+                    timestamp: 1_020_000_000_000,
+                    kind: MessageType::Unreliable,
+                    src: Address::parse("(app:bench module:tick id:1-1@127.0.0.1)").unwrap(),
+                    dst: Address::parse("(app:nobody)").unwrap(),
+                    acks: vec![],
+                },
+                commands: vec![Cmd::new("bench.tick", vec![Value::Integer(i as i64)])],
+            };
+            rmbus::auth::seal(&msg, &keys, Framing::Lf).unwrap()
+        })
+        .collect();
+    move || {
+        let s = support::loopback_sender();
+        let start = Instant::now();
+        for (i, d) in datagrams.iter().enumerate() {
+            let at = start + Duration::from_secs_f64(i as f64 / per_second as f64);
+            if let Some(w) = at.checked_duration_since(Instant::now()) {
+                std::thread::sleep(w);
+            }
+            s.send_to(d, group).unwrap();
+        }
+    }
+}
+
+/// A bare tokio-tungstenite server that broadcasts `frames` to every client.
+async fn bare_broadcast(
+    frames: Vec<String>,
+    per_second: u64,
+    clients: usize,
+) -> (String, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}/", listener.local_addr().unwrap());
+    let (tx, _) = tokio::sync::broadcast::channel::<Arc<String>>(4096);
+    let tx2 = tx.clone();
+    let connected = Arc::new(AtomicU64::new(0));
+    let c2 = Arc::clone(&connected);
+    tokio::spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            let mut rx = tx2.subscribe();
+            let c2 = Arc::clone(&c2);
+            tokio::spawn(async move {
+                let mut ws = tokio_tungstenite::accept_async(s).await.unwrap();
+                c2.fetch_add(1, Ordering::Relaxed);
+                while let Ok(f) = rx.recv().await {
+                    if ws
+                        .send(tokio_tungstenite::tungstenite::Message::Text(
+                            (*f).clone().into(),
+                        ))
+                        .await
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    let sender = tokio::spawn(async move {
+        while connected.load(Ordering::Relaxed) < clients as u64 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let start = Instant::now();
+        for (i, f) in frames.into_iter().enumerate() {
+            let at = start + Duration::from_secs_f64(i as f64 / per_second as f64);
+            tokio::time::sleep_until(at.into()).await;
+            let _ = tx.send(Arc::new(f));
+        }
+    });
+    (url, sender)
+}
+
+fn bench_monitor(rt: &tokio::runtime::Runtime, rounds: usize) {
+    let g = start_gateway();
+    const CLIENTS: usize = 100;
+    const PER_SECOND: u64 = 1000;
+    const EVENTS: u64 = 2000;
+    let start =
+        r#"{"type":"start","sequence":1,"monitor":"raw","filter":{"command":"bench.tick"}}"#;
+    let url = format!("ws://{}/monitor", g.addr);
+    let sample = format!(
+        r#"{{"type":"event","monitorID":"m1","event":"datagram","data":{{"time":"2026-12-02T00:00:00.000Z","from":"127.0.0.1:40000","auth":"ok","seq":1,"timestamp":1020000000000,"reliable":false,"src":"(app:bench module:tick id:1-1@127.0.0.1)","dst":"(app:nobody)","acks":[],"commands":[{{"name":"bench.tick","args":[{{"int":1}}]}}]}}}}"#
+    );
+    let (mut ours, mut theirs, mut lost) = (Vec::new(), Vec::new(), 0);
+    for _ in 0..rounds {
+        let send = tick_datagrams(&g.config, EVENTS, PER_SECOND);
+        let (r, errors) = rt.block_on(fan_out(
+            url.clone(),
+            CLIENTS,
+            Some(start.into()),
+            send,
+            EVENTS,
+        ));
+        lost += errors;
+        ours.push(r);
+        let frames = vec![sample.clone(); EVENTS as usize];
+        let r = rt.block_on(async {
+            let (burl, sender) = bare_broadcast(frames, PER_SECOND, CLIENTS).await;
+            let r = fan_out(burl, CLIENTS, None, || {}, EVENTS).await;
+            sender.await.unwrap();
+            r.0
+        });
+        theirs.push(r);
+    }
+    report(
+        &format!("monitor fan-out, {CLIENTS} clients, {PER_SECOND} events/s (frames)"),
+        &ours,
+        &theirs,
+        0.5,
+    );
+    println!("  missed-event errors over all rounds and clients: {lost} (no loss while no queue reaches its bound)");
+}
+
+fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("gateway benchmark: run with `cargo bench --bench gateway`");
+        return;
+    }
+    let rounds: usize = std::env::var("RMBUS_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
+    let only = std::env::var("RMBUS_BENCH_ONLY").unwrap_or_default();
+    let part = |p: &str| only.is_empty() || only.contains(p);
+    println!("\nrmbus gateway benchmark: release rmbus gateway, Basic auth on, {rounds} interleaved rounds of {ROUND:?}, one run\n");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    if part("get") {
+        bench_get(&rt, rounds);
+    }
+    if part("create") {
+        bench_create(&rt, rounds);
+    }
+    if part("monitor") {
+        bench_monitor(&rt, rounds);
+    }
+    stop.store(true, Ordering::Relaxed);
+}
