@@ -16,7 +16,7 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,6 +28,9 @@ use tokio::net::TcpStream;
 
 const ROUND: Duration = Duration::from_millis(1500);
 const USER: &str = "bench:pw";
+
+/// Makes request `n`: its head and body.
+type MakeRequest = Arc<dyn Fn(u64) -> (Vec<u8>, Vec<u8>) + Send + Sync>;
 
 /// One keep-alive HTTP/1.1 connection.
 struct Conn {
@@ -97,12 +100,7 @@ fn get_head(path: &str) -> Vec<u8> {
 
 /// Requests per second with `conns` connections, each doing `make(i)`
 /// requests back to back for [`ROUND`].
-async fn rate(
-    addr: SocketAddr,
-    conns: usize,
-    make: Arc<dyn Fn(u64) -> (Vec<u8>, Vec<u8>) + Send + Sync>,
-    want: u16,
-) -> f64 {
+async fn rate(addr: SocketAddr, conns: usize, make: MakeRequest, want: u16) -> f64 {
     let done = Arc::new(AtomicU64::new(0));
     let counter = Arc::new(AtomicU64::new(0));
     let until = Instant::now() + ROUND;
@@ -262,16 +260,14 @@ fn bench_get(rt: &tokio::runtime::Runtime, rounds: usize) {
             );
         }
     });
-    let one: Arc<dyn Fn(u64) -> (Vec<u8>, Vec<u8>) + Send + Sync> = Arc::new(|_| {
+    let one: MakeRequest = Arc::new(|_| {
         (
             get_head("/cmbs/member/bbbbbbbb-0000-4000-8000-000000000007"),
             Vec::new(),
         )
     });
-    let list: Arc<dyn Fn(u64) -> (Vec<u8>, Vec<u8>) + Send + Sync> =
-        Arc::new(|_| (get_head("/cmbs/message/"), Vec::new()));
-    let trivial: Arc<dyn Fn(u64) -> (Vec<u8>, Vec<u8>) + Send + Sync> =
-        Arc::new(|_| (get_head("/x"), Vec::new()));
+    let list: MakeRequest = Arc::new(|_| (get_head("/cmbs/message/"), Vec::new()));
+    let trivial: MakeRequest = Arc::new(|_| (get_head("/x"), Vec::new()));
     for (what, make) in [
         ("GET one member", &one),
         ("GET a list of 1,000 (messages)", &list),
@@ -362,7 +358,7 @@ fn bench_create(rt: &tokio::runtime::Runtime, rounds: usize) {
     let (mut ours, mut theirs) = (Vec::new(), Vec::new());
     for _ in 0..rounds {
         let r = round.fetch_add(1, Ordering::Relaxed);
-        let make: Arc<dyn Fn(u64) -> (Vec<u8>, Vec<u8>) + Send + Sync> = Arc::new(move |n| {
+        let make: MakeRequest = Arc::new(move |n| {
             let body = message_doc(r * 10_000_000 + n);
             (post_head("/cmbs/message/", body.len()), body)
         });
@@ -528,9 +524,7 @@ fn bench_monitor(rt: &tokio::runtime::Runtime, rounds: usize) {
     let start =
         r#"{"type":"start","sequence":1,"monitor":"raw","filter":{"command":"bench.tick"}}"#;
     let url = format!("ws://{}/monitor", g.addr);
-    let sample = format!(
-        r#"{{"type":"event","monitorID":"m1","event":"datagram","data":{{"time":"2026-12-02T00:00:00.000Z","from":"127.0.0.1:40000","auth":"ok","seq":1,"timestamp":1020000000000,"reliable":false,"src":"(app:bench module:tick id:1-1@127.0.0.1)","dst":"(app:nobody)","acks":[],"commands":[{{"name":"bench.tick","args":[{{"int":1}}]}}]}}}}"#
-    );
+    let sample = r#"{"type":"event","monitorID":"m1","event":"datagram","data":{"time":"2026-12-02T00:00:00.000Z","from":"127.0.0.1:40000","auth":"ok","seq":1,"timestamp":1020000000000,"reliable":false,"src":"(app:bench module:tick id:1-1@127.0.0.1)","dst":"(app:nobody)","acks":[],"commands":[{"name":"bench.tick","args":[{"int":1}]}]}}"#.to_string();
     let (mut ours, mut theirs, mut lost) = (Vec::new(), Vec::new(), 0);
     for _ in 0..rounds {
         let send = tick_datagrams(&g.config, EVENTS, PER_SECOND);
@@ -578,7 +572,6 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
     if part("get") {
         bench_get(&rt, rounds);
     }
@@ -588,5 +581,4 @@ fn main() {
     if part("monitor") {
         bench_monitor(&rt, rounds);
     }
-    stop.store(true, Ordering::Relaxed);
 }
