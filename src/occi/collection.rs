@@ -116,9 +116,19 @@ impl Server {
                         (e, url, actions)
                     })
                     .collect();
+                // What the tag covers: each entity's location and revision,
+                // or, for one the server never wrote, its whole content.
                 let stored: Vec<Vec<u8>> = rows
                     .iter()
-                    .map(|(e, _, _)| serde_json::to_vec(e).unwrap_or_default())
+                    .map(|(e, _, _)| {
+                        if e.revision > 0 {
+                            let mut k = e.location.as_bytes().to_vec();
+                            k.extend_from_slice(&e.revision.to_be_bytes());
+                            k
+                        } else {
+                            serde_json::to_vec(e).unwrap_or_default()
+                        }
+                    })
                     .collect();
                 let mut r = answer.listing(&rows);
                 r.extensions_mut()
@@ -197,6 +207,7 @@ impl Server {
             } else {
                 continue;
             }
+            e.revision += 1;
             self.store.replace(&e)?;
         }
         Ok(())

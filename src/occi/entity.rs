@@ -27,6 +27,11 @@ pub struct Entity {
     /// get 405 (actions still run).
     #[serde(default)]
     pub read_only: bool,
+    /// Counts the server's writes of this entity (0: never written by it,
+    /// as for entities an owner shows read-only); collection tags hash it
+    /// instead of the whole entity.
+    #[serde(default)]
+    pub revision: u64,
 }
 
 impl Entity {
@@ -39,6 +44,7 @@ impl Entity {
             mixins: Vec::new(),
             attributes: BTreeMap::new(),
             read_only: false,
+            revision: 0,
         }
     }
 

@@ -197,6 +197,8 @@ impl Server {
             Some(h) => h.create(e).await?,
             None => e,
         };
+        let mut e = e;
+        e.revision = 1;
         if let Err(err) = self.store.insert(&e) {
             if let Some(h) = self.hooks_of(&kind.id) {
                 let _ = h.delete(e.clone()).await;
@@ -342,11 +344,14 @@ impl Server {
                     .get(location)?
                     .ok_or_else(|| OcciError::not_found(format!("no entity at {location}")))?;
                 read_only(&old)?;
+                let old_revision = old.revision;
                 let new = self.updated(model, &old, &body, *method == Method::PUT)?;
                 let new = match self.hooks_of(&old.kind) {
                     Some(h) => h.update(old, new).await?,
                     None => new,
                 };
+                let mut new = new;
+                new.revision = old_revision + 1;
                 self.store.replace(&new)?;
                 Ok(render(&new, StatusCode::OK))
             }
@@ -429,7 +434,7 @@ impl Server {
             )
         })?;
         let before = e.clone();
-        let after = handler(ActionCall {
+        let mut after = handler(ActionCall {
             entity: e,
             action: action.id.clone(),
             parameters,
@@ -437,6 +442,7 @@ impl Server {
         })
         .await?;
         if after != before && !after.read_only {
+            after.revision = before.revision + 1;
             self.store.replace(&after)?;
         }
         Ok(after)

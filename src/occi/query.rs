@@ -116,6 +116,7 @@ impl Server {
                         if e.has_mixin(&d.id) {
                             let _g = self.lock(&e.location).await;
                             e.mixins.retain(|m| *m != d.id);
+                            e.revision += 1;
                             self.store.replace(&e)?;
                         }
                     }

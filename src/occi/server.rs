@@ -328,6 +328,7 @@ impl Server {
             return Ok(None);
         }
         change(&mut e);
+        e.revision += 1;
         self.store.replace(&e)?;
         Ok(Some(e))
     }
