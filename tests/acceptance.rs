@@ -282,3 +282,68 @@ fn value_parse_from_text() {
     assert!(Value::parse("(1 2").is_err());
     assert!(Value::parse("1 2").is_err());
 }
+
+/// However many addresses a flood of hellos makes up, the hello interval
+/// and the expiry grow only up to the count `max_counted_entities` (256):
+/// the made-up entities are gone 4.7 minutes after the flood, not an hour.
+#[test]
+fn a_hello_flood_does_not_stretch_the_expiry() {
+    use rmbus::auth::seal;
+    use rmbus::proto::{Endpoint, EndpointConfig};
+    use rmbus::wire::{Header, MessageType};
+    use std::time::{Duration, Instant, SystemTime};
+    let config = EndpointConfig {
+        keys: md5(),
+        framing: Framing::Lf,
+        group: "239.255.255.247:47000".parse().unwrap(),
+        send_unicast: false,
+        seed: 7,
+        first_seq: 0,
+        timers: Default::default(),
+        limits: Default::default(),
+    };
+    assert_eq!(config.limits.max_counted_entities, 256);
+    let start = Instant::now();
+    let me = Address::parse("(app:t module:me id:1-1@127.0.0.1)").unwrap();
+    let mut ep = Endpoint::new(config, me, start, SystemTime::now()).unwrap();
+    let from = "127.0.0.1:4000".parse().unwrap();
+    for i in 0..1000 {
+        let src = Address::parse(&format!("(app:flood id:{i}-1@127.0.0.1)")).unwrap();
+        let hello = Message {
+            header: Header {
+                seq: 0,
+                timestamp: 1,
+                kind: MessageType::Unreliable,
+                src,
+                dst: Address::empty(),
+                acks: vec![],
+            },
+            commands: vec![Command::new("mbus.hello", vec![])],
+        };
+        ep.handle_datagram(start, from, &seal(&hello, &md5(), Framing::Lf).unwrap());
+    }
+    assert_eq!(ep.entities(), 1001);
+    let mut at = start;
+    let mut gone_at = None;
+    while at < start + Duration::from_secs(600) {
+        at += Duration::from_secs(1);
+        ep.handle_timeout(at);
+        while ep.poll_transmit(at).is_some() {}
+        while ep.poll_event().is_some() {}
+        if ep.entities() == 1 {
+            gone_at = Some(at - start);
+            break;
+        }
+    }
+    let gone_at = gone_at.expect("the flood's entities expire");
+    // c_hello_dead (5) × the interval at 256 entities (51.2 s) × the dither
+    // maximum (1.1): 281.6 s.
+    assert!(
+        gone_at >= Duration::from_secs(270),
+        "{gone_at:?}: too early"
+    );
+    assert!(
+        gone_at <= Duration::from_secs(283),
+        "{gone_at:?}: the count was not capped"
+    );
+}

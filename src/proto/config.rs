@@ -67,6 +67,11 @@ pub struct Limits {
     /// RPC requests received and not answered yet; beyond it the oldest is
     /// forgotten (its caller times out).
     pub max_open_requests: usize,
+    /// The most entities counted for the hello interval and the expiry
+    /// (RFC 3259 §8 scales both with the count): with 256 the interval is at
+    /// most 51.2 s and a silent peer expires after at most 4.7 min, however
+    /// many addresses a flood of hellos made up.
+    pub max_counted_entities: usize,
 }
 
 impl Default for Limits {
@@ -79,6 +84,7 @@ impl Default for Limits {
             max_remembered: 65_536,
             max_pending_acks: 256,
             max_open_requests: 65_536,
+            max_counted_entities: 256,
         }
     }
 }

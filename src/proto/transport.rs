@@ -189,6 +189,13 @@ impl Transport {
         self.peers.len() + 1
     }
 
+    /// The entity count the hello timing and the expiry use: capped at
+    /// [`super::Limits::max_counted_entities`].
+    fn timed_entities(&self) -> usize {
+        self.entities()
+            .min(self.config.limits.max_counted_entities.max(1))
+    }
+
     pub(crate) fn stats(&self) -> Stats {
         self.stats
     }
@@ -364,7 +371,7 @@ impl Transport {
             return false;
         }
         self.remembered.forget(addr);
-        let entities = self.entities();
+        let entities = self.timed_entities();
         self.hello.entities_dropped(now, entities);
         tracing::debug!(peer = %addr, ?reason, "entity left");
         self.push_event(Event::PeerLeft {
@@ -409,7 +416,7 @@ impl Transport {
     /// event) and returned. The silence threshold shrinks with the entity
     /// count, so call it until it returns `None`.
     pub(crate) fn expire_one(&mut self, now: Instant) -> Option<Address> {
-        let dead_after = HelloTimer::dead_after(&self.config.timers, self.entities());
+        let dead_after = HelloTimer::dead_after(&self.config.timers, self.timed_entities());
         let (heard, addr) = self.peers.least_recently_heard()?;
         if heard + dead_after > now {
             return None;
@@ -427,7 +434,7 @@ impl Transport {
             self.ping_reply = None;
             self.send_hello(now);
         } else if self.hello.next <= now {
-            let entities = self.entities();
+            let entities = self.timed_entities();
             if self.hello.expire(now, entities, timers, &mut self.rng) {
                 self.send_hello_now(now);
             }
@@ -451,7 +458,7 @@ impl Transport {
         if self.closed {
             return None;
         }
-        let dead_after = HelloTimer::dead_after(&self.config.timers, self.entities());
+        let dead_after = HelloTimer::dead_after(&self.config.timers, self.timed_entities());
         [
             Some(self.hello.next),
             self.ping_reply,
@@ -764,7 +771,7 @@ impl Transport {
 
     fn send_hello(&mut self, now: Instant) {
         self.send_hello_now(now);
-        let entities = self.entities();
+        let entities = self.timed_entities();
         self.hello
             .sent(now, entities, &self.config.timers, &mut self.rng);
     }
