@@ -347,3 +347,75 @@ fn a_hello_flood_does_not_stretch_the_expiry() {
         "{gone_at:?}: the count was not capped"
     );
 }
+
+/// With the entity table full, a newcomer is still heard: its reliable
+/// command is delivered once and acknowledged every time it comes.
+#[test]
+fn a_full_table_still_delivers_and_acknowledges_a_newcomer() {
+    use rmbus::auth::{open, seal};
+    use rmbus::proto::{Endpoint, EndpointConfig, Event};
+    use rmbus::wire::{Header, MessageType};
+    use std::time::{Instant, SystemTime};
+    let mut config = EndpointConfig {
+        keys: md5(),
+        framing: Framing::Lf,
+        group: "239.255.255.247:47000".parse().unwrap(),
+        send_unicast: false,
+        seed: 9,
+        first_seq: 0,
+        timers: Default::default(),
+        limits: Default::default(),
+    };
+    config.limits.max_peers = 2;
+    let now = Instant::now();
+    let me = Address::parse("(app:t module:me id:1-1@127.0.0.1)").unwrap();
+    let mut ep = Endpoint::new(config, me.clone(), now, SystemTime::now()).unwrap();
+    let from = "127.0.0.1:4000".parse().unwrap();
+    let message = |src: &Address, kind, dst: &Address, commands| Message {
+        header: Header {
+            seq: 41,
+            timestamp: 1_020_000_000_000,
+            kind,
+            src: src.clone(),
+            dst: dst.clone(),
+            acks: vec![],
+        },
+        commands,
+    };
+    for i in 0..2 {
+        let src = Address::parse(&format!("(app:old id:{i}-1@127.0.0.1)")).unwrap();
+        let hello = message(
+            &src,
+            MessageType::Unreliable,
+            &Address::empty(),
+            vec![Command::new("mbus.hello", vec![])],
+        );
+        ep.handle_datagram(now, from, &seal(&hello, &md5(), Framing::Lf).unwrap());
+    }
+    while ep.poll_event().is_some() {}
+    while ep.poll_transmit(now).is_some() {}
+    assert_eq!(ep.entities(), 3, "the table is full");
+    let newcomer = Address::parse("(app:new id:9-1@127.0.0.1)").unwrap();
+    let cmd = message(
+        &newcomer,
+        MessageType::Reliable,
+        &me,
+        vec![Command::new("app.do", vec![Value::Integer(1)])],
+    );
+    let datagram = seal(&cmd, &md5(), Framing::Lf).unwrap();
+    let mut delivered = 0;
+    for round in 0..2 {
+        ep.handle_datagram(now, from, &datagram);
+        while let Some(e) = ep.poll_event() {
+            if matches!(e, Event::Command { .. }) {
+                delivered += 1;
+            }
+        }
+        let acked = std::iter::from_fn(|| ep.poll_transmit(now))
+            .filter_map(|t| open(&t.contents, &md5()).ok())
+            .any(|m| m.header.dst == newcomer && m.header.acks.contains(&41));
+        assert!(acked, "round {round}: acknowledged");
+    }
+    assert_eq!(delivered, 1, "delivered once");
+    assert_eq!(ep.entities(), 3, "not tracked");
+}

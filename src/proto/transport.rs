@@ -297,9 +297,9 @@ impl Transport {
             self.stats.own_echoes += 1;
             return None;
         }
-        if !self.heard_from(now, &header.src, from) {
-            return None;
-        }
+        // An entity the full table cannot take is still heard: its messages
+        // are delivered and acknowledged, only not tracked.
+        let tracked = self.heard_from(now, &header.src, from);
         for seq in &header.acks {
             if let Some((id, m)) = self.in_flight.acked(&header.src, *seq) {
                 self.stats.acknowledged += 1;
@@ -325,7 +325,10 @@ impl Transport {
                 now,
                 self.config.limits.max_remembered,
             );
-            if fresh {
+            if !tracked {
+                // Nowhere to keep an owed ack: it goes now, on its own.
+                self.send_ack_now(now, &header.src, header.seq);
+            } else if fresh {
                 self.peers.owe_ack(&header.src, header.seq, due);
             } else {
                 self.peers.reack(&header.src, header.seq, now, due);
@@ -781,6 +784,24 @@ impl Transport {
         let _ = self.emit(now, &Address::empty(), MessageType::Unreliable, vec![hello]);
     }
 
+    /// Acknowledges `seq` to `peer` at once, in a message of its own (for
+    /// an entity the table does not hold).
+    fn send_ack_now(&mut self, now: Instant, peer: &Address, seq: u32) {
+        let acks = [seq];
+        let stamp = self.wall_ms(now);
+        let mut msg = self.view(peer, MessageType::Unreliable, &acks, &[]);
+        msg.timestamp = stamp;
+        if let Ok(bytes) = seal_view(&msg, &self.config.keys, self.config.framing) {
+            self.next_seq = self.next_seq.wrapping_add(1);
+            let to = self.route(peer);
+            self.queue_transmit(Transmit {
+                destination: to,
+                contents: bytes,
+            });
+            self.stats.dedicated_acks += 1;
+        }
+    }
+
     fn send_dedicated_ack(&mut self, now: Instant, peer: &Address) {
         if self
             .emit(now, peer, MessageType::Unreliable, vec![])
@@ -791,7 +812,7 @@ impl Transport {
     }
 
     /// Adds or refreshes the sender in the entity table; false if it is new and
-    /// the table is full.
+    /// the table is full (counted in `queue_drops`: it is heard, not tracked).
     fn heard_from(&mut self, now: Instant, src: &Address, from: SocketAddr) -> bool {
         if self.peers.heard(src, from, now) {
             return true;
