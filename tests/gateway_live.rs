@@ -485,10 +485,11 @@ fn every_limit_answers_with_its_code() {
         .write_all(b"GET /-/ HTTP/1.1\r\nHost: x\r\n")
         .unwrap();
     dribble.set_read_timeout(Some(DEADLINE)).unwrap();
-    let started = Instant::now();
     let mut rest = Vec::new();
-    let _ = dribble.read_to_end(&mut rest);
-    assert!(started.elapsed() < DEADLINE, "cut off");
+    // Our read timeout would end it with an error; the gateway's close ends
+    // it with the end of the stream.
+    let ended = dribble.read_to_end(&mut rest);
+    assert!(ended.is_ok(), "the gateway cut it off: {ended:?}");
     // Connections over the cap: 503.
     let idle: Vec<TcpStream> = (0..3).map(|_| TcpStream::connect(&host).unwrap()).collect();
     std::thread::sleep(Duration::from_millis(200));
