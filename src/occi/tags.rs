@@ -61,10 +61,7 @@ pub async fn tag(method: &Method, request: &HeaderMap, response: Response) -> Re
     }
     let etag = format!("\"{}\"", hex(&h.finalize()));
     let content_md5 = base64::engine::general_purpose::STANDARD.encode(md5);
-    for (name, value) in [
-        (header::ETAG, &etag),
-        (HeaderName::CONTENT_MD5, &content_md5),
-    ] {
+    for (name, value) in [(header::ETAG, &etag), (CONTENT_MD5, &content_md5)] {
         if let Ok(v) = HeaderValue::from_str(value) {
             parts.headers.insert(name, v);
         }
@@ -82,12 +79,8 @@ pub async fn tag(method: &Method, request: &HeaderMap, response: Response) -> Re
     Response::from_parts(parts, Body::from(bytes))
 }
 
-/// The header names we add.
-struct HeaderName;
-
-impl HeaderName {
-    const CONTENT_MD5: header::HeaderName = header::HeaderName::from_static("content-md5");
-}
+/// `Content-MD5` (RFC 1864), which `http` has no constant for.
+const CONTENT_MD5: header::HeaderName = header::HeaderName::from_static("content-md5");
 
 #[cfg(test)]
 mod tests {

@@ -326,7 +326,6 @@ pub fn run(args: Args) -> Outcome {
             }),
             idle: ws_idle,
             user: None,
-            peer: None,
         };
         let router =
             server.router().route(

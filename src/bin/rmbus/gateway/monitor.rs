@@ -11,7 +11,6 @@
 //! something for it, is closed with code 1008 and a logged reason.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -254,8 +253,6 @@ pub struct Session {
     pub idle: Duration,
     /// Who is connected, for the log.
     pub user: Option<String>,
-    /// The peer, for the log.
-    pub peer: Option<SocketAddr>,
 }
 
 /// The most monitors on one connection.
@@ -357,11 +354,10 @@ fn adjust_raw(s: &Session, before: usize, after: usize) {
 /// Runs one WebSocket connection to its end.
 pub async fn run(socket: WebSocket, s: Session) {
     let who = format!(
-        "monitor {}{}",
-        s.peer.map_or(String::new(), |p| p.to_string()),
+        "monitor{}",
         s.user
             .as_deref()
-            .map_or(String::new(), |u| format!(" (user {u})"))
+            .map_or(String::new(), |u| format!(" of user {u}"))
     );
     let Subscription {
         id,
