@@ -348,14 +348,15 @@ fn a_hello_flood_does_not_stretch_the_expiry() {
     );
 }
 
-/// With the entity table full, a newcomer is still heard: its reliable
+/// With the entity table full of entities that have something open with
+/// us (so none can be evicted), a newcomer is still heard: its reliable
 /// command is delivered once and acknowledged every time it comes.
 #[test]
 fn a_full_table_still_delivers_and_acknowledges_a_newcomer() {
     use rmbus::auth::{open, seal};
-    use rmbus::proto::{Endpoint, EndpointConfig, Event};
+    use rmbus::proto::{Delivery, Endpoint, EndpointConfig, Event};
     use rmbus::wire::{Header, MessageType};
-    use std::time::{Instant, SystemTime};
+    use std::time::{Duration, Instant, SystemTime};
     let mut config = EndpointConfig {
         keys: md5(),
         framing: Framing::Lf,
@@ -382,16 +383,29 @@ fn a_full_table_still_delivers_and_acknowledges_a_newcomer() {
         },
         commands,
     };
-    for i in 0..2 {
-        let src = Address::parse(&format!("(app:old id:{i}-1@127.0.0.1)")).unwrap();
+    let old: Vec<Address> = (0..2)
+        .map(|i| Address::parse(&format!("(app:old id:{i}-1@127.0.0.1)")).unwrap())
+        .collect();
+    for src in &old {
         let hello = message(
-            &src,
+            src,
             MessageType::Unreliable,
             &Address::empty(),
             vec![Command::new("mbus.hello", vec![])],
         );
         ep.handle_datagram(now, from, &seal(&hello, &md5(), Framing::Lf).unwrap());
     }
+    // Something open with each: a reliable message in flight, a call.
+    ep.send(
+        now,
+        &old[0],
+        vec![Command::new("x.y", vec![])],
+        Delivery::Reliable,
+    )
+    .unwrap();
+    ep.rpc()
+        .call(now, &old[1], "x.z", vec![], Duration::from_secs(60))
+        .unwrap();
     while ep.poll_event().is_some() {}
     while ep.poll_transmit(now).is_some() {}
     assert_eq!(ep.entities(), 3, "the table is full");
@@ -407,6 +421,10 @@ fn a_full_table_still_delivers_and_acknowledges_a_newcomer() {
     for round in 0..2 {
         ep.handle_datagram(now, from, &datagram);
         while let Some(e) = ep.poll_event() {
+            assert!(
+                !matches!(e, Event::PeerLeft { .. }),
+                "nobody evicted: {e:?}"
+            );
             if matches!(e, Event::Command { .. }) {
                 delivered += 1;
             }
@@ -418,4 +436,6 @@ fn a_full_table_still_delivers_and_acknowledges_a_newcomer() {
     }
     assert_eq!(delivered, 1, "delivered once");
     assert_eq!(ep.entities(), 3, "not tracked");
+    assert_eq!((ep.stats().untracked, ep.stats().evicted), (2, 0));
+    assert!(old.iter().all(|a| ep.peer(a).is_some()), "both still known");
 }

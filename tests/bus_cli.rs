@@ -416,3 +416,71 @@ fn sigterm_says_bye() {
         event(j, "lost") && j["address"] == b_addr.as_str() && j["reason"] == "bye"
     });
 }
+
+/// An `rmbus join` that has heard 20,000 made-up entities (more than its
+/// table holds) still takes a new peer: its reliable command is delivered
+/// once and acknowledged, and the flood's entities made room for it.
+#[test]
+fn a_join_flooded_with_20000_hellos_still_takes_a_newcomer() {
+    let bus = bus();
+    let mut a = Proc::join(&bus, "flooded");
+    let a_addr = a.address();
+    let flood = loopback_sender();
+    for i in 0..20_000u32 {
+        let hello = Message {
+            header: Header {
+                seq: 0,
+                timestamp: 1,
+                kind: MessageType::Unreliable,
+                src: Address::parse(&format!("(app:flood id:{i}-1@127.0.0.1)")).unwrap(),
+                dst: Address::empty(),
+                acks: vec![],
+            },
+            commands: vec![rmbus::wire::Command::new("mbus.hello", vec![])],
+        };
+        let datagram = seal(&hello, &bus.config.keys().unwrap(), Framing::Lf).unwrap();
+        flood.send_to(&datagram, bus.config.group_addr()).unwrap();
+        // Paced to what the entity reads, so that its socket buffer does
+        // not drop most of the flood: each batch of 200 waits until one of
+        // its hellos has been heard.
+        if i % 200 == 199 {
+            let batch = i - 199..=i;
+            a.expect_new("a hello of the batch", |j| {
+                event(j, "joined")
+                    && j["address"]
+                        .as_str()
+                        .and_then(|s| s.strip_prefix("(app:flood id:"))
+                        .and_then(|s| s.split('-').next())
+                        .and_then(|n| n.parse::<u32>().ok())
+                        .is_some_and(|n| batch.contains(&n))
+            });
+        }
+    }
+    // The table overflowed: the flood's own entities made room for each other.
+    a.expect("an eviction", |j| {
+        event(j, "lost") && j["reason"] == "evicted"
+    });
+    let mut b = Proc::join(&bus, "newcomer");
+    let b_addr = b.address();
+    b.say(&format!("rsend {a_addr} test.once (1)"));
+    b.expect("delivered", |j| event(j, "delivered") && j["id"] == 1);
+    b.say(&format!("rsend {a_addr} test.after (2)"));
+    b.expect("delivered 2", |j| event(j, "delivered") && j["id"] == 2);
+    a.expect("the second command", |j| {
+        event(j, "command") && j["name"] == "test.after" && j["src"] == b_addr.as_str()
+    });
+    let once = a
+        .seen
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Json>(l).ok())
+        .filter(|j| event(j, "command") && j["name"] == "test.once")
+        .count();
+    assert_eq!(once, 1, "delivered once");
+    let evicted = a
+        .seen
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Json>(l).ok())
+        .filter(|j| event(j, "lost") && j["reason"] == "evicted")
+        .any(|j| j["address"] == b_addr.as_str());
+    assert!(!evicted, "the newcomer is not evicted");
+}

@@ -794,7 +794,11 @@ fn a_flooding_peer_cannot_grow_memory_without_bound() {
     }
     assert_eq!(ep.entities(), 17);
     assert!(std::iter::from_fn(|| ep.poll_event()).count() <= 64);
-    assert!(ep.stats().queue_drops > 900);
+    assert_eq!(ep.stats().evicted, 1000 - 16, "each newcomer took a place");
+    assert!(
+        ep.stats().queue_drops > 900,
+        "events beyond the bound dropped"
+    );
     // One peer sending many reliable messages: acks are flushed every 8.
     let mut config = endpoint_config(10);
     config.limits.max_pending_acks = 8;

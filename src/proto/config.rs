@@ -52,7 +52,10 @@ impl Default for Timers {
 /// without limit. What does not fit is dropped and counted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
-    /// Known entities.
+    /// Known entities. When the table is full a newcomer takes the place of
+    /// an entity heard only once with nothing open with us
+    /// ([`super::LeaveReason::Evicted`]); if none can make room, the
+    /// newcomer's messages are still delivered and acknowledged, untracked.
     pub max_peers: usize,
     /// Events not yet polled (the oldest is dropped).
     pub max_events: usize,

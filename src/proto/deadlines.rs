@@ -87,6 +87,11 @@ impl<K: Ord + Hash + Clone> Deadlines<K> {
         self.order.iter().map(|(at, k)| (*at, k))
     }
 
+    /// True if `key` is set.
+    pub(crate) fn contains(&self, key: &K) -> bool {
+        self.at.contains_key(key)
+    }
+
     /// True if no key is set.
     pub(crate) fn is_empty(&self) -> bool {
         self.at.is_empty()

@@ -150,7 +150,9 @@ impl Endpoint {
     /// One datagram from the bus. Never fails: what is not acceptable is
     /// dropped and counted.
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
-        let accepted = self.transport.accept(now, from, data);
+        let guidelines = &self.guidelines;
+        let engaged = |a: &Address| guidelines.engaged_with(a);
+        let accepted = self.transport.accept(now, from, data, &engaged);
         self.handle_accepted(now, accepted);
     }
 
@@ -167,12 +169,17 @@ impl Endpoint {
         opened: Result<&crate::wire::Message, &crate::auth::Rejection>,
     ) {
         let opened = opened.map(Opened::Shared);
-        let accepted = self.transport.accept_opened(now, from, opened);
+        let guidelines = &self.guidelines;
+        let engaged = |a: &Address| guidelines.engaged_with(a);
+        let accepted = self.transport.accept_opened(now, from, opened, &engaged);
         self.handle_accepted(now, accepted);
     }
 
     fn handle_accepted(&mut self, now: Instant, accepted: Option<Accepted>) {
         self.route_settled(now);
+        for addr in self.transport.take_evicted() {
+            self.peer_left(now, &addr);
+        }
         let Some(Accepted {
             header,
             reliable,

@@ -15,6 +15,11 @@ pub enum LeaveReason {
     Bye,
     /// Nothing heard from it for 5.5 hello intervals.
     Timeout,
+    /// The entity table was full and a newcomer took its place: it had been
+    /// heard only once (or was the least recently heard of the established
+    /// ones) and had nothing open with us. Its duplicate memory is kept, so
+    /// a message it sent is still not delivered twice.
+    Evicted,
 }
 
 /// Something the application should know.

@@ -1,9 +1,11 @@
 //! The entity table (RFC 3259 §8): every entity heard from, when, and from
 //! which IP endpoint, plus the acknowledgements owed to it (§7).
 //!
-//! Peers are kept in the order they joined. Two [`Deadlines`] index them: when
-//! each was last heard (the oldest is the next to expire, whatever the
-//! threshold is at the time) and when the acks owed to each are due.
+//! Peers are kept in the order they joined. Three [`Deadlines`] index them:
+//! when each was last heard (the oldest is the next to expire, whatever the
+//! threshold is at the time), when those heard only once were heard (the
+//! first to make room for a newcomer when the table is full), and when the
+//! acks owed to each are due.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -44,6 +46,8 @@ pub(crate) struct PeerTable {
     keys: HashMap<Address, Key>,
     peers: BTreeMap<Key, PeerState>,
     heard: Deadlines<Key>,
+    /// The entities heard only once, by when.
+    heard_once: Deadlines<Key>,
     acks_due: Deadlines<Key>,
     next_key: Key,
 }
@@ -86,6 +90,7 @@ impl PeerTable {
         p.peer.last_heard = now;
         p.peer.endpoint = from;
         self.heard.set(key, now);
+        self.heard_once.remove(&key);
         true
     }
 
@@ -95,6 +100,7 @@ impl PeerTable {
         self.next_key += 1;
         self.keys.insert(addr.clone(), key);
         self.heard.set(key, now);
+        self.heard_once.set(key, now);
         self.peers.insert(
             key,
             PeerState {
@@ -116,8 +122,37 @@ impl PeerTable {
         };
         self.peers.remove(&key);
         self.heard.remove(&key);
+        self.heard_once.remove(&key);
         self.acks_due.remove(&key);
         true
+    }
+
+    /// The entity to make room for a newcomer in a full table: the least
+    /// recently heard of those heard only once, else the least recently heard
+    /// of the others (established entities go last), skipping those that owe
+    /// or are owed something (`busy`, or acks we still owe them). At most
+    /// `scan` entities of each kind are looked at, so a table of busy peers
+    /// costs a bounded amount per datagram.
+    pub(crate) fn eviction_candidate(
+        &self,
+        scan: usize,
+        busy: impl Fn(&Address) -> bool,
+    ) -> Option<&Address> {
+        let free = |key: &Key| {
+            let p = self.peers.get(key)?;
+            (p.pending_acks.is_empty() && !busy(&p.peer.address)).then_some(&p.peer.address)
+        };
+        self.heard_once
+            .iter()
+            .take(scan)
+            .find_map(|(_, key)| free(key))
+            .or_else(|| {
+                self.heard
+                    .iter()
+                    .filter(|(_, key)| !self.heard_once.contains(key))
+                    .take(scan)
+                    .find_map(|(_, key)| free(key))
+            })
     }
 
     /// The entity heard from least recently, and when.
@@ -226,6 +261,28 @@ mod tests {
         assert!(peers.remove(&b));
         assert!(!peers.heard(&b, from, t), "gone");
         assert_eq!(peers.iter().count(), 1);
+    }
+
+    #[test]
+    fn a_newcomer_replaces_the_oldest_heard_once_peer_that_is_free() {
+        let t = Instant::now();
+        let from: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let (a, b, c, d) = (addr("(n:a)"), addr("(n:b)"), addr("(n:c)"), addr("(n:d)"));
+        let mut peers = PeerTable::default();
+        for (i, p) in [&a, &b, &c, &d].into_iter().enumerate() {
+            peers.insert(p, from, t + Duration::from_millis(i as u64));
+        }
+        // a is established (heard twice), b is busy, c owes nothing: c goes.
+        assert!(peers.heard(&a, from, t + Duration::from_millis(9)));
+        let busy = |x: &Address| *x == b;
+        assert_eq!(peers.eviction_candidate(8, busy), Some(&c));
+        // Acks we owe c make it busy too; then d, the next heard once.
+        peers.owe_ack(&c, 1, t);
+        assert_eq!(peers.eviction_candidate(8, busy), Some(&d));
+        // With no one heard once and free, the established go last.
+        assert!(peers.heard(&d, from, t + Duration::from_millis(10)));
+        assert_eq!(peers.eviction_candidate(8, busy), Some(&a));
+        assert_eq!(peers.eviction_candidate(8, |_| true), None);
     }
 
     #[test]

@@ -37,6 +37,13 @@ pub struct Stats {
     /// Events, datagrams, entities or open requests dropped because a bound was
     /// reached.
     pub queue_drops: u64,
+    /// Entities removed from a full table to make room for a newcomer
+    /// ([`super::LeaveReason::Evicted`]).
+    pub evicted: u64,
+    /// Messages from entities a full table could not take (every entity in
+    /// it had something open with us): delivered and acknowledged at once,
+    /// but the sender is not tracked.
+    pub untracked: u64,
     /// RPC requests received (Guidelines layer).
     pub rpc_requests: u64,
     /// Malformed RPC requests, returns and standby replies, and requests the

@@ -95,6 +95,29 @@ struct Waits {
     dst: BTreeMap<String, Address>,
 }
 
+/// How long between the summaries logged while the entity table overflows.
+const OVERFLOW_REPORT: Duration = Duration::from_secs(60);
+
+/// How many entities of each kind a full table looks at for one to evict.
+const EVICTION_SCAN: usize = 64;
+
+/// The entity table overflowing: logged once when it starts, then summed up
+/// once a minute while it lasts.
+#[derive(Debug)]
+struct Overflow {
+    /// When the next summary is due.
+    report_at: Instant,
+    /// Evictions since the last report.
+    evicted: u64,
+    /// Untracked messages since the last report.
+    untracked: u64,
+}
+
+/// Whether the sub-machines above the transport have something open with an
+/// entity (a call, a request being served, a transaction, a watch or a
+/// service registration): such an entity is not evicted.
+pub(crate) type Engaged<'a> = &'a dyn Fn(&Address) -> bool;
+
 /// One entity's RFC 3259 state.
 #[derive(Debug)]
 pub(crate) struct Transport {
@@ -118,6 +141,10 @@ pub(crate) struct Transport {
     /// Ordered-mode messages waiting for their predecessor to settle.
     ordered: HashMap<Address, VecDeque<(MsgId, Vec<Command>)>>,
     remembered: DuplicateMemory,
+    /// Entities evicted since the endpoint last asked (it tells the
+    /// sub-machines).
+    evicted: Vec<Address>,
+    overflow: Option<Overflow>,
     waits: Waits,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
@@ -157,6 +184,8 @@ impl Transport {
             in_flight: InFlightTable::default(),
             ordered: HashMap::new(),
             remembered: DuplicateMemory::default(),
+            evicted: Vec::new(),
+            overflow: None,
             waits: Waits::default(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
@@ -258,14 +287,15 @@ impl Transport {
         now: Instant,
         from: SocketAddr,
         data: &[u8],
+        engaged: Engaged<'_>,
     ) -> Option<Accepted> {
         if self.closed {
             self.stats.datagrams_in += 1;
             return None;
         }
         match open(data, &self.config.keys) {
-            Ok(m) => self.accept_opened(now, from, Ok(Opened::Owned(m))),
-            Err(r) => self.accept_opened(now, from, Err(&r)),
+            Ok(m) => self.accept_opened(now, from, Ok(Opened::Owned(m)), engaged),
+            Err(r) => self.accept_opened(now, from, Err(&r), engaged),
         }
     }
 
@@ -275,6 +305,7 @@ impl Transport {
         now: Instant,
         from: SocketAddr,
         opened: Result<Opened<'_>, &Rejection>,
+        engaged: Engaged<'_>,
     ) -> Option<Accepted> {
         self.stats.datagrams_in += 1;
         if self.closed {
@@ -299,7 +330,7 @@ impl Transport {
         }
         // An entity the full table cannot take is still heard: its messages
         // are delivered and acknowledged, only not tracked.
-        let tracked = self.heard_from(now, &header.src, from);
+        let tracked = self.heard_from(now, &header.src, from, engaged);
         for seq in &header.acks {
             if let Some((id, m)) = self.in_flight.acked(&header.src, *seq) {
                 self.stats.acknowledged += 1;
@@ -361,6 +392,12 @@ impl Transport {
             self.ping_reply = Some(now + wait.mul_f64(self.rng.unit()));
             self.pings_covered_until = Some(now + wait);
         }
+    }
+
+    /// The entities evicted since the last call, for the sub-machines to
+    /// forget.
+    pub(crate) fn take_evicted(&mut self) -> Vec<Address> {
+        std::mem::take(&mut self.evicted)
     }
 
     /// Removes `addr` from the entity table; false if it was not known.
@@ -454,6 +491,31 @@ impl Transport {
             }
         }
         self.remembered.expire(now, memory);
+        self.report_overflow(now);
+    }
+
+    /// The summary of a minute of overflow, or the end of it.
+    fn report_overflow(&mut self, now: Instant) {
+        let Some(o) = self.overflow.as_mut().filter(|o| o.report_at <= now) else {
+            return;
+        };
+        if o.evicted == 0 && o.untracked == 0 {
+            tracing::info!("no newcomer overflowed the entity table in the last minute");
+            self.overflow = None;
+            return;
+        }
+        tracing::warn!(
+            evicted = o.evicted,
+            untracked = o.untracked,
+            entities = self.peers.len(),
+            "the entity table is still full: in the last minute {} entities were evicted \
+             for newcomers and {} messages came from entities it could not take",
+            o.evicted,
+            o.untracked
+        );
+        o.evicted = 0;
+        o.untracked = 0;
+        o.report_at = now + OVERFLOW_REPORT;
     }
 
     /// When the earliest transport timer is due.
@@ -471,6 +533,7 @@ impl Transport {
                 .least_recently_heard()
                 .map(|(at, _)| at + dead_after),
             self.waits.next.next(),
+            self.overflow.as_ref().map(|o| o.report_at),
         ]
         .into_iter()
         .flatten()
@@ -812,14 +875,52 @@ impl Transport {
     }
 
     /// Adds or refreshes the sender in the entity table; false if it is new and
-    /// the table is full (counted in `queue_drops`: it is heard, not tracked).
-    fn heard_from(&mut self, now: Instant, src: &Address, from: SocketAddr) -> bool {
+    /// the table is full of entities that cannot make room (counted in
+    /// `untracked`: it is heard, not tracked). A newcomer to a full table
+    /// takes the place of the entity [`PeerTable::eviction_candidate`] names.
+    fn heard_from(
+        &mut self,
+        now: Instant,
+        src: &Address,
+        from: SocketAddr,
+        engaged: Engaged<'_>,
+    ) -> bool {
         if self.peers.heard(src, from, now) {
             return true;
         }
-        if self.peers.len() >= self.config.limits.max_peers {
-            self.stats.queue_drops += 1;
-            return false;
+        if self.peers.len() >= self.config.limits.max_peers.max(1) {
+            if self.overflow.is_none() {
+                tracing::warn!(
+                    max_peers = self.config.limits.max_peers,
+                    newcomer = %src,
+                    "the entity table is full: newcomers now take the place of entities \
+                     heard only once (a flood of hellos?); a summary follows each minute \
+                     while it lasts"
+                );
+            }
+            let overflow = self.overflow.get_or_insert(Overflow {
+                report_at: now + OVERFLOW_REPORT,
+                evicted: 0,
+                untracked: 0,
+            });
+            let (in_flight, ordered) = (&self.in_flight, &self.ordered);
+            let busy =
+                |a: &Address| in_flight.has_destination(a) || ordered.contains_key(a) || engaged(a);
+            let Some(victim) = self.peers.eviction_candidate(EVICTION_SCAN, busy).cloned() else {
+                overflow.untracked += 1;
+                self.stats.untracked += 1;
+                return false;
+            };
+            overflow.evicted += 1;
+            self.stats.evicted += 1;
+            // Its duplicate memory stays: only a bye or an expiry forgets it.
+            self.peers.remove(&victim);
+            tracing::debug!(peer = %victim, newcomer = %src, "entity evicted");
+            self.push_event(Event::PeerLeft {
+                addr: victim.clone(),
+                reason: LeaveReason::Evicted,
+            });
+            self.evicted.push(victim);
         }
         self.peers.insert(src, from, now);
         tracing::debug!(peer = %src, %from, "entity joined");

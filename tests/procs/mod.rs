@@ -104,6 +104,13 @@ impl Proc {
         if let Some(hit) = self.seen.iter().filter_map(|l| parse(l)).find(|j| f(j)) {
             return hit;
         }
+        self.expect_new(what, f)
+    }
+
+    /// The first JSON line not seen yet, arriving within the deadline, that
+    /// `f` accepts.
+    pub fn expect_new(&mut self, what: &str, f: impl Fn(&Json) -> bool) -> Json {
+        let parse = |l: &str| serde_json::from_str::<Json>(l).ok();
         let until = Instant::now() + DEADLINE;
         loop {
             let left = until.saturating_duration_since(Instant::now());

@@ -166,6 +166,7 @@ pub fn run(args: Args) -> Outcome {
                             match reason {
                                 LeaveReason::Bye => "it said bye",
                                 LeaveReason::Timeout => "silent too long",
+                                LeaveReason::Evicted => "evicted from a full table",
                             }
                         ),
                     ),

@@ -472,7 +472,7 @@ pub fn run(args: Args) -> Outcome {
         let e = match event {
             Event::PeerJoined(a) => json!({"event": "joined", "address": a.to_string()}),
             Event::PeerLeft { addr, reason } => {
-                json!({"event": "lost", "address": addr.to_string(), "reason": match reason { LeaveReason::Bye => "bye", LeaveReason::Timeout => "timeout" }})
+                json!({"event": "lost", "address": addr.to_string(), "reason": match reason { LeaveReason::Bye => "bye", LeaveReason::Timeout => "timeout", LeaveReason::Evicted => "evicted" }})
             }
             Event::Command {
                 src,

@@ -324,6 +324,16 @@ impl Calls {
         }
     }
 
+    /// True if a call of ours waits on `addr` (its callee, an anycast's
+    /// chosen volunteer, or a multicast call's expected answerer).
+    pub(crate) fn engaged_with(&self, addr: &Address) -> bool {
+        self.calls.values().any(|c| match &c.kind {
+            CallKind::Unicast { callee } => callee == addr,
+            CallKind::Anycast { chosen, .. } => chosen.as_ref() == Some(addr),
+            CallKind::Multicast { expected, .. } => expected.contains(addr),
+        })
+    }
+
     /// The endpoint closes: every call still open ends ([`Outcome::Closed`],
     /// or for a MULTICAST call, for the entities that have not answered).
     pub(crate) fn close(&mut self, ctx: &mut Ctx<'_>) {

@@ -106,6 +106,18 @@ impl Guidelines {
         self.calls.peer_left(ctx, addr);
     }
 
+    /// True if something is open with `addr`: a call to it, a request of
+    /// its not yet answered, a transaction either way, a watch of one of our
+    /// properties or a registration with one of our services. A full entity
+    /// table does not evict such an entity.
+    pub(crate) fn engaged_with(&self, addr: &Address) -> bool {
+        self.calls.engaged_with(addr)
+            || self.serving.engaged_with(addr)
+            || self.transactions.engaged_with(addr)
+            || self.properties.engaged_with(addr)
+            || self.services.engaged_with(addr)
+    }
+
     /// The endpoint closes: every call and client transaction still open ends.
     pub(crate) fn close(&mut self, ctx: &mut Ctx<'_>) {
         self.calls.close(ctx);

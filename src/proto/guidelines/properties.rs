@@ -166,6 +166,11 @@ impl PropertyTable {
     }
 
     /// `addr` left the bus: it watches nothing any more.
+    /// True if `addr` watches one of our properties.
+    pub(crate) fn engaged_with(&self, addr: &Address) -> bool {
+        self.properties.values().any(|p| p.watchers.contains(addr))
+    }
+
     pub(crate) fn peer_left(&mut self, addr: &Address) {
         for p in self.properties.values_mut() {
             p.watchers.retain(|w| w != addr);

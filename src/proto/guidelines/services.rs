@@ -171,6 +171,11 @@ impl ServiceTable {
     }
 
     /// `addr` left the bus: it is no client any more.
+    /// True if `addr` is registered with one of our services.
+    pub(crate) fn engaged_with(&self, addr: &Address) -> bool {
+        self.by_prefix.values().any(|s| s.clients.contains(addr))
+    }
+
     pub(crate) fn peer_left(&mut self, addr: &Address) {
         for s in self.by_prefix.values_mut() {
             s.clients.retain(|c| c != addr);

@@ -92,6 +92,11 @@ impl Rpc<'_> {
 }
 
 impl Serving {
+    /// True if a request of `addr`'s waits for our answer.
+    pub(crate) fn engaged_with(&self, addr: &Address) -> bool {
+        self.requests.values().any(|r| r.caller == *addr)
+    }
+
     /// True if `name` is served by name.
     pub(crate) fn serves(&self, name: &str) -> bool {
         self.served.contains(name)

@@ -368,6 +368,12 @@ impl TxnTable {
         self.server.retain(|_, t| t.client != *addr);
     }
 
+    /// True if a transaction with `addr` is open, as client or as server.
+    pub(crate) fn engaged_with(&self, addr: &Address) -> bool {
+        self.client.values().any(|t| t.server == *addr)
+            || self.server.values().any(|t| t.client == *addr)
+    }
+
     /// The endpoint closes: our transactions end ([`TxnOutcome::Closed`]).
     pub(crate) fn close(&mut self, ctx: &mut Ctx<'_>) {
         let mut open: Vec<u64> = self.client.keys().copied().collect();
