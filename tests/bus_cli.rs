@@ -484,3 +484,53 @@ fn a_join_flooded_with_20000_hellos_still_takes_a_newcomer() {
         .any(|j| j["address"] == b_addr.as_str());
     assert!(!evicted, "the newcomer is not evicted");
 }
+
+/// `join`'s `rsend` and `call` to a destination that matches one known
+/// entity go at once, without a ping (a UCL peer never answers one); an
+/// unknown destination is still pinged and waited for.
+#[test]
+fn join_pings_only_destinations_it_does_not_know() {
+    let bus = bus();
+    let (mut a, mut b, a_addr, b_addr) = pair(&bus, "asker", "known");
+    let mut monitor = Proc::start({
+        let mut c = rmbus(&bus);
+        c.args(["monitor", "--json"]);
+        c
+    });
+    // The monitor is up once it shows one of b's hellos.
+    monitor.expect("b's hello", |j| {
+        j["src"] == b_addr.as_str() && j["commands"][0]["name"] == "mbus.hello"
+    });
+    a.say("rsend (module:known) test.direct (1)");
+    let ok = a.expect("ok 1", |j| event(j, "ok") && j["id"] == 1);
+    assert_eq!(ok["to"], b_addr.as_str(), "the subset completed to b");
+    a.say("call (module:known) test.op ()");
+    a.expect("call sent", |j| event(j, "ok") && j["id"] == 2);
+    b.expect("the call", |j| {
+        event(j, "request") && j["name"] == "test.op"
+    });
+    a.say("send () test.marker ()");
+    monitor.expect("a's marker", |j| {
+        j["src"] == a_addr.as_str() && j["commands"][0]["name"] == "test.marker"
+    });
+    let pinged = |seen: &[String]| {
+        seen.iter()
+            .filter_map(|l| serde_json::from_str::<Json>(l).ok())
+            .filter(|j| j["src"] == a_addr.as_str())
+            .any(|j| j["commands"][0]["name"] == "mbus.ping")
+    };
+    assert!(!pinged(&monitor.seen), "a known destination is not pinged");
+    b.expect("the command", |j| {
+        event(j, "command") && j["name"] == "test.direct"
+    });
+    // Unknown: pinged, and after --wait an error.
+    a.say("rsend (module:nobody) test.lost ()");
+    monitor.expect("a's ping", |j| {
+        j["src"] == a_addr.as_str() && j["commands"][0]["name"] == "mbus.ping"
+    });
+    let error = a.expect("error 4", |j| event(j, "error") && j["id"] == 4);
+    assert!(error["reason"]
+        .as_str()
+        .unwrap()
+        .contains("not a known entity"));
+}

@@ -377,3 +377,28 @@ fn a_handle_used_in_its_own_callback_fails_at_once_and_dropping_it_there_says_by
             .then_some(())
     });
 }
+
+/// An application that calls right after it started, before it has heard
+/// its callee, gets the answer: the callee is pinged and waited for within
+/// the call's timeout, instead of refused as unknown.
+#[test]
+fn a_handle_call_made_before_the_callee_is_heard_waits_for_it() {
+    use rmbus::rpc::{Outcome, Reply};
+    let config = common::free_port_config();
+    let (server, _server_events) = spawn(&config, &addr("(app:test module:early-server)")).unwrap();
+    server
+        .with(|bus| bus.serve("calc.one", |_| Reply::ok(vec![Value::Integer(1)]).into()))
+        .unwrap();
+    let server_addr = address_of(&server);
+    let (client, _client_events) = spawn(&config, &addr("(app:test module:early-client)")).unwrap();
+    let (callee, outcome) = client
+        .call(&server_addr, "calc.one", vec![], Duration::from_secs(20))
+        .unwrap();
+    assert_eq!(callee, server_addr);
+    assert_eq!(
+        outcome,
+        Outcome::Returned(Reply::ok(vec![Value::Integer(1)]))
+    );
+    client.close();
+    server.close();
+}

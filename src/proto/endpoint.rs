@@ -50,6 +50,8 @@ use super::{
 pub struct Endpoint {
     transport: Transport,
     guidelines: Guidelines,
+    /// [`Transport::joins`] when calls last looked for their callees.
+    joins_seen: u64,
 }
 
 impl Endpoint {
@@ -64,6 +66,7 @@ impl Endpoint {
         Ok(Endpoint {
             transport: Transport::new(config, local, now, wall_now)?,
             guidelines: Guidelines::default(),
+            joins_seen: 0,
         })
     }
 
@@ -180,6 +183,14 @@ impl Endpoint {
         for addr in self.transport.take_evicted() {
             self.peer_left(now, &addr);
         }
+        let joins = self.transport.joins();
+        if joins != self.joins_seen {
+            self.joins_seen = joins;
+            if self.guidelines.calls.finding() {
+                let mut ctx = Ctx::new(&mut self.transport, now);
+                self.guidelines.calls.find_callees(&mut ctx);
+            }
+        }
         let Some(Accepted {
             header,
             reliable,
@@ -227,6 +238,27 @@ impl Endpoint {
         delivery: Delivery,
     ) -> Result<MsgId, SendError> {
         self.transport.send(now, dst, commands, delivery)
+    }
+
+    /// [`Endpoint::send`] for an application that may send before it has
+    /// heard its peer: a reliable message to a destination no known entity
+    /// matches is not refused but waits for one to appear. `dst` is pinged
+    /// once (RFC 3259 §9.3); the message goes as soon as an entity it
+    /// designates joins (a subset address is completed to that entity's
+    /// address when it is the one match), and fails with
+    /// [`Event::DeliveryFailed`] if none has by `deadline`. It counts in
+    /// [`Endpoint::in_flight`] meanwhile. A destination that is known goes
+    /// at once, as with [`Endpoint::send`]; other refusals are the same.
+    pub fn send_within(
+        &mut self,
+        now: Instant,
+        dst: &Address,
+        commands: Vec<Command>,
+        delivery: Delivery,
+        deadline: Instant,
+    ) -> Result<MsgId, SendError> {
+        self.transport
+            .send_within(now, dst, commands, delivery, deadline)
     }
 
     /// Asks the entities that `dst` designates to answer with a hello (unreliable).

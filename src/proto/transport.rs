@@ -118,6 +118,15 @@ struct Overflow {
 /// service registration): such an entity is not evicted.
 pub(crate) type Engaged<'a> = &'a dyn Fn(&Address) -> bool;
 
+/// A reliable send waiting for its destination to appear
+/// ([`Transport::send_within`]).
+#[derive(Debug)]
+struct Parked {
+    dst: Address,
+    commands: Vec<Command>,
+    delivery: Delivery,
+}
+
 /// One entity's RFC 3259 state.
 #[derive(Debug)]
 pub(crate) struct Transport {
@@ -138,6 +147,12 @@ pub(crate) struct Transport {
     /// (one answer per c_hello_min, however many pings come).
     pings_covered_until: Option<Instant>,
     in_flight: InFlightTable,
+    /// Reliable sends waiting for their destination to appear, and until when.
+    parked: HashMap<MsgId, Parked>,
+    /// Entities added to the table so far (the endpoint's calls that wait
+    /// for a callee look again when it changes).
+    joins: u64,
+    parked_until: Deadlines<MsgId>,
     /// Ordered-mode messages waiting for their predecessor to settle.
     ordered: HashMap<Address, VecDeque<(MsgId, Vec<Command>)>>,
     remembered: DuplicateMemory,
@@ -182,6 +197,9 @@ impl Transport {
             ping_reply: None,
             pings_covered_until: None,
             in_flight: InFlightTable::default(),
+            parked: HashMap::new(),
+            joins: 0,
+            parked_until: Deadlines::default(),
             ordered: HashMap::new(),
             remembered: DuplicateMemory::default(),
             evicted: Vec::new(),
@@ -225,6 +243,11 @@ impl Transport {
             .min(self.config.limits.max_counted_entities.max(1))
     }
 
+    /// How many entities have been added to the table so far.
+    pub(crate) fn joins(&self) -> u64 {
+        self.joins
+    }
+
     pub(crate) fn stats(&self) -> Stats {
         self.stats
     }
@@ -242,7 +265,9 @@ impl Transport {
     }
 
     pub(crate) fn in_flight(&self) -> usize {
-        self.in_flight.len() + self.ordered.values().map(VecDeque::len).sum::<usize>()
+        self.in_flight.len()
+            + self.ordered.values().map(VecDeque::len).sum::<usize>()
+            + self.parked.len()
     }
 
     pub(crate) fn is_closed(&self) -> bool {
@@ -423,8 +448,15 @@ impl Transport {
 
     // ---- timers, in the order the endpoint runs them --------------------------------
 
-    /// Retransmissions and failures due at `now`.
+    /// Retransmissions and failures due at `now`, and the parked sends whose
+    /// destination did not appear in time.
     pub(crate) fn retransmit_due(&mut self, now: Instant) {
+        for id in self.parked_until.take_due(now) {
+            if let Some(p) = self.parked.remove(&id) {
+                tracing::debug!(id = id.0, dst = %p.dst, "reliable destination did not appear");
+                self.settle(id, p.dst, None);
+            }
+        }
         let policy = self.policy;
         for fired in self.in_flight.fire(now, &policy) {
             match fired {
@@ -528,6 +560,7 @@ impl Transport {
             Some(self.hello.next),
             self.ping_reply,
             self.in_flight.next_deadline(),
+            self.parked_until.next(),
             self.peers.next_ack_due(),
             self.peers
                 .least_recently_heard()
@@ -577,6 +610,84 @@ impl Transport {
         }
         self.next_id += 1;
         Ok(id)
+    }
+
+    /// [`Transport::send`], except that a reliable message to a destination
+    /// no known entity matches is not refused: `dst` is pinged once and the
+    /// message waits until an entity it designates appears, at most until
+    /// `deadline` (then it fails, as [`Event::DeliveryFailed`]).
+    pub(crate) fn send_within(
+        &mut self,
+        now: Instant,
+        dst: &Address,
+        commands: Vec<Command>,
+        delivery: Delivery,
+        deadline: Instant,
+    ) -> Result<MsgId, SendError> {
+        let unknown = matches!(self.resolve(dst), Err(SendError::UnknownDestination(_)));
+        if !unknown || delivery == Delivery::Unreliable || deadline <= now || self.closed {
+            return self.send(now, dst, commands, delivery);
+        }
+        // Checked now, so that a parked message cannot fail to encode later.
+        let probe = self.view(dst, MessageType::Reliable, &[], &commands);
+        seal_view(&probe, &self.config.keys, self.config.framing)?;
+        if self.in_flight() >= self.config.limits.max_in_flight {
+            return Err(SendError::TooManyInFlight(self.in_flight()));
+        }
+        self.ping(now, dst)?;
+        let id = MsgId(self.next_id);
+        self.next_id += 1;
+        tracing::debug!(id = id.0, %dst, "reliable destination unknown: pinged, waiting");
+        self.parked.insert(
+            id,
+            Parked {
+                dst: dst.clone(),
+                commands,
+                delivery,
+            },
+        );
+        self.parked_until.set(id, deadline);
+        Ok(id)
+    }
+
+    /// `joined` is new in the table: the parked sends it is now the one
+    /// match of go to it (those whose destination matches several wait on).
+    fn release_parked(&mut self, now: Instant, joined: &Address) {
+        let mut ready: Vec<MsgId> = self
+            .parked
+            .iter()
+            .filter(|(_, p)| p.dst.is_subset_of(joined))
+            .map(|(id, _)| *id)
+            .collect();
+        ready.sort_unstable();
+        for id in ready {
+            let Some(full) = self
+                .parked
+                .get(&id)
+                .and_then(|p| self.unique_match(&p.dst).ok())
+            else {
+                continue;
+            };
+            let Some(p) = self.parked.remove(&id) else {
+                continue;
+            };
+            self.parked_until.remove(&id);
+            let sent = if p.delivery == Delivery::ReliableOrdered
+                && (self.ordered.contains_key(&full) || self.in_flight.has_destination(&full))
+            {
+                self.ordered
+                    .entry(full.clone())
+                    .or_default()
+                    .push_back((id, p.commands));
+                Ok(())
+            } else {
+                self.transmit_reliable(now, id, full.clone(), p.commands)
+            };
+            if sent.is_err() {
+                self.stats.failed += 1;
+                self.settle(id, full, None);
+            }
+        }
     }
 
     /// Sends one command reliably to `dst` (a known entity's complete
@@ -638,6 +749,12 @@ impl Transport {
         for (id, m) in self.in_flight.drain() {
             self.stats.failed += 1;
             self.settle(id, m.dst, None);
+        }
+        let mut parked: Vec<(MsgId, Parked)> = self.parked.drain().collect();
+        parked.sort_unstable_by_key(|(id, _)| *id);
+        self.parked_until.clear();
+        for (id, p) in parked {
+            self.settle(id, p.dst, None);
         }
         let mut queued: Vec<(MsgId, Address)> = std::mem::take(&mut self.ordered)
             .into_iter()
@@ -923,8 +1040,12 @@ impl Transport {
             self.evicted.push(victim);
         }
         self.peers.insert(src, from, now);
+        self.joins += 1;
         tracing::debug!(peer = %src, %from, "entity joined");
         self.push_event(Event::PeerJoined(src.clone()));
+        if !self.parked.is_empty() {
+            self.release_parked(now, src);
+        }
         true
     }
 

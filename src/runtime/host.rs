@@ -369,8 +369,9 @@ impl EntityMut<'_> {
     }
 
     /// Calls `name` at the one entity `dst` designates (the endpoint's
-    /// `rpc().call`), with the outcome handed to `done` on the thread that
-    /// drives the host instead of an event.
+    /// `rpc().call_within`: a callee not heard from yet is pinged and waited
+    /// for, within `timeout`), with the outcome handed to `done` on the
+    /// thread that drives the host instead of an event.
     pub fn call_then(
         &mut self,
         dst: &Address,
@@ -379,7 +380,8 @@ impl EntityMut<'_> {
         timeout: Duration,
         done: impl FnOnce(Address, Outcome) + Send + 'static,
     ) -> Result<CallId, SendError> {
-        let call = self.with_endpoint(|ep, now| ep.rpc().call(now, dst, name, args, timeout))?;
+        let call =
+            self.with_endpoint(|ep, now| ep.rpc().call_within(now, dst, name, args, timeout))?;
         self.entity.closures.wait_for(call, Box::new(done));
         Ok(call)
     }

@@ -254,7 +254,10 @@ impl Handle {
 
     /// Calls `name` at the one entity `dst` designates and waits for the
     /// outcome (pyMbus's `sendRPC`): at most `timeout`, plus the time to notice
-    /// an undeliverable request. From a callback running on the bus thread it
+    /// an undeliverable request. A callee not heard from yet (an application
+    /// that calls right after it started) is pinged and waited for within
+    /// the same `timeout`; one that does not appear makes the call
+    /// [`Outcome::Undeliverable`]. From a callback running on the bus thread it
     /// fails with [`HandleError::OnBusThread`]; use [`Bus::call_then`] there.
     pub fn call(
         &self,

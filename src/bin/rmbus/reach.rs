@@ -1,5 +1,6 @@
-//! Finding a destination before sending reliably to it: ping, then wait to
-//! hear from it (`--wait`), as `send --reliable` and `join`'s `rsend` do.
+//! Finding a destination before sending reliably to it: a known one at once,
+//! an unknown one by a ping and a wait to hear from it (`--wait`), as `send
+//! --reliable`, `call` and `join`'s `rsend`, `call` and `go` do.
 
 use std::time::{Duration, Instant};
 
@@ -15,7 +16,8 @@ const PING_ANSWERS: Duration = Duration::from_millis(1100);
 /// A destination being looked for.
 pub struct Search {
     pub dst: Address,
-    pinged: Instant,
+    /// When it was pinged; `None` if it was known from the start.
+    pinged: Option<Instant>,
     deadline: Instant,
 }
 
@@ -30,15 +32,36 @@ pub enum Found {
 }
 
 impl Search {
-    /// Pings `dst` and starts waiting at most `wait`.
+    /// Starts looking for `dst`, at most `wait`. Only a destination that no
+    /// known entity matches is pinged and waited for: one that matches known
+    /// entities is decided at once (learn, don't ask again; a UCL peer never
+    /// answers pings, it only says hello once a second).
     pub fn start(me: &mut EntityMut<'_>, dst: &Address, wait: Duration) -> Search {
+        let now = Instant::now();
+        let unknown = matches!(
+            me.endpoint().unique_match(dst),
+            Err(SendError::UnknownDestination(_))
+        );
+        if unknown {
+            return Search::pinging(me, dst, wait);
+        }
+        Search {
+            dst: dst.clone(),
+            pinged: None,
+            deadline: now + wait,
+        }
+    }
+
+    /// Pings `dst` and starts waiting at most `wait` (for a group, whose
+    /// known members may not be all of it).
+    pub fn pinging(me: &mut EntityMut<'_>, dst: &Address, wait: Duration) -> Search {
         let now = Instant::now();
         if let Err(e) = me.with_endpoint(|ep, now| ep.ping(now, dst)) {
             tracing::warn!("ping failed: {e}");
         }
         Search {
             dst: dst.clone(),
-            pinged: now,
+            pinged: Some(now),
             deadline: now + wait,
         }
     }
@@ -48,7 +71,7 @@ impl Search {
     /// match it. A unique subset address is completed to the entity's address.
     pub fn check(&self, ep: &Endpoint, now: Instant) -> Found {
         let complete = self.dst.id().is_some();
-        let settled = complete || now >= self.pinged + PING_ANSWERS;
+        let settled = complete || self.pinged.is_none_or(|at| now >= at + PING_ANSWERS);
         let result = ep.unique_match(&self.dst);
         let expired = now >= self.deadline;
         match result {
@@ -63,11 +86,9 @@ impl Search {
     /// When to look again at the latest: when the ping answers are all in,
     /// then at the deadline.
     pub fn next_check(&self) -> Instant {
-        let answers = self.pinged + PING_ANSWERS;
-        if answers > Instant::now() {
-            answers.min(self.deadline)
-        } else {
-            self.deadline
+        match self.pinged.map(|at| at + PING_ANSWERS) {
+            Some(answers) if answers > Instant::now() => answers.min(self.deadline),
+            _ => self.deadline,
         }
     }
 }
@@ -122,8 +143,8 @@ pub fn gather(
     first: bool,
 ) -> std::io::Result<Option<Vec<Address>>> {
     use crate::driver::{Ended, Flow};
-    let search = Search::start(&mut entity(&mut driver.host, me), dst, wait);
-    let settled = (search.pinged + PING_ANSWERS).min(search.deadline);
+    let search = Search::pinging(&mut entity(&mut driver.host, me), dst, wait);
+    let settled = search.deadline.min(Instant::now() + PING_ANSWERS);
     let matches = |ep: &Endpoint| -> Vec<Address> {
         ep.peers()
             .map(|p| p.address.clone())

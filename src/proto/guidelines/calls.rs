@@ -17,6 +17,13 @@ use super::{CallError, Ctx, Rpc};
 
 #[derive(Debug)]
 enum CallKind {
+    /// A unicast call whose destination was unknown: pinged, and waiting
+    /// for an entity it designates to appear ([`Rpc::call_within`]).
+    Finding {
+        dst: Address,
+        meta: Vec<(String, Value)>,
+        args: Vec<Value>,
+    },
     Unicast {
         callee: Address,
     },
@@ -51,6 +58,8 @@ pub(crate) struct Calls {
     calls: HashMap<u64, PendingCall>,
     /// Each call's next step: its deadline, or an anycast's choice.
     timers: Deadlines<u64>,
+    /// How many calls wait for their callee to appear.
+    finding: usize,
 }
 
 impl Rpc<'_> {
@@ -94,6 +103,43 @@ impl Rpc<'_> {
             now + timeout,
             CallKind::Unicast { callee },
         );
+        Ok(call)
+    }
+
+    /// [`Rpc::call`] for an application that may call before it has heard
+    /// the callee: a destination no known entity matches is not refused but
+    /// pinged once (RFC 3259 §9.3), and the request goes as soon as an entity
+    /// it designates is its one match. The call's `timeout` is the deadline
+    /// for both: a callee that has not appeared by then ends the call as
+    /// [`Outcome::Undeliverable`]. A known destination goes at once, as with
+    /// [`Rpc::call`]; other refusals are the same.
+    pub fn call_within(
+        &mut self,
+        now: Instant,
+        dst: &Address,
+        name: &str,
+        args: Vec<Value>,
+        timeout: Duration,
+    ) -> Result<CallId, SendError> {
+        let unknown = matches!(
+            self.transport.unique_match(dst),
+            Err(SendError::UnknownDestination(_))
+        );
+        if !unknown || timeout.is_zero() || self.transport.is_closed() {
+            return self.call(now, dst, name, args, timeout);
+        }
+        self.transport.ping(now, dst)?;
+        let calls = &mut *self.calls;
+        let call = CallId(calls.next_call);
+        calls.next_call += 1;
+        calls.finding += 1;
+        tracing::debug!(call = call.0, %dst, "callee unknown: pinged, waiting");
+        let kind = CallKind::Finding {
+            dst: dst.clone(),
+            meta: Vec::new(),
+            args,
+        };
+        calls.track(call, name, now + timeout, now + timeout, kind);
         Ok(call)
     }
 
@@ -178,7 +224,69 @@ impl Calls {
 
     fn finish(&mut self, call: u64) -> Option<PendingCall> {
         self.timers.remove(&call);
-        self.calls.remove(&call)
+        let c = self.calls.remove(&call)?;
+        if matches!(c.kind, CallKind::Finding { .. }) {
+            self.finding -= 1;
+        }
+        Some(c)
+    }
+
+    /// True if some call waits for its callee to appear.
+    pub(crate) fn finding(&self) -> bool {
+        self.finding > 0
+    }
+
+    /// New entities joined: calls waiting for a callee that now has one
+    /// match send their request; a destination that now matches several
+    /// cannot become unique, and the call ends undeliverable.
+    pub(crate) fn find_callees(&mut self, ctx: &mut Ctx<'_>) {
+        let mut waiting: Vec<u64> = self
+            .calls
+            .iter()
+            .filter(|(_, c)| matches!(c.kind, CallKind::Finding { .. }))
+            .map(|(id, _)| *id)
+            .collect();
+        waiting.sort_unstable();
+        for call in waiting {
+            let Some(PendingCall {
+                name,
+                kind: CallKind::Finding { dst, .. },
+                ..
+            }) = self.calls.get(&call)
+            else {
+                continue;
+            };
+            let (name, dst) = (name.clone(), dst.clone());
+            let callee = match ctx.unique_match(&dst) {
+                Ok(callee) => callee,
+                Err(SendError::UnknownDestination(_)) => continue,
+                Err(e) => {
+                    tracing::debug!(call, %dst, "callee not found: {e}");
+                    self.end(ctx, call, dst, Outcome::Undeliverable);
+                    continue;
+                }
+            };
+            let Some(c) = self.calls.get_mut(&call) else {
+                continue;
+            };
+            let CallKind::Finding { meta, args, .. } = std::mem::replace(
+                &mut c.kind,
+                CallKind::Unicast {
+                    callee: callee.clone(),
+                },
+            ) else {
+                continue;
+            };
+            self.finding -= 1;
+            let id = call.to_string();
+            let request = RpcRequest::new(&name, &id, RpcType::Unicast, &meta, args);
+            if ctx
+                .send_owned(&callee, request.into_command(), Owner::Call(CallId(call)))
+                .is_err()
+            {
+                self.end(ctx, call, callee, Outcome::Undeliverable);
+            }
+        }
     }
 
     fn end(&mut self, ctx: &mut Ctx<'_>, call: u64, callee: Address, outcome: Outcome) {
@@ -307,7 +415,7 @@ impl Calls {
             .filter(|(_, c)| match &c.kind {
                 CallKind::Unicast { callee } => callee == addr,
                 CallKind::Anycast { chosen, .. } => chosen.as_ref() == Some(addr),
-                CallKind::Multicast { .. } => false,
+                CallKind::Multicast { .. } | CallKind::Finding { .. } => false,
             })
             .map(|(id, _)| *id)
             .collect();
@@ -331,6 +439,7 @@ impl Calls {
             CallKind::Unicast { callee } => callee == addr,
             CallKind::Anycast { chosen, .. } => chosen.as_ref() == Some(addr),
             CallKind::Multicast { expected, .. } => expected.contains(addr),
+            CallKind::Finding { .. } => false,
         })
     }
 
@@ -350,7 +459,8 @@ impl Calls {
                     self.end_group(ctx, call);
                     continue;
                 }
-                Some(CallKind::Unicast { callee }) => callee.clone(),
+                Some(CallKind::Unicast { callee })
+                | Some(CallKind::Finding { dst: callee, .. }) => callee.clone(),
                 Some(CallKind::Anycast { chosen, group, .. }) => {
                     chosen.clone().unwrap_or_else(|| group.clone())
                 }
@@ -384,6 +494,11 @@ impl Calls {
             }
             match &c.kind {
                 CallKind::Multicast { .. } => self.end_group(ctx, call),
+                CallKind::Finding { dst, .. } => {
+                    let dst = dst.clone();
+                    tracing::debug!(call, %dst, "the callee did not appear in time");
+                    self.end(ctx, call, dst, Outcome::Undeliverable);
+                }
                 CallKind::Unicast { callee } => {
                     // A request still unacknowledged at the deadline (a
                     // timeout shorter than the transport's 600 ms, say) did
