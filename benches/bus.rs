@@ -4,7 +4,9 @@
 //! (a) raw `sendto` of the same sealed datagrams (the baseline for b and c);
 //! (b) unreliable commands from one entity to another;
 //! (c) reliable commands with acks, 64 in flight;
-//! (d) reliable round-trip latency p50/p99 against a raw UDP ping-pong.
+//! (d) reliable round-trip latency p50/p99 against a raw UDP ping-pong;
+//! (e) unreliable commands in bursts of 10 separate sends within one drain
+//!     (batched into shared messages), commands/s against (a)'s datagrams/s.
 //!
 //! Plus the resident memory of an idle `rmbus join` process and of one that
 //! tracks 1,000 peers.
@@ -168,7 +170,9 @@ fn main() {
     let rounds = 5;
     let per_round = (n / rounds).max(1);
     let (mut raw_times, mut bus_times, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut raw_got, mut unreliable_got) = (0, 0);
+    let (mut burst_times, mut burst_ratios) = (Vec::new(), Vec::new());
+    let (mut raw_got, mut unreliable_got, mut burst_got) = (0, 0, 0);
+    let burst = 10;
     for _ in 0..rounds {
         received.store(0, Ordering::SeqCst);
         let t = Instant::now();
@@ -194,6 +198,24 @@ fn main() {
         ratios.push(raw.as_secs_f64() / bus.as_secs_f64());
         raw_times.push(raw);
         bus_times.push(bus);
+
+        // (e) the same commands, 10 separate sends per drain.
+        received.store(0, Ordering::SeqCst);
+        let t = Instant::now();
+        for first in (0..per_round).step_by(burst) {
+            a.with_endpoint(|ep, now| {
+                for i in first..(first + burst as u64).min(per_round) {
+                    ep.send(now, &b_full, vec![command(i)], Delivery::Unreliable)
+                        .unwrap();
+                }
+            });
+        }
+        let bursts = t.elapsed();
+        burst_got += settle(&received);
+        a.on_readable().unwrap();
+        while a.poll_event().is_some() {}
+        burst_ratios.push(raw.as_secs_f64() / bursts.as_secs_f64());
+        burst_times.push(bursts);
     }
     let median = |mut v: Vec<f64>| {
         v.sort_by(f64::total_cmp);
@@ -206,6 +228,10 @@ fn main() {
         bus_times.iter().map(Duration::as_secs_f64).collect(),
     ));
     let unreliable_ratio = median(ratios);
+    let burst_elapsed = Duration::from_secs_f64(median(
+        burst_times.iter().map(Duration::as_secs_f64).collect(),
+    ));
+    let burst_ratio = median(burst_ratios);
     let sent_ab = per_round * rounds;
 
     // (c) reliable commands with acks, 64 in flight.
@@ -273,6 +299,13 @@ fn main() {
         rate(per_round, unreliable_elapsed),
         unreliable_ratio,
         100.0 * unreliable_got as f64 / sent_ab as f64
+    );
+    println!(
+        "{:<52} {:>12.0} {:>10.2}  receiver got {:.1} % (commands/s; median of {rounds} rounds)",
+        "(e) unreliable, bursts of 10 sends per drain",
+        rate(per_round, burst_elapsed),
+        burst_ratio,
+        100.0 * burst_got as f64 / sent_ab as f64
     );
     println!(
         "{:<52} {:>12.0} {:>10.2}  {acked} acknowledged, {failed} failed",

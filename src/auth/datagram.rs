@@ -108,6 +108,14 @@ pub fn seal_raw(plaintext: &[u8], keys: &Keys, framing: Framing) -> Result<Vec<u
     finish(out, body, keys)
 }
 
+/// The size of the datagram that [`seal_view`] makes of a message whose
+/// text (header and command lines, with their newlines) is `body` octets
+/// long: the digest line plus the body, padded to the cipher's block.
+pub fn sealed_len(body: usize, keys: &Keys, framing: Framing) -> usize {
+    let block = keys.cipher.algo().block_len();
+    DIGEST_LEN + framing.newline().len() + body.div_ceil(block) * block
+}
+
 fn digest_placeholder(framing: Framing) -> Vec<u8> {
     let mut out = Vec::with_capacity(256);
     out.resize(DIGEST_LEN, b'=');

@@ -16,7 +16,7 @@ mod datagram;
 mod mac;
 
 pub use cipher::{CipherAlgo, KeyError};
-pub use datagram::{open, seal, seal_raw, seal_view, Rejection, DIGEST_LEN};
+pub use datagram::{open, seal, seal_raw, seal_view, sealed_len, Rejection, DIGEST_LEN};
 pub use mac::HashAlgo;
 
 use cipher::Cipher;

@@ -75,6 +75,13 @@ pub struct Limits {
     /// most 51.2 s and a silent peer expires after at most 4.7 min, however
     /// many addresses a flood of hellos made up.
     pub max_counted_entities: usize,
+    /// The largest datagram (UDP payload, octets) that batching makes: the
+    /// commands of separate sends to one destination with one reliability,
+    /// made within one drain, share a message up to this size. The default,
+    /// 1472, is one Ethernet frame, which UCL peers and LAN links take
+    /// whole; 0 turns batching off. A single send larger than this still
+    /// goes, alone.
+    pub max_batch_bytes: usize,
 }
 
 impl Default for Limits {
@@ -88,6 +95,7 @@ impl Default for Limits {
             max_pending_acks: 256,
             max_open_requests: 65_536,
             max_counted_entities: 256,
+            max_batch_bytes: 1472,
         }
     }
 }

@@ -37,6 +37,7 @@
 //! Randomness (hello dither) comes from the seed in [`EndpointConfig`]
 //! through [`Rng`], so a simulation replays exactly.
 
+mod batch;
 pub mod cmd;
 mod config;
 mod deadlines;

@@ -83,6 +83,9 @@ impl RetransmitPolicy {
 pub(crate) struct InFlight {
     pub(crate) dst: Address,
     pub(crate) seq: u32,
+    /// The other sends batched into this message after the first (whose id
+    /// keys it); its ack settles them all.
+    pub(crate) batched: Vec<MsgId>,
     /// The sealed datagram; retransmissions repeat it byte for byte.
     pub(crate) bytes: Vec<u8>,
     pub(crate) to: SocketAddr,
@@ -113,15 +116,20 @@ pub(crate) struct InFlightTable {
     by_id: HashMap<MsgId, InFlight>,
     by_seq: HashMap<u32, MsgId>,
     timers: Deadlines<MsgId>,
+    /// The sends in the messages in flight (more than the messages when
+    /// some were batched).
+    sends: usize,
 }
 
 impl InFlightTable {
+    /// How many sends are in flight (a batched message counts each).
     pub(crate) fn len(&self) -> usize {
-        self.by_id.len()
+        self.sends
     }
 
     /// Adds a message just transmitted for the first time.
     pub(crate) fn insert(&mut self, id: MsgId, m: InFlight, policy: &RetransmitPolicy) {
+        self.sends += 1 + m.batched.len();
         self.timers.set(id, policy.first_timer(m.first_sent));
         self.by_seq.insert(m.seq, id);
         self.by_id.insert(id, m);
@@ -140,6 +148,7 @@ impl InFlightTable {
     /// Removes message `id`.
     pub(crate) fn remove(&mut self, id: MsgId) -> Option<InFlight> {
         let m = self.by_id.remove(&id)?;
+        self.sends -= 1 + m.batched.len();
         self.timers.remove(&id);
         self.by_seq.remove(&m.seq);
         Some(m)
@@ -186,6 +195,7 @@ impl InFlightTable {
         all.sort_unstable_by_key(|(id, _)| *id);
         self.by_seq.clear();
         self.timers.clear();
+        self.sends = 0;
         all
     }
 
@@ -254,6 +264,7 @@ mod tests {
         InFlight {
             dst: dst.clone(),
             seq,
+            batched: Vec::new(),
             bytes: vec![seq as u8],
             to: "239.255.255.247:47000".parse().unwrap(),
             first_sent: sent,

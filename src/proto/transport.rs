@@ -14,10 +14,13 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::auth::{open, seal_view, Rejection};
+use crate::auth::{open, seal_view, sealed_len, Rejection};
 use crate::rpc::{CallId, TxnId};
-use crate::wire::{Address, Command, EncodeError, Header, Message, MessageType, MessageView};
+use crate::wire::{
+    Address, Command, EncodeError, Header, Message, MessageType, MessageView, MAX_DATAGRAM,
+};
 
+use super::batch::{Batch, Batches};
 use super::cmd::{Hello, Ping, Waiting};
 use super::deadlines::Deadlines;
 use super::hello::HelloTimer;
@@ -83,8 +86,14 @@ pub(crate) struct Accepted {
     pub(crate) commands: Vec<Command>,
 }
 
-/// A reliable message's datagram and IP destination, kept for retransmission.
-type Retained = (Vec<u8>, SocketAddr);
+/// Where a send's commands went.
+enum Queued {
+    /// Into an open batch, to go at the next drain.
+    Batched,
+    /// Nowhere: an ordered send whose destination's open batch is full
+    /// (handed back to wait for that batch to settle).
+    NoRoom(Vec<Command>),
+}
 
 /// The conditions we announce with `mbus.waiting` until released.
 #[derive(Debug, Default)]
@@ -156,6 +165,8 @@ pub(crate) struct Transport {
     /// Ordered-mode messages waiting for their predecessor to settle.
     ordered: HashMap<Address, VecDeque<(MsgId, Vec<Command>)>>,
     remembered: DuplicateMemory,
+    /// Commands of this drain's sends, batched by destination and reliability.
+    batches: Batches,
     /// Entities evicted since the endpoint last asked (it tells the
     /// sub-machines).
     evicted: Vec<Address>,
@@ -202,6 +213,7 @@ impl Transport {
             parked_until: Deadlines::default(),
             ordered: HashMap::new(),
             remembered: DuplicateMemory::default(),
+            batches: Batches::default(),
             evicted: Vec::new(),
             overflow: None,
             waits: Waits::default(),
@@ -268,6 +280,7 @@ impl Transport {
         self.in_flight.len()
             + self.ordered.values().map(VecDeque::len).sum::<usize>()
             + self.parked.len()
+            + self.batches.reliable_sends()
     }
 
     pub(crate) fn is_closed(&self) -> bool {
@@ -358,9 +371,9 @@ impl Transport {
         let tracked = self.heard_from(now, &header.src, from, engaged);
         for seq in &header.acks {
             if let Some((id, m)) = self.in_flight.acked(&header.src, *seq) {
-                self.stats.acknowledged += 1;
+                self.stats.acknowledged += 1 + m.batched.len() as u64;
                 let after = now.saturating_duration_since(m.first_sent);
-                self.settle(id, m.dst.clone(), Some(after));
+                self.settle_message(id, &m.batched, &m.dst, Some(after));
                 self.release_ordered(now, &m.dst);
             }
         }
@@ -468,9 +481,9 @@ impl Transport {
                     });
                 }
                 Fired::Failed(id, m) => {
-                    self.stats.failed += 1;
+                    self.stats.failed += 1 + m.batched.len() as u64;
                     tracing::debug!(id = id.0, dst = %m.dst, "reliable message not acknowledged");
-                    self.settle(id, m.dst.clone(), None);
+                    self.settle_message(id, &m.batched, &m.dst, None);
                     self.release_ordered(now, &m.dst);
                 }
             }
@@ -588,7 +601,7 @@ impl Transport {
         }
         let id = MsgId(self.next_id);
         if delivery == Delivery::Unreliable {
-            self.emit(now, dst, MessageType::Unreliable, commands)?;
+            self.queue_send(now, id, dst, MessageType::Unreliable, commands, false)?;
             self.next_id += 1;
             return Ok(id);
         }
@@ -599,14 +612,19 @@ impl Transport {
         let ordered = delivery == Delivery::ReliableOrdered;
         if ordered && (self.ordered.contains_key(&full) || self.in_flight.has_destination(&full)) {
             // Checked now, so that a queued message cannot fail to encode later.
-            let probe = self.view(dst, MessageType::Reliable, &[], &commands);
-            seal_view(&probe, &self.config.keys, self.config.framing)?;
+            let newline = self.config.framing.newline().len();
+            self.batches.measure(&commands, newline)?;
             self.ordered
                 .entry(full)
                 .or_default()
                 .push_back((id, commands));
-        } else {
-            self.transmit_reliable(now, id, full, commands)?;
+        } else if let Queued::NoRoom(commands) =
+            self.queue_send(now, id, &full, MessageType::Reliable, commands, ordered)?
+        {
+            self.ordered
+                .entry(full)
+                .or_default()
+                .push_back((id, commands));
         }
         self.next_id += 1;
         Ok(id)
@@ -629,8 +647,8 @@ impl Transport {
             return self.send(now, dst, commands, delivery);
         }
         // Checked now, so that a parked message cannot fail to encode later.
-        let probe = self.view(dst, MessageType::Reliable, &[], &commands);
-        seal_view(&probe, &self.config.keys, self.config.framing)?;
+        let newline = self.config.framing.newline().len();
+        self.batches.measure(&commands, newline)?;
         if self.in_flight() >= self.config.limits.max_in_flight {
             return Err(SendError::TooManyInFlight(self.in_flight()));
         }
@@ -681,7 +699,8 @@ impl Transport {
                     .push_back((id, p.commands));
                 Ok(())
             } else {
-                self.transmit_reliable(now, id, full.clone(), p.commands)
+                self.queue_send(now, id, &full, MessageType::Reliable, p.commands, false)
+                    .map(|_| ())
             };
             if sent.is_err() {
                 self.stats.failed += 1;
@@ -747,8 +766,11 @@ impl Transport {
     /// Fails every reliable message still in flight or queued (closing).
     pub(crate) fn fail_all(&mut self) {
         for (id, m) in self.in_flight.drain() {
-            self.stats.failed += 1;
-            self.settle(id, m.dst, None);
+            self.stats.failed += 1 + m.batched.len() as u64;
+            self.settle_message(id, &m.batched, &m.dst, None);
+        }
+        for b in self.batches.close_reliable() {
+            self.settle_message(b.ids[0], &b.ids[1..], &b.dst, None);
         }
         let mut parked: Vec<(MsgId, Parked)> = self.parked.drain().collect();
         parked.sort_unstable_by_key(|(id, _)| *id);
@@ -772,6 +794,7 @@ impl Transport {
         if self.closed {
             return;
         }
+        self.flush_batches(now);
         let bye = super::cmd::Bye.into_command();
         let _ = self.emit(now, &Address::empty(), MessageType::Unreliable, vec![bye]);
         self.waits = Waits::default();
@@ -785,6 +808,9 @@ impl Transport {
     /// one message per peer (the socket has been read empty when the driver
     /// asks for transmits).
     pub(crate) fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
+        if !self.batches.is_empty() {
+            self.flush_batches(now);
+        }
         if self.peers.owe_any() {
             for addr in self.peers.owed(None) {
                 self.send_dedicated_ack(now, &addr);
@@ -854,16 +880,16 @@ impl Transport {
         }
     }
 
-    /// Builds, seals and queues one message, piggy-backing the acks owed to
-    /// `dst` if it is exactly a known entity. Returns its SeqNum and, for a
-    /// reliable message, a copy of the datagram and its IP destination.
+    /// Builds, seals and queues one unbatched message (hellos, waiting,
+    /// bye, dedicated acks), piggy-backing the acks owed to `dst` if it is
+    /// exactly a known entity.
     fn emit(
         &mut self,
         now: Instant,
         dst: &Address,
         kind: MessageType,
         commands: Vec<Command>,
-    ) -> Result<(u32, Option<Retained>), EncodeError> {
+    ) -> Result<(), EncodeError> {
         let acks = if self.peers.owe_any() {
             let keep_until = now + self.policy.retransmit_window();
             self.peers.take_acks(dst, keep_until)
@@ -874,15 +900,13 @@ impl Transport {
         msg.timestamp = self.wall_ms(now);
         match seal_view(&msg, &self.config.keys, self.config.framing) {
             Ok(bytes) => {
-                let seq = self.next_seq;
                 self.next_seq = self.next_seq.wrapping_add(1);
                 let to = self.route(dst);
-                let copy = (kind == MessageType::Reliable).then(|| (bytes.clone(), to));
                 self.queue_transmit(Transmit {
                     destination: to,
                     contents: bytes,
                 });
-                Ok((seq, copy))
+                Ok(())
             }
             Err(e) => {
                 let due = now + self.config.timers.t_c;
@@ -894,28 +918,147 @@ impl Transport {
         }
     }
 
-    fn transmit_reliable(
+    /// Puts send `id`'s commands into the open batch for `dst` and `kind`
+    /// if they fit within [`super::Limits::max_batch_bytes`]; else the
+    /// batch goes now and a new one opens with them. Their form and size
+    /// are checked here, so that a batch cannot fail to encode later. An
+    /// `ordered` send that does not fit is handed back instead: it must
+    /// not overtake the batch.
+    fn queue_send(
         &mut self,
         now: Instant,
         id: MsgId,
-        dst: Address,
+        dst: &Address,
+        kind: MessageType,
         commands: Vec<Command>,
-    ) -> Result<(), EncodeError> {
-        let (seq, copy) = self.emit(now, &dst, MessageType::Reliable, commands)?;
-        let Some((bytes, to)) = copy else {
-            return Ok(());
-        };
-        self.stats.reliable_sent += 1;
-        let m = InFlight {
+        ordered: bool,
+    ) -> Result<Queued, EncodeError> {
+        let (keys, framing) = (&self.config.keys, self.config.framing);
+        let newline = framing.newline().len();
+        let len = self.batches.measure(&commands, newline)?;
+        if let Some(b) = self.batches.get(dst, kind) {
+            if sealed_len(b.body + len, keys, framing) <= self.config.limits.max_batch_bytes {
+                self.batches.append(dst, kind, id, commands, len);
+                return Ok(Queued::Batched);
+            }
+            if ordered {
+                return Ok(Queued::NoRoom(commands));
+            }
+        }
+        let header = MessageView {
+            seq: u32::MAX,
+            timestamp: self.wall_ms(now),
+            kind,
+            src: &self.local,
             dst,
-            seq,
-            bytes,
-            to,
-            first_sent: now,
-            transmissions: 1,
+            acks: &[],
+            commands: &[],
         };
-        self.in_flight.insert(id, m, &self.policy);
-        Ok(())
+        let body = self.batches.header_len(&header, newline) + len;
+        let size = sealed_len(body, keys, framing);
+        if size > MAX_DATAGRAM {
+            return Err(EncodeError::TooLarge(size));
+        }
+        if let Some(full) = self.batches.close(dst, kind) {
+            self.transmit_batch(now, full);
+        }
+        self.batches.open(dst.clone(), kind, id, commands, body);
+        Ok(Queued::Batched)
+    }
+
+    /// Seals every open batch and queues it.
+    fn flush_batches(&mut self, now: Instant) {
+        for b in self.batches.close_all() {
+            self.transmit_batch(now, b);
+        }
+    }
+
+    /// Seals one batch with the acks owed to its destination (unless they
+    /// would take it beyond the size bound: then they go on their own) and
+    /// queues it; a reliable one goes in flight as one message.
+    fn transmit_batch(&mut self, now: Instant, b: Batch) {
+        let (keys, framing) = (&self.config.keys, self.config.framing);
+        let acks = if self.peers.owe_any() {
+            let keep_until = now + self.policy.retransmit_window();
+            self.peers.take_acks(&b.dst, keep_until)
+        } else {
+            Vec::new()
+        };
+        let limit = self
+            .config
+            .limits
+            .max_batch_bytes
+            .max(sealed_len(b.body, keys, framing));
+        let mut view = MessageView {
+            seq: self.next_seq,
+            timestamp: self.wall_ms(now),
+            kind: b.kind,
+            src: &self.local,
+            dst: &b.dst,
+            acks: &acks,
+            commands: &b.commands,
+        };
+        let mut sealed = seal_view(&view, keys, framing);
+        let acks_apart = !acks.is_empty() && sealed.as_ref().map_or(true, |d| d.len() > limit);
+        if acks_apart {
+            view.acks = &[];
+            sealed = seal_view(&view, keys, framing);
+            let due = now + self.config.timers.t_c;
+            for seq in &acks {
+                self.peers.owe_ack(&b.dst, *seq, due);
+            }
+        }
+        let reliable = b.kind == MessageType::Reliable;
+        let bytes = match sealed {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                // Not reached: queue_send checked the form and the size.
+                tracing::warn!(dst = %b.dst, "a batch could not be sealed: {e}");
+                if reliable {
+                    self.stats.failed += b.ids.len() as u64;
+                    self.settle_message(b.ids[0], &b.ids[1..], &b.dst, None);
+                } else {
+                    self.stats.queue_drops += 1;
+                }
+                return;
+            }
+        };
+        let seq = self.next_seq;
+        self.next_seq = self.next_seq.wrapping_add(1);
+        let to = self.route(&b.dst);
+        if reliable {
+            self.stats.reliable_sent += b.ids.len() as u64;
+            let mut ids = b.ids.into_iter();
+            let first = ids.next().unwrap_or(MsgId(u64::MAX));
+            let m = InFlight {
+                dst: b.dst,
+                seq,
+                batched: ids.collect(),
+                bytes: bytes.clone(),
+                to,
+                first_sent: now,
+                transmissions: 1,
+            };
+            self.in_flight.insert(first, m, &self.policy);
+        }
+        self.queue_transmit(Transmit {
+            destination: to,
+            contents: bytes,
+        });
+    }
+
+    /// A message settled: every send in it (`first`, then `batched`).
+    fn settle_message(
+        &mut self,
+        first: MsgId,
+        batched: &[MsgId],
+        dst: &Address,
+        after: Option<Duration>,
+    ) {
+        self.settle(first, dst.clone(), after);
+        for id in batched {
+            self.settle(*id, dst.clone(), after);
+        }
     }
 
     /// The previous ordered message to `dst` settled: send the next one.
@@ -929,7 +1072,7 @@ impl Transport {
         }
         if let Some((id, commands)) = next {
             if self
-                .transmit_reliable(now, id, dst.clone(), commands)
+                .queue_send(now, id, dst, MessageType::Reliable, commands, false)
                 .is_err()
             {
                 self.stats.failed += 1;
@@ -1020,9 +1163,13 @@ impl Transport {
                 evicted: 0,
                 untracked: 0,
             });
-            let (in_flight, ordered) = (&self.in_flight, &self.ordered);
-            let busy =
-                |a: &Address| in_flight.has_destination(a) || ordered.contains_key(a) || engaged(a);
+            let (in_flight, ordered, batches) = (&self.in_flight, &self.ordered, &self.batches);
+            let busy = |a: &Address| {
+                in_flight.has_destination(a)
+                    || ordered.contains_key(a)
+                    || batches.has_reliable_to(a)
+                    || engaged(a)
+            };
             let Some(victim) = self.peers.eviction_candidate(EVICTION_SCAN, busy).cloned() else {
                 overflow.untracked += 1;
                 self.stats.untracked += 1;

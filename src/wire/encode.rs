@@ -101,6 +101,15 @@ impl Command {
     pub fn validate(&self) -> Result<(), EncodeError> {
         validate_commands(std::slice::from_ref(self))
     }
+
+    /// Appends the command's line (`name (args)`, RFC 3259 §5.3) to `out`,
+    /// without a newline; what a sender uses to know how much room it takes
+    /// in a message.
+    pub fn encode_into(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+        self.validate()?;
+        write_command(out, self);
+        Ok(())
+    }
 }
 
 /// A message made of borrowed parts (RFC 3259 §5): what a sender encodes
