@@ -7,7 +7,7 @@
 //! `dup_memory`, re-acknowledged and never delivered twice
 //! ([`DuplicateMemory`]).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -207,48 +207,91 @@ impl InFlightTable {
 }
 
 /// Reliable messages already delivered, remembered to re-ack and not
-/// redeliver their retransmissions.
+/// redeliver their retransmissions. Each is kept as (source, SeqNum,
+/// TimeStamp) with the source interned: a delivery costs a few dozen octets
+/// and no allocation for a source already remembered.
 #[derive(Debug, Default)]
 pub(crate) struct DuplicateMemory {
-    seen: HashMap<(Address, u32, u64), Instant>,
-    order: VecDeque<(Instant, (Address, u32, u64))>,
+    /// Each remembered source's number.
+    sources: HashMap<Address, u32>,
+    /// Each number's source and how many entries use it.
+    uses: HashMap<u32, (Address, usize)>,
+    next_source: u32,
+    seen: HashSet<(u32, u32, u64)>,
+    order: VecDeque<(Instant, u32, u32, u64)>,
 }
 
 impl DuplicateMemory {
-    /// Records a delivery; returns false if it was seen already.
-    pub(crate) fn insert(&mut self, key: (Address, u32, u64), now: Instant, limit: usize) -> bool {
-        if self.seen.contains_key(&key) {
-            return false;
-        }
-        while self.seen.len() >= limit.max(1) {
-            match self.order.pop_front() {
-                Some((_, old)) => {
-                    self.seen.remove(&old);
-                }
-                None => break,
+    /// Records the delivery of `src`'s message (`seq`, `timestamp`); returns
+    /// false if it was seen already. Beyond `limit` entries the oldest go.
+    pub(crate) fn insert(
+        &mut self,
+        src: &Address,
+        seq: u32,
+        timestamp: u64,
+        now: Instant,
+        limit: usize,
+    ) -> bool {
+        if let Some(&n) = self.sources.get(src) {
+            if self.seen.contains(&(n, seq, timestamp)) {
+                return false;
             }
         }
-        self.seen.insert(key.clone(), now);
-        self.order.push_back((now, key));
+        while self.seen.len() >= limit.max(1) {
+            if !self.pop_oldest() {
+                break;
+            }
+        }
+        let n = match self.sources.get(src) {
+            Some(&n) => n,
+            None => {
+                let n = self.next_source;
+                self.next_source = self.next_source.wrapping_add(1);
+                self.sources.insert(src.clone(), n);
+                n
+            }
+        };
+        self.uses.entry(n).or_insert_with(|| (src.clone(), 0)).1 += 1;
+        self.seen.insert((n, seq, timestamp));
+        self.order.push_back((now, n, seq, timestamp));
         true
     }
 
     /// Forgets what is older than `memory`.
     pub(crate) fn expire(&mut self, now: Instant, memory: Duration) {
-        while let Some((at, _)) = self.order.front() {
-            if *at + memory > now {
-                break;
-            }
-            if let Some((_, key)) = self.order.pop_front() {
-                self.seen.remove(&key);
-            }
+        while self
+            .order
+            .front()
+            .is_some_and(|(at, ..)| *at + memory <= now)
+        {
+            self.pop_oldest();
         }
     }
 
     /// Forgets everything from `src` (it said bye or expired).
     pub(crate) fn forget(&mut self, src: &Address) {
-        self.seen.retain(|(a, _, _), _| a != src);
-        self.order.retain(|(_, (a, _, _))| a != src);
+        let Some(n) = self.sources.remove(src) else {
+            return;
+        };
+        self.uses.remove(&n);
+        self.seen.retain(|(s, _, _)| *s != n);
+        self.order.retain(|(_, s, _, _)| *s != n);
+    }
+
+    /// Forgets the oldest entry; false if there was none.
+    fn pop_oldest(&mut self) -> bool {
+        let Some((_, n, seq, ts)) = self.order.pop_front() else {
+            return false;
+        };
+        self.seen.remove(&(n, seq, ts));
+        if let Some((addr, uses)) = self.uses.get_mut(&n) {
+            *uses -= 1;
+            if *uses == 0 {
+                self.sources.remove(addr);
+                self.uses.remove(&n);
+            }
+        }
+        true
     }
 }
 
@@ -348,19 +391,29 @@ mod tests {
         let a = Address::parse("(app:a id:1)").unwrap();
         let b = Address::parse("(app:b id:2)").unwrap();
         let mut seen = DuplicateMemory::default();
-        assert!(seen.insert((a.clone(), 1, 5), t, 10));
-        assert!(!seen.insert((a.clone(), 1, 5), t, 10));
+        assert!(seen.insert(&a, 1, 5, t, 10));
+        assert!(!seen.insert(&a, 1, 5, t, 10));
         assert!(
-            seen.insert((a.clone(), 1, 6), t, 10),
+            seen.insert(&a, 1, 6, t, 10),
             "a restarted peer: new TimeStamp"
         );
-        assert!(seen.insert((b.clone(), 1, 5), ms(t, 5000), 10));
+        assert!(seen.insert(&b, 1, 5, ms(t, 5000), 10));
         seen.expire(ms(t, 10_000), Duration::from_secs(10));
+        assert_eq!(
+            seen.sources.len(),
+            1,
+            "a's entries are gone, and a with them"
+        );
         assert!(
-            seen.insert((a.clone(), 1, 5), ms(t, 10_000), 10),
+            seen.insert(&a, 1, 5, ms(t, 10_000), 10),
             "forgotten after 10 s"
         );
         seen.forget(&b);
-        assert!(seen.insert((b, 1, 5), ms(t, 10_000), 10));
+        assert!(seen.insert(&b, 1, 5, ms(t, 10_000), 10));
+        // At the limit the oldest goes.
+        for seq in 0..3 {
+            assert!(seen.insert(&a, seq + 10, 5, ms(t, 10_000), 2));
+        }
+        assert_eq!(seen.seen.len(), 2);
     }
 }

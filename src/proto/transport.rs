@@ -390,7 +390,9 @@ impl Transport {
             }
             let due = now + self.config.timers.t_c;
             let fresh = self.remembered.insert(
-                (header.src.clone(), header.seq, header.timestamp),
+                &header.src,
+                header.seq,
+                header.timestamp,
                 now,
                 self.config.limits.max_remembered,
             );
