@@ -335,12 +335,10 @@ impl Parser<'_> {
         let (dst, _) = self.address()?;
         self.require_ws()?;
         let acks = self.ack_list()?;
-        // Commands sit on their own lines in every known sender's output.
-        let lines = self.buf[self.pos..self.end]
-            .iter()
-            .filter(|&&c| c == b'\n')
-            .count();
-        let mut commands = Vec::with_capacity(lines + 1);
+        // A guess at the command count from the length left (a short
+        // command line is about 20 octets), so that the vector seldom grows;
+        // counting the lines costs more than a wrong guess.
+        let mut commands = Vec::with_capacity(((self.end - self.pos) / 20).clamp(1, 32));
         loop {
             let skipped = self.skip_ws();
             if self.pos >= self.end {
