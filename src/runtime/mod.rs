@@ -22,6 +22,7 @@ mod bus;
 mod closures;
 mod error;
 mod host;
+mod recv;
 pub mod socket;
 mod thread;
 
