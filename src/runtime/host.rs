@@ -18,7 +18,6 @@ use crate::rpc::{CallId, Outcome, Request};
 use crate::wire::{Address, Value};
 
 use super::closures::Closures;
-use super::recv::{Receiver, BATCH};
 use super::{socket, BindError, Handled};
 
 /// An entity of a [`Host`].
@@ -99,7 +98,7 @@ pub struct Host {
     template: EndpointConfig,
     /// Both sockets in a level-triggered epoll set, for [`AsRawFd`].
     watch: Epoll,
-    receiver: Receiver,
+    buf: Vec<u8>,
     entities: BTreeMap<EntityId, Entity>,
     next_id: u64,
     own_echoes: u64,
@@ -128,7 +127,7 @@ impl Host {
             interface_ip: sockets.interface_ip,
             template,
             watch,
-            receiver: Receiver::new(),
+            buf: vec![0; 65_536],
             entities: BTreeMap::new(),
             next_id: 0,
             own_echoes: 0,
@@ -216,42 +215,40 @@ impl Host {
         self.own_echoes
     }
 
-    /// Reads both sockets until they would block ([`BATCH`] datagrams per
-    /// system call) and hands every datagram to every entity, authenticated
-    /// and parsed once (the entities share the keys); only the entity that
-    /// takes a message copies its commands. Nothing is sent here; see
-    /// [`Host::poll_event`].
+    /// Reads both sockets until they would block and hands every datagram to
+    /// every entity, authenticated and parsed once (the entities share the
+    /// keys); only the entity that takes a message copies its commands.
+    /// Nothing is sent here; see [`Host::poll_event`].
     pub fn on_readable(&mut self) -> io::Result<()> {
         for own in [false, true] {
-            let fd = if own {
-                self.sender.own.as_raw_fd()
-            } else {
-                self.group.as_raw_fd()
-            };
             loop {
-                let got = match self.receiver.recv(fd) {
-                    Ok(got) => got,
+                let socket = if own { &self.sender.own } else { &self.group };
+                match socket.recv_from(&mut self.buf) {
+                    Ok((n, from)) => {
+                        if from == self.own_addr && self.entities.len() <= 1 {
+                            // Our only entity's own multicast, looped back.
+                            self.own_echoes += 1;
+                            continue;
+                        }
+                        let now = Instant::now();
+                        if self.entities.len() == 1 {
+                            if let Some(e) = self.entities.values_mut().next() {
+                                e.endpoint.handle_datagram(now, from, &self.buf[..n]);
+                            }
+                            continue;
+                        }
+                        // Every entity shares the keys: open it once.
+                        let opened = crate::auth::open(&self.buf[..n], &self.template.keys);
+                        for e in self.entities.values_mut() {
+                            e.endpoint.handle_opened(now, from, opened.as_ref());
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                     // ICMP errors from earlier unicast sends surface here; they
                     // say nothing about this socket's health.
                     Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => continue,
                     Err(e) => return Err(e),
-                };
-                for i in 0..got {
-                    if let Some((data, from)) = self.receiver.datagram(i) {
-                        deliver(
-                            &mut self.entities,
-                            &self.template,
-                            self.own_addr,
-                            &mut self.own_echoes,
-                            from,
-                            data,
-                        );
-                    }
-                }
-                // Fewer than a batch: the socket was empty when read.
-                if got < BATCH {
-                    break;
                 }
             }
         }
@@ -317,34 +314,6 @@ impl Host {
         if let Err(e) = self.flush() {
             tracing::warn!("sending failed: {e}");
         }
-    }
-}
-
-/// Hands one datagram to the entities of a host.
-fn deliver(
-    entities: &mut BTreeMap<EntityId, Entity>,
-    template: &EndpointConfig,
-    own_addr: SocketAddr,
-    own_echoes: &mut u64,
-    from: SocketAddr,
-    data: &[u8],
-) {
-    if from == own_addr && entities.len() <= 1 {
-        // Our only entity's own multicast, looped back.
-        *own_echoes += 1;
-        return;
-    }
-    let now = Instant::now();
-    if entities.len() == 1 {
-        if let Some(e) = entities.values_mut().next() {
-            e.endpoint.handle_datagram(now, from, data);
-        }
-        return;
-    }
-    // Every entity shares the keys: open it once.
-    let opened = crate::auth::open(data, &template.keys);
-    for e in entities.values_mut() {
-        e.endpoint.handle_opened(now, from, opened.as_ref());
     }
 }
 

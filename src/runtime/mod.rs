@@ -22,7 +22,6 @@ mod bus;
 mod closures;
 mod error;
 mod host;
-mod recv;
 pub mod socket;
 mod thread;
 
