@@ -4,14 +4,17 @@
 //! (a) raw `sendto` of the same sealed datagrams (the baseline for b and c);
 //! (b) unreliable commands from one entity to another;
 //! (c) reliable commands with acks, 64 in flight;
-//! (d) reliable round-trip latency p50/p99 against a raw UDP ping-pong;
+//! (d) reliable round-trip latency p50/p99 against a raw UDP ping-pong that
+//!     waits the same way (in epoll, or spinning), in alternating rounds;
 //! (e) unreliable commands in bursts of 10 separate sends within one drain
 //!     (batched into shared messages), commands/s against (a)'s datagrams/s.
 //!
 //! Plus the resident memory of an idle `rmbus join` process and of one that
 //! tracks 1,000 peers.
 //!
-//! `RMBUS_BUSY_POLL=1` makes the bus loops spin instead of sleeping.
+//! `RMBUS_BUSY_POLL=1` makes the bus loops spin instead of sleeping;
+//! `RMBUS_UNICAST=1` turns on the unicast optimisation (SEND_UNICAST=yes), so
+//! that messages to the one peer go by unicast as the raw ping-pong does.
 //!
 //! Run: `cargo bench --bench bus` (`RMBUS_BENCH_N` sets the message count,
 //! default 100000).
@@ -128,7 +131,8 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(100_000);
-    let config = config();
+    let mut config = config();
+    config.send_unicast = std::env::var_os("RMBUS_UNICAST").is_some();
     let (ready, stop, received) = (
         Arc::new(AtomicBool::new(false)),
         Arc::new(AtomicBool::new(false)),
@@ -172,6 +176,8 @@ fn main() {
     let (mut raw_times, mut bus_times, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
     let (mut burst_times, mut burst_ratios) = (Vec::new(), Vec::new());
     let (mut raw_got, mut unreliable_got, mut burst_got) = (0, 0, 0);
+    let (mut reliable_times, mut reliable_ratios) = (Vec::new(), Vec::new());
+    let (mut acked, mut failed) = (0u64, 0u64);
     let burst = 10;
     for _ in 0..rounds {
         received.store(0, Ordering::SeqCst);
@@ -216,6 +222,38 @@ fn main() {
         while a.poll_event().is_some() {}
         burst_ratios.push(raw.as_secs_f64() / bursts.as_secs_f64());
         burst_times.push(bursts);
+
+        // (c) reliable commands with acks, 64 in flight.
+        let window = 64;
+        let t = Instant::now();
+        let (mut sent, mut round_acked) = (0u64, 0u64);
+        while sent < window.min(per_round) {
+            a.with_endpoint(|ep, now| {
+                ep.send(now, &b_full, vec![command(sent)], Delivery::Reliable)
+            })
+            .unwrap();
+            sent += 1;
+        }
+        drive(&mut a, &mut poll, |bus, e| {
+            match e {
+                Event::Delivered { .. } => round_acked += 1,
+                Event::DeliveryFailed { .. } => failed += 1,
+                _ => return false,
+            }
+            if sent < per_round {
+                bus.with_endpoint(|ep, now| {
+                    ep.send(now, &b_full, vec![command(sent)], Delivery::Reliable)
+                })
+                .unwrap();
+                sent += 1;
+            }
+            round_acked + failed >= per_round
+        });
+        let reliable = t.elapsed();
+        acked += round_acked;
+        settle(&received);
+        reliable_ratios.push(raw.as_secs_f64() / reliable.as_secs_f64());
+        reliable_times.push(reliable);
     }
     let median = |mut v: Vec<f64>| {
         v.sort_by(f64::total_cmp);
@@ -232,50 +270,42 @@ fn main() {
         burst_times.iter().map(Duration::as_secs_f64).collect(),
     ));
     let burst_ratio = median(burst_ratios);
+    let reliable_elapsed = Duration::from_secs_f64(median(
+        reliable_times.iter().map(Duration::as_secs_f64).collect(),
+    ));
+    let reliable_ratio = median(reliable_ratios);
     let sent_ab = per_round * rounds;
 
-    // (c) reliable commands with acks, 64 in flight.
-    let window = 64;
-    let t = Instant::now();
-    let (mut sent, mut acked, mut failed) = (0u64, 0u64, 0u64);
-    while sent < window.min(n) {
-        a.with_endpoint(|ep, now| ep.send(now, &b_full, vec![command(sent)], Delivery::Reliable))
-            .unwrap();
-        sent += 1;
-    }
-    drive(&mut a, &mut poll, |bus, e| {
-        match e {
-            Event::Delivered { .. } => acked += 1,
-            Event::DeliveryFailed { .. } => failed += 1,
-            _ => return false,
-        }
-        if sent < n {
-            bus.with_endpoint(|ep, now| {
-                ep.send(now, &b_full, vec![command(sent)], Delivery::Reliable)
+    // (d) reliable round trips, one at a time, in rounds that alternate with
+    // a raw UDP ping-pong waiting the same way; the median of the per-round
+    // p50 ratios is reported.
+    let trips: usize = std::env::var("RMBUS_BENCH_TRIPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(400);
+    let (mut rtts, mut raw_rtts, mut trip_ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        let raw = raw_ping_pong(trips);
+        let mut round = Vec::with_capacity(trips);
+        for i in 0..trips {
+            let t = Instant::now();
+            a.with_endpoint(|ep, now| {
+                ep.send(now, &b_full, vec![command(i as u64)], Delivery::Reliable)
             })
             .unwrap();
-            sent += 1;
+            drive(&mut a, &mut poll, |_, e| {
+                matches!(e, Event::Delivered { .. } | Event::DeliveryFailed { .. })
+            });
+            round.push(t.elapsed());
         }
-        acked + failed == n
-    });
-    let reliable_elapsed = t.elapsed();
-
-    // (d) reliable round trips, one at a time, against a raw UDP ping-pong.
-    let trips = 2000;
-    let mut rtts = Vec::with_capacity(trips);
-    for i in 0..trips {
-        let t = Instant::now();
-        a.with_endpoint(|ep, now| {
-            ep.send(now, &b_full, vec![command(i as u64)], Delivery::Reliable)
-        })
-        .unwrap();
-        drive(&mut a, &mut poll, |_, e| {
-            matches!(e, Event::Delivered { .. } | Event::DeliveryFailed { .. })
-        });
-        rtts.push(t.elapsed());
+        round.sort();
+        trip_ratios.push(us(percentile(&round, 0.5)) / us(percentile(&raw, 0.5)));
+        rtts.extend(round);
+        raw_rtts.extend(raw);
     }
     rtts.sort();
-    let raw_rtts = raw_ping_pong(trips);
+    raw_rtts.sort();
+    trip_ratios.sort_by(f64::total_cmp);
 
     stop.store(true, Ordering::SeqCst);
     b_thread.join().unwrap();
@@ -308,18 +338,21 @@ fn main() {
         100.0 * burst_got as f64 / sent_ab as f64
     );
     println!(
-        "{:<52} {:>12.0} {:>10.2}  {acked} acknowledged, {failed} failed",
+        "{:<52} {:>12.0} {:>10.2}  {acked} acknowledged, {failed} failed (median of {rounds} interleaved rounds)",
         "(c) reliable commands with acks, 64 in flight",
-        rate(n, reliable_elapsed),
-        rate(n, reliable_elapsed) / raw_rate
+        rate(per_round, reliable_elapsed),
+        reliable_ratio
     );
     println!(
-        "(d) reliable round trip: p50 {:.1} us, p99 {:.1} us; raw UDP ping-pong p50 {:.1} us, p99 {:.1} us; p50 ratio {:.2}",
+        "(d) reliable round trip: p50 {:.1} us, p99 {:.1} us; raw UDP ping-pong p50 {:.1} us, p99 {:.1} us; p50 ratio {:.2} (median of {rounds} interleaved rounds, {:.2} to {:.2}; {})",
         us(percentile(&rtts, 0.5)),
         us(percentile(&rtts, 0.99)),
         us(percentile(&raw_rtts, 0.5)),
         us(percentile(&raw_rtts, 0.99)),
-        us(percentile(&rtts, 0.5)) / us(percentile(&raw_rtts, 0.5))
+        trip_ratios[trip_ratios.len() / 2],
+        trip_ratios[0],
+        trip_ratios[trip_ratios.len() - 1],
+        if busy_poll() { "both spinning" } else { "both waiting in epoll" }
     );
     println!("memory (rmbus join, resident): idle {idle} KiB; tracking 1000 peers {with_peers} KiB (+{} KiB)", with_peers.saturating_sub(idle));
     println!(

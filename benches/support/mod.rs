@@ -49,8 +49,7 @@ pub fn bus_thread(
         let mut events = Events::with_capacity(64);
         ready.store(true, Ordering::SeqCst);
         while !stop.load(Ordering::Relaxed) {
-            let wait = poll_wait(&bus, Duration::from_millis(20));
-            poll.poll(&mut events, Some(wait)).unwrap();
+            wait(&mut poll, &mut events, &bus, Duration::from_millis(20));
             bus.on_readable().unwrap();
             bus.on_timeout().unwrap();
             while let Some(e) = bus.poll_event() {
@@ -61,14 +60,26 @@ pub fn bus_thread(
     })
 }
 
-/// How long a bench loop sleeps in `poll`: until the bus's next deadline, at
-/// most `cap`; not at all with `RMBUS_BUSY_POLL=1` (both sides then spin, so
-/// that the machine's wake-up latency drops out of the comparison).
-fn poll_wait(bus: &Bus, cap: Duration) -> Duration {
-    if std::env::var_os("RMBUS_BUSY_POLL").is_some() {
-        return Duration::ZERO;
+/// Set while a raw baseline runs: the bus threads then sleep in `poll` even
+/// under `RMBUS_BUSY_POLL=1`, so that the baseline has the cores to itself as
+/// the buses have them in their own rounds.
+static BASELINE_RUNNING: AtomicBool = AtomicBool::new(false);
+
+/// True under `RMBUS_BUSY_POLL=1`: both sides of every loop spin.
+pub fn busy_poll() -> bool {
+    std::env::var_os("RMBUS_BUSY_POLL").is_some()
+}
+
+/// Where a bench loop waits for the bus: in `poll` until the bus's next
+/// deadline, at most `cap`; not at all with `RMBUS_BUSY_POLL=1` (both sides
+/// then spin on their sockets' reads, as the raw baseline spins on its own,
+/// so that the machine's wake-up latency drops out of the comparison).
+fn wait(poll: &mut Poll, events: &mut Events, bus: &Bus, cap: Duration) {
+    if busy_poll() && !BASELINE_RUNNING.load(Ordering::Relaxed) {
+        return;
     }
-    bus.timeout().map_or(cap, |t| t.min(cap))
+    let timeout = bus.timeout().map_or(cap, |t| t.min(cap));
+    poll.poll(events, Some(timeout)).unwrap();
 }
 
 /// Waits until `flag` is set.
@@ -83,8 +94,7 @@ pub fn drive(bus: &mut Bus, poll: &mut Poll, mut done: impl FnMut(&mut Bus, Even
     let mut events = Events::with_capacity(64);
     let until = Instant::now() + Duration::from_secs(10);
     while Instant::now() < until {
-        let wait = poll_wait(bus, Duration::from_millis(5));
-        poll.poll(&mut events, Some(wait)).unwrap();
+        wait(poll, &mut events, bus, Duration::from_millis(5));
         bus.on_readable().unwrap();
         bus.on_timeout().unwrap();
         while let Some(e) = bus.poll_event() {
@@ -132,30 +142,74 @@ pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
-/// Round trips of a raw UDP ping-pong on the loopback, sorted.
+/// Round trips of a raw UDP ping-pong on the loopback, sorted, waiting as the
+/// bus loops wait: in `epoll_wait` (through mio), or spinning on a
+/// non-blocking socket under `RMBUS_BUSY_POLL=1`. The bus threads stand
+/// still meanwhile (see [`BASELINE_RUNNING`]).
 pub fn raw_ping_pong(rounds: usize) -> Vec<Duration> {
-    let server = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let addr = server.local_addr().unwrap();
+    BASELINE_RUNNING.store(true, Ordering::SeqCst);
+    // Let a spinning bus thread notice and go to sleep.
+    thread::sleep(Duration::from_millis(30));
+    let server = RawPeer::bind();
+    let addr = server.socket.local_addr().unwrap();
     let echo = thread::spawn(move || {
+        let mut server = server;
         let mut buf = [0u8; 2048];
         for _ in 0..rounds {
-            let (n, from) = server.recv_from(&mut buf).unwrap();
-            server.send_to(&buf[..n], from).unwrap();
+            let (n, from) = server.recv(&mut buf);
+            server.socket.send_to(&buf[..n], from).unwrap();
         }
     });
-    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut client = RawPeer::bind();
     let payload = [b'x'; 180];
     let mut buf = [0u8; 2048];
     let mut times = Vec::with_capacity(rounds);
     for _ in 0..rounds {
         let t = Instant::now();
-        client.send_to(&payload, addr).unwrap();
-        client.recv_from(&mut buf).unwrap();
+        client.socket.send_to(&payload, addr).unwrap();
+        client.recv(&mut buf);
         times.push(t.elapsed());
     }
     echo.join().unwrap();
+    BASELINE_RUNNING.store(false, Ordering::SeqCst);
     times.sort();
     times
+}
+
+/// One end of the raw ping-pong: a non-blocking socket, with a mio poll to
+/// wait in unless the bench busy-polls.
+struct RawPeer {
+    socket: mio::net::UdpSocket,
+    poll: Option<(Poll, Events)>,
+}
+
+impl RawPeer {
+    fn bind() -> RawPeer {
+        let mut socket = mio::net::UdpSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let poll = (!busy_poll()).then(|| {
+            let poll = Poll::new().unwrap();
+            poll.registry()
+                .register(&mut socket, Token(0), Interest::READABLE)
+                .unwrap();
+            (poll, Events::with_capacity(8))
+        });
+        RawPeer { socket, poll }
+    }
+
+    /// The next datagram: read at once if one is there, else after waiting.
+    fn recv(&mut self, buf: &mut [u8]) -> (usize, std::net::SocketAddr) {
+        loop {
+            match self.socket.recv_from(buf) {
+                Ok(got) => return got,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    if let Some((poll, events)) = &mut self.poll {
+                        poll.poll(events, Some(Duration::from_secs(10))).unwrap();
+                    }
+                }
+                Err(e) => panic!("raw ping-pong: {e}"),
+            }
+        }
+    }
 }
 
 /// Microseconds, for printing.
