@@ -101,9 +101,16 @@ impl Bus {
         self.host.send_errors()
     }
 
-    /// Our own datagrams, looped back by the group and dropped unread.
+    /// Our own datagrams, looped back by the group and dropped unread (none
+    /// reach us while [`Bus::filters_own_echoes`]).
     pub fn own_echoes(&self) -> u64 {
         self.host.own_echoes()
+    }
+
+    /// True while the kernel keeps our own multicast off our group socket
+    /// (a socket filter, on Linux), so that it costs no wake-up and no read.
+    pub fn filters_own_echoes(&self) -> bool {
+        self.host.filters_own_echoes()
     }
 
     /// Reads both sockets until they would block and hands every datagram to

@@ -18,7 +18,7 @@ use crate::rpc::{CallId, Outcome, Request};
 use crate::wire::{Address, Value};
 
 use super::closures::Closures;
-use super::{socket, BindError, Handled};
+use super::{echo_filter, socket, BindError, Handled};
 
 /// An entity of a [`Host`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -102,6 +102,9 @@ pub struct Host {
     entities: BTreeMap<EntityId, Entity>,
     next_id: u64,
     own_echoes: u64,
+    /// True while the kernel keeps our own multicast off the group socket
+    /// (see [`echo_filter`]): only while at most one entity is hosted.
+    echo_filter: bool,
 }
 
 impl Host {
@@ -116,6 +119,10 @@ impl Host {
                 .map_err(io::Error::from)?;
         }
         let own_addr = sockets.own.local_addr()?;
+        let echo_filter = echo_filter::set(&sockets.group, own_addr, true).unwrap_or_else(|e| {
+            tracing::debug!("own multicast is dropped in user space: no socket filter ({e})");
+            false
+        });
         Ok(Host {
             group: UdpSocket::from_std(sockets.group),
             sender: Sender {
@@ -131,6 +138,7 @@ impl Host {
             entities: BTreeMap::new(),
             next_id: 0,
             own_echoes: 0,
+            echo_filter,
         })
     }
 
@@ -142,6 +150,11 @@ impl Host {
         let mut config = self.template.clone();
         config.seed = rand::random();
         let endpoint = Endpoint::new(config, local, Instant::now(), SystemTime::now())?;
+        if self.echo_filter && !self.entities.is_empty() {
+            // A second entity: the first one's copies are a sibling's now.
+            echo_filter::set(&self.group, self.own_addr, false)?;
+            self.echo_filter = false;
+        }
         let id = EntityId(self.next_id);
         self.next_id += 1;
         self.entities.insert(
@@ -162,6 +175,9 @@ impl Host {
         let mut entity = self.entities.remove(&id)?;
         entity.endpoint.close(Instant::now());
         self.sender.flush_logged(&mut entity.endpoint);
+        if self.entities.len() == 1 && !self.echo_filter {
+            self.echo_filter = echo_filter::set(&self.group, self.own_addr, true).unwrap_or(false);
+        }
         Some(std::iter::from_fn(|| entity.endpoint.poll_event()).collect())
     }
 
@@ -210,9 +226,18 @@ impl Host {
         self.sender.send_errors
     }
 
-    /// Datagrams from our own socket dropped unread while one entity was hosted.
+    /// Datagrams from our own socket dropped unread while one entity was
+    /// hosted. Where the kernel drops them first ([`Host::filters_own_echoes`])
+    /// they never arrive and are not counted.
     pub fn own_echoes(&self) -> u64 {
         self.own_echoes
+    }
+
+    /// True while a kernel socket filter keeps our own multicast off the
+    /// group socket (Linux, at most one entity hosted): then no wake-up and
+    /// no read is spent on it.
+    pub fn filters_own_echoes(&self) -> bool {
+        self.echo_filter
     }
 
     /// Reads both sockets until they would block and hands every datagram to

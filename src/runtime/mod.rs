@@ -20,6 +20,7 @@
 
 mod bus;
 mod closures;
+mod echo_filter;
 mod error;
 mod host;
 pub mod socket;
