@@ -9,7 +9,9 @@
 //! the index holds when each was last heard rather than a deadline), the
 //! `mbus.waiting` repeats, calls and transactions.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
+
+use crate::proto::maps::HashMap;
 use std::hash::Hash;
 use std::time::Instant;
 
@@ -23,7 +25,7 @@ pub(crate) struct Deadlines<K> {
 impl<K> Default for Deadlines<K> {
     fn default() -> Self {
         Deadlines {
-            at: HashMap::new(),
+            at: HashMap::default(),
             order: BTreeSet::new(),
         }
     }

@@ -46,6 +46,7 @@ mod error;
 mod event;
 mod guidelines;
 mod hello;
+mod maps;
 mod peers;
 mod reliable;
 mod rng;

@@ -7,7 +7,9 @@
 //! first to make room for a newcomer when the table is full), and when the
 //! acks owed to each are due.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
+
+use crate::proto::maps::HashMap;
 use std::net::SocketAddr;
 use std::time::Instant;
 

@@ -7,7 +7,9 @@
 //! `dup_memory`, re-acknowledged and never delivered twice
 //! ([`DuplicateMemory`]).
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
+
+use crate::proto::maps::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 

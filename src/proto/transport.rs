@@ -10,7 +10,9 @@
 //! the application: such messages carry an [`Owner`], and their outcomes are
 //! set aside as [`Settled`] notices for the endpoint to route.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
+
+use crate::proto::maps::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -208,10 +210,10 @@ impl Transport {
             ping_reply: None,
             pings_covered_until: None,
             in_flight: InFlightTable::default(),
-            parked: HashMap::new(),
+            parked: HashMap::default(),
             joins: 0,
             parked_until: Deadlines::default(),
-            ordered: HashMap::new(),
+            ordered: HashMap::default(),
             remembered: DuplicateMemory::default(),
             batches: Batches::default(),
             evicted: Vec::new(),
@@ -219,7 +221,7 @@ impl Transport {
             waits: Waits::default(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
-            owners: HashMap::new(),
+            owners: HashMap::default(),
             settled: Vec::new(),
             stats: Stats::default(),
             closed: false,

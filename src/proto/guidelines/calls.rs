@@ -3,7 +3,7 @@
 //! calls that collect one outcome per entity; their correlation by RPC ID and
 //! their timeouts.
 
-use std::collections::HashMap;
+use crate::proto::maps::HashMap;
 use std::time::{Duration, Instant};
 
 use crate::rpc::cmd::{RpcRequest, RpcReturn, Standby};

@@ -2,7 +2,9 @@
 //! requests open until the application answers them, anycast volunteering,
 //! and `RPC-STATUS UNKNOWN` for unicast calls nobody serves.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
+
+use crate::proto::maps::HashSet;
 use std::time::Instant;
 
 use crate::rpc::cmd::{RpcRequest, RpcReturn, Standby};

@@ -2,7 +2,7 @@
 //! `.completed`; unicast and reliable only, on both sides. A cancel after a
 //! commit is not honoured.
 
-use std::collections::{HashMap, HashSet};
+use crate::proto::maps::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use crate::rpc::cmd::{ControlVerb, ReplyVerb, TxnBegin, TxnControl, TxnReply};
