@@ -534,3 +534,79 @@ fn join_pings_only_destinations_it_does_not_know() {
         .unwrap()
         .contains("not a known entity"));
 }
+
+/// A configuration file for the same group and port as `bus`, with keys of
+/// its own.
+fn other_key_config(bus: &Bus, dir: &std::path::Path) -> std::path::PathBuf {
+    let mut other = common::free_port_config();
+    other.port = bus.config.port;
+    let path = dir.join("other-key.conf");
+    fs::write(&path, other.to_file_text()).unwrap();
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+    path
+}
+
+#[test]
+fn a_wrong_key_is_named_not_silent() {
+    let bus = bus();
+    let mut a = Proc::join(&bus, "keyed");
+    let a_addr = a.address();
+    let dir = tempfile::tempdir().unwrap();
+    let wrong = other_key_config(&bus, dir.path());
+
+    // `list` hears the entity's hellos, cannot authenticate them, and says so.
+    let out = rmbus(&bus)
+        .env("MBUS", &wrong)
+        .args(["list", "--wait", "3"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(out.stdout.is_empty(), "no entity listed");
+    let warnings: Vec<_> = stderr
+        .lines()
+        .filter(|l| l.contains("ignoring datagrams from 127.0.0.1:"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "once per source, by default: {stderr}");
+    assert!(
+        warnings[0].contains("bad digest: a different key?"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("no entity answered;")
+            && stderr.contains("failed authentication (bad digest)"),
+        "{stderr}"
+    );
+
+    // `send --reliable` and `call` name it in their answers.
+    for args in [
+        vec![
+            "send",
+            "--reliable",
+            "--wait",
+            "2",
+            "--to",
+            a_addr.as_str(),
+            "test.x",
+        ],
+        vec!["call", "--wait", "2", a_addr.as_str(), "test.echo"],
+    ] {
+        let out = rmbus(&bus)
+            .env("MBUS", &wrong)
+            .args(&args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("is not a known entity") && stderr.contains("different key"),
+            "{args:?}: {stderr}"
+        );
+    }
+    // With the right key the same entity is listed: the hint was about the key.
+    let out = rmbus(&bus).args(["list", "--wait", "2"]).output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(a_addr.as_str()),
+        "{out:?}"
+    );
+}

@@ -11,6 +11,7 @@ use crate::wire::{Address, Command};
 use super::guidelines::{Ctx, Guidelines, Properties, Rpc, Services, Transactions};
 use super::peers::Peer;
 use super::transport::{Accepted, Opened, Transport};
+use super::unauthenticated::UnauthenticatedSource;
 use super::{
     Delivery, EndpointConfig, Event, MsgId, SansIo, SendError, SetupError, Stats, Transmit,
 };
@@ -75,6 +76,14 @@ impl Endpoint {
     /// Our own complete address.
     pub fn local_address(&self) -> &Address {
         self.transport.local_address()
+    }
+
+    /// The sources of datagrams that failed authentication (RFC 3259 §11),
+    /// in the order they first did, at most
+    /// [`super::MAX_UNAUTHENTICATED_SOURCES`]: usually a peer with another
+    /// key. The first failure from each is also logged as a warning.
+    pub fn unauthenticated_sources(&self) -> &[UnauthenticatedSource] {
+        self.transport.unauthenticated_sources()
     }
 
     /// The entities we know of (not ourselves), in the order they joined.
@@ -227,7 +236,9 @@ impl Endpoint {
     /// Sends `commands` in one message to `dst`.
     ///
     /// Reliable delivery needs the complete address of one known entity; it is
-    /// refused at once otherwise (decision D8), and nothing is sent. The outcome
+    /// refused at once otherwise, and nothing is sent (RFC 3259 §7 needs one
+    /// acknowledging entity; a message nobody may acknowledge could only time
+    /// out). The outcome
     /// of a reliable message comes later as [`Event::Delivered`] or
     /// [`Event::DeliveryFailed`] with the returned id.
     pub fn send(

@@ -52,6 +52,7 @@ mod reliable;
 mod rng;
 mod stats;
 mod transport;
+mod unauthenticated;
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -67,6 +68,9 @@ pub use guidelines::{
 pub use peers::Peer;
 pub use rng::Rng;
 pub use stats::Stats;
+pub use unauthenticated::{
+    hint as unauthenticated_hint, UnauthenticatedSource, MAX_SOURCES as MAX_UNAUTHENTICATED_SOURCES,
+};
 
 /// How a message is to be delivered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -17,6 +17,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::auth::{open, seal_view, sealed_len, Rejection};
+
+use super::unauthenticated::{Unauthenticated, UnauthenticatedSource};
 use crate::rpc::{CallId, TxnId};
 use crate::wire::{
     Address, Command, EncodeError, Header, Message, MessageType, MessageView, MAX_DATAGRAM,
@@ -179,6 +181,8 @@ pub(crate) struct Transport {
     owners: HashMap<MsgId, Owner>,
     settled: Vec<Settled>,
     stats: Stats,
+    /// Sources of datagrams that failed authentication.
+    unauthenticated: Unauthenticated,
     closed: bool,
 }
 
@@ -224,6 +228,7 @@ impl Transport {
             owners: HashMap::default(),
             settled: Vec::new(),
             stats: Stats::default(),
+            unauthenticated: Unauthenticated::default(),
             closed: false,
         })
     }
@@ -232,6 +237,10 @@ impl Transport {
 
     pub(crate) fn local_address(&self) -> &Address {
         &self.local
+    }
+
+    pub(crate) fn unauthenticated_sources(&self) -> &[UnauthenticatedSource] {
+        self.unauthenticated.sources()
     }
 
     pub(crate) fn peers(&self) -> impl Iterator<Item = &Peer> + '_ {
@@ -359,6 +368,7 @@ impl Transport {
                     Rejection::Malformed(_) => self.stats.rejected_malformed += 1,
                     _ => self.stats.rejected_cipher += 1,
                 }
+                self.unauthenticated.record(from, rejection);
                 tracing::trace!(%from, reason = rejection.code(), "datagram rejected");
                 return None;
             }

@@ -203,7 +203,9 @@ fn find(
         None => Err(Failure::lost("interrupted while looking for the callee")),
         Some(Ok(full)) => Ok(full),
         Some(Err(e @ SendError::NotUnique { .. })) => Err(Failure::input(e)),
-        Some(Err(e)) => Err(Failure::malformed(format!("unknown callee: {e}"))),
+        Some(Err(e)) => Err(reach::not_found(&driver.host, me, e, |e| {
+            Failure::malformed(format!("unknown callee: {e}"))
+        })),
     }
 }
 
@@ -392,11 +394,13 @@ fn group_call(t: &Target, rpc_type: RpcType, name: &str, args: Vec<Value>) -> Ou
         .map_err(Failure::input)?
         .ok_or_else(|| Failure::lost("interrupted while looking for the callees"))?;
     if known.is_empty() {
+        let hint = reach::key_hint(&driver.host, me);
         let _ = entity(&mut driver.host, me).close();
-        return Err(Failure::malformed(format!(
-            "no entity matching {} answered within --wait",
-            t.dst
-        )));
+        let nobody = format!("no entity matching {} answered within --wait", t.dst);
+        return Err(match hint {
+            Some(hint) => Failure::input(format!("{nobody}; {hint}")),
+            None => Failure::malformed(nobody),
+        });
     }
     let timeout = Duration::from_millis(t.timeout);
     let id = entity(&mut driver.host, me)

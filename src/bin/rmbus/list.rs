@@ -16,7 +16,8 @@ Examples:
   rmbus list
   rmbus list --wait 5 --json
 
-Exit status: 0 done (also when nobody answered); 2 bad arguments or configuration.")]
+Exit status: 0 done (also when nobody answered); 2 bad arguments or configuration, or
+nobody answered and datagrams that failed authentication came in (another key?).")]
 pub struct Args {
     #[command(flatten)]
     bus: BusArgs,
@@ -42,10 +43,14 @@ pub fn run(args: Args) -> Outcome {
             |_, _, _| Flow::Continue,
         )
         .map_err(Failure::input)?;
+    let hint = crate::reach::key_hint(&driver.host, me);
     let mut me = entity(&mut driver.host, me);
     let mut peers: Vec<_> = me.endpoint().peers().cloned().collect();
     peers.sort_by_key(|p| p.address.to_string());
     me.close().map_err(Failure::input)?;
+    if let (true, Some(hint)) = (peers.is_empty(), hint) {
+        return Err(Failure::input(format!("no entity answered; {hint}")));
+    }
     let mut out = std::io::stdout().lock();
     if !args.json && !peers.is_empty() {
         let _ = writeln!(out, "{:<60} ENDPOINT", "ADDRESS");

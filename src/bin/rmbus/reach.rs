@@ -10,6 +10,29 @@ use rmbus::wire::Address;
 
 use crate::driver::{endpoint, entity};
 
+/// When entity `me` heard no entity but datagrams that failed
+/// authentication, a sentence naming where they came from (usually a bus
+/// with another key), for the answer of a command that found nobody.
+pub fn key_hint(host: &rmbus::runtime::Host, me: EntityId) -> Option<String> {
+    rmbus::proto::unauthenticated_hint(endpoint(host, me).unauthenticated_sources())
+}
+
+/// The failure for a destination that was not found: exit 2 with the key
+/// hint when there is one, else what `otherwise` makes of `e`.
+pub fn not_found(
+    host: &rmbus::runtime::Host,
+    me: EntityId,
+    e: SendError,
+    otherwise: impl FnOnce(SendError) -> crate::Failure,
+) -> crate::Failure {
+    match (&e, key_hint(host, me)) {
+        (SendError::UnknownDestination(_), Some(hint)) => {
+            crate::Failure::input(format!("{e}; {hint}"))
+        }
+        _ => otherwise(e),
+    }
+}
+
 /// How long ping answers take at most (U[0, 1000] ms) plus a margin.
 const PING_ANSWERS: Duration = Duration::from_millis(1100);
 

@@ -78,7 +78,7 @@ fn send_reliable(
 ) -> Outcome {
     let dst = match reach::find(driver, me, to, wait).map_err(Failure::input)? {
         None => return Err(Failure::lost("interrupted before sending")),
-        Some(found) => found.map_err(Failure::input)?,
+        Some(found) => found.map_err(|e| reach::not_found(&driver.host, me, e, Failure::input))?,
     };
     let id = entity(&mut driver.host, me)
         .with_endpoint(|ep, now| ep.send(now, &dst, vec![cmd], Delivery::Reliable))
