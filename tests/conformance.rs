@@ -134,7 +134,8 @@ fn case_15_value_grammar() {
         let datagram = with_command(&format!("tool.x ({arg})"));
         assert_eq!(malformed_rule(&datagram), rule, "argument {arg}");
     }
-    // The whole message goes, even when a good command came first (D4).
+    // The whole message goes, even when a good command came first: rmbus parses
+    // the whole body before acting on any of it.
     let datagram = with_command("tool.good (1)\ntool.bad (.5)");
     assert_eq!(malformed_rule(&datagram), Rule::Value);
 

@@ -1,5 +1,7 @@
 //! The ciphers: DES-CBC, AES-128-CBC and 3DES-CBC with an all-zero IV per
-//! message and zero padding (RFC 3259 §11.2, §11.4; decision D7).
+//! message and zero padding (RFC 3259 §11.2, §11.4). The RFC fixes CBC for
+//! DES only and names no mode for the others; CBC with a zero IV is how the UCL
+//! library does DES, and we do AES and 3DES the same way.
 
 use std::fmt;
 

@@ -1,4 +1,10 @@
-//! Fresh keys for a new configuration (RFC 3259 §11.2, §11.3; decision D6).
+//! Fresh keys for a new configuration (RFC 3259 §11.2, §11.3).
+//!
+//! The RFC's examples use 12-octet keys; we generate 16 random octets for
+//! HMAC-MD5-96 and 20 for HMAC-SHA1-96 (the hash's own length, as RFC 2104
+//! advises), and a cipher key of the cipher's length. When a file is read, a
+//! hash key of any length from one octet is accepted (a short one with a
+//! warning); a cipher key must have the cipher's length.
 
 use crate::auth::{CipherAlgo, HashAlgo};
 

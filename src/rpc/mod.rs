@@ -20,7 +20,8 @@
 //!   piggy-backed or sent as usual, and a return lost on the way is
 //!   retransmitted instead of turning into a timeout at the caller.
 //! - Empty ARGS and empty results are written as `()` and `((OK OK "") ())`;
-//!   the draft's shorter forms are accepted on receipt (decision D10).
+//!   the draft's shorter forms are accepted on receipt (the draft's examples
+//!   use both, and libgmbus sends the short ones).
 
 mod args;
 pub mod cmd;

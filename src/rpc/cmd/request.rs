@@ -13,7 +13,7 @@ use super::super::{Meta, RpcType};
 /// ```
 ///
 /// A missing `RPC-TYPE` reads as UNICAST, and a missing ARGS (the draft's
-/// short form, decision D10) as `()`; nothing may follow ARGS. A command whose
+/// short form) as `()`; nothing may follow ARGS. A command whose
 /// first argument is no META map with an `ID` is not an RPC
 /// ([`ShapeError::Other`]).
 #[derive(Debug, Clone, PartialEq)]

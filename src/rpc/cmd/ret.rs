@@ -13,7 +13,7 @@ use super::super::{Answer, Meta, Reply, Status};
 /// ```
 ///
 /// On receipt a missing result part, a missing RETVALS and a short APPSTATUS
-/// are accepted (decision D10), and libgmbus's `RPC-STATUS FAILED` reads as a
+/// are accepted (the draft's shorter forms), and libgmbus's `RPC-STATUS FAILED` reads as a
 /// FAILED reply. `UNKNOWN` is written with RMETA alone; an empty result as
 /// `((OK OK "") ())`.
 #[derive(Debug, Clone, PartialEq)]
