@@ -524,3 +524,158 @@ fn completions_and_manual_page() {
         stdout(&out)
     );
 }
+
+// ---- where keys are created -------------------------------------------------
+
+/// A pcap file of raw IPv4 packets (link type 101) holding `payloads` as UDP
+/// datagrams from 127.0.0.1:40000 to 239.255.255.247:47000.
+fn raw_ip_capture(payloads: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
+    out.extend_from_slice(&2u16.to_le_bytes());
+    out.extend_from_slice(&4u16.to_le_bytes());
+    out.extend_from_slice(&[0; 8]);
+    out.extend_from_slice(&65_535u32.to_le_bytes());
+    out.extend_from_slice(&101u32.to_le_bytes());
+    for (i, payload) in payloads.iter().enumerate() {
+        let total = 20 + 8 + payload.len();
+        let mut packet = vec![
+            0x45,
+            0,
+            (total >> 8) as u8,
+            total as u8,
+            0,
+            0,
+            0,
+            0,
+            1,
+            17,
+            0,
+            0,
+        ];
+        packet.extend_from_slice(&[127, 0, 0, 1, 239, 255, 255, 247]);
+        packet.extend_from_slice(&40_000u16.to_be_bytes());
+        packet.extend_from_slice(&47_000u16.to_be_bytes());
+        packet.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+        packet.extend_from_slice(&[0, 0]);
+        packet.extend_from_slice(payload);
+        out.extend_from_slice(&(1_700_000_000u32 + i as u32).to_le_bytes());
+        out.extend_from_slice(&0u32.to_le_bytes());
+        out.extend_from_slice(&(packet.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(packet.len() as u32).to_le_bytes());
+        out.extend_from_slice(&packet);
+    }
+    out
+}
+
+fn hello_datagram(config_text: &str) -> Vec<u8> {
+    use rmbus::wire::{Address, Command as Cmd, Framing, Header, Message, MessageType};
+    let config = rmbus::config::Config::parse(config_text).unwrap();
+    let msg = Message {
+        header: Header {
+            seq: 7,
+            timestamp: 1_700_000_000_000,
+            kind: MessageType::Unreliable,
+            src: Address::parse("(app:captured id:1-1@127.0.0.1)").unwrap(),
+            dst: Address::empty(),
+            acks: vec![],
+        },
+        commands: vec![Cmd::new("mbus.hello", vec![])],
+    };
+    rmbus::auth::seal(&msg, &config.keys().unwrap(), Framing::Lf).unwrap()
+}
+
+#[test]
+fn reading_a_capture_creates_nothing_and_shows_records_unverified_without_keys() {
+    let home = tempfile::tempdir().unwrap();
+    let capture = home.path().join("bus.pcap");
+    fs::write(&capture, raw_ip_capture(&[hello_datagram(MD5_CONFIG)])).unwrap();
+    let mut cmd = rmbus(home.path());
+    cmd.args(["monitor", "--json", "--read"]).arg(&capture);
+    let out = run(cmd, b"");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(!home.path().join(".mbus").exists(), "no key file was made");
+    let line: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(line["auth"], "unverified", "{line}");
+    assert_eq!(line["commands"][0]["name"], "mbus.hello", "{line}");
+    assert!(stderr(&out).contains("unverified"), "{}", stderr(&out));
+
+    // With the keys it was sealed with, the same record is verified.
+    let config = config_file(home.path(), MD5_CONFIG);
+    let mut cmd = rmbus(home.path());
+    cmd.args(["monitor", "--json", "--config"])
+        .arg(&config)
+        .arg("--read")
+        .arg(&capture);
+    let out = run(cmd, b"");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let line: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(line["auth"], "ok", "{line}");
+}
+
+#[test]
+fn an_explicit_config_must_exist_and_only_the_default_location_is_created() {
+    let home = tempfile::tempdir().unwrap();
+    // A typo in --config: an error, and no file minted.
+    let typo = home.path().join("bsu.conf");
+    let mut cmd = rmbus(home.path());
+    cmd.args(["list", "--wait", "0", "--config"]).arg(&typo);
+    let out = run(cmd, b"");
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no such configuration file"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!typo.exists() && !home.path().join(".mbus").exists());
+
+    // An explicit empty file is refused, not filled.
+    let empty = home.path().join("empty.conf");
+    fs::write(&empty, "").unwrap();
+    fs::set_permissions(&empty, fs::Permissions::from_mode(0o600)).unwrap();
+    let mut cmd = rmbus(home.path());
+    cmd.args(["list", "--wait", "0", "--config"]).arg(&empty);
+    let out = run(cmd, b"");
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("empty.conf"), "{}", stderr(&out));
+    assert_eq!(fs::read(&empty).unwrap(), b"");
+
+    // The default location is created, and said to be.
+    let port = free_port_config().port.unwrap().to_string();
+    let mut cmd = rmbus(home.path());
+    cmd.args(["list", "--wait", "0", "--port", &port]);
+    let out = run(cmd, b"");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let default = home.path().join(".mbus");
+    assert!(stderr(&out).contains("created"), "{}", stderr(&out));
+    assert_eq!(
+        fs::metadata(&default).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+
+    // An empty file at the default location is filled, and said so, not
+    // reported as created; a readable one is made owner-only first.
+    fs::write(&default, "").unwrap();
+    fs::set_permissions(&default, fs::Permissions::from_mode(0o644)).unwrap();
+    let mut cmd = rmbus(home.path());
+    cmd.args(["list", "--wait", "0", "--port", &port]);
+    let out = run(cmd, b"");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("was empty; wrote fresh keys into it"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        fs::metadata(&default).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert!(rmbus::config::file::load(&default).is_ok());
+
+    // --port 0 is an argument error, not an operating-system one.
+    let mut cmd = rmbus(home.path());
+    cmd.args(["list", "--wait", "0", "--port", "0"]);
+    let out = run(cmd, b"");
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--port 0"), "{}", stderr(&out));
+}

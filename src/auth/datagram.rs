@@ -174,6 +174,24 @@ pub fn open(datagram: &[u8], keys: &Keys) -> Result<Message, Rejection> {
     })
 }
 
+/// Parses a datagram without keys, checking only that it has a digest line
+/// (for showing captures when no configuration is at hand). Nothing about
+/// the result is authenticated, and an encrypted body reads as
+/// [`Rejection::NotMbus`].
+pub fn open_unverified(datagram: &[u8]) -> Result<Message, Rejection> {
+    let (_, body_at) = digest(datagram).ok_or(Rejection::NoDigest)?;
+    let body = &datagram[body_at..];
+    if !body.starts_with(b"mbus/") {
+        return Err(Rejection::NotMbus { offset: body_at });
+    }
+    Message::parse(body).map_err(|e| {
+        Rejection::Malformed(ParseError {
+            offset: e.offset + body_at,
+            rule: e.rule,
+        })
+    })
+}
+
 /// Finds the digest line; returns the decoded tag and where the body starts.
 fn digest(datagram: &[u8]) -> Option<([u8; MAC_LEN], usize)> {
     let head = &datagram[..datagram.len().min(DIGEST_LEN + 2)];

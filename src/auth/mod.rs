@@ -16,7 +16,9 @@ mod datagram;
 mod mac;
 
 pub use cipher::{CipherAlgo, KeyError};
-pub use datagram::{open, seal, seal_raw, seal_view, sealed_len, Rejection, DIGEST_LEN};
+pub use datagram::{
+    open, open_unverified, seal, seal_raw, seal_view, sealed_len, Rejection, DIGEST_LEN,
+};
 pub use mac::HashAlgo;
 
 use cipher::Cipher;

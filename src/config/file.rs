@@ -61,6 +61,9 @@ pub struct Loaded {
     pub config: Config,
     /// True if the file did not exist (or was empty) and was created with fresh keys.
     pub created: bool,
+    /// True if the file existed but was empty, and the fresh keys were
+    /// written into it (UCL does the same).
+    pub was_empty: bool,
 }
 
 /// Reads the configuration file, creating it with fresh keys (mode 0600) when it
@@ -70,22 +73,40 @@ pub fn load_or_create(
     hash: HashAlgo,
     cipher: CipherAlgo,
 ) -> Result<Loaded, ConfigError> {
-    let mut file = OpenOptions::new()
+    // Created here, or there before (perhaps empty): UCL fills an empty file
+    // too, and the caller tells the user which it was.
+    let (mut file, existed) = match OpenOptions::new()
         .read(true)
         .write(true)
-        .create(true)
-        .truncate(false)
+        .create_new(true)
         .mode(0o600)
         .open(path)
-        .map_err(|e| io_error(path, e))?;
+    {
+        Ok(file) => (file, false),
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => (
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(path)
+                .map_err(|e| io_error(path, e))?,
+            true,
+        ),
+        Err(e) => return Err(io_error(path, e)),
+    };
     lock(&file, path, libc::F_WRLCK)?;
     let len = file.metadata().map_err(|e| io_error(path, e))?.len();
     if len == 0 {
+        if existed {
+            // Keys go into it: nobody else may read them.
+            file.set_permissions(std::fs::Permissions::from_mode(0o600))
+                .map_err(|e| io_error(path, e))?;
+        }
         let config = Config::generate(hash, cipher);
         write_all(&mut file, path, &config)?;
         return Ok(Loaded {
             config,
             created: true,
+            was_empty: existed,
         });
     }
     check_mode(&file, path)?;
@@ -94,6 +115,7 @@ pub fn load_or_create(
     Ok(Loaded {
         config,
         created: false,
+        was_empty: false,
     })
 }
 

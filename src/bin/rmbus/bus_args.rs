@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::ValueEnum;
 use rmbus::auth::{CipherAlgo, HashAlgo};
-use rmbus::config::{file, Config, GroupAddress, Scope};
+use rmbus::config::{file, Config, ConfigError, GroupAddress, Scope};
 use rmbus::wire::Address;
 
 use crate::Failure;
@@ -34,14 +34,20 @@ impl BusArgs {
     pub fn config(&self) -> Result<Config, Failure> {
         self.place.config()
     }
+
+    /// The configuration if there is one, never creating it (see
+    /// [`BusPlace::existing_config`]).
+    pub fn existing_config(&self) -> Result<Option<Config>, Failure> {
+        self.place.existing_config()
+    }
 }
 
 /// Where the bus is, for the commands whose own address is fixed (the CMBS
 /// ones).
 #[derive(clap::Args, Clone)]
 pub struct BusPlace {
-    /// The configuration file (default: $MBUS, else ~/.mbus); created with fresh
-    /// keys if missing.
+    /// The configuration file, which must exist (default: $MBUS, else ~/.mbus,
+    /// created with fresh keys if missing).
     #[arg(long, value_name = "PATH")]
     config: Option<PathBuf>,
     /// The multicast group, overriding the configuration's ADDRESS.
@@ -59,19 +65,57 @@ pub struct BusPlace {
 }
 
 impl BusPlace {
-    /// The configuration file's settings (the file is created with fresh keys
-    /// if missing, and we say so), with this run's overrides applied.
+    /// The configuration file's settings, with this run's overrides applied.
+    /// An explicit `--config` must exist; only the default location ($MBUS,
+    /// else ~/.mbus) is created with fresh keys when missing or empty, and we
+    /// say so.
     pub fn config(&self) -> Result<Config, Failure> {
+        let (path, loaded) = match &self.config {
+            Some(given) => {
+                let path = file::locate(Some(given)).map_err(Failure::input)?;
+                let config = file::load(&path).map_err(|e| match e {
+                    ConfigError::NotFound { .. } => Failure::input(format!(
+                        "{}: no such configuration file (--config names an existing file; \
+                         without it rmbus uses $MBUS, else ~/.mbus, and creates that one)",
+                        path.display()
+                    )),
+                    e => Failure::input(e),
+                })?;
+                (path, config)
+            }
+            None => {
+                let path = file::locate(None).map_err(Failure::input)?;
+                let loaded = file::load_or_create(&path, HashAlgo::HmacMd5_96, CipherAlgo::None)
+                    .map_err(Failure::input)?;
+                match (loaded.created, loaded.was_empty) {
+                    (true, false) => eprintln!(
+                        "rmbus: created {} with fresh keys (HMAC-MD5-96, no encryption)",
+                        path.display()
+                    ),
+                    (true, true) => eprintln!(
+                        "rmbus: {} was empty; wrote fresh keys into it (HMAC-MD5-96, no encryption)",
+                        path.display()
+                    ),
+                    _ => {}
+                }
+                (path, loaded.config)
+            }
+        };
+        self.overridden(&path, loaded)
+    }
+
+    /// The configuration file's settings if there is one, never creating it
+    /// (for reading captures); `None` when the default location has none.
+    pub fn existing_config(&self) -> Result<Option<Config>, Failure> {
         let path = file::locate(self.config.as_deref()).map_err(Failure::input)?;
-        let loaded = file::load_or_create(&path, HashAlgo::HmacMd5_96, CipherAlgo::None)
-            .map_err(Failure::input)?;
-        if loaded.created {
-            eprintln!(
-                "rmbus: created {} with fresh keys (HMAC-MD5-96, no encryption)",
-                path.display()
-            );
+        match file::load(&path) {
+            Ok(config) => self.overridden(&path, config).map(Some),
+            Err(ConfigError::NotFound { .. }) if self.config.is_none() => Ok(None),
+            Err(e) => Err(Failure::input(e)),
         }
-        let mut config = loaded.config;
+    }
+
+    fn overridden(&self, path: &std::path::Path, mut config: Config) -> Result<Config, Failure> {
         if let Some(group) = self.group {
             if !group.is_multicast() {
                 return Err(Failure::input(format!(
@@ -82,6 +126,11 @@ impl BusPlace {
             config.ip_version = None;
         }
         if let Some(port) = self.port {
+            if port == 0 {
+                return Err(Failure::input(
+                    "--port 0: the bus needs a fixed port (1 to 65535) that every entity shares",
+                ));
+            }
             config.port = Some(port);
         }
         if let Some(scope) = self.scope {

@@ -8,7 +8,7 @@ use std::time::SystemTime;
 
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token};
-use rmbus::auth::{open, Keys, Rejection};
+use rmbus::auth::{open, open_unverified, Keys, Rejection};
 use rmbus::wire::{Address, Message};
 use serde::Serialize;
 
@@ -96,6 +96,16 @@ fn accepted_line<'a>(
     msg: &'a Message,
     len: usize,
 ) -> Line<Accepted<'a>> {
+    verified_line(at, from, msg, len, true)
+}
+
+fn verified_line<'a>(
+    at: SystemTime,
+    from: SocketAddr,
+    msg: &'a Message,
+    len: usize,
+    verified: bool,
+) -> Line<Accepted<'a>> {
     let hazards: Vec<String> = msg
         .ucl_hazards(len)
         .iter()
@@ -104,7 +114,11 @@ fn accepted_line<'a>(
     Line {
         time: clock::rfc3339(at),
         from,
-        record: Accepted::new(msg),
+        record: if verified {
+            Accepted::new(msg)
+        } else {
+            Accepted::unverified(msg)
+        },
         ucl_hazards: hazards,
     }
 }
@@ -119,7 +133,9 @@ fn rejected_line(at: SystemTime, from: SocketAddr, rejection: &Rejection) -> Lin
 }
 
 struct Printer {
-    keys: Keys,
+    /// `None` when reading a capture with no configuration at hand: records
+    /// are then shown unverified.
+    keys: Option<Keys>,
     json: bool,
     colour: bool,
     dst: Option<Address>,
@@ -131,7 +147,7 @@ struct Printer {
 impl Printer {
     /// Prints one datagram if it passes the filters; false once --count is reached.
     fn datagram(&mut self, at: SystemTime, from: SocketAddr, bytes: &[u8]) -> io::Result<bool> {
-        let opened = open(bytes, &self.keys);
+        let opened = self.open(bytes);
         if let Ok(msg) = &opened {
             if !self.wanted(msg) {
                 return Ok(true);
@@ -147,6 +163,13 @@ impl Printer {
             return Ok(*n > 0);
         }
         Ok(true)
+    }
+
+    fn open(&self, bytes: &[u8]) -> Result<Message, Rejection> {
+        match &self.keys {
+            Some(keys) => open(bytes, keys),
+            None => open_unverified(bytes),
+        }
     }
 
     fn wanted(&self, msg: &Message) -> bool {
@@ -170,24 +193,30 @@ impl Printer {
         msg: &Message,
         len: usize,
     ) -> io::Result<()> {
+        let verified = self.keys.is_some();
         if self.json {
-            return writeln!(self.out, "{}", to_line(&accepted_line(at, from, msg, len)));
+            return writeln!(
+                self.out,
+                "{}",
+                to_line(&verified_line(at, from, msg, len, verified))
+            );
         }
         let hazards: Vec<String> = msg
             .ucl_hazards(len)
             .iter()
             .map(ToString::to_string)
             .collect();
-        let (on, off) = if self.colour {
-            ("\x1b[32m", "\x1b[0m")
-        } else {
-            ("", "")
+        let (on, off) = match (self.colour, verified) {
+            (true, true) => ("\x1b[32m", "\x1b[0m"),
+            (true, false) => ("\x1b[33m", "\x1b[0m"),
+            _ => ("", ""),
         };
+        let status = if verified { "ok" } else { "unverified" };
         let text = msg.to_string();
         let mut lines = text.lines();
         writeln!(
             self.out,
-            "{}  {from:<21}  {on}ok{off}  {}",
+            "{}  {from:<21}  {on}{status}{off}  {}",
             clock::short(at),
             lines.next().unwrap_or_default()
         )?;
@@ -225,8 +254,21 @@ impl Printer {
 }
 
 pub fn run(args: Args) -> Outcome {
-    let config = args.bus.config()?;
-    let keys = config.keys().map_err(Failure::input)?;
+    // Reading a capture creates nothing: without a configuration the records
+    // are shown unverified.
+    let config = match &args.read {
+        Some(_) => args.bus.existing_config()?,
+        None => Some(args.bus.config()?),
+    };
+    let keys = match &config {
+        Some(c) => Some(c.keys().map_err(Failure::input)?),
+        None => {
+            tracing::warn!(
+                "no configuration file: showing the records unverified (no keys to check them)"
+            );
+            None
+        }
+    };
     let stdout = io::stdout();
     let mut printer = Printer {
         keys,
@@ -250,22 +292,27 @@ fn go_on(printed: io::Result<bool>) -> Result<bool, Failure> {
     }
 }
 
-fn watch(args: Args, config: rmbus::config::Config, printer: &mut Printer) -> Outcome {
+fn watch(args: Args, config: Option<rmbus::config::Config>, printer: &mut Printer) -> Outcome {
     let io_err = |e: io::Error| Failure::input(e);
     if let Some(path) = &args.read {
         let file =
             File::open(path).map_err(|e| Failure::input(format!("{}: {e}", path.display())))?;
         let datagrams =
             pcap::read_all(file).map_err(|e| Failure::input(format!("{}: {e}", path.display())))?;
-        let port = config.effective_port();
+        let port = config
+            .as_ref()
+            .map_or(rmbus::config::DEFAULT_PORT, |c| c.effective_port());
         for d in datagrams {
-            let ours = d.dst.port() == port || open(&d.payload, &printer.keys).is_ok();
+            let ours = d.dst.port() == port || printer.open(&d.payload).is_ok();
             if ours && !go_on(printer.datagram(d.at, d.src, &d.payload))? {
                 break;
             }
         }
         return Ok(());
     }
+    let Some(config) = config else {
+        return Err(Failure::input("no configuration to join the bus with"));
+    };
     let sockets = rmbus::runtime::socket::open(&config)
         .map_err(|e| Failure::input(format!("cannot join {}: {e}", config.group_addr())))?;
     let group_addr = sockets.group_addr;

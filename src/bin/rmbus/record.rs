@@ -68,9 +68,18 @@ impl Serialize for TaggedValue<'_> {
 
 impl<'a> Accepted<'a> {
     pub fn new(msg: &'a Message) -> Accepted<'a> {
+        Accepted::with_auth(msg, "ok")
+    }
+
+    /// A message read without keys: `"auth":"unverified"`.
+    pub fn unverified(msg: &'a Message) -> Accepted<'a> {
+        Accepted::with_auth(msg, "unverified")
+    }
+
+    fn with_auth(msg: &'a Message, auth: &'static str) -> Accepted<'a> {
         let h = &msg.header;
         Accepted {
-            auth: "ok",
+            auth,
             seq: h.seq,
             timestamp: h.timestamp,
             reliable: h.kind == rmbus::wire::MessageType::Reliable,
