@@ -55,9 +55,9 @@ pub fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
             Event::Command { command, .. } if command.name == "math.result" => {
                 println!("client: the answer is {}", command.args[0]);
-                // Dropping the handles says bye.
-                drop(client);
-                drop(server);
+                // Leave: both say bye.
+                client.close();
+                server.close();
                 return Ok(());
             }
             _ => {}

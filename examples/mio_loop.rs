@@ -40,9 +40,10 @@ pub fn main() -> Result<(), Box<dyn std::error::Error>> {
         while let Ok(event) = answers.recv_timeout(Duration::from_secs(10)) {
             if let Event::Command { command, .. } = event {
                 println!("asker: got {command}");
-                return;
+                break;
             }
         }
+        asker.close();
     });
 
     let mut poll = Poll::new()?;

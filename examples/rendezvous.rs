@@ -39,7 +39,8 @@ pub fn main() -> Result<(), Box<dyn std::error::Error>> {
     while let Ok(event) = events.recv_timeout(Duration::from_secs(10)) {
         if let Event::Go { src, condition } = event {
             println!("worker: released ({condition}) by {src}");
-            drop(coordinator);
+            worker.close();
+            coordinator.close();
             return Ok(());
         }
     }

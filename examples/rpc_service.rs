@@ -45,15 +45,28 @@ fn mixer(config: &Config) -> Result<Handle, Box<dyn std::error::Error>> {
             properties.define("mixer.model", Value::string("MX-1"), Access::ReadOnly);
         });
     })?;
-    let answering = mixer.clone();
+    // A weak handle: the worker does not keep the mixer on the bus.
+    let answering = mixer.downgrade();
     std::thread::spawn(move || {
         for id in jobs {
             std::thread::sleep(Duration::from_millis(50));
+            let Some(mixer) = answering.upgrade() else {
+                return;
+            };
             let done = Reply::ok(vec![Value::string("done, slowly")]);
-            let _ = answering.with_endpoint(move |ep, now| ep.rpc().reply(now, id, done));
+            let _ = mixer.with_endpoint(move |ep, now| ep.rpc().reply(now, id, done));
         }
     });
     Ok(mixer)
+}
+
+/// Serves the mixer on the bus of `config` until `until` returns, then
+/// leaves: it says bye, so that its callers forget it at once.
+pub fn serve(config: &Config, until: impl FnOnce()) -> Result<(), Box<dyn std::error::Error>> {
+    let mixer = mixer(config)?;
+    until();
+    mixer.close();
+    Ok(())
 }
 
 fn show(what: &str, outcome: &Outcome) {
@@ -73,13 +86,13 @@ pub fn main() -> Result<(), Box<dyn std::error::Error>> {
     if std::env::args().any(|a| a == "--serve") {
         let path = file::locate(None)?;
         let loaded = file::load_or_create(&path, HashAlgo::HmacMd5_96, CipherAlgo::None)?;
-        let _mixer = mixer(&loaded.config)?;
-        println!(
-            "mixer serving on the bus of {}; end input (Ctrl-D) to leave",
-            path.display()
-        );
-        std::io::stdin().lines().for_each(drop);
-        return Ok(());
+        return serve(&loaded.config, || {
+            println!(
+                "mixer serving on the bus of {}; end input (Ctrl-D) to leave",
+                path.display()
+            );
+            std::io::stdin().lines().for_each(drop);
+        });
     }
     let mut config = Config::generate(HashAlgo::HmacMd5_96, CipherAlgo::None);
     config.port = Some(UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port());
@@ -144,6 +157,8 @@ pub fn main() -> Result<(), Box<dyn std::error::Error>> {
         heard == [Value::Integer(80), Value::Integer(65)],
         ok(&unwatched, &[]),
     ];
+    client.close();
+    mixer.close();
     if expected.iter().all(|&b| b) {
         Ok(())
     } else {

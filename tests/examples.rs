@@ -52,3 +52,59 @@ fn rpc_service_example() {
 fn cmbs_layers_example() {
     cmbs_layers::main().unwrap();
 }
+
+#[test]
+fn rpc_service_serve_says_bye_when_it_leaves() {
+    use rmbus::auth::{CipherAlgo, HashAlgo};
+    use rmbus::proto::{Event, LeaveReason};
+    use rmbus::wire::Address;
+    use std::time::{Duration, Instant};
+
+    let mut config = rmbus::config::Config::generate(HashAlgo::HmacMd5_96, CipherAlgo::None);
+    config.port = Some(
+        std::net::UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port(),
+    );
+    let (watcher, events) = rmbus::runtime::spawn(
+        &config,
+        &Address::parse("(app:test module:watcher)").unwrap(),
+    )
+    .unwrap();
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    let serving = config.clone();
+    let server = std::thread::spawn(move || {
+        rpc_service::serve(&serving, move || {
+            let _ = stopped.recv();
+        })
+        .map_err(|e| e.to_string())
+    });
+    let mixer = Address::parse("(module:mixer)").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let joined = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match events.recv_timeout(left) {
+            Ok(Event::PeerJoined(who)) if mixer.is_subset_of(&who) => break who,
+            Ok(_) => {}
+            Err(e) => panic!("the mixer never joined: {e}"),
+        }
+    };
+    stop.send(()).unwrap();
+    server.join().unwrap().unwrap();
+    // Its worker thread holds only a weak handle: leaving is a bye, not an
+    // expiry seconds later.
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match events.recv_timeout(left) {
+            Ok(Event::PeerLeft { addr, reason }) if addr == joined => {
+                assert_eq!(reason, LeaveReason::Bye);
+                break;
+            }
+            Ok(_) => {}
+            Err(e) => panic!("the mixer never left: {e}"),
+        }
+    }
+    watcher.close();
+}

@@ -402,3 +402,44 @@ fn a_handle_call_made_before_the_callee_is_heard_waits_for_it() {
     client.close();
     server.close();
 }
+
+#[test]
+fn a_weak_handle_does_not_keep_the_entity_on_the_bus() {
+    let config = common::free_port_config();
+    let (watcher, events) = spawn(&config, &addr("(app:test module:watcher)")).unwrap();
+    let (leaving, _leaving_events) = spawn(&config, &addr("(app:test module:leaving)")).unwrap();
+    let leaving_addr = leaving.with(|bus| bus.local_address().clone()).unwrap();
+    let until = Instant::now() + DEADLINE;
+    loop {
+        match events.recv_timeout(until.saturating_duration_since(Instant::now())) {
+            Ok(Event::PeerJoined(who)) if who == leaving_addr => break,
+            Ok(_) => {}
+            Err(e) => panic!("never heard of it: {e}"),
+        }
+    }
+    let weak = leaving.downgrade();
+    let upgraded = weak.upgrade().expect("alive while a handle is");
+    assert!(upgraded.with(|bus| bus.endpoint().entities()).is_ok());
+    drop(upgraded);
+    // A worker holding the weak handle does not stop the last handle's drop
+    // from saying bye.
+    let worker = std::thread::spawn(move || {
+        while let Some(h) = weak.upgrade() {
+            drop(h);
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    });
+    drop(leaving);
+    loop {
+        match events.recv_timeout(until.saturating_duration_since(Instant::now())) {
+            Ok(Event::PeerLeft { addr, reason }) if addr == leaving_addr => {
+                assert_eq!(reason, LeaveReason::Bye);
+                break;
+            }
+            Ok(_) => {}
+            Err(e) => panic!("it never left: {e}"),
+        }
+    }
+    worker.join().unwrap();
+    watcher.close();
+}

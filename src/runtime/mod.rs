@@ -35,7 +35,9 @@ pub use bus::Bus;
 pub use closures::{Handled, Handler};
 pub use error::{BindError, HandleError};
 pub use host::{EntityId, EntityMut, Host};
-pub use thread::{spawn, spawn_with_callbacks, Callbacks, Handle, EVENT_CHANNEL_CAPACITY};
+pub use thread::{
+    spawn, spawn_with_callbacks, Callbacks, Handle, WeakHandle, EVENT_CHANNEL_CAPACITY,
+};
 
 /// `address`, with an `id` element `<pid>-<n>@<interface address>` added if it
 /// has none (RFC 3259 §4.1): `n` counts this process's entities from 1.

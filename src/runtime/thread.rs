@@ -198,14 +198,20 @@ impl Shared {
     }
 }
 
-/// A handle to an entity running on its own thread. Cheap to clone and `Send`;
-/// when the last clone is dropped (or [`Handle::close`] is called) the entity
-/// says bye and the thread ends.
+/// A handle to an entity running on its own thread. Cheap to clone and `Send`.
 ///
-/// A clone kept by the entity's own callbacks keeps it alive. Called there, on
-/// the bus thread, its methods fail at once ([`HandleError::OnBusThread`]) rather
-/// than wait for themselves; the callback's `&mut Bus` does the same work.
-/// Dropping the last clone there ends the entity when the callback returns.
+/// **To leave the bus, call [`Handle::close`]**: the entity says bye (RFC 3259
+/// §9, `mbus.bye`), so its peers forget it at once, and the thread ends; every
+/// clone stops working. Dropping the last clone does the same, as a fallback,
+/// but a clone held elsewhere (a worker thread, a callback) keeps the entity
+/// alive, and its peers then see it leave only when it expires. Give workers
+/// and callbacks a [`WeakHandle`] ([`Handle::downgrade`]) instead: it does not
+/// keep the entity alive.
+///
+/// Called on the bus thread (from the entity's own callbacks), a handle's
+/// methods fail at once ([`HandleError::OnBusThread`]) rather than wait for
+/// themselves; the callback's `&mut Bus` does the same work. Dropping the last
+/// clone there ends the entity when the callback returns.
 #[derive(Clone)]
 pub struct Handle {
     shared: Arc<Shared>,
@@ -299,9 +305,42 @@ impl Handle {
         self.shared.dropped_events.load(Ordering::Relaxed)
     }
 
-    /// Says bye and stops the thread (all clones stop working).
+    /// Says bye and stops the thread, waiting for it (all clones stop
+    /// working): the way to leave the bus. On the bus thread itself it does
+    /// not wait; the thread ends once the running callback returns.
     pub fn close(&self) {
         self.shared.stop();
+    }
+
+    /// A handle that does not keep the entity alive, for worker threads and
+    /// callbacks.
+    pub fn downgrade(&self) -> WeakHandle {
+        WeakHandle {
+            shared: Arc::downgrade(&self.shared),
+        }
+    }
+}
+
+/// A [`Handle`] that does not keep its entity alive: once the last
+/// [`Handle`] is dropped or [`Handle::close`] called, the entity leaves, and
+/// [`WeakHandle::upgrade`] returns `None` (or a handle whose methods fail
+/// with [`HandleError::Closed`]).
+#[derive(Clone)]
+pub struct WeakHandle {
+    shared: std::sync::Weak<Shared>,
+}
+
+impl std::fmt::Debug for WeakHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WeakHandle").finish_non_exhaustive()
+    }
+}
+
+impl WeakHandle {
+    /// A full handle, while the entity has one left somewhere. Drop it when
+    /// done with it: held, it keeps the entity alive like any other.
+    pub fn upgrade(&self) -> Option<Handle> {
+        self.shared.upgrade().map(|shared| Handle { shared })
     }
 }
 
