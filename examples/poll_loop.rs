@@ -60,13 +60,16 @@ pub fn main() -> Result<(), Box<dyn std::error::Error>> {
         // Output: events first (so replies carry acks), then datagrams.
         for ep in &mut endpoints {
             while let Some(event) = ep.poll_event() {
-                println!(
-                    "{}: {event:?}",
-                    ep.local_address().get("name").unwrap_or("?")
-                );
-                if let Event::Delivered { after, .. } = event {
-                    println!("delivered after {after:?}; done");
-                    return Ok(());
+                let me = ep.local_address().get("name").unwrap_or("?");
+                match event {
+                    Event::PeerJoined(who) => println!("{me}: heard {who}"),
+                    Event::Command { src, command, .. } => println!("{me}: {command} from {src}"),
+                    Event::Delivered { after, .. } => {
+                        let ms = after.as_secs_f64() * 1e3;
+                        println!("{me}: delivered, acknowledged after {ms:.1} ms; done");
+                        return Ok(());
+                    }
+                    _ => {}
                 }
             }
             while let Some(t) = ep.poll_transmit(Instant::now()) {

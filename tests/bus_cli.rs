@@ -158,7 +158,7 @@ fn a_killed_entity_is_lost_by_timeout() {
 fn send_reliable_exit_codes() {
     let bus = bus();
     let mut peer = Proc::join(&bus, "peer");
-    peer.address();
+    let peer_addr = peer.address();
     let send = |args: &[&str]| {
         let mut c = rmbus(&bus);
         c.arg("send").args(args);
@@ -184,10 +184,14 @@ fn send_reliable_exit_codes() {
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("not a known entity"), "{err}");
     let mut twin = Proc::join(&bus, "peer");
-    twin.address();
+    let twin_addr = twin.address();
     let (code, err) = send(&["--reliable", "--to", "(module:peer)", "test.x"]);
     assert_eq!(code, Some(2), "two match: {err}");
     assert!(err.contains("matches 2"), "{err}");
+    assert!(
+        err.contains(&peer_addr) && err.contains(&twin_addr),
+        "it names them: {err}"
+    );
     assert_eq!(
         send(&["--to", "(module:peer)", "test.unreliable"]).0,
         Some(0)
@@ -245,6 +249,11 @@ fn list_shows_the_entities_that_answer() {
     assert!(lines
         .iter()
         .all(|j| j["endpoint"].as_str().unwrap().starts_with("127.0.0.1:")));
+    // As text, the address column is as wide as the longest address.
+    let out = rmbus(&bus).args(["list", "--wait", "2"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("ADDRESS "), "{text}");
+    assert!(text.contains(&format!("{addr}  127.0.0.1:")), "{text}");
 }
 
 #[test]

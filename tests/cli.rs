@@ -274,6 +274,12 @@ fn decode_rejections_and_exit_codes() {
         "{}",
         stderr(&out)
     );
+    assert_eq!(
+        stderr(&out).matches("at byte").count(),
+        1,
+        "the offset is said once: {}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -678,4 +684,37 @@ fn an_explicit_config_must_exist_and_only_the_default_location_is_created() {
     let out = run(cmd, b"");
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("--port 0"), "{}", stderr(&out));
+}
+
+#[test]
+fn argument_lists_get_a_hint_and_plain_quotes_and_wide_integers_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port_config().port.unwrap();
+    let config = config_file(
+        dir.path(),
+        &format!("{MD5_CONFIG}SCOPE=HOSTLOCAL\nPORT={port}\n"),
+    );
+    let send = |args: &[&str]| {
+        let mut cmd = rmbus(dir.path());
+        cmd.arg("send").arg("--config").arg(&config).args(args);
+        run(cmd, b"")
+    };
+    // Two bare values are not one list: say what ARGS is.
+    let out = send(&["--to", "()", "test.x", "2 3"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("arguments '2 3'"), "not Rust-escaped: {err}");
+    assert!(err.contains("ARGS is one parenthesised list"), "{err}");
+    // A string argument is echoed as written.
+    let out = send(&["--to", "()", "test.x", "(\"a\" 1"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("arguments '(\"a\" 1'"),
+        "{}",
+        stderr(&out)
+    );
+    // An Integer beyond 32 bits is sent, with a warning (UCL aborts on it).
+    let out = send(&["--to", "()", "test.x", "(5000000000)"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stderr(&out).contains("outside 32 bits"), "{}", stderr(&out));
 }

@@ -71,6 +71,15 @@ impl Rejection {
         }
     }
 
+    /// What is wrong, without the offset (which [`Rejection::offset`] gives):
+    /// for a malformed body the grammar rule it breaks.
+    pub fn reason(&self) -> String {
+        match self {
+            Rejection::Malformed(e) => e.rule.to_string(),
+            other => other.to_string(),
+        }
+    }
+
     /// True if the datagram passed authentication (only a malformed body is
     /// rejected after that).
     pub fn is_authenticated(&self) -> bool {

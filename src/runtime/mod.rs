@@ -11,6 +11,24 @@
 //!   callbacks.
 //! - [`socket`]: how the sockets are set up for each scope.
 //!
+//! Join a bus and send, from any thread:
+//!
+//! ```no_run
+//! use rmbus::config::file;
+//! use rmbus::proto::Delivery;
+//! use rmbus::runtime::spawn;
+//! use rmbus::wire::{Address, Command, Value};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = file::load(&file::locate(None)?)?; // $MBUS, else ~/.mbus
+//! let (handle, _events) = spawn(&config, &Address::parse("(app:myapp module:ui)")?)?;
+//! let everyone = Address::empty();
+//! let hello = Command::new("myapp.hello", vec![Value::string("hi")]);
+//! handle.with_endpoint(move |ep, now| ep.send(now, &everyone, vec![hello], Delivery::Unreliable))??;
+//! handle.close(); // leave: say bye
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! None of them mirrors the protocol core: [`Bus::with_endpoint`],
 //! [`EntityMut::with_endpoint`] and [`Handle::with_endpoint`] run a closure on
 //! the [`crate::proto::Endpoint`] (its methods and its views `rpc()`,

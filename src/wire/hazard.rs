@@ -45,13 +45,21 @@ impl Message {
             out.push(UclHazard::Oversized { len: datagram_len });
         }
         for cmd in &self.commands {
-            if cmd.args.iter().any(is_wide) {
+            if cmd.has_wide_integer() {
                 out.push(UclHazard::WideInteger {
                     command: cmd.name.clone(),
                 });
             }
         }
         out
+    }
+}
+
+impl super::Command {
+    /// True if an argument is an Integer outside 32 bits, on which UCL peers
+    /// abort.
+    pub fn has_wide_integer(&self) -> bool {
+        self.args.iter().any(is_wide)
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use rmbus::proto::{Event, SendError};
+use rmbus::proto::Event;
 use rmbus::rpc::{Outcome as RpcOutcome, Reply, RpcEvent, RpcType};
 use rmbus::runtime::EntityId;
 use rmbus::wire::{Address, Value};
@@ -202,7 +202,6 @@ fn find(
     match reach::find(driver, me, dst, wait).map_err(Failure::input)? {
         None => Err(Failure::lost("interrupted while looking for the callee")),
         Some(Ok(full)) => Ok(full),
-        Some(Err(e @ SendError::NotUnique { .. })) => Err(Failure::input(e)),
         Some(Err(e)) => Err(reach::not_found(&driver.host, me, e, |e| {
             Failure::malformed(format!("unknown callee: {e}"))
         })),

@@ -59,9 +59,10 @@ pub fn run(args: Args) -> Outcome {
                 println!("{}", to_line(&Rejected::new(&rejection)));
             }
             let message = format!(
-                "rejected: {} at byte {}: {rejection}",
+                "rejected: {} at byte {}: {}",
                 rejection.code(),
-                rejection.offset()
+                rejection.offset(),
+                rejection.reason()
             );
             Err(if rejection.is_authenticated() {
                 Failure::malformed(message)

@@ -111,8 +111,8 @@ fn parse_commands(words: &[String]) -> Result<Vec<Command>, String> {
         let args = match words.next_if(|w| w.trim_start().starts_with('(')) {
             Some(list) => match Value::parse(list) {
                 Ok(Value::List(items)) => items,
-                Ok(_) => return Err(format!("arguments of {name}: {list:?} is not a list")),
-                Err(e) => return Err(format!("arguments of {name}: {list:?}: {e}")),
+                Ok(_) => return Err(format!("arguments of {name}: '{list}' is not a list")),
+                Err(e) => return Err(format!("arguments of {name}: '{list}': {e}")),
             },
             None => Vec::new(),
         };

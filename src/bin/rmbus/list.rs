@@ -52,8 +52,15 @@ pub fn run(args: Args) -> Outcome {
         return Err(Failure::input(format!("no entity answered; {hint}")));
     }
     let mut out = std::io::stdout().lock();
+    // The address column is as wide as the longest address.
+    let width = peers
+        .iter()
+        .map(|p| p.address.to_string().len())
+        .max()
+        .unwrap_or(0)
+        .max("ADDRESS".len());
     if !args.json && !peers.is_empty() {
-        let _ = writeln!(out, "{:<60} ENDPOINT", "ADDRESS");
+        let _ = writeln!(out, "{:<width$}  ENDPOINT", "ADDRESS");
     }
     for p in peers {
         let _ = if args.json {
@@ -63,7 +70,7 @@ pub fn run(args: Args) -> Outcome {
                 serde_json::json!({"address": p.address.to_string(), "endpoint": p.endpoint.to_string()})
             )
         } else {
-            writeln!(out, "{:<60} {}", p.address.to_string(), p.endpoint)
+            writeln!(out, "{:<width$}  {}", p.address.to_string(), p.endpoint)
         };
     }
     Ok(())

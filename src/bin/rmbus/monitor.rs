@@ -245,10 +245,11 @@ impl Printer {
         };
         writeln!(
             self.out,
-            "{}  {from:<21}  {on}REJECTED {} at byte {}{off}: {rejection}",
+            "{}  {from:<21}  {on}REJECTED {} at byte {}{off}: {}",
             clock::short(at),
             rejection.code(),
-            rejection.offset()
+            rejection.offset(),
+            rejection.reason()
         )
     }
 }

@@ -18,7 +18,8 @@ pub fn key_hint(host: &rmbus::runtime::Host, me: EntityId) -> Option<String> {
 }
 
 /// The failure for a destination that was not found: exit 2 with the key
-/// hint when there is one, else what `otherwise` makes of `e`.
+/// hint when there is one, exit 2 naming the entities when several match,
+/// else what `otherwise` makes of `e`.
 pub fn not_found(
     host: &rmbus::runtime::Host,
     me: EntityId,
@@ -28,6 +29,14 @@ pub fn not_found(
     match (&e, key_hint(host, me)) {
         (SendError::UnknownDestination(_), Some(hint)) => {
             crate::Failure::input(format!("{e}; {hint}"))
+        }
+        (SendError::NotUnique { dst, .. }, _) => {
+            let named: Vec<String> = endpoint(host, me)
+                .peers()
+                .filter(|p| dst.is_subset_of(&p.address))
+                .map(|p| p.address.to_string())
+                .collect();
+            crate::Failure::input(format!("{e}: {}", named.join(", ")))
         }
         _ => otherwise(e),
     }

@@ -110,7 +110,7 @@ impl Rejected {
     pub fn new(rejection: &Rejection) -> Rejected {
         Rejected {
             auth: rejection.code(),
-            reason: rejection.to_string(),
+            reason: rejection.reason(),
             offset: rejection.offset(),
         }
     }

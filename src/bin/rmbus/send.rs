@@ -45,10 +45,21 @@ pub struct Args {
 
 /// `NAME` and `(ARGS)` as one command.
 pub fn command(name: &str, args: &str) -> Result<Command, String> {
+    const HINT: &str = "ARGS is one parenthesised list, e.g. '(2 \"text\")'";
+    let listed = args.trim_start().starts_with('(');
     match Value::parse(args) {
-        Ok(Value::List(items)) => Ok(Command::new(name, items)),
-        Ok(_) => Err(format!("arguments {args:?}: not a list")),
-        Err(e) => Err(format!("arguments {args:?}: {e}")),
+        Ok(Value::List(items)) => {
+            let command = Command::new(name, items);
+            if command.has_wide_integer() {
+                tracing::warn!(
+                    "{name} carries an Integer outside 32 bits: UCL peers (RAT, VIC, SDR) abort on it"
+                );
+            }
+            Ok(command)
+        }
+        Ok(_) => Err(format!("arguments '{args}': not a list; {HINT}")),
+        Err(e) if !listed => Err(format!("arguments '{args}': {e}; {HINT}")),
+        Err(e) => Err(format!("arguments '{args}': {e}")),
     }
 }
 
