@@ -619,3 +619,39 @@ fn a_wrong_key_is_named_not_silent() {
         "{out:?}"
     );
 }
+
+/// A one-shot command stopped by a signal says bye and exits as a shell
+/// reports a command the signal killed: 130 after SIGINT, 143 after SIGTERM.
+#[test]
+fn a_one_shot_command_interrupted_exits_130_or_143() {
+    use nix::sys::signal::{kill, Signal};
+    let bus = bus();
+    let mut watcher = Proc::join(&bus, "watcher");
+    watcher.address();
+    for (signal, code) in [(Signal::SIGINT, 130), (Signal::SIGTERM, 143)] {
+        let mut send = Proc::start({
+            let mut c = rmbus(&bus);
+            c.args([
+                "send",
+                "--reliable",
+                "--wait",
+                "60",
+                "--to",
+                "(module:nobody)",
+                "test.x",
+            ]);
+            c
+        });
+        let pid = send.child.id();
+        let id = format!("id:{pid}-");
+        // Its ping for the unknown destination shows it is up and waiting.
+        let joined = watcher.expect_new("the sender is heard", |j| {
+            event(j, "joined") && j["address"].as_str().is_some_and(|a| a.contains(&id))
+        });
+        kill(nix::unistd::Pid::from_raw(pid as i32), signal).unwrap();
+        assert_eq!(send.wait_exit(), code, "{signal:?}");
+        watcher.expect_new("it said bye", |j| {
+            event(j, "lost") && j["address"] == joined["address"] && j["reason"] == "bye"
+        });
+    }
+}

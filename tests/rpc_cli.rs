@@ -85,10 +85,28 @@ fn call_prints_the_outcome_and_exits_by_it() {
     assert!(err.contains("no return in time"), "{err}");
     assert!(started.elapsed() < Duration::from_secs(20));
 
-    // Nobody there: 3; two entities match: 2; bad arguments: 2.
+    // Nobody there, two entities match, bad arguments: 2.
     let (code, _, err) = run(&bus, &["call", "--wait", "0.5", "(module:nobody)", "x.y"]);
-    assert_eq!(code, Some(3), "{err}");
+    assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("unknown callee"), "{err}");
+    // With --json the failure is one outcome object too.
+    let (code, out, err) = run(
+        &bus,
+        &["call", "--json", "--wait", "0.5", "(module:nobody)", "x.y"],
+    );
+    assert_eq!(code, Some(2), "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 1, "one object: {out}");
+    let j: Json = serde_json::from_str(lines[0]).unwrap();
+    assert_eq!(
+        (j["outcome"].as_str(), j["exit"].as_u64()),
+        (Some("error"), Some(2)),
+        "{j}"
+    );
+    assert!(
+        j["error"].as_str().unwrap().contains("unknown callee"),
+        "{j}"
+    );
     let mut twin = Proc::join(&bus, "server");
     twin.address();
     let (code, _, err) = run(&bus, &["call", "(module:server)", "x.y"]);
@@ -183,7 +201,7 @@ fn call_multicast_and_anycast_reach_a_group() {
         (Some(addr.as_str()), Some("CHOSEN"))
     );
 
-    // Nobody in the group: exit 3 once --wait has passed.
+    // Nobody in the group: exit 2 (an unknown destination) once --wait has passed.
     let (code, _, err) = run(
         &bus,
         &[
@@ -196,7 +214,7 @@ fn call_multicast_and_anycast_reach_a_group() {
             "()",
         ],
     );
-    assert_eq!(code, Some(3), "{err}");
+    assert_eq!(code, Some(2), "an unknown destination: {err}");
     assert!(err.contains("no entity"), "{err}");
     // Either group form or neither.
     let (code, _, _) = run(
@@ -290,9 +308,10 @@ fn get_set_and_watch_a_property() {
     let mut watch = rmbus(&bus);
     watch.args(["watch", "--json", "(module:mixer)", "audio.volume"]);
     let mut watcher = Proc::start(watch);
-    watcher.expect("current value", |j| {
-        j["outcome"] == "ok" && j["values"][0]["int"] == 7
+    let first = watcher.expect("current value", |j| {
+        event(j, "value") && j["value"]["int"] == 7
     });
+    assert_eq!(first["property"], "audio.volume", "{first}");
     let watching = |n: usize| {
         let until = Instant::now() + Duration::from_secs(30);
         loop {
@@ -315,6 +334,13 @@ fn get_set_and_watch_a_property() {
         .unwrap());
     let changed = watcher.expect("change", |j| event(j, "changed"));
     assert_eq!(changed["value"]["int"], 9, "{changed}");
+    // Every line has the same top level.
+    let keys = |j: &Json| {
+        let mut k: Vec<String> = j.as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    };
+    assert_eq!(keys(&first), keys(&changed), "{first} / {changed}");
     // SIGTERM: it unwatches, says bye and exits 0.
     nix_kill(watcher.child.id());
     assert_eq!(watcher.wait_exit(), 0);

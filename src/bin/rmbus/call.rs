@@ -15,16 +15,6 @@ use crate::reach;
 use crate::record::{to_line, Tagged};
 use crate::{write_stdout, Failure, Outcome};
 
-/// The exit codes, for every `--help` here.
-macro_rules! exit_codes {
-    () => {
-        "
-Exit status: 0 returned OK; 1 returned FAILED; 2 UNKNOWN (no such operation), a
-destination that is not unique, or bad arguments; 3 undeliverable, unknown callee,
-or no return within --timeout."
-    };
-}
-
 /// What every one of these commands needs to reach its callee.
 #[derive(clap::Args)]
 pub struct Target {
@@ -53,14 +43,15 @@ Examples:
   rmbus call --json --timeout 500 '(module:engine)' engine.status
   rmbus call --multicast '(app:rat)' tools.version
 
-rmbus pings the callee and waits (--wait) to hear from it; the call itself then
-has --timeout to return.
+A callee that no known entity matches is pinged and waited for (--wait); the
+call itself then has --timeout to return.
 
 --anycast asks the entities DST designates who volunteers, and calls the first
 one that does (Guidelines ANYCAST); it starts as soon as one of them is known.
 --multicast calls all of them at once and prints one outcome per entity, in the
 order of their addresses; it waits for the answers to its ping (about a second,
 at most --wait) to know whom to expect, and exits with the worst outcome's status.
+
 ", exit_codes!()))]
 pub struct CallArgs {
     #[command(flatten)]
@@ -84,6 +75,7 @@ pub struct CallArgs {
 #[command(after_help = concat!("\
 Example:
   rmbus get '(app:rat module:engine)' audio.volume
+
 ", exit_codes!()))]
 pub struct GetArgs {
     #[command(flatten)]
@@ -98,6 +90,7 @@ pub struct GetArgs {
 #[command(after_help = concat!("\
 Example:
   rmbus set '(app:rat module:engine)' audio.volume 80
+
 ", exit_codes!()))]
 pub struct SetArgs {
     #[command(flatten)]
@@ -116,6 +109,7 @@ pub struct SetArgs {
 #[command(after_help = concat!("\
 Example:
   rmbus watch '(app:rat module:engine)' audio.volume
+
 ", exit_codes!()))]
 pub struct WatchArgs {
     #[command(flatten)]
@@ -181,7 +175,7 @@ impl Session {
             .map_err(Failure::input)?;
         match (outcome, ended) {
             (Some(o), _) => Ok(o),
-            (None, Ended::Signal) => Err(Failure::lost("interrupted before the return")),
+            (None, Ended::Signal) => Err(Failure::interrupted("interrupted before the return")),
             (None, _) => Ok(RpcOutcome::TimedOut),
         }
     }
@@ -191,8 +185,8 @@ impl Session {
     }
 }
 
-/// Pings `dst` and waits to hear from one entity: unknown is exit 3, not
-/// unique exit 2.
+/// Pings `dst` and waits to hear from one entity: unknown or not unique is
+/// exit 2.
 fn find(
     driver: &mut Driver,
     me: EntityId,
@@ -200,15 +194,18 @@ fn find(
     wait: Duration,
 ) -> Result<Address, Failure> {
     match reach::find(driver, me, dst, wait).map_err(Failure::input)? {
-        None => Err(Failure::lost("interrupted while looking for the callee")),
+        None => Err(Failure::interrupted(
+            "interrupted while looking for the callee",
+        )),
         Some(Ok(full)) => Ok(full),
         Some(Err(e)) => Err(reach::not_found(&driver.host, me, e, |e| {
-            Failure::malformed(format!("unknown callee: {e}"))
+            Failure::input(format!("unknown callee: {e}"))
         })),
     }
 }
 
-/// The outcome as an exit: 0 OK, 1 FAILED, 2 UNKNOWN, 3 the rest.
+/// The outcome as an exit: 0 OK; 1 FAILED or undeliverable; 2 UNKNOWN; 3 no
+/// return in time (timed out, the callee left, nobody answered).
 fn exit_for(outcome: &RpcOutcome, callee: &Address) -> Outcome {
     match outcome {
         RpcOutcome::Returned(r) if r.is_ok() => Ok(()),
@@ -219,7 +216,7 @@ fn exit_for(outcome: &RpcOutcome, callee: &Address) -> Outcome {
         RpcOutcome::Unknown => Err(Failure::input(format!(
             "{callee}: no such operation (UNKNOWN)"
         ))),
-        RpcOutcome::Undeliverable => Err(Failure::malformed(format!(
+        RpcOutcome::Undeliverable => Err(Failure::lost(format!(
             "{callee}: the request was never acknowledged (undeliverable)"
         ))),
         RpcOutcome::TimedOut => Err(Failure::malformed(format!("{callee}: no return in time"))),
@@ -227,7 +224,7 @@ fn exit_for(outcome: &RpcOutcome, callee: &Address) -> Outcome {
             "{callee}: left the bus before returning"
         ))),
         RpcOutcome::NoResponder => Err(Failure::malformed(format!("{callee}: nobody answered"))),
-        RpcOutcome::Closed => Err(Failure::lost("interrupted before the return")),
+        RpcOutcome::Closed => Err(Failure::interrupted("interrupted before the return")),
         other => Err(Failure::malformed(format!("{callee}: {}", other.code()))),
     }
 }
@@ -257,8 +254,25 @@ fn print_line(text: &str) -> Outcome {
     write_stdout(format!("{text}\n").as_bytes())
 }
 
+/// With `--json`, a failure before the outcome is one outcome object too:
+/// `{"outcome":"error","exit":N,"callee":"(…)","error":"…"}`.
+fn json_error<T>(t: &Target, result: Result<T, Failure>) -> Result<T, Failure> {
+    if let (true, Err(f)) = (t.json, &result) {
+        let _ = print_line(&to_line(&json!({
+            "outcome": "error",
+            "exit": f.code,
+            "callee": t.dst.to_string(),
+            "error": f.message,
+        })));
+    }
+    result
+}
+
 pub fn run_call(args: CallArgs) -> Outcome {
-    let cmd = crate::send::command(&args.command, &args.args).map_err(Failure::input)?;
+    let cmd = json_error(
+        &args.target,
+        crate::send::command(&args.command, &args.args).map_err(Failure::input),
+    )?;
     if args.anycast || args.multicast {
         let rpc_type = if args.anycast {
             RpcType::Anycast
@@ -267,8 +281,8 @@ pub fn run_call(args: CallArgs) -> Outcome {
         };
         return group_call(&args.target, rpc_type, &cmd.name, cmd.args);
     }
-    let mut session = Session::open(&args.target)?;
-    let outcome = session.call(&cmd.name, cmd.args)?;
+    let mut session = json_error(&args.target, Session::open(&args.target))?;
+    let outcome = json_error(&args.target, session.call(&cmd.name, cmd.args))?;
     let callee = session.callee.clone();
     if session.json {
         print_line(&to_line(&json_outcome(&outcome, &callee)))?;
@@ -297,8 +311,9 @@ fn print_value(session: &Session, outcome: &RpcOutcome) -> Outcome {
 }
 
 pub fn run_get(args: GetArgs) -> Outcome {
-    let mut session = Session::open(&args.target)?;
-    let outcome = session.call(&format!("{}.get", args.property), vec![])?;
+    let t = &args.target;
+    let mut session = json_error(t, Session::open(t))?;
+    let outcome = json_error(t, session.call(&format!("{}.get", args.property), vec![]))?;
     print_value(&session, &outcome)?;
     let callee = session.callee.clone();
     session.close();
@@ -306,22 +321,79 @@ pub fn run_get(args: GetArgs) -> Outcome {
 }
 
 pub fn run_set(args: SetArgs) -> Outcome {
-    let value = Value::parse(&args.value)
-        .map_err(|e| Failure::input(format!("value {:?}: {e}", args.value)))?;
-    let mut session = Session::open(&args.target)?;
-    let outcome = session.call(&format!("{}.set", args.property), vec![value])?;
+    let t = &args.target;
+    let value = json_error(
+        t,
+        Value::parse(&args.value)
+            .map_err(|e| Failure::input(format!("value '{}': {e}", args.value))),
+    )?;
+    let mut session = json_error(t, Session::open(t))?;
+    let outcome = json_error(
+        t,
+        session.call(&format!("{}.set", args.property), vec![value]),
+    )?;
     print_value(&session, &outcome)?;
     let callee = session.callee.clone();
     session.close();
     exit_for(&outcome, &callee)
 }
 
+/// One line of `watch --json`: every line has the same top level, `event`
+/// (`value`, `changed` or `error`), `property` and `callee`, then the value
+/// or what went wrong.
+fn watch_line(event: &str, prop: &str, callee: &str, rest: serde_json::Value) -> String {
+    let mut line = json!({"event": event, "property": prop, "callee": callee});
+    if let (Some(line), serde_json::Value::Object(rest)) = (line.as_object_mut(), rest) {
+        line.extend(rest);
+    }
+    to_line(&line)
+}
+
+fn tagged_one(value: &Value) -> serde_json::Value {
+    serde_json::to_value(Tagged(std::slice::from_ref(value))).unwrap_or_default()[0].clone()
+}
+
 pub fn run_watch(args: WatchArgs) -> Outcome {
     let prop = args.property;
-    let mut session = Session::open(&args.target)?;
-    let outcome = session.call(&format!("{prop}.watch"), vec![])?;
-    print_value(&session, &outcome)?;
+    let t = &args.target;
+    let json = t.json;
+    let failed = |f: Failure| {
+        if json {
+            let rest = json!({"exit": f.code, "error": f.message});
+            let _ = print_line(&watch_line("error", &prop, &t.dst.to_string(), rest));
+        }
+        f
+    };
+    let mut session = Session::open(t).map_err(failed)?;
+    let outcome = session
+        .call(&format!("{prop}.watch"), vec![])
+        .map_err(failed)?;
     let callee = session.callee.clone();
+    if json {
+        let line = match &outcome {
+            RpcOutcome::Returned(r) if r.is_ok() => {
+                let value = match r.values.as_slice() {
+                    [one] => one.clone(),
+                    more => Value::List(more.to_vec()),
+                };
+                watch_line(
+                    "value",
+                    &prop,
+                    &callee.to_string(),
+                    json!({"value": tagged_one(&value)}),
+                )
+            }
+            other => watch_line(
+                "error",
+                &prop,
+                &callee.to_string(),
+                json_outcome(other, &callee),
+            ),
+        };
+        print_line(&line)?;
+    } else {
+        print_value(&session, &outcome)?;
+    }
     if !matches!(&outcome, RpcOutcome::Returned(r) if r.is_ok()) {
         session.close();
         return exit_for(&outcome, &callee);
@@ -341,12 +413,12 @@ pub fn run_watch(args: WatchArgs) -> Outcome {
                         more => Value::List(more.to_vec()),
                     };
                     let line = if json {
-                        to_line(&json!({
-                            "event": "changed",
-                            "property": prop,
-                            "value": serde_json::to_value(Tagged(std::slice::from_ref(&value)))
-                                .unwrap_or_default()[0],
-                        }))
+                        watch_line(
+                            "changed",
+                            &prop,
+                            &callee.to_string(),
+                            json!({"value": tagged_one(&value)}),
+                        )
                     } else {
                         value.to_string()
                     };
@@ -368,9 +440,12 @@ pub fn run_watch(args: WatchArgs) -> Outcome {
         .map_err(Failure::input)?;
     if let Some(reason) = gone {
         session.close();
-        return Err(Failure::malformed(format!(
-            "{callee} left the bus ({reason:?})"
-        )));
+        let f = Failure::malformed(format!("{callee} left the bus ({reason:?})"));
+        if json {
+            let rest = json!({"exit": f.code, "error": f.message});
+            print_line(&watch_line("error", &prop, &callee.to_string(), rest))?;
+        }
+        return Err(f);
     }
     if ended == Ended::Signal || write_failed.is_some() {
         // Best effort: tell the callee we stopped watching, briefly.
@@ -391,15 +466,18 @@ fn group_call(t: &Target, rpc_type: RpcType, name: &str, args: Vec<Value>) -> Ou
     let first = rpc_type == RpcType::Anycast;
     let known = reach::gather(&mut driver, me, &t.dst, wait, first)
         .map_err(Failure::input)?
-        .ok_or_else(|| Failure::lost("interrupted while looking for the callees"))?;
+        .ok_or_else(|| Failure::interrupted("interrupted while looking for the callees"))?;
     if known.is_empty() {
         let hint = reach::key_hint(&driver.host, me);
         let _ = entity(&mut driver.host, me).close();
         let nobody = format!("no entity matching {} answered within --wait", t.dst);
-        return Err(match hint {
-            Some(hint) => Failure::input(format!("{nobody}; {hint}")),
-            None => Failure::malformed(nobody),
-        });
+        return json_error(
+            t,
+            Err(match hint {
+                Some(hint) => Failure::input(format!("{nobody}; {hint}")),
+                None => Failure::input(nobody),
+            }),
+        );
     }
     let timeout = Duration::from_millis(t.timeout);
     let id = entity(&mut driver.host, me)
@@ -433,7 +511,9 @@ fn group_call(t: &Target, rpc_type: RpcType, name: &str, args: Vec<Value>) -> Ou
     let _ = entity(&mut driver.host, me).close();
     let results = match (results, ended) {
         (Some(r), _) => r,
-        (None, Ended::Signal) => return Err(Failure::lost("interrupted before the returns")),
+        (None, Ended::Signal) => {
+            return Err(Failure::interrupted("interrupted before the returns"))
+        }
         // The core ends every call by its timeout; this is only a backstop.
         (None, _) if first => vec![(t.dst.clone(), RpcOutcome::TimedOut)],
         (None, _) => known

@@ -9,14 +9,12 @@ use crate::{ConfigArgs, Failure, Outcome};
 
 /// Verify, decrypt and print one datagram with the configuration's keys.
 #[derive(clap::Args)]
-#[command(after_help = "\
+#[command(after_help = concat!("\
 Examples:
   rmbus decode capture.bin
   rmbus encode --src '(app:x id:1-1@127.0.0.1)' --dst '()' mbus.hello | rmbus decode --json
 
-Exit status: 0 accepted; 2 rejected before or at authentication or by decryption
-(no_digest, bad_digest, bad_cipher_length, not_mbus), or bad arguments or
-configuration; 3 authenticated but malformed (the reason and byte offset on stderr).")]
+", exit_codes!()))]
 pub struct Args {
     #[command(flatten)]
     config: ConfigArgs,

@@ -15,14 +15,14 @@ use crate::{Failure, Outcome};
 
 /// Watch a bus come alive: a sensor, a controller and a logger on this host.
 #[derive(clap::Args)]
-#[command(after_help = "\
+#[command(after_help = concat!("\
 Example:
   rmbus demo --seconds 20
 
 The demo runs on its own host-local bus (loopback only, TTL 0) with fresh keys
 and a free port: it needs no configuration file and meets no other program.
 
-Exit status: 0 done (or interrupted by Ctrl-C / SIGTERM); 2 the bus could not be joined.")]
+", exit_codes!()))]
 pub struct Args {
     /// How long the demo runs, in seconds.
     #[arg(long, value_name = "SECS", default_value_t = 10.0)]

@@ -10,7 +10,7 @@ use crate::{ConfigArgs, Failure, Outcome};
 
 /// Seal one message with the configuration's keys and write the datagram to stdout.
 #[derive(clap::Args)]
-#[command(after_help = "\
+#[command(after_help = concat!("\
 Examples:
   rmbus encode --src '(app:demo id:42-1@127.0.0.1)' --dst '(app:rat)' \\
       --reliable --seq 7 test.set '(1 \"x\" (2 3))' test.ping > datagram.bin
@@ -18,7 +18,7 @@ Examples:
 
 Commands are NAME followed by an optional argument list in Mbus syntax (default ()).
 
-Exit status: 0 written; 2 bad arguments or configuration.")]
+", exit_codes!()))]
 pub struct Args {
     #[command(flatten)]
     config: ConfigArgs,

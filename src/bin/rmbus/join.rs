@@ -23,7 +23,7 @@ use crate::{Failure, Outcome};
 /// Run an entity for scripts: actions on stdin, events on stdout.
 #[derive(clap::Args)]
 #[command(
-    after_help = r#"Actions, one per line on stdin (ADDR in parentheses, ARGS one Mbus list, default ()):
+    after_help = concat!(r#"Actions, one per line on stdin (ADDR in parentheses, ARGS one Mbus list, default ()):
   send ADDR CMD [ARGS]     send unreliably
   rsend ADDR CMD [ARGS]    send reliably (waits to hear from ADDR first, like send --reliable)
   call ADDR CMD [ARGS]     call an RPC (waits to hear from ADDR first); its outcome is a
@@ -46,8 +46,7 @@ script). End of input acts like bye: calls and reliable messages settle first.
 Example:
   printf 'rsend (app:peer) test.ping ()\n' | rmbus join --json --address '(app:me)'
 
-Exit status: 0 after bye, end of input, Ctrl-C or SIGTERM; 2 bad arguments or
-configuration."#
+"#, exit_codes!())
 )]
 pub struct Args {
     #[command(flatten)]

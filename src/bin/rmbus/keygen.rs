@@ -33,14 +33,14 @@ pub enum Cipher {
 
 /// Write a new configuration file (mode 0600) with fresh random keys.
 #[derive(clap::Args)]
-#[command(after_help = "\
+#[command(after_help = concat!("\
 Example:
   rmbus keygen --hash sha1 --cipher aes -o ~/.mbus-test
 
 The file is never overwritten without --force. Without -o it is $MBUS (a file, or a
 directory holding .mbus), else ~/.mbus.
 
-Exit status: 0 written; 2 the file exists (without --force) or cannot be written.")]
+", exit_codes!()))]
 pub struct Args {
     /// The HMAC algorithm.
     #[arg(long, value_enum, default_value = "md5")]

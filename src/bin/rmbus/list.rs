@@ -6,18 +6,17 @@ use std::time::{Duration, Instant};
 use rmbus::wire::Address;
 
 use crate::bus_args::BusArgs;
-use crate::driver::{entity, Driver, Flow};
+use crate::driver::{entity, Driver, Ended, Flow};
 use crate::{Failure, Outcome};
 
 /// Ping the bus and print the entities that answer.
 #[derive(clap::Args)]
-#[command(after_help = "\
+#[command(after_help = concat!("\
 Examples:
   rmbus list
   rmbus list --wait 5 --json
 
-Exit status: 0 done (also when nobody answered); 2 bad arguments or configuration, or
-nobody answered and datagrams that failed authentication came in (another key?).")]
+", exit_codes!()))]
 pub struct Args {
     #[command(flatten)]
     bus: BusArgs,
@@ -36,13 +35,19 @@ pub fn run(args: Args) -> Outcome {
     entity(&mut driver.host, me)
         .with_endpoint(|ep, now| ep.ping(now, &Address::empty()))
         .map_err(Failure::input)?;
-    driver
+    let ended = driver
         .run(
             Some(Instant::now() + wait),
             |_| Flow::Continue,
             |_, _, _| Flow::Continue,
         )
         .map_err(Failure::input)?;
+    if ended == Ended::Signal {
+        let _ = entity(&mut driver.host, me).close();
+        return Err(Failure::interrupted(
+            "interrupted while listening for answers",
+        ));
+    }
     let hint = crate::reach::key_hint(&driver.host, me);
     let mut me = entity(&mut driver.host, me);
     let mut peers: Vec<_> = me.endpoint().peers().cloned().collect();

@@ -5,6 +5,23 @@
 //! or the message was lost; 2 rejected input (bad arguments or configuration, a
 //! datagram that fails authentication); 3 malformed data or no answer in time.
 
+/// The one table of exit codes, at the end of every `--help` (and in the
+/// README and the manual pages).
+macro_rules! exit_codes {
+    () => {
+        "Exit status, the same for every rmbus command:
+  0    done; a long-running command (demo, monitor, watch, join, member,
+       gateway) stopped by Ctrl-C or SIGTERM after a clean bye
+  1    a FAILED return, an unacknowledged delivery (also a call's undeliverable
+       request), a CMBS refusal or a partial report
+  2    bad arguments or configuration, an authentication failure, an unknown or
+       non-unique destination (send, call, get, set; UNKNOWN_MEMBER,
+       NO_RECIPIENT), an UNKNOWN RPC
+  3    malformed data, or no answer in time
+  130  a one-shot command interrupted by SIGINT (143: by SIGTERM)"
+    };
+}
+
 mod bus_args;
 mod call;
 mod clock;
@@ -62,6 +79,11 @@ impl Failure {
         }
     }
 
+    /// A one-shot command stopped by SIGINT (130) or SIGTERM (143).
+    pub fn interrupted(message: impl std::fmt::Display) -> Failure {
+        Failure::with_code(signals::exit_code(), message)
+    }
+
     /// An exit code of the table with a message (empty: nothing more to say).
     pub fn with_code(code: u8, message: impl std::fmt::Display) -> Failure {
         Failure {
@@ -103,10 +125,7 @@ impl ConfigArgs {
     }
 }
 
-const EXIT_CODES: &str = "\
-Exit status: 0 done; 1 the remote side said no or the message was lost; 2 rejected
-input (bad arguments or configuration, a datagram that fails authentication);
-3 malformed data or no answer in time.";
+const EXIT_CODES: &str = exit_codes!();
 
 #[derive(Parser)]
 #[command(
@@ -153,11 +172,12 @@ enum Command {
 
 /// Print a shell completion script.
 #[derive(clap::Args)]
-#[command(after_help = "\
+#[command(after_help = concat!("\
 Example:
-  rmbus completions bash > /etc/bash_completion.d/rmbus
+  mkdir -p ~/.local/share/bash-completion/completions
+  rmbus completions bash > ~/.local/share/bash-completion/completions/rmbus
 
-Exit status: 0.")]
+", exit_codes!()))]
 struct Completions {
     /// The shell.
     #[arg(value_enum)]

@@ -16,7 +16,7 @@ use crate::{cmbs_out, exec, Failure, Outcome};
 /// Run a CMBS member: receive messages on its layers, store what is
 /// storable, execute what is executable, until Ctrl-C or SIGTERM.
 #[derive(clap::Args)]
-#[command(after_help = "\
+#[command(after_help = concat!("\
 The member logs on stdout what it receives and refuses and who joins or leaves
 (--json: one object per line). Without --exec, executable messages are
 answered with their own content (an echo handler). --exec runs PROGRAM with the
@@ -28,8 +28,7 @@ Examples:
   rmbus member --store ./m.sqlite --layers l1,l3.2
   rmbus member --memory --exec jq -c '{sum: (.a + .b)}'
 
-Exit status: 0 stopped by Ctrl-C/SIGTERM after a clean bye; 2 bad arguments,
-configuration or store.")]
+", exit_codes!()))]
 pub struct Args {
     #[command(flatten)]
     bus: BusPlace,

@@ -15,7 +15,7 @@ use crate::{cmbs_out, Failure, Outcome};
 /// Ask the members on the bus to describe themselves and print the
 /// directory; with ID ACTION, run that action on that member.
 #[derive(clap::Args)]
-#[command(after_help = "\
+#[command(after_help = concat!("\
 Actions: start_l1 … start_l4 (start_l3.1 or start_l31), stop_l1 … stop_l4,
 suspend, resume, check_neighbors.
 
@@ -24,8 +24,7 @@ Examples:
   rmbus members --json --wait 1
   rmbus members 6f1c…-… stop_l2
 
-Exit status: 0 done (also an empty directory); 1 the member refused the action;
-2 bad arguments or configuration, an unknown member or action; 3 no answer in time.")]
+", exit_codes!()))]
 pub struct Args {
     #[command(flatten)]
     bus: BusPlace,

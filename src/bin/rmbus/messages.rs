@@ -10,15 +10,14 @@ use crate::{clock, Failure, Outcome};
 
 /// List, show or remove the messages a member stored.
 #[derive(clap::Args)]
-#[command(after_help = "\
+#[command(after_help = concat!("\
 Examples:
   rmbus messages --store ./m.sqlite
   rmbus messages --store ./m.sqlite 2f0b…-…
   rmbus messages --store ./m.sqlite --delete 2f0b…-…
   rmbus messages --store ./m.sqlite --purge
 
-Exit status: 0 done; 2 bad arguments, a store that cannot be read, an unknown
-message id.")]
+", exit_codes!()))]
 pub struct Args {
     /// The member's store file.
     #[arg(long, value_name = "PATH")]

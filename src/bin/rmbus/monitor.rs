@@ -19,7 +19,7 @@ use crate::{clock, pcap, Failure, Outcome};
 
 /// Print every datagram on the bus: time, source, authentication, message.
 #[derive(clap::Args)]
-#[command(after_help = "\
+#[command(after_help = concat!("\
 Examples:
   rmbus monitor
   rmbus monitor --json --command tool           # JSON lines, commands tool and tool.*
@@ -30,8 +30,7 @@ Examples:
 Rejected datagrams are shown, flagged with the reason. Unicast traffic between
 entities (SEND_UNICAST=yes) does not pass the group and is not seen.
 
-Exit status: 0 stopped (Ctrl-C, SIGTERM, --count reached, end of --read);
-2 bad arguments or configuration, or the capture cannot be read.")]
+", exit_codes!()))]
 pub struct Args {
     #[command(flatten)]
     bus: BusArgs,

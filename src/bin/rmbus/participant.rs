@@ -204,7 +204,7 @@ impl Participant {
             |_| false,
         )?;
         if ended == Ended::Signal {
-            return Err(Failure::lost(interrupted));
+            return Err(Failure::interrupted(interrupted));
         }
         Ok((driver, p))
     }

@@ -13,7 +13,7 @@ use crate::{cmbs_out, Failure, Outcome};
 
 /// Send one CMBS message and print its outcome (L1) or its delivery report.
 #[derive(clap::Args)]
-#[command(after_help = "\
+#[command(after_help = concat!("\
 publish joins the bus as (app:cmbs module:publish), learns the directory
 (waiting --wait; for L1 only until its target is known), sends the message and
 prints the outcome: one line per matching member. \"DELIVERED\" is the member's
@@ -25,10 +25,7 @@ Examples:
   rmbus publish --layer l3.2 --topics alerts.disk --storable --text 'disk full'
   rmbus publish --layer l3.1 --providers weather --hold 60 '\"for later members\"'
 
-Exit status: 0 every intended recipient has it; 1 one refused it or never
-acknowledged it; 2 bad arguments or configuration, or UNKNOWN_MEMBER,
-NO_RECIPIENT, NOT_SENDABLE, TOO_LARGE, INVALID_TOPIC; 3 TIMEOUT. Interrupted
-before the outcome: 1 (it may have been delivered).")]
+", exit_codes!()))]
 pub struct Args {
     #[command(flatten)]
     bus: BusPlace,
@@ -221,7 +218,7 @@ pub fn run(args: Args) -> Outcome {
     )?;
     let _ = crate::driver::entity(&mut driver.host, me).close();
     if ended == Ended::Signal {
-        return Err(Failure::lost(
+        return Err(Failure::interrupted(
             "interrupted before the outcome (it may have been delivered)",
         ));
     }

@@ -7,22 +7,21 @@ use rmbus::runtime::EntityId;
 use rmbus::wire::{Address, Command, Value};
 
 use crate::bus_args::BusArgs;
-use crate::driver::{entity, Driver, Flow};
+use crate::driver::{entity, Driver, Ended, Flow};
 use crate::reach;
 use crate::{Failure, Outcome};
 
 /// Send one command, unreliably to any address, or reliably to one entity.
 #[derive(clap::Args)]
-#[command(after_help = "\
+#[command(after_help = concat!("\
 Examples:
   rmbus send tool.refresh
   rmbus send --to '(app:rat module:engine)' --reliable audio.volume '(80)'
 
-With --reliable, rmbus pings the destination and waits (--wait) to hear from it;
-a destination that matches one entity is completed to its full address.
+With --reliable, a destination that no known entity matches is pinged and waited
+for (--wait); one that matches one entity is completed to its full address.
 
-Exit status: 0 sent (acknowledged, with --reliable); 1 the reliable message went
-unacknowledged; 2 the destination is unknown or not unique, or bad arguments.")]
+", exit_codes!()))]
 pub struct Args {
     #[command(flatten)]
     bus: BusArgs,
@@ -88,14 +87,14 @@ fn send_reliable(
     wait: Duration,
 ) -> Outcome {
     let dst = match reach::find(driver, me, to, wait).map_err(Failure::input)? {
-        None => return Err(Failure::lost("interrupted before sending")),
+        None => return Err(Failure::interrupted("interrupted before sending")),
         Some(found) => found.map_err(|e| reach::not_found(&driver.host, me, e, Failure::input))?,
     };
     let id = entity(&mut driver.host, me)
         .with_endpoint(|ep, now| ep.send(now, &dst, vec![cmd], Delivery::Reliable))
         .map_err(Failure::input)?;
     let mut result = None;
-    driver
+    let ended = driver
         .run(
             Some(Instant::now() + Duration::from_secs(5)),
             |_| Flow::Continue,
@@ -117,6 +116,9 @@ fn send_reliable(
             tracing::info!("acknowledged by {dst} after {after:?}");
             Ok(())
         }
+        None if ended == Ended::Signal => Err(Failure::interrupted(format!(
+            "interrupted before {dst} acknowledged (it may still arrive)"
+        ))),
         _ => Err(Failure::lost(format!(
             "no acknowledgement from {dst} (it may still have arrived)"
         ))),

@@ -1,7 +1,23 @@
-//! Ctrl-C and SIGTERM as a mio event: long-running commands say bye and stop.
+//! Ctrl-C and SIGTERM as a mio event: long-running commands say bye and stop,
+//! one-shot commands say bye and exit 130 (SIGINT) or 143 (SIGTERM).
 
 use std::io::{self, Read};
 use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+
+/// Set when SIGTERM arrived (the exit code is then 143, not 130).
+static TERMINATED: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+
+/// The exit code of a one-shot command stopped by a signal: 143 after
+/// SIGTERM, else 130 (SIGINT), as a shell reports a command the signal
+/// killed.
+pub fn exit_code() -> u8 {
+    match TERMINATED.get() {
+        Some(flag) if flag.load(Ordering::Relaxed) => 143,
+        _ => 130,
+    }
+}
 
 use mio::{Interest, Registry, Token};
 
@@ -19,6 +35,8 @@ impl Termination {
         for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
             signal_hook::low_level::pipe::register(signal, writer.try_clone()?)?;
         }
+        let terminated = TERMINATED.get_or_init(|| Arc::new(AtomicBool::new(false)));
+        signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(terminated))?;
         Ok(Termination {
             stream: mio::net::UnixStream::from_std(reader),
         })

@@ -25,7 +25,7 @@ use crate::{Failure, Outcome};
 /// Serve CMBS members and messages as OCCI resources over HTTP (the pyCMBS
 /// curl recipes work against it).
 #[derive(clap::Args)]
-#[command(after_help = "\
+#[command(after_help = concat!("\
 Every request needs HTTP Basic credentials unless --no-auth (loopback only).
 With no --user and no --users, the gateway keeps its users in STATE/users and,
 the first time, creates the user admin and prints its password once.
@@ -38,7 +38,7 @@ Examples:
   echo -n secret | rmbus gateway --hash-password alice >> users && chmod 600 users
   curl -s --user alice:secret http://127.0.0.1:8090/-/
 
-Exit status: 0 stopped by Ctrl-C/SIGTERM; 2 bad arguments, state or bus.")]
+", exit_codes!()))]
 pub struct Args {
     #[command(flatten)]
     bus: BusPlace,
