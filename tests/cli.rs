@@ -718,3 +718,98 @@ fn argument_lists_get_a_hint_and_plain_quotes_and_wide_integers_a_warning() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(stderr(&out).contains("outside 32 bits"), "{}", stderr(&out));
 }
+
+/// The IP packets of a raw-IP pcap made by [`raw_ip_capture`], one by one.
+fn ip_packets(payloads: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    let file = raw_ip_capture(payloads);
+    let mut at = 24;
+    let mut out = Vec::new();
+    while at + 16 <= file.len() {
+        let len = u32::from_le_bytes(file[at + 8..at + 12].try_into().unwrap()) as usize;
+        out.push(file[at + 16..at + 16 + len].to_vec());
+        at += 16 + len;
+    }
+    out
+}
+
+/// A pcapng file (Wireshark's default) of Ethernet frames holding `packets`.
+fn ethernet_pcapng(packets: &[Vec<u8>]) -> Vec<u8> {
+    let block = |kind: u32, body: &[u8]| {
+        let len = (12 + body.len()) as u32;
+        let mut b = kind.to_le_bytes().to_vec();
+        b.extend_from_slice(&len.to_le_bytes());
+        b.extend_from_slice(body);
+        b.extend_from_slice(&len.to_le_bytes());
+        b
+    };
+    let mut shb = 0x1a2b_3c4du32.to_le_bytes().to_vec();
+    shb.extend_from_slice(&1u16.to_le_bytes());
+    shb.extend_from_slice(&0u16.to_le_bytes());
+    shb.extend_from_slice(&(-1i64).to_le_bytes());
+    let mut out = block(0x0a0d_0d0a, &shb);
+    let mut idb = 1u16.to_le_bytes().to_vec(); // LINKTYPE_ETHERNET
+    idb.extend_from_slice(&0u16.to_le_bytes());
+    idb.extend_from_slice(&65_535u32.to_le_bytes());
+    out.extend(block(1, &idb));
+    for (i, ip) in packets.iter().enumerate() {
+        let mut frame = vec![
+            0x01, 0x00, 0x5e, 0x7f, 0xff, 0xf7, 0x02, 0, 0, 0, 0, 1, 0x08, 0x00,
+        ];
+        frame.extend_from_slice(ip);
+        let micros = 1_700_000_000_000_000u64 + i as u64;
+        let mut epb = 0u32.to_le_bytes().to_vec();
+        epb.extend_from_slice(&((micros >> 32) as u32).to_le_bytes());
+        epb.extend_from_slice(&(micros as u32).to_le_bytes());
+        epb.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+        epb.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+        epb.extend_from_slice(&frame);
+        while epb.len() % 4 != 0 {
+            epb.push(0);
+        }
+        out.extend(block(6, &epb));
+    }
+    out
+}
+
+#[test]
+fn captures_in_pcapng_and_cut_off_mid_write_are_read() {
+    let home = tempfile::tempdir().unwrap();
+    let config = config_file(home.path(), MD5_CONFIG);
+    let hellos = [hello_datagram(MD5_CONFIG), hello_datagram(MD5_CONFIG)];
+    let read = |file: &Path| {
+        let mut cmd = rmbus(home.path());
+        cmd.args(["monitor", "--json", "--config"])
+            .arg(&config)
+            .arg("--read")
+            .arg(file);
+        run(cmd, b"")
+    };
+    // pcapng with Ethernet framing, as Wireshark saves a capture of lo.
+    let pcapng = home.path().join("bus.pcapng");
+    fs::write(&pcapng, ethernet_pcapng(&ip_packets(&hellos))).unwrap();
+    let out = read(&pcapng);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let lines: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{}", stdout(&out));
+    assert!(lines.iter().all(|l| l["auth"] == "ok"), "{lines:?}");
+    assert!(
+        lines[0]["time"]
+            .as_str()
+            .unwrap()
+            .starts_with("2023-11-14T22:13:20"),
+        "{lines:?}"
+    );
+
+    // Cut off inside its second record: the first is shown, then a warning.
+    let mut cut = raw_ip_capture(&hellos);
+    cut.truncate(cut.len() - 5);
+    let cut_path = home.path().join("cut.pcap");
+    fs::write(&cut_path, cut).unwrap();
+    let out = read(&cut_path);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out).lines().count(), 1, "{}", stdout(&out));
+    assert!(stderr(&out).contains("record 2"), "{}", stderr(&out));
+}

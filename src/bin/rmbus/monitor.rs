@@ -49,7 +49,8 @@ pub struct Args {
     /// Also write every datagram seen to this pcap file.
     #[arg(long, value_name = "FILE")]
     pcap: Option<PathBuf>,
-    /// Decode a pcap capture instead of listening.
+    /// Decode a capture (pcap or pcapng) instead of listening; creates no
+    /// configuration, and without one shows the records unverified.
     #[arg(long, value_name = "FILE", conflicts_with = "pcap")]
     read: Option<PathBuf>,
     /// Stop after printing this many datagrams.
@@ -297,16 +298,20 @@ fn watch(args: Args, config: Option<rmbus::config::Config>, printer: &mut Printe
     if let Some(path) = &args.read {
         let file =
             File::open(path).map_err(|e| Failure::input(format!("{}: {e}", path.display())))?;
-        let datagrams =
+        let capture =
             pcap::read_all(file).map_err(|e| Failure::input(format!("{}: {e}", path.display())))?;
+        let datagrams = capture.datagrams;
         let port = config
             .as_ref()
             .map_or(rmbus::config::DEFAULT_PORT, |c| c.effective_port());
         for d in datagrams {
             let ours = d.dst.port() == port || printer.open(&d.payload).is_ok();
             if ours && !go_on(printer.datagram(d.at, d.src, &d.payload))? {
-                break;
+                return Ok(());
             }
+        }
+        if let Some(why) = capture.cut_short {
+            tracing::warn!("{}: {why}; the records before it are shown", path.display());
         }
         return Ok(());
     }

@@ -1,40 +1,55 @@
-//! Standard pcap files (the format tcpdump and Wireshark read): `monitor
-//! --pcap` writes what it sees as raw IP packets (link type 101); `monitor
-//! --read` takes UDP payloads out of captures with raw IP, Ethernet, Linux
-//! cooked (v1 and v2) or BSD loopback framing.
+//! Captures (the formats tcpdump and Wireshark read and write): `monitor
+//! --pcap` writes what it sees as a pcap file of raw IP packets (link type
+//! 101); `monitor --read` takes the UDP payloads out of pcap and pcapng files
+//! (Wireshark's default) with raw IP, Ethernet, Linux cooked (v1 and v2) or
+//! BSD loopback framing. The files are read and written by `pcap-file`, the
+//! link and IP layers by `etherparse`.
 
+use std::cell::RefCell;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr};
+use std::rc::Rc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-const MAGIC_US: u32 = 0xa1b2_c3d4;
-const MAGIC_NS: u32 = 0xa1b2_3c4d;
-const LINKTYPE_NULL: u32 = 0;
-const LINKTYPE_ETHERNET: u32 = 1;
-const LINKTYPE_RAW: u32 = 101;
-const LINKTYPE_LINUX_SLL: u32 = 113;
-const LINKTYPE_IPV4: u32 = 228;
-const LINKTYPE_IPV6: u32 = 229;
-const LINKTYPE_LINUX_SLL2: u32 = 276;
+use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
+use pcap_file::pcap::{PcapHeader, PcapPacket, PcapReader, PcapWriter};
+use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionOption;
+use pcap_file::pcapng::{Block, PcapNgReader};
+use pcap_file::{DataLink, PcapError};
 
-/// Writes UDP datagrams as a pcap capture of raw IP packets.
+/// Writes UDP datagrams as a pcap capture of raw IP packets, each record
+/// flushed as it is written (a live capture is readable while it grows).
 pub struct Writer<W: Write> {
-    out: W,
+    pcap: PcapWriter<Shared<W>>,
+    out: Shared<W>,
+}
+
+/// The output, shared between the pcap writer and us (to flush it).
+struct Shared<W>(Rc<RefCell<W>>);
+
+impl<W: Write> Write for Shared<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.borrow_mut().write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.borrow_mut().flush()
+    }
 }
 
 impl<W: Write> Writer<W> {
-    pub fn new(mut out: W) -> io::Result<Writer<W>> {
-        let mut header = Vec::with_capacity(24);
-        header.extend_from_slice(&MAGIC_US.to_le_bytes());
-        header.extend_from_slice(&2u16.to_le_bytes());
-        header.extend_from_slice(&4u16.to_le_bytes());
-        header.extend_from_slice(&0i32.to_le_bytes());
-        header.extend_from_slice(&0u32.to_le_bytes());
-        header.extend_from_slice(&65_535u32.to_le_bytes());
-        header.extend_from_slice(&LINKTYPE_RAW.to_le_bytes());
-        out.write_all(&header)?;
+    pub fn new(out: W) -> io::Result<Writer<W>> {
+        let header = PcapHeader {
+            datalink: DataLink::RAW,
+            endianness: pcap_file::Endianness::Little,
+            ..PcapHeader::default()
+        };
+        let shared = Rc::new(RefCell::new(out));
+        let pcap = PcapWriter::with_header(Shared(Rc::clone(&shared)), header)
+            .map_err(io::Error::other)?;
+        let mut out = Shared(shared);
         out.flush()?;
-        Ok(Writer { out })
+        Ok(Writer { pcap, out })
     }
 
     /// One datagram from `src` to `dst` (same IP family), received at `at`.
@@ -45,83 +60,30 @@ impl<W: Write> Writer<W> {
         dst: SocketAddr,
         payload: &[u8],
     ) -> io::Result<()> {
-        let packet = ip_packet(src, dst, payload);
+        let packet = ip_packet(src, dst, payload)?;
         let since = at.duration_since(UNIX_EPOCH).unwrap_or_default();
-        let mut record = Vec::with_capacity(16 + packet.len());
-        record.extend_from_slice(&(since.as_secs() as u32).to_le_bytes());
-        record.extend_from_slice(&since.subsec_micros().to_le_bytes());
-        record.extend_from_slice(&(packet.len() as u32).to_le_bytes());
-        record.extend_from_slice(&(packet.len() as u32).to_le_bytes());
-        record.extend_from_slice(&packet);
-        self.out.write_all(&record)?;
+        let record = PcapPacket::new(since, packet.len() as u32, &packet);
+        self.pcap.write_packet(&record).map_err(io::Error::other)?;
         self.out.flush()
     }
 }
 
-fn checksum(chunks: &[&[u8]]) -> u16 {
-    let mut sum: u32 = 0;
-    for chunk in chunks {
-        for pair in chunk.chunks(2) {
-            let word = u16::from_be_bytes([pair[0], *pair.get(1).unwrap_or(&0)]);
-            sum += u32::from(word);
+/// An IP packet (TTL or hop limit 1) carrying one UDP datagram, with its
+/// checksums.
+fn ip_packet(src: SocketAddr, dst: SocketAddr, payload: &[u8]) -> io::Result<Vec<u8>> {
+    let builder = match (src.ip(), dst.ip()) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => PacketBuilder::ipv4(s.octets(), d.octets(), 1),
+        (IpAddr::V6(s), IpAddr::V6(d)) => PacketBuilder::ipv6(s.octets(), d.octets(), 1),
+        _ => {
+            return Err(io::Error::other(
+                "source and destination of different IP families",
+            ))
         }
     }
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
-
-fn udp_header(src: u16, dst: u16, len: usize) -> [u8; 8] {
-    let mut h = [0u8; 8];
-    h[0..2].copy_from_slice(&src.to_be_bytes());
-    h[2..4].copy_from_slice(&dst.to_be_bytes());
-    h[4..6].copy_from_slice(&(len as u16).to_be_bytes());
-    h
-}
-
-/// An IPv4 or IPv6 packet carrying `payload` in UDP.
-fn ip_packet(src: SocketAddr, dst: SocketAddr, payload: &[u8]) -> Vec<u8> {
-    let udp_len = 8 + payload.len();
-    let mut udp = udp_header(src.port(), dst.port(), udp_len).to_vec();
-    match (src.ip(), dst.ip()) {
-        (IpAddr::V6(s), IpAddr::V6(d)) => {
-            let pseudo = [
-                s.octets().as_slice(),
-                d.octets().as_slice(),
-                &(udp_len as u32).to_be_bytes(),
-                &[0, 0, 0, 17],
-            ]
-            .concat();
-            let sum = checksum(&[&pseudo, &udp, payload]);
-            udp[6..8].copy_from_slice(&(if sum == 0 { 0xffff } else { sum }).to_be_bytes());
-            let mut p = vec![0x60, 0, 0, 0];
-            p.extend_from_slice(&(udp_len as u16).to_be_bytes());
-            p.extend_from_slice(&[17, 1]);
-            p.extend_from_slice(&s.octets());
-            p.extend_from_slice(&d.octets());
-            p.extend_from_slice(&udp);
-            p.extend_from_slice(payload);
-            p
-        }
-        (s, d) => {
-            let to4 = |ip: IpAddr| match ip {
-                IpAddr::V4(v4) => v4.octets(),
-                IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or([0; 4], |v4| v4.octets()),
-            };
-            let total = 20 + udp_len;
-            let mut h = vec![0x45, 0];
-            h.extend_from_slice(&(total as u16).to_be_bytes());
-            h.extend_from_slice(&[0, 0, 0x40, 0, 1, 17, 0, 0]);
-            h.extend_from_slice(&to4(s));
-            h.extend_from_slice(&to4(d));
-            let sum = checksum(&[&h]);
-            h[10..12].copy_from_slice(&sum.to_be_bytes());
-            h.extend_from_slice(&udp);
-            h.extend_from_slice(payload);
-            h
-        }
-    }
+    .udp(src.port(), dst.port());
+    let mut out = Vec::with_capacity(builder.size(payload.len()));
+    builder.write(&mut out, payload).map_err(io::Error::other)?;
+    Ok(out)
 }
 
 /// One UDP datagram found in a capture.
@@ -132,126 +94,183 @@ pub struct Datagram {
     pub payload: Vec<u8>,
 }
 
-/// Reads every UDP datagram of a pcap capture.
-pub fn read_all(mut input: impl Read) -> Result<Vec<Datagram>, String> {
+/// What a capture held: every UDP datagram of its complete records, and why
+/// reading stopped early, if it did (a file cut off mid-write).
+pub struct Capture {
+    pub datagrams: Vec<Datagram>,
+    pub cut_short: Option<String>,
+}
+
+/// Reads every UDP datagram of a pcap or pcapng capture. Only a file that is
+/// not a capture at all is an error; one cut off after its header gives its
+/// complete records and says where it stopped.
+pub fn read_all(mut input: impl Read) -> Result<Capture, String> {
     let mut data = Vec::new();
     input.read_to_end(&mut data).map_err(|e| e.to_string())?;
-    let head = data
-        .get(..24)
-        .ok_or("not a pcap file: shorter than its header")?;
-    let magic_le = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
-    let magic_be = u32::from_be_bytes([head[0], head[1], head[2], head[3]]);
-    let (big, nanos) = match (magic_le, magic_be) {
-        (MAGIC_US, _) => (false, false),
-        (MAGIC_NS, _) => (false, true),
-        (_, MAGIC_US) => (true, false),
-        (_, MAGIC_NS) => (true, true),
-        _ if head.starts_with(&[0x0a, 0x0d, 0x0d, 0x0a]) => {
-            return Err("pcapng files are not supported; convert with `editcap -F pcap`".into())
-        }
-        _ => return Err("not a pcap file (unknown magic number)".into()),
-    };
-    let u32_at = |b: &[u8], i: usize| {
-        let w = [b[i], b[i + 1], b[i + 2], b[i + 3]];
-        if big {
-            u32::from_be_bytes(w)
-        } else {
-            u32::from_le_bytes(w)
-        }
-    };
-    let link = u32_at(head, 20) & 0x0fff_ffff;
-    let mut out = Vec::new();
-    let mut at = 24;
-    while at + 16 <= data.len() {
-        let secs = u32_at(&data, at);
-        let frac = u32_at(&data, at + 4);
-        let caplen = u32_at(&data, at + 8) as usize;
-        let start = at + 16;
-        let Some(frame) = data.get(start..start + caplen) else {
-            return Err(format!("truncated packet record at byte {at}"));
-        };
-        at = start + caplen;
-        let sub = if nanos {
-            Duration::from_nanos(u64::from(frac))
-        } else {
-            Duration::from_micros(u64::from(frac))
-        };
-        let when = UNIX_EPOCH + Duration::from_secs(u64::from(secs)) + sub;
-        if let Some(ip) = strip_link(link, frame) {
-            if let Some((src, dst, payload)) = udp_of(ip) {
-                out.push(Datagram {
-                    at: when,
-                    src,
-                    dst,
-                    payload: payload.to_vec(),
-                });
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// The IP packet inside a link-layer frame.
-fn strip_link(link: u32, frame: &[u8]) -> Option<&[u8]> {
-    fn ether(ty: u16, rest: &[u8]) -> Option<&[u8]> {
-        (ty == 0x0800 || ty == 0x86dd).then_some(rest)
-    }
-    match link {
-        LINKTYPE_RAW | LINKTYPE_IPV4 | LINKTYPE_IPV6 => Some(frame),
-        LINKTYPE_NULL => frame.get(4..),
-        LINKTYPE_ETHERNET => {
-            let mut ty = u16::from_be_bytes([*frame.get(12)?, *frame.get(13)?]);
-            let mut rest = frame.get(14..)?;
-            if ty == 0x8100 {
-                ty = u16::from_be_bytes([*rest.get(2)?, *rest.get(3)?]);
-                rest = rest.get(4..)?;
-            }
-            ether(ty, rest)
-        }
-        LINKTYPE_LINUX_SLL => ether(
-            u16::from_be_bytes([*frame.get(14)?, *frame.get(15)?]),
-            frame.get(16..)?,
-        ),
-        LINKTYPE_LINUX_SLL2 => ether(
-            u16::from_be_bytes([*frame.first()?, *frame.get(1)?]),
-            frame.get(20..)?,
-        ),
-        _ => None,
+    if data.starts_with(&[0x0a, 0x0d, 0x0d, 0x0a]) {
+        read_pcapng(&data)
+    } else {
+        read_pcap(&data)
     }
 }
 
-/// Source, destination and payload of a UDP packet (unfragmented).
-fn udp_of(ip: &[u8]) -> Option<(SocketAddr, SocketAddr, &[u8])> {
-    let version = ip.first()? >> 4;
-    let (src, dst, udp) = match version {
-        4 => {
-            let ihl = usize::from(ip[0] & 0x0f) * 4;
-            let fragmented = u16::from_be_bytes([*ip.get(6)?, *ip.get(7)?]) & 0x3fff != 0;
-            if *ip.get(9)? != 17 || fragmented || ihl < 20 {
-                return None;
+fn read_pcap(data: &[u8]) -> Result<Capture, String> {
+    let mut reader = PcapReader::new(data).map_err(|e| match e {
+        PcapError::IncompleteBuffer => "not a pcap file: shorter than its header".to_owned(),
+        e => format!("not a pcap or pcapng file ({e})"),
+    })?;
+    let link = reader.header().datalink;
+    let mut capture = Capture {
+        datagrams: Vec::new(),
+        cut_short: None,
+    };
+    let mut n = 0usize;
+    while let Some(next) = reader.next_packet() {
+        match next {
+            Ok(packet) => {
+                n += 1;
+                capture.push(link, packet.timestamp, &packet.data);
             }
-            let total = usize::from(u16::from_be_bytes([ip[2], ip[3]])).min(ip.len());
-            let s: [u8; 4] = ip.get(12..16)?.try_into().ok()?;
-            let d: [u8; 4] = ip.get(16..20)?.try_into().ok()?;
-            (IpAddr::from(s), IpAddr::from(d), ip.get(ihl..total)?)
+            Err(e) => {
+                capture.cut_short = Some(cut_short(n, &e));
+                break;
+            }
         }
-        6 => {
-            if *ip.get(6)? != 17 {
+    }
+    Ok(capture)
+}
+
+fn read_pcapng(data: &[u8]) -> Result<Capture, String> {
+    let mut reader = PcapNgReader::new(data).map_err(|e| format!("not a pcapng file ({e})"))?;
+    // Per interface: its link type and its timestamp resolution (the
+    // if_tsresol option; pcap-file hands the raw ticks over as nanoseconds).
+    let mut links: Vec<(DataLink, u8)> = Vec::new();
+    let mut capture = Capture {
+        datagrams: Vec::new(),
+        cut_short: None,
+    };
+    let mut n = 0usize;
+    while let Some(next) = reader.next_block() {
+        match next {
+            Ok(Block::SectionHeader(_)) => links.clear(),
+            Ok(Block::InterfaceDescription(idb)) => {
+                let resolution = idb
+                    .options
+                    .iter()
+                    .find_map(|o| match o {
+                        InterfaceDescriptionOption::IfTsResol(r) => Some(*r),
+                        _ => None,
+                    })
+                    .unwrap_or(6);
+                links.push((idb.linktype, resolution));
+            }
+            Ok(Block::EnhancedPacket(epb)) => {
+                n += 1;
+                if let Some(&(link, resolution)) = links.get(epb.interface_id as usize) {
+                    let at = from_ticks(epb.timestamp.as_nanos(), resolution);
+                    capture.push(link, at, &epb.data);
+                }
+            }
+            Ok(Block::SimplePacket(spb)) => {
+                n += 1;
+                if let Some(&(link, _)) = links.first() {
+                    capture.push(link, Duration::ZERO, &spb.data);
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                capture.cut_short = Some(cut_short(n, &e));
+                break;
+            }
+        }
+    }
+    Ok(capture)
+}
+
+/// A pcapng timestamp of `ticks` units of the interface's resolution (the
+/// if_tsresol option: 10^-r seconds, or 2^-r with the high bit set).
+fn from_ticks(ticks: u128, resolution: u8) -> Duration {
+    let per_second: u128 = if resolution & 0x80 == 0 {
+        10u128.saturating_pow(u32::from(resolution))
+    } else {
+        1u128
+            .checked_shl(u32::from(resolution & 0x7f))
+            .unwrap_or(u128::MAX)
+    };
+    let secs = ticks / per_second.max(1);
+    let nanos = (ticks % per_second.max(1)) * 1_000_000_000 / per_second.max(1);
+    Duration::new(u64::try_from(secs).unwrap_or(u64::MAX), nanos as u32)
+}
+
+fn cut_short(records: usize, e: &PcapError) -> String {
+    match e {
+        PcapError::IncompleteBuffer => {
+            format!(
+                "the capture ends inside record {} (cut off mid-write?)",
+                records + 1
+            )
+        }
+        e => format!("record {} cannot be read: {e}", records + 1),
+    }
+}
+
+impl Capture {
+    fn push(&mut self, link: DataLink, timestamp: Duration, frame: &[u8]) {
+        if let Some((src, dst, payload)) = udp_of(link, frame) {
+            self.datagrams.push(Datagram {
+                at: UNIX_EPOCH + timestamp,
+                src,
+                dst,
+                payload: payload.to_vec(),
+            });
+        }
+    }
+}
+
+/// Source, destination and payload of the UDP datagram in a frame of link
+/// type `link` (an unfragmented one; anything else is skipped).
+fn udp_of(link: DataLink, frame: &[u8]) -> Option<(SocketAddr, SocketAddr, &[u8])> {
+    let sliced = match link {
+        DataLink::RAW | DataLink::IPV4 | DataLink::IPV6 => SlicedPacket::from_ip(frame),
+        DataLink::ETHERNET => SlicedPacket::from_ethernet(frame),
+        DataLink::LINUX_SLL => SlicedPacket::from_linux_sll(frame),
+        // BSD loopback: a 4-octet address family, then the IP packet.
+        DataLink::NULL | DataLink::LOOP => SlicedPacket::from_ip(frame.get(4..)?),
+        // Linux cooked v2: the protocol type, then 18 more octets, then IP.
+        DataLink::LINUX_SLL2 => SlicedPacket::from_ip(frame.get(20..)?),
+        _ => return None,
+    }
+    .ok()?;
+    let (src, dst) = match sliced.net? {
+        NetSlice::Ipv4(ip) => {
+            if ip.is_payload_fragmented() {
                 return None;
             }
-            let s: [u8; 16] = ip.get(8..24)?.try_into().ok()?;
-            let d: [u8; 16] = ip.get(24..40)?.try_into().ok()?;
-            (IpAddr::from(s), IpAddr::from(d), ip.get(40..)?)
+            let h = ip.header();
+            (
+                IpAddr::V4(h.source_addr()),
+                IpAddr::V4(h.destination_addr()),
+            )
+        }
+        NetSlice::Ipv6(ip) => {
+            if ip.is_payload_fragmented() {
+                return None;
+            }
+            let h = ip.header();
+            (
+                IpAddr::V6(h.source_addr()),
+                IpAddr::V6(h.destination_addr()),
+            )
         }
         _ => return None,
     };
-    let sport = u16::from_be_bytes([*udp.first()?, *udp.get(1)?]);
-    let dport = u16::from_be_bytes([*udp.get(2)?, *udp.get(3)?]);
-    let len = usize::from(u16::from_be_bytes([*udp.get(4)?, *udp.get(5)?])).clamp(8, udp.len());
+    let TransportSlice::Udp(udp) = sliced.transport? else {
+        return None;
+    };
     Some((
-        SocketAddr::new(src, sport),
-        SocketAddr::new(dst, dport),
-        udp.get(8..len)?,
+        SocketAddr::new(src, udp.source_port()),
+        SocketAddr::new(dst, udp.destination_port()),
+        udp.payload(),
     ))
 }
 
@@ -259,10 +278,17 @@ fn udp_of(ip: &[u8]) -> Option<(SocketAddr, SocketAddr, &[u8])> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn written_captures_read_back() {
+    fn written(records: &[(SocketAddr, SocketAddr, &[u8])], at: SystemTime) -> Vec<u8> {
         let mut file = Vec::new();
         let mut w = Writer::new(&mut file).unwrap();
+        for (s, d, p) in records {
+            w.write(at, *s, *d, p).unwrap();
+        }
+        file
+    }
+
+    #[test]
+    fn written_captures_read_back() {
         let at = UNIX_EPOCH + Duration::from_micros(1_700_000_000_123_456);
         let v4 = (
             "127.0.0.1:40000".parse().unwrap(),
@@ -272,9 +298,13 @@ mod tests {
             "[fe80::1]:40000".parse().unwrap(),
             "[ff02::300]:47000".parse().unwrap(),
         );
-        w.write(at, v4.0, v4.1, b"odd length").unwrap();
-        w.write(at, v6.0, v6.1, b"hello v6").unwrap();
+        let file = written(
+            &[(v4.0, v4.1, b"odd length"), (v6.0, v6.1, b"hello v6")],
+            at,
+        );
         let got = read_all(file.as_slice()).unwrap();
+        assert!(got.cut_short.is_none());
+        let got = got.datagrams;
         assert_eq!(got.len(), 2);
         assert_eq!(
             (got[0].src, got[0].dst, got[0].payload.as_slice()),
@@ -285,18 +315,41 @@ mod tests {
             (v6.0, v6.1, b"hello v6".as_slice())
         );
         assert_eq!(got[0].at, at);
-        // The IPv4 header checksum verifies (sums to 0xffff with itself).
-        let packet = ip_packet(v4.0, v4.1, b"x");
-        assert_eq!(checksum(&[&packet[..20]]), 0);
+    }
+
+    #[test]
+    fn a_capture_cut_off_mid_record_gives_its_complete_records() {
+        let at = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let (s, d) = (
+            "127.0.0.1:40000".parse().unwrap(),
+            "239.255.255.247:47000".parse().unwrap(),
+        );
+        let mut file = written(&[(s, d, b"one"), (s, d, b"two"), (s, d, b"three")], at);
+        file.truncate(file.len() - 4);
+        let got = read_all(file.as_slice()).unwrap();
+        let payloads: Vec<&[u8]> = got.datagrams.iter().map(|d| d.payload.as_slice()).collect();
+        assert_eq!(payloads, [b"one".as_slice(), b"two".as_slice()]);
+        assert!(
+            got.cut_short
+                .as_deref()
+                .is_some_and(|w| w.contains("record 3")),
+            "{:?}",
+            got.cut_short
+        );
+    }
+
+    #[test]
+    fn pcapng_ticks_follow_the_interface_resolution() {
+        assert_eq!(from_ticks(1_500_000, 6), Duration::from_millis(1500));
+        assert_eq!(from_ticks(1_500_000_000, 9), Duration::from_millis(1500));
+        assert_eq!(from_ticks(3 << 10, 0x80 | 10), Duration::from_secs(3));
+        assert_eq!(from_ticks(7, 0), Duration::from_secs(7));
     }
 
     #[test]
     fn garbage_is_an_error_not_a_panic() {
         assert!(read_all(&b"short"[..]).is_err());
         assert!(read_all(&[0u8; 40][..]).is_err());
-        let mut file = Vec::new();
-        Writer::new(&mut file).unwrap();
-        file.extend_from_slice(&[1, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 0xff, 0xff, 0, 0]);
-        assert!(read_all(file.as_slice()).is_err(), "truncated record");
+        assert!(read_all(&[0x0a, 0x0d, 0x0d, 0x0a, 1, 2][..]).is_err());
     }
 }
