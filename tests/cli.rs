@@ -813,3 +813,39 @@ fn captures_in_pcapng_and_cut_off_mid_write_are_read() {
     assert_eq!(stdout(&out).lines().count(), 1, "{}", stdout(&out));
     assert!(stderr(&out).contains("record 2"), "{}", stderr(&out));
 }
+
+#[test]
+fn man_writes_a_page_for_every_subcommand_it_lists() {
+    let home = tempfile::tempdir().unwrap();
+    let dir = home.path().join("man");
+    let mut cmd = rmbus(home.path());
+    cmd.args(["man", "--out"]).arg(&dir);
+    let out = run(cmd, b"");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let main = fs::read_to_string(dir.join("rmbus.1")).unwrap();
+    assert!(
+        main.contains(".SH \"EXIT STATUS\"") && main.contains("130"),
+        "{main}"
+    );
+    assert!(main.contains(".SH \"FILES\"") && main.contains("CONFIG_VERSION=1"));
+    // Every page rmbus(1) points to exists, and has its options.
+    let mut listed = 0;
+    for word in main.replace("\\-", "-").split_whitespace() {
+        if let Some(name) = word.strip_suffix("(1)") {
+            if name.starts_with("rmbus-") {
+                listed += 1;
+                let page = fs::read_to_string(dir.join(format!("{name}.1")))
+                    .unwrap_or_else(|e| panic!("{name}.1: {e}"));
+                assert!(page.contains(".SH OPTIONS"), "{name}.1 has its options");
+            }
+        }
+    }
+    assert!(listed >= 15, "rmbus(1) lists the subcommands: {listed}");
+    let join = fs::read_to_string(dir.join("rmbus-join.1")).unwrap();
+    assert!(
+        join.contains("rsend ADDR CMD") && join.contains("Exit status"),
+        "the grammar"
+    );
+    let written = stdout(&out);
+    assert_eq!(written.lines().count(), listed + 1, "{written}");
+}

@@ -25,8 +25,9 @@ use crate::{Failure, Outcome};
 #[command(
     after_help = concat!(r#"Actions, one per line on stdin (ADDR in parentheses, ARGS one Mbus list, default ()):
   send ADDR CMD [ARGS]     send unreliably
-  rsend ADDR CMD [ARGS]    send reliably (waits to hear from ADDR first, like send --reliable)
-  call ADDR CMD [ARGS]     call an RPC (waits to hear from ADDR first); its outcome is a
+  rsend ADDR CMD [ARGS]    send reliably (an unknown ADDR is pinged and waited for first,
+                           like send --reliable)
+  call ADDR CMD [ARGS]     call an RPC (an unknown ADDR is waited for first); its outcome is a
                            returned event with the action's id
   return ID STATUS [RESULT ["DESCRIPTION"]] [(VALUES)]
                            answer a request event: ID is its rpc_id (or #N, N its

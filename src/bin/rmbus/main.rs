@@ -36,6 +36,7 @@ mod gateway;
 mod join;
 mod keygen;
 mod list;
+mod man;
 mod member;
 mod members;
 mod messages;
@@ -134,7 +135,7 @@ const EXIT_CODES: &str = exit_codes!();
     about = "The local Message Bus (Mbus, RFC 3259) from the command line"
 )]
 #[command(after_help = EXIT_CODES)]
-struct Cli {
+pub struct Cli {
     /// More logging on stderr (-v info, -vv debug, -vvv trace); RUST_LOG also works.
     #[arg(short, long, action = ArgAction::Count, global = true)]
     verbose: u8,
@@ -166,8 +167,9 @@ enum Command {
     Decode(decode::Args),
     Encode(encode::Args),
     Completions(Completions),
-    /// Print the manual page (roff), e.g. `rmbus man | man -l -`.
-    Man,
+    /// Print the manual page (roff), e.g. `rmbus man | man -l -`, or write
+    /// one page per subcommand with --out DIR.
+    Man(man::Args),
 }
 
 /// Print a shell completion script.
@@ -239,13 +241,7 @@ fn main() -> ExitCode {
             clap_complete::generate(c.shell, &mut Cli::command(), "rmbus", &mut script);
             write_stdout(&script)
         }
-        Command::Man => {
-            let mut page = Vec::new();
-            match clap_mangen::Man::new(Cli::command()).render(&mut page) {
-                Ok(()) => write_stdout(&page),
-                Err(e) => Err(Failure::input(e)),
-            }
-        }
+        Command::Man(args) => man::run(args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
