@@ -45,10 +45,17 @@ fn two_join_processes_exchange_commands_and_see_bye() {
     a.say("frobnicate");
     a.expect("error 3", |j| event(j, "error") && j["id"] == 3);
 
-    // End of input: a says bye, and b hears it at once.
+    // End of input: a says bye, and b hears it at once. Its last line says
+    // so, with the error counted; without --strict the exit is still 0.
     let closed = Instant::now();
     a.end_input();
     assert_eq!(a.wait_exit(), 0);
+    let left = a.expect("left", |j| event(j, "left"));
+    assert_eq!(
+        (left["reason"].as_str(), left["errors"].as_u64()),
+        (Some("bye"), Some(1)),
+        "{left}"
+    );
     b.expect("lost a by bye", |j| {
         event(j, "lost") && j["address"] == a_addr.as_str() && j["reason"] == "bye"
     });
@@ -65,13 +72,127 @@ fn waiting_and_go_between_processes() {
     let mut boss = Proc::join(&bus, "boss");
     let worker_addr = worker.address();
     boss.address();
+    // A monitor that ends after five mbus.waiting datagrams: by then the
+    // boss has heard them too.
+    let mut monitor = Proc::start({
+        let mut c = rmbus(&bus);
+        c.args([
+            "monitor",
+            "--json",
+            "--command",
+            "mbus.waiting",
+            "--count",
+            "5",
+        ]);
+        c
+    });
     worker.say("wait ready");
     boss.expect("waiting", |j| {
         event(j, "waiting") && j["condition"] == "ready"
     });
+    assert_eq!(monitor.wait_exit(), 0);
     boss.say(&format!("go {worker_addr} ready"));
     worker.expect("go", |j| event(j, "go") && j["condition"] == "ready");
     boss.expect("go delivered", |j| event(j, "delivered") && j["id"] == 1);
+    let shown = boss
+        .seen
+        .iter()
+        .filter(|l| l.contains("\"event\":\"waiting\""))
+        .count();
+    assert_eq!(shown, 1, "a waiting repeated every 100 ms is one event");
+}
+
+#[test]
+fn join_text_lines_are_ordered_quoted_and_end_with_left() {
+    let bus = bus();
+    let mut a = Proc::join(&bus, "a");
+    let a_addr = a.address();
+    let mut t = Proc::start({
+        let mut c = rmbus(&bus);
+        c.args(["join", "--address", "(app:test module:t)"]);
+        c
+    });
+    let ready = t.expect_line("ready", |l| l.starts_with("ready "));
+    assert!(
+        ready.contains("address=\"(app:test module:t id:"),
+        "quoted: {ready}"
+    );
+    a.expect("t joined", |j| {
+        event(j, "joined")
+            && j["address"]
+                .as_str()
+                .is_some_and(|s| s.contains("module:t"))
+    });
+    a.say("send (module:t) test.note (\"two words\" 1.5)");
+    let line = t.expect_line("command", |l| l.starts_with("command "));
+    let at = |k: &str| line.find(k).unwrap_or_else(|| panic!("{k} in {line}"));
+    assert!(
+        at(" src=\"(") < at(" reliable=false")
+            && at(" reliable=") < at(" name=test.note ")
+            && at(" name=") < at(" args="),
+        "fixed order: {line}"
+    );
+    assert!(line.contains("{\"str\":\"two words\"}"), "{line}");
+    t.say(&format!("rsend {a_addr} test.x ()"));
+    let delivered = t.expect_line("delivered", |l| l.starts_with("delivered "));
+    let ms = delivered
+        .split_whitespace()
+        .find_map(|f| f.strip_prefix("after_ms="))
+        .unwrap_or_else(|| panic!("{delivered}"));
+    assert!(
+        ms.split('.').nth(1).is_none_or(|d| d.len() <= 3),
+        "microseconds at most: {delivered}"
+    );
+    // Ctrl-C: a clean bye, exit 0, and a last line that says why.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(t.child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    assert_eq!(t.wait_exit(), 0);
+    let left = t.expect_line("left", |l| l.starts_with("left "));
+    assert_eq!(left, "left      reason=signal errors=0 failures=0");
+}
+
+#[test]
+fn join_strict_makes_the_scripts_errors_count() {
+    let bus = bus();
+    // A callee whose script never answers: calls to it time out.
+    let mut callee = Proc::join(&bus, "callee");
+    callee.address();
+    let run = |strict: bool, script: &str| {
+        let mut c = rmbus(&bus);
+        c.args([
+            "join",
+            "--json",
+            "--wait",
+            "5",
+            "--timeout",
+            "300",
+            "--address",
+            "(app:test module:s)",
+        ]);
+        if strict {
+            c.arg("--strict");
+        }
+        let mut p = Proc::start(c);
+        p.say(script);
+        p.end_input();
+        p.wait_exit()
+    };
+    assert_eq!(run(false, "frobnicate"), 0, "errors are events");
+    assert_eq!(run(true, "frobnicate"), 2, "a refused action");
+    assert_eq!(
+        run(true, "rsend (module:nobody) test.x ()"),
+        2,
+        "an unknown destination"
+    );
+    assert_eq!(
+        run(true, "call (module:callee) test.op ()"),
+        1,
+        "a call that did not return OK"
+    );
+    assert_eq!(run(true, "send () test.x ()"), 0);
 }
 
 #[test]

@@ -130,6 +130,27 @@ impl Proc {
         }
     }
 
+    /// The first text line not seen yet, arriving within the deadline, that
+    /// `f` accepts.
+    pub fn expect_line(&mut self, what: &str, f: impl Fn(&str) -> bool) -> String {
+        let until = Instant::now() + DEADLINE;
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if f(&line) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!(
+                    "no {what} within {DEADLINE:?}; saw:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+
     pub fn address(&mut self) -> String {
         self.expect("ready", |j| j["event"] == "ready")["address"]
             .as_str()

@@ -1,7 +1,7 @@
 //! `rmbus join`: an entity for scripts, driven by lines on stdin, reporting
 //! events on stdout.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::io::{BufRead, Write};
 use std::sync::mpsc;
@@ -15,7 +15,7 @@ use rmbus::wire::{Address, Command, Value};
 use serde_json::{json, Value as Json};
 
 use crate::bus_args::BusArgs;
-use crate::driver::{entity, Driver, Flow};
+use crate::driver::{entity, Driver, Ended, Flow};
 use crate::reach::{Found, Search};
 use crate::record::Tagged;
 use crate::{Failure, Outcome};
@@ -43,6 +43,16 @@ Every action is answered by an event with its id (the input line number);
 delivered/failed carry the id of their rsend or go, returned that of its call.
 Every RPC request to this entity is a request event (nothing is answered for the
 script). End of input acts like bye: calls and reliable messages settle first.
+An mbus.waiting that an entity repeats every 100 ms is one waiting event (again
+after a second's pause). The last line is always a left event (reason bye or
+signal, with the counts of errors and failures).
+
+As text, each line is the event's name, then key=value fields in a fixed order;
+a value with spaces, quotes or = is in double quotes (JSON escapes).
+
+Exit status: 0 after bye, end of input, Ctrl-C or SIGTERM, whatever the actions
+did (each outcome is an event); with --strict, 2 if an action was refused, else
+1 if one failed.
 
 Example:
   printf 'rsend (app:peer) test.ping ()\n' | rmbus join --json --address '(app:me)'
@@ -61,6 +71,11 @@ pub struct Args {
     /// How long a call waits for its return, in milliseconds.
     #[arg(long, value_name = "MS", default_value_t = 2000)]
     timeout: u64,
+    /// Make the script's errors count in the exit status: 2 if an action was
+    /// refused (an error event), else 1 if one failed (a failed event, or a
+    /// call that did not return OK).
+    #[arg(long)]
+    strict: bool,
 }
 
 /// A parsed input line.
@@ -218,31 +233,80 @@ fn parse(line: &str) -> Result<Action, String> {
     }
 }
 
-/// Prints events, as JSON lines or as text.
+/// Prints events, as JSON lines or as text, and counts the ones that say
+/// something went wrong (for `--strict`).
 struct Out {
     json: bool,
+    errors: Cell<u64>,
+    failures: Cell<u64>,
+}
+
+/// The order of the fields in a text line: who and what first, then the
+/// outcome, then the payload; anything else after, by name.
+const FIELD_ORDER: &[&str] = &[
+    "id",
+    "action",
+    "to",
+    "address",
+    "src",
+    "callee",
+    "reliable",
+    "name",
+    "rpc_id",
+    "request",
+    "type",
+    "outcome",
+    "status",
+    "result",
+    "description",
+    "reason",
+    "condition",
+    "after_ms",
+    "errors",
+    "failures",
+    "args",
+    "values",
+    "detail",
+];
+
+/// A text field's value: a string as it is unless it holds white space,
+/// quotes, `=` or nothing, then in double quotes with JSON escapes; numbers
+/// and lists as JSON.
+fn text_value(v: &Json) -> String {
+    match v {
+        Json::String(s)
+            if s.is_empty() || s.contains(|c: char| c.is_whitespace() || c == '"' || c == '=') =>
+        {
+            v.to_string()
+        }
+        Json::String(s) => s.clone(),
+        other => other.to_string(),
+    }
 }
 
 impl Out {
+    fn new(json: bool) -> Out {
+        Out {
+            json,
+            errors: Cell::new(0),
+            failures: Cell::new(0),
+        }
+    }
+
     fn emit(&self, event: Json) {
+        match event["event"].as_str() {
+            Some("error") => self.errors.set(self.errors.get() + 1),
+            Some("failed") => self.failures.set(self.failures.get() + 1),
+            Some("returned") if event["outcome"] != "returned" || event["status"] != "OK" => {
+                self.failures.set(self.failures.get() + 1)
+            }
+            _ => {}
+        }
         let mut out = std::io::stdout().lock();
         let _ = if self.json {
             writeln!(out, "{event}")
         } else {
-            let name = event["event"].as_str().unwrap_or_default().to_owned();
-            let rest: Vec<String> = event
-                .as_object()
-                .into_iter()
-                .flatten()
-                .filter(|(k, _)| *k != "event")
-                .map(|(k, v)| {
-                    format!(
-                        "{k}={}",
-                        v.as_str().map_or_else(|| v.to_string(), str::to_owned)
-                    )
-                })
-                .collect();
-            writeln!(out, "{name:<9} {}", rest.join(" "))
+            writeln!(out, "{}", text_line(&event))
         };
         let _ = out.flush();
     }
@@ -287,6 +351,40 @@ struct OpenRequest {
     id: RequestId,
 }
 
+/// An event as one line of text: its name, then `key=value` fields in
+/// [`FIELD_ORDER`].
+fn text_line(event: &Json) -> String {
+    let name = event["event"].as_str().unwrap_or_default();
+    let Some(fields) = event.as_object() else {
+        return name.to_owned();
+    };
+    let rank = |k: &str| {
+        FIELD_ORDER
+            .iter()
+            .position(|f| *f == k)
+            .unwrap_or(FIELD_ORDER.len())
+    };
+    let mut keys: Vec<&String> = fields.keys().filter(|k| *k != "event").collect();
+    keys.sort_by(|a, b| rank(a).cmp(&rank(b)).then(a.cmp(b)));
+    let rest: Vec<String> = keys
+        .into_iter()
+        .map(|k| format!("{k}={}", text_value(&fields[k])))
+        .collect();
+    format!("{name:<9} {}", rest.join(" "))
+        .trim_end()
+        .to_owned()
+}
+
+/// Milliseconds with microsecond precision (no float noise such as
+/// `0.30434100000000003`).
+fn millis(d: Duration) -> f64 {
+    d.as_micros() as f64 / 1000.0
+}
+
+/// How long a repeated `mbus.waiting` is shown once: an entity announces it
+/// every 100 ms while it waits; after a pause this long it is shown again.
+const WAITING_SHOWN_FOR: Duration = Duration::from_secs(1);
+
 /// The `returned` event of a call.
 fn returned_event(line: Option<u64>, callee: &Address, outcome: &RpcOutcome) -> Json {
     let mut e = json!({"event": "returned", "id": line, "callee": callee.to_string(), "outcome": outcome.code()});
@@ -303,7 +401,7 @@ pub fn run(args: Args) -> Outcome {
     let wait = Duration::try_from_secs_f64(args.wait)
         .map_err(|e| Failure::input(format!("--wait: {e}")))?;
     let (mut driver, me) = Driver::join(&args.bus)?;
-    let out = Out { json: args.json };
+    let out = Out::new(args.json);
     let ready = entity(&mut driver.host, me).with_endpoint(|ep, _| {
         ep.rpc().serve_all(true);
         ep.local_address().to_string()
@@ -333,6 +431,7 @@ pub fn run(args: Args) -> Outcome {
     let ids: RefCell<HashMap<MsgId, u64>> = RefCell::new(HashMap::new());
     let calls: RefCell<HashMap<CallId, u64>> = RefCell::new(HashMap::new());
     let requests: RefCell<Vec<(u64, OpenRequest)>> = RefCell::new(Vec::new());
+    let waiting: RefCell<HashMap<(String, String), Instant>> = RefCell::new(HashMap::new());
     let tick = |host: &mut Host| {
         let mut bus = entity(host, me);
         while !leaving {
@@ -482,13 +581,24 @@ pub fn run(args: Args) -> Outcome {
                 json!({"event": "command", "src": src.to_string(), "reliable": reliable, "name": command.name, "args": Tagged(&command.args)})
             }
             Event::Delivered { id, dst, after } => {
-                json!({"event": "delivered", "id": line(&id), "to": dst.to_string(), "after_ms": after.as_secs_f64() * 1000.0})
+                json!({"event": "delivered", "id": line(&id), "to": dst.to_string(), "after_ms": millis(after)})
             }
             Event::DeliveryFailed { id, dst } => {
                 json!({"event": "failed", "id": line(&id), "to": dst.to_string()})
             }
             Event::Quit { src } => json!({"event": "quit", "src": src.to_string()}),
             Event::Waiting { src, condition } => {
+                let now = Instant::now();
+                let mut seen = waiting.borrow_mut();
+                seen.retain(|_, at: &mut Instant| now.duration_since(*at) < WAITING_SHOWN_FOR);
+                if seen.len() >= 4096 {
+                    seen.clear();
+                }
+                let key = (src.to_string(), condition.clone());
+                let again = seen.insert(key, now).is_some();
+                if again {
+                    return Flow::Continue;
+                }
                 json!({"event": "waiting", "src": src.to_string(), "condition": condition})
             }
             Event::Go { src, condition } => {
@@ -516,7 +626,7 @@ pub fn run(args: Args) -> Outcome {
         out.emit(e);
         Flow::Continue
     };
-    driver.run(None, tick, on_event).map_err(Failure::input)?;
+    let ended = driver.run(None, tick, on_event).map_err(Failure::input)?;
     entity(&mut driver.host, me)
         .close()
         .map_err(Failure::input)?;
@@ -527,5 +637,21 @@ pub fn run(args: Args) -> Outcome {
             );
         }
     }
-    Ok(())
+    // The last line, however the run ended.
+    let (errors, failures) = (out.errors.get(), out.failures.get());
+    let reason = if ended == Ended::Signal {
+        "signal"
+    } else {
+        "bye"
+    };
+    out.emit(json!({"event": "left", "reason": reason, "errors": errors, "failures": failures}));
+    match (args.strict, errors, failures) {
+        (true, 1.., _) => Err(Failure::input(format!(
+            "{errors} action(s) refused, {failures} failed (--strict)"
+        ))),
+        (true, 0, 1..) => Err(Failure::lost(format!(
+            "{failures} action(s) failed (--strict)"
+        ))),
+        _ => Ok(()),
+    }
 }
