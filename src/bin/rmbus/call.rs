@@ -98,7 +98,7 @@ pub struct SetArgs {
     /// The property.
     #[arg(value_name = "PROP")]
     property: String,
-    /// The new value, one Mbus value, e.g. 80, '\"text\"' or '(1 2)'.
+    /// The new value, one Mbus value, e.g. 80, '"text"' or '(1 2)'.
     #[arg(value_name = "VALUE", allow_hyphen_values = true)]
     value: String,
 }

@@ -11,7 +11,7 @@ use crate::{ConfigArgs, Failure, Outcome};
 #[derive(clap::Args)]
 #[command(after_help = concat!("\
 Examples:
-  rmbus decode capture.bin
+  rmbus decode datagram.bin                     # one written by rmbus encode
   rmbus encode --src '(app:x id:1-1@127.0.0.1)' --dst '()' mbus.hello | rmbus decode --json
 
 ", exit_codes!()))]

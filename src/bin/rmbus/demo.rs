@@ -58,6 +58,11 @@ pub fn run(args: Args) -> Outcome {
     let mut config = Config::generate(HashAlgo::HmacMd5_96, CipherAlgo::None);
     config.scope = Scope::HostLocal;
     config.port = Some(port);
+    // The sockets and the Ctrl-C handler first: a signal from the first line
+    // on ends the demo with a bye.
+    let host =
+        Host::bind(&config).map_err(|e| Failure::input(format!("cannot join the bus: {e}")))?;
+    let mut driver = Driver::new(host).map_err(Failure::input)?;
     let n = Narrator {
         start: Instant::now(),
     };
@@ -68,8 +73,6 @@ pub fn run(args: Args) -> Outcome {
             config.group_addr()
         ),
     );
-    let mut host =
-        Host::bind(&config).map_err(|e| Failure::input(format!("cannot join the bus: {e}")))?;
     n.say(
         "demo",
         "three entities in this process, sharing one pair of sockets",
@@ -77,18 +80,18 @@ pub fn run(args: Args) -> Outcome {
     let mut ids = Vec::new();
     for name in NAMES {
         let address = Address::new([("app", "demo"), ("module", name)]).map_err(Failure::input)?;
-        let id = host
+        let id = driver
+            .host
             .add(&address)
             .map_err(|e| Failure::input(format!("cannot join the bus: {e}")))?;
         n.say(
             name,
-            format!("joins as {}", endpoint(&host, id).local_address()),
+            format!("joins as {}", endpoint(&driver.host, id).local_address()),
         );
         ids.push(id);
     }
     let name = |id: EntityId| ids.iter().position(|i| *i == id).map_or("?", |i| NAMES[i]);
     let (sensor, controller) = (ids[0], ids[1]);
-    let mut driver = Driver::new(host).map_err(Failure::input)?;
     // Ask everyone to say hello now rather than within a second.
     let _ =
         entity(&mut driver.host, sensor).with_endpoint(|ep, now| ep.ping(now, &Address::empty()));

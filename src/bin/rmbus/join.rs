@@ -297,7 +297,7 @@ impl Out {
         match event["event"].as_str() {
             Some("error") => self.errors.set(self.errors.get() + 1),
             Some("failed") => self.failures.set(self.failures.get() + 1),
-            Some("returned") if event["outcome"] != "returned" || event["status"] != "OK" => {
+            Some("returned") if event["outcome"] != "ok" => {
                 self.failures.set(self.failures.get() + 1)
             }
             _ => {}

@@ -172,6 +172,30 @@ enum Command {
     Man(man::Args),
 }
 
+impl Command {
+    /// True for the commands that join the bus and stop cleanly on SIGINT
+    /// or SIGTERM (see [`signals::hold`]).
+    fn hears_signals(&self) -> bool {
+        match self {
+            Command::Monitor(args) => !args.reads_a_capture(),
+            #[cfg(feature = "occi")]
+            Command::Gateway(args) => !args.hashes_a_password(),
+            Command::Demo(_)
+            | Command::List(_)
+            | Command::Send(_)
+            | Command::Join(_)
+            | Command::Call(_)
+            | Command::Get(_)
+            | Command::Set(_)
+            | Command::Watch(_)
+            | Command::Member(_)
+            | Command::Members(_)
+            | Command::Publish(_) => true,
+            _ => false,
+        }
+    }
+}
+
 /// Print a shell completion script.
 #[derive(clap::Args)]
 #[command(after_help = concat!("\
@@ -217,6 +241,12 @@ fn init_logging(verbose: u8, quiet: bool) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose, cli.quiet);
+    // Commands that say bye on Ctrl-C hold the signals from the start.
+    if cli.command.hears_signals() {
+        if let Err(e) = signals::hold() {
+            tracing::warn!("cannot hold SIGINT/SIGTERM: {e}");
+        }
+    }
     let outcome = match cli.command {
         Command::Demo(args) => demo::run(args),
         Command::Monitor(args) => monitor::run(args),

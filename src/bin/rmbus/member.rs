@@ -26,7 +26,7 @@ through a shell, and everything after --exec belongs to it.
 Examples:
   rmbus member --topics 'sensors.*.temp,alerts.#' --providers weather
   rmbus member --store ./m.sqlite --layers l1,l3.2
-  rmbus member --memory --exec jq -c '{sum: (.a + .b)}'
+  rmbus member --memory --id 6f1c0a2e-5b7d-4c1e-9a3f-2d8e4b6c1a90 --exec jq -c '{sum: (.a + .b)}'
 
 ", exit_codes!()))]
 pub struct Args {

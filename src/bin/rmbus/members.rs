@@ -22,7 +22,7 @@ suspend, resume, check_neighbors.
 Examples:
   rmbus members
   rmbus members --json --wait 1
-  rmbus members 6f1c…-… stop_l2
+  rmbus members 6f1c0a2e-5b7d-4c1e-9a3f-2d8e4b6c1a90 stop_l2
 
 ", exit_codes!()))]
 pub struct Args {

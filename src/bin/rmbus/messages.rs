@@ -13,8 +13,8 @@ use crate::{clock, Failure, Outcome};
 #[command(after_help = concat!("\
 Examples:
   rmbus messages --store ./m.sqlite
-  rmbus messages --store ./m.sqlite 2f0b…-…
-  rmbus messages --store ./m.sqlite --delete 2f0b…-…
+  rmbus messages --store ./m.sqlite <message-id>     # the ids are in the listing
+  rmbus messages --store ./m.sqlite --delete <message-id>
   rmbus messages --store ./m.sqlite --purge
 
 ", exit_codes!()))]

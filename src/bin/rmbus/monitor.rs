@@ -254,6 +254,13 @@ impl Printer {
     }
 }
 
+impl Args {
+    /// True with `--read`: no bus, no signal handling.
+    pub fn reads_a_capture(&self) -> bool {
+        self.read.is_some()
+    }
+}
+
 pub fn run(args: Args) -> Outcome {
     // Reading a capture creates nothing: without a configuration the records
     // are shown unverified.

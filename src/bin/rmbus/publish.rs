@@ -21,9 +21,9 @@ own answer, never a transport acknowledgement.
 
 Examples:
   rmbus publish --layer l2 '{\"hello\": \"everyone\"}'
-  rmbus publish --layer l1 --to mbus:<member-id>/l1 --executable '{\"a\": 1}'
+  rmbus publish --layer l1 --to mbus:6f1c0a2e-5b7d-4c1e-9a3f-2d8e4b6c1a90/l1 --executable '{\"a\": 1}'
   rmbus publish --layer l3.2 --topics alerts.disk --storable --text 'disk full'
-  rmbus publish --layer l3.1 --providers weather --hold 60 '\"for later members\"'
+  rmbus publish --layer l3.1 --providers weather --hold 5 '\"for later members\"'
 
 ", exit_codes!()))]
 pub struct Args {

@@ -174,6 +174,13 @@ fn users_of(args: &Args, state: &std::path::Path) -> Result<Option<rmbus::occi::
         .map_err(Failure::input)
 }
 
+impl Args {
+    /// True with `--hash-password`: it only reads a password from stdin.
+    pub fn hashes_a_password(&self) -> bool {
+        self.hash_password.is_some()
+    }
+}
+
 pub fn run(args: Args) -> Outcome {
     if let Some(name) = &args.hash_password {
         let mut line = String::new();
