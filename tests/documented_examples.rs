@@ -1,4 +1,6 @@
-//! Every example in every `rmbus … --help` runs as written, on a private
+//! Every example in every `rmbus … --help`, and every line of the README's
+//! `sh` blocks (the pyCMBS recipe as one script; `cargo` lines are what CI
+//! runs itself; blocks marked `text` are not run), runs as written, on a private
 //! host-local bus (a free port, a throwaway HOME holding the configuration,
 //! the examples' files in that HOME), against the entities it needs, which
 //! the test starts: an engine `(app:rat module:engine)` with the RPCs and the
@@ -60,6 +62,9 @@ const MEMBER: &str = "6f1c0a2e-5b7d-4c1e-9a3f-2d8e4b6c1a90";
 
 /// Commands that run until they are stopped.
 fn long_running(example: &str) -> bool {
+    if !example.starts_with("rmbus ") {
+        return false;
+    }
     let first = example.split_whitespace().nth(1).unwrap_or_default();
     (matches!(first, "monitor" | "watch" | "demo") && !example.contains("--read"))
         || first == "member"
@@ -79,7 +84,7 @@ fn expected_output(example: &str) -> Option<&'static str> {
             "rmbus list --wait 5 --json",
             "\"address\":\"(app:rat module:engine",
         ),
-        ("rmbus join", "\"event\":\"delivered\""),
+        ("rsend (app:peer) test.ping", "\"event\":\"delivered\""),
         ("decode --json", "\"mbus.hello\""),
         ("rmbus decode datagram.bin", "test.set (1 \"x\" (2 3))"),
         ("--read bus.pcap", " ok  mbus/1.0 "),
@@ -99,6 +104,19 @@ fn expected_output(example: &str) -> Option<&'static str> {
         ),
         ("gateway --no-auth", "listening on http://127.0.0.1:"),
         ("curl -s --user alice:secret", "cmbs"),
+        ("mixer.add '(2 3)'", "(5)"),
+        ("mixer.status", "MIXING"),
+        ("rmbus get '(module:mixer)'", "50"),
+        ("rmbus set '(module:mixer)'", "80"),
+        ("codec.encode", "(\"x\")"),
+        ("tool.version", "(app:rat module:engine"),
+        ("rmbus decode hello.bin", "mbus.hello ()"),
+        ("rmbus decode --json hello.bin", "\"mbus.hello\""),
+        ("rmbus decode --hex hello.txt", "mbus.hello ()"),
+        ("--to <member-id> --executable", "DELIVERED"),
+        ("alerts.disk.full", "DELIVERED"),
+        ("--storable --text 'kept on disk", "DELIVERED"),
+        ("| grep -i -e etag", "etag: \""),
     ]
     .into_iter()
     .find(|(k, _)| example.contains(k))
@@ -173,6 +191,7 @@ struct Bench {
     bin_dir: PathBuf,
     engine: Handle,
     peer: Handle,
+    others: Vec<Handle>,
     stop: Arc<AtomicBool>,
     ticker: Option<std::thread::JoinHandle<()>>,
 }
@@ -201,6 +220,38 @@ impl Bench {
                 });
             })
             .unwrap();
+        engine
+            .with(|bus| {
+                bus.serve("tool.version", |_| {
+                    Reply::ok(vec![Value::string("1.0")]).into()
+                })
+            })
+            .unwrap();
+        // The README's callees: a mixer and a codec.
+        let mixer = spawn(&config, &Address::parse("(app:demo module:mixer)").unwrap())
+            .unwrap()
+            .0;
+        mixer
+            .with(|bus| {
+                bus.serve("mixer.add", |req| {
+                    let sum: i64 = req.args.iter().filter_map(Value::as_i64).sum();
+                    Reply::ok(vec![Value::Integer(sum)]).into()
+                });
+                bus.serve("mixer.status", |_| {
+                    Reply::ok(vec![Value::symbol("MIXING")]).into()
+                });
+                bus.with_endpoint(|ep, _| {
+                    ep.properties()
+                        .define("mixer.volume", Value::Integer(50), Access::ReadWrite);
+                });
+            })
+            .unwrap();
+        let codec = spawn(&config, &Address::parse("(app:demo module:codec)").unwrap())
+            .unwrap()
+            .0;
+        codec
+            .with(|bus| bus.serve("codec.encode", |req| Reply::ok(req.args.clone()).into()))
+            .unwrap();
         let peer = spawn(&config, &Address::parse("(app:peer)").unwrap())
             .unwrap()
             .0;
@@ -228,6 +279,7 @@ impl Bench {
             bin_dir: bin.parent().unwrap().to_path_buf(),
             engine,
             peer,
+            others: vec![mixer, codec],
             stop,
             ticker: Some(ticker),
         }
@@ -402,6 +454,9 @@ impl Drop for Bench {
         }
         self.peer.close();
         self.engine.close();
+        for h in &self.others {
+            h.close();
+        }
     }
 }
 
@@ -510,6 +565,11 @@ fn put_in(bench: &Bench, example: &str, gateway_port: u16) -> String {
     {
         line.push_str(&format!(" --listen 127.0.0.1:{gateway_port}"));
     }
+    line = line.replace("<member-id>", MEMBER);
+    line = line.replace(
+        "F=tests/fixtures/pycmbs",
+        &format!("F={}/tests/fixtures/pycmbs", env!("CARGO_MANIFEST_DIR")),
+    );
     if line.contains("<message-id>") {
         let (code, out, err) = bench.run("rmbus messages --store ./m.sqlite --json");
         assert_eq!(code, Some(0), "{err}");
@@ -537,4 +597,140 @@ fn examples_are_found_and_comments_dropped() {
         programs("echo -n x | rmbus gateway && chmod 600 u"),
         ["echo", "rmbus", "chmod"]
     );
+}
+
+/// The README's ```sh blocks: each a list of lines (one command each), or,
+/// when it sets shell variables, one script.
+fn readme_blocks() -> Vec<Vec<String>> {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let mut blocks = Vec::new();
+    let mut current: Option<Vec<String>> = None;
+    for line in readme.lines() {
+        match (&mut current, line) {
+            (None, "```sh") => current = Some(Vec::new()),
+            (Some(_), "```") => blocks.extend(current.take()),
+            (Some(b), l) => b.push(l.to_owned()),
+            _ => {}
+        }
+    }
+    blocks
+}
+
+/// True for a block run as one script (it sets variables for later lines).
+fn is_script(block: &[String]) -> bool {
+    block.iter().any(|l| {
+        l.split_once('=')
+            .is_some_and(|(k, _)| !k.is_empty() && k.chars().all(|c| c.is_ascii_uppercase()))
+    })
+}
+
+#[test]
+fn every_readme_shell_block_runs_as_written() {
+    let bench = Bench::new();
+    let gateway_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    // The README's CMBS members: one with the id its examples put in
+    // (stored at the default place), one storing in ./m.sqlite.
+    let members = [
+        Fixture::start(
+            &bench,
+            &format!("rmbus member --id {MEMBER} --topics 'alerts.#' --providers weather"),
+        ),
+        Fixture::start(
+            &bench,
+            "rmbus member --store ./m.sqlite --topics 'alerts.#,jobs.#'",
+        ),
+    ];
+    for m in &members {
+        m.expect("rmbus: member ");
+    }
+    let mut gateway: Option<Fixture> = None;
+    let (mut ran, mut skipped) = (0, Vec::new());
+    for block in readme_blocks() {
+        if is_script(&block) {
+            // The pyCMBS recipe, against a gateway that knows its user.
+            let g = gateway.get_or_insert_with(|| {
+                let g = Fixture::start(
+                    &bench,
+                    &format!("rmbus gateway --user user_1:pass --listen 127.0.0.1:{gateway_port} --state ./gw-fixture"),
+                );
+                g.expect("listening on");
+                g
+            });
+            let _ = g;
+            let script: Vec<String> = block
+                .iter()
+                .map(|l| put_in(&bench, l, gateway_port))
+                .collect();
+            let (code, out, err) = bench.run(&script.join("\n"));
+            assert_eq!(code, Some(0), "the pyCMBS recipe:\n{out}\n{err}");
+            assert!(
+                out.contains("\"status\":\"delivered\""),
+                "its L1 message is delivered:\n{out}\n{err}"
+            );
+            assert!(
+                out.contains("X-OCCI-Location"),
+                "the member listing:\n{out}"
+            );
+            ran += 1;
+            continue;
+        }
+        for line in block {
+            let line = strip_comment(line.trim());
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            // The README's own two commands and `cargo install` are what CI runs.
+            if line.starts_with("cargo ") {
+                continue;
+            }
+            let example = put_in(&bench, &line, gateway_port);
+            if example.starts_with("curl") && gateway.is_none() {
+                let g = Fixture::start(
+                    &bench,
+                    &format!("rmbus gateway --user user_1:pass --listen 127.0.0.1:{gateway_port} --state ./gw-fixture"),
+                );
+                g.expect("listening on");
+                gateway = Some(g);
+            }
+            if let Some(missing) = programs(&example).into_iter().find(|p| {
+                p != "rmbus" && !["mkdir", "printf", "echo"].contains(&p.as_str()) && !on_path(p)
+            }) {
+                skipped.push(format!("{example} ({missing} is not installed)"));
+                continue;
+            }
+            if long_running(&example) {
+                let (code, first) = bench.run_until_first_line(&example, expected_output(&example));
+                assert_eq!(
+                    code,
+                    Some(0),
+                    "{example}: stopped by SIGINT after {first:?}"
+                );
+            } else {
+                let (code, out, err) = bench.run(&example);
+                assert_eq!(code, Some(0), "{example}:\n{out}\n{err}");
+                if let Some(want) = expected_output(&example) {
+                    assert!(
+                        out.contains(want),
+                        "{example}: wanted {want:?} in\n{out}\n{err}"
+                    );
+                }
+            }
+            ran += 1;
+        }
+    }
+    for m in members {
+        m.stop();
+    }
+    if let Some(g) = gateway {
+        g.stop();
+    }
+    for s in &skipped {
+        eprintln!("skipped: {s}");
+    }
+    assert!(ran >= 30, "README lines run: {ran}");
 }
