@@ -101,7 +101,8 @@ fn structural_errors_name_rule_and_offset() {
             "9x",
         ),
         ("mbus/1.0 1 1 U (id:1-1@h) () ()\nx 1", Rule::ArgList, "1"),
-        ("mbus/1.0 1 1 U (id:1-1@h) () ()\nx (1", Rule::List, "(1"),
+        // An unclosed list: where its ')' is missing, at the end.
+        ("mbus/1.0 1 1 U (id:1-1@h) () ()\nx (1 2", Rule::List, ""),
         (
             "mbus/1.0 1 1 U (id:1-1@h) () ()\nx ()y ()",
             Rule::Whitespace,
@@ -133,6 +134,13 @@ fn structural_errors_name_rule_and_offset() {
             &text[err.offset..]
         );
     }
+    let unclosed = "mbus/1.0 1 1 U (id:1-1@h) () ()\nx (1 2";
+    let err = Message::parse(unclosed.as_bytes()).unwrap_err();
+    assert_eq!(
+        err.offset,
+        unclosed.len(),
+        "at the missing ')', not the '('"
+    );
 }
 
 #[test]

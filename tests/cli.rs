@@ -713,6 +713,10 @@ fn argument_lists_get_a_hint_and_plain_quotes_and_wide_integers_a_warning() {
         "{}",
         stderr(&out)
     );
+    // An unclosed list: the offset is where its ')' is missing.
+    let out = send(&["--to", "()", "test.x", "(1 2"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("at byte 4"), "{}", stderr(&out));
     // An Integer beyond 32 bits is sent, with a warning (UCL aborts on it).
     let out = send(&["--to", "()", "test.x", "(5000000000)"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));

@@ -491,7 +491,8 @@ impl Parser<'_> {
         loop {
             let skipped = self.skip_ws();
             match self.peek() {
-                None => return Err(self.err(open, Rule::List)),
+                // Unclosed: the ')' is missing where the input ends.
+                None => return Err(self.err(self.pos, Rule::List)),
                 Some(b')') => {
                     self.pos += 1;
                     return Ok(values);
