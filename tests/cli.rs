@@ -853,3 +853,94 @@ fn man_writes_a_page_for_every_subcommand_it_lists() {
     let written = stdout(&out);
     assert_eq!(written.lines().count(), listed + 1, "{written}");
 }
+
+#[test]
+fn every_help_ends_with_the_one_exit_table() {
+    let home = tempfile::tempdir().unwrap();
+    let table = |args: &[&str]| {
+        let mut cmd = rmbus(home.path());
+        cmd.args(args);
+        let out = run(cmd, b"");
+        let text = stdout(&out);
+        let at = text
+            .find("Exit status, the same for every rmbus command:")
+            .unwrap_or_else(|| panic!("{args:?}: no exit table in\n{text}"));
+        text[at..].to_owned()
+    };
+    let main = table(&["--help"]);
+    assert!(
+        main.contains("130  a one-shot command interrupted by SIGINT"),
+        "{main}"
+    );
+    for sub in [
+        "demo",
+        "monitor",
+        "list",
+        "send",
+        "join",
+        "call",
+        "get",
+        "set",
+        "watch",
+        "member",
+        "members",
+        "publish",
+        "messages",
+        "gateway",
+        "keygen",
+        "decode",
+        "encode",
+        "completions",
+        "man",
+    ] {
+        assert_eq!(
+            table(&[sub, "--help"]).trim_end(),
+            main.trim_end(),
+            "rmbus {sub} --help"
+        );
+    }
+}
+
+#[test]
+fn json_failures_are_one_outcome_object() {
+    let home = tempfile::tempdir().unwrap();
+    let port = free_port_config().port.unwrap();
+    let config = config_file(
+        home.path(),
+        &format!("{MD5_CONFIG}SCOPE=HOSTLOCAL\nPORT={port}\n"),
+    );
+    let check = |args: &[&str], code: i32| {
+        let mut cmd = rmbus(home.path());
+        cmd.args(args);
+        let out = run(cmd, b"");
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {}", stderr(&out));
+        let text = stdout(&out);
+        let lines: Vec<&str> = text.lines().map(str::trim).collect();
+        assert_eq!(lines.len(), 1, "{args:?}: one object: {}", stdout(&out));
+        let j: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+        assert_eq!(
+            (j["outcome"].as_str(), j["exit"].as_i64()),
+            (Some("error"), Some(i64::from(code))),
+            "{j}"
+        );
+    };
+    let missing = home.path().join("missing.conf");
+    check(
+        &["list", "--json", "--config", missing.to_str().unwrap()],
+        2,
+    );
+    let config = config.to_str().unwrap();
+    check(
+        &[
+            "members",
+            "--json",
+            "--wait",
+            "0.3",
+            "--config",
+            config,
+            "6f1c0a2e-5b7d-4c1e-9a3f-2d8e4b6c1a90",
+            "stop_l2",
+        ],
+        2,
+    );
+}

@@ -25,7 +25,7 @@ pub struct Args {
     wait: f64,
     /// One JSON object per entity: {"address":"(…)","endpoint":"ip:port"}.
     #[arg(long)]
-    json: bool,
+    pub json: bool,
 }
 
 pub fn run(args: Args) -> Outcome {

@@ -172,6 +172,19 @@ enum Command {
     Man(man::Args),
 }
 
+/// With `--json`, a failure that printed no outcome of its own is one
+/// object too: `{"outcome":"error","exit":N,"error":"…"}` (a failure with an
+/// empty message already printed its outcome, e.g. a CMBS report).
+fn json_errors(json: bool, outcome: Outcome) -> Outcome {
+    if let (true, Err(f)) = (json, &outcome) {
+        if !f.message.is_empty() {
+            let line = serde_json::json!({"outcome": "error", "exit": f.code, "error": f.message});
+            let _ = write_stdout(format!("{line}\n").as_bytes());
+        }
+    }
+    outcome
+}
+
 impl Command {
     /// True for the commands that join the bus and stop cleanly on SIGINT
     /// or SIGTERM (see [`signals::hold`]).
@@ -250,7 +263,7 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Demo(args) => demo::run(args),
         Command::Monitor(args) => monitor::run(args),
-        Command::List(args) => list::run(args),
+        Command::List(args) => json_errors(args.json, list::run(args)),
         Command::Send(args) => send::run(args),
         Command::Join(args) => join::run(args),
         Command::Call(args) => call::run_call(args),
@@ -258,9 +271,9 @@ fn main() -> ExitCode {
         Command::Set(args) => call::run_set(args),
         Command::Watch(args) => call::run_watch(args),
         Command::Member(args) => member::run(args),
-        Command::Members(args) => members::run(args),
-        Command::Publish(args) => publish::run(args),
-        Command::Messages(args) => messages::run(args),
+        Command::Members(args) => json_errors(args.json, members::run(args)),
+        Command::Publish(args) => json_errors(args.json, publish::run(args)),
+        Command::Messages(args) => json_errors(args.json, messages::run(args)),
         #[cfg(feature = "occi")]
         Command::Gateway(args) => gateway::run(args),
         Command::Keygen(args) => keygen::run(args),

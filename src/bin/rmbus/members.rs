@@ -36,7 +36,7 @@ pub struct Args {
     timeout: f64,
     /// One JSON object per member (or the action's answer).
     #[arg(long)]
-    json: bool,
+    pub json: bool,
     /// A member id (with ACTION).
     #[arg(value_name = "ID", requires = "action")]
     id: Option<String>,

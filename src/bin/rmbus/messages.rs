@@ -27,7 +27,7 @@ pub struct Args {
     member: Option<String>,
     /// One JSON object per message.
     #[arg(long)]
-    json: bool,
+    pub json: bool,
     /// Show this message in full.
     #[arg(value_name = "ID", conflicts_with_all = ["delete", "purge"])]
     id: Option<String>,

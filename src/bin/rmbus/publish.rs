@@ -69,7 +69,7 @@ pub struct Args {
     file: Option<PathBuf>,
     /// Print JSON objects, one per line.
     #[arg(long)]
-    json: bool,
+    pub json: bool,
     /// The content: a JSON value.
     #[arg(value_name = "CONTENT")]
     content: Option<String>,
