@@ -3,7 +3,8 @@
 //! IPv6 on FF02::300 (link-local, one entity on each end) and FF01::300
 //! (interface-local), IPv4 LINKLOCAL (TTL 1 on a named interface), and
 //! ADDRESS=BROADCAST (255.255.255.255) on the namespace's own loopback and
-//! across the pair. Linux's
+//! across the pair, and datagrams that an nftables output rule drops (the
+//! kernel answers `sendto` with EPERM: lost, not fatal). Linux's
 //! `lo` carries no IPv6 multicast, so IPv6 is only ever tested here. Where
 //! namespaces cannot be made (not root, no `ip`), a test says why and passes
 //! without running.
@@ -310,4 +311,95 @@ fn ipv4_broadcast_on_the_loopback_and_across_a_veth_pair() {
     let a = broadcast("a1.conf", Scope::LinkLocal, "va", 47005);
     let b = broadcast("b1.conf", Scope::LinkLocal, "vb", 47005);
     exchange(&ns, &a, &b, "@192.0.2.1");
+}
+
+/// Drops a share of the namespace's outgoing UDP with nftables; `Err` says
+/// why it cannot (no `nft`, or rules that do not load).
+fn drop_output(ns: &Netns, percent: u32) -> Result<(), String> {
+    let rule = format!("'meta l4proto udp numgen random mod 100 < {percent} drop'");
+    for cmd in [
+        "nft add table inet rmbus_loss".to_owned(),
+        "nft 'add chain inet rmbus_loss out { type filter hook output priority 0 ; }'".to_owned(),
+        format!("nft add rule inet rmbus_loss out {rule}"),
+    ] {
+        let out = ns
+            .exec(&["sh", "-c", &cmd])
+            .output()
+            .map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(format!(
+                "{cmd}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Output rules that drop datagrams make the kernel answer `sendto` with
+/// EPERM: each such datagram is lost, as on a lossy link, and the entities
+/// keep running; every reliable send still ends delivered or failed.
+#[test]
+fn datagrams_the_kernel_refuses_are_lost_not_fatal() {
+    let Some(ns) = netns_or_skip("eperm") else {
+        return;
+    };
+    if let Err(why) = drop_output(&ns, 30) {
+        eprintln!("skipped: cannot load nftables rules in the namespace: {why}");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let keys = Config::generate(HashAlgo::HmacMd5_96, CipherAlgo::None);
+    let a_conf = config_file_v(
+        dir.path(),
+        "a.conf",
+        IpVersion::V4,
+        Scope::HostLocal,
+        "lo",
+        47006,
+        &keys,
+    );
+    let b_conf = config_file_v(
+        dir.path(),
+        "b.conf",
+        IpVersion::V4,
+        Scope::HostLocal,
+        "lo",
+        47006,
+        &keys,
+    );
+    let mut a = Entity::start(&ns, &a_conf, "a");
+    let mut b = Entity::start(&ns, &b_conf, "b");
+    let b_addr = b.expect("ready", |j| j["event"] == "ready")["address"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    a.expect("ready", |j| j["event"] == "ready");
+    a.expect("joined b", |j| {
+        j["event"] == "joined" && j["address"] == b_addr.as_str()
+    });
+    let sends = 20;
+    for i in 0..sends {
+        a.say(&format!("rsend {b_addr} test.lossy ({i})"));
+    }
+    let (mut delivered, mut failed) = (0, 0);
+    while delivered + failed < sends {
+        let j = a.expect("an outcome", |j| {
+            j["event"] == "delivered" || j["event"] == "failed" || j["event"] == "error"
+        });
+        match j["event"].as_str() {
+            Some("delivered") => delivered += 1,
+            Some("failed") => failed += 1,
+            // Refused while b was (wrongly) taken for gone: counted apart.
+            _ => failed += 1,
+        }
+    }
+    eprintln!("30 % of output dropped: {delivered} delivered, {failed} failed of {sends}");
+    assert!(delivered > 0, "some get through");
+    for (name, e) in [("a", &mut a), ("b", &mut b)] {
+        assert!(
+            e.child.try_wait().unwrap().is_none(),
+            "{name} kept running through EPERM"
+        );
+    }
 }

@@ -36,24 +36,57 @@ struct Entity {
 struct Sender {
     own: UdpSocket,
     send_errors: u64,
+    /// The causes of lost datagrams already logged (each once).
+    logged: Vec<io::ErrorKind>,
+}
+
+/// True for a `sendto` error that loses this one datagram and says nothing
+/// about the socket: a full buffer, a firewall rule that drops it (EPERM),
+/// a route or an interface that is missing or down. The datagram is lost
+/// as on a lossy link, and the retransmission rules apply (RFC 3259 §7).
+fn loses_only_this_datagram(e: &io::Error) -> bool {
+    use io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        WouldBlock
+            | ConnectionRefused
+            | PermissionDenied
+            | NetworkUnreachable
+            | HostUnreachable
+            | NetworkDown
+            | AddrNotAvailable
+    ) || e.raw_os_error() == Some(nix::libc::ENOBUFS)
 }
 
 impl Sender {
-    /// Sends every datagram `ep` has ready.
+    fn new(own: UdpSocket) -> Sender {
+        Sender {
+            own,
+            send_errors: 0,
+            logged: Vec::new(),
+        }
+    }
+
+    /// Sends every datagram `ep` has ready. A datagram the kernel refuses
+    /// ([`loses_only_this_datagram`]) is counted as lost, its cause logged
+    /// once; any other error ends the sending.
     fn flush(&mut self, ep: &mut Endpoint) -> io::Result<()> {
         let now = Instant::now();
         while let Some(t) = ep.poll_transmit(now) {
             match self.own.send_to(&t.contents, t.destination) {
                 Ok(_) => {}
-                // A full buffer or an unreachable peer loses this datagram only;
-                // reliable messages are retransmitted.
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::ConnectionRefused
-                    ) =>
-                {
+                Err(e) if loses_only_this_datagram(&e) => {
                     self.send_errors += 1;
+                    let quiet = matches!(e.kind(), io::ErrorKind::WouldBlock);
+                    if !quiet && !self.logged.contains(&e.kind()) {
+                        self.logged.push(e.kind());
+                        tracing::warn!(
+                            "the kernel refused a datagram to {}: {e}; it is counted as lost \
+                             (reliable messages are retransmitted), and further ones for \
+                             this cause only counted",
+                            t.destination
+                        );
+                    }
                 }
                 Err(e) => {
                     self.send_errors += 1;
@@ -125,10 +158,7 @@ impl Host {
         });
         Ok(Host {
             group: UdpSocket::from_std(sockets.group),
-            sender: Sender {
-                own: UdpSocket::from_std(sockets.own),
-                send_errors: 0,
-            },
+            sender: Sender::new(UdpSocket::from_std(sockets.own)),
             group_addr: sockets.group_addr,
             own_addr,
             interface_ip: sockets.interface_ip,
