@@ -1,0 +1,601 @@
+//! A small LAN made on this machine: host namespaces joined by a bridge
+//! that lives in a "switch" namespace of the test's own, with `rmbus join`
+//! entities on them (SCOPE=LINKLOCAL, INTERFACE=eth0, RFC 3259 §6). Nothing
+//! is sent on an interface of the machine's own namespace.
+//!
+//! Namespace names carry the test's pid; every LAN first deletes the ones
+//! left by runs whose process is gone, and each removes its own when it is
+//! dropped, also when a test fails. The LAN tests run one at a time. Where
+//! namespaces cannot be made (not root, no `ip`), or nftables rules cannot
+//! be loaded in them, a test says why and passes without running.
+
+use std::fs;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{mpsc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use rmbus::auth::{CipherAlgo, HashAlgo};
+use rmbus::config::{Config, IpVersion, Scope};
+use serde_json::Value as Json;
+
+const DEADLINE: Duration = Duration::from_secs(30);
+/// The namespaces of these tests are named `rmbus-lan-<pid>-…`.
+const PREFIX: &str = "rmbus-lan-";
+
+/// One LAN test at a time: they share the kernel's namespaces list and a
+/// machine of two cores.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn sh(ns: Option<&str>, cmd: &str) -> Result<String, String> {
+    let mut c = match ns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns, "sh", "-c", cmd]);
+            c
+        }
+        None => {
+            let mut c = Command::new("sh");
+            c.args(["-c", cmd]);
+            c
+        }
+    };
+    let out = c.output().map_err(|e| format!("{cmd}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{cmd}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Deletes the namespaces of LAN tests whose process is gone.
+fn clean_stale() {
+    let Ok(list) = sh(None, "ip netns list") else {
+        return;
+    };
+    for name in list.lines().filter_map(|l| l.split_whitespace().next()) {
+        let Some(rest) = name.strip_prefix(PREFIX) else {
+            continue;
+        };
+        let pid = rest.split('-').next().unwrap_or_default();
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = sh(None, &format!("ip netns del {name}"));
+        }
+    }
+}
+
+/// The LAN: the switch namespace with its bridge, and the hosts on it.
+struct Lan {
+    switch: String,
+    hosts: Vec<String>,
+    dir: tempfile::TempDir,
+    keys: Config,
+    _turn: MutexGuard<'static, ()>,
+}
+
+impl Lan {
+    /// `n` hosts, host `i` (from 1) at 198.51.100.i/24 and an IPv6
+    /// link-local address on its `eth0`.
+    fn new(tag: &str, n: usize) -> Result<Lan, String> {
+        let turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+        clean_stale();
+        let base = format!("{PREFIX}{}-{tag}", std::process::id());
+        let switch = format!("{base}-sw");
+        sh(None, &format!("ip netns add {switch}"))?;
+        let mut lan = Lan {
+            switch: switch.clone(),
+            hosts: Vec::new(),
+            dir: tempfile::tempdir().map_err(|e| e.to_string())?,
+            keys: Config::generate(HashAlgo::HmacMd5_96, CipherAlgo::None),
+            _turn: turn,
+        };
+        sh(
+            Some(&switch),
+            "ip link add br0 type bridge mcast_snooping 0 && ip link set br0 up && ip link set lo up",
+        )?;
+        for i in 1..=n {
+            let host = format!("{base}-h{i}");
+            sh(None, &format!("ip netns add {host}"))?;
+            lan.hosts.push(host.clone());
+            sh(
+                None,
+                &format!("ip link add p{i} netns {switch} type veth peer name eth0 netns {host}"),
+            )?;
+            sh(
+                Some(&switch),
+                &format!("ip link set p{i} master br0 && ip link set p{i} up"),
+            )?;
+            sh(
+                Some(&host),
+                &format!(
+                    "sysctl -qw net.ipv6.conf.all.accept_dad=0 && sysctl -qw net.ipv6.conf.default.accept_dad=0 \
+                     && sysctl -qw net.ipv6.conf.eth0.accept_dad=0 \
+                     && ip link set lo up && ip addr add 198.51.100.{i}/24 dev eth0 && ip link set eth0 up"
+                ),
+            )?;
+        }
+        // Every host's IPv6 link-local address, usable.
+        let until = Instant::now() + DEADLINE;
+        for host in &lan.hosts {
+            loop {
+                let text = sh(Some(host), "ip -6 addr show dev eth0")?;
+                if text.contains("inet6 fe80") && !text.contains("tentative") {
+                    break;
+                }
+                if Instant::now() > until {
+                    return Err(format!("{host}: no IPv6 link-local address:\n{text}"));
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        Ok(lan)
+    }
+
+    /// The LAN, or `None` after saying why it cannot be made here.
+    fn or_skip(tag: &str, n: usize) -> Option<Lan> {
+        Lan::new(tag, n)
+            .map_err(|why| eprintln!("skipped: cannot make a LAN of namespaces here: {why}"))
+            .ok()
+    }
+
+    fn host(&self, i: usize) -> &str {
+        &self.hosts[i - 1]
+    }
+
+    /// A configuration file for the bus on `eth0`, `extra` lines appended.
+    fn config(&self, name: &str, version: IpVersion, scope: Scope, extra: &str) -> PathBuf {
+        let mut c = self.keys.clone();
+        c.address = None;
+        c.ip_version = Some(version);
+        c.scope = scope;
+        c.interface = Some(if scope == Scope::HostLocal && version == IpVersion::V4 {
+            "lo".to_owned()
+        } else {
+            "eth0".to_owned()
+        });
+        c.port = Some(47100);
+        let path = self.dir.path().join(name);
+        fs::write(&path, format!("{}{extra}", c.to_file_text())).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+        path
+    }
+
+    /// Drops `percent` % of the UDP datagrams going in and out of host `i`.
+    fn lose(&self, i: usize, percent: u32) -> Result<(), String> {
+        let host = self.host(i);
+        sh(Some(host), "nft add table inet rmbus_loss")?;
+        for hook in ["input", "output"] {
+            sh(
+                Some(host),
+                &format!(
+                    "nft 'add chain inet rmbus_loss {hook} {{ type filter hook {hook} priority 0 ; }}' \
+                     && nft add rule inet rmbus_loss {hook} 'meta l4proto udp numgen random mod 100 < {percent} drop'"
+                ),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// `rmbus` with `args` in host `i`, its configuration `config`.
+    fn rmbus(&self, i: usize, config: &Path, args: &[&str]) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", self.host(i), env!("CARGO_BIN_EXE_rmbus")])
+            .args(args)
+            .env("MBUS", config)
+            .env("HOME", self.dir.path())
+            .env_remove("RUST_LOG");
+        c
+    }
+
+    /// An `rmbus join --json` entity `(app:lan module:NAME)` on host `i`.
+    fn join(&self, i: usize, config: &Path, module: &str) -> Entity {
+        let address = format!("(app:lan module:{module})");
+        Entity::start(self.rmbus(i, config, &["join", "--json", "--address", &address]))
+    }
+}
+
+impl Drop for Lan {
+    fn drop(&mut self) {
+        for ns in self.hosts.iter().chain(std::iter::once(&self.switch)) {
+            let _ = sh(None, &format!("ip netns del {ns}"));
+        }
+    }
+}
+
+/// A running `rmbus` process whose stdout lines (JSON events) are collected.
+struct Entity {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Entity {
+    fn start(mut cmd: Command) -> Entity {
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for l in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(l).is_err() {
+                    break;
+                }
+            }
+        });
+        Entity {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// The next event `f` accepts within `within`.
+    fn expect_within(&mut self, what: &str, within: Duration, f: impl Fn(&Json) -> bool) -> Json {
+        let until = Instant::now() + within;
+        loop {
+            match self
+                .lines
+                .recv_timeout(until.saturating_duration_since(Instant::now()))
+            {
+                Ok(line) => {
+                    let j: Json = serde_json::from_str(&line).unwrap_or(Json::Null);
+                    self.seen.push(line);
+                    if f(&j) {
+                        return j;
+                    }
+                }
+                Err(_) => panic!(
+                    "no {what} within {within:?}; saw:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    fn expect(&mut self, what: &str, f: impl Fn(&Json) -> bool) -> Json {
+        self.expect_within(what, DEADLINE, f)
+    }
+
+    fn address(&mut self) -> String {
+        self.expect("ready", |j| j["event"] == "ready")["address"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// Waits until this entity has heard of `who` (perhaps already).
+    fn heard(&mut self, who: &str) {
+        let joined = |j: &Json| j["event"] == "joined" && j["address"] == who;
+        let before = self
+            .seen
+            .iter()
+            .filter_map(|l| serde_json::from_str::<Json>(l).ok())
+            .any(|j| joined(&j));
+        if !before {
+            self.expect(&format!("joined {who}"), joined);
+        }
+    }
+
+    fn say(&mut self, line: &str) {
+        let stdin = self.child.stdin.as_mut().unwrap();
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    fn running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+}
+
+impl Drop for Entity {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn is(j: &Json, event: &str) -> bool {
+    j["event"] == event
+}
+
+/// Three hosts find each other, and their entities exchange unreliable and
+/// reliable commands and calls (unicast, and multicast through `rmbus call`
+/// on a fourth host); each `id` names its host's own address.
+#[test]
+fn three_hosts_discover_each_other_and_talk() {
+    let Some(lan) = Lan::or_skip("talk", 4) else {
+        return;
+    };
+    let conf = lan.config("v4.conf", IpVersion::V4, Scope::LinkLocal, "");
+    let mut a = lan.join(1, &conf, "a");
+    let mut b = lan.join(2, &conf, "b");
+    let mut c = lan.join(3, &conf, "c");
+    let (a_addr, b_addr, c_addr) = (a.address(), b.address(), c.address());
+    for (i, addr) in [(1, &a_addr), (2, &b_addr), (3, &c_addr)] {
+        assert!(
+            addr.contains(&format!("@198.51.100.{i})")),
+            "its host's address: {addr}"
+        );
+    }
+    a.heard(&b_addr);
+    a.heard(&c_addr);
+    b.heard(&c_addr);
+    c.heard(&a_addr);
+
+    a.say("send (module:b) test.note (\"across\")");
+    b.expect("the unreliable command", |j| {
+        is(j, "command") && j["name"] == "test.note"
+    });
+    a.say(&format!("rsend {c_addr} test.reliable (1)"));
+    c.expect("the reliable command", |j| {
+        is(j, "command") && j["name"] == "test.reliable"
+    });
+    a.expect("its acknowledgement", |j| {
+        is(j, "delivered") && j["id"] == 2
+    });
+
+    // A call from a to b, answered by b's script.
+    a.say("call (module:b) test.op (21)");
+    let req = b.expect("the request", |j| {
+        is(j, "request") && j["name"] == "test.op"
+    });
+    b.say(&format!(
+        "return {} OK DONE \"\" (42)",
+        req["rpc_id"].as_str().unwrap()
+    ));
+    let ret = a.expect("the return", |j| is(j, "returned") && j["id"] == 3);
+    assert_eq!(ret["values"], serde_json::json!([{"int": 42}]), "{ret}");
+
+    // A multicast call from a fourth host: b and c both answer.
+    let mut caller = Entity::start(lan.rmbus(
+        4,
+        &conf,
+        &[
+            "call",
+            "--json",
+            "--multicast",
+            "--wait",
+            "3",
+            "(app:lan)",
+            "test.who",
+        ],
+    ));
+    for e in [&mut b, &mut c] {
+        let req = e.expect("the multicast request", |j| {
+            is(j, "request") && j["name"] == "test.who"
+        });
+        e.say(&format!("return {} OK", req["rpc_id"].as_str().unwrap()));
+    }
+    let mut answered = Vec::new();
+    while answered.len() < 3 {
+        let j = caller.expect("a multicast outcome", |j| j["outcome"].is_string());
+        answered.push(j["callee"].as_str().unwrap_or_default().to_owned());
+    }
+    for who in [&b_addr, &c_addr] {
+        assert!(answered.contains(who), "{who} answered: {answered:?}");
+    }
+}
+
+/// The same over IPv6, FF02::300 on each host's `eth0`.
+#[test]
+fn ipv6_across_the_lan() {
+    let Some(lan) = Lan::or_skip("v6", 2) else {
+        return;
+    };
+    let conf = lan.config("v6.conf", IpVersion::V6, Scope::LinkLocal, "");
+    let mut a = lan.join(1, &conf, "a");
+    let mut b = lan.join(2, &conf, "b");
+    let (a_addr, b_addr) = (a.address(), b.address());
+    assert!(a_addr.contains("@fe80:"), "{a_addr}");
+    a.heard(&b_addr);
+    b.heard(&a_addr);
+    a.say(&format!("rsend {b_addr} test.v6 (6)"));
+    b.expect("the command", |j| {
+        is(j, "command") && j["name"] == "test.v6"
+    });
+    a.expect("its acknowledgement", |j| {
+        is(j, "delivered") && j["id"] == 1
+    });
+}
+
+/// With SEND_UNICAST=yes a message to one entity goes by unicast: a monitor
+/// on a third host sees the hellos of both, never the command.
+#[test]
+fn send_unicast_reaches_one_entity_by_unicast() {
+    let Some(lan) = Lan::or_skip("unicast", 3) else {
+        return;
+    };
+    let conf = lan.config(
+        "u.conf",
+        IpVersion::V4,
+        Scope::LinkLocal,
+        "SEND_UNICAST=yes\n",
+    );
+    let mut monitor = Entity::start(lan.rmbus(3, &conf, &["monitor", "--json"]));
+    let mut a = lan.join(1, &conf, "a");
+    let mut b = lan.join(2, &conf, "b");
+    let (a_addr, b_addr) = (a.address(), b.address());
+    a.heard(&b_addr);
+    b.heard(&a_addr);
+    for i in 0..5 {
+        a.say(&format!("rsend {b_addr} test.private ({i})"));
+    }
+    for id in 1..=5 {
+        a.expect("acknowledged", |j| is(j, "delivered") && j["id"] == id);
+    }
+    // Multicast still carries the rest: a message to everyone.
+    a.say("send () test.public ()");
+    monitor.expect("the multicast command", |j| {
+        j["commands"][0]["name"] == "test.public"
+    });
+    assert!(
+        !monitor.seen.iter().any(|l| l.contains("test.private")),
+        "the unicast messages never reached the third host"
+    );
+}
+
+/// HOSTLOCAL traffic stays in its namespace: two entities on host 1 hear
+/// each other, one on host 2 with the same port hears neither, and a
+/// link-local monitor on host 2 sees nothing of them.
+#[test]
+fn hostlocal_never_leaves_its_host() {
+    let Some(lan) = Lan::or_skip("hostlocal", 2) else {
+        return;
+    };
+    let local = lan.config("local.conf", IpVersion::V4, Scope::HostLocal, "");
+    let link = lan.config("link.conf", IpVersion::V4, Scope::LinkLocal, "");
+    let mut monitor = Entity::start(lan.rmbus(2, &link, &["monitor", "--json"]));
+    let mut other = lan.join(2, &local, "other");
+    other.address();
+    let mut a = lan.join(1, &local, "a");
+    let mut b = lan.join(1, &local, "b");
+    let b_addr = {
+        a.address();
+        b.address()
+    };
+    a.heard(&b_addr);
+    for i in 0..3 {
+        a.say(&format!("rsend {b_addr} test.local ({i})"));
+    }
+    for id in 1..=3 {
+        a.expect("acknowledged", |j| is(j, "delivered") && j["id"] == id);
+    }
+    // An entity on host 2's link says hello, so the monitor has surely
+    // been listening while host 1 talked.
+    let mut witness = lan.join(2, &link, "witness");
+    witness.address();
+    monitor.expect("the witness's hello", |j| {
+        j["src"]
+            .as_str()
+            .is_some_and(|s| s.contains("module:witness"))
+    });
+    let leaked = |seen: &[String]| {
+        seen.iter()
+            .any(|l| l.contains("module:a ") || l.contains("module:b "))
+    };
+    assert!(!leaked(&monitor.seen), "{:?}", monitor.seen);
+    assert!(
+        !other.seen.iter().any(|l| l.contains("\"joined\"")),
+        "host 2's own host-local bus heard nobody: {:?}",
+        other.seen
+    );
+}
+
+/// Real loss on the links (nftables in each host, on input and output):
+/// nothing is delivered twice, every reliable send ends acknowledged or
+/// failed, and the receiver got at least what was acknowledged.
+#[test]
+fn loss_on_the_links_at_5_20_and_40_percent() {
+    for percent in [5, 20, 40] {
+        let Some(lan) = Lan::or_skip(&format!("loss{percent}"), 2) else {
+            return;
+        };
+        if let Err(why) = lan.lose(1, percent).and_then(|()| lan.lose(2, percent)) {
+            eprintln!("skipped: cannot load nftables rules in the namespaces: {why}");
+            return;
+        }
+        let conf = lan.config("loss.conf", IpVersion::V4, Scope::LinkLocal, "");
+        let mut a = lan.join(1, &conf, "a");
+        let mut b = lan.join(2, &conf, "b");
+        let (a_addr, b_addr) = (a.address(), b.address());
+        a.expect_within("b", Duration::from_secs(60), |j| {
+            is(j, "joined") && j["address"] == b_addr.as_str()
+        });
+        let sends = 30;
+        for i in 0..sends {
+            a.say(&format!("rsend {b_addr} test.lossy ({i})"));
+        }
+        let (mut acked, mut failed, mut refused) = (0, 0, 0);
+        while acked + failed + refused < sends {
+            let j = a.expect_within("an outcome", Duration::from_secs(60), |j| {
+                is(j, "delivered") || is(j, "failed") || (is(j, "error") && j["id"].is_u64())
+            });
+            match j["event"].as_str() {
+                Some("delivered") => acked += 1,
+                Some("failed") => failed += 1,
+                _ => refused += 1,
+            }
+        }
+        // Let b's last deliveries arrive: a's bye comes after them.
+        a.say("bye");
+        b.expect_within("a's bye", Duration::from_secs(60), |j| {
+            is(j, "lost") && j["address"] == a_addr.as_str()
+        });
+        let mut got: Vec<i64> = b
+            .seen
+            .iter()
+            .filter_map(|l| serde_json::from_str::<Json>(l).ok())
+            .filter(|j| is(j, "command") && j["name"] == "test.lossy")
+            .filter_map(|j| j["args"][0]["int"].as_i64())
+            .collect();
+        let delivered = got.len();
+        got.sort_unstable();
+        got.dedup();
+        eprintln!(
+            "{percent} % loss each way: {sends} sent, {acked} acknowledged, {failed} failed, \
+             {refused} refused (peer taken for gone), {delivered} delivered"
+        );
+        assert_eq!(got.len(), delivered, "{percent} %: nothing delivered twice");
+        assert_eq!(
+            acked + failed + refused,
+            sends,
+            "{percent} %: every send ended"
+        );
+        assert!(delivered >= acked, "{percent} %: delivered ≥ acknowledged");
+        assert!(a.running() || !a.seen.is_empty(), "a ran to its bye");
+        assert!(b.running(), "{percent} %: b kept running");
+    }
+}
+
+/// A host whose link goes down is reported lost within the RFC bound
+/// (5 hello intervals × 1.1, plus 2 s), found again within two intervals
+/// plus 2 s once it is back, and reliable traffic to it resumes.
+#[test]
+fn a_host_that_goes_and_comes_back() {
+    let Some(lan) = Lan::or_skip("flap", 2) else {
+        return;
+    };
+    let conf = lan.config("flap.conf", IpVersion::V4, Scope::LinkLocal, "");
+    let mut a = lan.join(1, &conf, "a");
+    let mut b = lan.join(2, &conf, "b");
+    let (a_addr, b_addr) = (a.address(), b.address());
+    a.heard(&b_addr);
+    b.heard(&a_addr);
+    let interval = 1.0_f64;
+    sh(Some(lan.host(2)), "ip link set eth0 down").unwrap();
+    let down = Instant::now();
+    let bound = Duration::from_secs_f64(5.0 * interval * 1.1 + 2.0);
+    a.expect_within("b lost", bound + Duration::from_secs(1), |j| {
+        is(j, "lost") && j["address"] == b_addr.as_str() && j["reason"] == "timeout"
+    });
+    assert!(
+        down.elapsed() <= bound + Duration::from_millis(500),
+        "lost after {:?}",
+        down.elapsed()
+    );
+    assert!(b.running(), "b keeps running with its link down");
+    sh(Some(lan.host(2)), "ip link set eth0 up").unwrap();
+    let up = Instant::now();
+    a.expect_within(
+        "b again",
+        Duration::from_secs_f64(2.0 * interval + 2.0) + Duration::from_secs(1),
+        |j| is(j, "joined") && j["address"] == b_addr.as_str(),
+    );
+    eprintln!(
+        "link down for {:?} (b lost within it); b found again {:?} after the link came back",
+        up.duration_since(down),
+        up.elapsed()
+    );
+    a.say(&format!("rsend {b_addr} test.back ()"));
+    b.expect("the command after the return", |j| {
+        is(j, "command") && j["name"] == "test.back"
+    });
+}
