@@ -98,41 +98,51 @@ impl Lan {
             "ip link add br0 type bridge mcast_snooping 0 && ip link set br0 up && ip link set lo up",
         )?;
         for i in 1..=n {
-            let host = format!("{base}-h{i}");
-            sh(None, &format!("ip netns add {host}"))?;
-            lan.hosts.push(host.clone());
-            sh(
-                None,
-                &format!("ip link add p{i} netns {switch} type veth peer name eth0 netns {host}"),
-            )?;
-            sh(
-                Some(&switch),
-                &format!("ip link set p{i} master br0 && ip link set p{i} up"),
-            )?;
-            sh(
-                Some(&host),
-                &format!(
-                    "sysctl -qw net.ipv6.conf.all.accept_dad=0 && sysctl -qw net.ipv6.conf.default.accept_dad=0 \
-                     && sysctl -qw net.ipv6.conf.eth0.accept_dad=0 \
-                     && ip link set lo up && ip addr add 198.51.100.{i}/24 dev eth0 && ip link set eth0 up"
-                ),
-            )?;
-        }
-        // Every host's IPv6 link-local address, usable.
-        let until = Instant::now() + DEADLINE;
-        for host in &lan.hosts {
-            loop {
-                let text = sh(Some(host), "ip -6 addr show dev eth0")?;
-                if text.contains("inet6 fe80") && !text.contains("tentative") {
-                    break;
-                }
-                if Instant::now() > until {
-                    return Err(format!("{host}: no IPv6 link-local address:\n{text}"));
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
+            lan.hosts.push(format!("{base}-h{i}"));
+            lan.add_host(i)?;
         }
         Ok(lan)
+    }
+
+    /// Makes host `i`'s namespace and plugs it into the switch (again, after
+    /// [`Lan::remove_host`]), and waits for its IPv6 link-local address.
+    fn add_host(&self, i: usize) -> Result<(), String> {
+        let (host, switch) = (self.host(i), &self.switch);
+        sh(None, &format!("ip netns add {host}"))?;
+        sh(
+            None,
+            &format!("ip link add p{i} netns {switch} type veth peer name eth0 netns {host}"),
+        )?;
+        sh(
+            Some(switch),
+            &format!("ip link set p{i} master br0 && ip link set p{i} up"),
+        )?;
+        sh(
+            Some(host),
+            &format!(
+                "sysctl -qw net.ipv6.conf.all.accept_dad=0 && sysctl -qw net.ipv6.conf.default.accept_dad=0 \
+                 && sysctl -qw net.ipv6.conf.eth0.accept_dad=0 \
+                 && ip link set lo up && ip addr add 198.51.100.{i}/24 dev eth0 && ip link set eth0 up"
+            ),
+        )?;
+        let until = Instant::now() + DEADLINE;
+        loop {
+            let text = sh(Some(host), "ip -6 addr show dev eth0")?;
+            if text.contains("inet6 fe80") && !text.contains("tentative") {
+                return Ok(());
+            }
+            if Instant::now() > until {
+                return Err(format!("{host}: no IPv6 link-local address:\n{text}"));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Deletes host `i`'s namespace (its processes must be gone: a
+    /// namespace lives while a process is in it).
+    fn remove_host(&self, i: usize) {
+        sh(None, &format!("ip netns del {}", self.host(i))).unwrap();
+        let _ = sh(Some(&self.switch), &format!("ip link del p{i}"));
     }
 
     /// The LAN, or `None` after saying why it cannot be made here.
@@ -148,15 +158,28 @@ impl Lan {
 
     /// A configuration file for the bus on `eth0`, `extra` lines appended.
     fn config(&self, name: &str, version: IpVersion, scope: Scope, extra: &str) -> PathBuf {
+        let interface = if scope == Scope::HostLocal && version == IpVersion::V4 {
+            "lo"
+        } else {
+            "eth0"
+        };
+        self.config_on(name, version, scope, interface, extra)
+    }
+
+    /// The same on `interface`.
+    fn config_on(
+        &self,
+        name: &str,
+        version: IpVersion,
+        scope: Scope,
+        interface: &str,
+        extra: &str,
+    ) -> PathBuf {
         let mut c = self.keys.clone();
         c.address = None;
         c.ip_version = Some(version);
         c.scope = scope;
-        c.interface = Some(if scope == Scope::HostLocal && version == IpVersion::V4 {
-            "lo".to_owned()
-        } else {
-            "eth0".to_owned()
-        });
+        c.interface = Some(interface.to_owned());
         c.port = Some(47100);
         let path = self.dir.path().join(name);
         fs::write(&path, format!("{}{extra}", c.to_file_text())).unwrap();
@@ -290,6 +313,13 @@ impl Entity {
         stdin.flush().unwrap();
     }
 
+    /// The next event within `within`, if any.
+    fn next_within(&mut self, within: Duration) -> Option<Json> {
+        let line = self.lines.recv_timeout(within).ok()?;
+        self.seen.push(line.clone());
+        serde_json::from_str(&line).ok()
+    }
+
     fn running(&mut self) -> bool {
         self.child.try_wait().unwrap().is_none()
     }
@@ -382,6 +412,35 @@ fn three_hosts_discover_each_other_and_talk() {
     for who in [&b_addr, &c_addr] {
         assert!(answered.contains(who), "{who} answered: {answered:?}");
     }
+
+    // An anycast call: the first volunteer gets the request, and answers.
+    let mut caller = Entity::start(lan.rmbus(
+        4,
+        &conf,
+        &[
+            "call",
+            "--json",
+            "--anycast",
+            "--wait",
+            "3",
+            "(app:lan)",
+            "test.any",
+        ],
+    ));
+    let until = Instant::now() + DEADLINE;
+    let chosen = 'found: loop {
+        assert!(Instant::now() < until, "nobody got the anycast request");
+        for (name, e) in [("a", &mut a), ("b", &mut b), ("c", &mut c)] {
+            if let Some(j) = e.next_within(Duration::from_millis(50)) {
+                if is(&j, "request") && j["name"] == "test.any" {
+                    e.say(&format!("return {} OK", j["rpc_id"].as_str().unwrap()));
+                    break 'found name;
+                }
+            }
+        }
+    };
+    let outcome = caller.expect("the anycast outcome", |j| j["outcome"].is_string());
+    assert_eq!(outcome["outcome"], "ok", "{chosen} answered: {outcome}");
 }
 
 /// The same over IPv6, FF02::300 on each host's `eth0`.
@@ -431,6 +490,12 @@ fn send_unicast_reaches_one_entity_by_unicast() {
     for id in 1..=5 {
         a.expect("acknowledged", |j| is(j, "delivered") && j["id"] == id);
     }
+    a.say("stats");
+    let stats = a.expect("a's counters", |j| is(j, "stats"));
+    assert!(
+        stats["unicast_out"].as_u64().unwrap() >= 5,
+        "the five went by unicast: {stats}"
+    );
     // Multicast still carries the rest: a message to everyone.
     a.say("send () test.public ()");
     monitor.expect("the multicast command", |j| {
@@ -597,5 +662,140 @@ fn a_host_that_goes_and_comes_back() {
     a.say(&format!("rsend {b_addr} test.back ()"));
     b.expect("the command after the return", |j| {
         is(j, "command") && j["name"] == "test.back"
+    });
+}
+
+/// A partition that heals: the hosts on each side lose the other side, and
+/// everyone finds everyone again once the link is back.
+#[test]
+fn a_partition_heals() {
+    let Some(lan) = Lan::or_skip("partition", 3) else {
+        return;
+    };
+    let conf = lan.config("p.conf", IpVersion::V4, Scope::LinkLocal, "");
+    let mut a = lan.join(1, &conf, "a");
+    let mut b = lan.join(2, &conf, "b");
+    let mut c = lan.join(3, &conf, "c");
+    let (a_addr, b_addr, c_addr) = (a.address(), b.address(), c.address());
+    for (e, others) in [
+        (&mut a, [&b_addr, &c_addr]),
+        (&mut b, [&a_addr, &c_addr]),
+        (&mut c, [&a_addr, &b_addr]),
+    ] {
+        for o in others {
+            e.heard(o);
+        }
+    }
+    // Host 3's port on the switch goes down: {1, 2} | {3}.
+    sh(Some(&lan.switch), "ip link set p3 down").unwrap();
+    let lost = |e: &mut Entity, who: &str| {
+        e.expect(&format!("{who} lost"), |j| {
+            is(j, "lost") && j["address"] == who
+        });
+    };
+    lost(&mut a, &c_addr);
+    lost(&mut b, &c_addr);
+    lost(&mut c, &a_addr);
+    lost(&mut c, &b_addr);
+    sh(Some(&lan.switch), "ip link set p3 up").unwrap();
+    let back = |e: &mut Entity, who: &str| {
+        e.expect(&format!("{who} again"), |j| {
+            is(j, "joined") && j["address"] == who
+        });
+    };
+    back(&mut a, &c_addr);
+    back(&mut c, &a_addr);
+    back(&mut c, &b_addr);
+    a.say(&format!("rsend {c_addr} test.healed ()"));
+    a.expect("acknowledged across the healed link", |j| {
+        is(j, "delivered") && j["id"] == 1
+    });
+}
+
+/// Faults with a clear answer: an interface that does not exist, one that
+/// does not do multicast, and an interface-local IPv6 group asked to reach
+/// the link are refused with the reason (exit 2). An interface that goes
+/// down under a running entity costs datagrams, not the entity (see
+/// `a_host_that_goes_and_comes_back`).
+#[test]
+fn faults_get_a_clear_answer() {
+    let Some(lan) = Lan::or_skip("faults", 1) else {
+        return;
+    };
+    sh(
+        Some(lan.host(1)),
+        "ip link add m0 type veth peer name m1 && ip addr add 203.0.113.1/24 dev m0 \
+         && ip link set m0 up && ip link set m1 up && ip link set m0 multicast off",
+    )
+    .unwrap();
+    let cases = [
+        (
+            lan.config_on("nope.conf", IpVersion::V4, Scope::LinkLocal, "nope", ""),
+            "no interface named nope",
+        ),
+        (
+            lan.config_on("nomc.conf", IpVersion::V4, Scope::LinkLocal, "m0", ""),
+            "does not do multicast",
+        ),
+        (
+            lan.config(
+                "ff01.conf",
+                IpVersion::V6,
+                Scope::LinkLocal,
+                "ADDRESS=FF01::300\n",
+            ),
+            "interface-local",
+        ),
+    ];
+    for (conf, reason) in cases {
+        let out = lan
+            .rmbus(1, &conf, &["list", "--wait", "0.5"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{reason}: {err}");
+        assert!(err.contains(reason), "wanted {reason:?}: {err}");
+    }
+}
+
+/// A host whose namespace is deleted (its entity killed with it, no bye) is
+/// reported lost within the RFC bound plus 2 s; made again, with a new
+/// entity, it is found within two hello intervals plus 2 s.
+#[test]
+fn a_host_that_is_deleted_and_made_again() {
+    let Some(lan) = Lan::or_skip("gone", 2) else {
+        return;
+    };
+    let conf = lan.config("gone.conf", IpVersion::V4, Scope::LinkLocal, "");
+    let mut a = lan.join(1, &conf, "a");
+    let mut b = lan.join(2, &conf, "b");
+    let b_addr = b.address();
+    a.address();
+    a.heard(&b_addr);
+    drop(b);
+    lan.remove_host(2);
+    let gone = Instant::now();
+    let bound = Duration::from_secs_f64(5.0 * 1.0 * 1.1 + 2.0);
+    a.expect_within("b lost", bound + Duration::from_secs(1), |j| {
+        is(j, "lost") && j["address"] == b_addr.as_str() && j["reason"] == "timeout"
+    });
+    assert!(
+        gone.elapsed() <= bound + Duration::from_millis(500),
+        "lost after {:?}",
+        gone.elapsed()
+    );
+    lan.add_host(2).unwrap();
+    let mut b = lan.join(2, &conf, "b");
+    let b_again = b.address();
+    let made = Instant::now();
+    a.expect_within(
+        "the new b",
+        Duration::from_secs(4) + Duration::from_secs(1),
+        |j| is(j, "joined") && j["address"] == b_again.as_str(),
+    );
+    assert!(made.elapsed() <= Duration::from_secs(4) + Duration::from_millis(500));
+    a.say(&format!("rsend {b_again} test.again ()"));
+    b.expect("the command", |j| {
+        is(j, "command") && j["name"] == "test.again"
     });
 }

@@ -7,6 +7,9 @@ pub struct Stats {
     pub datagrams_in: u64,
     /// Datagrams handed out by `Endpoint::poll_transmit`.
     pub datagrams_out: u64,
+    /// Of those, the ones addressed to a peer's own endpoint instead of the
+    /// group (the unicast optimisation, `SEND_UNICAST`, RFC 3259 §6.2).
+    pub unicast_out: u64,
     /// Rejected: no digest line, or a digest that does not match.
     pub rejected_auth: u64,
     /// Rejected: ciphertext of a bad length, or not `mbus/` after decryption.

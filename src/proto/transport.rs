@@ -832,6 +832,9 @@ impl Transport {
         }
         let t = self.transmits.pop_front()?;
         self.stats.datagrams_out += 1;
+        if t.destination != self.config.group {
+            self.stats.unicast_out += 1;
+        }
         Some(t)
     }
 

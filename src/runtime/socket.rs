@@ -49,11 +49,11 @@ fn open_v4(config: &Config) -> io::Result<Sockets> {
         return Err(invalid("IPVERSION=4 needs an IPv4 ADDRESS"));
     };
     let port = config.effective_port();
+    let broadcast = group.is_broadcast();
     let (interface, ttl) = match config.scope {
         Scope::HostLocal => (Ipv4Addr::LOCALHOST, 0),
-        Scope::LinkLocal => (interface_v4(config.interface.as_deref())?, 1),
+        Scope::LinkLocal => (interface_v4(config.interface.as_deref(), !broadcast)?, 1),
     };
-    let broadcast = group.is_broadcast();
     let g = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
     g.set_reuse_address(true)?;
     #[cfg(unix)]
@@ -100,10 +100,19 @@ fn open_v6(config: &Config) -> io::Result<Sockets> {
         Scope::HostLocal => 0,
         Scope::LinkLocal => 1,
     };
+    // ff0X::…: X is the group's scope (RFC 4291 §2.7); 1, interface-local,
+    // never reaches another host.
+    if config.scope == Scope::LinkLocal && group.segments()[0] & 0x000f == 1 {
+        return Err(invalid(&format!(
+            "ADDRESS={group} is interface-local and never leaves this host; \
+             SCOPE=LINKLOCAL needs a link-scope group such as FF02::300"
+        )));
+    }
     let name = match &config.interface {
         Some(name) => name.clone(),
         None => default_interface(IpVersion::V6)?,
     };
+    check_interface(&name, true)?;
     let index = nix::net::if_::if_nametoindex(name.as_str())
         .map_err(|e| io::Error::other(format!("interface {name}: {e}")))?;
     let g = Socket::new(Domain::IPV6, Type::DGRAM, Some(Protocol::UDP))?;
@@ -141,12 +150,34 @@ fn invalid(msg: &str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, msg)
 }
 
+/// Refuses an interface that does not exist, or that does not do multicast
+/// when the bus needs it (a broadcast bus does not).
+fn check_interface(name: &str, multicast: bool) -> io::Result<()> {
+    if nix::net::if_::if_nametoindex(name).is_err() {
+        return Err(io::Error::other(format!(
+            "no interface named {name} (INTERFACE in the configuration, or --interface)"
+        )));
+    }
+    let flags = nix::ifaddrs::getifaddrs()
+        .ok()
+        .and_then(|mut all| all.find(|a| a.interface_name == name).map(|a| a.flags));
+    if multicast && flags.is_some_and(|f| !f.contains(nix::net::if_::InterfaceFlags::IFF_MULTICAST))
+    {
+        return Err(io::Error::other(format!(
+            "interface {name} does not do multicast (its MULTICAST flag is off: \
+             `ip link set {name} multicast on`, or ADDRESS=BROADCAST)"
+        )));
+    }
+    Ok(())
+}
+
 /// The IPv4 address of `name`, or of the default route's interface.
-fn interface_v4(name: Option<&str>) -> io::Result<Ipv4Addr> {
+fn interface_v4(name: Option<&str>, multicast: bool) -> io::Result<Ipv4Addr> {
     let name = match name {
         Some(n) => n.to_owned(),
         None => default_interface(IpVersion::V4)?,
     };
+    check_interface(&name, multicast)?;
     interface_addresses(&name)
         .into_iter()
         .find_map(|ip| match ip {

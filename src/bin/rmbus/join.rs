@@ -34,11 +34,12 @@ use crate::{Failure, Outcome};
                            request number), STATUS OK, FAILED or UNKNOWN
   go ADDR CONDITION        release an entity waiting for CONDITION (mbus.go)
   wait CONDITION           announce mbus.waiting every 100 ms until released
+  stats                    print the entity's counters (a stats event)
   bye                      leave (after messages in flight settle)
 
 Events, one per line on stdout (with --json, one JSON object each):
   ready, joined, lost, command, request, returned, ok, delivered, failed, quit,
-  waiting, go, error
+  waiting, go, stats, error, left
 Every action is answered by an event with its id (the input line number);
 delivered/failed carry the id of their rsend or go, returned that of its call.
 Every RPC request to this entity is a request event (nothing is answered for the
@@ -100,6 +101,8 @@ enum Action {
         request: RequestRef,
         answer: Answer,
     },
+    /// Print the entity's counters.
+    Stats,
     Bye,
 }
 
@@ -227,8 +230,9 @@ fn parse(line: &str) -> Result<Action, String> {
         }
         "wait" => Err("expected one condition".into()),
         "bye" if rest.trim().is_empty() => Ok(Action::Bye),
+        "stats" if rest.trim().is_empty() => Ok(Action::Stats),
         _ => Err(format!(
-            "unknown action {verb:?}; expected send, rsend, call, return, go, wait or bye"
+            "unknown action {verb:?}; expected send, rsend, call, return, go, wait, stats or bye"
         )),
     }
 }
@@ -449,6 +453,17 @@ pub fn run(args: Args) -> Outcome {
                 Ok(Action::Bye) => {
                     out.emit(json!({"event": "ok", "id": line_no, "action": "bye"}));
                     leaving = true;
+                }
+                Ok(Action::Stats) => {
+                    let s = bus.endpoint().stats();
+                    out.emit(json!({
+                        "event": "stats", "id": line_no,
+                        "datagrams_in": s.datagrams_in, "datagrams_out": s.datagrams_out,
+                        "unicast_out": s.unicast_out, "reliable_sent": s.reliable_sent,
+                        "retransmissions": s.retransmissions, "acknowledged": s.acknowledged,
+                        "failed": s.failed, "duplicates": s.duplicates,
+                        "rejected_auth": s.rejected_auth,
+                    }));
                 }
                 Ok(Action::Send {
                     dst,
