@@ -6,7 +6,8 @@ use crate::wire::{Framing, Message};
 
 /// Feeds one input to the receive function under two key sets (plaintext and
 /// DES), and to the parser directly. Whatever parses must re-encode and parse
-/// back to the same message. Panics only on a real bug.
+/// back to the same message (forms outside RFC 3259 to their RFC form).
+/// Panics only on a real bug.
 pub fn open_target(data: &[u8]) {
     let plain = Keys::md5_noencr(b"123156189112");
     let des = Keys::new(
@@ -31,16 +32,26 @@ fn round_trip(msg: &Message, keys: &Keys) {
             Ok(t) => t,
             Err(e) => panic!("a parsed message must encode: {e}"),
         };
+        let reparsed = match Message::parse(&text) {
+            Ok(m) => m,
+            Err(e) => panic!("what we encode must parse: {e}"),
+        };
+        // Forms outside RFC 3259 (pyMbus's Symbols with '/') are encoded in
+        // RFC form, so only the encoding must be stable for those.
         assert_eq!(
-            Message::parse(&text).as_ref(),
-            Ok(msg),
-            "parse(encode(m)) != m"
+            reparsed.encode(framing).as_ref(),
+            Ok(&text),
+            "encode(parse(encode(m))) != encode(m)"
         );
+        let rfc = msg.outside_rfc().is_empty();
+        if rfc {
+            assert_eq!(&reparsed, msg, "parse(encode(m)) != m");
+        }
         if let Ok(datagram) = seal(msg, keys, framing) {
             assert_eq!(
                 open(&datagram, keys).as_ref(),
-                Ok(msg),
-                "open(seal(m)) != m"
+                Ok(&reparsed),
+                "open(seal(m)) != parse(encode(m))"
             );
         }
     }

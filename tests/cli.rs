@@ -944,3 +944,39 @@ fn json_failures_are_one_outcome_object() {
         2,
     );
 }
+
+#[test]
+fn monitor_flags_what_is_outside_the_rfc_grammar() {
+    let home = tempfile::tempdir().unwrap();
+    let config_path = config_file(home.path(), MD5_CONFIG);
+    let keys = rmbus::config::Config::parse(MD5_CONFIG)
+        .unwrap()
+        .keys()
+        .unwrap();
+    let body = b"mbus/1.0 3 1128277610000 U (app:pymbus id:1-1@127.0.0.1) () ()\n\
+        desktop.configuration.notify (gex/panel/plugin/gxnet/interfaces (\"eth0\"))";
+    let datagram = rmbus::auth::seal_raw(body, &keys, rmbus::wire::Framing::Lf).unwrap();
+    let capture = home.path().join("py.pcap");
+    fs::write(&capture, raw_ip_capture(&[datagram])).unwrap();
+    for json in [true, false] {
+        let mut cmd = rmbus(home.path());
+        cmd.arg("monitor").arg("--config").arg(&config_path);
+        if json {
+            cmd.arg("--json");
+        }
+        cmd.arg("--read").arg(&capture);
+        let out = run(cmd, b"");
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let text = stdout(&out);
+        if json {
+            let line: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+            let notes = line["outside_rfc"].as_array().unwrap();
+            assert!(notes[0].as_str().unwrap().contains("gex/panel"), "{line}");
+        } else {
+            assert!(
+                text.contains("! outside RFC 3259: desktop.configuration.notify"),
+                "{text}"
+            );
+        }
+    }
+}

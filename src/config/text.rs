@@ -103,15 +103,21 @@ impl Config {
         };
         let require = |key: &'static str| get(key).ok_or(ConfigError::Missing { path: None, key });
 
-        let (v, line) = require("CONFIG_VERSION")?;
-        let version = parse_version(v).ok_or_else(|| {
-            invalid(
-                line,
-                "CONFIG_VERSION",
-                v,
-                "expected a version number of at least 1",
-            )
-        })?;
+        // pyMbus writes no CONFIG_VERSION: such a file is version 1.
+        let version = match get("CONFIG_VERSION") {
+            Some((v, line)) => parse_version(v).ok_or_else(|| {
+                invalid(
+                    line,
+                    "CONFIG_VERSION",
+                    v,
+                    "expected a version number of at least 1",
+                )
+            })?,
+            None => {
+                tracing::debug!("no CONFIG_VERSION (as pyMbus writes): read as version 1");
+                1
+            }
+        };
         if version > CONFIG_VERSION {
             tracing::warn!(
                 version,

@@ -45,9 +45,6 @@ pub enum EncodeError {
     /// A command name that is not a Symbol.
     #[error("command name {0:?} is not a Symbol (a letter, then letters, digits, '_', '-', '.')")]
     BadCommandName(String),
-    /// A Symbol value that is not a Symbol.
-    #[error("symbol {0:?} is not a Symbol (a letter, then letters, digits, '_', '-', '.')")]
-    BadSymbol(String),
     /// A BigInteger whose text is not `-?[0-9]+`.
     #[error("integer text {0:?} is not an optional '-' followed by digits")]
     BadInteger(String),
@@ -159,7 +156,6 @@ fn validate_list(values: &[Value], depth: usize) -> Result<(), EncodeError> {
     for v in values {
         match v {
             Value::Float(f) if !f.is_finite() => return Err(EncodeError::NonFiniteFloat(*f)),
-            Value::Symbol(s) if !is_symbol(s) => return Err(EncodeError::BadSymbol(s.clone())),
             Value::BigInteger(s) if !is_integer_text(s) => {
                 return Err(EncodeError::BadInteger(s.clone()))
             }
@@ -247,7 +243,10 @@ fn write_list(out: &mut Vec<u8>, values: &[Value]) {
 pub(crate) fn write_value(out: &mut Vec<u8>, v: &Value) {
     match v {
         Value::Integer(i) => write_i64(out, *i),
-        Value::BigInteger(s) | Value::Symbol(s) => out.extend_from_slice(s.as_bytes()),
+        Value::BigInteger(s) => out.extend_from_slice(s.as_bytes()),
+        // We emit RFC 3259 Symbols only: anything else goes as a String.
+        Value::Symbol(s) if is_symbol(s) => out.extend_from_slice(s.as_bytes()),
+        Value::Symbol(s) => write_string(out, s),
         Value::Float(f) => write_float(out, *f),
         Value::String(s) => write_string(out, s),
         Value::List(l) => write_list(out, l),

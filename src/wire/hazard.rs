@@ -71,3 +71,34 @@ fn is_wide(v: &Value) -> bool {
         _ => false,
     }
 }
+
+impl Message {
+    /// What this received message holds that RFC 3259's grammar does not
+    /// allow but deployed peers send and we accept: Symbols with `/`
+    /// (pyMbus). One line each, for `rmbus monitor`.
+    pub fn outside_rfc(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for cmd in &self.commands {
+            let mut wide = Vec::new();
+            collect_wide_symbols(&cmd.args, &mut wide);
+            for s in wide {
+                out.push(format!(
+                    "{}: Symbol {s} is outside RFC 3259's grammar (pyMbus writes '/'); \
+                     we would send it as a String",
+                    cmd.name
+                ));
+            }
+        }
+        out
+    }
+}
+
+fn collect_wide_symbols<'a>(values: &'a [Value], out: &mut Vec<&'a str>) {
+    for v in values {
+        match v {
+            Value::Symbol(s) if !super::value::is_symbol(s) => out.push(s),
+            Value::List(l) => collect_wide_symbols(l, out),
+            _ => {}
+        }
+    }
+}

@@ -1,5 +1,6 @@
 //! The hand-written cursor parser (RFC 3259 §4, §5.2, §5.3), accepting too the
-//! forms the deployed peers send (runs of whitespace, padded numbers, `cmd()`).
+//! forms the deployed peers send (runs of whitespace, padded numbers, `cmd()`,
+//! and pyMbus's Symbols with `/`, see [`Message::outside_rfc`]).
 //!
 //! It reads the bytes once, left to right, allocates only what it returns, never
 //! recurses deeper than [`MAX_DEPTH`], and reports the first violation with its
@@ -166,6 +167,9 @@ impl Value {
 const WS: u8 = 1;
 const ALPHA: u8 = 2;
 const SYMBOL: u8 = 4;
+/// What a received Symbol value may hold beyond RFC 3259's grammar: `/`,
+/// as pyMbus writes (`gex/panel/plugin`).
+const SYMBOL_WIDE: u8 = 16;
 const ADDR_VALUE: u8 = 8;
 
 const CLASS: [u8; 256] = {
@@ -181,7 +185,10 @@ const CLASS: [u8; 256] = {
             k |= ALPHA;
         }
         if b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.') {
-            k |= SYMBOL;
+            k |= SYMBOL | SYMBOL_WIDE;
+        }
+        if b == b'/' {
+            k |= SYMBOL_WIDE;
         }
         if matches!(b, 0x21..=0x27 | 0x2A..=0x7E) {
             k |= ADDR_VALUE;
@@ -513,7 +520,7 @@ impl Parser<'_> {
             Some(c) if c == b'-' || c.is_ascii_digit() => self.numeric(),
             Some(c) if c.is_ascii_alphabetic() => {
                 let start = self.pos;
-                self.skip_class(SYMBOL);
+                self.skip_class(SYMBOL_WIDE);
                 Ok(Value::Symbol(self.ascii(start, self.pos).to_owned()))
             }
             _ => Err(self.err(self.pos, Rule::Value)),

@@ -16,7 +16,8 @@ pub enum Value {
     Float(f64),
     /// A double-quoted UTF-8 string (escapes `\\`, `\"`, `\n`); must not contain NUL.
     String(String),
-    /// `[A-Za-z][A-Za-z0-9_.-]*`, e.g. `OK`, `sym_bol-1.x`.
+    /// `[A-Za-z][A-Za-z0-9_.-]*`, e.g. `OK`, `sym_bol-1.x`. On receipt also
+    /// with `/` (pyMbus); one that is not an RFC Symbol is sent as a String.
     Symbol(String),
     /// A parenthesised, whitespace-separated list of values, possibly nested.
     List(Vec<Value>),

@@ -66,6 +66,10 @@ struct Line<T: Serialize> {
     record: T,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     ucl_hazards: Vec<String>,
+    /// What the message holds that RFC 3259's grammar does not allow (and
+    /// we accept, as deployed peers send it).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    outside_rfc: Vec<String>,
 }
 
 /// One datagram as `rmbus monitor --json` prints it (also the gateway's
@@ -120,6 +124,7 @@ fn verified_line<'a>(
             Accepted::unverified(msg)
         },
         ucl_hazards: hazards,
+        outside_rfc: msg.outside_rfc(),
     }
 }
 
@@ -129,6 +134,7 @@ fn rejected_line(at: SystemTime, from: SocketAddr, rejection: &Rejection) -> Lin
         from,
         record: Rejected::new(rejection),
         ucl_hazards: vec![],
+        outside_rfc: vec![],
     }
 }
 
@@ -225,6 +231,9 @@ impl Printer {
         }
         for h in hazards {
             writeln!(self.out, "{:>39}! ucl: {h}", "")?;
+        }
+        for note in msg.outside_rfc() {
+            writeln!(self.out, "{:>39}! outside RFC 3259: {note}", "")?;
         }
         Ok(())
     }
