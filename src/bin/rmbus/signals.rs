@@ -6,6 +6,8 @@ use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
+use mio::{Interest, Registry, Token};
+
 /// Set when SIGTERM arrived (the exit code is then 143, not 130).
 static TERMINATED: OnceLock<Arc<AtomicBool>> = OnceLock::new();
 
@@ -36,8 +38,6 @@ pub fn exit_code() -> u8 {
         _ => 130,
     }
 }
-
-use mio::{Interest, Registry, Token};
 
 /// Readable once SIGINT or SIGTERM has arrived.
 pub struct Termination {
