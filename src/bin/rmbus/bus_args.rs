@@ -70,7 +70,7 @@ impl BusPlace {
     /// else ~/.mbus) is created with fresh keys when missing or empty, and we
     /// say so.
     pub fn config(&self) -> Result<Config, Failure> {
-        let (path, loaded) = match &self.config {
+        let (path, config) = match &self.config {
             Some(given) => {
                 let path = file::locate(Some(given)).map_err(Failure::input)?;
                 let config = file::load(&path).map_err(|e| match e {
@@ -101,7 +101,7 @@ impl BusPlace {
                 (path, loaded.config)
             }
         };
-        self.overridden(&path, loaded)
+        self.overridden(&path, config)
     }
 
     /// The configuration file's settings if there is one, never creating it
