@@ -45,6 +45,12 @@ fn config_file(dir: &Path, text: &str) -> PathBuf {
     path
 }
 
+/// A host-local bus configuration on a free port, in `dir`.
+fn private_bus_config(dir: &Path) -> PathBuf {
+    let port = free_port_config().port.unwrap();
+    config_file(dir, &format!("{MD5_CONFIG}SCOPE=HOSTLOCAL\nPORT={port}\n"))
+}
+
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
@@ -689,11 +695,7 @@ fn an_explicit_config_must_exist_and_only_the_default_location_is_created() {
 #[test]
 fn argument_lists_get_a_hint_and_plain_quotes_and_wide_integers_a_warning() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port_config().port.unwrap();
-    let config = config_file(
-        dir.path(),
-        &format!("{MD5_CONFIG}SCOPE=HOSTLOCAL\nPORT={port}\n"),
-    );
+    let config = private_bus_config(dir.path());
     let send = |args: &[&str]| {
         let mut cmd = rmbus(dir.path());
         cmd.arg("send").arg("--config").arg(&config).args(args);
@@ -904,11 +906,7 @@ fn every_help_ends_with_the_one_exit_table() {
 #[test]
 fn json_failures_are_one_outcome_object() {
     let home = tempfile::tempdir().unwrap();
-    let port = free_port_config().port.unwrap();
-    let config = config_file(
-        home.path(),
-        &format!("{MD5_CONFIG}SCOPE=HOSTLOCAL\nPORT={port}\n"),
-    );
+    let config = private_bus_config(home.path());
     let check = |args: &[&str], code: i32| {
         let mut cmd = rmbus(home.path());
         cmd.args(args);

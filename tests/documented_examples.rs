@@ -516,31 +516,8 @@ fn every_help_example_runs_as_written() {
                 g.expect("listening on");
                 fixtures.push(g);
             }
-            if let Some(missing) = programs(&example).into_iter().find(|p| {
-                p != "rmbus" && !["mkdir", "printf", "echo"].contains(&p.as_str()) && !on_path(p)
-            }) {
-                skipped.push(format!("{example} ({missing} is not installed)"));
+            if !run_example(&bench, &example, &mut skipped) {
                 continue;
-            }
-            if long_running(&example) {
-                let (code, first) = bench.run_until_first_line(&example, expected_output(&example));
-                assert_eq!(
-                    code,
-                    Some(0),
-                    "{example}: stopped by SIGINT after {first:?}"
-                );
-                if let Some(want) = expected_output(&example) {
-                    assert!(first.contains(want), "{example}: {first}");
-                }
-            } else {
-                let (code, out, err) = bench.run(&example);
-                assert_eq!(code, Some(0), "{example}:\n{out}\n{err}");
-                if let Some(want) = expected_output(&example) {
-                    assert!(
-                        out.contains(want),
-                        "{example}: wanted {want:?} in\n{out}\n{err}"
-                    );
-                }
             }
             ran += 1;
         }
@@ -552,6 +529,38 @@ fn every_help_example_runs_as_written() {
         eprintln!("skipped: {s}");
     }
     assert!(ran >= 25, "examples run: {ran}");
+}
+
+/// Runs one example as its kind asks (see the module docs) and checks it;
+/// false, with the reason noted in `skipped`, if a program it needs is not
+/// installed.
+fn run_example(bench: &Bench, example: &str, skipped: &mut Vec<String>) -> bool {
+    if let Some(missing) = programs(example)
+        .into_iter()
+        .find(|p| p != "rmbus" && !["mkdir", "printf", "echo"].contains(&p.as_str()) && !on_path(p))
+    {
+        skipped.push(format!("{example} ({missing} is not installed)"));
+        return false;
+    }
+    let want = expected_output(example);
+    if long_running(example) {
+        let (code, first) = bench.run_until_first_line(example, want);
+        assert_eq!(
+            code,
+            Some(0),
+            "{example}: stopped by SIGINT after {first:?}"
+        );
+    } else {
+        let (code, out, err) = bench.run(example);
+        assert_eq!(code, Some(0), "{example}:\n{out}\n{err}");
+        if let Some(want) = want {
+            assert!(
+                out.contains(want),
+                "{example}: wanted {want:?} in\n{out}\n{err}"
+            );
+        }
+    }
+    true
 }
 
 /// The example with what only the test can know put in: `<message-id>` (a
@@ -697,28 +706,8 @@ fn every_readme_shell_block_runs_as_written() {
                 g.expect("listening on");
                 gateway = Some(g);
             }
-            if let Some(missing) = programs(&example).into_iter().find(|p| {
-                p != "rmbus" && !["mkdir", "printf", "echo"].contains(&p.as_str()) && !on_path(p)
-            }) {
-                skipped.push(format!("{example} ({missing} is not installed)"));
+            if !run_example(&bench, &example, &mut skipped) {
                 continue;
-            }
-            if long_running(&example) {
-                let (code, first) = bench.run_until_first_line(&example, expected_output(&example));
-                assert_eq!(
-                    code,
-                    Some(0),
-                    "{example}: stopped by SIGINT after {first:?}"
-                );
-            } else {
-                let (code, out, err) = bench.run(&example);
-                assert_eq!(code, Some(0), "{example}:\n{out}\n{err}");
-                if let Some(want) = expected_output(&example) {
-                    assert!(
-                        out.contains(want),
-                        "{example}: wanted {want:?} in\n{out}\n{err}"
-                    );
-                }
             }
             ran += 1;
         }

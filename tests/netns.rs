@@ -9,17 +9,20 @@
 //! namespaces cannot be made (not root, no `ip`), a test says why and passes
 //! without running.
 
+mod common;
+mod procs;
+
 use std::fs;
-use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant};
+
+/// An `rmbus` process in a namespace, its JSON events collected.
+use procs::Proc as Entity;
 
 use rmbus::auth::{CipherAlgo, HashAlgo};
 use rmbus::config::{Config, IpVersion, Scope};
-use serde_json::Value as Json;
 
 const DEADLINE: Duration = Duration::from_secs(30);
 
@@ -134,88 +137,28 @@ fn config_file_v(
     path
 }
 
-struct Entity {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl Entity {
-    fn start(ns: &Netns, config: &Path, module: &str) -> Entity {
-        let bin = env!("CARGO_BIN_EXE_rmbus");
-        let mut child = ns
-            .exec(&[
-                bin,
-                "join",
-                "--json",
-                "--address",
-                &format!("(app:v6 module:{module})"),
-            ])
-            .env("MBUS", config)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for l in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(l).is_err() {
-                    break;
-                }
-            }
-        });
-        Entity {
-            child,
-            lines,
-            seen: Vec::new(),
-        }
-    }
-
-    fn expect(&mut self, what: &str, f: impl Fn(&Json) -> bool) -> Json {
-        let until = Instant::now() + DEADLINE;
-        loop {
-            match self
-                .lines
-                .recv_timeout(until.saturating_duration_since(Instant::now()))
-            {
-                Ok(line) => {
-                    let j: Json = serde_json::from_str(&line).unwrap_or(Json::Null);
-                    self.seen.push(line);
-                    if f(&j) {
-                        return j;
-                    }
-                }
-                Err(_) => panic!(
-                    "no {what} within {DEADLINE:?}; saw:\n{}",
-                    self.seen.join("\n")
-                ),
-            }
-        }
-    }
-
-    fn say(&mut self, line: &str) {
-        let stdin = self.child.stdin.as_mut().unwrap();
-        writeln!(stdin, "{line}").unwrap();
-        stdin.flush().unwrap();
-    }
-}
-
-impl Drop for Entity {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// An `rmbus join --json` entity `(app:v6 module:MODULE)` in `ns`.
+fn entity(ns: &Netns, config: &Path, module: &str) -> Entity {
+    let bin = env!("CARGO_BIN_EXE_rmbus");
+    let mut cmd = ns.exec(&[
+        bin,
+        "join",
+        "--json",
+        "--address",
+        &format!("(app:v6 module:{module})"),
+    ]);
+    cmd.env("MBUS", config);
+    Entity::start(cmd)
 }
 
 fn exchange(ns: &Netns, a_config: &Path, b_config: &Path, id_host: &str) {
-    let mut a = Entity::start(ns, a_config, "a");
-    let mut b = Entity::start(ns, b_config, "b");
-    let a_addr = a.expect("ready", |j| j["event"] == "ready")["address"]
+    let mut a = entity(ns, a_config, "a");
+    let mut b = entity(ns, b_config, "b");
+    let a_addr = a.expect_new("ready", |j| j["event"] == "ready")["address"]
         .as_str()
         .unwrap()
         .to_owned();
-    let b_addr = b.expect("ready", |j| j["event"] == "ready")["address"]
+    let b_addr = b.expect_new("ready", |j| j["event"] == "ready")["address"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -223,14 +166,14 @@ fn exchange(ns: &Netns, a_config: &Path, b_config: &Path, id_host: &str) {
         a_addr.contains(id_host),
         "the id names the sending interface's address ({id_host}): {a_addr}"
     );
-    a.expect("joined b", |j| {
+    a.expect_new("joined b", |j| {
         j["event"] == "joined" && j["address"] == b_addr.as_str()
     });
     a.say(&format!("rsend {b_addr} test.v6 (6)"));
-    b.expect("command", |j| {
+    b.expect_new("command", |j| {
         j["event"] == "command" && j["name"] == "test.v6"
     });
-    a.expect("delivered", |j| j["event"] == "delivered" && j["id"] == 1);
+    a.expect_new("delivered", |j| j["event"] == "delivered" && j["id"] == 1);
 }
 
 #[test]
@@ -368,14 +311,14 @@ fn datagrams_the_kernel_refuses_are_lost_not_fatal() {
         47006,
         &keys,
     );
-    let mut a = Entity::start(&ns, &a_conf, "a");
-    let mut b = Entity::start(&ns, &b_conf, "b");
-    let b_addr = b.expect("ready", |j| j["event"] == "ready")["address"]
+    let mut a = entity(&ns, &a_conf, "a");
+    let mut b = entity(&ns, &b_conf, "b");
+    let b_addr = b.expect_new("ready", |j| j["event"] == "ready")["address"]
         .as_str()
         .unwrap()
         .to_owned();
-    a.expect("ready", |j| j["event"] == "ready");
-    a.expect("joined b", |j| {
+    a.expect_new("ready", |j| j["event"] == "ready");
+    a.expect_new("joined b", |j| {
         j["event"] == "joined" && j["address"] == b_addr.as_str()
     });
     let sends = 20;
@@ -384,7 +327,7 @@ fn datagrams_the_kernel_refuses_are_lost_not_fatal() {
     }
     let (mut delivered, mut failed) = (0, 0);
     while delivered + failed < sends {
-        let j = a.expect("an outcome", |j| {
+        let j = a.expect_new("an outcome", |j| {
             j["event"] == "delivered" || j["event"] == "failed" || j["event"] == "error"
         });
         match j["event"].as_str() {

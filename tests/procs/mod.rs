@@ -110,8 +110,18 @@ impl Proc {
     /// The first JSON line not seen yet, arriving within the deadline, that
     /// `f` accepts.
     pub fn expect_new(&mut self, what: &str, f: impl Fn(&Json) -> bool) -> Json {
+        self.expect_new_within(what, DEADLINE, f)
+    }
+
+    /// The same within `within`.
+    pub fn expect_new_within(
+        &mut self,
+        what: &str,
+        within: Duration,
+        f: impl Fn(&Json) -> bool,
+    ) -> Json {
         let parse = |l: &str| serde_json::from_str::<Json>(l).ok();
-        let until = Instant::now() + DEADLINE;
+        let until = Instant::now() + within;
         loop {
             let left = until.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
@@ -123,11 +133,23 @@ impl Proc {
                     }
                 }
                 Err(_) => panic!(
-                    "no {what} within {DEADLINE:?}; saw:\n{}",
+                    "no {what} within {within:?}; saw:\n{}",
                     self.seen.join("\n")
                 ),
             }
         }
+    }
+
+    /// The next JSON line within `within`, if one comes.
+    pub fn next_within(&mut self, within: Duration) -> Option<Json> {
+        let line = self.lines.recv_timeout(within).ok()?;
+        self.seen.push(line.clone());
+        serde_json::from_str(&line).ok()
+    }
+
+    /// True while the process has not exited.
+    pub fn running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
     }
 
     /// The first text line not seen yet, arriving within the deadline, that
