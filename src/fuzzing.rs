@@ -99,6 +99,7 @@ pub fn endpoint_target(data: &[u8]) -> ScriptRun {
         first_seq: 0,
         timers: Default::default(),
         limits: Default::default(),
+        replay: Default::default(),
     };
     let (Ok(us), Ok(peer)) = (
         Address::parse("(app:fuzz module:us id:1-1@127.0.0.1)"),

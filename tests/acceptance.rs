@@ -320,6 +320,7 @@ fn a_hello_flood_does_not_stretch_the_expiry() {
         first_seq: 0,
         timers: Default::default(),
         limits: Default::default(),
+        replay: Default::default(),
     };
     assert_eq!(config.limits.max_counted_entities, 256);
     let start = Instant::now();
@@ -385,6 +386,7 @@ fn a_full_table_still_delivers_and_acknowledges_a_newcomer() {
         first_seq: 0,
         timers: Default::default(),
         limits: Default::default(),
+        replay: Default::default(),
     };
     config.limits.max_peers = 2;
     let now = Instant::now();
@@ -456,5 +458,10 @@ fn a_full_table_still_delivers_and_acknowledges_a_newcomer() {
     assert_eq!(delivered, 1, "delivered once");
     assert_eq!(ep.entities(), 3, "not tracked");
     assert_eq!((ep.stats().untracked, ep.stats().evicted), (2, 0));
+    assert_eq!(
+        ep.stats().duplicates,
+        1,
+        "the second copy is a retransmission"
+    );
     assert!(old.iter().all(|a| ep.peer(a).is_some()), "both still known");
 }

@@ -213,7 +213,7 @@ fn monitor_sees_hellos_and_flags_a_forged_datagram_that_nobody_receives() {
     let msg = Message {
         header: Header {
             seq: 1,
-            timestamp: 1,
+            timestamp: common::wall_ms(),
             kind: MessageType::Unreliable,
             src: Address::parse("(app:evil id:666-1@127.0.0.1)").unwrap(),
             dst: Address::parse(&victim).unwrap(),
@@ -321,10 +321,10 @@ fn send_reliable_exit_codes() {
     // An entity that says hello but never acknowledges: exit 1.
     let keys = bus.config.keys().unwrap();
     let mute = Address::parse("(app:test module:mute id:999-1@127.0.0.1)").unwrap();
-    let hello = |seq| Message {
+    let hello = move |seq| Message {
         header: Header {
             seq,
-            timestamp: 1,
+            timestamp: common::wall_ms(),
             kind: MessageType::Unreliable,
             src: mute.clone(),
             dst: Address::empty(),
@@ -333,11 +333,16 @@ fn send_reliable_exit_codes() {
         commands: vec![rmbus::wire::Command::new("mbus.hello", vec![])],
     };
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let (stop2, datagram) = (stop.clone(), seal(&hello(0), &keys, Framing::Lf).unwrap());
+    let stop2 = stop.clone();
     let group = bus.config.group_addr();
     let helloer = std::thread::spawn(move || {
         let socket = loopback_sender();
+        // A new SeqNum and TimeStamp each time: the same datagram again
+        // would be refused as a replay.
+        let mut seq = 0;
         while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
+            let datagram = seal(&hello(seq), &keys, Framing::Lf).unwrap();
+            seq += 1;
             socket.send_to(&datagram, group).unwrap();
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -454,7 +459,7 @@ fn monitor_command_filters_match_whole_name_components() {
         let msg = Message {
             header: Header {
                 seq: seq as u32,
-                timestamp: 1,
+                timestamp: common::wall_ms(),
                 kind: MessageType::Unreliable,
                 src: Address::parse("(app:names id:9-1@127.0.0.1)").unwrap(),
                 dst: Address::empty(),
@@ -560,7 +565,7 @@ fn a_join_flooded_with_20000_hellos_still_takes_a_newcomer() {
         let hello = Message {
             header: Header {
                 seq: 0,
-                timestamp: 1,
+                timestamp: common::wall_ms(),
                 kind: MessageType::Unreliable,
                 src: Address::parse(&format!("(app:flood id:{i}-1@127.0.0.1)")).unwrap(),
                 dst: Address::empty(),

@@ -188,8 +188,14 @@ fn case_16_address_grammar() {
     )
     .is_ok());
 
-    let no_id = with_header("mbus/1.0 0 1 U (app:test module:engine) () ()");
-    assert_eq!(malformed_rule(&no_id), Rule::MissingId);
+    // pyMbus leaves `id` out of its source addresses: accepted, and flagged.
+    let no_id = open(
+        &with_header("mbus/1.0 0 1 U (app:test module:engine) () ()"),
+        &md5(),
+    )
+    .unwrap();
+    assert_eq!(no_id.header.src, addr("(app:test module:engine)"));
+    assert!(no_id.outside_rfc()[0].contains("has no id element"));
 }
 
 const RFC_EXAMPLE: &str = "[MBUS]\nCONFIG_VERSION=1\nHASHKEY=(HMAC-MD5-96,MTIzMTU2MTg5MTEy)\nENCRYPTIONKEY=(DES,MTIzMTU2MQ==)\nSCOPE=HOSTLOCAL\nADDRESS=224.255.222.239\nPORT=47000\n";

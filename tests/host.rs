@@ -400,3 +400,91 @@ fn a_datagram_opened_once_reaches_the_entity_it_is_for_and_updates_the_others() 
         "{was:?} -> {now:?}"
     );
 }
+
+/// A plain socket that sends to the group on the loopback only (TTL 0).
+fn loopback_sender() -> std::net::UdpSocket {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.set_multicast_ttl_v4(0).unwrap();
+    socket2::SockRef::from(&socket)
+        .set_multicast_if_v4(&std::net::Ipv4Addr::LOCALHOST)
+        .unwrap();
+    socket
+}
+
+/// A reliable `volume.set (100)` and an unreliable `volume.set (5)`,
+/// captured off the group and sent again once the receiver's duplicate
+/// memory has let go of them, are not delivered a second time: the replay
+/// guard remembers them for its 30 s window.
+#[test]
+fn a_captured_datagram_replayed_after_the_duplicate_memory_expired_is_not_delivered() {
+    let config = common::free_port_config();
+    let capture = group_listener(&config);
+    let keys = config.keys().unwrap();
+    let mut l = Loop::new(Host::bind(&config).unwrap());
+    let mixer = l.host.add(&addr("(app:replay module:mixer)")).unwrap();
+    let volume = l.host.add(&addr("(app:replay module:volume)")).unwrap();
+    l.meet(&[mixer, volume]);
+    let to = l.address(volume);
+    for (arg, delivery) in [(100, Delivery::Reliable), (5, Delivery::Unreliable)] {
+        let cmd = Command::new("volume.set", vec![Value::Integer(arg)]);
+        l.host
+            .entity(mixer)
+            .unwrap()
+            .with_endpoint(|ep, now| ep.send(now, &to, vec![cmd], delivery))
+            .unwrap();
+    }
+    l.until(
+        "both volume.set delivered and the reliable one acknowledged",
+        |seen| {
+            let set = seen
+            .iter()
+            .filter(|(id, e)| {
+                *id == volume
+                    && matches!(e, Event::Command { command, .. } if command.name == "volume.set")
+            })
+            .count();
+            set == 2
+                && seen
+                    .iter()
+                    .any(|(id, e)| *id == mixer && matches!(e, Event::Delivered { .. }))
+        },
+    );
+    // The capture: the two datagrams that carry volume.set.
+    let mut captured = Vec::new();
+    let mut buf = vec![0; 65_536];
+    while let Ok((n, _)) = capture.recv_from(&mut buf) {
+        let datagram = buf[..n].to_vec();
+        if let Ok(m) = rmbus::auth::open(&datagram, &keys) {
+            if m.commands.iter().any(|c| c.name == "volume.set") && !captured.contains(&datagram) {
+                captured.push(datagram);
+            }
+        }
+    }
+    assert_eq!(captured.len(), 2, "both datagrams captured");
+    // The duplicate memory (10 s) lets go; the entities go on meanwhile.
+    let memory = rmbus::proto::Timers::default().dup_memory;
+    let after = Instant::now() + memory + Duration::from_millis(500);
+    l.until("the duplicate memory has let go", |_| {
+        Instant::now() >= after
+    });
+    let before = l.host.endpoint(volume).unwrap().stats();
+    let replayer = loopback_sender();
+    for datagram in &captured {
+        replayer.send_to(datagram, config.group_addr()).unwrap();
+    }
+    // A fresh command after them: once it is in, so are the replays.
+    l.send(mixer, &to, "volume.marker", Delivery::Unreliable);
+    l.until("the marker", |seen| {
+        seen.iter().any(|(id, e)| {
+            *id == volume
+                && matches!(e, Event::Command { command, .. } if command.name == "volume.marker")
+        })
+    });
+    assert_eq!(l.deliveries(volume, "volume.set"), 2, "no second delivery");
+    let stats = l.host.endpoint(volume).unwrap().stats();
+    assert_eq!(stats.rejected_replay - before.rejected_replay, 2);
+    assert_eq!(
+        stats.duplicates, before.duplicates,
+        "not taken for retransmissions"
+    );
+}

@@ -180,6 +180,7 @@ proptest! {
             first_seq: 0,
             timers: Default::default(),
             limits: Default::default(),
+            replay: Default::default(),
         };
         let a_addr = Address::parse("(app:t module:a id:1-1@127.0.0.1)").unwrap();
         let b_addr = Address::parse("(app:t module:b id:2-1@127.0.0.1)").unwrap();

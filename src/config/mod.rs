@@ -18,8 +18,10 @@
 //! PORT=47000
 //! ```
 //!
-//! plus, optionally, `INTERFACE`, `SEND_UNICAST` (yes/no), `IPVERSION` (4/6) and
-//! `FRAMING` (LF/CRLF). Unknown keys are ignored (logged at debug level).
+//! plus, optionally, `INTERFACE`, `SEND_UNICAST` (yes/no), `IPVERSION` (4/6),
+//! `FRAMING` (LF/CRLF), `REPLAY_WINDOW` (seconds, or `off`) and `REPLAY_CLOCK`
+//! (yes/no). Unknown keys are ignored (logged at debug level). A file without
+//! `CONFIG_VERSION` (as pyMbus writes it) is read as version 1.
 
 pub mod file;
 mod keygen;
@@ -28,6 +30,7 @@ mod text;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::auth::{CipherAlgo, HashAlgo, KeyError, Keys};
 use crate::wire::Framing;
@@ -40,6 +43,8 @@ pub const DEFAULT_GROUP_V6_HOSTLOCAL: Ipv6Addr = Ipv6Addr::new(0xff01, 0, 0, 0, 
 pub const DEFAULT_GROUP_V6_LINKLOCAL: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0x300);
 /// The default port (RFC 3259 §6.1.4).
 pub const DEFAULT_PORT: u16 = 47000;
+/// The default `REPLAY_WINDOW`: 30 s.
+pub const DEFAULT_REPLAY_WINDOW: Duration = Duration::from_secs(30);
 /// The configuration version this crate reads and writes.
 pub const CONFIG_VERSION: u32 = 1;
 
@@ -130,6 +135,13 @@ pub struct Config {
     pub ip_version: Option<IpVersion>,
     /// `FRAMING`: LF (default) or CRLF.
     pub framing: Framing,
+    /// `REPLAY_WINDOW`: how far back each source's datagrams are remembered
+    /// to refuse replays (seconds; 30 by default); `None` for `off`.
+    pub replay_window: Option<Duration>,
+    /// `REPLAY_CLOCK` (yes/no): also refuse datagrams whose TimeStamp is
+    /// further than the window from our clock. `None` (absent) means yes on
+    /// `SCOPE=HOSTLOCAL` and no on `LINKLOCAL`.
+    pub replay_clock: Option<bool>,
 }
 
 impl Config {
@@ -146,6 +158,8 @@ impl Config {
             send_unicast: false,
             ip_version: None,
             framing: Framing::Lf,
+            replay_window: Some(DEFAULT_REPLAY_WINDOW),
+            replay_clock: None,
         }
     }
 

@@ -3,12 +3,16 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::net::IpAddr;
+use std::time::Duration;
 
 use base64::Engine as _;
 use configparser::ini::Ini;
 
 use super::keygen::has_odd_parity;
-use super::{Config, ConfigError, GroupAddress, IpVersion, KeyEntry, Scope, CONFIG_VERSION};
+use super::{
+    Config, ConfigError, GroupAddress, IpVersion, KeyEntry, Scope, CONFIG_VERSION,
+    DEFAULT_REPLAY_WINDOW,
+};
 use crate::auth::{CipherAlgo, HashAlgo};
 use crate::wire::Framing;
 
@@ -182,6 +186,23 @@ impl Config {
                 _ => return Err(invalid(line, "FRAMING", v, "expected LF or CRLF")),
             };
         }
+        if let Some((v, line)) = get("REPLAY_WINDOW") {
+            config.replay_window = parse_replay_window(v).ok_or_else(|| {
+                invalid(
+                    line,
+                    "REPLAY_WINDOW",
+                    v,
+                    "expected a number of seconds from 1 to 86400, or off",
+                )
+            })?;
+        }
+        if let Some((v, line)) = get("REPLAY_CLOCK") {
+            config.replay_clock = Some(match v.to_ascii_lowercase().as_str() {
+                "yes" | "true" | "1" => true,
+                "no" | "false" | "0" => false,
+                _ => return Err(invalid(line, "REPLAY_CLOCK", v, "expected yes or no")),
+            });
+        }
         if let (Some(version), Some(GroupAddress::Ip(ip))) = (config.ip_version, config.address) {
             if (version == IpVersion::V6) != ip.is_ipv6() {
                 let (v, line) = get("ADDRESS").unwrap_or_default();
@@ -242,11 +263,23 @@ impl Config {
         if self.framing == Framing::Crlf {
             out.push_str("FRAMING=CRLF\n");
         }
+        match self.replay_window {
+            None => out.push_str("REPLAY_WINDOW=off\n"),
+            Some(w) if w != DEFAULT_REPLAY_WINDOW => {
+                let _ = writeln!(out, "REPLAY_WINDOW={}", w.as_secs());
+            }
+            Some(_) => {}
+        }
+        match self.replay_clock {
+            Some(true) => out.push_str("REPLAY_CLOCK=yes\n"),
+            Some(false) => out.push_str("REPLAY_CLOCK=no\n"),
+            None => {}
+        }
         out
     }
 }
 
-const KNOWN_KEYS: [&str; 10] = [
+const KNOWN_KEYS: [&str; 12] = [
     "CONFIG_VERSION",
     "HASHKEY",
     "ENCRYPTIONKEY",
@@ -257,7 +290,23 @@ const KNOWN_KEYS: [&str; 10] = [
     "SEND_UNICAST",
     "IPVERSION",
     "FRAMING",
+    "REPLAY_WINDOW",
+    "REPLAY_CLOCK",
 ];
+
+/// `REPLAY_WINDOW`: whole seconds from 1 to a day, or `off` (`Some(None)`).
+fn parse_replay_window(v: &str) -> Option<Option<Duration>> {
+    if v.eq_ignore_ascii_case("off") {
+        return Some(None);
+    }
+    if v.is_empty() || v.len() > 5 || !v.bytes().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    let secs: u64 = v.parse().ok()?;
+    (1..=86_400)
+        .contains(&secs)
+        .then(|| Some(Duration::from_secs(secs)))
+}
 
 fn parse_version(v: &str) -> Option<u32> {
     if v.is_empty() || v.len() > 10 || !v.bytes().all(|c| c.is_ascii_digit()) {

@@ -8,6 +8,8 @@ use crate::auth::Keys;
 use crate::config::Config;
 use crate::wire::Framing;
 
+use super::ReplayPolicy;
+
 /// The protocol timers (RFC 3259 §10). The defaults are the RFC's.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Timers {
@@ -65,6 +67,12 @@ pub struct Limits {
     pub max_in_flight: usize,
     /// Remembered deliveries for duplicate detection (the oldest is forgotten).
     pub max_remembered: usize,
+    /// Datagrams and sources the replay guard remembers
+    /// ([`super::ReplayGuard`]): when it is full the oldest datagrams are
+    /// forgotten early and the window shrinks for their sources (copies are
+    /// refused, not let through). 65 536 holds 30 s of 2 180 datagrams a
+    /// second, in about 4 MB.
+    pub max_replay_entries: usize,
     /// Acks owed to one peer before they are sent without waiting.
     pub max_pending_acks: usize,
     /// RPC requests received and not answered yet; beyond it the oldest is
@@ -92,6 +100,7 @@ impl Default for Limits {
             max_transmits: 8192,
             max_in_flight: 65_536,
             max_remembered: 65_536,
+            max_replay_entries: 65_536,
             max_pending_acks: 256,
             max_open_requests: 65_536,
             max_counted_entities: 256,
@@ -120,6 +129,8 @@ pub struct EndpointConfig {
     pub timers: Timers,
     /// Memory bounds.
     pub limits: Limits,
+    /// The replay window and clock check (`REPLAY_WINDOW`, `REPLAY_CLOCK`).
+    pub replay: ReplayPolicy,
 }
 
 impl EndpointConfig {
@@ -137,6 +148,7 @@ impl EndpointConfig {
             first_seq: 0,
             timers: Timers::default(),
             limits: Limits::default(),
+            replay: ReplayPolicy::from_config(config),
         })
     }
 }

@@ -26,7 +26,7 @@ use super::{
 /// ```
 /// # use std::time::{Duration, Instant, SystemTime};
 /// # use rmbus::auth::Keys;
-/// # use rmbus::proto::{Endpoint, EndpointConfig, Limits, Timers};
+/// # use rmbus::proto::{Endpoint, EndpointConfig, Limits, ReplayPolicy, Timers};
 /// # use rmbus::rpc::Access;
 /// # use rmbus::wire::{Address, Framing, Value};
 /// # let config = EndpointConfig {
@@ -38,6 +38,7 @@ use super::{
 /// #     first_seq: 0,
 /// #     timers: Timers::default(),
 /// #     limits: Limits::default(),
+/// #     replay: ReplayPolicy::default(),
 /// # };
 /// let now = Instant::now();
 /// let me = Address::parse("(app:mixer id:1-1@127.0.0.1)")?;
@@ -158,6 +159,16 @@ impl Endpoint {
     }
 
     // ---- inputs ------------------------------------------------------------------
+
+    /// The wall clock read at `now`: the entity's TimeStamps (RFC 3259 §3)
+    /// and the clock the replay guard compares with count from it from now
+    /// on. [`Endpoint::new`] takes the first reading; a driver that calls
+    /// this as it wakes keeps the entity right across a suspend or a
+    /// stepped clock (the monotonic `now` does not see either). A
+    /// simulation that never calls it keeps one exact timeline.
+    pub fn set_wall_clock(&mut self, now: Instant, wall: SystemTime) {
+        self.transport.set_wall_clock(now, wall);
+    }
 
     /// One datagram from the bus. Never fails: what is not acceptable is
     /// dropped and counted.

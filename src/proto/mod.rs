@@ -20,7 +20,7 @@
 //! - the transport (`transport.rs`): the reliable sender and receiver (§7:
 //!   retransmission at 100 and 300 ms, failure at 600 ms, acks due within
 //!   T_c = 70 ms and sent as soon as the driver asks for transmits, duplicate
-//!   suppression; `reliable.rs`), the entity table and hello timing (§8;
+//!   suppression; `reliable.rs`), the replay guard ([`ReplayGuard`]), the entity table and hello timing (§8;
 //!   `peers.rs`, `hello.rs`), and the `mbus.*` commands of §9 ([`cmd`]);
 //! - the Guidelines layer's sub-machines (`guidelines/`): calls and serving,
 //!   properties, transactions, services. Each owns its state and reaches the
@@ -49,6 +49,7 @@ mod hello;
 mod maps;
 mod peers;
 mod reliable;
+mod replay;
 mod rng;
 mod stats;
 mod transport;
@@ -66,6 +67,7 @@ pub use guidelines::{
     CallError, NotifyError, Properties, ReplyError, Rpc, Services, Transactions, TxnError,
 };
 pub use peers::Peer;
+pub use replay::{ReplayGuard, ReplayPolicy, ReplayVerdict, SOURCE_RETENTION};
 pub use rng::Rng;
 pub use stats::Stats;
 pub use unauthenticated::{

@@ -16,6 +16,11 @@ pub struct Stats {
     pub rejected_cipher: u64,
     /// Rejected: authenticated but malformed.
     pub rejected_malformed: u64,
+    /// Rejected by the replay guard: a copy of a datagram already seen
+    /// (not a retransmission the duplicate memory still holds), one older
+    /// than its source's window, or one whose TimeStamp is too far from our
+    /// clock ([`super::ReplayVerdict`]).
+    pub rejected_replay: u64,
     /// Our own messages, looped back by the multicast group (recognised by
     /// their source address; a runtime host with a single entity drops them
     /// before they reach the endpoint and counts them itself).

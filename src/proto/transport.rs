@@ -30,6 +30,7 @@ use super::deadlines::Deadlines;
 use super::hello::HelloTimer;
 use super::peers::{Peer, PeerTable};
 use super::reliable::{DuplicateMemory, Fired, InFlight, InFlightTable, RetransmitPolicy};
+use super::replay::{ReplayGuard, ReplayVerdict};
 use super::rng::Rng;
 use super::{
     Delivery, EndpointConfig, Event, LeaveReason, MsgId, SendError, SetupError, Stats, Transmit,
@@ -169,6 +170,8 @@ pub(crate) struct Transport {
     /// Ordered-mode messages waiting for their predecessor to settle.
     ordered: HashMap<Address, VecDeque<(MsgId, Vec<Command>)>>,
     remembered: DuplicateMemory,
+    /// Each source's recent (SeqNum, TimeStamp) pairs, to refuse replays.
+    replay: ReplayGuard,
     /// Commands of this drain's sends, batched by destination and reliability.
     batches: Batches,
     /// Entities evicted since the endpoint last asked (it tells the
@@ -201,6 +204,7 @@ impl Transport {
             .map_or(0, |d| d.as_millis() as u64);
         let mut rng = Rng::new(config.seed);
         let hello = HelloTimer::new(now, &config.timers, &mut rng);
+        let replay = ReplayGuard::new(config.replay, config.limits.max_replay_entries);
         Ok(Transport {
             policy: RetransmitPolicy::new(&config.timers),
             next_seq: config.first_seq,
@@ -219,6 +223,7 @@ impl Transport {
             parked_until: Deadlines::default(),
             ordered: HashMap::default(),
             remembered: DuplicateMemory::default(),
+            replay,
             batches: Batches::default(),
             evicted: Vec::new(),
             overflow: None,
@@ -378,10 +383,22 @@ impl Transport {
             self.stats.own_echoes += 1;
             return None;
         }
+        let verdict =
+            self.replay
+                .check(&header.src, header.seq, header.timestamp, self.wall_ms(now));
+        if !verdict.is_fresh() {
+            self.refuse_replay(now, from, header, verdict, engaged);
+            return None;
+        }
         // An entity the full table cannot take is still heard: its messages
         // are delivered and acknowledged, only not tracked.
         let tracked = self.heard_from(now, &header.src, from, engaged);
-        for seq in &header.acks {
+        // An AckList acknowledges SeqNums that the destination sent to the
+        // source (RFC 3259 §3, §7): only a message addressed to exactly us
+        // acknowledges ours. (Every entity starts at SeqNum 0, and an ack to
+        // an id-less pyMbus address reaches every entity that contains it.)
+        let acks_for_us = !header.acks.is_empty() && header.dst == self.local;
+        for seq in header.acks.iter().filter(|_| acks_for_us) {
             if let Some((id, m)) = self.in_flight.acked(&header.src, *seq) {
                 self.stats.acknowledged += 1 + m.batched.len() as u64;
                 let after = now.saturating_duration_since(m.first_sent);
@@ -430,6 +447,68 @@ impl Transport {
             reliable,
             commands,
         })
+    }
+
+    /// A datagram the replay guard refused: nothing of it is delivered or
+    /// applied. A copy of a reliable message to us inside the window is
+    /// acknowledged again (its sender may be retransmitting because our ack
+    /// was lost); one that came within the duplicate memory of the first is
+    /// counted as the retransmission it most likely is.
+    fn refuse_replay(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        header: &Header,
+        verdict: ReplayVerdict,
+        engaged: Engaged<'_>,
+    ) {
+        let reliable = header.kind == MessageType::Reliable;
+        if let (ReplayVerdict::Seen { ago_ms }, true) = (verdict, reliable) {
+            let for_us = header.dst == self.local;
+            let retransmission = u128::from(ago_ms) < self.config.timers.dup_memory.as_millis();
+            // A retransmission is a sign of life, as any message is; a copy
+            // beyond the duplicate memory is not trusted as one.
+            let tracked = if for_us && retransmission {
+                self.heard_from(now, &header.src, from, engaged)
+            } else {
+                self.peers.contains(&header.src)
+            };
+            if for_us {
+                let due = now + self.config.timers.t_c;
+                if tracked {
+                    self.peers.reack(&header.src, header.seq, now, due);
+                } else {
+                    self.send_ack_now(now, &header.src, header.seq);
+                }
+            }
+            if retransmission {
+                if for_us {
+                    self.stats.duplicates += 1;
+                } else {
+                    self.stats.not_for_us += 1;
+                }
+                return;
+            }
+        }
+        self.stats.rejected_replay += 1;
+        tracing::debug!(
+            src = %header.src,
+            seq = header.seq,
+            timestamp = header.timestamp,
+            reason = verdict.code(),
+            "datagram refused: {verdict}"
+        );
+    }
+
+    /// Re-anchors the wall clock: from `now` on, TimeStamps (ours, and the
+    /// clock the replay guard compares with) count from `wall`. The driver
+    /// calls it as it reads the clock, so that a suspended machine or a
+    /// stepped clock does not leave the entity's idea of the time behind.
+    pub(crate) fn set_wall_clock(&mut self, now: Instant, wall: SystemTime) {
+        let wall_ms = wall
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        self.anchor = (now, wall_ms);
     }
 
     /// `mbus.ping` arrived (RFC 3259 §9.3): one hello after U[0, c_hello_min]

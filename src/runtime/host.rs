@@ -275,6 +275,7 @@ impl Host {
     /// keys); only the entity that takes a message copies its commands.
     /// Nothing is sent here; see [`Host::poll_event`].
     pub fn on_readable(&mut self) -> io::Result<()> {
+        self.read_wall_clock();
         for own in [false, true] {
             loop {
                 let socket = if own { &self.sender.own } else { &self.group };
@@ -316,7 +317,7 @@ impl Host {
     /// [`Host::on_readable`] took in wait for [`Host::poll_event`], so that a
     /// reply made while handling the events carries them.
     pub fn on_timeout(&mut self) -> io::Result<()> {
-        let now = Instant::now();
+        let now = self.read_wall_clock();
         for e in self.entities.values_mut() {
             if e.endpoint.poll_timeout().is_some_and(|t| t <= now) {
                 e.endpoint.handle_timeout(now);
@@ -324,6 +325,17 @@ impl Host {
             }
         }
         Ok(())
+    }
+
+    /// Tells every entity the wall clock ([`Endpoint::set_wall_clock`]), so
+    /// that its TimeStamps and its replay clock check follow a stepped clock
+    /// or a suspend; returns the monotonic instant it was read at.
+    fn read_wall_clock(&mut self) -> Instant {
+        let (now, wall) = (Instant::now(), SystemTime::now());
+        for e in self.entities.values_mut() {
+            e.endpoint.set_wall_clock(now, wall);
+        }
+        now
     }
 
     /// The next deadline of any entity.

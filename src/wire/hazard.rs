@@ -74,10 +74,25 @@ fn is_wide(v: &Value) -> bool {
 
 impl Message {
     /// What this received message holds that RFC 3259's grammar does not
-    /// allow but deployed peers send and we accept: Symbols with `/`
-    /// (pyMbus). One line each, for `rmbus monitor`.
+    /// allow but deployed peers send and we accept: Symbols with `/`, a
+    /// source address without `id` and TimeStamps in seconds (pyMbus). One
+    /// line each, for `rmbus monitor`.
     pub fn outside_rfc(&self) -> Vec<String> {
         let mut out = Vec::new();
+        if self.header.src.id().is_none() {
+            out.push(format!(
+                "source {} has no id element (RFC 3259 §4.1 makes it mandatory; pyMbus \
+                 leaves it out): acknowledged to that exact address",
+                self.header.src
+            ));
+        }
+        if self.header.timestamp_in_seconds() {
+            out.push(format!(
+                "TimeStamp {} is in seconds, not milliseconds (pyMbus): read as {} ms",
+                self.header.timestamp,
+                self.header.timestamp_ms()
+            ));
+        }
         for cmd in &self.commands {
             let mut wide = Vec::new();
             collect_wide_symbols(&cmd.args, &mut wide);

@@ -28,16 +28,46 @@ impl MessageType {
 pub struct Header {
     /// Per-entity sequence number, 0 … 4294967295, wrapping.
     pub seq: u32,
-    /// Milliseconds since the Unix epoch (1 to 13 decimal digits on the wire).
+    /// The TimeStamp as written: milliseconds since the Unix epoch (1 to 13
+    /// decimal digits on the wire), or seconds from pyMbus; see
+    /// [`Header::timestamp_ms`].
     pub timestamp: u64,
     /// Reliable (`R`) or unreliable (`U`).
     pub kind: MessageType,
-    /// The sender's complete address, including its `id` element.
+    /// The sender's complete address, including its `id` element (RFC 3259
+    /// §4.1); a received one may lack it (pyMbus, see [`Message::outside_rfc`]).
     pub src: Address,
     /// The destination; a subset address reaches every entity that contains it.
     pub dst: Address,
     /// SeqNums that this message acknowledges, as listed (duplicates kept).
     pub acks: Vec<u32>,
+}
+
+/// TimeStamps below this are read as seconds: 10¹¹ ms is March 1973, 10¹¹ s
+/// the year 5138, so no sender of either kind writes a value on the other
+/// side of it (pyMbus stamps its headers in seconds).
+pub const SECONDS_BELOW: u64 = 100_000_000_000;
+
+impl Header {
+    /// The TimeStamp in milliseconds since the Unix epoch (RFC 3259 §3):
+    /// one below [`SECONDS_BELOW`] is read as seconds, as pyMbus writes it.
+    pub fn timestamp_ms(&self) -> u64 {
+        timestamp_ms(self.timestamp)
+    }
+
+    /// True if the TimeStamp is in seconds (see [`Header::timestamp_ms`]).
+    pub fn timestamp_in_seconds(&self) -> bool {
+        self.timestamp < SECONDS_BELOW
+    }
+}
+
+/// A TimeStamp as written, in milliseconds (see [`Header::timestamp_ms`]).
+pub fn timestamp_ms(raw: u64) -> u64 {
+    if raw < SECONDS_BELOW {
+        raw.saturating_mul(1000)
+    } else {
+        raw
+    }
 }
 
 /// One command: a name and an argument list (RFC 3259 §5.3).

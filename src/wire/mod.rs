@@ -28,7 +28,7 @@ mod value;
 pub use address::{Address, AddressError, Element};
 pub use encode::{EncodeError, Framing, MessageView};
 pub use hazard::UclHazard;
-pub use message::{Command, Header, Message, MessageType};
+pub use message::{timestamp_ms, Command, Header, Message, MessageType, SECONDS_BELOW};
 pub use name::{is_under, ShapeError};
 pub use parse::{ParseError, Rule};
 pub use value::Value;

@@ -1,6 +1,7 @@
 //! The hand-written cursor parser (RFC 3259 §4, §5.2, §5.3), accepting too the
 //! forms the deployed peers send (runs of whitespace, padded numbers, `cmd()`,
-//! and pyMbus's Symbols with `/`, see [`Message::outside_rfc`]).
+//! and pyMbus's Symbols with `/` and source addresses without `id`, see
+//! [`Message::outside_rfc`]).
 //!
 //! It reads the bytes once, left to right, allocates only what it returns, never
 //! recurses deeper than [`MAX_DEPTH`], and reports the first violation with its
@@ -52,8 +53,6 @@ pub enum Rule {
     AddressValue,
     /// The same tag twice in one address.
     DuplicateTag,
-    /// A source address without the mandatory `id` element (RFC 3259 §4.1).
-    MissingId,
     /// The ack list: `(` SeqNums `)`.
     AckList,
     /// A command name: a Symbol.
@@ -91,7 +90,6 @@ impl fmt::Display for Rule {
                 "address value: 1 to 64 printable ASCII characters other than space, '(' and ')'"
             }
             Rule::DuplicateTag => "address: a tag appears twice",
-            Rule::MissingId => "source address: the id element is mandatory",
             Rule::AckList => "AckList: '(' SeqNums separated by whitespace ')'",
             Rule::CommandName => "command name: a Symbol (letter, then letters, digits, _ - .)",
             Rule::ArgList => "command: '(' argument list expected after the name",
@@ -135,7 +133,7 @@ impl Message {
 pub(crate) fn parse_address_text(bytes: &[u8]) -> Result<Address, ParseError> {
     let mut p = Parser::new(bytes, bytes.len().min(MAX_DATAGRAM));
     p.skip_ws();
-    let (addr, _) = p.address()?;
+    let addr = p.address()?;
     p.skip_ws();
     if p.pos != bytes.len() {
         return Err(p.err(p.pos, Rule::Address));
@@ -333,13 +331,11 @@ impl Parser<'_> {
             return Err(self.err(self.pos - 1, Rule::MessageType));
         }
         self.skip_ws();
-        let src_at = self.pos;
-        let (src, has_id) = self.address()?;
-        if !has_id {
-            return Err(self.err(src_at, Rule::MissingId));
-        }
+        // A source without `id` breaks RFC 3259 §4.1 but is what pyMbus
+        // sends: it is accepted (and flagged by `Message::outside_rfc`).
+        let src = self.address()?;
         self.require_ws()?;
-        let (dst, _) = self.address()?;
+        let dst = self.address()?;
         self.require_ws()?;
         let acks = self.ack_list()?;
         // A guess at the command count from the length left (a short
@@ -369,8 +365,8 @@ impl Parser<'_> {
         })
     }
 
-    /// An address, and whether it has an `id` element.
-    fn address(&mut self) -> Result<(Address, bool), ParseError> {
+    /// An address.
+    fn address(&mut self) -> Result<Address, ParseError> {
         let open = self.pos;
         if self.peek() != Some(b'(') {
             return Err(self.err(open, Rule::Address));
@@ -385,7 +381,6 @@ impl Parser<'_> {
         // allocating; longer addresses fall back to scanning what came before.
         let mut tags = [(0usize, 0usize); 16];
         let mut count = 0;
-        let mut has_id = false;
         // Canonical: single spaces between elements and none inside the
         // parentheses, as every known sender writes; then the text is copied
         // in one piece.
@@ -427,7 +422,6 @@ impl Parser<'_> {
             if duplicate {
                 return Err(self.err(tag_at, Rule::DuplicateTag));
             }
-            has_id |= tag == b"id";
             count += 1;
         }
         // Everything between the parentheses is ASCII, checked above.
@@ -443,7 +437,7 @@ impl Parser<'_> {
             addr
         };
         self.pos = close + 1;
-        Ok((addr, has_id))
+        Ok(addr)
     }
 
     fn ack_list(&mut self) -> Result<Vec<u32>, ParseError> {

@@ -41,6 +41,15 @@ pub fn free_port_config() -> Config {
     config
 }
 
+/// The wall clock in milliseconds, as the TimeStamp of a datagram a test
+/// makes for a real bus (a host-local bus refuses one far from its clock).
+pub fn wall_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
 pub fn md5() -> Keys {
     Keys::md5_noencr(K_MD5).unwrap()
 }

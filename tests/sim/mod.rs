@@ -28,7 +28,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use rmbus::auth::Keys;
 use rmbus::proto::{
-    Delivery, Endpoint, EndpointConfig, Event, Limits, MsgId, Rng, SansIo, SendError, Timers,
+    Delivery, Endpoint, EndpointConfig, Event, Limits, MsgId, ReplayPolicy, Rng, SansIo, SendError,
+    Timers,
 };
 use rmbus::rpc::{Answer, Request, RpcEvent};
 use rmbus::wire::{Address, Command, Framing, MAX_DATAGRAM};
@@ -53,6 +54,7 @@ pub fn endpoint_config(seed: u64) -> EndpointConfig {
         first_seq: 0,
         timers: Timers::default(),
         limits: Limits::default(),
+        replay: ReplayPolicy::default(),
     }
 }
 

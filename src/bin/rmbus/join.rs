@@ -463,6 +463,9 @@ pub fn run(args: Args) -> Outcome {
                         "retransmissions": s.retransmissions, "acknowledged": s.acknowledged,
                         "failed": s.failed, "duplicates": s.duplicates,
                         "rejected_auth": s.rejected_auth,
+                        "rejected_malformed": s.rejected_malformed,
+                        "rejected_replay": s.rejected_replay,
+                        "not_for_us": s.not_for_us,
                     }));
                 }
                 Ok(Action::Send {

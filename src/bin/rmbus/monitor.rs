@@ -1,15 +1,17 @@
 //! `rmbus monitor`: watch the bus, like `dbus-monitor`. It never sends.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, BufWriter, IsTerminal, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::SystemTime;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token};
 use rmbus::auth::{open, open_unverified, Keys, Rejection};
-use rmbus::wire::{Address, Message};
+use rmbus::proto::{Limits, ReplayGuard, ReplayPolicy, ReplayVerdict, Timers};
+use rmbus::wire::{Address, Message, MessageType};
 use serde::Serialize;
 
 use crate::bus_args::BusArgs;
@@ -27,8 +29,10 @@ Examples:
   rmbus monitor --pcap bus.pcap                  # also record for tcpdump / Wireshark
   rmbus monitor --read bus.pcap                  # decode a capture instead of listening
 
-Rejected datagrams are shown, flagged with the reason. Unicast traffic between
-entities (SEND_UNICAST=yes) does not pass the group and is not seen.
+Rejected datagrams are shown, flagged with the reason; so are the copies and
+out-of-window datagrams the entities' replay guard refuses (REPLAY_WINDOW), and
+how far each source's clock is from ours. Unicast traffic between entities
+(SEND_UNICAST=yes) does not pass the group and is not seen.
 
 ", exit_codes!()))]
 pub struct Args {
@@ -70,7 +74,69 @@ struct Line<T: Serialize> {
     /// we accept, as deployed peers send it).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     outside_rfc: Vec<String>,
+    /// Its TimeStamp minus our clock, in milliseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    clock_offset_ms: Option<i64>,
+    /// Why the entities' replay guard refuses it, if it does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    replay: Option<ReplayNote>,
 }
+
+/// A datagram the replay guard refuses, for `--json`.
+#[derive(Serialize)]
+struct ReplayNote {
+    /// `seen`, `old`, `forgotten` or `clock`.
+    code: &'static str,
+    /// True for a copy of a reliable message soon after the first: most
+    /// likely its sender retransmitting (acknowledged again, not delivered).
+    retransmission: bool,
+    reason: String,
+}
+
+impl ReplayNote {
+    fn new(msg: &Message, verdict: ReplayVerdict) -> Option<ReplayNote> {
+        if verdict.is_fresh() {
+            return None;
+        }
+        let retransmission = msg.header.kind == MessageType::Reliable
+            && matches!(verdict, ReplayVerdict::Seen { ago_ms }
+                if u128::from(ago_ms) < Timers::default().dup_memory.as_millis());
+        Some(ReplayNote {
+            code: verdict.code(),
+            retransmission,
+            reason: verdict.to_string(),
+        })
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+fn epoch_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// A message's TimeStamp minus the clock at `at`.
+fn clock_offset(msg: &Message, at: SystemTime) -> i64 {
+    let (ts, ours) = (msg.header.timestamp_ms(), epoch_ms(at));
+    if ts >= ours {
+        i64::try_from(ts - ours).unwrap_or(i64::MAX)
+    } else {
+        i64::try_from(ours - ts).map_or(i64::MIN, |d| -d)
+    }
+}
+
+/// A signed offset in seconds, e.g. `+1.250 s`.
+fn signed_seconds(ms: i64) -> String {
+    let sign = if ms < 0 { '-' } else { '+' };
+    let abs = ms.unsigned_abs();
+    format!("{sign}{}.{:03} s", abs / 1000, abs % 1000)
+}
+
+/// How far a source's clock must move from the offset last shown for it to
+/// be shown again.
+const CLOCK_NOTE_STEP_MS: u64 = 1000;
+/// The most sources whose offsets are remembered (then the memory starts over).
+const CLOCK_SOURCES: usize = 4096;
 
 /// One datagram as `rmbus monitor --json` prints it (also the gateway's
 /// `raw` monitor events): the record, and the message if it opened.
@@ -81,10 +147,11 @@ pub fn datagram_json(
     keys: &Keys,
 ) -> (serde_json::Value, Option<Message>) {
     match open(bytes, keys) {
-        Ok(msg) => (
-            value(&accepted_line(at, from, &msg, bytes.len())),
-            Some(msg),
-        ),
+        Ok(msg) => {
+            let mut line = accepted_line(at, from, &msg, bytes.len());
+            line.clock_offset_ms = Some(clock_offset(&msg, at));
+            (value(&line), Some(msg))
+        }
         Err(rejection) => (value(&rejected_line(at, from, &rejection)), None),
     }
 }
@@ -125,6 +192,8 @@ fn verified_line<'a>(
         },
         ucl_hazards: hazards,
         outside_rfc: msg.outside_rfc(),
+        clock_offset_ms: None,
+        replay: None,
     }
 }
 
@@ -135,6 +204,8 @@ fn rejected_line(at: SystemTime, from: SocketAddr, rejection: &Rejection) -> Lin
         record: Rejected::new(rejection),
         ucl_hazards: vec![],
         outside_rfc: vec![],
+        clock_offset_ms: None,
+        replay: None,
     }
 }
 
@@ -147,6 +218,10 @@ struct Printer {
     dst: Option<Address>,
     command: Option<String>,
     remaining: Option<u64>,
+    /// What the entities' replay guard would refuse (the bus's policy).
+    replay: ReplayGuard,
+    /// Each source's clock offset as last shown (text output).
+    clocks: HashMap<Address, i64>,
     out: io::StdoutLock<'static>,
 }
 
@@ -160,7 +235,11 @@ impl Printer {
             }
         }
         match &opened {
-            Ok(msg) => self.accepted(at, from, msg, bytes.len())?,
+            Ok(msg) => {
+                let h = &msg.header;
+                let verdict = self.replay.check(&h.src, h.seq, h.timestamp, epoch_ms(at));
+                self.accepted(at, from, msg, bytes.len(), verdict)?
+            }
             Err(rejection) => self.rejected(at, from, rejection)?,
         }
         self.out.flush()?;
@@ -198,26 +277,35 @@ impl Printer {
         from: SocketAddr,
         msg: &Message,
         len: usize,
+        verdict: ReplayVerdict,
     ) -> io::Result<()> {
         let verified = self.keys.is_some();
+        let offset = clock_offset(msg, at);
+        let replay = ReplayNote::new(msg, verdict);
         if self.json {
-            return writeln!(
-                self.out,
-                "{}",
-                to_line(&verified_line(at, from, msg, len, verified))
-            );
+            let mut line = verified_line(at, from, msg, len, verified);
+            line.clock_offset_ms = Some(offset);
+            line.replay = replay;
+            return writeln!(self.out, "{}", to_line(&line));
         }
         let hazards: Vec<String> = msg
             .ucl_hazards(len)
             .iter()
             .map(ToString::to_string)
             .collect();
-        let (on, off) = match (self.colour, verified) {
-            (true, true) => ("\x1b[32m", "\x1b[0m"),
-            (true, false) => ("\x1b[33m", "\x1b[0m"),
+        let again = replay.as_ref().map(|r| r.retransmission);
+        let (on, off) = match (self.colour, verified, again) {
+            (true, _, Some(false)) => ("\x1b[31m", "\x1b[0m"),
+            (true, true, None) => ("\x1b[32m", "\x1b[0m"),
+            (true, _, _) => ("\x1b[33m", "\x1b[0m"),
             _ => ("", ""),
         };
-        let status = if verified { "ok" } else { "unverified" };
+        let status = match (again, verified) {
+            (Some(true), _) => "again",
+            (Some(false), _) => "REPLAY",
+            (None, true) => "ok",
+            (None, false) => "unverified",
+        };
         let text = msg.to_string();
         let mut lines = text.lines();
         writeln!(
@@ -234,6 +322,27 @@ impl Printer {
         }
         for note in msg.outside_rfc() {
             writeln!(self.out, "{:>39}! outside RFC 3259: {note}", "")?;
+        }
+        match &replay {
+            Some(r) if r.retransmission => {
+                writeln!(self.out, "{:>39}! again: {}", "", r.reason)?;
+            }
+            Some(r) => writeln!(self.out, "{:>39}! replay ({}): {}", "", r.code, r.reason)?,
+            None => {}
+        }
+        let shown = self.clocks.get(&msg.header.src).copied();
+        if shown.is_none_or(|s| s.abs_diff(offset) > CLOCK_NOTE_STEP_MS) {
+            if self.clocks.len() >= CLOCK_SOURCES {
+                self.clocks.clear();
+            }
+            self.clocks.insert(msg.header.src.clone(), offset);
+            writeln!(
+                self.out,
+                "{:>39}! clock: {} is {} from ours",
+                "",
+                msg.header.src,
+                signed_seconds(offset)
+            )?;
         }
         Ok(())
     }
@@ -286,8 +395,15 @@ pub fn run(args: Args) -> Outcome {
             None
         }
     };
+    // Without a configuration (a capture read alone) the default window,
+    // and no clock check: the capture's hosts may have other clocks.
+    let policy = config
+        .as_ref()
+        .map_or_else(ReplayPolicy::default, ReplayPolicy::from_config);
     let stdout = io::stdout();
     let mut printer = Printer {
+        replay: ReplayGuard::new(policy, Limits::default().max_replay_entries),
+        clocks: HashMap::new(),
         keys,
         json: args.json,
         colour: !args.json && stdout.is_terminal(),
