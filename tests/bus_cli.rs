@@ -256,6 +256,106 @@ fn monitor_sees_hellos_and_flags_a_forged_datagram_that_nobody_receives() {
     assert_eq!(malformed["offset"], 17 + 37);
 }
 
+/// `rmbus monitor` flags what the entities' replay guard refuses, with the
+/// reason, and shows how far each source's clock is from ours; pyMbus's
+/// id-less, seconds-stamped source is flagged as outside the RFC.
+#[test]
+fn monitor_flags_replays_and_clocks_and_pymbus_forms() {
+    let bus = bus();
+    let mut json = Proc::start({
+        let mut c = rmbus(&bus);
+        c.args(["monitor", "--json"]);
+        c
+    });
+    let mut text = Proc::start({
+        let mut c = rmbus(&bus);
+        c.arg("monitor");
+        c
+    });
+    let mut entity = Proc::join(&bus, "listener");
+    let listener = entity.address();
+    json.expect("hello", |j| j["src"] == listener.as_str());
+    text.expect_line("hello", |l| l.contains(&listener) && l.contains(" ok "));
+    let keys = bus.config.keys().unwrap();
+    let now_s = common::wall_ms() / 1000;
+    let pymbus = seal_raw(
+        format!(
+            "mbus/1.0 3 {now_s} U (app:gex module:panel) () ()\n\
+             desktop.configuration.notify (gex/panel/plugin (\"eth0\"))"
+        )
+        .as_bytes(),
+        &keys,
+        Framing::Lf,
+    )
+    .unwrap();
+    inject(&bus, &pymbus);
+    let first = json.expect("the pyMbus datagram", |j| {
+        j["src"] == "(app:gex module:panel)"
+    });
+    assert!(first.get("replay").is_none(), "{first}");
+    assert!(
+        first["clock_offset_ms"].as_i64().unwrap().abs() < 2000,
+        "{first}"
+    );
+    let notes = first["outside_rfc"].to_string();
+    assert!(
+        notes.contains("has no id element") && notes.contains("in seconds"),
+        "{notes}"
+    );
+    // The same datagram again: a replay, and the entity does not take it.
+    inject(&bus, &pymbus);
+    let again = json.expect_new("its copy", |j| j["src"] == "(app:gex module:panel)");
+    assert_eq!(again["replay"]["code"], "seen", "{again}");
+    assert_eq!(again["replay"]["retransmission"], false, "{again}");
+    // A stamp a minute old from a source nobody knows: the clock check.
+    let stale = seal_raw(
+        format!(
+            "mbus/1.0 1 {} U (app:old id:5-1@127.0.0.1) () ()\nvolume.set (5)",
+            common::wall_ms() - 60_000
+        )
+        .as_bytes(),
+        &keys,
+        Framing::Lf,
+    )
+    .unwrap();
+    inject(&bus, &stale);
+    let old = json.expect("the stale datagram", |j| {
+        j["src"] == "(app:old id:5-1@127.0.0.1)"
+    });
+    assert_eq!(old["replay"]["code"], "clock", "{old}");
+    let offset = old["clock_offset_ms"].as_i64().unwrap();
+    assert!((-62_000..=-59_000).contains(&offset), "{old}");
+    // The text monitor says the same in words.
+    text.expect_line("the copy", |l| {
+        l.contains("REPLAY") && l.contains("(app:gex module:panel)")
+    });
+    text.expect_line("its reason", |l| {
+        l.contains("! replay (seen): a copy of a datagram seen")
+    });
+    text.expect_line("the clock note", |l| {
+        l.contains("! clock: (app:old id:5-1@127.0.0.1) is -")
+    });
+    // The entity took the first pyMbus datagram only (and not the stale one):
+    // a command after them shows what it was handed.
+    let marker = seal_raw(
+        format!(
+            "mbus/1.0 9 {} U (app:friend id:7-1@127.0.0.1) () ()\ntest.marker ()",
+            common::wall_ms()
+        )
+        .as_bytes(),
+        &keys,
+        Framing::Lf,
+    )
+    .unwrap();
+    inject(&bus, &marker);
+    entity.expect("the marker", |j| {
+        event(j, "command") && j["name"] == "test.marker"
+    });
+    let handed = |name: &str| entity.seen.iter().filter(|l| l.contains(name)).count();
+    assert_eq!(handed("desktop.configuration.notify"), 1);
+    assert_eq!(handed("volume.set"), 0);
+}
+
 #[test]
 fn a_killed_entity_is_lost_by_timeout() {
     let bus = bus();

@@ -151,6 +151,9 @@ fn the_replay_settings_read_and_write_back() {
         ("REPLAY_CLOCK=maybe\n", "REPLAY_CLOCK"),
     ] {
         let e = with(bad).unwrap_err().to_string();
-        assert!(e.contains(key) && e.contains("configuration:8:"), "{bad}: {e}");
+        assert!(
+            e.contains(key) && e.contains("configuration:8:"),
+            "{bad}: {e}"
+        );
     }
 }

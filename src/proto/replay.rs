@@ -280,7 +280,7 @@ impl ReplayGuard {
                 n
             }
             None => {
-                self.make_room();
+                self.make_room(None);
                 let n = self.next_number;
                 self.next_number = self.next_number.wrapping_add(1);
                 self.numbers.insert(src.clone(), n);
@@ -297,7 +297,7 @@ impl ReplayGuard {
                 n
             }
         };
-        self.make_room();
+        self.make_room(Some(number));
         if let Some(s) = self.sources.get_mut(&number) {
             s.newest = s.newest.max(ts);
             s.last_heard = local_ms;
@@ -335,8 +335,9 @@ impl ReplayGuard {
     }
 
     /// Makes room for one more entry: the oldest pair goes (its source's
-    /// window shrinks), else the source heard longest ago.
-    fn make_room(&mut self) {
+    /// window shrinks), else the source heard longest ago (the first
+    /// remembered among equals), never `keep`.
+    fn make_room(&mut self, keep: Option<u32>) {
         while self.remembered() >= self.limit {
             if !self.full_logged {
                 self.full_logged = true;
@@ -351,7 +352,8 @@ impl ReplayGuard {
                 let oldest = self
                     .sources
                     .iter()
-                    .min_by_key(|(_, s)| s.last_heard)
+                    .filter(|(n, _)| Some(**n) != keep)
+                    .min_by_key(|(n, s)| (s.last_heard, n.wrapping_sub(self.next_number)))
                     .map(|(n, _)| *n);
                 match oldest {
                     Some(n) => self.forget_source(n),

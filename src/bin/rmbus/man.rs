@@ -42,8 +42,11 @@ ADDRESS=239.255.255.247                 the group
 PORT=47000
 
 Extension keys: INTERFACE, SEND_UNICAST (yes/no), IPVERSION (4/6), FRAMING
-(LF/CRLF). Unknown keys are ignored. An error names the file, the line and the
-key.";
+(LF/CRLF), REPLAY_WINDOW (seconds a source's datagrams are remembered to refuse
+replays, 30 by default, or off) and REPLAY_CLOCK (yes/no: also refuse a
+TimeStamp further than the window from our clock; yes by default on HOSTLOCAL,
+no on LINKLOCAL). Unknown keys are ignored. A file without CONFIG_VERSION is
+read as version 1. An error names the file, the line and the key.";
 
 pub fn run(args: Args) -> Outcome {
     let mut cli = crate::Cli::command().disable_help_subcommand(true);
