@@ -1,7 +1,8 @@
 //! The bus on real sockets (host-local group), all in one run, as ratios to
 //! baselines measured in the same run (these machines are shared and noisy):
 //!
-//! (a) raw `sendto` of the same sealed datagrams (the baseline for b and c);
+//! (a) raw `sendto` of datagrams like (b)'s, sealed beforehand (the baseline
+//!     for b and c);
 //! (b) unreliable commands from one entity to another;
 //! (c) reliable commands with acks, 64 in flight;
 //! (d) reliable round-trip latency p50/p99 against a raw UDP ping-pong that
@@ -14,7 +15,8 @@
 //!
 //! `RMBUS_BUSY_POLL=1` makes the bus loops spin instead of sleeping;
 //! `RMBUS_UNICAST=1` turns on the unicast optimisation (SEND_UNICAST=yes), so
-//! that messages to the one peer go by unicast as the raw ping-pong does.
+//! that messages to the one peer go by unicast as the raw ping-pong does;
+//! `RMBUS_REPLAY_WINDOW=off` turns the replay guard off (to measure its cost).
 //!
 //! Run: `cargo bench --bench bus` (`RMBUS_BENCH_N` sets the message count,
 //! default 100000).
@@ -59,6 +61,13 @@ fn settle(counter: &AtomicU64) -> u64 {
     }
 }
 
+/// The wall clock in milliseconds, for the TimeStamps of made-up datagrams.
+fn wall_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
@@ -91,7 +100,7 @@ fn memory(config: &Config) -> (u64, u64) {
         let hello = Message {
             header: Header {
                 seq: 0,
-                timestamp: 1,
+                timestamp: wall_ms(),
                 kind: MessageType::Unreliable,
                 src: Address::parse(&format!("(app:bench module:peer n:{i} id:{i}-1@127.0.0.1)"))
                     .unwrap(),
@@ -133,6 +142,9 @@ fn main() {
         .unwrap_or(100_000);
     let mut config = config();
     config.send_unicast = std::env::var_os("RMBUS_UNICAST").is_some();
+    if std::env::var("RMBUS_REPLAY_WINDOW").is_ok_and(|v| v == "off") {
+        config.replay_window = None;
+    }
     let (ready, stop, received) = (
         Arc::new(AtomicBool::new(false)),
         Arc::new(AtomicBool::new(false)),
@@ -154,25 +166,37 @@ fn main() {
     wait_for(&ready);
     let (mut a, mut poll, b_full) = joined(&config, "(app:bench module:a)", "(app:bench module:b)");
 
-    // (a) raw sendto of the same datagrams.
+    // (a) raw sendto of datagrams like a's, sealed beforehand: each with a
+    // SeqNum of its own (b's replay guard refuses a copy) and, each round,
+    // a fresh TimeStamp (a host-local bus refuses one far from its clock).
     let raw_socket = loopback_sender();
-    let sample = Message {
-        header: Header {
-            seq: 1,
-            timestamp: 1,
-            kind: MessageType::Unreliable,
-            src: a.local_address().clone(),
-            dst: b_full.clone(),
-            acks: vec![],
-        },
-        commands: vec![command(1)],
+    let keys = config.keys().unwrap();
+    let rounds = 5;
+    let per_round = (n / rounds).max(1);
+    let (a_addr, mut raw_seq) = (a.local_address().clone(), u32::MAX / 2);
+    let mut sealed_round = || -> Vec<Vec<u8>> {
+        let timestamp = wall_ms();
+        (0..per_round)
+            .map(|_| {
+                raw_seq += 1;
+                let sample = Message {
+                    header: Header {
+                        seq: raw_seq,
+                        timestamp,
+                        kind: MessageType::Unreliable,
+                        src: a_addr.clone(),
+                        dst: b_full.clone(),
+                        acks: vec![],
+                    },
+                    commands: vec![command(1)],
+                };
+                seal(&sample, &keys, Framing::Lf).unwrap()
+            })
+            .collect()
     };
-    let datagram = seal(&sample, &config.keys().unwrap(), Framing::Lf).unwrap();
     let group = config.group_addr();
     // (a) and (b) alternate over several rounds; each round's ratio is taken,
     // and the median reported, so that drift of the machine cancels out.
-    let rounds = 5;
-    let per_round = (n / rounds).max(1);
     let (mut raw_times, mut bus_times, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
     let (mut burst_times, mut burst_ratios) = (Vec::new(), Vec::new());
     let (mut raw_got, mut unreliable_got, mut burst_got) = (0, 0, 0);
@@ -180,10 +204,11 @@ fn main() {
     let (mut acked, mut failed) = (0u64, 0u64);
     let burst = 10;
     for _ in 0..rounds {
+        let datagrams = sealed_round();
         received.store(0, Ordering::SeqCst);
         let t = Instant::now();
-        for _ in 0..per_round {
-            raw_socket.send_to(&datagram, group).unwrap();
+        for datagram in &datagrams {
+            raw_socket.send_to(datagram, group).unwrap();
         }
         let raw = t.elapsed();
         raw_got += settle(&received);
