@@ -10,7 +10,8 @@
 //!
 //! Run: `cargo bench --bench rpc` (`RMBUS_BENCH_CALLS` sets the number of
 //! calls per row, default 20000; `RMBUS_UNICAST=1` turns on the unicast
-//! optimisation, SEND_UNICAST=yes).
+//! optimisation, SEND_UNICAST=yes; `RMBUS_REPLAY_WINDOW=off` turns the
+//! replay guard off, to measure its cost).
 
 mod support;
 
@@ -36,6 +37,9 @@ fn main() {
         .unwrap_or(20_000);
     let mut config = config();
     config.send_unicast = std::env::var("RMBUS_UNICAST").is_ok();
+    if std::env::var("RMBUS_REPLAY_WINDOW").is_ok_and(|v| v == "off") {
+        config.replay_window = None;
+    }
     let (ready, stop) = (
         Arc::new(AtomicBool::new(false)),
         Arc::new(AtomicBool::new(false)),
