@@ -64,9 +64,11 @@ fn fifty_entities_exchange_reliable_commands_and_calls_without_loss_or_growth() 
         .unwrap_or(10)
         .max(6);
     let mut config = common::free_port_config();
-    // The replay guard remembers a window of traffic and then holds steady:
-    // a 2 s window reaches that steady state before the 5 s measurement.
-    config.replay_window = Some(std::time::Duration::from_secs(2));
+    // The replay guard remembers a window of traffic: its tables grow in
+    // doubling steps with the busiest window so far, which would blur this
+    // leak check. Its memory is bounded by `Limits::max_replay_entries`,
+    // tested at that bound in tests/replay.rs; here it is off.
+    config.replay_window = None;
     let mut host = Host::bind(&config).unwrap();
     let ids: Vec<EntityId> = (0..ENTITIES)
         .map(|i| {
