@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use crate::config::{Config, Scope};
 use crate::proto::maps::{HashMap, HashSet};
-use crate::wire::{timestamp_ms, Address};
+use crate::wire::{clock_offset_ms, timestamp_ms, Address};
 
 pub use crate::config::DEFAULT_REPLAY_WINDOW;
 
@@ -107,6 +107,14 @@ impl ReplayVerdict {
     /// True for [`ReplayVerdict::Fresh`].
     pub fn is_fresh(self) -> bool {
         self == ReplayVerdict::Fresh
+    }
+
+    /// True for a copy of a reliable message that came within
+    /// `dup_memory` of the first: most likely its sender retransmitting
+    /// because our ack was lost (acknowledged again, not delivered).
+    pub fn is_retransmission(self, reliable: bool, dup_memory: Duration) -> bool {
+        matches!(self, ReplayVerdict::Seen { ago_ms }
+            if reliable && u128::from(ago_ms) < dup_memory.as_millis())
     }
 
     /// A short code for logs and JSON: `seen`, `old`, `forgotten`, `clock`.
@@ -218,11 +226,6 @@ impl ReplayGuard {
         }
     }
 
-    /// The policy it applies.
-    pub fn policy(&self) -> ReplayPolicy {
-        self.policy
-    }
-
     /// How many pairs and sources it remembers (at most its limit).
     pub fn remembered(&self) -> usize {
         self.seen.len() + self.sources.len()
@@ -246,7 +249,7 @@ impl ReplayGuard {
         self.expire(local_ms, w);
         if self.policy.clock_check && ts.abs_diff(local_ms) > w {
             return ReplayVerdict::Clock {
-                offset_ms: clamp_offset(ts, local_ms),
+                offset_ms: clock_offset_ms(ts, local_ms),
                 window_ms: w,
             };
         }
@@ -376,24 +379,13 @@ impl ReplayGuard {
         true
     }
 
+    /// Forgets source `n`, which has no pairs left (both callers see to it).
     fn forget_source(&mut self, n: u32) {
         if let Some(s) = self.sources.remove(&n) {
+            debug_assert_eq!(s.pairs, 0, "a source is forgotten after its pairs");
             self.numbers.remove(&s.addr);
         }
         self.old_logged.remove(&n);
-        if !self.seen.is_empty() {
-            self.seen.retain(|(s, _, _), _| *s != n);
-            self.order.retain(|(_, s, _, _)| *s != n);
-        }
-    }
-}
-
-/// `ts − local` as a signed offset.
-fn clamp_offset(ts: u64, local: u64) -> i64 {
-    if ts >= local {
-        i64::try_from(ts - local).unwrap_or(i64::MAX)
-    } else {
-        i64::try_from(local - ts).map_or(i64::MIN, |d| -d)
     }
 }
 

@@ -14,14 +14,15 @@ use std::collections::{BTreeMap, VecDeque};
 
 use crate::proto::maps::HashMap;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::auth::{open, seal_view, sealed_len, Rejection};
 
 use super::unauthenticated::{Unauthenticated, UnauthenticatedSource};
 use crate::rpc::{CallId, TxnId};
 use crate::wire::{
-    Address, Command, EncodeError, Header, Message, MessageType, MessageView, MAX_DATAGRAM,
+    timestamp_of, Address, Command, EncodeError, Header, Message, MessageType, MessageView,
+    MAX_DATAGRAM,
 };
 
 use super::batch::{Batch, Batches};
@@ -199,9 +200,6 @@ impl Transport {
         if local.id().is_none() {
             return Err(SetupError::MissingId(local));
         }
-        let wall_ms = wall_now
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
         let mut rng = Rng::new(config.seed);
         let hello = HelloTimer::new(now, &config.timers, &mut rng);
         let replay = ReplayGuard::new(config.replay, config.limits.max_replay_entries);
@@ -210,7 +208,7 @@ impl Transport {
             next_seq: config.first_seq,
             config,
             local,
-            anchor: (now, wall_ms),
+            anchor: (now, timestamp_of(wall_now)),
             rng,
             next_id: 0,
             peers: PeerTable::default(),
@@ -397,8 +395,12 @@ impl Transport {
         // source (RFC 3259 §3, §7): only a message addressed to exactly us
         // acknowledges ours. (Every entity starts at SeqNum 0, and an ack to
         // an id-less pyMbus address reaches every entity that contains it.)
-        let acks_for_us = !header.acks.is_empty() && header.dst == self.local;
-        for seq in header.acks.iter().filter(|_| acks_for_us) {
+        let acks: &[u32] = if header.dst == self.local {
+            &header.acks
+        } else {
+            &[]
+        };
+        for seq in acks {
             if let Some((id, m)) = self.in_flight.acked(&header.src, *seq) {
                 self.stats.acknowledged += 1 + m.batched.len() as u64;
                 let after = now.saturating_duration_since(m.first_sent);
@@ -463,17 +465,17 @@ impl Transport {
         engaged: Engaged<'_>,
     ) {
         let reliable = header.kind == MessageType::Reliable;
-        if let (ReplayVerdict::Seen { ago_ms }, true) = (verdict, reliable) {
+        if let (ReplayVerdict::Seen { .. }, true) = (verdict, reliable) {
             let for_us = header.dst == self.local;
-            let retransmission = u128::from(ago_ms) < self.config.timers.dup_memory.as_millis();
-            // A retransmission is a sign of life, as any message is; a copy
-            // beyond the duplicate memory is not trusted as one.
-            let tracked = if for_us && retransmission {
-                self.heard_from(now, &header.src, from, engaged)
-            } else {
-                self.peers.contains(&header.src)
-            };
+            let retransmission = verdict.is_retransmission(reliable, self.config.timers.dup_memory);
             if for_us {
+                // A retransmission is a sign of life, as any message is; a
+                // copy beyond the duplicate memory is not trusted as one.
+                let tracked = if retransmission {
+                    self.heard_from(now, &header.src, from, engaged)
+                } else {
+                    self.peers.contains(&header.src)
+                };
                 let due = now + self.config.timers.t_c;
                 if tracked {
                     self.peers.reack(&header.src, header.seq, now, due);
@@ -505,10 +507,7 @@ impl Transport {
     /// calls it as it reads the clock, so that a suspended machine or a
     /// stepped clock does not leave the entity's idea of the time behind.
     pub(crate) fn set_wall_clock(&mut self, now: Instant, wall: SystemTime) {
-        let wall_ms = wall
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
-        self.anchor = (now, wall_ms);
+        self.anchor = (now, timestamp_of(wall));
     }
 
     /// `mbus.ping` arrived (RFC 3259 §9.3): one hello after U[0, c_hello_min]

@@ -1,6 +1,7 @@
 //! The message, its header and its commands (RFC 3259 §3, §5.2, §5.3).
 
 use std::fmt;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::{Address, Value};
 
@@ -67,6 +68,23 @@ pub fn timestamp_ms(raw: u64) -> u64 {
         raw.saturating_mul(1000)
     } else {
         raw
+    }
+}
+
+/// The TimeStamp of wall-clock time `t`: milliseconds since the Unix epoch
+/// (RFC 3259 §3); 0 before it.
+pub fn timestamp_of(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// How far the TimeStamp `ts_ms` is ahead of the clock reading `ours_ms`
+/// (both in ms; negative when it is behind).
+pub fn clock_offset_ms(ts_ms: u64, ours_ms: u64) -> i64 {
+    if ts_ms >= ours_ms {
+        i64::try_from(ts_ms - ours_ms).unwrap_or(i64::MAX)
+    } else {
+        i64::try_from(ours_ms - ts_ms).map_or(i64::MIN, |d| -d)
     }
 }
 

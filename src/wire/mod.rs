@@ -28,7 +28,10 @@ mod value;
 pub use address::{Address, AddressError, Element};
 pub use encode::{EncodeError, Framing, MessageView};
 pub use hazard::UclHazard;
-pub use message::{timestamp_ms, Command, Header, Message, MessageType, SECONDS_BELOW};
+pub use message::{
+    clock_offset_ms, timestamp_ms, timestamp_of, Command, Header, Message, MessageType,
+    SECONDS_BELOW,
+};
 pub use name::{is_under, ShapeError};
 pub use parse::{ParseError, Rule};
 pub use value::Value;

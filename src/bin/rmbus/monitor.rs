@@ -5,13 +5,13 @@ use std::fs::File;
 use std::io::{self, BufWriter, IsTerminal, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token};
 use rmbus::auth::{open, open_unverified, Keys, Rejection};
 use rmbus::proto::{Limits, ReplayGuard, ReplayPolicy, ReplayVerdict, Timers};
-use rmbus::wire::{Address, Message, MessageType};
+use rmbus::wire::{clock_offset_ms, timestamp_of, Address, Message, MessageType};
 use serde::Serialize;
 
 use crate::bus_args::BusArgs;
@@ -98,9 +98,8 @@ impl ReplayNote {
         if verdict.is_fresh() {
             return None;
         }
-        let retransmission = msg.header.kind == MessageType::Reliable
-            && matches!(verdict, ReplayVerdict::Seen { ago_ms }
-                if u128::from(ago_ms) < Timers::default().dup_memory.as_millis());
+        let reliable = msg.header.kind == MessageType::Reliable;
+        let retransmission = verdict.is_retransmission(reliable, Timers::default().dup_memory);
         Some(ReplayNote {
             code: verdict.code(),
             retransmission,
@@ -109,20 +108,9 @@ impl ReplayNote {
     }
 }
 
-/// Milliseconds since the Unix epoch.
-fn epoch_ms(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 /// A message's TimeStamp minus the clock at `at`.
 fn clock_offset(msg: &Message, at: SystemTime) -> i64 {
-    let (ts, ours) = (msg.header.timestamp_ms(), epoch_ms(at));
-    if ts >= ours {
-        i64::try_from(ts - ours).unwrap_or(i64::MAX)
-    } else {
-        i64::try_from(ours - ts).map_or(i64::MIN, |d| -d)
-    }
+    clock_offset_ms(msg.header.timestamp_ms(), timestamp_of(at))
 }
 
 /// A signed offset in seconds, e.g. `+1.250 s`.
@@ -237,7 +225,9 @@ impl Printer {
         match &opened {
             Ok(msg) => {
                 let h = &msg.header;
-                let verdict = self.replay.check(&h.src, h.seq, h.timestamp, epoch_ms(at));
+                let verdict = self
+                    .replay
+                    .check(&h.src, h.seq, h.timestamp, timestamp_of(at));
                 self.accepted(at, from, msg, bytes.len(), verdict)?
             }
             Err(rejection) => self.rejected(at, from, rejection)?,
