@@ -15,7 +15,7 @@ use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
 use crate::config::Config;
 use crate::proto::{Endpoint, EndpointConfig, Event, SendError};
 use crate::rpc::{CallId, Outcome, Request};
-use crate::wire::{Address, Value};
+use crate::wire::{timestamp_of, Address, Value};
 
 use super::closures::Closures;
 use super::{echo_filter, socket, BindError, Handled};
@@ -138,7 +138,13 @@ pub struct Host {
     /// True while the kernel keeps our own multicast off the group socket
     /// (see [`echo_filter`]): only while at most one entity is hosted.
     echo_filter: bool,
+    /// The wall clock (ms) the entities were last told, and when.
+    wall_told: (Instant, u64),
 }
+
+/// How far the wall clock may drift from the entities' idea of it before
+/// they are told again.
+const WALL_CLOCK_SLACK_MS: u64 = 10;
 
 impl Host {
     /// Opens the sockets of the bus that `config` describes, with no entity yet.
@@ -169,6 +175,7 @@ impl Host {
             next_id: 0,
             own_echoes: 0,
             echo_filter,
+            wall_told: (Instant::now(), timestamp_of(SystemTime::now())),
         })
     }
 
@@ -327,13 +334,19 @@ impl Host {
         Ok(())
     }
 
-    /// Tells every entity the wall clock ([`Endpoint::set_wall_clock`]), so
-    /// that its TimeStamps and its replay clock check follow a stepped clock
-    /// or a suspend; returns the monotonic instant it was read at.
+    /// Reads the clocks; when the wall clock has moved away from where the
+    /// monotonic one says it should be (a suspend, a stepped clock), tells
+    /// every entity ([`Endpoint::set_wall_clock`]), so that its TimeStamps
+    /// and its replay clock check follow. Returns the monotonic reading.
     fn read_wall_clock(&mut self) -> Instant {
         let (now, wall) = (Instant::now(), SystemTime::now());
-        for e in self.entities.values_mut() {
-            e.endpoint.set_wall_clock(now, wall);
+        let (at, told) = self.wall_told;
+        let expected = told.saturating_add(now.saturating_duration_since(at).as_millis() as u64);
+        if expected.abs_diff(timestamp_of(wall)) >= WALL_CLOCK_SLACK_MS {
+            self.wall_told = (now, timestamp_of(wall));
+            for e in self.entities.values_mut() {
+                e.endpoint.set_wall_clock(now, wall);
+            }
         }
         now
     }
