@@ -277,17 +277,12 @@ fn monitor_flags_replays_and_clocks_and_pymbus_forms() {
     json.expect("hello", |j| j["src"] == listener.as_str());
     text.expect_line("hello", |l| l.contains(&listener) && l.contains(" ok "));
     let keys = bus.config.keys().unwrap();
+    let sealed = |text: String| seal_raw(text.as_bytes(), &keys, Framing::Lf).unwrap();
     let now_s = common::wall_ms() / 1000;
-    let pymbus = seal_raw(
-        format!(
-            "mbus/1.0 3 {now_s} U (app:gex module:panel) () ()\n\
-             desktop.configuration.notify (gex/panel/plugin (\"eth0\"))"
-        )
-        .as_bytes(),
-        &keys,
-        Framing::Lf,
-    )
-    .unwrap();
+    let pymbus = sealed(format!(
+        "mbus/1.0 3 {now_s} U (app:gex module:panel) () ()\n\
+         desktop.configuration.notify (gex/panel/plugin (\"eth0\"))"
+    ));
     inject(&bus, &pymbus);
     let first = json.expect("the pyMbus datagram", |j| {
         j["src"] == "(app:gex module:panel)"
@@ -308,16 +303,10 @@ fn monitor_flags_replays_and_clocks_and_pymbus_forms() {
     assert_eq!(again["replay"]["code"], "seen", "{again}");
     assert_eq!(again["replay"]["retransmission"], false, "{again}");
     // A stamp a minute old from a source nobody knows: the clock check.
-    let stale = seal_raw(
-        format!(
-            "mbus/1.0 1 {} U (app:old id:5-1@127.0.0.1) () ()\nvolume.set (5)",
-            common::wall_ms() - 60_000
-        )
-        .as_bytes(),
-        &keys,
-        Framing::Lf,
-    )
-    .unwrap();
+    let stale = sealed(format!(
+        "mbus/1.0 1 {} U (app:old id:5-1@127.0.0.1) () ()\nvolume.set (5)",
+        common::wall_ms() - 60_000
+    ));
     inject(&bus, &stale);
     let old = json.expect("the stale datagram", |j| {
         j["src"] == "(app:old id:5-1@127.0.0.1)"
@@ -337,16 +326,28 @@ fn monitor_flags_replays_and_clocks_and_pymbus_forms() {
     });
     // The entity took the first pyMbus datagram only (and not the stale one):
     // a command after them shows what it was handed.
-    let marker = seal_raw(
-        format!(
-            "mbus/1.0 9 {} U (app:friend id:7-1@127.0.0.1) () ()\ntest.marker ()",
-            common::wall_ms()
-        )
-        .as_bytes(),
-        &keys,
-        Framing::Lf,
-    )
-    .unwrap();
+    // A reliable command to the entity, sent twice at once as a sender
+    // whose ack was lost would: the copy is shown as `again`, not REPLAY.
+    let reliable = sealed(format!(
+        "mbus/1.0 8 {} R (app:friend id:7-1@127.0.0.1) {listener} ()\ntest.twice ()",
+        common::wall_ms()
+    ));
+    inject(&bus, &reliable);
+    inject(&bus, &reliable);
+    let retransmitted = json.expect("the copy of the reliable command", |j| {
+        j["seq"] == 8 && j.get("replay").is_some()
+    });
+    assert_eq!(
+        retransmitted["replay"]["retransmission"], true,
+        "{retransmitted}"
+    );
+    text.expect_line("its note", |l| {
+        l.contains("! again: a copy of a datagram seen")
+    });
+    let marker = sealed(format!(
+        "mbus/1.0 9 {} U (app:friend id:7-1@127.0.0.1) () ()\ntest.marker ()",
+        common::wall_ms()
+    ));
     inject(&bus, &marker);
     entity.expect("the marker", |j| {
         event(j, "command") && j["name"] == "test.marker"
@@ -354,6 +355,7 @@ fn monitor_flags_replays_and_clocks_and_pymbus_forms() {
     let handed = |name: &str| entity.seen.iter().filter(|l| l.contains(name)).count();
     assert_eq!(handed("desktop.configuration.notify"), 1);
     assert_eq!(handed("volume.set"), 0);
+    assert_eq!(handed("test.twice"), 1, "delivered once");
 }
 
 #[test]

@@ -5,6 +5,7 @@
 //! deadlines.
 
 mod common;
+mod procs;
 
 use std::time::{Duration, Instant};
 
@@ -401,16 +402,6 @@ fn a_datagram_opened_once_reaches_the_entity_it_is_for_and_updates_the_others() 
     );
 }
 
-/// A plain socket that sends to the group on the loopback only (TTL 0).
-fn loopback_sender() -> std::net::UdpSocket {
-    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    socket.set_multicast_ttl_v4(0).unwrap();
-    socket2::SockRef::from(&socket)
-        .set_multicast_if_v4(&std::net::Ipv4Addr::LOCALHOST)
-        .unwrap();
-    socket
-}
-
 /// A reliable `volume.set (100)` and an unreliable `volume.set (5)`,
 /// captured off the group and sent again once the receiver's duplicate
 /// memory has let go of them, are not delivered a second time: the replay
@@ -468,7 +459,7 @@ fn a_captured_datagram_replayed_after_the_duplicate_memory_expired_is_not_delive
         Instant::now() >= after
     });
     let before = l.host.endpoint(volume).unwrap().stats();
-    let replayer = loopback_sender();
+    let replayer = procs::loopback_sender();
     for datagram in &captured {
         replayer.send_to(datagram, config.group_addr()).unwrap();
     }
