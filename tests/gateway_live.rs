@@ -490,9 +490,19 @@ fn every_limit_answers_with_its_code() {
     // it with the end of the stream.
     let ended = dribble.read_to_end(&mut rest);
     assert!(ended.is_ok(), "the gateway cut it off: {ended:?}");
-    // Connections over the cap: 503.
-    let idle: Vec<TcpStream> = (0..3).map(|_| TcpStream::connect(&host).unwrap()).collect();
-    std::thread::sleep(Duration::from_millis(200));
+    // Connections over the cap, when every slot holds a served client: 503.
+    // (Connections that never made a request give their slots up instead.)
+    let idle: Vec<TcpStream> = (0..3)
+        .map(|_| {
+            let mut s = TcpStream::connect(&host).unwrap();
+            s.write_all(b"GET /-/ HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+            s.set_read_timeout(Some(DEADLINE)).unwrap();
+            let mut head = [0u8; 12];
+            s.read_exact(&mut head).unwrap();
+            assert_eq!(&head, b"HTTP/1.1 200");
+            s
+        })
+        .collect();
     let mut over = TcpStream::connect(&host).unwrap();
     over.set_read_timeout(Some(DEADLINE)).unwrap();
     let mut busy = String::new();

@@ -13,6 +13,8 @@ pub struct OcciError {
     pub reason: String,
     /// For 405: the methods the path allows.
     pub allow: Option<&'static str>,
+    /// For 429 and 503: seconds the client should wait (`Retry-After`).
+    pub retry_after: Option<u64>,
 }
 
 impl OcciError {
@@ -27,7 +29,14 @@ impl OcciError {
             status,
             reason,
             allow: None,
+            retry_after: None,
         }
+    }
+
+    /// The same error, telling the client to wait `secs` (at least one).
+    pub fn retry_after(mut self, secs: u64) -> OcciError {
+        self.retry_after = Some(secs.max(1));
+        self
     }
 
     /// 400: unparsable, unknown category or attribute, invalid value.

@@ -1,33 +1,46 @@
 //! Serving a [`Server`] on a listener: HTTP/1.1 with keep-alive, HTTP/2
 //! (over TLS by ALPN, or with prior knowledge), TLS with rustls on `ring`,
-//! a cap on concurrent connections, timeouts for slow handshakes and
-//! headers, and a graceful shutdown.
+//! a table of connection slots in which anonymous connections give way
+//! to authenticated ones, deadlines that close every connection that does
+//! not do its part (see [`super::connections`]), timeouts for slow
+//! handshakes, headers and bodies, and a graceful shutdown.
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_rustls::rustls;
 use tokio_rustls::TlsAcceptor;
+
+use super::connections::{Admission, Closed, Conn, Deadlines, Peer, Table, Watched};
 
 /// How connections are taken.
 #[derive(Clone)]
 pub struct Listening {
     /// TLS, when set (HTTP/2 and HTTP/1.1 offered by ALPN).
     pub tls: Option<Arc<rustls::ServerConfig>>,
-    /// Connections served at once; one more is answered 503 and closed.
+    /// Connections served at once. When all are taken, the oldest one
+    /// without an authenticated request is closed to make room; only when
+    /// every one is authenticated is a new one answered 503 and closed.
     pub max_connections: usize,
     /// How long a TLS handshake may take.
     pub handshake_timeout: Duration,
     /// How long a request's headers may take to arrive (slowloris).
     pub header_timeout: Duration,
+    /// How long a connection may stay open before one of its requests is
+    /// authenticated, whatever it sends (or, without authentication,
+    /// before its first request is read).
+    pub anonymous_timeout: Duration,
+    /// How long a connection may move no byte while no request on it is in
+    /// flight (HTTP/1 keep-alive, HTTP/2 sessions, WebSockets alike).
+    pub idle_timeout: Duration,
     /// How long to wait for open connections at shutdown.
     pub drain_timeout: Duration,
 }
@@ -39,6 +52,8 @@ impl Default for Listening {
             max_connections: 512,
             handshake_timeout: Duration::from_secs(10),
             header_timeout: Duration::from_secs(10),
+            anonymous_timeout: Duration::from_secs(15),
+            idle_timeout: Duration::from_secs(60),
             drain_timeout: Duration::from_secs(5),
         }
     }
@@ -68,10 +83,43 @@ pub fn tls_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, 
     Ok(Arc::new(config))
 }
 
-const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nConnection: close\r\nContent-Length: 52\r\n\r\ntoo many connections at once; try again in a moment\n";
+const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nConnection: close\r\nRetry-After: 1\r\nContent-Length: 52\r\n\r\ntoo many connections at once; try again in a moment\n";
+
+/// Logs at most one line a second of each kind; the lines held back are
+/// counted into the next one, so a flood of connections does not flood the
+/// log.
+struct Quota {
+    log: Arc<dyn Fn(String) + Send + Sync>,
+    state: std::sync::Mutex<std::collections::HashMap<&'static str, (std::time::Instant, u64)>>,
+}
+
+impl Quota {
+    fn say(&self, kind: &'static str, line: String) {
+        let now = std::time::Instant::now();
+        let held = {
+            let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            let (last, held) = state
+                .entry(kind)
+                .or_insert((now - Duration::from_secs(2), 0));
+            if now.duration_since(*last) < Duration::from_secs(1) {
+                *held += 1;
+                return;
+            }
+            *last = now;
+            std::mem::take(held)
+        };
+        if held > 0 {
+            (self.log)(format!("{line} (and {held} more like it)"));
+        } else {
+            (self.log)(line);
+        }
+    }
+}
 
 /// Serves `router` on `listener` until `shutdown` completes; `log` hears
-/// about connections refused or failed.
+/// about connections refused, closed by a deadline, or failed (at most a
+/// line a second of each kind). Each request carries a [`Peer`] in its
+/// extensions.
 pub async fn serve(
     listener: TcpListener,
     router: axum::Router,
@@ -79,7 +127,7 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send,
     log: Arc<dyn Fn(String) + Send + Sync>,
 ) -> std::io::Result<()> {
-    let slots = Arc::new(Semaphore::new(how.max_connections));
+    let table = Table::new(how.max_connections);
     let graceful = GracefulShutdown::new();
     let acceptor = how.tls.clone().map(TlsAcceptor::from);
     let mut builder = Builder::new(TokioExecutor::new());
@@ -90,6 +138,14 @@ pub async fn serve(
         .keep_alive(true);
     builder.http2().timer(TokioTimer::new());
     let builder = Arc::new(builder);
+    let quota = Arc::new(Quota {
+        log,
+        state: std::sync::Mutex::new(std::collections::HashMap::new()),
+    });
+    let deadlines = Deadlines {
+        anonymous: how.anonymous_timeout,
+        idle: how.idle_timeout,
+    };
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -97,41 +153,72 @@ pub async fn serve(
                 Ok(a) => a,
                 Err(e) => {
                     // Out of descriptors and the like: wait a little, go on.
-                    log(format!("accept failed: {e}"));
+                    quota.say("accept", format!("accept failed: {e}"));
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
             },
             () = &mut shutdown => break,
         };
-        let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
-            log(format!(
-                "{peer}: refused, {} connections open",
-                how.max_connections
-            ));
-            if acceptor.is_none() {
-                tokio::spawn(async move {
-                    let mut stream = stream;
-                    let _ = stream.write_all(BUSY).await;
-                    let _ = stream.shutdown().await;
-                });
+        let slot = match table.admit(peer) {
+            Admission::Admitted(slot, evicted) => {
+                if let Some(old) = evicted {
+                    quota.say("evicted", format!("{old}: {}", Closed::Evicted));
+                }
+                slot
             }
-            continue;
+            Admission::Full => {
+                quota.say(
+                    "refused",
+                    format!("{peer}: refused, {} connections open", how.max_connections),
+                );
+                if acceptor.is_none() {
+                    tokio::spawn(async move {
+                        let mut stream = stream;
+                        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+                            let _ = stream.write_all(BUSY).await;
+                            let _ = stream.shutdown().await;
+                        })
+                        .await;
+                    });
+                }
+                continue;
+            }
         };
-        let (builder, acceptor, log) = (Arc::clone(&builder), acceptor.clone(), Arc::clone(&log));
-        let service = TowerToHyperService::new(router.clone());
+        let (builder, acceptor, quota) =
+            (Arc::clone(&builder), acceptor.clone(), Arc::clone(&quota));
+        let router = router.clone();
         let watcher = graceful.watcher();
         let handshake = how.handshake_timeout;
         tokio::spawn(async move {
-            let _permit = permit;
-            match acceptor {
-                None => run(&builder, stream, service, watcher, &*log, peer).await,
-                Some(a) => match tokio::time::timeout(handshake, a.accept(stream)).await {
-                    Ok(Ok(tls)) => run(&builder, tls, service, watcher, &*log, peer).await,
-                    Ok(Err(e)) => log(format!("{peer}: TLS handshake failed: {e}")),
-                    Err(_) => log(format!("{peer}: TLS handshake took over {handshake:?}")),
-                },
+            let conn = Arc::clone(&slot.conn);
+            let stream = Watched::new(stream, Arc::clone(&conn));
+            let served = async {
+                match acceptor {
+                    None => run(&builder, stream, &conn, router, watcher, &quota, peer).await,
+                    Some(a) => match tokio::time::timeout(handshake, a.accept(stream)).await {
+                        Ok(Ok(tls)) => {
+                            run(&builder, tls, &conn, router, watcher, &quota, peer).await
+                        }
+                        Ok(Err(e)) => {
+                            quota.say("tls", format!("{peer}: TLS handshake failed: {e}"))
+                        }
+                        Err(_) => quota.say(
+                            "tls",
+                            format!("{peer}: TLS handshake took over {handshake:?}"),
+                        ),
+                    },
+                }
+            };
+            tokio::select! {
+                () = served => {}
+                why = conn.expired(deadlines) => {
+                    if why != Closed::Evicted {
+                        quota.say(if matches!(why, Closed::Idle(_)) { "idle" } else { "anonymous" }, format!("{peer}: {why}"));
+                    }
+                }
             }
+            drop(slot);
         });
     }
     drop(listener);
@@ -139,7 +226,7 @@ pub async fn serve(
         .await
         .is_err()
     {
-        log("connections still open at shutdown were dropped".into());
+        (quota.log)("connections still open at shutdown were dropped".into());
     }
     Ok(())
 }
@@ -147,19 +234,33 @@ pub async fn serve(
 async fn run<S>(
     builder: &Builder<TokioExecutor>,
     io: S,
-    service: TowerToHyperService<axum::Router>,
+    conn: &Arc<Conn>,
+    router: axum::Router,
     watcher: hyper_util::server::graceful::Watcher,
-    log: &(dyn Fn(String) + Send + Sync),
+    quota: &Quota,
     peer: std::net::SocketAddr,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
-    if let Err(e) = watcher.watch(conn.into_owned()).await {
+    let inner = TowerToHyperService::new(router);
+    let conn = Arc::clone(conn);
+    let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+        use hyper::service::Service;
+        req.extensions_mut().insert(Peer(Arc::clone(&conn)));
+        let busy = conn.begin();
+        let answer = inner.call(req);
+        async move {
+            let r = answer.await;
+            drop(busy);
+            r
+        }
+    });
+    let served = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+    if let Err(e) = watcher.watch(served.into_owned()).await {
         let text = e.to_string();
         // A client that goes away is not news.
         if !text.contains("connection closed") && !text.contains("reset") {
-            log(format!("{peer}: {text}"));
+            quota.say("failed", format!("{peer}: {text}"));
         }
     }
 }

@@ -44,6 +44,7 @@
 mod basic;
 mod body;
 mod collection;
+mod connections;
 mod entity;
 mod error;
 mod json;
@@ -51,15 +52,20 @@ mod lifecycle;
 mod listen;
 mod media;
 mod model;
+mod password;
 mod query;
 mod render;
 mod request;
 mod server;
 mod tags;
 mod text;
+mod throttle;
 
-pub use basic::{create_admin, hash_password, read_users_file, Basic, Users, CACHE_FOR};
+pub use basic::{
+    create_admin, hash_password, read_users_file, AuthLimits, Basic, Users, CACHE_FOR,
+};
 pub use body::{Body, CategoryRef};
+pub use connections::Peer;
 pub use entity::{Entity, EntityStore, EntityStoreError, MemoryEntities};
 pub use error::OcciError;
 pub use listen::{serve, tls_config, Listening};
@@ -68,6 +74,7 @@ pub use model::{
     AttrType, Attribute, Category, Class, Model, TypeId, CORE_SCHEME, ENTITY, LINK, RESOURCE,
 };
 pub use server::{
-    ActionCall, ActionHandler, Authenticator, BoxFuture, Hooks, Limits, RequestLog, Server,
-    ServerBuilder,
+    ActionCall, ActionHandler, Authenticator, BoxFuture, Hooks, Limits, Refusal, RequestLog,
+    Server, ServerBuilder,
 };
+pub use throttle::Backoff;

@@ -230,6 +230,10 @@ impl Answer {
             r.headers_mut()
                 .insert(header::ALLOW, HeaderValue::from_static(allow));
         }
+        if let Some(secs) = e.retry_after {
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         r
     }
 }

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use axum::body::Body as HttpBody;
 use axum::extract::{Request, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::Response;
 
@@ -37,9 +38,9 @@ pub(super) async fn handle(State(server): State<Arc<Server>>, req: Request) -> R
         media: media::negotiate(accept.as_deref(), true).unwrap_or(Media::Plain),
         flavour: server.flavour,
     };
-    let if_none_match = req.headers().clone();
+    let (parts, raw) = req.into_parts();
     let mut user = None;
-    let result = serve_request(&server, req, &accept, &mut user).await;
+    let result = serve_request(&server, &parts, raw, &accept, &mut user).await;
     let (response, reason) = match result {
         Ok(r) => (r, None),
         Err((e, answer)) => {
@@ -53,7 +54,7 @@ pub(super) async fn handle(State(server): State<Arc<Server>>, req: Request) -> R
             (r, Some(e.reason))
         }
     };
-    let mut response = super::tags::tag(&method, &if_none_match, response).await;
+    let mut response = super::tags::tag(&method, &parts.headers, response).await;
     response
         .headers_mut()
         .insert(header::SERVER, server.server_header.clone());
@@ -88,13 +89,16 @@ fn occi_version(agent: &str) -> Option<(u32, u32)> {
 
 async fn serve_request(
     server: &Arc<Server>,
-    req: Request,
+    req: &Parts,
+    raw: HttpBody,
     accept: &Option<String>,
     user: &mut Option<String>,
 ) -> Result<Response, Failed> {
     let plain = |e: OcciError| (e, None);
+    // Credentials first: an anonymous caller learns nothing but 401.
+    *user = server.authenticate(req).await.map_err(plain)?;
     let header_bytes: usize = req
-        .headers()
+        .headers
         .iter()
         .map(|(k, v)| k.as_str().len() + v.len() + 4)
         .sum();
@@ -108,7 +112,7 @@ async fn serve_request(
         )));
     }
     if let Some(agent) = req
-        .headers()
+        .headers
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
     {
@@ -124,11 +128,10 @@ async fn serve_request(
             }
         }
     }
-    *user = server.authenticate(req.headers()).await.map_err(plain)?;
     let model = server.model();
-    let path = req.uri().path().to_owned();
+    let path = req.uri.path().to_owned();
     let query: Vec<(String, String)> = req
-        .uri()
+        .uri
         .query()
         .map(|q| {
             q.split('&')
@@ -151,12 +154,11 @@ async fn serve_request(
         media: media::negotiate(accept.as_deref(), listing).map_err(plain)?,
         flavour: server.flavour,
     };
-    let method = req.method().clone();
-    let (parts, raw) = req.into_parts();
+    let method = req.method.clone();
     let body = read_body(
         server,
         &model,
-        &parts.headers,
+        &req.headers,
         raw,
         matches!(target, Target::Query),
     )
@@ -269,10 +271,14 @@ async fn read_body(
                 ),
             )
         })?
-        .map_err(|_| too_big())?;
+        .map_err(|e| body_error(&e).unwrap_or_else(too_big))?;
     let content_type = headers
         .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok());
+        .map(|v| {
+            v.to_str()
+                .map_err(|_| OcciError::bad_request("the content-type header is not ASCII"))
+        })
+        .transpose()?;
     let media = content_type.map(media::request_media);
     let has_text_headers = headers.keys().any(|k| {
         matches!(
@@ -311,10 +317,7 @@ async fn read_body(
         _ => Body::default(),
     };
     if has_text_headers && body.is_empty() {
-        let pairs: Vec<(&str, &str)> = headers
-            .iter()
-            .filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?)))
-            .collect();
+        let pairs = text_headers(headers)?;
         body = text::parse(pairs, query)?;
     }
     let n = body.attributes.len() + body.locations.len() + body.definitions.len();
@@ -328,6 +331,43 @@ async fn read_body(
         ));
     }
     Ok(body)
+}
+
+/// Why reading a body failed, unless it was its size: a malformed or
+/// truncated chunked encoding, or a connection that ended early (400).
+fn body_error(e: &axum::Error) -> Option<OcciError> {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if c.is::<http_body_util::LengthLimitError>() {
+            return None;
+        }
+        cause = c.source();
+    }
+    let mut why = e.to_string();
+    let mut inner = std::error::Error::source(e);
+    while let Some(c) = inner {
+        why = format!("{why}: {c}");
+        inner = c.source();
+    }
+    Some(OcciError::bad_request(format!(
+        "the body could not be read ({why})"
+    )))
+}
+
+/// Every header, with its value decoded as UTF-8 (GFD.185 §3.6: text/occi
+/// attribute values are UTF-8 strings); a header that is not UTF-8 is a
+/// 400 naming it, never skipped.
+fn text_headers(headers: &HeaderMap) -> Result<Vec<(&str, &str)>, OcciError> {
+    headers
+        .iter()
+        .map(|(k, v)| {
+            std::str::from_utf8(v.as_bytes())
+                .map(|v| (k.as_str(), v))
+                .map_err(|_| {
+                    OcciError::bad_request(format!("the {} header is not UTF-8", k.as_str()))
+                })
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -54,10 +54,29 @@ pub trait Hooks: Send + Sync {
     }
 }
 
-/// Checks a request's credentials: the user's name, or `None` (401).
+/// Why an [`Authenticator`] did not take a request's credentials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// No credentials (401).
+    Missing,
+    /// Wrong or unreadable credentials (401).
+    Wrong,
+    /// Too many checks at once: come back after this long (503).
+    Busy(std::time::Duration),
+    /// Too many wrong credentials from this client: shut out for this
+    /// long (429).
+    Throttled(std::time::Duration),
+}
+
+/// Checks a request's credentials: the user's name, or why not.
 pub trait Authenticator: Send + Sync {
-    /// `authorization`: the `Authorization` header, if any.
-    fn check(&self, authorization: Option<String>) -> BoxFuture<Option<String>>;
+    /// `authorization`: the `Authorization` header's bytes, if any;
+    /// `client`: the client's address, when the listener knows it.
+    fn check(
+        &self,
+        authorization: Option<Vec<u8>>,
+        client: Option<std::net::IpAddr>,
+    ) -> BoxFuture<Result<String, Refusal>>;
 }
 
 /// One request, for the log.
@@ -285,29 +304,60 @@ impl Server {
     }
 
     /// Checks a request's credentials with the server's [`Authenticator`]:
-    /// the user (`None` without one), or the 401 to answer.
+    /// the user (`None` without one), or the error to answer (401, 429 or
+    /// 503 with `Retry-After`). A request that passes marks its connection
+    /// authenticated (its [`super::Peer`], from [`super::serve`]); the
+    /// client's address comes from there, or from axum's `ConnectInfo`.
     pub async fn authenticate(
         &self,
-        headers: &axum::http::HeaderMap,
+        request: &axum::http::request::Parts,
     ) -> Result<Option<String>, OcciError> {
+        let peer = request.extensions.get::<super::Peer>();
         let Some(auth) = &self.auth else {
+            if let Some(p) = peer {
+                p.trust();
+            }
             return Ok(None);
         };
-        let given = headers
+        let client = peer.map(|p| p.addr().ip()).or_else(|| {
+            request
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|c| c.0.ip())
+        });
+        let given = request
+            .headers
             .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let had = given.is_some();
-        match auth.check(given).await {
-            Some(name) => Ok(Some(name)),
-            None => Err(OcciError::new(
+            .map(|v| v.as_bytes().to_vec());
+        let wait = |d: std::time::Duration| d.as_secs() + u64::from(d.subsec_nanos() > 0);
+        match auth.check(given, client).await {
+            Ok(name) => {
+                if let Some(p) = peer {
+                    p.trust();
+                }
+                Ok(Some(name))
+            }
+            Err(Refusal::Missing) => Err(OcciError::new(
                 StatusCode::UNAUTHORIZED,
-                if had {
-                    "bad credentials"
-                } else {
-                    "credentials required (HTTP Basic)"
-                },
+                "credentials required (HTTP Basic)",
             )),
+            Err(Refusal::Wrong) => Err(OcciError::new(StatusCode::UNAUTHORIZED, "bad credentials")),
+            Err(Refusal::Busy(d)) => Err(OcciError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "too many password checks at once; try again in {} s",
+                    wait(d)
+                ),
+            )
+            .retry_after(wait(d))),
+            Err(Refusal::Throttled(d)) => Err(OcciError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!(
+                    "too many wrong credentials from this address; try again in {} s",
+                    wait(d)
+                ),
+            )
+            .retry_after(wait(d))),
         }
     }
 

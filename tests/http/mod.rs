@@ -67,6 +67,11 @@ pub fn request(
     parse(&raw)
 }
 
+/// An answer read off the wire.
+pub fn parse_answer(raw: &[u8]) -> Answer {
+    parse(raw)
+}
+
 fn parse(raw: &[u8]) -> Answer {
     let text = String::from_utf8_lossy(raw);
     let (head, body) = text

@@ -87,6 +87,19 @@ pub struct Args {
     /// Seconds a request's headers may take (slow clients are cut off).
     #[arg(long, value_name = "SECS", default_value_t = 10.0)]
     header_timeout: f64,
+    /// Seconds a connection may stay open before one of its requests is
+    /// authenticated, whatever it sends.
+    #[arg(long, value_name = "SECS", default_value_t = 15.0)]
+    anonymous_timeout: f64,
+    /// Seconds a connection may move no byte with no request in flight.
+    #[arg(long, value_name = "SECS", default_value_t = 60.0)]
+    idle_timeout: f64,
+    /// Password checks run at once (each takes argon2's 19 MiB).
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    password_checks: usize,
+    /// Password checks that may wait; one more is answered 503.
+    #[arg(long, value_name = "N", default_value_t = 32)]
+    password_queue: usize,
     /// Seconds a request body may take (408 beyond).
     #[arg(long, value_name = "SECS", default_value_t = 30.0)]
     body_timeout: f64,
@@ -169,7 +182,12 @@ fn users_of(args: &Args, state: &std::path::Path) -> Result<Option<rmbus::occi::
     if hashes.is_empty() {
         return Err(Failure::input("no user configured"));
     }
-    rmbus::occi::Users::new(hashes)
+    let limits = rmbus::occi::AuthLimits {
+        checks: args.password_checks.max(1),
+        queue: args.password_queue.max(1),
+        ..rmbus::occi::AuthLimits::default()
+    };
+    rmbus::occi::Users::with_limits(hashes, limits)
         .map(Some)
         .map_err(Failure::input)
 }
@@ -223,6 +241,8 @@ pub fn run(args: Args) -> Outcome {
         },
         max_connections: args.max_connections.max(1),
         header_timeout: secs("header-timeout", args.header_timeout)?,
+        anonymous_timeout: secs("anonymous-timeout", args.anonymous_timeout)?,
+        idle_timeout: secs("idle-timeout", args.idle_timeout)?,
         ..Listening::default()
     };
     let ws_idle = secs("ws-idle", args.ws_idle)?;
@@ -332,20 +352,20 @@ pub fn run(args: Args) -> Outcome {
                 model::state_of(&*store, kind, &|n| filter.keeps(n))
             }),
             idle: ws_idle,
+            // Pings keep a quiet monitor inside the idle deadline.
+            ping_every: listening.idle_timeout / 3,
             user: None,
         };
-        let router =
-            server.router().route(
-                "/monitor",
-                axum::routing::get({
-                    let server = Arc::clone(&server);
-                    let max = args.ws_max_message;
-                    move |ws: axum::extract::ws::WebSocketUpgrade,
-                          headers: axum::http::HeaderMap| async move {
-                        monitor_upgrade(&server, session, ws, &headers, max).await
-                    }
-                }),
-            );
+        let router = server.router().route(
+            "/monitor",
+            axum::routing::any({
+                let server = Arc::clone(&server);
+                let max = args.ws_max_message;
+                move |request: axum::extract::Request| async move {
+                    monitor_upgrade(&server, session, request, max).await
+                }
+            }),
+        );
         eprintln!("rmbus gateway: listening on {scheme}://{addr}");
         let (done_tx, done_rx) = tokio::sync::oneshot::channel();
         let stopped = async move {
@@ -361,41 +381,77 @@ pub fn run(args: Args) -> Outcome {
     ended.map_err(Failure::input)
 }
 
-/// `GET /monitor`: checks the credentials like any request, then upgrades.
+/// `GET /monitor`: checks the credentials like any request, first (an
+/// anonymous caller learns nothing but 401), then the method and the
+/// upgrade.
 async fn monitor_upgrade(
     server: &Server,
     mut session: monitor::Session,
-    ws: axum::extract::ws::WebSocketUpgrade,
-    headers: &axum::http::HeaderMap,
+    request: axum::extract::Request,
     max_message: usize,
 ) -> axum::response::Response {
+    use axum::extract::FromRequestParts;
     use axum::response::IntoResponse;
-    match server.authenticate(headers).await {
-        Ok(user) => {
-            eprintln!(
-                "rmbus gateway: GET /monitor 101{}",
-                user.as_deref()
-                    .map_or(String::new(), |u| format!(" user={u}"))
-            );
-            session.user = user;
-            ws.max_message_size(max_message)
-                .max_frame_size(max_message)
-                .on_upgrade(move |socket| monitor::run(socket, session))
-        }
-        Err(e) => {
-            eprintln!(
-                "rmbus gateway: GET /monitor {} ({})",
-                e.status.as_u16(),
-                e.reason
-            );
-            let mut r = (e.status, format!("{}\n", e.reason)).into_response();
-            r.headers_mut().insert(
+    let (mut parts, _) = request.into_parts();
+    let method = parts.method.clone();
+    let refused = |e: rmbus::occi::OcciError| {
+        eprintln!(
+            "rmbus gateway: {method} /monitor {} ({})",
+            e.status.as_u16(),
+            e.reason
+        );
+        let mut r = (e.status, format!("{}\n", e.reason)).into_response();
+        let h = r.headers_mut();
+        if e.status == axum::http::StatusCode::UNAUTHORIZED {
+            h.insert(
                 axum::http::header::WWW_AUTHENTICATE,
                 axum::http::HeaderValue::from_static("Basic realm=\"rmbus\""),
             );
-            r
         }
+        if let Some(secs) = e.retry_after {
+            h.insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        if let Some(allow) = e.allow {
+            h.insert(
+                axum::http::header::ALLOW,
+                axum::http::HeaderValue::from_static(allow),
+            );
+        }
+        r
+    };
+    let user = match server.authenticate(&parts).await {
+        Ok(user) => user,
+        Err(e) => return refused(e),
+    };
+    if method != axum::http::Method::GET {
+        return refused(rmbus::occi::OcciError::method_not_allowed(
+            "GET",
+            "the monitor is a WebSocket: GET with an upgrade",
+        ));
     }
+    let ws = match axum::extract::ws::WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
+        Ok(ws) => ws,
+        Err(e) => {
+            return refused(rmbus::occi::OcciError::bad_request(format!(
+                "not a WebSocket upgrade: {}",
+                e.body_text()
+            )))
+        }
+    };
+    eprintln!(
+        "rmbus gateway: GET /monitor 101{}",
+        user.as_deref()
+            .map_or(String::new(), |u| format!(" user={u}"))
+    );
+    session.user = user;
+    ws.max_message_size(max_message)
+        .max_frame_size(max_message)
+        // Our events wait in the connection's queue, not in a write buffer
+        // that grows: a frame beyond this is an error, and pongs to a
+        // client that does not read replace one another.
+        .write_buffer_size(monitor::WRITE_BUFFER)
+        .max_write_buffer_size(monitor::WRITE_BUFFER + monitor::LARGEST_EVENT)
+        .on_upgrade(move |socket| monitor::run(socket, session))
 }
 
 #[cfg(test)]

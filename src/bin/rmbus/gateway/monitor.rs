@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use axum::extract::ws::{CloseFrame, Message as Frame, WebSocket};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use rmbus::cmbs::Layer;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
@@ -251,12 +251,22 @@ pub struct Session {
     pub state: StateOf,
     /// How long a send may wait on a client that reads nothing.
     pub idle: Duration,
+    /// How often a ping goes to the client; one that answers none for
+    /// three of these is closed.
+    pub ping_every: Duration,
     /// Who is connected, for the log.
     pub user: Option<String>,
 }
 
 /// The most monitors on one connection.
 pub const MAX_MONITORS: usize = 32;
+
+/// Bytes written to the socket at once from a connection's buffer.
+pub const WRITE_BUFFER: usize = 128 << 10;
+
+/// The largest event sent; a larger one is replaced by an `error` saying
+/// so (a raw datagram of 64 KiB shown as JSON stays well below).
+pub const LARGEST_EVENT: usize = 1 << 20;
 
 struct Monitors {
     by_id: BTreeMap<String, (Kind, Filter)>,
@@ -351,6 +361,26 @@ fn adjust_raw(s: &Session, before: usize, after: usize) {
     }
 }
 
+/// One JSON value as a text frame; an event over [`LARGEST_EVENT`] is
+/// replaced by an error saying so.
+fn text(v: &Value) -> Frame {
+    let mut t = v.to_string();
+    if t.len() > LARGEST_EVENT {
+        let mut e = error(
+            None,
+            format!(
+                "an event of {} bytes was left out (at most {LARGEST_EVENT})",
+                t.len()
+            ),
+        );
+        if let Some(m) = v.get("monitorID") {
+            e["monitorID"] = m.clone();
+        }
+        t = e.to_string();
+    }
+    Frame::Text(t.into())
+}
+
 /// Runs one WebSocket connection to its end.
 pub async fn run(socket: WebSocket, s: Session) {
     let who = format!(
@@ -371,25 +401,67 @@ pub async fn run(socket: WebSocket, s: Session) {
         next: 0,
     };
     let mut overflows: VecDeque<Instant> = VecDeque::new();
+    // Pings the client sent whose pongs are not out yet, and since when:
+    // they count against the connection's queue like events, and may wait
+    // as long as an event may.
+    let mut owed: Option<(usize, Instant)> = None;
+    let mut ping = tokio::time::interval(s.ping_every.max(Duration::from_millis(100)));
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ping.tick().await;
+    let mut last_heard = Instant::now();
     let closing = 'session: loop {
-        let mut out: Vec<Value> = Vec::new();
+        let mut out: Vec<Frame> = Vec::new();
         tokio::select! {
-            m = stream.next() => match m {
-                None | Some(Err(_)) | Some(Ok(Frame::Close(_))) => break None,
-                Some(Ok(Frame::Text(t))) => {
-                    out.push(on_client(t.as_str(), &mut monitors, &s));
-                    kinds.store(monitors.kinds(), Ordering::Relaxed);
+            m = stream.next() => {
+                if matches!(m, Some(Ok(_))) {
+                    last_heard = Instant::now();
                 }
-                Some(Ok(Frame::Binary(_))) => out.push(error(None, "send JSON text frames")),
-                Some(Ok(_)) => {}
-            },
+                match m {
+                    None | Some(Err(_)) | Some(Ok(Frame::Close(_))) => break None,
+                    Some(Ok(Frame::Text(t))) => {
+                        out.push(text(&on_client(t.as_str(), &mut monitors, &s)));
+                        kinds.store(monitors.kinds(), Ordering::Relaxed);
+                    }
+                    Some(Ok(Frame::Binary(_))) => out.push(text(&error(None, "send JSON text frames"))),
+                    Some(Ok(Frame::Ping(_))) => {
+                        // Its pong is queued by the WebSocket layer; it
+                        // leaves when the client reads.
+                        match sink.flush().now_or_never() {
+                            Some(Ok(())) => owed = None,
+                            Some(Err(_)) => break None,
+                            None => {
+                                let (n, _) = owed.get_or_insert((0, Instant::now()));
+                                *n += 1;
+                                if *n + queue.len() > s.hub.queue {
+                                    break Some(format!(
+                                        "it sent {n} pings without reading their pongs (over its queue of {})",
+                                        s.hub.queue
+                                    ));
+                                }
+                            }
+                        }
+                    }
+                    Some(Ok(_)) => {}
+                }
+            }
             n = queue.recv() => {
                 let Some(n) = n else { break None };
                 for (mid, (kind, filter)) in &monitors.by_id {
                     if *kind == n.kind && filter.keeps(&n) {
-                        out.push(json!({"type": "event", "monitorID": mid, "event": n.event, "data": n.data}));
+                        let event = json!({"type": "event", "monitorID": mid, "event": n.event, "data": n.data});
+                        out.push(text(&event));
                     }
                 }
+            }
+            _ = ping.tick() => {
+                let silent = last_heard.elapsed();
+                if silent >= s.ping_every * 3 {
+                    break Some(format!(
+                        "it answered no ping for {} s",
+                        silent.as_secs()
+                    ));
+                }
+                out.push(Frame::Ping(Vec::new().into()));
             }
         }
         let lost = missed.swap(0, Ordering::Relaxed);
@@ -407,14 +479,17 @@ pub async fn run(socket: WebSocket, s: Session) {
                     "its queue overflowed three times in a minute ({lost} events missed)"
                 ));
             }
-            out.push(error(
+            out.push(text(&error(
                 None,
                 format!("missed {lost} events: the connection's queue was full"),
-            ));
+            )));
         }
-        for v in out {
-            match tokio::time::timeout(s.idle, sink.send(Frame::Text(v.to_string().into()))).await {
-                Ok(Ok(())) => {}
+        if owed.is_some_and(|(_, since)| since.elapsed() >= s.idle) {
+            break Some(format!("it read nothing for {} s", s.idle.as_secs_f64()));
+        }
+        for frame in out {
+            match tokio::time::timeout(s.idle, sink.send(frame)).await {
+                Ok(Ok(())) => owed = None,
                 Ok(Err(_)) => break 'session None,
                 Err(_) => {
                     break 'session Some(format!("it read nothing for {} s", s.idle.as_secs_f64()))
