@@ -558,3 +558,68 @@ fn nothing_but_401_before_credentials_and_inputs_are_read_or_refused_aloud() {
         assert!(a.body.contains("could not be read"), "{a:?}");
     }
 }
+
+#[test]
+fn monitors_that_answer_pings_outlive_the_idle_deadline_and_silent_ones_do_not() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::Message as Frame;
+    let bus = bus();
+    let state = tempfile::tempdir().unwrap();
+    let mut g = Gateway::start(
+        &bus,
+        state.path(),
+        &["--user", "user_1:pass", "--idle-timeout", "3"],
+    );
+    let to = addr_of(&g);
+    let good = basic("user_1", "pass");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut req = format!("ws://{to}/monitor").into_client_request().unwrap();
+        req.headers_mut()
+            .insert("Authorization", good.parse().unwrap());
+        let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+        // The gateway pings every second (a third of 3 s); the client's
+        // reads answer them. Four pings: past the idle deadline.
+        let started = Instant::now();
+        let mut pings = 0;
+        while pings < 4 {
+            match tokio::time::timeout(DEADLINE, ws.next()).await {
+                Ok(Some(Ok(Frame::Ping(_)))) => pings += 1,
+                Ok(Some(Ok(_))) => {}
+                other => panic!("the monitor ended after {:?}: {other:?}", started.elapsed()),
+            }
+        }
+        assert!(started.elapsed() >= Duration::from_secs(3));
+        ws.send(Frame::Text(
+            r#"{"type":"start","sequence":1,"monitor":"members"}"#.into(),
+        ))
+        .await
+        .unwrap();
+        loop {
+            match tokio::time::timeout(DEADLINE, ws.next()).await {
+                Ok(Some(Ok(Frame::Text(t)))) => {
+                    assert!(t.as_str().contains("\"response\""), "{t}");
+                    break;
+                }
+                Ok(Some(Ok(_))) => {}
+                other => panic!("no response: {other:?}"),
+            }
+        }
+    });
+    // A client that reads but never answers a ping is closed.
+    let mut s = TcpStream::connect(to).unwrap();
+    let req = format!(
+        "GET /monitor HTTP/1.1\r\nHost: g\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+         Authorization: {good}\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).unwrap();
+    let deadline = Instant::now() + DEADLINE;
+    assert!(closed_within(&mut s, deadline).is_some(), "a silent monitor stayed open");
+    let line = g.expect("closing monitor");
+    assert!(line.contains("answered no ping"), "{line}");
+}

@@ -32,14 +32,24 @@
 //! the body) and an `ETag`; a `GET` with a matching `If-None-Match` gets
 //! 304. A collection's tag changes whenever one of its entities does.
 //!
-//! Error policy: 400 unparsable body, unknown category, attribute or
-//! action, invalid value; 401 missing or bad credentials; 403 an immutable
-//! attribute changed, or a server category removed; 404 unknown path or
-//! entity; 405 method not allowed (with `Allow:`); 406 an `Accept` we cannot
-//! answer; 409 a taken id or a conflicting category; 413 body, headers,
-//! values or page over the limit; 415 a request `Content-Type` we do not
-//! read; 501 a newer OCCI version. Every error body is one line. Links
-//! between resources are not supported (a request with one is a 400).
+//! Credentials are checked first: a request without good ones gets 401
+//! and learns nothing else. Error policy: 400 unparsable body (a malformed
+//! or truncated chunked encoding too), a header that is not UTF-8, unknown
+//! category, attribute or action, invalid value; 401 missing or bad
+//! credentials; 403 an immutable attribute changed, or a server category
+//! removed; 404 unknown path or entity; 405 method not allowed (with
+//! `Allow:`); 406 an `Accept` we cannot answer; 409 a taken id or a
+//! conflicting category; 413 body, headers, values or page over the limit;
+//! 415 a request `Content-Type` we do not read; 429 too many wrong
+//! credentials from one address, 503 all password checks busy (both with
+//! `Retry-After`); 501 a newer OCCI version. Every error body is one line.
+//! Links between resources are not supported (a request with one is a 400).
+//!
+//! Serving it with [`serve`] bounds what strangers can hold: connection
+//! slots in which anonymous connections give way to authenticated ones,
+//! and deadlines that close every connection ([`Listening`]); [`Basic`]
+//! bounds password checks, their memory and their rate per address
+//! ([`AuthLimits`], [`Backoff`]).
 
 mod basic;
 mod body;
