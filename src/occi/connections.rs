@@ -8,7 +8,8 @@
 //! [`Deadlines::anonymous`] from its accept, whatever it sends; any
 //! connection with no request in flight is closed after
 //! [`Deadlines::idle`] without a byte in either direction. When every slot
-//! is taken, the oldest anonymous connection is closed to make room, so
+//! is taken, the oldest anonymous connection (with no request in flight,
+//! if there is one) is closed to make room, so
 //! peers without credentials can never hold the limit against a client
 //! with them; only when every slot belongs to an authenticated connection
 //! is a new one refused.
@@ -210,7 +211,14 @@ impl Table {
         let mut open = self.lock();
         let mut evicted = None;
         if open.len() >= self.max {
-            let oldest = open.values().find(|c| !c.trusted()).map(Arc::clone);
+            // An anonymous connection with nothing in flight first (one
+            // whose password is being checked may be an honest client's).
+            let anonymous = |busy: bool| {
+                open.values()
+                    .find(|c| !c.trusted() && (busy || c.in_flight.load(Ordering::Relaxed) == 0))
+                    .map(Arc::clone)
+            };
+            let oldest = anonymous(false).or_else(|| anonymous(true));
             let Some(old) = oldest else {
                 return Admission::Full;
             };
@@ -343,6 +351,27 @@ mod tests {
         drop(b);
         let (_d, evicted) = slot(t.admit(addr(4)));
         assert_eq!(evicted, None, "a slot was free");
+    }
+
+    #[test]
+    fn an_anonymous_connection_in_flight_goes_after_the_idle_ones() {
+        let t = Table::new(2);
+        let (a, _) = slot(t.admit(addr(1)));
+        let (_b, _) = slot(t.admit(addr(2)));
+        let checking = a.conn.begin();
+        let (_c, evicted) = slot(t.admit(addr(3)));
+        assert_eq!(evicted, Some(addr(2)), "the idle one, though younger");
+        let (_d, evicted) = slot(t.admit(addr(4)));
+        assert_eq!(evicted, Some(addr(3)));
+        let (_e, evicted) = slot(t.admit(addr(5)));
+        assert_eq!(evicted, Some(addr(4)));
+        drop(checking);
+        let (_f, evicted) = slot(t.admit(addr(6)));
+        assert_eq!(
+            evicted,
+            Some(addr(1)),
+            "the oldest once nothing is in flight"
+        );
     }
 
     #[test]
