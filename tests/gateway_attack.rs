@@ -619,7 +619,64 @@ fn monitors_that_answer_pings_outlive_the_idle_deadline_and_silent_ones_do_not()
     );
     s.write_all(req.as_bytes()).unwrap();
     let deadline = Instant::now() + DEADLINE;
-    assert!(closed_within(&mut s, deadline).is_some(), "a silent monitor stayed open");
+    assert!(
+        closed_within(&mut s, deadline).is_some(),
+        "a silent monitor stayed open"
+    );
     let line = g.expect("closing monitor");
     assert!(line.contains("answered no ping"), "{line}");
+}
+
+/// An announce of member `id` from `(app:cmbs module:member member:ID …)`,
+/// signed with the bus's keys.
+fn announce(config: &rmbus::config::Config, id: &str) -> Vec<u8> {
+    use rmbus::wire::{Address, Framing, Header, Message, MessageType};
+    let src = Address::parse(&format!(
+        "(app:cmbs module:member member:{id} id:7-{}@127.0.0.1)",
+        std::process::id()
+    ))
+    .unwrap();
+    let msg = Message {
+        header: Header {
+            seq: 0,
+            timestamp: common::wall_ms(),
+            kind: MessageType::Unreliable,
+            src,
+            dst: Address::parse("(app:cmbs)").unwrap(),
+            acks: vec![],
+        },
+        commands: vec![rmbus::cmbs::cmd::Announce {
+            description: rmbus::cmbs::Description::new(id),
+        }
+        .into_command()],
+    };
+    rmbus::auth::seal(&msg, &config.keys().unwrap(), Framing::Lf).unwrap()
+}
+
+#[test]
+fn a_member_whose_id_is_no_path_segment_is_not_listed_and_said_so() {
+    let bus = bus();
+    let state = tempfile::tempdir().unwrap();
+    let mut g = Gateway::start(&bus, state.path(), &["--no-auth"]);
+    let good = "cccccccc-0000-4000-8000-0000000000aa";
+    let until = Instant::now() + DEADLINE;
+    loop {
+        // Announces travel unreliably: say them again until they are heard.
+        inject(&bus, &announce(&bus.config, ".."));
+        inject(&bus, &announce(&bus.config, good));
+        let listed = get(&g.base, "/cmbs/member/", &[]);
+        assert_eq!(listed.status, 200);
+        if listed.body.contains(good) {
+            assert!(
+                !listed.body.contains("/cmbs/member/..\n"),
+                "{}",
+                listed.body
+            );
+            break;
+        }
+        assert!(Instant::now() < until, "the good member never appeared");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let line = g.expect("is not listed");
+    assert!(line.contains("\"..\""), "{line}");
 }

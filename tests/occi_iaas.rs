@@ -571,3 +571,226 @@ fn head_etags_and_304_on_every_kind_of_resource() {
     );
     assert_eq!(stale.status, 200);
 }
+
+/// Asserts a one-line 400 whose reason contains `says` (case kept).
+fn refused(a: Answer, says: &str) {
+    assert_eq!(a.status, 400, "{}", a.body);
+    assert!(a.body.contains(says), "{:?} lacks {says:?}", a.body);
+    assert_eq!(a.body.trim().lines().count(), 1, "one line: {:?}", a.body);
+}
+
+#[test]
+fn dot_ids_are_refused_on_every_path_in() {
+    let s = serve();
+    let b = &s.base;
+    let occi = [
+        ("Content-Type", "text/occi"),
+        (
+            "Category",
+            "compute; scheme=\"http://schemas.ogf.org/occi/infrastructure#\"; class=\"kind\"",
+        ),
+    ];
+    for dot in [".", ".."] {
+        let says = format!("the id \"{dot}\" cannot be used in a URL path");
+        let plain = compute_plain(&format!("X-OCCI-Attribute: occi.core.id=\"{dot}\""));
+        refused(post(b, "/compute/", &[PLAIN], plain.as_bytes()), &says);
+        let id_header = format!("occi.core.id=\"{dot}\"");
+        let mut headers = occi.to_vec();
+        headers.push(("X-OCCI-Attribute", &id_header));
+        refused(post(b, "/compute/", &headers, b""), &says);
+        let flat = json!({"kind": format!("{INFRA}compute"), "id": dot});
+        refused(
+            post(b, "/compute/", &[JSON], flat.to_string().as_bytes()),
+            &says,
+        );
+        let nested = json!({"resources": [{"kind": format!("{INFRA}compute"), "id": dot}]});
+        refused(
+            post(b, "/compute/", &[JSON], nested.to_string().as_bytes()),
+            &says,
+        );
+        let path = format!("/compute/{dot}");
+        refused(
+            request(b, "PUT", &path, &[PLAIN], compute_plain("").as_bytes()),
+            &says,
+        );
+        refused(request(b, "PUT", &path, &occi, b""), &says);
+        assert_eq!(get(b, &path, &[]).status, 404);
+    }
+    assert_eq!(get(b, "/compute/", &[]).body.trim(), "", "nothing created");
+    // Dots inside an id are fine.
+    let fine = request(
+        b,
+        "PUT",
+        "/compute/a.b",
+        &[PLAIN],
+        compute_plain("").as_bytes(),
+    );
+    assert_eq!(fine.status, 201, "{}", fine.body);
+}
+
+#[test]
+fn terms_and_schemes_are_checked_and_no_category_line_is_forged() {
+    let s = serve();
+    let b = &s.base;
+    const TAGS: &str = "http://me.example/tags#";
+    // Client mixins at the query interface, in every rendering.
+    let forged = "evil\nCategory: forged; scheme=\"http://f#\"; class=\"kind\"";
+    let flat = json!({"mixins": [{"term": forged, "scheme": TAGS, "location": "/evil/"}]});
+    refused(
+        post(b, "/-/", &[JSON], flat.to_string().as_bytes()),
+        "bad term \"evil\\nCategory: forged",
+    );
+    let nested = json!({"mixins": [{"term": forged, "scheme": TAGS, "related": [],
+        "attributes": {}, "location": "/evil/"}]});
+    refused(
+        post(b, "/-/", &[JSON], nested.to_string().as_bytes()),
+        "bad term",
+    );
+    let bad_scheme = json!({"mixins": [{"term": "ok", "scheme": "http://me.example/tags\"; class=\"kind#",
+        "location": "/ok/"}]});
+    refused(
+        post(b, "/-/", &[JSON], bad_scheme.to_string().as_bytes()),
+        "bad scheme",
+    );
+    let bad_applies = json!({"mixins": [{"term": "ok", "scheme": TAGS, "location": "/ok/",
+        "applies": [format!("{INFRA}compute\nCategory: x")]}]});
+    refused(
+        post(b, "/-/", &[JSON], bad_applies.to_string().as_bytes()),
+        "bad term",
+    );
+    let plain = format!(
+        "Category: \"evil\\nCategory: forged\"; scheme=\"{TAGS}\"; class=\"mixin\"; location=\"/evil/\""
+    );
+    refused(post(b, "/-/", &[PLAIN], plain.as_bytes()), "bad term");
+    let header = format!("ok; scheme=\"{TAGS}\\u000a\"; class=\"mixin\"; location=\"/ok/\"");
+    refused(
+        post(
+            b,
+            "/-/",
+            &[("Content-Type", "text/occi"), ("Category", &header)],
+            b"",
+        ),
+        "bad scheme",
+    );
+    let dotted_location =
+        format!("Category: ok; scheme=\"{TAGS}\"; class=\"mixin\"; location=\"/ok/../\"");
+    refused(
+        post(b, "/-/", &[PLAIN], dotted_location.as_bytes()),
+        "bad location",
+    );
+    // Category references of entities, in JSON and text.
+    refused(
+        post(
+            b,
+            "/compute/",
+            &[JSON],
+            json!({"kind": format!("{INFRA}comp ute")})
+                .to_string()
+                .as_bytes(),
+        ),
+        "bad term \"comp ute\"",
+    );
+    refused(
+        post(
+            b,
+            "/compute/",
+            &[JSON],
+            json!({"resources": [{"kind": format!("{INFRA}compute"), "mixins": ["http://x\"y#m"]}]})
+                .to_string()
+                .as_bytes(),
+        ),
+        "bad scheme",
+    );
+    refused(
+        post(
+            b,
+            "/compute/",
+            &[PLAIN],
+            compute_plain("Category: ubuntu; scheme=\"http://example.org/occi/os\"").as_bytes(),
+        ),
+        "bad scheme",
+    );
+    // A term with a dot, as servers define them, is taken.
+    let dotted = format!("Category: v1.2; scheme=\"{TAGS}\"; class=\"mixin\"; location=\"/v1.2/\"");
+    assert_eq!(post(b, "/-/", &[PLAIN], dotted.as_bytes()).status, 200);
+
+    // The query interface: one Category line per category, nothing forged.
+    let q = get(b, "/-/", &[ACCEPT_JSON]).json();
+    let mut ids = Vec::new();
+    for class in ["kinds", "mixins", "actions"] {
+        for c in q[class].as_array().unwrap() {
+            let id = rmbus::occi::TypeId::new(
+                c["scheme"].as_str().unwrap(),
+                c["term"].as_str().unwrap(),
+            );
+            assert!(id.check().is_ok(), "{id} fits GFD.185 §5.5");
+            ids.push(id);
+        }
+    }
+    let text = get(b, "/-/", &[]).body;
+    assert!(!text.contains("forged"), "{text}");
+    assert_eq!(text.lines().count(), ids.len(), "{text}");
+    assert!(text.lines().all(|l| l.starts_with("Category: ")), "{text}");
+    assert!(text.contains("Category: v1.2; scheme="), "{text}");
+    let occi = get(b, "/-/", &[("Accept", "text/occi")]);
+    assert_eq!(occi.all("category").len(), ids.len());
+    assert!(occi.headers.iter().all(|(_, v)| !v.contains("forged")));
+}
+
+#[test]
+fn json_integers_beyond_64_bits_are_refused_not_rounded() {
+    let s = serve();
+    let b = &s.base;
+    let says = "the integer 12345678901234567890123 does not fit in 64 bits";
+    let flat = format!(
+        r#"{{"kind":"{INFRA}compute","id":"wide","attributes":{{"occi.compute.memory":12345678901234567890123}}}}"#
+    );
+    refused(post(b, "/compute/", &[JSON], flat.as_bytes()), says);
+    let nested = format!(
+        r#"{{"resources":[{{"kind":"{INFRA}compute","id":"wide","attributes":{{"occi":{{"compute":{{"memory":12345678901234567890123}}}}}}}}]}}"#
+    );
+    refused(post(b, "/compute/", &[JSON], nested.as_bytes()), says);
+    refused(
+        post(
+            b,
+            "/compute/",
+            &[PLAIN],
+            compute_plain("X-OCCI-Attribute: occi.compute.memory=12345678901234567890123")
+                .as_bytes(),
+        ),
+        says,
+    );
+    refused(
+        post(
+            b,
+            "/compute/",
+            &[JSON],
+            format!(r#"{{"kind":"{INFRA}compute","attributes":{{"occi.compute.memory":-9223372036854775809}}}}"#)
+                .as_bytes(),
+        ),
+        "the integer -9223372036854775809 does not fit in 64 bits",
+    );
+
+    // 64 bits are kept exactly, and digits in strings are not numbers.
+    let max = format!(
+        r#"{{"kind":"{INFRA}compute","id":"big","title":"12345678901234567890123","attributes":{{"occi.compute.memory":18446744073709551615}}}}"#
+    );
+    let c = post(b, "/compute/", &[JSON, ACCEPT_JSON], max.as_bytes());
+    assert_eq!(c.status, 201, "{}", c.body);
+    let got = get(b, "/compute/big", &[ACCEPT_JSON]).json();
+    let memory = &got["resources"][0]["attributes"]["occi"]["compute"]["memory"];
+    assert_eq!(memory.as_u64(), Some(u64::MAX), "{got}");
+    assert!(get(b, "/compute/big", &[])
+        .body
+        .contains("occi.compute.memory=18446744073709551615"));
+
+    // Updates and action invocations are read the same way.
+    let update = format!(
+        r#"{{"kind":"{INFRA}compute","attributes":{{"occi.compute.memory":12345678901234567890123}}}}"#
+    );
+    refused(post(b, "/compute/big", &[JSON], update.as_bytes()), says);
+    let action = br#"{"action":"http://schemas.ogf.org/occi/infrastructure/compute/action#start","attributes":{"n":12345678901234567890123}}"#;
+    refused(post(b, "/compute/big?action=start", &[JSON], action), says);
+    let after = get(b, "/compute/big", &[ACCEPT_JSON]).json();
+    assert_eq!(after, got, "nothing changed");
+}

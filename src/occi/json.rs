@@ -9,13 +9,117 @@ use super::body::{Body, CategoryRef};
 use super::entity::Entity;
 use super::error::OcciError;
 use super::media::Flavour;
+use super::model::grammar::{check_scheme, check_term};
 use super::model::{AttrType, Attribute, Category, Class, Model, TypeId};
+
+/// An integer literal outside 64 bits (below `i64::MIN` or above
+/// `u64::MAX`), which serde_json would silently read as a float (RFC 8259
+/// §6 leaves the range to implementations; GFD.226 §4.1.1 numbers are
+/// JSON numbers). The message names the literal (shortened when long).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the integer {} does not fit in 64 bits", shown_integer(.0))]
+pub struct WideInteger(pub String);
+
+impl From<WideInteger> for OcciError {
+    fn from(e: WideInteger) -> OcciError {
+        OcciError::bad_request(e.to_string())
+    }
+}
+
+/// How many digits of a wide integer an error message shows.
+const SHOWN_DIGITS: usize = 40;
+
+fn shown_integer(literal: &str) -> String {
+    if literal.len() <= SHOWN_DIGITS {
+        literal.to_owned()
+    } else {
+        // The literal is ASCII (a sign and digits): any cut is a boundary.
+        format!(
+            "{}… ({} characters)",
+            &literal[..SHOWN_DIGITS],
+            literal.len()
+        )
+    }
+}
+
+/// Finds the first integer literal in JSON text `bytes` that does not fit
+/// in 64 bits: one without fraction or exponent (RFC 8259 §6) below
+/// `i64::MIN` or above `u64::MAX`, outside strings (escapes honoured).
+/// serde_json reads such a literal as an `f64` and loses digits
+/// (12345678901234567890123 becomes 1.2345678901234568e22); call this on
+/// every JSON text read from a client, before or after parsing it. Meant
+/// for valid JSON; on anything else it never panics, and what it finds in
+/// text that is not JSON means nothing.
+pub fn check_integers(bytes: &[u8]) -> Result<(), WideInteger> {
+    let mut i = 0;
+    let mut in_string = false;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if in_string {
+            match b {
+                // The escaped byte cannot end the string; skip it.
+                b'\\' => i += 2,
+                b'"' => {
+                    in_string = false;
+                    i += 1;
+                }
+                _ => i += 1,
+            }
+            continue;
+        }
+        match b {
+            b'"' => {
+                in_string = true;
+                i += 1;
+            }
+            b'-' | b'0'..=b'9' => {
+                let start = i;
+                while i < bytes.len()
+                    && matches!(bytes[i], b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E')
+                {
+                    i += 1;
+                }
+                check_integer(&bytes[start..i])?;
+            }
+            _ => i += 1,
+        }
+    }
+    Ok(())
+}
+
+/// Checks one number literal: a float (fraction or exponent) or a
+/// malformed one is not this check's business; an integer must fit in
+/// `i64` (negative) or `u64`.
+fn check_integer(literal: &[u8]) -> Result<(), WideInteger> {
+    let (negative, digits) = match literal.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, literal),
+    };
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return Ok(());
+    }
+    // ASCII digits (and a sign): valid UTF-8.
+    let text = String::from_utf8_lossy(literal);
+    let fits = if negative {
+        text.parse::<i64>().is_ok()
+    } else {
+        text.parse::<u64>().is_ok()
+    };
+    if fits {
+        Ok(())
+    } else {
+        Err(WideInteger(text.into_owned()))
+    }
+}
 
 /// Reads a JSON body. At the query interface (`query`), `kinds`, `mixins`
 /// and `actions` are definitions; elsewhere `actions` is an invocation.
+/// Integers beyond 64 bits ([`check_integers`]), and terms and schemes
+/// outside GFD.185 §5.5's grammar, are 400s.
 pub fn parse(bytes: &[u8], model: &Model, query: bool) -> Result<Body, OcciError> {
     let v: Value = serde_json::from_slice(bytes)
         .map_err(|e| OcciError::bad_request(format!("the body is not JSON: {e}")))?;
+    check_integers(bytes)?;
     let Some(o) = v.as_object() else {
         return Err(OcciError::bad_request("the JSON body must be an object"));
     };
@@ -83,8 +187,8 @@ pub fn parse(bytes: &[u8], model: &Model, query: bool) -> Result<Body, OcciError
         body.flavour = Some(Flavour::Occi12);
         let id = a
             .as_str()
-            .and_then(TypeId::parse)
-            .ok_or_else(|| bad("action must be a type id (scheme#term)".into()))?;
+            .ok_or_else(|| bad("action must be a type id (scheme#term)".into()))
+            .and_then(|a| TypeId::parse_checked(a).map_err(OcciError::from))?;
         body.categories.push(CategoryRef::to(&id, Class::Action));
         read_attributes(o.get("attributes"), model, &mut body)?;
         return Ok(body);
@@ -101,6 +205,8 @@ pub fn parse(bytes: &[u8], model: &Model, query: bool) -> Result<Body, OcciError
             let (Some(term), Some(scheme)) = (term, scheme) else {
                 return Err(bad("an action needs a term and a scheme".into()));
             };
+            check_scheme(scheme)?;
+            check_term(term)?;
             body.categories
                 .push(CategoryRef::to(&TypeId::new(scheme, term), Class::Action));
         }
@@ -159,15 +265,15 @@ fn resource(r: &Value, model: &Model, body: &mut Body) -> Result<(), OcciError> 
     let kind = o
         .get("kind")
         .and_then(Value::as_str)
-        .and_then(TypeId::parse)
         .ok_or_else(|| bad("a resource needs a kind (scheme#term)"))?;
+    let kind = TypeId::parse_checked(kind)?;
     body.categories.push(CategoryRef::to(&kind, Class::Kind));
     if let Some(m) = o.get("mixins") {
         for m in m.as_array().ok_or_else(|| bad("mixins must be a list"))? {
             let id = m
                 .as_str()
-                .and_then(TypeId::parse)
                 .ok_or_else(|| bad("a mixin must be a type id (scheme#term)"))?;
+            let id = TypeId::parse_checked(id)?;
             body.categories.push(CategoryRef::to(&id, Class::Mixin));
         }
     }
@@ -237,6 +343,8 @@ fn definition(v: &Value, class: Class) -> Result<(Category, Flavour), String> {
     if term.is_empty() || scheme.is_empty() {
         return Err("a category needs a term and a scheme".into());
     }
+    check_scheme(&scheme).map_err(|e| e.to_string())?;
+    check_term(&term).map_err(|e| e.to_string())?;
     let mut flavour = if o.contains_key("related") {
         Flavour::PyOcni
     } else {
@@ -247,38 +355,47 @@ fn definition(v: &Value, class: Class) -> Result<(Category, Flavour), String> {
         let a = a.as_object().ok_or("attributes must be an object")?;
         descriptions("", a, &mut attributes, &mut flavour)?;
     }
-    let ids = |k: &str| -> Vec<TypeId> {
-        o.get(k)
-            .and_then(Value::as_array)
-            .map(|l| {
-                l.iter()
-                    .filter_map(Value::as_str)
-                    .filter_map(TypeId::parse)
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    let mut rel = ids("related");
-    rel.extend(ids("depends"));
-    if let Some(p) = o
-        .get("parent")
-        .and_then(Value::as_str)
-        .and_then(TypeId::parse)
-    {
-        rel.push(p);
+    let mut rel = type_ids(o, "related")?;
+    rel.extend(type_ids(o, "depends")?);
+    match o.get("parent") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(p)) if p.is_empty() => {}
+        Some(Value::String(p)) => rel.push(TypeId::parse_checked(p).map_err(|e| e.to_string())?),
+        Some(_) => return Err("parent must be a type id (scheme#term)".into()),
     }
     let c = Category {
         id: TypeId::new(&scheme, &term),
         class,
         title: text("title"),
         rel,
-        applies: ids("applies"),
+        applies: type_ids(o, "applies")?,
         location: o.get("location").and_then(Value::as_str).map(str::to_owned),
         attributes,
-        actions: ids("actions"),
+        actions: type_ids(o, "actions")?,
         user_defined: true,
     };
     Ok((c, flavour))
+}
+
+/// A definition's list of type ids under `key` (`related`, `depends`,
+/// `applies`, `actions`), each checked against GFD.185 §5.5's grammar;
+/// empty strings (pyOCNI writes `""` for none) are skipped, a missing or
+/// null list is empty.
+fn type_ids(o: &Map<String, Value>, key: &str) -> Result<Vec<TypeId>, String> {
+    let list = match o.get(key) {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Array(list)) => list,
+        Some(_) => return Err(format!("{key} must be a list of type ids")),
+    };
+    let mut out = Vec::new();
+    for item in list {
+        match item {
+            Value::String(s) if s.is_empty() => {}
+            Value::String(s) => out.push(TypeId::parse_checked(s).map_err(|e| e.to_string())?),
+            _ => return Err(format!("{key} must be a list of type ids")),
+        }
+    }
+    Ok(out)
 }
 
 fn descriptions(
@@ -577,5 +694,146 @@ mod tests {
         .unwrap();
         assert_eq!(defs.flavour, Some(Flavour::PyOcni));
         assert_eq!(defs.definitions[0].attributes[0].name, "a.b");
+    }
+
+    #[test]
+    fn integers_beyond_64_bits_are_found_outside_strings_only() {
+        let wide = |t: &str| check_integers(t.as_bytes()).map_err(|e| e.0);
+        for fits in [
+            "0",
+            "[18446744073709551615, -9223372036854775808]",
+            "{\"a\": -1, \"b\": 1.5e300, \"c\": 123456789012345678901234.5}",
+            "123456789012345678901234e0",
+            "{\"123456789012345678901234\": \"123456789012345678901234\"}",
+            r#"["\"123456789012345678901234", "\\", 5]"#,
+            r#""\u0031 12345678901234567890123""#,
+            "true",
+            "",
+        ] {
+            assert_eq!(wide(fits), Ok(()), "{fits}");
+        }
+        for (text, literal) in [
+            ("12345678901234567890123", "12345678901234567890123"),
+            ("[18446744073709551616]", "18446744073709551616"),
+            ("[-9223372036854775809]", "-9223372036854775809"),
+            (r#"{"a\\":99999999999999999999}"#, "99999999999999999999"),
+            (
+                r#"["\\\"", 1, 99999999999999999999]"#,
+                "99999999999999999999",
+            ),
+        ] {
+            assert_eq!(wide(text), Err(literal.to_owned()), "{text}");
+        }
+        let e = check_integers(b"[12345678901234567890123]").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "the integer 12345678901234567890123 does not fit in 64 bits"
+        );
+        let long = "9".repeat(5000);
+        let e = check_integers(long.as_bytes()).unwrap_err().to_string();
+        assert!(e.len() < 120 && e.contains("5000 characters"), "{e}");
+        // Not JSON: no panic, whatever it finds.
+        for junk in [
+            &b"\"\\"[..],
+            b"-",
+            b"--1e",
+            b"\xff\xfe9",
+            b"\"unterminated 1",
+        ] {
+            let _ = check_integers(junk);
+        }
+    }
+
+    #[test]
+    fn wide_integers_in_a_body_are_400_and_64_bit_ones_kept() {
+        let m = model();
+        for body in [
+            &br#"{"kind":"http://x#member","attributes":{"cmbs.member.content":12345678901234567890123}}"#[..],
+            br#"{"resources":[{"kind":"http://x#member","attributes":{"cmbs":{"member":{"content":[1,-12345678901234567890123]}}}}]}"#,
+            br#"{"action":"http://x/a#go","attributes":{"n":12345678901234567890123}}"#,
+        ] {
+            let e = parse(body, &m, false).unwrap_err();
+            assert_eq!(e.status, axum::http::StatusCode::BAD_REQUEST);
+            assert!(e.reason.contains("does not fit in 64 bits"), "{}", e.reason);
+        }
+        let ok = parse(
+            br#"{"kind":"http://x#member","attributes":{"cmbs.member.content":[18446744073709551615,-9223372036854775808]}}"#,
+            &m,
+            false,
+        )
+        .unwrap();
+        let v = &ok.attributes[0].1;
+        assert_eq!(v[0].as_u64(), Some(u64::MAX));
+        assert_eq!(v[1].as_i64(), Some(i64::MIN));
+    }
+
+    #[test]
+    fn terms_and_schemes_are_checked_in_both_flavours() {
+        let m = model();
+        let refused = |body: &[u8], query: bool, says: &str| {
+            let e = parse(body, &m, query).unwrap_err();
+            assert_eq!(e.status, axum::http::StatusCode::BAD_REQUEST);
+            assert!(e.reason.contains(says), "{} lacks {says}", e.reason);
+            assert!(!e.reason.contains('\n'));
+        };
+        // Definitions at the query interface: flat and pyOCNI.
+        refused(
+            br#"{"mixins":[{"term":"evil\nCategory: forged","scheme":"http://me#","location":"/e/"}]}"#,
+            true,
+            r#"bad term "evil\nCategory: forged""#,
+        );
+        refused(
+            br#"{"mixins":[{"term":"evil\nCategory: forged","scheme":"http://me#","related":[],"location":"/e/"}]}"#,
+            true,
+            "bad term",
+        );
+        refused(
+            br#"{"mixins":[{"term":"ok","scheme":"http://me\"; class=\"kind#","location":"/e/"}]}"#,
+            true,
+            "bad scheme",
+        );
+        refused(
+            br#"{"mixins":[{"term":"ok","scheme":"http://me#","applies":["http://x#a b"],"location":"/e/"}]}"#,
+            true,
+            r#"bad term "a b""#,
+        );
+        refused(
+            br#"{"kinds":[{"term":"k","scheme":"http://x#","parent":"http://x#k\r"}]}"#,
+            true,
+            "bad term",
+        );
+        refused(
+            br#"{"mixins":[{"term":"ok","scheme":"http://me#","related":["nohash"]}]}"#,
+            true,
+            "bad type id",
+        );
+        // References to categories: resources, mixins, actions.
+        refused(br#"{"kind":"http://x#mem ber"}"#, false, "bad term");
+        refused(
+            br#"{"resources":[{"kind":"http://x#member","mixins":["http://x y#m"]}]}"#,
+            false,
+            "bad scheme",
+        );
+        refused(br#"{"action":"http://x/a#go\n"}"#, false, "bad term");
+        refused(
+            br#"{"actions":[{"term":"go","scheme":"http://x/a"}]}"#,
+            false,
+            "bad scheme",
+        );
+        // What servers define, dots included, passes.
+        let ok = parse(
+            br#"{"kinds":[{"term":"member","scheme":"http://houssem.org/cmbs#","related":[""],"actions":["http://houssem.org/cmbs/member/action#start_l3.1"]}]}"#,
+            &m,
+            true,
+        )
+        .unwrap();
+        assert_eq!(ok.definitions[0].actions[0].term, "start_l3.1");
+        let ok = parse(
+            br#"{"actions":[{"term":"start_l3.1","scheme":"http://houssem.org/cmbs/member/action#"}]}"#,
+            &m,
+            false,
+        )
+        .unwrap();
+        assert_eq!(ok.categories[0].term, "start_l3.1");
     }
 }

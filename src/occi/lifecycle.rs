@@ -10,6 +10,7 @@ use axum::response::Response;
 use super::body::{Body, CategoryRef};
 use super::entity::Entity;
 use super::error::OcciError;
+use super::model::grammar::check_id;
 use super::model::{Category, Class, Model, TypeId};
 use super::render::Answer;
 use super::server::{ActionCall, Hooks, Server};
@@ -27,22 +28,6 @@ fn resolve<'a>(model: &'a Model, r: &CategoryRef, class: Class) -> Result<&'a Ca
                 r.term
             ))
         })
-}
-
-/// A client-chosen id: letters, digits and `-._~`, at most 128 characters.
-fn check_id(id: &str) -> Result<(), OcciError> {
-    let ok = !id.is_empty()
-        && id.len() <= 128
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-._~".contains(c));
-    if ok {
-        Ok(())
-    } else {
-        Err(OcciError::bad_request(format!(
-            "bad id {id:?}: use letters, digits and -._~ (at most 128)"
-        )))
-    }
 }
 
 fn new_id() -> String {
@@ -453,11 +438,55 @@ impl Server {
 mod tests {
     use super::*;
 
+    use crate::occi::entity::MemoryEntities;
+    use serde_json::Value;
+
+    fn server() -> (Arc<Server>, Arc<Model>, Category) {
+        let kind = Category::kind("http://x.example/k#", "thing", "Thing", "/thing/");
+        let s = Server::builder("http://h", Arc::new(MemoryEntities::new()))
+            .category(kind.clone())
+            .build()
+            .expect("a server");
+        let m = s.model();
+        (s, m, kind)
+    }
+
     #[test]
     fn ids_are_checked() {
         assert!(check_id("996ad860-2a9a-504f-8861-aeafd0b2ae29").is_ok());
-        for bad in ["", "a/b", "a b", &"x".repeat(129)] {
+        for bad in ["", "a/b", "a b", ".", "..", &"x".repeat(129)] {
             assert!(check_id(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn dot_ids_are_refused_from_the_body_and_from_the_url() {
+        let (s, m, kind) = server();
+        for dot in [".", ".."] {
+            let want = format!("the id \"{dot}\" cannot be used in a URL path");
+            let mut body = Body::default();
+            body.attributes
+                .push(("occi.core.id".into(), Value::String(dot.into())));
+            let e = s.new_entity(&m, &kind, &body, None).unwrap_err();
+            assert_eq!(
+                (e.status, e.reason.as_str()),
+                (StatusCode::BAD_REQUEST, &*want)
+            );
+            let e = s
+                .new_entity(&m, &kind, &Body::default(), Some(dot.into()))
+                .unwrap_err();
+            assert_eq!(
+                (e.status, e.reason.as_str()),
+                (StatusCode::BAD_REQUEST, &*want)
+            );
+            let e = s
+                .new_entity(&m, &kind, &body, Some(dot.into()))
+                .unwrap_err();
+            assert_eq!(e.reason, want, "the body and the URL agree on {dot:?}");
+        }
+        let ok = s
+            .new_entity(&m, &kind, &Body::default(), Some("a.b".into()))
+            .expect("dots inside an id are fine");
+        assert_eq!(ok.location, "/thing/a.b");
     }
 }

@@ -1,4 +1,4 @@
-//! Serving a [`Server`] on a listener: HTTP/1.1 with keep-alive, HTTP/2
+//! Serving a [`super::Server`] on a listener: HTTP/1.1 with keep-alive, HTTP/2
 //! (over TLS by ALPN, or with prior knowledge), TLS with rustls on `ring`,
 //! a table of connection slots in which anonymous connections give way
 //! to authenticated ones, deadlines that close every connection that does

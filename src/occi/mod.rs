@@ -35,7 +35,9 @@
 //! Credentials are checked first: a request without good ones gets 401
 //! and learns nothing else. Error policy: 400 unparsable body (a malformed
 //! or truncated chunked encoding too), a header that is not UTF-8, unknown
-//! category, attribute or action, invalid value; 401 missing or bad
+//! category, attribute or action, invalid value, a term, scheme, id or
+//! location outside the grammar (ids `.` and `..` included), a JSON integer
+//! beyond 64 bits; 401 missing or bad
 //! credentials; 403 an immutable attribute changed, or a server category
 //! removed; 404 unknown path or entity; 405 method not allowed (with
 //! `Allow:`); 406 an `Accept` we cannot answer; 409 a taken id or a
@@ -78,10 +80,12 @@ pub use body::{Body, CategoryRef};
 pub use connections::Peer;
 pub use entity::{Entity, EntityStore, EntityStoreError, MemoryEntities};
 pub use error::OcciError;
+pub use json::{check_integers, WideInteger};
 pub use listen::{serve, tls_config, Listening};
 pub use media::{Flavour, Media};
 pub use model::{
-    AttrType, Attribute, Category, Class, Model, TypeId, CORE_SCHEME, ENTITY, LINK, RESOURCE,
+    check_id, check_location, AttrType, Attribute, Category, Class, GrammarError, Model, TypeId,
+    CORE_SCHEME, ENTITY, LINK, RESOURCE,
 };
 pub use server::{
     ActionCall, ActionHandler, Authenticator, BoxFuture, Hooks, Limits, Refusal, RequestLog,

@@ -8,6 +8,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub(crate) mod grammar;
+pub use grammar::{check_id, check_location, GrammarError};
+
 /// The scheme of the OCCI core categories.
 pub const CORE_SCHEME: &str = "http://schemas.ogf.org/occi/core#";
 /// `core#entity`.
@@ -163,6 +166,22 @@ impl TypeId {
         let at = id.rfind('#')?;
         let (scheme, term) = id.split_at(at + 1);
         (!term.is_empty()).then(|| TypeId::new(scheme, term))
+    }
+
+    /// Reads a client's `scheme#term` (split at its last `#`) and checks
+    /// both halves against GFD.185 §5.5's grammar ([`TypeId::check`]).
+    pub fn parse_checked(id: &str) -> Result<TypeId, GrammarError> {
+        let t = TypeId::parse(id).ok_or_else(|| GrammarError::TypeId(id.to_owned()))?;
+        t.check()?;
+        Ok(t)
+    }
+
+    /// Checks the scheme (a URI ending in `#`) and the term (`(ALPHA /
+    /// DIGIT) *(ALPHA / DIGIT / "-" / "_" / ".")`) against the text
+    /// rendering's grammar (GFD.185 §5.5), as everything a client names
+    /// must be.
+    pub fn check(&self) -> Result<(), GrammarError> {
+        grammar::check_type_id(&self.scheme, &self.term)
     }
 }
 
@@ -453,6 +472,27 @@ mod tests {
         assert_eq!(t.to_string(), "http://a/b#c");
         assert!(TypeId::parse("http://a/b#").is_none());
         assert!(TypeId::parse("nohash").is_none());
+    }
+
+    #[test]
+    fn checked_type_ids_follow_the_grammar() {
+        for c in Model::new().iter() {
+            assert!(c.id.check().is_ok(), "{}", c.id);
+        }
+        let t = TypeId::parse_checked("http://houssem.org/cmbs/member/action#start_l3.1").unwrap();
+        assert_eq!(t.term, "start_l3.1");
+        assert_eq!(
+            TypeId::parse_checked("nohash"),
+            Err(GrammarError::TypeId("nohash".into()))
+        );
+        assert!(matches!(
+            TypeId::parse_checked("http://x#a\nb"),
+            Err(GrammarError::Term(_))
+        ));
+        assert!(matches!(
+            TypeId::parse_checked("http://x y#a"),
+            Err(GrammarError::Scheme(_))
+        ));
     }
 
     #[test]

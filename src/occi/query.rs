@@ -8,6 +8,7 @@ use axum::response::Response;
 
 use super::body::Body;
 use super::error::OcciError;
+use super::model::grammar::check_location;
 use super::model::{Category, Class, Model, TypeId};
 use super::render::Answer;
 use super::server::{Server, QUERY_PATHS};
@@ -52,15 +53,19 @@ impl Server {
                 }
                 let mut new = Vec::new();
                 for d in &body.definitions {
+                    // The parsers checked them already; what is kept is
+                    // checked here again, whatever parser it came from.
+                    d.id.check()?;
                     match model.get(&d.id) {
                         Some(ours) => compatible(ours, d)?,
                         None if d.class == Class::Mixin => {
                             let loc = d.location.as_deref().ok_or_else(|| {
                                 OcciError::bad_request(format!("mixin {} needs a location", d.id))
                             })?;
-                            let ok_loc =
-                                loc.starts_with('/') && loc.ends_with('/') && loc.len() > 2;
-                            if !ok_loc || QUERY_PATHS.contains(&loc) {
+                            if let Err(e) = check_location(loc) {
+                                return Err(OcciError::bad_request(format!("mixin {}: {e}", d.id)));
+                            }
+                            if QUERY_PATHS.contains(&loc) {
                                 return Err(OcciError::bad_request(format!(
                                     "mixin {}: location {loc:?} must be a path like /name/",
                                     d.id
@@ -73,6 +78,9 @@ impl Server {
                                 return Err(OcciError::bad_request(
                                     "a client mixin is a tag: it has no attributes or actions",
                                 ));
+                            }
+                            for id in d.rel.iter().chain(&d.applies) {
+                                id.check()?;
                             }
                             let mut m = d.clone();
                             m.user_defined = true;
@@ -181,4 +189,62 @@ fn compatible(ours: &Category, theirs: &Category) -> Result<(), OcciError> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::occi::entity::MemoryEntities;
+    use crate::occi::media::{Flavour, Media};
+    use axum::http::StatusCode;
+
+    const PLAIN: Answer = Answer {
+        media: Media::Plain,
+        flavour: Flavour::PyOcni,
+    };
+
+    fn define(m: Category) -> Body {
+        Body {
+            definitions: vec![m],
+            ..Body::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn client_mixins_are_checked_before_they_are_kept() {
+        let s = Server::builder("http://h", Arc::new(MemoryEntities::new()))
+            .build()
+            .expect("a server");
+        let m = s.model();
+        let mixin = |term: &str, location: &str| {
+            Category::mixin("http://me.example/tags#", term, "T", location)
+        };
+        let mut evil_applies = mixin("ok", "/ok/");
+        evil_applies.applies = vec![TypeId::new("http://x#", "k\nCategory: f")];
+        let mut evil_scheme = mixin("ok", "/ok/");
+        evil_scheme.id.scheme = "http://me\"; class=\"kind#".into();
+        for (d, says) in [
+            (mixin("evil\nCategory: forged", "/e/"), "bad term"),
+            (evil_scheme, "bad scheme"),
+            (evil_applies, "bad term"),
+            (mixin("ok", "/a/../"), "bad location"),
+            (mixin("ok", "/./"), "bad location"),
+            (mixin("ok", "/a b/"), "bad location"),
+            (mixin("ok", "/-/"), "must be a path"),
+        ] {
+            let e = s
+                .query(&m, &Method::POST, define(d), PLAIN)
+                .await
+                .expect_err("refused");
+            assert_eq!(e.status, StatusCode::BAD_REQUEST);
+            assert!(e.reason.contains(says), "{} lacks {says}", e.reason);
+        }
+        assert!(s.store().user_mixins().expect("a list").is_empty());
+        let r = s
+            .query(&m, &Method::POST, define(mixin("v1.2", "/v1.2/")), PLAIN)
+            .await
+            .expect("a good mixin");
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(s.store().user_mixins().expect("a list").len(), 1);
+    }
 }

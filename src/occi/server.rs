@@ -216,6 +216,16 @@ impl ServerBuilder {
     /// The server; the client-defined mixins of the store are loaded back.
     pub fn build(mut self) -> Result<Arc<Server>, OcciError> {
         for m in self.store.user_mixins()? {
+            // Stored before names were checked: a mixin outside the
+            // grammar is left out, and said so.
+            let location = m
+                .location
+                .as_deref()
+                .map_or(Ok(()), super::model::check_location);
+            if let Err(e) = m.id.check().and(location) {
+                tracing::warn!("the stored client mixin {} is left out: {e}", m.id);
+                continue;
+            }
             self.model.add(m);
         }
         let server_header = HeaderValue::from_str(&format!("{} OCCI/1.1 OCCI/1.2", self.name))

@@ -5,11 +5,21 @@
 //! trailing `;`, extra parameters on references); the renderer writes the
 //! canonical order `term; scheme; class; title; rel; location; attributes;
 //! actions`.
+//!
+//! Whatever is read is checked (terms and schemes by GFD.185 §5.5's
+//! grammar, integers to 64 bits); whatever is written is escaped by the
+//! rendering's rules (quoted strings with `\"` and `\\`, terms, names and
+//! URLs that do not fit their grammar quoted or percent-encoded), so that
+//! no stored value can put a CR or LF into a line or forge one.
+
+use std::borrow::Cow;
 
 use serde_json::Value;
 
 use super::body::{Body, CategoryRef};
 use super::error::OcciError;
+use super::json::check_integers;
+use super::model::grammar::{check_scheme, check_term, is_term};
 use super::model::{Attribute, Category, Class, TypeId};
 
 /// Splits `s` at `sep` where it is outside quotes, brackets and braces.
@@ -79,6 +89,9 @@ fn unquote(s: &str) -> Result<String, String> {
     Ok(out)
 }
 
+/// A quoted-string (GFD.185 §5.5, RFC 7230 §3.2.6): `"` and `\` escaped
+/// with `\`; CR, LF, tab and other control characters as `\n`-style or
+/// `\uXXXX` escapes, so the value stays on its line.
 fn quote(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
@@ -102,14 +115,17 @@ fn quote(s: &str) -> String {
 }
 
 /// Reads an attribute value: a quoted string, a number, `true`/`false`, a
-/// JSON list or object (GFD.229), or a bare token (a string).
+/// JSON list or object (GFD.229), or a bare token (a string). An integer
+/// beyond 64 bits is refused ([`check_integers`]), not rounded to a float.
 pub fn parse_value(s: &str) -> Result<Value, String> {
     let s = s.trim();
     if s.starts_with('"') {
         return unquote(s).map(Value::String);
     }
     if s.starts_with('[') || s.starts_with('{') {
-        return serde_json::from_str(s).map_err(|e| format!("bad list or object {s}: {e}"));
+        let v = serde_json::from_str(s).map_err(|e| format!("bad list or object {s}: {e}"))?;
+        check_integers(s.as_bytes()).map_err(|e| e.to_string())?;
+        return Ok(v);
     }
     match s {
         "true" => return Ok(Value::Bool(true)),
@@ -118,6 +134,7 @@ pub fn parse_value(s: &str) -> Result<Value, String> {
         _ => {}
     }
     if let Ok(n) = serde_json::from_str::<serde_json::Number>(s) {
+        check_integers(s.as_bytes()).map_err(|e| e.to_string())?;
         return Ok(Value::Number(n));
     }
     Ok(Value::String(s.to_owned()))
@@ -140,9 +157,7 @@ fn parse_category(item: &str) -> Result<(CategoryRef, Category), String> {
         return Err("a Category without a term".into());
     }
     let term = unquote(parts.next().ok_or("an empty Category")?)?;
-    if term.is_empty() || term.contains(char::is_whitespace) || term.contains('=') {
-        return Err(format!("bad Category term {term:?}"));
-    }
+    check_term(&term).map_err(|e| e.to_string())?;
     let mut r = CategoryRef {
         scheme: None,
         term: term.clone(),
@@ -159,16 +174,19 @@ fn parse_category(item: &str) -> Result<(CategoryRef, Category), String> {
             .ok_or_else(|| format!("bad Category parameter {p:?}"))?;
         let value = unquote(value)?;
         match key.trim() {
-            "scheme" => r.scheme = Some(value),
+            "scheme" => {
+                check_scheme(&value).map_err(|e| e.to_string())?;
+                r.scheme = Some(value)
+            }
             "class" => {
                 r.class =
                     Some(Class::parse(&value).ok_or_else(|| format!("unknown class {value:?}"))?)
             }
             "title" => title = value,
-            "rel" => rel = value.split_whitespace().filter_map(TypeId::parse).collect(),
+            "rel" => rel = type_ids(&value)?,
             "location" => location = Some(value),
             "attributes" => attributes = parse_attribute_list(&value)?,
-            "actions" => actions = value.split_whitespace().filter_map(TypeId::parse).collect(),
+            "actions" => actions = type_ids(&value)?,
             // Unknown parameters are ignored (pOCCI adds some).
             _ => {}
         }
@@ -186,6 +204,15 @@ fn parse_category(item: &str) -> Result<(CategoryRef, Category), String> {
         user_defined: true,
     };
     Ok((r, def))
+}
+
+/// Reads a space-separated list of type ids (`rel`, `actions`), each
+/// checked against GFD.185 §5.5's grammar.
+fn type_ids(value: &str) -> Result<Vec<TypeId>, String> {
+    value
+        .split_whitespace()
+        .map(|id| TypeId::parse_checked(id).map_err(|e| e.to_string()))
+        .collect()
 }
 
 /// Reads `name{immutable required} name2 …`.
@@ -310,12 +337,61 @@ pub fn parse_uri_list(text: &str) -> Body {
     }
 }
 
+/// A term as rendered: bare when it fits the grammar (GFD.185 §5.5), as
+/// every term the server accepts does; quoted otherwise (a term stored
+/// before it was checked), so it can never end the line or add a parameter.
+fn term(t: &str) -> Cow<'_, str> {
+    if is_term(t) {
+        Cow::Borrowed(t)
+    } else {
+        Cow::Owned(quote(t))
+    }
+}
+
+/// `s` with every byte for which `keep` is false percent-encoded
+/// (RFC 3986 §2.1).
+fn percent_encode(s: &str, keep: impl Fn(u8) -> bool) -> Cow<'_, str> {
+    if s.bytes().all(&keep) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for b in s.bytes() {
+        if keep(b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// A URL as written in a rendering (`Link: <…>`, `X-OCCI-Location`): the
+/// characters RFC 3986 allows in a URI (§2.2–§2.3, and `%`) are kept, any
+/// other byte (controls, space, `"`, `<`, `>`, `\`, `^`, `` ` ``, `{`, `|`,
+/// `}`, non-ASCII) is percent-encoded, so a URL can never break its line
+/// or its `<…>`.
+pub fn uri_text(url: &str) -> Cow<'_, str> {
+    percent_encode(url, |b| {
+        b.is_ascii_alphanumeric() || b"-._~:/?#[]@!$&'()*+,;=%".contains(&b)
+    })
+}
+
+/// An attribute name as written (`name=value`): bare when made of
+/// letters, digits, `.`, `-` and `_` (GFD.185 §5.5's attribute-name, with
+/// digits where pyCMBS puts them), percent-encoded otherwise.
+fn attribute_name(name: &str) -> Cow<'_, str> {
+    percent_encode(name, |b| {
+        b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_')
+    })
+}
+
 /// A category as the query interface renders it (the value after
-/// `Category: `), in the canonical parameter order.
+/// `Category: `), in the canonical parameter order (GFD.185 §3.4.1, §5.5);
+/// every value escaped.
 pub fn category_full(c: &Category) -> String {
     let mut s = format!(
         "{}; scheme={}; class={}",
-        c.id.term,
+        term(&c.id.term),
         quote(&c.id.scheme),
         quote(c.class.as_str())
     );
@@ -354,28 +430,37 @@ pub fn category_full(c: &Category) -> String {
     s
 }
 
-/// A category reference inside an entity: `term; scheme; class` only.
+/// A category reference inside an entity: `term; scheme; class` only
+/// (GFD.185 §3.5.1, §5.5); every value escaped.
 pub fn category_short(id: &TypeId, class: Class) -> String {
     format!(
         "{}; scheme={}; class={}",
-        id.term,
+        term(&id.term),
         quote(&id.scheme),
         quote(class.as_str())
     )
 }
 
-/// An action link: `<url?action=term>; rel="type id"`.
+/// An action link: `<url?action=term>; rel="type id"` (GFD.185 §3.5.1,
+/// §5.5); the URL and term percent-encoded where they leave the URI
+/// grammar.
 pub fn action_link(entity_url: &str, action: &TypeId) -> String {
+    let term = percent_encode(&action.term, is_term_byte);
     format!(
-        "<{entity_url}?action={}>; rel={}",
-        action.term,
+        "<{}?action={term}>; rel={}",
+        uri_text(entity_url),
         quote(&action.to_string())
     )
 }
 
-/// `name=value`.
+fn is_term_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')
+}
+
+/// `name=value` (GFD.185 §3.5.1, §5.5): the name as [`attribute_name`]
+/// writes it, the value as [`render_value`] does.
 pub fn attribute(name: &str, value: &Value) -> String {
-    format!("{name}={}", render_value(value))
+    format!("{}={}", attribute_name(name), render_value(value))
 }
 
 #[cfg(test)]
@@ -448,5 +533,134 @@ mod tests {
         )
         .unwrap();
         assert_eq!(b.resource_links, ["/s/2"]);
+    }
+
+    #[test]
+    fn terms_schemes_and_type_ids_are_checked_on_every_line() {
+        for (line, says) in [
+            (
+                "Category: \"evil\\nCategory: forged\"; scheme=\"http://me#\"; class=\"mixin\"; location=\"/e/\"",
+                "bad term \"evil\\nCategory: forged\"",
+            ),
+            ("Category: a:b; scheme=\"http://me#\"", "bad term"),
+            ("Category: ok; scheme=\"http://me\\\"x#\"", "bad scheme"),
+            ("Category: ok; scheme=\"http://me;x#\"", "bad scheme"),
+            ("Category: ok; scheme=\"http://me\"", "bad scheme"),
+            (
+                "Category: ok; scheme=\"http://me#\"; rel=\"http://x#a\\u0001\"",
+                "bad term",
+            ),
+            (
+                "Category: ok; scheme=\"http://me#\"; actions=\"nohash\"",
+                "bad type id",
+            ),
+        ] {
+            for query in [false, true] {
+                let e = parse_plain(line, query).unwrap_err();
+                assert_eq!(e.status, axum::http::StatusCode::BAD_REQUEST, "{line}");
+                assert!(e.reason.contains(says), "{line}: {}", e.reason);
+                assert!(!e.reason.contains('\n'));
+            }
+            // The same value as a text/occi header.
+            let value = line.trim_start_matches("Category: ");
+            assert!(parse([("Category", value)], true).is_err(), "{value}");
+        }
+        let b = parse_plain(
+            "Category: start_l3.1; scheme=\"http://houssem.org/cmbs/member/action#\"; class=\"action\"",
+            false,
+        )
+        .unwrap();
+        assert_eq!(b.categories[0].term, "start_l3.1");
+        // A filter may leave the scheme out; the term is checked still.
+        assert!(parse_plain("Category: ubuntu", false).is_ok());
+        assert!(parse_plain("Category: \"ub untu\"", false).is_err());
+    }
+
+    #[test]
+    fn integers_beyond_64_bits_are_refused_not_rounded() {
+        for line in [
+            "X-OCCI-Attribute: a=12345678901234567890123",
+            "X-OCCI-Attribute: a=-9223372036854775809",
+            "X-OCCI-Attribute: a=[1, 12345678901234567890123]",
+            "X-OCCI-Attribute: a={\"k\": 18446744073709551616}",
+        ] {
+            let e = parse_plain(line, false).unwrap_err();
+            assert!(e.reason.contains("does not fit in 64 bits"), "{}", e.reason);
+        }
+        let e = parse_plain("X-OCCI-Attribute: a=12345678901234567890123", false).unwrap_err();
+        assert_eq!(
+            e.reason,
+            "bad X-OCCI-Attribute: the integer 12345678901234567890123 does not fit in 64 bits"
+        );
+        let b = parse_plain(
+            "X-OCCI-Attribute: a=18446744073709551615, b=\"12345678901234567890123\", c=1.5e30",
+            false,
+        )
+        .unwrap();
+        assert_eq!(b.attributes[0].1.as_u64(), Some(u64::MAX));
+        assert_eq!(
+            b.attributes[1].1,
+            Value::String("12345678901234567890123".into())
+        );
+        assert!(b.attributes[2].1.is_f64());
+    }
+
+    #[test]
+    fn nothing_stored_can_forge_a_line_or_a_parameter() {
+        let evil = "x\r\nCategory: forged; scheme=\"http://f#\"\n\"\\";
+        let c = Category {
+            id: TypeId::new(&format!("http://e#{evil}#"), evil),
+            class: Class::Mixin,
+            title: evil.into(),
+            rel: vec![TypeId::new("http://r#", evil)],
+            applies: Vec::new(),
+            location: Some(format!("/{evil}/")),
+            attributes: vec![Attribute::new(evil, crate::occi::model::AttrType::String)],
+            actions: vec![TypeId::new("http://a#", evil)],
+            user_defined: true,
+        };
+        let full = category_full(&c);
+        let short = category_short(&c.id, Class::Mixin);
+        let link = action_link(
+            &format!("http://h/m/{evil}"),
+            &TypeId::new("http://a#", evil),
+        );
+        let attr = attribute(evil, &Value::String(evil.into()));
+        let list = attribute("a", &serde_json::json!([evil, {evil: evil}]));
+        for out in [&full, &short, &link, &attr, &list] {
+            assert!(!out.chars().any(char::is_control), "{out:?}");
+        }
+        // Each is one value of one line: no second category, and the
+        // stored term, quoted, is refused when read back (never forged).
+        assert_eq!(split_outside(&full, ',').len(), 1, "{full}");
+        let back = parse_plain(&format!("Category: {full}"), true).unwrap_err();
+        assert!(back.reason.contains("bad term"), "{}", back.reason);
+        let b = parse_plain(&format!("X-OCCI-Attribute: {list}"), false).unwrap();
+        assert_eq!(b.attributes.len(), 1);
+        assert_eq!(b.attributes[0].1, serde_json::json!([evil, {evil: evil}]));
+        assert_eq!(split_outside(&short, ',').len(), 1, "{short}");
+        assert!(
+            link.starts_with("<http://h/m/x%0D%0ACategory:%20forged;"),
+            "{link}"
+        );
+        assert!(
+            link.contains("?action=x%0D%0ACategory%3A%20forged"),
+            "{link}"
+        );
+        assert!(attr.starts_with("x%0D%0ACategory%3A%20forged%3B"), "{attr}");
+        assert_eq!(
+            parse_value(&render_value(&Value::String(evil.into()))).unwrap(),
+            Value::String(evil.into())
+        );
+        // What the server defines is written as before.
+        let ok = Category::mixin("http://me.example/tags#", "mine", "Mine", "/mine/");
+        assert_eq!(
+            category_full(&ok),
+            "mine; scheme=\"http://me.example/tags#\"; class=\"mixin\"; title=\"Mine\"; location=\"/mine/\""
+        );
+        assert_eq!(
+            action_link("http://h/m/1", &TypeId::new("http://a#", "start_l3.1")),
+            "<http://h/m/1?action=start_l3.1>; rel=\"http://a#start_l3.1\""
+        );
     }
 }

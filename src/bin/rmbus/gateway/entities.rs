@@ -29,6 +29,9 @@ pub struct GatewayEntities {
     db: Mutex<Connection>,
     writes: Mutex<Sender<Write>>,
     bus: BusHandle,
+    /// Members on the bus already said to be unlisted (their ids cannot be
+    /// URL path segments).
+    unlisted: Mutex<std::collections::HashSet<String>>,
 }
 
 /// One write for the writer thread: SQL, its parameters, and where to say
@@ -105,6 +108,7 @@ impl GatewayEntities {
             db: Mutex::new(db),
             writes: Mutex::new(tx),
             bus,
+            unlisted: Mutex::default(),
         };
         let loaded = g.load()?;
         *g.cache.write().unwrap_or_else(|p| p.into_inner()) = loaded
@@ -177,7 +181,27 @@ impl GatewayEntities {
     }
 
     fn remote(&self) -> Vec<Entity> {
-        self.bus.directory().iter().map(directory_entity).collect()
+        self.bus
+            .directory()
+            .iter()
+            .filter(|e| match rmbus::occi::check_id(&e.description.id) {
+                Ok(()) => true,
+                Err(err) => {
+                    self.unlisted(&e.description.id, &err);
+                    false
+                }
+            })
+            .map(directory_entity)
+            .collect()
+    }
+
+    /// Says once per member (for the first 1024) that a member whose id
+    /// cannot be a URL path segment is not listed.
+    fn unlisted(&self, id: &str, why: &rmbus::occi::GrammarError) {
+        let mut told = self.unlisted.lock().unwrap_or_else(|p| p.into_inner());
+        if told.len() < 1024 && told.insert(id.to_owned()) {
+            eprintln!("rmbus gateway: the member {id:?} on the bus is not listed: {why}");
+        }
     }
 }
 

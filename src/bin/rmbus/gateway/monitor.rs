@@ -293,6 +293,9 @@ fn error(sequence: Option<&Value>, reason: impl Into<String>) -> Value {
 
 /// Answers one client message.
 fn on_client(text: &str, monitors: &mut Monitors, s: &Session) -> Value {
+    if let Err(e) = rmbus::occi::check_integers(text.as_bytes()) {
+        return error(None, e.to_string());
+    }
     let v: Value = match serde_json::from_str(text) {
         Ok(v) => v,
         Err(e) => return error(None, format!("not JSON: {e}")),
@@ -624,6 +627,35 @@ pub fn member_changes(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn integers_beyond_64_bits_are_refused_not_rounded() {
+        let hub = Hub::new(4);
+        let s = Session {
+            hub,
+            state: Arc::new(|_, _| Vec::new()),
+            idle: Duration::from_secs(1),
+            ping_every: Duration::from_secs(1),
+            user: None,
+        };
+        let mut m = Monitors {
+            by_id: BTreeMap::new(),
+            next: 0,
+        };
+        let r = on_client(
+            r#"{"type":"start","sequence":123456789012345678901234,"monitor":"members"}"#,
+            &mut m,
+            &s,
+        );
+        assert_eq!(r["type"], "error");
+        assert!(r["reason"].as_str().unwrap().contains("64 bits"), "{r}");
+        let r = on_client(
+            r#"{"type":"start","sequence":18446744073709551615,"monitor":"members"}"#,
+            &mut m,
+            &s,
+        );
+        assert_eq!(r["sequence"], json!(u64::MAX), "kept exactly");
+    }
 
     #[test]
     fn filters_read_and_keep() {
