@@ -382,3 +382,68 @@ fn an_exec_program_answers_with_its_output_and_fails_as_exec_failed() {
         (1, Some("NOT_STORABLE"))
     );
 }
+
+#[test]
+fn a_member_restarted_on_its_store_keeps_its_topics_and_gets_a_held_message_once() {
+    let bus = bus();
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_in(dir.path(), "a");
+    let mut a = member(
+        &bus,
+        &store,
+        &["--id", A, "--topics", "jobs.#", "--providers", "weather"],
+    );
+    // Its description is in the store before it dies.
+    let until = std::time::Instant::now() + DEADLINE;
+    loop {
+        use rmbus::store::Store;
+        let kept = rmbus::store::SqliteStore::open_read_only(&store)
+            .ok()
+            .and_then(|s| s.description(A).ok().flatten());
+        if let Some(d) = kept {
+            assert_eq!(d.topics, ["jobs.#"]);
+            assert_eq!(d.providers, ["weather"]);
+            break;
+        }
+        assert!(std::time::Instant::now() < until, "no description stored");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    a.child.kill().unwrap();
+    a.child.wait().unwrap();
+    // A message held for its topic while it is down…
+    let mut publisher = {
+        let mut cmd = rmbus(&bus);
+        cmd.args([
+            "publish",
+            "--json",
+            "--wait",
+            "0.5",
+            "--layer",
+            "l3.2",
+            "--topics",
+            "jobs.new",
+            "--hold",
+            "6",
+            r#"{"job": 7}"#,
+        ]);
+        Proc::start(cmd)
+    };
+    // …reaches it once it is back on its store, without --topics.
+    let mut back = member(&bus, &store, &[]);
+    back.expect("the held message", |j| {
+        j["event"] == "received" && j["message"]["message_content"]["job"] == 7
+    });
+    let report = publisher.expect("the report at the end of the hold", |j| {
+        j["event"] == "report"
+    });
+    assert_eq!(report["outcome"], "DELIVERED", "{report}");
+    assert_eq!(delivered(&report), [A]);
+    assert_eq!(publisher.wait_exit(), 0);
+    // Once: nothing more of it came while the hold lasted.
+    while let Some(j) = back.next_within(std::time::Duration::from_millis(200)) {
+        assert!(
+            !(j["event"] == "received" && j["message"]["message_content"]["job"] == 7),
+            "received twice: {j}"
+        );
+    }
+}

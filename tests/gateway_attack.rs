@@ -356,6 +356,16 @@ fn flood(to: SocketAddr, from: &[IpAddr], parallel: usize, total: usize, auth: &
         .collect()
 }
 
+/// A WebSocket upgrade of `/monitor` with credentials `auth`.
+fn upgrade(auth: &str) -> Vec<u8> {
+    format!(
+        "GET /monitor HTTP/1.1\r\nHost: g\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+         Authorization: {auth}\r\n\r\n"
+    )
+    .into_bytes()
+}
+
 /// A WebSocket frame from a client (masked, with a zero key).
 fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
     assert!(payload.len() < 126);
@@ -393,12 +403,7 @@ fn a_ping_flood_from_a_client_that_never_reads_is_closed_with_memory_bounded() {
         TcpStream::from(s)
     };
     let mut s = s;
-    let req = format!(
-        "GET /monitor HTTP/1.1\r\nHost: g\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
-         Authorization: {good}\r\n\r\n"
-    );
-    s.write_all(req.as_bytes()).unwrap();
+    s.write_all(&upgrade(&good)).unwrap();
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     s.set_read_timeout(Some(DEADLINE)).unwrap();
@@ -612,12 +617,7 @@ fn monitors_that_answer_pings_outlive_the_idle_deadline_and_silent_ones_do_not()
     });
     // A client that reads but never answers a ping is closed.
     let mut s = TcpStream::connect(to).unwrap();
-    let req = format!(
-        "GET /monitor HTTP/1.1\r\nHost: g\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
-         Authorization: {good}\r\n\r\n"
-    );
-    s.write_all(req.as_bytes()).unwrap();
+    s.write_all(&upgrade(&good)).unwrap();
     let deadline = Instant::now() + DEADLINE;
     assert!(
         closed_within(&mut s, deadline).is_some(),

@@ -245,6 +245,9 @@ impl Store for Gated {
     fn members(&self) -> Result<Vec<String>, StoreError> {
         self.inner.members()
     }
+    fn description(&self, member: &str) -> Result<Option<rmbus::cmbs::Description>, StoreError> {
+        self.inner.description(member)
+    }
     fn commit(&mut self, member: &str, ops: &[StoreOp], now: SystemTime) -> Result<(), StoreError> {
         self.inner.commit(member, ops, now)
     }
@@ -313,4 +316,50 @@ fn batches_that_wait_while_the_disk_is_busy_share_one_transaction() {
     assert!(done.iter().all(|d| d.result.is_ok()));
     let rounds = rounds.load(std::sync::atomic::Ordering::SeqCst);
     assert!(rounds <= 2, "{rounds} transactions for 11 batches");
+}
+
+#[test]
+fn a_members_description_is_kept_and_read_back_in_both_stores() {
+    use rmbus::cmbs::{Description, Layer, LayerSet, MemberState};
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = Description::new("m1");
+    d.topics = vec!["jobs.#".into()];
+    d.providers = vec!["weather".into()];
+    d.neighbors = vec!["mbus:other/l1".into()];
+    d.started = LayerSet::parse_list("l1,l3.2").unwrap();
+    d.state = MemberState::Suspended;
+    let stores: Vec<Box<dyn Store>> = vec![
+        Box::new(MemoryStore::new()),
+        Box::new(SqliteStore::open(&dir.path().join("s.sqlite")).unwrap()),
+    ];
+    for mut s in stores {
+        assert_eq!(s.description("m1").unwrap(), None);
+        s.add_member("m1").unwrap();
+        assert_eq!(s.description("m1").unwrap(), None, "an id alone");
+        s.commit("m1", &[StoreOp::Describe(d.clone())], t(1))
+            .unwrap();
+        assert_eq!(s.description("m1").unwrap().as_ref(), Some(&d));
+        let mut later = d.clone();
+        later.started.remove(Layer::L1);
+        s.commit("m1", &[StoreOp::Describe(later.clone())], t(2))
+            .unwrap();
+        assert_eq!(s.description("m1").unwrap(), Some(later));
+        assert_eq!(s.members().unwrap(), ["m1"]);
+    }
+    // A schema-1 file (no descriptions) is migrated and reads as none.
+    let old = dir.path().join("old.sqlite");
+    drop(SqliteStore::open(&old).unwrap());
+    {
+        let c = rusqlite::Connection::open(&old).unwrap();
+        c.execute_batch(
+            "DROP TABLE members;
+             CREATE TABLE members (id TEXT PRIMARY KEY, added_ms INTEGER NOT NULL, position INTEGER NOT NULL);
+             INSERT INTO members VALUES ('m0', 1, 1);
+             PRAGMA user_version = 1;",
+        )
+        .unwrap();
+    }
+    let s = SqliteStore::open(&old).unwrap();
+    assert_eq!(s.members().unwrap(), ["m0"]);
+    assert_eq!(s.description("m0").unwrap(), None);
 }

@@ -331,6 +331,11 @@ impl Member {
     }
 
     fn announce(&mut self, ep: &mut Endpoint, now: Instant) {
+        if self.config.has_store {
+            // Every description it announces is the one a restart takes up.
+            self.store_ops
+                .push(StoreOp::Describe(self.description.clone()));
+        }
         let cmd = Announce {
             description: self.description.clone(),
         }

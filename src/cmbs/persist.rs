@@ -5,6 +5,7 @@
 
 use std::time::SystemTime;
 
+use super::description::Description;
 use super::message::Message;
 
 /// One store operation.
@@ -25,6 +26,10 @@ pub enum StoreOp {
         /// The message id.
         id: String,
     },
+    /// Keep what the member says about itself (endpoints, neighbors,
+    /// topics, providers, started layers, state), so that a member
+    /// restarted on its store is the same member.
+    Describe(Description),
 }
 
 /// A held message as the store keeps it, so that it survives a restart of

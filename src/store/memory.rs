@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
-use crate::cmbs::{HeldRecord, StoreOp, StoredMessage};
+use crate::cmbs::{Description, HeldRecord, StoreOp, StoredMessage};
 
 use super::{unix_ms, Retention, Store, StoreError};
 
@@ -12,6 +12,7 @@ use super::{unix_ms, Retention, Store, StoreError};
 struct MemberData {
     messages: Vec<StoredMessage>,
     held: BTreeMap<String, HeldRecord>,
+    description: Option<Description>,
 }
 
 /// A store in memory.
@@ -77,10 +78,15 @@ impl Store for MemoryStore {
                 StoreOp::Release { id } => {
                     d.held.remove(id);
                 }
+                StoreOp::Describe(desc) => d.description = Some(desc.clone()),
             }
         }
         self.commits += 1;
         Ok(())
+    }
+
+    fn description(&self, member: &str) -> Result<Option<Description>, StoreError> {
+        Ok(self.data.get(member).and_then(|d| d.description.clone()))
     }
 
     fn messages(&self, member: &str) -> Result<Vec<StoredMessage>, StoreError> {

@@ -6,7 +6,9 @@
 //!
 //! One store may hold several members, keyed by member id (the gateway
 //! keeps all its hosted members in one), and it records the ids of its
-//! members, so that a member restarted on its store comes back as itself.
+//! members and what each last said about itself (its description), so
+//! that a member restarted on its store comes back as itself: the same
+//! id, endpoints, neighbors, topics, providers, layers and state.
 
 mod memory;
 #[cfg(feature = "sqlite")]
@@ -17,7 +19,7 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 pub(crate) use crate::cmbs::unix_ms;
-use crate::cmbs::{HeldRecord, StoreOp, StoredMessage};
+use crate::cmbs::{Description, HeldRecord, StoreOp, StoredMessage};
 
 pub use memory::MemoryStore;
 #[cfg(feature = "sqlite")]
@@ -81,6 +83,10 @@ pub trait Store: Send {
 
     /// The members it holds, in the order they were added.
     fn members(&self) -> Result<Vec<String>, StoreError>;
+
+    /// What `member` last said about itself ([`StoreOp::Describe`]), if
+    /// the store has it.
+    fn description(&self, member: &str) -> Result<Option<Description>, StoreError>;
 
     /// Commits `ops` for `member` as one transaction, at wall time `now`.
     fn commit(&mut self, member: &str, ops: &[StoreOp], now: SystemTime) -> Result<(), StoreError>;

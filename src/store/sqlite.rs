@@ -8,12 +8,12 @@ use std::time::SystemTime;
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 
-use crate::cmbs::{HeldRecord, Message, StoreOp, StoredMessage};
+use crate::cmbs::{Description, HeldRecord, Message, StoreOp, StoredMessage};
 
 use super::{unix_ms, Retention, Store, StoreError};
 
 /// The schema version this rmbus writes.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Each migration takes the schema from version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -41,6 +41,9 @@ const MIGRATIONS: &[&str] = &[
          delivered TEXT NOT NULL,
          PRIMARY KEY (member, id)
      );",
+    // 1 → 2: what each member last said about itself (its description as
+    // JSON), taken up when it restarts.
+    "ALTER TABLE members ADD COLUMN description TEXT;",
 ];
 
 /// A store in one SQLite file.
@@ -164,6 +167,25 @@ impl Store for SqliteStore {
             .query_map([], |r| r.get(0))?
             .collect::<Result<Vec<String>, _>>()?;
         Ok(ids)
+    }
+
+    fn description(&self, member: &str) -> Result<Option<Description>, StoreError> {
+        let text: Option<Option<String>> = self
+            .conn
+            .query_row(
+                "SELECT description FROM members WHERE id = ?1",
+                params![member],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let Some(text) = text.flatten() else {
+            return Ok(None);
+        };
+        let json: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        Description::from_json(&json)
+            .map(Some)
+            .map_err(|e| StoreError::Corrupt(format!("member {member}'s description: {e}")))
     }
 
     fn commit(&mut self, member: &str, ops: &[StoreOp], now: SystemTime) -> Result<(), StoreError> {
@@ -334,6 +356,14 @@ fn apply(
             }
             StoreOp::Release { id } => {
                 release.execute(params![member, id])?;
+            }
+            StoreOp::Describe(d) => {
+                tx.prepare_cached(
+                    "INSERT INTO members (id, added_ms, position, description)
+                     VALUES (?1, ?2, (SELECT COALESCE(MAX(position), 0) + 1 FROM members), ?3)
+                     ON CONFLICT (id) DO UPDATE SET description = excluded.description",
+                )?
+                .execute(params![member, now_ms, d.to_json().to_string()])?;
             }
         }
     }

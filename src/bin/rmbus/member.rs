@@ -35,13 +35,16 @@ pub struct Args {
     /// The member id (a UUID); default: the one its store holds, else a new one.
     #[arg(long, value_name = "UUID")]
     id: Option<String>,
-    /// Subscriptions for L3.2 and L4 (comma-separated; * one word, # any words).
+    /// Subscriptions for L3.2 and L4 (comma-separated; * one word, # any
+    /// words); default: those its store kept, else none.
     #[arg(long, value_name = "T,…", value_delimiter = ',')]
     topics: Vec<String>,
-    /// Providers served for L3.1 and L4 (comma-separated); the id always counts.
+    /// Providers served for L3.1 and L4 (comma-separated; the id always
+    /// counts); default: those its store kept, else none.
     #[arg(long, value_name = "P,…", value_delimiter = ',')]
     providers: Vec<String>,
-    /// The layers started (l1, l2, l3.1/l31, l3.2/l32, l4; default all).
+    /// The layers started (l1, l2, l3.1/l31, l3.2/l32, l4); default: those
+    /// its store kept, else all.
     #[arg(long, value_name = "L,…")]
     layers: Option<String>,
     /// The store file (default: $XDG_DATA_HOME/rmbus/members/<id>.sqlite).
@@ -133,13 +136,95 @@ fn open_at(
     Ok((id, Some(store), Some(path)))
 }
 
-pub fn run(args: Args) -> Outcome {
-    let started = match &args.layers {
-        Some(list) => {
-            LayerSet::parse_list(list).map_err(|e| Failure::input(format!("--layers: {e}")))?
-        }
-        None => LayerSet::ALL,
+/// What the command line says about the member, beside its id.
+struct Given<'a> {
+    topics: &'a [String],
+    providers: &'a [String],
+    layers: Option<LayerSet>,
+}
+
+fn listed(v: &[String]) -> String {
+    if v.is_empty() {
+        "none".to_owned()
+    } else {
+        v.join(",")
+    }
+}
+
+fn layer_list(l: LayerSet) -> String {
+    let v: Vec<&str> = l.iter().map(|l| l.dotted()).collect();
+    if v.is_empty() {
+        "none".to_owned()
+    } else {
+        v.join(",")
+    }
+}
+
+/// The member's description: what its store kept from its last run (the
+/// same member: endpoints, neighbors, topics, providers, layers, a
+/// suspension), with what the command line gives instead; and a line for
+/// each thing taken up or changed.
+fn described(id: &str, kept: Option<Description>, given: &Given) -> (Description, Vec<String>) {
+    let Some(mut d) = kept else {
+        let mut d = Description::new(id);
+        d.topics = given.topics.to_vec();
+        d.providers = given.providers.to_vec();
+        d.started = given.layers.unwrap_or(LayerSet::ALL);
+        return (d, Vec::new());
     };
+    d.id = id.to_owned();
+    if d.state == rmbus::cmbs::MemberState::Failed {
+        // It failed with its last run; this run is a new start.
+        d.state = rmbus::cmbs::MemberState::Inactive;
+    }
+    let mut said = Vec::new();
+    let mut kept = Vec::new();
+    if given.topics.is_empty() {
+        kept.push(format!("topics {}", listed(&d.topics)));
+    } else if given.topics != d.topics.as_slice() {
+        said.push(format!(
+            "topics {} (were {} in its store)",
+            listed(given.topics),
+            listed(&d.topics)
+        ));
+        d.topics = given.topics.to_vec();
+    }
+    if given.providers.is_empty() {
+        kept.push(format!("providers {}", listed(&d.providers)));
+    } else if given.providers != d.providers.as_slice() {
+        said.push(format!(
+            "providers {} (were {} in its store)",
+            listed(given.providers),
+            listed(&d.providers)
+        ));
+        d.providers = given.providers.to_vec();
+    }
+    match given.layers {
+        None => kept.push(format!("layers {}", layer_list(d.started))),
+        Some(l) if l != d.started => {
+            said.push(format!(
+                "layers {} (were {} in its store)",
+                layer_list(l),
+                layer_list(d.started)
+            ));
+            d.started = l;
+        }
+        Some(_) => {}
+    }
+    if !kept.is_empty() {
+        said.insert(0, format!("taken up from its store: {}", kept.join("; ")));
+    }
+    (d, said)
+}
+
+pub fn run(args: Args) -> Outcome {
+    let layers = args
+        .layers
+        .as_deref()
+        .map(|list| {
+            LayerSet::parse_list(list).map_err(|e| Failure::input(format!("--layers: {e}")))
+        })
+        .transpose()?;
     for t in &args.topics {
         rmbus::cmbs::topic::validate_subscription(t)
             .map_err(|e| Failure::input(format!("--topics: {e}")))?;
@@ -159,10 +244,22 @@ pub fn run(args: Args) -> Outcome {
             .map_err(|e| Failure::input(format!("applying the retention: {e}")))?;
     }
 
-    let mut description = Description::new(&id);
-    description.topics = args.topics.clone();
-    description.providers = args.providers.clone();
-    description.started = started;
+    let kept = match &store {
+        Some(s) => s
+            .description(&id)
+            .map_err(|e| Failure::input(format!("reading the store: {e}")))?,
+        None => None,
+    };
+    let given = Given {
+        topics: &args.topics,
+        providers: &args.providers,
+        layers,
+    };
+    let (description, said) = described(&id, kept, &given);
+    for line in said {
+        eprintln!("rmbus: member {id}: {line}");
+    }
+    let started = description.started;
     let config = MemberConfig {
         exec_timeout,
         has_store: store.is_some(),
@@ -248,4 +345,68 @@ pub fn run(args: Args) -> Outcome {
         .map_err(Failure::input)?;
     // However the loop ended (a signal, normally), the member said bye.
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rmbus::cmbs::MemberState;
+
+    fn kept() -> Description {
+        let mut d = Description::new("m");
+        d.topics = vec!["jobs.#".into()];
+        d.providers = vec!["weather".into()];
+        d.neighbors = vec!["mbus:n/l1".into()];
+        d.started = LayerSet::parse_list("l1,l2").unwrap();
+        d.state = MemberState::Suspended;
+        d
+    }
+
+    #[test]
+    fn a_restart_takes_up_its_store_and_the_options_change_it_aloud() {
+        let none = Given {
+            topics: &[],
+            providers: &[],
+            layers: None,
+        };
+        let (d, said) = described("m", Some(kept()), &none);
+        assert_eq!(d, kept(), "the same member");
+        assert_eq!(
+            said,
+            ["taken up from its store: topics jobs.#; providers weather; layers l1,l2"]
+        );
+        let topics = ["alerts.#".to_owned()];
+        let changed = Given {
+            topics: &topics,
+            providers: &[],
+            layers: Some(LayerSet::ALL),
+        };
+        let (d, said) = described("m", Some(kept()), &changed);
+        assert_eq!(d.topics, topics);
+        assert_eq!(d.providers, ["weather"]);
+        assert_eq!(d.started, LayerSet::ALL);
+        assert_eq!(d.neighbors, ["mbus:n/l1"]);
+        assert!(said[0].contains("providers weather"), "{said:?}");
+        assert!(
+            said.contains(&"topics alerts.# (were jobs.# in its store)".to_owned()),
+            "{said:?}"
+        );
+        assert!(
+            said.iter()
+                .any(|l| l.starts_with("layers l1,l2,l3.1,l3.2,l4 (were l1,l2")),
+            "{said:?}"
+        );
+        let mut failed = kept();
+        failed.state = MemberState::Failed;
+        assert_eq!(
+            described("m", Some(failed), &none).0.state,
+            MemberState::Inactive
+        );
+        let (fresh, said) = described("m", None, &changed);
+        assert!(said.is_empty());
+        assert_eq!(
+            (fresh.topics, fresh.started),
+            (topics.to_vec(), LayerSet::ALL)
+        );
+    }
 }
