@@ -128,7 +128,7 @@ fn segment_char(c: char) -> bool {
 }
 
 /// Checks an entity id (`occi.core.id`, the last segment of its URL;
-/// GFD.221 §4.3, GFD.185 §3.4.4): 1 to [`MAX_ID`] letters, digits and
+/// GFD.221 §4.3, GFD.185 §3.4.4): 1 to 128 letters, digits and
 /// `-._~`, and neither `.` nor `..`, the dot segments that clients
 /// normalise away (RFC 3986 §5.2.4) so that the entity could never be
 /// reached.
