@@ -5,9 +5,11 @@
 //! when each was last heard (the oldest is the next to expire, whatever the
 //! threshold is at the time), when those heard only once were heard (the
 //! first to make room for a newcomer when the table is full), and when the
-//! acks owed to each are due.
+//! acks owed to each are due. An index of address elements answers which
+//! peers an address designates (RFC 3259 §4's subset rule) by looking at
+//! the peers that hold its rarest element, not at every peer.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use crate::proto::maps::HashMap;
 use std::net::SocketAddr;
@@ -51,6 +53,8 @@ pub(crate) struct PeerTable {
     /// The entities heard only once, by when.
     heard_once: Deadlines<Key>,
     acks_due: Deadlines<Key>,
+    /// The peers holding each `tag:value` element.
+    by_element: HashMap<Box<str>, BTreeSet<Key>>,
     next_key: Key,
 }
 
@@ -63,6 +67,36 @@ impl PeerTable {
     /// The known entities, in the order they joined.
     pub(crate) fn iter(&self) -> impl Iterator<Item = &Peer> + '_ {
         self.peers.values().map(|p| &p.peer)
+    }
+
+    /// The entities `dst` designates: those whose address holds every
+    /// element of `dst` (RFC 3259 §4), in the order they joined. Only the
+    /// peers holding `dst`'s rarest element are looked at.
+    pub(crate) fn matching<'a>(&'a self, dst: &'a Address) -> impl Iterator<Item = &'a Peer> + 'a {
+        let candidates: Box<dyn Iterator<Item = &Key> + 'a> = if dst.is_empty() {
+            Box::new(self.peers.keys())
+        } else {
+            let mut rarest: Option<&BTreeSet<Key>> = None;
+            let mut absent = false;
+            for e in dst.elements() {
+                match self.by_element.get(element_key(e.tag, e.value).as_str()) {
+                    Some(keys) => {
+                        if rarest.is_none_or(|r| keys.len() < r.len()) {
+                            rarest = Some(keys);
+                        }
+                    }
+                    None => absent = true,
+                }
+            }
+            match rarest {
+                Some(keys) if !absent => Box::new(keys.iter()),
+                _ => Box::new(std::iter::empty()),
+            }
+        };
+        candidates
+            .filter_map(|k| self.peers.get(k))
+            .map(|p| &p.peer)
+            .filter(move |p| dst.is_subset_of(&p.address))
     }
 
     /// The entity with exactly this address.
@@ -101,6 +135,12 @@ impl PeerTable {
         let key = self.next_key;
         self.next_key += 1;
         self.keys.insert(addr.clone(), key);
+        for e in addr.elements() {
+            self.by_element
+                .entry(element_key(e.tag, e.value).into_boxed_str())
+                .or_default()
+                .insert(key);
+        }
         self.heard.set(key, now);
         self.heard_once.set(key, now);
         self.peers.insert(
@@ -123,6 +163,15 @@ impl PeerTable {
             return false;
         };
         self.peers.remove(&key);
+        for e in addr.elements() {
+            let k = element_key(e.tag, e.value);
+            if let Some(keys) = self.by_element.get_mut(k.as_str()) {
+                keys.remove(&key);
+                if keys.is_empty() {
+                    self.by_element.remove(k.as_str());
+                }
+            }
+        }
         self.heard.remove(&key);
         self.heard_once.remove(&key);
         self.acks_due.remove(&key);
@@ -237,6 +286,11 @@ impl PeerTable {
     }
 }
 
+/// An element as the index keys it.
+fn element_key(tag: &str, value: &str) -> String {
+    format!("{tag}:{value}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -285,6 +339,55 @@ mod tests {
         assert!(peers.heard(&d, from, t + Duration::from_millis(10)));
         assert_eq!(peers.eviction_candidate(8, busy), Some(&a));
         assert_eq!(peers.eviction_candidate(8, |_| true), None);
+    }
+
+    #[test]
+    fn the_element_index_finds_what_a_scan_finds() {
+        let t = Instant::now();
+        let from: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let mut peers = PeerTable::default();
+        let all = [
+            "(app:cmbs module:member member:a id:1-1@h)",
+            "(app:cmbs module:member member:b id:2-1@h)",
+            "(app:cmbs module:gateway id:3-1@h)",
+            "(app:rat module:engine id:4-1@h)",
+            "(app:rat id:5-1@h)",
+        ]
+        .map(addr);
+        for a in &all {
+            peers.insert(a, from, t);
+        }
+        let scan = |p: &PeerTable, dst: &Address| -> Vec<Address> {
+            p.iter()
+                .filter(|x| dst.is_subset_of(&x.address))
+                .map(|x| x.address.clone())
+                .collect()
+        };
+        let check = |p: &PeerTable| {
+            for dst in [
+                "()",
+                "(app:cmbs)",
+                "(module:member app:cmbs)",
+                "(member:b)",
+                "(app:rat)",
+                "(app:rat module:member)",
+                "(app:nobody)",
+                "(id:5-1@h app:rat)",
+            ] {
+                let dst = addr(dst);
+                let found: Vec<Address> = p.matching(&dst).map(|x| x.address.clone()).collect();
+                assert_eq!(found, scan(p, &dst), "{dst}");
+            }
+        };
+        check(&peers);
+        assert!(peers.remove(&all[1]));
+        assert!(peers.remove(&all[4]));
+        check(&peers);
+        assert_eq!(peers.matching(&addr("(member:b)")).count(), 0);
+        assert!(
+            !peers.by_element.contains_key("member:b"),
+            "an element no peer holds is forgotten"
+        );
     }
 
     #[test]

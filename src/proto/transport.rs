@@ -250,6 +250,12 @@ impl Transport {
         self.peers.iter()
     }
 
+    /// The known entities `dst` designates (RFC 3259 §4), through the
+    /// table's element index.
+    pub(crate) fn matching<'a>(&'a self, dst: &'a Address) -> impl Iterator<Item = &'a Peer> + 'a {
+        self.peers.matching(dst)
+    }
+
     pub(crate) fn peer(&self, addr: &Address) -> Option<&Peer> {
         self.peers.get(addr)
     }
@@ -304,7 +310,7 @@ impl Transport {
     /// The complete address of the one known entity that `dst` designates
     /// (RFC 3259 §6.2 uniqueness); `dst` may be a subset of it.
     pub(crate) fn unique_match(&self, dst: &Address) -> Result<Address, SendError> {
-        let mut matches = self.peers.iter().filter(|p| dst.is_subset_of(&p.address));
+        let mut matches = self.peers.matching(dst);
         match (matches.next(), matches.count()) {
             (None, _) => Err(SendError::UnknownDestination(dst.clone())),
             (Some(one), 0) => Ok(one.address.clone()),
@@ -1183,7 +1189,7 @@ impl Transport {
         if !self.config.send_unicast || dst.is_empty() {
             return group;
         }
-        let mut matches = self.peers.iter().filter(|p| dst.is_subset_of(&p.address));
+        let mut matches = self.peers.matching(dst);
         match (matches.next(), matches.next()) {
             (Some(p), None) if p.endpoint.port() != group.port() => p.endpoint,
             _ => group,

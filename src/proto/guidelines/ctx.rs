@@ -81,8 +81,7 @@ impl<'a> Ctx<'a> {
     /// The known entities that `dst` designates.
     pub(crate) fn known_matching(&self, dst: &Address) -> Vec<Address> {
         self.transport
-            .peers()
-            .filter(|p| dst.is_subset_of(&p.address))
+            .matching(dst)
             .map(|p| p.address.clone())
             .collect()
     }
