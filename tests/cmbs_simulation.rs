@@ -1231,3 +1231,84 @@ fn under_loss_and_reordering_a_recipient_still_gets_one_senders_messages_in_orde
         );
     });
 }
+
+/// A member entity that never describes itself (a plain client under a
+/// member's address, standing in for one whose announces are all lost).
+fn add_silent_member(bus: &mut Bus, id: &str) -> usize {
+    let i = bus.net.nodes.len();
+    let ep = bus.endpoint(Member::address(id).unwrap(), i);
+    let client = Client::new(ClientConfig::default(), 5);
+    let node = bus.node(ep, Role::Sender(Box::new(client)), None, Duration::ZERO);
+    bus.net.push(node)
+}
+
+#[test]
+fn a_member_heard_but_never_described_is_a_line_of_its_own_and_a_late_description_settles_it() {
+    let (mut bus, [a, b, c, s]) = three_members(41, Link::perfect());
+    let silent = add_silent_member(&mut bus, "member-silent");
+    // The sender hears its entity (hellos) but never its description.
+    assert!(bus.net.run_until_true(Duration::from_secs(10), |net| {
+        net.nodes[s]
+            .ep
+            .client()
+            .undescribed()
+            .any(|(id, _)| id == "member-silent")
+    }));
+    assert!(!bus.net.nodes[s].ep.client().settled());
+    let id = bus
+        .publish(s, Publish::new(msg(Layer::L2, serde_json::json!(1))))
+        .unwrap();
+    let r = bus.report(s, &id, Duration::from_secs(10));
+    assert_eq!(code_of(&r, "member-silent"), Code::Undescribed, "{r:?}");
+    assert_eq!(delivered_to(&r), ["member-a", "member-b", "member-c"]);
+    assert_eq!(
+        r.outcome,
+        Outcome::Refused,
+        "not delivered while one may be missing"
+    );
+    // L1 to it: undescribed, not unknown.
+    let m = Message {
+        receiver: Some("member-silent".into()),
+        ..msg(Layer::L1, serde_json::json!(2))
+    };
+    let r = bus.publish(s, Publish::new(m)).unwrap_err();
+    assert_eq!(
+        r.outcome,
+        Outcome::Rejected(rmbus::cmbs::Refusal::new(
+            Code::Undescribed,
+            "member member-silent is on the bus, but its description has not reached us"
+        ))
+    );
+    // A held message for a topic: the description that comes during the
+    // hold decides. Not subscribed: left out of the report.
+    let topic = |t: &str| Message {
+        topics: vec![t.into()],
+        ..msg(Layer::L32, serde_json::json!(3))
+    };
+    let held = |m: Message| Publish {
+        hold: Some(Duration::from_secs(2)),
+        ..Publish::new(m)
+    };
+    let id = bus.publish(s, held(topic("alerts.disk"))).unwrap();
+    bus.net.run_for(Duration::from_millis(100));
+    let mut d = Description::new("member-silent");
+    d.topics = vec!["sensors.#".into()];
+    bus.net.with(silent, |n, now| {
+        let cmd = rmbus::cmbs::cmd::Announce { description: d }.into_command();
+        n.ep.send(
+            now,
+            &rmbus::cmbs::cmbs_group(),
+            vec![cmd],
+            rmbus::proto::Delivery::Unreliable,
+        )
+        .unwrap();
+    });
+    let r = bus.report(s, &id, Duration::from_secs(10));
+    assert!(
+        r.lines.iter().all(|l| l.member != "member-silent"),
+        "not a recipient after all: {r:?}"
+    );
+    assert_eq!(delivered_to(&r), ["member-b"]);
+    assert_eq!(r.outcome, Outcome::Delivered);
+    let _ = (a, c);
+}

@@ -719,3 +719,75 @@ fn a_host_that_is_deleted_and_made_again() {
         is(j, "command") && j["name"] == "test.again"
     });
 }
+
+/// CMBS's directory under 20 % loss each way on every host: two members on
+/// two hosts, and a fresh `rmbus publish` on a third for each message.
+/// Every live member is a line of every L2 report (delivered, or a code
+/// saying why not; never left out while the report says delivered), and
+/// an L1 message never finds its live target unknown.
+#[test]
+fn the_directory_under_loss_leaves_no_live_member_out() {
+    let Some(lan) = Lan::or_skip("dirloss", 3) else {
+        return;
+    };
+    let conf = lan.config("dir.conf", IpVersion::V4, Scope::LinkLocal, "");
+    const M2: &str = "22222222-0000-4000-8000-000000000002";
+    const M3: &str = "33333333-0000-4000-8000-000000000003";
+    let member = |i: usize, id: &str| {
+        Entity::start(lan.rmbus(i, &conf, &["member", "--json", "--memory", "--id", id]))
+    };
+    let mut m2 = member(2, M2);
+    let mut m3 = member(3, M3);
+    // Both are up and know each other before the loss begins.
+    m2.expect("m3 joining", |j| is(j, "joined") && j["id"] == M3);
+    m3.expect("m2 joining", |j| is(j, "joined") && j["id"] == M2);
+    for i in 1..=3 {
+        if let Err(why) = lan.lose(i, 20) {
+            eprintln!("skipped: cannot load nftables rules in the namespaces: {why}");
+            return;
+        }
+    }
+    // Each publish as a user runs it: the default --wait.
+    let publish = |args: &[&str]| -> (i32, Json) {
+        let mut all = vec!["publish", "--json"];
+        all.extend_from_slice(args);
+        let out = lan.rmbus(1, &conf, &all).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let report = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Json>(l).ok())
+            .find(|j| is(j, "report"))
+            .unwrap_or_else(|| {
+                panic!("no report: {text} {}", String::from_utf8_lossy(&out.stderr))
+            });
+        (out.status.code().unwrap_or(-1), report)
+    };
+    let mut codes: std::collections::BTreeMap<String, usize> = Default::default();
+    for k in 0..10 {
+        let (code, r) = publish(&["--layer", "l2", &format!("{{\"k\": {k}}}")]);
+        let lines = r["lines"].as_array().cloned().unwrap_or_default();
+        for id in [M2, M3] {
+            let line = lines
+                .iter()
+                .find(|l| l["member"] == id)
+                .unwrap_or_else(|| panic!("publish {k}: member {id} left out of {r}"));
+            *codes
+                .entry(line["status"].as_str().unwrap_or("?").to_owned())
+                .or_default() += 1;
+        }
+        if r["outcome"] == "DELIVERED" {
+            assert_eq!(code, 0);
+        } else {
+            assert_ne!(code, 0, "{r}");
+        }
+    }
+    let mut l1 = Vec::new();
+    for (k, id) in [M2, M3, M2, M3, M2, M3].into_iter().enumerate() {
+        let (_, r) = publish(&["--layer", "l1", "--to", id, &format!("{{\"k\": {k}}}")]);
+        let outcome = r["outcome"].as_str().unwrap_or("?").to_owned();
+        assert_ne!(outcome, "UNKNOWN_MEMBER", "L1 to a live member: {r}");
+        l1.push(outcome);
+    }
+    eprintln!("20 % loss: L2 lines {codes:?}; L1 outcomes {l1:?}");
+    assert!(m2.running() && m3.running());
+}

@@ -32,6 +32,10 @@ use super::report::{Line, LineStatus, Outcome, Report};
 /// How often a member entity that has not announced itself is asked to.
 pub const DISCOVERY_INTERVAL: Duration = Duration::from_secs(1);
 
+/// The most member entities a participant remembers as heard (the
+/// endpoint's entity table bounds them too).
+const MAX_HEARD: usize = 1 << 16;
+
 /// The address every member is under, and where announces go.
 pub fn cmbs_group() -> Address {
     Address::new([("app", "cmbs")]).expect("a constant address")
@@ -110,6 +114,9 @@ struct Outgoing {
     until_unix_ms: u64,
     /// Sent with a hold: each line is reported as it settles.
     held: bool,
+    /// Lines of members that were undescribed when it was sent and turned
+    /// out not to be recipients: left out of the report.
+    not_recipients: std::collections::BTreeSet<usize>,
 }
 
 /// A delivery that is out.
@@ -160,6 +167,9 @@ pub struct Client {
     holds: Deadlines<u64>,
     /// When to ask member entities we hear but have no announce from.
     discover_at: Option<Instant>,
+    /// The member entities the endpoint knows (from any datagram), by
+    /// member id: those the directory lacks are undescribed.
+    heard: HashMap<String, Address>,
     events: VecDeque<Event>,
     store_ops: Vec<StoreOp>,
     rng: Rng,
@@ -181,6 +191,7 @@ impl Client {
             streams: HashMap::new(),
             holds: Deadlines::default(),
             discover_at: None,
+            heard: HashMap::new(),
             events: VecDeque::new(),
             store_ops: Vec::new(),
             rng: Rng::new(seed),
@@ -203,6 +214,22 @@ impl Client {
     /// What was dropped.
     pub fn stats(&self) -> Stats {
         self.stats
+    }
+
+    /// The member entities on the bus whose description has not reached
+    /// us (id and address): they cannot be told apart from recipients yet.
+    pub fn undescribed(&self) -> impl Iterator<Item = (&str, &Address)> + '_ {
+        self.heard
+            .iter()
+            .filter(|(id, _)| Some(*id) != self.me.as_ref())
+            .filter(|(id, _)| self.directory.get(id.as_str()).is_none())
+            .map(|(id, a)| (id.as_str(), a))
+    }
+
+    /// True when every member entity heard has described itself: the
+    /// directory is as complete as what the endpoint knows.
+    pub fn settled(&self) -> bool {
+        self.undescribed().next().is_none()
     }
 
     /// Messages sent and not reported yet.
@@ -290,10 +317,18 @@ impl Client {
         if message.layer == Layer::L1 && hold.is_none() {
             let name = message.receiver.as_deref().unwrap_or_default();
             if self.directory.named(name).is_none() {
-                let r = Refusal::new(
-                    Code::UnknownMember,
-                    format!("no member in the directory has the id or l1_socket {name:?}"),
-                );
+                let r = match self.heard.get(name) {
+                    Some(_) => Refusal::new(
+                        Code::Undescribed,
+                        format!(
+                            "member {name} is on the bus, but its description has not reached us"
+                        ),
+                    ),
+                    None => Refusal::new(
+                        Code::UnknownMember,
+                        format!("no member in the directory has the id or l1_socket {name:?}"),
+                    ),
+                };
                 return Err(reject(&message, Vec::new(), r));
             }
         }
@@ -309,6 +344,7 @@ impl Client {
             hold_until: hold.map(|h| now + h),
             until_unix_ms,
             held: hold.is_some(),
+            not_recipients: Default::default(),
         };
         let key = self.next_outgoing;
         self.next_outgoing += 1;
@@ -322,6 +358,27 @@ impl Client {
             self.offer(ep, now, key, &mut out, Target::of(e, layer));
         }
         self.directory = directory;
+        if layer != Layer::L1 {
+            // A member whose description we lack may be a recipient: a line
+            // that says so, never a silent absence (a held message offers
+            // itself once the description comes).
+            let undescribed: Vec<(String, Address)> = self
+                .undescribed()
+                .map(|(id, a)| (id.to_owned(), a.clone()))
+                .collect();
+            for (member, address) in undescribed {
+                out.lines.push(Line {
+                    member,
+                    address,
+                    sent: true,
+                    status: LineStatus::Refused(Refusal::new(
+                        Code::Undescribed,
+                        "its entity is on the bus, but its description never reached us",
+                    )),
+                });
+                out.slots.push(None);
+            }
+        }
         if hold.is_none() && !out.lines.iter().any(|l| l.sent) {
             let lines = std::mem::take(&mut out.lines);
             let refusal = match Report::outcome_of(&lines) {
@@ -473,16 +530,26 @@ impl Client {
                 None
             }
             BusEvent::PeerJoined(addr) => {
-                if member_id_of(&addr).is_some() && !self.directory.has_address(&addr) {
-                    // We may have missed its announce: ask it, and again
-                    // until it answers (announces travel unreliably).
-                    let describe = vec![Describe.into_command()];
-                    let _ = ep.send(now, &addr, describe, Delivery::Unreliable);
-                    self.discover_at.get_or_insert(now + DISCOVERY_INTERVAL);
+                if let Some(id) = member_id_of(&addr) {
+                    if self.heard.len() < MAX_HEARD || self.heard.contains_key(id) {
+                        self.heard.insert(id.to_owned(), addr.clone());
+                    }
+                    if !self.directory.has_address(&addr) {
+                        // We may have missed its announce: ask it, reliably
+                        // (it answers reliably), and again until it answers.
+                        let describe = vec![Describe.into_command()];
+                        let _ = ep.send(now, &addr, describe, Delivery::Reliable);
+                        self.discover_at.get_or_insert(now + DISCOVERY_INTERVAL);
+                    }
                 }
                 Some(BusEvent::PeerJoined(addr))
             }
             BusEvent::PeerLeft { addr, reason } => {
+                if let Some(id) = member_id_of(&addr) {
+                    if self.heard.get(id) == Some(&addr) {
+                        self.heard.remove(id);
+                    }
+                }
                 if let Some(entry) = self.directory.remove_address(&addr) {
                     self.events.push_back(Event::Left { entry, reason });
                 }
@@ -518,7 +585,43 @@ impl Client {
             Change::New => self.events.push_back(Event::Joined(entry.clone())),
             Change::Changed => self.events.push_back(Event::Changed(entry.clone())),
         }
+        self.described(ep, now, &entry);
         self.offer_held(ep, now, &entry);
+    }
+
+    /// `entry` described itself: every open message with an `UNDESCRIBED`
+    /// line for it either offers itself to it now (it matches) or leaves
+    /// it out of its report (it does not).
+    fn described(&mut self, ep: &mut Endpoint, now: Instant, entry: &Entry) {
+        let id = entry.description.id.as_str();
+        let undescribed = |o: &Outgoing| {
+            o.lines.iter().enumerate().position(|(i, l)| {
+                l.member == id
+                    && !o.not_recipients.contains(&i)
+                    && matches!(&l.status, LineStatus::Refused(r) if r.code == Code::Undescribed)
+            })
+        };
+        let keys: Vec<u64> = self
+            .outgoing
+            .iter()
+            .filter(|(_, o)| undescribed(o).is_some())
+            .map(|(k, _)| *k)
+            .collect();
+        for key in keys {
+            let Some(mut out) = self.outgoing.remove(&key) else {
+                continue;
+            };
+            if let Some(at) = undescribed(&out) {
+                if matches_member(&entry.description, &out.message, None) {
+                    let target = Target::of(entry, out.message.layer);
+                    self.offer(ep, now, key, &mut out, target);
+                } else {
+                    out.not_recipients.insert(at);
+                }
+            }
+            self.outgoing.insert(key, out);
+            self.settle(key);
+        }
     }
 
     /// Offers every held message `entry` matches and does not have yet.
@@ -645,11 +748,18 @@ impl Client {
             return;
         }
         if let Some(out) = self.outgoing.remove(&key) {
-            let outcome = Report::outcome_of(&out.lines);
+            let lines: Vec<Line> = out
+                .lines
+                .into_iter()
+                .enumerate()
+                .filter(|(i, _)| !out.not_recipients.contains(i))
+                .map(|(_, l)| l)
+                .collect();
+            let outcome = Report::outcome_of(&lines);
             self.events.push_back(Event::Report(Report {
                 message: out.message.id,
                 layer: out.message.layer,
-                lines: out.lines,
+                lines,
                 outcome,
             }));
         }
@@ -708,6 +818,7 @@ impl Client {
                     hold_until: Some(until),
                     until_unix_ms: r.until_unix_ms,
                     held: true,
+                    not_recipients: Default::default(),
                 },
             );
         }
@@ -726,12 +837,7 @@ impl Client {
                 .collect();
             for addr in &unknown {
                 tracing::debug!(%addr, "asking a member entity to announce itself");
-                let _ = ep.send(
-                    now,
-                    addr,
-                    vec![Describe.into_command()],
-                    Delivery::Unreliable,
-                );
+                let _ = ep.send(now, addr, vec![Describe.into_command()], Delivery::Reliable);
             }
             if !unknown.is_empty() {
                 self.discover_at = Some(now + DISCOVERY_INTERVAL);

@@ -24,6 +24,10 @@ pub enum Code {
     // ---- the sender's findings ----
     /// No member in the directory has that id or endpoint.
     UnknownMember,
+    /// A member entity is on the bus, but its description (what it
+    /// receives) has not reached the sender: it may or may not be a
+    /// recipient, and nothing was sent to it.
+    Undescribed,
     /// No matching member has the layer started.
     NoRecipient,
     /// The message is `sendable=false`.
@@ -40,7 +44,7 @@ pub enum Code {
 
 impl Code {
     /// Every code.
-    pub const ALL: [Code; 14] = [
+    pub const ALL: [Code; 15] = [
         Code::LayerStopped,
         Code::Suspended,
         Code::Loop,
@@ -49,6 +53,7 @@ impl Code {
         Code::ExecFailed,
         Code::Malformed,
         Code::UnknownMember,
+        Code::Undescribed,
         Code::NoRecipient,
         Code::NotSendable,
         Code::InvalidTopic,
@@ -68,6 +73,7 @@ impl Code {
             Code::ExecFailed => "EXEC_FAILED",
             Code::Malformed => "MALFORMED",
             Code::UnknownMember => "UNKNOWN_MEMBER",
+            Code::Undescribed => "UNDESCRIBED",
             Code::NoRecipient => "NO_RECIPIENT",
             Code::NotSendable => "NOT_SENDABLE",
             Code::InvalidTopic => "INVALID_TOPIC",
@@ -87,7 +93,11 @@ impl Code {
     pub fn may_change(self) -> bool {
         matches!(
             self,
-            Code::LayerStopped | Code::Suspended | Code::Undeliverable | Code::Timeout
+            Code::LayerStopped
+                | Code::Suspended
+                | Code::Undeliverable
+                | Code::Timeout
+                | Code::Undescribed
         )
     }
 }

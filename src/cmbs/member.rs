@@ -27,7 +27,7 @@ use crate::proto::{Deadlines, Delivery, Endpoint, Event as BusEvent};
 use crate::rpc::{Reply, Request, RequestId, RpcEvent};
 use crate::wire::{Address, Value};
 
-use super::client::{cmbs_group, Client, ClientConfig, Publish};
+use super::client::{cmbs_group, Client, ClientConfig, Publish, DISCOVERY_INTERVAL};
 use super::cmd::{
     Action, ActionAnswer, ActionRequest, Announce, Deliver, DeliverAnswer, Describe, NeighborCheck,
 };
@@ -132,7 +132,14 @@ pub struct Member {
     events: VecDeque<Event>,
     /// Per sender: its deliveries put back in order.
     order: Reorder<Waiting>,
+    /// Who was answered a describe lately: the answer and when. An answer
+    /// that fails is forgotten, so the next describe is answered again.
+    describe_answered: HashMap<Address, (crate::proto::MsgId, Instant)>,
 }
+
+/// The most askers remembered at once (beyond, describes are answered
+/// without being remembered).
+const MAX_DESCRIBE_ANSWERED: usize = 1024;
 
 /// A delivery waiting for an earlier one.
 #[derive(Debug)]
@@ -180,6 +187,7 @@ impl Member {
             next_batch: 0,
             events: VecDeque::new(),
             order: Reorder::default(),
+            describe_answered: HashMap::new(),
         }
     }
 
@@ -330,6 +338,35 @@ impl Member {
         };
     }
 
+    /// Answers a describe with an announce to the asker, sent reliably so
+    /// that it survives loss (to the group, unreliably, if the asker cannot
+    /// be sent to reliably); one asker at most once a
+    /// [`DISCOVERY_INTERVAL`] while its reliable answer is retransmitted
+    /// (once that answer fails, the next describe is answered again).
+    fn answer_describe(&mut self, ep: &mut Endpoint, now: Instant, asker: &Address) {
+        self.describe_answered
+            .retain(|_, (_, at)| now.duration_since(*at) < DISCOVERY_INTERVAL);
+        if self.describe_answered.contains_key(asker) {
+            return;
+        }
+        let cmd = Announce {
+            description: self.description.clone(),
+        }
+        .into_command();
+        match ep.send(now, asker, vec![cmd.clone()], Delivery::Reliable) {
+            Ok(id) => {
+                if self.describe_answered.len() < MAX_DESCRIBE_ANSWERED {
+                    self.describe_answered.insert(asker.clone(), (id, now));
+                }
+            }
+            Err(_) => {
+                if let Err(e) = ep.send(now, &cmbs_group(), vec![cmd], Delivery::Unreliable) {
+                    tracing::warn!("cannot answer a describe: {e}");
+                }
+            }
+        }
+    }
+
     fn announce(&mut self, ep: &mut Endpoint, now: Instant) {
         if self.config.has_store {
             // Every description it announces is the one a restart takes up.
@@ -365,9 +402,20 @@ impl Member {
                 self.on_deliver(ep, now, src, None, &command.args);
                 None
             }
-            BusEvent::Command { command, .. } if command.name == Describe::NAME => {
-                self.announce(ep, now);
+            BusEvent::Command { src, command, .. } if command.name == Describe::NAME => {
+                self.answer_describe(ep, now, &src);
                 None
+            }
+            BusEvent::DeliveryFailed { id, dst } => {
+                if self
+                    .describe_answered
+                    .get(&dst)
+                    .is_some_and(|(a, _)| *a == id)
+                {
+                    self.describe_answered.remove(&dst);
+                }
+                self.client
+                    .handle_event(ep, now, BusEvent::DeliveryFailed { id, dst })
             }
             BusEvent::PeerLeft { addr, reason } => {
                 self.sender_left(ep, now, &addr);

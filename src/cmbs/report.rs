@@ -30,7 +30,10 @@ pub struct Line {
     pub member: String,
     /// Its address when the message was sent to it.
     pub address: Address,
-    /// False when the directory showed its layer stopped, so nothing was sent
+    /// True for an intended recipient, counted in the outcome: a delivery
+    /// went to it, or could not (`UNDELIVERABLE`, or `UNDESCRIBED`: its
+    /// entity is on the bus but its description never reached us). False
+    /// when the directory showed its layer stopped, so nothing was sent
     /// (the line is `LAYER_STOPPED` and does not count against success).
     pub sent: bool,
     /// Where it stands.

@@ -15,8 +15,8 @@ macro_rules! exit_codes {
   1    a FAILED return, an unacknowledged delivery (also a call's undeliverable
        request), a CMBS refusal or a partial report
   2    bad arguments or configuration, an authentication failure, an unknown or
-       non-unique destination (send, call, get, set; UNKNOWN_MEMBER,
-       NO_RECIPIENT), an UNKNOWN RPC
+       non-unique destination (send, call, get, set; UNKNOWN_MEMBER, and
+       UNDESCRIBED for L1; NO_RECIPIENT), an UNKNOWN RPC
   3    malformed data, or no answer in time
   130  a one-shot command interrupted by SIGINT (143: by SIGTERM)"
     };

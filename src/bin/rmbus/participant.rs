@@ -175,8 +175,11 @@ impl Participant {
     }
 
     /// Joins the bus `place` describes as a plain sender at `address`, asks
-    /// the members to announce themselves, and learns the directory for
-    /// `wait`, or until `enough` holds. A signal meanwhile is `interrupted`.
+    /// the members to announce themselves (again every
+    /// [`ASK_AGAIN`], since a describe or its answer may be lost), and
+    /// learns the directory for `wait`, or until `enough` holds; then, up
+    /// to [`SETTLE_FOR`] more, until every member entity it has heard has
+    /// described itself. A signal meanwhile is `interrupted`.
     pub fn join_sender(
         place: &BusPlace,
         address: &str,
@@ -189,23 +192,56 @@ impl Participant {
         let (mut driver, me) = Driver::join_as(place, &address)?;
         let client = Client::new(config, rand::random());
         let mut p = Participant::new(Role::Sender(Box::new(client)), me);
-        p.with(&mut driver.host, |role, ep, now| {
-            if let Role::Sender(c) = role {
-                c.describe(ep, now);
+        let learned = Instant::now() + wait;
+        let mut ask = Instant::now();
+        loop {
+            if ask <= Instant::now() {
+                p.with(&mut driver.host, |role, ep, now| {
+                    if let Role::Sender(c) = role {
+                        c.describe(ep, now);
+                    }
+                });
+                ask += ASK_AGAIN;
             }
-        });
-        let ended = p.run(
-            &mut driver,
-            Some(Instant::now() + wait),
-            |p| {
-                while p.poll_event().is_some() {}
-                enough(p.client().directory())
-            },
-            |_| false,
-        )?;
-        if ended == Ended::Signal {
-            return Err(Failure::interrupted(interrupted));
+            let ended = p.run(
+                &mut driver,
+                Some(ask.min(learned)),
+                |p| {
+                    while p.poll_event().is_some() {}
+                    enough(p.client().directory())
+                },
+                |_| false,
+            )?;
+            match ended {
+                Ended::Signal => return Err(Failure::interrupted(interrupted)),
+                Ended::Stopped => return Ok((driver, p)),
+                Ended::Deadline if Instant::now() >= learned => break,
+                Ended::Deadline => {}
+            }
+        }
+        if !p.client().settled() {
+            let ended = p.run(
+                &mut driver,
+                Some(learned + SETTLE_FOR),
+                |p| {
+                    while p.poll_event().is_some() {}
+                    p.client().settled() || enough(p.client().directory())
+                },
+                |_| false,
+            )?;
+            if ended == Ended::Signal {
+                return Err(Failure::interrupted(interrupted));
+            }
         }
         Ok((driver, p))
     }
 }
+
+/// How often a plain sender asks the members to announce themselves while
+/// it learns the directory.
+pub const ASK_AGAIN: Duration = Duration::from_millis(250);
+
+/// How much longer than its wait a plain sender waits for member entities
+/// it has heard to describe themselves (they are asked reliably, once a
+/// second); those still undescribed then get `UNDESCRIBED` lines.
+pub const SETTLE_FOR: Duration = Duration::from_secs(2);

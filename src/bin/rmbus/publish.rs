@@ -15,9 +15,12 @@ use crate::{cmbs_out, Failure, Outcome};
 #[derive(clap::Args)]
 #[command(after_help = concat!("\
 publish joins the bus as (app:cmbs module:publish), learns the directory
-(waiting --wait; for L1 only until its target is known), sends the message and
-prints the outcome: one line per matching member. \"DELIVERED\" is the member's
-own answer, never a transport acknowledgement.
+(waiting --wait, and up to 2 s more while members it has heard have not
+described themselves; for L1 only until its target is known), sends the
+message and prints the outcome: one line per matching member, and an
+UNDESCRIBED line for each member whose description never came (it may have
+been a recipient). \"DELIVERED\" is the member's own answer, never a transport
+acknowledgement.
 
 Examples:
   rmbus publish --layer l2 '{\"hello\": \"everyone\"}'
