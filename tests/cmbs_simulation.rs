@@ -279,9 +279,13 @@ impl Bus {
     }
 
     fn add_sender(&mut self) -> usize {
+        self.add_sender_with(ClientConfig::default())
+    }
+
+    fn add_sender_with(&mut self, config: ClientConfig) -> usize {
         let i = self.net.nodes.len();
         let ep = self.endpoint(Address::parse("(app:cmbs module:publish)").unwrap(), i);
-        let client = Client::new(ClientConfig::default(), self.seed + 77);
+        let client = Client::new(config, self.seed + 77);
         let node = self.node(ep, Role::Sender(Box::new(client)), None, Duration::ZERO);
         let i = self.net.push(node);
         self.net.with(i, |n, now| {
@@ -1244,7 +1248,7 @@ fn add_silent_member(bus: &mut Bus, id: &str) -> usize {
 
 #[test]
 fn a_member_heard_but_never_described_is_a_line_of_its_own_and_a_late_description_settles_it() {
-    let (mut bus, [a, b, c, s]) = three_members(41, Link::perfect());
+    let (mut bus, [_, _, _, s]) = three_members(41, Link::perfect());
     let silent = add_silent_member(&mut bus, "member-silent");
     // The sender hears its entity (hellos) but never its description.
     assert!(bus.net.run_until_true(Duration::from_secs(10), |net| {
@@ -1310,5 +1314,49 @@ fn a_member_heard_but_never_described_is_a_line_of_its_own_and_a_late_descriptio
     );
     assert_eq!(delivered_to(&r), ["member-b"]);
     assert_eq!(r.outcome, Outcome::Delivered);
-    let _ = (a, c);
+}
+
+#[test]
+fn a_fan_out_keeps_its_window_and_each_delivery_its_own_time() {
+    // Five slow members (each store commit takes 150 ms) and a sender that
+    // has one delivery out at a time, with 400 ms for each: one after the
+    // other they take 750 ms, and none times out, since each delivery's
+    // time starts when it is sent.
+    let mut bus = Bus::new(43, Link::perfect());
+    let members: Vec<String> = (0..5).map(|i| format!("member-{i}")).collect();
+    for id in &members {
+        let mut s = spec(id);
+        s.store_delay = Duration::from_millis(150);
+        bus.add_member(s);
+    }
+    let s = bus.add_sender_with(ClientConfig {
+        delivery_timeout: Duration::from_millis(400),
+        max_in_flight: 1,
+        ..ClientConfig::default()
+    });
+    bus.learn(s, 5);
+    let m = Message {
+        storable: true,
+        ..msg(Layer::L2, serde_json::json!("slow"))
+    };
+    let id = bus.publish(s, Publish::new(m)).unwrap();
+    let most = std::cell::Cell::new(0);
+    let done = bus.net.run_until_true(Duration::from_secs(10), |net| {
+        let (out, _) = net.nodes[s].ep.client().deliveries();
+        most.set(most.get().max(out));
+        net.events(s, |e| match e {
+            Event::Report(r) if r.message == id => Some(()),
+            _ => None,
+        })
+        .len()
+            == 1
+    });
+    assert!(done, "no report");
+    let r = bus.report(s, &id, Duration::from_secs(1));
+    assert_eq!(most.get(), 1, "one delivery out at a time");
+    let mut want = members.clone();
+    want.sort();
+    assert_eq!(delivered_to(&r), want, "{r:?}");
+    assert_eq!(r.outcome, Outcome::Delivered);
+    assert_eq!(bus.net.nodes[s].ep.client().deliveries(), (0, 0));
 }

@@ -60,6 +60,11 @@ pub struct ClientConfig {
     pub delivery_timeout: Duration,
     /// Added for an executable message: the recipients' execute timeout (5 s).
     pub exec_allowance: Duration,
+    /// Deliveries out at once (256): a message to more members waits for
+    /// earlier deliveries to end, so a fan-out never floods the endpoint's
+    /// queue or the sockets' buffers; each delivery's timeout runs from
+    /// when it is sent.
+    pub max_in_flight: usize,
 }
 
 impl Default for ClientConfig {
@@ -67,6 +72,7 @@ impl Default for ClientConfig {
         ClientConfig {
             delivery_timeout: Duration::from_secs(2),
             exec_allowance: Duration::from_secs(5),
+            max_in_flight: 256,
         }
     }
 }
@@ -162,6 +168,9 @@ pub struct Client {
     next_outgoing: u64,
     /// Each delivery out: its message's number and its line.
     calls: HashMap<CallId, (u64, usize)>,
+    /// Deliveries waiting for room among those out ([`ClientConfig::max_in_flight`]):
+    /// message number and line, in the order they were offered.
+    queued: VecDeque<(u64, usize)>,
     /// Per recipient: the numbering of our deliveries to it.
     streams: HashMap<String, SendStream>,
     holds: Deadlines<u64>,
@@ -188,6 +197,7 @@ impl Client {
             outgoing: Default::default(),
             next_outgoing: 0,
             calls: HashMap::new(),
+            queued: VecDeque::new(),
             streams: HashMap::new(),
             holds: Deadlines::default(),
             discover_at: None,
@@ -430,43 +440,87 @@ impl Client {
             ));
             return;
         }
-        let mut timeout = self.config.delivery_timeout;
-        if out.message.executable {
-            timeout += self.config.exec_allowance;
-        }
         let stream = self.streams.entry(t.member.to_owned()).or_default();
         let seq = stream.next;
         stream.next += 1;
         stream.open.insert(seq);
-        out.slots[at] = Some(Slot {
-            deadline: now + timeout,
-            seq,
-        });
+        out.slots[at] = Some(Slot { deadline: now, seq });
         out.lines[at].sent = true;
+        out.lines[at].status = LineStatus::Pending;
+        if self.calls.len() >= self.config.max_in_flight.max(1) {
+            // Its number holds its place in the recipient's order; its
+            // time starts when it goes.
+            self.queued.push_back((key, at));
+            return;
+        }
+        self.send_line(ep, now, key, out, at);
+    }
+
+    /// Sends line `at` of message `key` (`out`), its timeout from now.
+    fn send_line(
+        &mut self,
+        ep: &mut Endpoint,
+        now: Instant,
+        key: u64,
+        out: &mut Outgoing,
+        at: usize,
+    ) {
+        let Some(slot) = out.slots[at].as_mut() else {
+            return;
+        };
+        let mut timeout = self.config.delivery_timeout;
+        if out.message.executable {
+            timeout += self.config.exec_allowance;
+        }
+        slot.deadline = now + timeout;
+        let seq = slot.seq;
+        let member = out.lines[at].member.clone();
+        let address = out.lines[at].address.clone();
         let sent = self.attempt(
             ep,
             now,
             (key, at),
             &out.map,
-            t.member,
-            t.address,
+            &member,
+            &address,
             timeout,
             seq,
         );
-        out.lines[at].status = match sent {
-            Ok(()) => LineStatus::Pending,
-            Err(refusal) => {
-                out.slots[at] = None;
-                self.settled_seq(t.member, seq);
-                LineStatus::Refused(refusal)
-            }
-        };
+        if let Err(refusal) = sent {
+            out.slots[at] = None;
+            self.settled_seq(&member, seq);
+            out.lines[at].status = LineStatus::Refused(refusal);
+        }
         if out.held && out.lines[at].is_settled() {
             self.events.push_back(Event::Line {
                 message: out.message.id.clone(),
                 line: out.lines[at].clone(),
             });
         }
+    }
+
+    /// Sends queued deliveries while there is room among those out.
+    fn send_queued(&mut self, ep: &mut Endpoint, now: Instant) {
+        while self.calls.len() < self.config.max_in_flight.max(1) {
+            let Some((key, at)) = self.queued.pop_front() else {
+                return;
+            };
+            let Some(mut out) = self.outgoing.remove(&key) else {
+                continue;
+            };
+            let waiting = out.slots.get(at).is_some_and(Option::is_some)
+                && matches!(out.lines[at].status, LineStatus::Pending);
+            if waiting {
+                self.send_line(ep, now, key, &mut out, at);
+            }
+            self.outgoing.insert(key, out);
+            self.settle(key);
+        }
+    }
+
+    /// Deliveries out now, and waiting for room.
+    pub fn deliveries(&self) -> (usize, usize) {
+        (self.calls.len(), self.queued.len())
     }
 
     /// Delivery `seq` to `member` settled: it no longer holds back the
@@ -736,6 +790,7 @@ impl Client {
         }
         self.outgoing.insert(key, out);
         self.settle(key);
+        self.send_queued(ep, now);
     }
 
     /// Reports message `key` if every line is settled and its hold is over.
