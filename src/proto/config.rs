@@ -95,7 +95,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Limits {
         Limits {
-            max_peers: 4096,
+            max_peers: 16_384,
             max_events: 8192,
             max_transmits: 8192,
             max_in_flight: 65_536,
