@@ -96,7 +96,7 @@ fn time_sends(ep: &mut Endpoint, now: Instant, n: usize, sends: usize) -> f64 {
                 .unwrap(),
         );
         while let Some(t) = ep.poll_transmit(now) {
-            black_box(t);
+            let _ = black_box(t);
         }
     }
     started.elapsed().as_nanos() as f64 / sends as f64

@@ -419,6 +419,8 @@ impl Client {
         let at = match out.lines.iter().position(|l| l.member == t.member) {
             Some(i) => {
                 out.lines[i].address = t.address.clone();
+                // A member left out earlier that matches now is reported.
+                out.not_recipients.remove(&i);
                 i
             }
             None => {
@@ -726,10 +728,12 @@ impl Client {
             return;
         };
         let Some(mut out) = self.outgoing.remove(&key) else {
+            self.send_queued(ep, now);
             return;
         };
         let Some(slot) = out.slots.get(at).copied().flatten() else {
             self.outgoing.insert(key, out);
+            self.send_queued(ep, now);
             return;
         };
         let member = out.lines[at].member.clone();
@@ -884,10 +888,13 @@ impl Client {
     pub fn handle_timeout(&mut self, ep: &mut Endpoint, now: Instant) {
         if self.discover_at.is_some_and(|t| t <= now) {
             self.discover_at = None;
+            // At most a window's worth a round, so that discovery never
+            // floods the endpoint's queue; the rest are asked next round.
             let unknown: Vec<Address> = ep
                 .peers()
                 .filter(|p| member_id_of(&p.address).is_some())
                 .filter(|p| !self.directory.has_address(&p.address))
+                .take(self.config.max_in_flight.max(1))
                 .map(|p| p.address.clone())
                 .collect();
             for addr in &unknown {

@@ -79,7 +79,7 @@ pub struct Users {
     key: [u8; 32],
     cached: usize,
     cache: Mutex<HashMap<[u8; 32], (String, Instant)>>,
-    throttle: Mutex<Throttle>,
+    throttle: Arc<Mutex<Throttle>>,
 }
 
 impl Users {
@@ -99,7 +99,7 @@ impl Users {
             key: rand::random(),
             cached: limits.cached.max(1),
             cache: Mutex::new(HashMap::new()),
-            throttle: Mutex::new(Throttle::new(limits.backoff)),
+            throttle: Arc::new(Mutex::new(Throttle::new(limits.backoff))),
         })
     }
 
@@ -161,26 +161,47 @@ impl Users {
         if let Some(left) = client.and_then(|ip| self.throttle().shut_out(ip, now)) {
             return Err(Refusal::Throttled(left));
         }
+        // A header we cannot read costs nothing to refuse: not counted.
         let Some((name, password)) = basic_credentials(header) else {
-            self.failed(client);
             return Err(Refusal::Wrong);
         };
-        let _pending = match client {
+        // The address's share of the queue is taken until a checking thread
+        // is done with the job (or drops it unread), not merely until this
+        // request gives up waiting; a request dropped before its answer
+        // (a cancelled stream, a closed connection) counts as a failure.
+        let (pending, mut unanswered) = match client {
             Some(ip) => {
                 if !self.throttle().start_check(ip, now) {
                     return Err(Refusal::Throttled(BUSY_RETRY));
                 }
-                Some(Pending { users: self, ip })
+                let pending = Pending {
+                    throttle: Arc::clone(&self.throttle),
+                    ip,
+                };
+                let unanswered = Unanswered {
+                    throttle: Arc::clone(&self.throttle),
+                    ip: Some(ip),
+                };
+                (Some(pending), Some(unanswered))
             }
-            None => None,
+            None => (None, None),
         };
-        let answer = self
-            .passwords
-            .check(&name, &password)
-            .map_err(|e| match e {
-                CheckError::Busy | CheckError::Stopped => Refusal::Busy(BUSY_RETRY),
-            })?;
-        if answer.await.unwrap_or(false) {
+        let held = pending.map(|p| Box::new(p) as Box<dyn Send>);
+        let answer = match self.passwords.check(&name, &password, held) {
+            Ok(answer) => answer,
+            Err(CheckError::Busy | CheckError::Stopped) => {
+                // Not checked at all: no failure of the client's.
+                if let Some(u) = unanswered.as_mut() {
+                    u.ip = None;
+                }
+                return Err(Refusal::Busy(BUSY_RETRY));
+            }
+        };
+        let right = answer.await.unwrap_or(false);
+        if let Some(u) = unanswered.as_mut() {
+            u.ip = None;
+        }
+        if right {
             self.remember(key, &name, Instant::now());
             if let Some(ip) = client {
                 self.throttle().succeeded(ip);
@@ -199,16 +220,36 @@ impl Users {
     }
 }
 
-/// A client's password check, counted while it waits or runs (also when
-/// the request is dropped meanwhile).
-struct Pending<'a> {
-    users: &'a Users,
+/// A client's password check, counted while its job waits or runs: it
+/// travels with the job and is dropped with it.
+struct Pending {
+    throttle: Arc<Mutex<Throttle>>,
     ip: IpAddr,
 }
 
-impl Drop for Pending<'_> {
+impl Drop for Pending {
     fn drop(&mut self) {
-        self.users.throttle().end_check(self.ip);
+        self.throttle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .end_check(self.ip);
+    }
+}
+
+/// Counts a failure for its address if dropped before the check answered.
+struct Unanswered {
+    throttle: Arc<Mutex<Throttle>>,
+    ip: Option<IpAddr>,
+}
+
+impl Drop for Unanswered {
+    fn drop(&mut self) {
+        if let Some(ip) = self.ip {
+            self.throttle
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .failed(ip, Instant::now());
+        }
     }
 }
 
@@ -304,6 +345,7 @@ pub fn create_admin(path: &Path) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures_util::FutureExt;
 
     fn basic(user: &str, password: &str) -> Vec<u8> {
         format!(
@@ -418,6 +460,53 @@ mod tests {
             users.check(None, Some(honest)).await,
             Err(Refusal::Missing)
         ));
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_cancelled_check_keeps_its_share_of_the_queue_and_counts_as_a_failure() {
+        let users = Users::with_limits(
+            HashMap::from([("ann".to_owned(), hash_password("s3cret").unwrap())]),
+            AuthLimits {
+                checks: 1,
+                ..AuthLimits::default()
+            },
+        )
+        .unwrap();
+        let ip: IpAddr = "127.0.0.7".parse().unwrap();
+        let wrong = basic("ann", "wrong");
+        // Requests given up at once (a stream reset, a closed connection):
+        // each leaves its job, and its address's share, behind it.
+        for _ in 0..2 {
+            let f = users.check(Some(&wrong), Some(ip));
+            assert!(f.now_or_never().is_none(), "waiting for its check");
+        }
+        assert!(
+            matches!(
+                users.check(Some(&wrong), Some(ip)).await,
+                Err(Refusal::Throttled(_))
+            ),
+            "the address's two checks are still queued or running"
+        );
+        // Six cancelled checks shut the address out like six wrong ones.
+        let until = Instant::now() + Duration::from_secs(30);
+        let mut cancelled = 2;
+        while cancelled < 6 {
+            let f = users.check(Some(&wrong), Some(ip));
+            if f.now_or_never().is_none() {
+                cancelled += 1;
+            } else {
+                assert!(Instant::now() < until, "the queue never drained");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        let mut shut = false;
+        while Instant::now() < until && !shut {
+            shut = users.throttle().shut_out(ip, Instant::now()).is_some();
+            if !shut {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        assert!(shut, "cancelled checks count as failures");
     }
 
     #[tokio::test(flavor = "current_thread")]

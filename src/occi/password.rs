@@ -83,6 +83,8 @@ struct Job {
     known: bool,
     password: Vec<u8>,
     reply: tokio::sync::oneshot::Sender<bool>,
+    /// Held while the job waits or runs, dropped with it.
+    _held: Option<Box<dyn Send>>,
 }
 
 /// The users' hashes and the threads that check passwords against them.
@@ -105,10 +107,26 @@ impl Passwords {
             let s = Stored::parse(phc).map_err(|e| format!("user {name}: {e}"))?;
             users.insert(name.clone(), Arc::new(s));
         }
+        let cost = |s: &Stored| (s.params.block_count(), s.params.t_cost(), s.params.p_cost());
         let costliest = users
             .values()
-            .max_by_key(|s| (s.params.block_count(), s.params.t_cost()))
+            .max_by_key(|s| cost(s))
             .map(|s| (**s).clone());
+        if let Some(top) = &costliest {
+            let cheaper: Vec<&str> = users
+                .iter()
+                .filter(|(_, s)| cost(s) != cost(top))
+                .map(|(n, _)| n.as_str())
+                .collect();
+            if !cheaper.is_empty() {
+                tracing::warn!(
+                    "the password hashes of {} cost less than the others': their checks are \
+                     faster, which tells their names apart from unknown ones; hash every \
+                     password with the same parameters",
+                    cheaper.join(", ")
+                );
+            }
+        }
         let dummy = match costliest {
             Some(mut s) => {
                 // The same cost, a salt and hash nobody knows.
@@ -143,11 +161,14 @@ impl Passwords {
     }
 
     /// Checks `password` for `name` on a checking thread; an unknown name
-    /// costs as much as a known one and is never right.
+    /// costs as much as a known one and is never right. `held` is kept with
+    /// the job until a thread is done with it (or drops it unread because
+    /// its caller went away).
     pub fn check(
         &self,
         name: &str,
         password: &[u8],
+        held: Option<Box<dyn Send>>,
     ) -> Result<tokio::sync::oneshot::Receiver<bool>, CheckError> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         let user = self.users.get(name);
@@ -156,6 +177,7 @@ impl Passwords {
             known: user.is_some(),
             password: password.to_vec(),
             reply,
+            _held: held,
         };
         match self.jobs.try_send(job) {
             Ok(()) => Ok(answer),
@@ -166,7 +188,7 @@ impl Passwords {
 
     /// Checks and waits (for callers outside an async runtime).
     pub fn check_blocking(&self, name: &str, password: &[u8]) -> Result<bool, CheckError> {
-        let answer = self.check(name, password)?;
+        let answer = self.check(name, password, None)?;
         answer.blocking_recv().map_err(|_| CheckError::Stopped)
     }
 }

@@ -78,7 +78,8 @@ pub struct Throttle {
 
 impl Throttle {
     /// An empty table.
-    pub fn new(how: Backoff) -> Throttle {
+    pub fn new(mut how: Backoff) -> Throttle {
+        how.addresses = how.addresses.max(1);
         Throttle {
             how,
             table: HashMap::new(),

@@ -487,6 +487,10 @@ pub async fn run(socket: WebSocket, s: Session) {
                 format!("missed {lost} events: the connection's queue was full"),
             )));
         }
+        if owed.is_some() && sink.flush().now_or_never().is_some_and(|r| r.is_ok()) {
+            // The pongs went out meanwhile (the client read).
+            owed = None;
+        }
         if owed.is_some_and(|(_, since)| since.elapsed() >= s.idle) {
             break Some(format!("it read nothing for {} s", s.idle.as_secs_f64()));
         }
