@@ -105,6 +105,9 @@ impl Publish {
 pub struct Stats {
     /// CMBS commands that could not be read (or claimed another member's id).
     pub malformed: u64,
+    /// Announces of new members the full directory did not take in
+    /// ([`crate::cmbs::MAX_MEMBERS`]).
+    pub directory_full: u64,
 }
 
 #[derive(Debug)]
@@ -633,11 +636,15 @@ impl Client {
             return;
         }
         let change = self.directory.upsert(src, description.clone());
+        if change == Change::Full {
+            self.stats.directory_full += 1;
+            return;
+        }
         let Some(entry) = self.directory.get(&description.id).cloned() else {
             return;
         };
         match change {
-            Change::Same => return,
+            Change::Same | Change::Full => return,
             Change::New => self.events.push_back(Event::Joined(entry.clone())),
             Change::Changed => self.events.push_back(Event::Changed(entry.clone())),
         }

@@ -1,9 +1,11 @@
 //! The directory: what one participant knows of the other members on its
 //! bus, filled from `cmbs.member.announce` and emptied of members whose
 //! entity is lost or that said bye. Senders resolve recipients here and
-//! nowhere else.
+//! nowhere else. It is indexed by member id and by address (a member
+//! joining or leaving costs a lookup, not a scan), and bounded: a new
+//! member beyond [`MAX_MEMBERS`] is not taken in.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use crate::wire::Address;
 
@@ -21,6 +23,10 @@ pub struct Entry {
     pub description: Description,
 }
 
+/// The most members a directory holds: as many as the endpoint's entity
+/// table (`Limits::max_peers`) by default.
+pub const MAX_MEMBERS: usize = 16_384;
+
 /// What an announce changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Change {
@@ -30,25 +36,43 @@ pub enum Change {
     Changed,
     /// Nothing new.
     Same,
+    /// A new member the full directory did not take in.
+    Full,
 }
 
 /// The members of the bus, by member id.
 #[derive(Debug, Default, Clone)]
 pub struct Directory {
     by_id: BTreeMap<String, Entry>,
+    /// Member id by address.
+    by_address: HashMap<Address, String>,
 }
 
 impl Directory {
     /// Records what `address` announced.
     pub fn upsert(&mut self, address: Address, description: Description) -> Change {
+        let full = self.by_id.len() >= MAX_MEMBERS;
         match self.by_id.get_mut(&description.id) {
             Some(e) if e.address == address && e.description == description => Change::Same,
             Some(e) => {
+                if e.address != address {
+                    self.by_address.remove(&e.address);
+                    self.by_address
+                        .insert(address.clone(), description.id.clone());
+                }
                 e.address = address;
                 e.description = description;
                 Change::Changed
             }
+            None if full => Change::Full,
             None => {
+                if let Some(old) = self
+                    .by_address
+                    .insert(address.clone(), description.id.clone())
+                {
+                    // The address announced another id before: that one is gone.
+                    self.by_id.remove(&old);
+                }
                 self.by_id.insert(
                     description.id.clone(),
                     Entry {
@@ -63,11 +87,7 @@ impl Directory {
 
     /// Forgets the member at `address` (it left); its entry, if it was one.
     pub fn remove_address(&mut self, address: &Address) -> Option<Entry> {
-        let id = self
-            .by_id
-            .iter()
-            .find(|(_, e)| e.address == *address)
-            .map(|(id, _)| id.clone())?;
+        let id = self.by_address.remove(address)?;
         self.by_id.remove(&id)
     }
 
@@ -78,7 +98,7 @@ impl Directory {
 
     /// True if a member has this address.
     pub fn has_address(&self, address: &Address) -> bool {
-        self.by_id.values().any(|e| e.address == *address)
+        self.by_address.contains_key(address)
     }
 
     /// Every member, by id.
@@ -128,5 +148,51 @@ pub fn matches_member(d: &Description, message: &Message, l1: Option<&str>) -> b
         Layer::L31 => d.serves_any(&message.providers),
         Layer::L32 => any_match(&d.topics, &message.topics),
         Layer::L4 => d.serves_any(&message.providers) && any_match(&d.topics, &message.topics),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(i: usize) -> Address {
+        Address::parse(&format!("(app:cmbs module:member member:m{i} id:{i}-1@h)")).unwrap()
+    }
+
+    #[test]
+    fn the_address_index_follows_joins_moves_and_leaves_and_the_size_is_bounded() {
+        let mut d = Directory::default();
+        assert_eq!(d.upsert(addr(1), Description::new("m1")), Change::New);
+        assert!(d.has_address(&addr(1)));
+        // m1 comes back under a new entity address.
+        let moved = Address::parse("(app:cmbs module:member member:m1 id:99-1@h)").unwrap();
+        assert_eq!(
+            d.upsert(moved.clone(), Description::new("m1")),
+            Change::Changed
+        );
+        assert!(!d.has_address(&addr(1)) && d.has_address(&moved));
+        assert!(
+            d.remove_address(&addr(1)).is_none(),
+            "the old address is gone"
+        );
+        assert_eq!(d.remove_address(&moved).unwrap().description.id, "m1");
+        assert!(d.is_empty() && d.by_address.is_empty());
+        for i in 0..MAX_MEMBERS {
+            assert_eq!(
+                d.upsert(addr(i), Description::new(&format!("m{i}"))),
+                Change::New
+            );
+        }
+        let one_more = MAX_MEMBERS;
+        assert_eq!(
+            d.upsert(addr(one_more), Description::new(&format!("m{one_more}"))),
+            Change::Full
+        );
+        assert_eq!(d.len(), MAX_MEMBERS);
+        assert_eq!(d.by_address.len(), MAX_MEMBERS);
+        // A known member still changes in a full directory.
+        let mut changed = Description::new("m0");
+        changed.topics = vec!["t".into()];
+        assert_eq!(d.upsert(addr(0), changed), Change::Changed);
     }
 }

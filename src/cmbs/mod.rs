@@ -52,7 +52,7 @@ pub use client::{cmbs_group, member_id_of, members_group, Client, ClientConfig, 
 pub use cmd::Action;
 pub use code::{Code, Refusal};
 pub use description::{default_socket, Description, MemberState};
-pub use directory::{matches_member, Change, Directory, Entry};
+pub use directory::{matches_member, Change, Directory, Entry, MAX_MEMBERS};
 pub use event::Event;
 pub use layer::{Layer, LayerSet};
 pub use member::{echo_executor, ExecJob, Execution, Executor, Member, MemberConfig};
