@@ -447,3 +447,37 @@ fn a_member_restarted_on_its_store_keeps_its_topics_and_gets_a_held_message_once
         );
     }
 }
+
+#[test]
+fn members_lists_a_member_entity_whose_description_never_came() {
+    let bus = bus();
+    // An entity with a member's address that never answers a describe.
+    let mut mute = {
+        let mut cmd = rmbus(&bus);
+        cmd.args([
+            "join",
+            "--json",
+            "--address",
+            &format!("(app:cmbs module:member member:{C})"),
+        ]);
+        Proc::start(cmd)
+    };
+    let _ = mute.address();
+    let (code, out, err) = run(&bus, &["members", "--wait", "1", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let rows: Vec<Json> = out
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let row = rows
+        .iter()
+        .find(|r| r["id"] == C)
+        .unwrap_or_else(|| panic!("not listed: {out}"));
+    assert_eq!(row["state"], "undescribed");
+    let (_, text, _) = run(&bus, &["members", "--wait", "1"]);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(C))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(line.contains(" ? "), "{line}");
+}

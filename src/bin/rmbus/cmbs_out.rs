@@ -45,6 +45,19 @@ pub fn entry_line(e: &Entry) -> String {
     )
 }
 
+/// A member heard on the bus whose description never came, as JSON.
+pub fn undescribed_json(id: &str, address: &rmbus::wire::Address) -> Value {
+    json!({"id": id, "state": "undescribed", "address": address.to_string()})
+}
+
+/// The same, aligned under [`entry_header`].
+pub fn undescribed_line(id: &str, address: &rmbus::wire::Address) -> String {
+    format!(
+        "{:<36}  {:<9}  {:<22}  {:<24}  {:<20}  {}",
+        id, "?", "?", "?", "?", address
+    )
+}
+
 /// A report line as JSON.
 pub fn line_json(l: &Line) -> Value {
     let mut v = json!({

@@ -19,6 +19,9 @@ use crate::{cmbs_out, Failure, Outcome};
 Actions: start_l1 … start_l4 (start_l3.1 or start_l31), stop_l1 … stop_l4,
 suspend, resume, check_neighbors.
 
+A member entity heard on the bus whose description never came is listed with
+? in its columns (state \"undescribed\" in --json).
+
 Examples:
   rmbus members
   rmbus members --json --wait 1
@@ -73,7 +76,10 @@ pub fn run(args: Args) -> Outcome {
     let (Some(id), Some(action)) = (args.id.as_deref(), action) else {
         let mut out = std::io::stdout().lock();
         let dir = p.client().directory();
-        if !args.json && !dir.is_empty() {
+        let mut undescribed: Vec<(&str, &rmbus::wire::Address)> =
+            p.client().undescribed().collect();
+        undescribed.sort_by_key(|(id, _)| *id);
+        if !args.json && (!dir.is_empty() || !undescribed.is_empty()) {
             let _ = writeln!(out, "{}", cmbs_out::entry_header());
         }
         for e in dir.iter() {
@@ -81,6 +87,15 @@ pub fn run(args: Args) -> Outcome {
                 writeln!(out, "{}", cmbs_out::entry_json(e))
             } else {
                 writeln!(out, "{}", cmbs_out::entry_line(e))
+            };
+        }
+        // Members heard on the bus whose description never came: listed,
+        // not left out.
+        for (id, address) in undescribed {
+            let _ = if args.json {
+                writeln!(out, "{}", cmbs_out::undescribed_json(id, address))
+            } else {
+                writeln!(out, "{}", cmbs_out::undescribed_line(id, address))
             };
         }
         let _ = crate::driver::entity(&mut driver.host, me).close();
