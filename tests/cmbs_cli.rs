@@ -68,6 +68,17 @@ fn knows(p: &mut Proc, ids: &[&str]) {
     }
 }
 
+/// `rmbus publish` of an L3.2 message `{"job": N}` on `jobs.new`, held 6 s.
+fn held_publisher(bus: &Bus, job: u32) -> Proc {
+    let mut cmd = rmbus(bus);
+    let content = format!("{{\"job\": {job}}}");
+    cmd.args([
+        "publish", "--json", "--wait", "0.5", "--layer", "l3.2", "--topics", "jobs.new", "--hold",
+        "6", &content,
+    ]);
+    Proc::start(cmd)
+}
+
 fn store_in(dir: &Path, name: &str) -> PathBuf {
     dir.join(format!("{name}.sqlite"))
 }
@@ -300,23 +311,7 @@ fn members_and_publish_on_every_layer_and_a_restart_on_the_store() {
 fn a_held_message_reaches_a_member_that_starts_during_the_hold() {
     let bus = bus();
     let dir = tempfile::tempdir().unwrap();
-    let mut publisher = {
-        let mut cmd = rmbus(&bus);
-        cmd.args([
-            "publish",
-            "--json",
-            "--wait",
-            "0.5",
-            "--layer",
-            "l3.2",
-            "--topics",
-            "jobs.new",
-            "--hold",
-            "6",
-            r#"{"job": 1}"#,
-        ]);
-        Proc::start(cmd)
-    };
+    let mut publisher = held_publisher(&bus, 1);
     let mut late = member(
         &bus,
         &store_in(dir.path(), "late"),
@@ -411,23 +406,7 @@ fn a_member_restarted_on_its_store_keeps_its_topics_and_gets_a_held_message_once
     a.child.kill().unwrap();
     a.child.wait().unwrap();
     // A message held for its topic while it is down…
-    let mut publisher = {
-        let mut cmd = rmbus(&bus);
-        cmd.args([
-            "publish",
-            "--json",
-            "--wait",
-            "0.5",
-            "--layer",
-            "l3.2",
-            "--topics",
-            "jobs.new",
-            "--hold",
-            "6",
-            r#"{"job": 7}"#,
-        ]);
-        Proc::start(cmd)
-    };
+    let mut publisher = held_publisher(&bus, 7);
     // …reaches it once it is back on its store, without --topics.
     let mut back = member(&bus, &store, &[]);
     back.expect("the held message", |j| {

@@ -179,26 +179,22 @@ fn described(id: &str, kept: Option<Description>, given: &Given) -> (Description
     }
     let mut said = Vec::new();
     let mut kept = Vec::new();
-    if given.topics.is_empty() {
-        kept.push(format!("topics {}", listed(&d.topics)));
-    } else if given.topics != d.topics.as_slice() {
-        said.push(format!(
-            "topics {} (were {} in its store)",
-            listed(given.topics),
-            listed(&d.topics)
-        ));
-        d.topics = given.topics.to_vec();
-    }
-    if given.providers.is_empty() {
-        kept.push(format!("providers {}", listed(&d.providers)));
-    } else if given.providers != d.providers.as_slice() {
-        said.push(format!(
-            "providers {} (were {} in its store)",
-            listed(given.providers),
-            listed(&d.providers)
-        ));
-        d.providers = given.providers.to_vec();
-    }
+    // A list the command line gives replaces the stored one, aloud; one it
+    // does not give is taken up.
+    let mut take = |what: &str, given: &[String], stored: &mut Vec<String>| {
+        if given.is_empty() {
+            kept.push(format!("{what} {}", listed(stored)));
+        } else if given != stored.as_slice() {
+            said.push(format!(
+                "{what} {} (were {} in its store)",
+                listed(given),
+                listed(stored)
+            ));
+            *stored = given.to_vec();
+        }
+    };
+    take("topics", given.topics, &mut d.topics);
+    take("providers", given.providers, &mut d.providers);
     match given.layers {
         None => kept.push(format!("layers {}", layer_list(d.started))),
         Some(l) if l != d.started => {
