@@ -142,9 +142,6 @@ fn main() {
         .unwrap_or(100_000);
     let mut config = config();
     config.send_unicast = std::env::var_os("RMBUS_UNICAST").is_some();
-    if std::env::var("RMBUS_REPLAY_WINDOW").is_ok_and(|v| v == "off") {
-        config.replay_window = None;
-    }
     let (ready, stop, received) = (
         Arc::new(AtomicBool::new(false)),
         Arc::new(AtomicBool::new(false)),

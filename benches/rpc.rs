@@ -37,9 +37,6 @@ fn main() {
         .unwrap_or(20_000);
     let mut config = config();
     config.send_unicast = std::env::var("RMBUS_UNICAST").is_ok();
-    if std::env::var("RMBUS_REPLAY_WINDOW").is_ok_and(|v| v == "off") {
-        config.replay_window = None;
-    }
     let (ready, stop) = (
         Arc::new(AtomicBool::new(false)),
         Arc::new(AtomicBool::new(false)),

@@ -897,12 +897,15 @@ impl Client {
             self.discover_at = None;
             // At most a window's worth a round, so that discovery never
             // floods the endpoint's queue; the rest are asked next round.
-            let unknown: Vec<Address> = ep
-                .peers()
-                .filter(|p| member_id_of(&p.address).is_some())
-                .filter(|p| !self.directory.has_address(&p.address))
+            // The member entities heard whose address the directory lacks
+            // (a new one, or a known member back under a new address).
+            let unknown: Vec<Address> = self
+                .heard
+                .iter()
+                .filter(|(id, _)| Some(*id) != self.me.as_ref())
+                .filter(|(_, addr)| !self.directory.has_address(addr))
                 .take(self.config.max_in_flight.max(1))
-                .map(|p| p.address.clone())
+                .map(|(_, addr)| addr.clone())
                 .collect();
             for addr in &unknown {
                 tracing::debug!(%addr, "asking a member entity to announce itself");

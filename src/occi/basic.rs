@@ -103,11 +103,6 @@ impl Users {
         })
     }
 
-    /// True if `name` is a user.
-    pub fn knows(&self, name: &str) -> bool {
-        self.passwords.knows(name)
-    }
-
     fn cache_key(&self, header: &[u8]) -> [u8; 32] {
         let mut mac =
             <Hmac<Sha256> as KeyInit>::new_from_slice(&self.key).expect("any key length fits HMAC");

@@ -157,11 +157,6 @@ impl Peer {
     pub fn trust(&self) {
         self.0.trusted.store(true, Ordering::Relaxed);
     }
-
-    /// True once a request on this connection was authenticated.
-    pub fn is_trusted(&self) -> bool {
-        self.0.trusted()
-    }
 }
 
 /// The slots.

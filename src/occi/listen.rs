@@ -95,18 +95,26 @@ struct Quota {
 
 impl Quota {
     fn say(&self, kind: &'static str, line: String) {
-        let now = std::time::Instant::now();
+        self.say_at(kind, line, std::time::Instant::now());
+    }
+
+    fn say_at(&self, kind: &'static str, line: String, now: std::time::Instant) {
         let held = {
             let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-            let (last, held) = state
-                .entry(kind)
-                .or_insert((now - Duration::from_secs(2), 0));
-            if now.duration_since(*last) < Duration::from_secs(1) {
-                *held += 1;
-                return;
+            match state.get_mut(kind) {
+                Some((last, held)) if now.duration_since(*last) < Duration::from_secs(1) => {
+                    *held += 1;
+                    return;
+                }
+                Some((last, held)) => {
+                    *last = now;
+                    std::mem::take(held)
+                }
+                None => {
+                    state.insert(kind, (now, 0));
+                    0
+                }
             }
-            *last = now;
-            std::mem::take(held)
         };
         if held > 0 {
             (self.log)(format!("{line} (and {held} more like it)"));
@@ -262,5 +270,36 @@ async fn run<S>(
         if !text.contains("connection closed") && !text.contains("reset") {
             quota.say("failed", format!("{peer}: {text}"));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+    use std::time::Instant;
+
+    #[test]
+    fn the_log_says_one_line_a_second_of_each_kind_and_counts_the_rest() {
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::clone(&lines);
+        let quota = Quota {
+            log: Arc::new(move |l| seen.lock().unwrap().push(l)),
+            state: Mutex::new(Default::default()),
+        };
+        let t0 = Instant::now();
+        for i in 0..5 {
+            quota.say_at("idle", format!("idle {i}"), t0);
+        }
+        quota.say_at("refused", "refused".into(), t0);
+        quota.say_at(
+            "idle",
+            "idle later".into(),
+            t0 + Duration::from_millis(1500),
+        );
+        assert_eq!(
+            *lines.lock().unwrap(),
+            ["idle 0", "refused", "idle later (and 4 more like it)"]
+        );
     }
 }

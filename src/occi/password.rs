@@ -107,25 +107,18 @@ impl Passwords {
             let s = Stored::parse(phc).map_err(|e| format!("user {name}: {e}"))?;
             users.insert(name.clone(), Arc::new(s));
         }
-        let cost = |s: &Stored| (s.params.block_count(), s.params.t_cost(), s.params.p_cost());
         let costliest = users
             .values()
             .max_by_key(|s| cost(s))
             .map(|s| (**s).clone());
-        if let Some(top) = &costliest {
-            let cheaper: Vec<&str> = users
-                .iter()
-                .filter(|(_, s)| cost(s) != cost(top))
-                .map(|(n, _)| n.as_str())
-                .collect();
-            if !cheaper.is_empty() {
-                tracing::warn!(
-                    "the password hashes of {} cost less than the others': their checks are \
-                     faster, which tells their names apart from unknown ones; hash every \
-                     password with the same parameters",
-                    cheaper.join(", ")
-                );
-            }
+        let cheaper = cheaper_than_the_costliest(&users);
+        if !cheaper.is_empty() {
+            tracing::warn!(
+                "the password hashes of {} cost less than the others': their checks are \
+                 faster, which tells their names apart from unknown ones; hash every \
+                 password with the same parameters",
+                cheaper.join(", ")
+            );
         }
         let dummy = match costliest {
             Some(mut s) => {
@@ -153,11 +146,6 @@ impl Passwords {
             dummy: Arc::new(dummy),
             jobs,
         })
-    }
-
-    /// True if `name` is a user.
-    pub fn knows(&self, name: &str) -> bool {
-        self.users.contains_key(name)
     }
 
     /// Checks `password` for `name` on a checking thread; an unknown name
@@ -193,6 +181,26 @@ impl Passwords {
     }
 }
 
+/// What a hash costs to check: memory blocks, passes, lanes.
+fn cost(s: &Stored) -> (usize, u32, u32) {
+    (s.params.block_count(), s.params.t_cost(), s.params.p_cost())
+}
+
+/// The users whose hashes cost less than the costliest one's (sorted):
+/// their checks answer faster than an unknown name's.
+fn cheaper_than_the_costliest(users: &HashMap<String, Arc<Stored>>) -> Vec<String> {
+    let Some(top) = users.values().map(|s| cost(s)).max() else {
+        return Vec::new();
+    };
+    let mut cheaper: Vec<String> = users
+        .iter()
+        .filter(|(_, s)| cost(s) != top)
+        .map(|(n, _)| n.clone())
+        .collect();
+    cheaper.sort();
+    cheaper
+}
+
 fn check_loop(rx: &Mutex<Receiver<Job>>) {
     let mut memory: Vec<Block> = Vec::new();
     loop {
@@ -209,5 +217,33 @@ fn check_loop(rx: &Mutex<Receiver<Job>>) {
         }
         let right = job.against.matches(&job.password, &mut memory);
         let _ = job.reply.send(right && job.known);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use argon2::password_hash::PasswordHasher;
+
+    fn hash(m_cost: u32) -> String {
+        let params = Params::new(m_cost, 1, 1, None).unwrap();
+        Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+            .hash_password(b"pw")
+            .unwrap()
+            .to_string()
+    }
+
+    #[test]
+    fn users_with_cheaper_hashes_are_named() {
+        let parsed = |pairs: &[(&str, String)]| -> HashMap<String, Arc<Stored>> {
+            pairs
+                .iter()
+                .map(|(n, h)| (n.to_string(), Arc::new(Stored::parse(h).unwrap())))
+                .collect()
+        };
+        let same = parsed(&[("ann", hash(64)), ("bob", hash(64))]);
+        assert!(cheaper_than_the_costliest(&same).is_empty());
+        let mixed = parsed(&[("ann", hash(64)), ("bob", hash(16)), ("cy", hash(8))]);
+        assert_eq!(cheaper_than_the_costliest(&mixed), ["bob", "cy"]);
     }
 }

@@ -339,7 +339,11 @@ impl Server {
             .headers
             .get(axum::http::header::AUTHORIZATION)
             .map(|v| v.as_bytes().to_vec());
-        let wait = |d: std::time::Duration| d.as_secs() + u64::from(d.subsec_nanos() > 0);
+        // A refusal that asks the client to come back: whole seconds, up.
+        let later = |status: StatusCode, why: &str, d: std::time::Duration| {
+            let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+            OcciError::new(status, format!("{why}; try again in {secs} s")).retry_after(secs)
+        };
         match auth.check(given, client).await {
             Ok(name) => {
                 if let Some(p) = peer {
@@ -352,22 +356,16 @@ impl Server {
                 "credentials required (HTTP Basic)",
             )),
             Err(Refusal::Wrong) => Err(OcciError::new(StatusCode::UNAUTHORIZED, "bad credentials")),
-            Err(Refusal::Busy(d)) => Err(OcciError::new(
+            Err(Refusal::Busy(d)) => Err(later(
                 StatusCode::SERVICE_UNAVAILABLE,
-                format!(
-                    "too many password checks at once; try again in {} s",
-                    wait(d)
-                ),
-            )
-            .retry_after(wait(d))),
-            Err(Refusal::Throttled(d)) => Err(OcciError::new(
+                "too many password checks at once",
+                d,
+            )),
+            Err(Refusal::Throttled(d)) => Err(later(
                 StatusCode::TOO_MANY_REQUESTS,
-                format!(
-                    "too many wrong credentials from this address; try again in {} s",
-                    wait(d)
-                ),
-            )
-            .retry_after(wait(d))),
+                "too many wrong credentials from this address",
+                d,
+            )),
         }
     }
 

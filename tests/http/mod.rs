@@ -64,15 +64,11 @@ pub fn request(
     let _ = s.write_all(body);
     let mut raw = Vec::new();
     let _ = s.read_to_end(&mut raw);
-    parse(&raw)
+    parse_answer(&raw)
 }
 
 /// An answer read off the wire.
 pub fn parse_answer(raw: &[u8]) -> Answer {
-    parse(raw)
-}
-
-fn parse(raw: &[u8]) -> Answer {
     let text = String::from_utf8_lossy(raw);
     let (head, body) = text
         .split_once("\r\n\r\n")
