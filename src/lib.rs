@@ -23,8 +23,10 @@
 //!   transport (reliable delivery, the entity table and hello timing, the
 //!   `mbus.*` commands as typed commands in [`proto::cmd`]; RFC 3259 §6–§10) and
 //!   the Guidelines layer's state machines as sub-machines of it, reached through
-//!   the views `rpc()`, `properties()`, `transactions()` and `services()`. Every
-//!   input carries `now`; output is pulled.
+//!   the views `rpc()`, `properties()`, `transactions()` and `services()`, and
+//!   [`proto::Entities`], the entities of one host over what they share (the
+//!   entity table, the replay guard), with datagrams routed by an index of
+//!   their addresses. Every input carries `now`; output is pulled.
 //! - [`cmbs`]: CMBS (Cloud Message Brokering Service) members and messages on
 //!   the bus: the member, the directory, the five delivery layers, topic
 //!   matching, reports, held messages. Pure like [`proto`], over the

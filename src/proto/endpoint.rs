@@ -10,6 +10,7 @@ use crate::wire::{Address, Command};
 
 use super::guidelines::{Ctx, Guidelines, Properties, Rpc, Services, Transactions};
 use super::peers::Peer;
+use super::shared::{PeerChange, Screened, Shared};
 use super::transport::{Accepted, Opened, Transport};
 use super::unauthenticated::UnauthenticatedSource;
 use super::{
@@ -108,9 +109,20 @@ impl Endpoint {
         self.transport.entities()
     }
 
-    /// The counters.
+    /// The counters. Rejections, evictions and untracked senders are
+    /// counted once for a host's entities, and each of them reports the
+    /// host's count.
     pub fn stats(&self) -> Stats {
         self.transport.stats()
+    }
+
+    /// Whether the application hears entities join and leave as
+    /// [`Event::PeerJoined`] and [`Event::PeerLeft`] (on by default). An
+    /// entity among thousands on one host that has no use for them turns
+    /// them off, and is then handed a change of the entity table only while
+    /// it has work the change may affect.
+    pub fn set_peer_events(&mut self, on: bool) {
+        self.transport.set_peer_events(on);
     }
 
     /// Reliable messages not yet acknowledged or failed (queued ones included).
@@ -200,17 +212,7 @@ impl Endpoint {
 
     fn handle_accepted(&mut self, now: Instant, accepted: Option<Accepted>) {
         self.route_settled(now);
-        for addr in self.transport.take_evicted() {
-            self.peer_left(now, &addr);
-        }
-        let joins = self.transport.joins();
-        if joins != self.joins_seen {
-            self.joins_seen = joins;
-            if self.guidelines.calls.finding() {
-                let mut ctx = Ctx::new(&mut self.transport, now);
-                self.guidelines.calls.find_callees(&mut ctx);
-            }
-        }
+        self.follow_changes(now);
         let Some(Accepted {
             header,
             reliable,
@@ -234,9 +236,8 @@ impl Endpoint {
         self.transport.retransmit_due(now);
         self.route_settled(now);
         self.transport.send_acks_due(now);
-        while let Some(addr) = self.transport.expire_one(now) {
-            self.peer_left(now, &addr);
-        }
+        self.transport.expire_due(now);
+        self.follow_changes(now);
         self.transport.announce_due(now);
         let mut ctx = Ctx::new(&mut self.transport, now);
         self.guidelines.handle_timeout(&mut ctx);
@@ -375,10 +376,87 @@ impl Endpoint {
         }
     }
 
-    /// `addr` left the entity table: the sub-machines forget it.
-    fn peer_left(&mut self, now: Instant, addr: &Address) {
-        let mut ctx = Ctx::new(&mut self.transport, now);
-        self.guidelines.peer_left(&mut ctx, addr);
+    /// A lone entity follows the changes of its own entity table (a host
+    /// hands its entities the changes of the shared one).
+    pub(super) fn follow_changes(&mut self, now: Instant) {
+        while let Some(change) = self.transport.poll_change() {
+            self.apply_change(now, &change);
+        }
+    }
+
+    /// A change of the entity table: the transport follows it, the
+    /// sub-machines forget an entity that left, and calls waiting for a
+    /// callee look again when one joined.
+    pub(crate) fn apply_change(&mut self, now: Instant, change: &PeerChange) {
+        self.transport.apply_change(now, change);
+        if let PeerChange::Left(addr, _) = change {
+            if addr != self.transport.local_address() {
+                let mut ctx = Ctx::new(&mut self.transport, now);
+                self.guidelines.peer_left(&mut ctx, addr);
+            }
+        }
+        let joins = self.transport.joins();
+        if joins != self.joins_seen {
+            self.joins_seen = joins;
+            if self.guidelines.calls.finding() {
+                let mut ctx = Ctx::new(&mut self.transport, now);
+                self.guidelines.calls.find_callees(&mut ctx);
+            }
+        }
+        self.route_settled(now);
+    }
+
+    // ---- as an entity of a host ([`super::Entities`]) -------------------------------
+
+    /// Makes this endpoint an entity of a host: its own shared state is
+    /// handed back, and from now on it acts only with the host's attached.
+    pub(crate) fn make_hosted(&mut self) -> Option<Box<Shared>> {
+        self.transport.make_hosted()
+    }
+
+    /// Lends the host's shared state to this entity.
+    pub(crate) fn attach(&mut self, shared: Box<Shared>) {
+        self.transport.attach(shared);
+    }
+
+    /// Takes the host's shared state back.
+    pub(crate) fn detach(&mut self) -> Option<Box<Shared>> {
+        self.transport.detach()
+    }
+
+    /// A datagram the host has opened and screened, routed to this entity
+    /// because its destination designates it.
+    pub(crate) fn handle_screened(
+        &mut self,
+        now: Instant,
+        msg: &crate::wire::Message,
+        screened: Screened,
+    ) {
+        let accepted = self
+            .transport
+            .accept_screened(now, Opened::Shared(msg), screened);
+        self.handle_accepted(now, accepted);
+    }
+
+    /// True if this entity has open work with `addr` (a full table does not
+    /// evict such an entity).
+    pub(crate) fn engaged_with(&self, addr: &Address) -> bool {
+        self.transport.busy_with(addr) || self.guidelines.engaged_with(addr)
+    }
+
+    /// True if this entity must hear the entity table's changes.
+    pub(crate) fn follows_peers(&self) -> bool {
+        self.transport.follows_peers() || self.guidelines.any_open()
+    }
+
+    /// The transport, for a host's read-only views.
+    pub(crate) fn transport(&self) -> &Transport {
+        &self.transport
+    }
+
+    /// This endpoint as the read-only view a host gives of its entities.
+    pub fn view(&self) -> super::EntityView<'_> {
+        super::EntityView::new(self, self.transport.shared())
     }
 }
 

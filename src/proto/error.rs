@@ -45,4 +45,7 @@ pub enum SetupError {
     /// Our own address needs an `id` element (RFC 3259 §4.1).
     #[error("the local address {0} has no id element")]
     MissingId(Address),
+    /// Another entity of the same host already has this address.
+    #[error("another entity of this host already has the address {0}")]
+    TakenAddress(Address),
 }

@@ -37,20 +37,24 @@
 //! Randomness (hello dither) comes from the seed in [`EndpointConfig`]
 //! through [`Rng`], so a simulation replays exactly.
 
+mod acks;
 mod batch;
 pub mod cmd;
 mod config;
 mod deadlines;
 mod endpoint;
+mod entities;
 mod error;
 mod event;
 mod guidelines;
 mod hello;
+mod index;
 mod maps;
 mod peers;
 mod reliable;
 mod replay;
 mod rng;
+mod shared;
 mod stats;
 mod transport;
 mod unauthenticated;
@@ -61,6 +65,7 @@ use std::time::Instant;
 pub use config::{EndpointConfig, Limits, Timers};
 pub(crate) use deadlines::Deadlines;
 pub use endpoint::Endpoint;
+pub use entities::{Entities, EntityId, EntityView};
 pub use error::{SendError, SetupError};
 pub use event::{Event, LeaveReason};
 pub use guidelines::{
@@ -69,6 +74,7 @@ pub use guidelines::{
 pub use peers::Peer;
 pub use replay::{ReplayGuard, ReplayPolicy, ReplayVerdict, SOURCE_RETENTION};
 pub use rng::Rng;
+pub use shared::Shared;
 pub use stats::Stats;
 pub use unauthenticated::{
     hint as unauthenticated_hint, UnauthenticatedSource, MAX_SOURCES as MAX_UNAUTHENTICATED_SOURCES,

@@ -1,15 +1,16 @@
 //! The entity table (RFC 3259 §8): every entity heard from, when, and from
-//! which IP endpoint, plus the acknowledgements owed to it (§7).
+//! which IP endpoint. A host keeps one for all its entities
+//! ([`super::Shared`]); what each entity owes a peer is its own
+//! ([`super::acks`]).
 //!
-//! Peers are kept in the order they joined. Three [`Deadlines`] index them:
+//! Peers are kept in the order they joined. Two [`Deadlines`] index them:
 //! when each was last heard (the oldest is the next to expire, whatever the
-//! threshold is at the time), when those heard only once were heard (the
-//! first to make room for a newcomer when the table is full), and when the
-//! acks owed to each are due. An index of address elements answers which
+//! threshold is at the time), and when those heard only once were heard (the
+//! first to make room for a newcomer when the table is full). An index of address elements answers which
 //! peers an address designates (RFC 3259 §4's subset rule) by looking at
 //! the peers that hold its rarest element, not at every peer.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::BTreeMap;
 
 use crate::proto::maps::HashMap;
 use std::net::SocketAddr;
@@ -18,6 +19,7 @@ use std::time::Instant;
 use crate::wire::Address;
 
 use super::deadlines::Deadlines;
+use super::index::{Candidates, ElementIndex};
 
 /// A known entity, as the application sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,15 +32,10 @@ pub struct Peer {
     pub last_heard: Instant,
 }
 
-/// A known entity with the reliable-receiver state we keep for it.
+/// A known entity as the table keeps it.
 #[derive(Debug)]
 struct PeerState {
     peer: Peer,
-    /// SeqNums of its reliable messages we still have to acknowledge.
-    pending_acks: Vec<u32>,
-    /// Ack lists sent recently, kept for T_k: if one of those messages comes
-    /// again, the whole list is sent again (RFC 3259 §7).
-    copies: VecDeque<(Instant, Vec<u32>)>,
 }
 
 /// The key of a peer in the indexes: its place in the join order.
@@ -52,9 +49,8 @@ pub(crate) struct PeerTable {
     heard: Deadlines<Key>,
     /// The entities heard only once, by when.
     heard_once: Deadlines<Key>,
-    acks_due: Deadlines<Key>,
     /// The peers holding each `tag:value` element.
-    by_element: HashMap<Box<str>, BTreeSet<Key>>,
+    by_element: ElementIndex<Key>,
     next_key: Key,
 }
 
@@ -73,25 +69,11 @@ impl PeerTable {
     /// element of `dst` (RFC 3259 §4), in the order they joined. Only the
     /// peers holding `dst`'s rarest element are looked at.
     pub(crate) fn matching<'a>(&'a self, dst: &'a Address) -> impl Iterator<Item = &'a Peer> + 'a {
-        let candidates: Box<dyn Iterator<Item = &Key> + 'a> = if dst.is_empty() {
-            Box::new(self.peers.keys())
-        } else {
-            let mut rarest: Option<&BTreeSet<Key>> = None;
-            let mut absent = false;
-            for e in dst.elements() {
-                match self.by_element.get(element_key(e.tag, e.value).as_str()) {
-                    Some(keys) => {
-                        if rarest.is_none_or(|r| keys.len() < r.len()) {
-                            rarest = Some(keys);
-                        }
-                    }
-                    None => absent = true,
-                }
-            }
-            match rarest {
-                Some(keys) if !absent => Box::new(keys.iter()),
-                _ => Box::new(std::iter::empty()),
-            }
+        let candidates: Box<dyn Iterator<Item = &Key> + 'a> = match self.by_element.candidates(dst)
+        {
+            Candidates::All => Box::new(self.peers.keys()),
+            Candidates::Some(keys) => Box::new(keys.iter()),
+            Candidates::None => Box::new(std::iter::empty()),
         };
         candidates
             .filter_map(|k| self.peers.get(k))
@@ -135,12 +117,7 @@ impl PeerTable {
         let key = self.next_key;
         self.next_key += 1;
         self.keys.insert(addr.clone(), key);
-        for e in addr.elements() {
-            self.by_element
-                .entry(element_key(e.tag, e.value).into_boxed_str())
-                .or_default()
-                .insert(key);
-        }
+        self.by_element.insert(addr, key);
         self.heard.set(key, now);
         self.heard_once.set(key, now);
         self.peers.insert(
@@ -151,8 +128,6 @@ impl PeerTable {
                     endpoint: from,
                     last_heard: now,
                 },
-                pending_acks: Vec::new(),
-                copies: VecDeque::new(),
             },
         );
     }
@@ -163,25 +138,16 @@ impl PeerTable {
             return false;
         };
         self.peers.remove(&key);
-        for e in addr.elements() {
-            let k = element_key(e.tag, e.value);
-            if let Some(keys) = self.by_element.get_mut(k.as_str()) {
-                keys.remove(&key);
-                if keys.is_empty() {
-                    self.by_element.remove(k.as_str());
-                }
-            }
-        }
+        self.by_element.remove(addr, key);
         self.heard.remove(&key);
         self.heard_once.remove(&key);
-        self.acks_due.remove(&key);
         true
     }
 
     /// The entity to make room for a newcomer in a full table: the least
     /// recently heard of those heard only once, else the least recently heard
     /// of the others (established entities go last), skipping those that owe
-    /// or are owed something (`busy`, or acks we still owe them). At most
+    /// or are owed something (`busy`, acks owed included). At most
     /// `scan` entities of each kind are looked at, so a table of busy peers
     /// costs a bounded amount per datagram.
     pub(crate) fn eviction_candidate(
@@ -191,7 +157,7 @@ impl PeerTable {
     ) -> Option<&Address> {
         let free = |key: &Key| {
             let p = self.peers.get(key)?;
-            (p.pending_acks.is_empty() && !busy(&p.peer.address)).then_some(&p.peer.address)
+            (!busy(&p.peer.address)).then_some(&p.peer.address)
         };
         self.heard_once
             .iter()
@@ -211,84 +177,6 @@ impl PeerTable {
         let (at, key) = self.heard.first()?;
         self.peers.get(key).map(|p| (at, &p.peer.address))
     }
-
-    // ---- acknowledgements owed -------------------------------------------------
-
-    /// True if acks are owed to anyone.
-    pub(crate) fn owe_any(&self) -> bool {
-        !self.acks_due.is_empty()
-    }
-
-    /// When the first owed acks are due.
-    pub(crate) fn next_ack_due(&self) -> Option<Instant> {
-        self.acks_due.next()
-    }
-
-    /// The entities owed acks, those due first first; only those due by
-    /// `now` unless `now` is `None`.
-    pub(crate) fn owed(&self, now: Option<Instant>) -> Vec<Address> {
-        self.acks_due
-            .iter()
-            .take_while(|(due, _)| now.is_none_or(|now| *due <= now))
-            .filter_map(|(_, key)| self.peers.get(key))
-            .map(|p| p.peer.address.clone())
-            .collect()
-    }
-
-    /// How many acks are owed to `addr`.
-    pub(crate) fn pending_acks(&self, addr: &Address) -> usize {
-        self.state(addr).map_or(0, |p| p.pending_acks.len())
-    }
-
-    /// Owes `addr` an ack for `seq`, due by `due` at the latest.
-    pub(crate) fn owe_ack(&mut self, addr: &Address, seq: u32, due: Instant) {
-        if let Some((key, p)) = self.state_mut(addr) {
-            if !p.pending_acks.contains(&seq) {
-                p.pending_acks.push(seq);
-            }
-            self.acks_due.set_at_most(key, due);
-        }
-    }
-
-    /// `addr`'s reliable message `seq` came again: owe the whole ack list it
-    /// was acknowledged in, if that list is still kept at `now`.
-    pub(crate) fn reack(&mut self, addr: &Address, seq: u32, now: Instant, due: Instant) {
-        let Some((_, p)) = self.state_mut(addr) else {
-            return;
-        };
-        while p.copies.front().is_some_and(|(until, _)| *until <= now) {
-            p.copies.pop_front();
-        }
-        let stored: Vec<u32> = p
-            .copies
-            .iter()
-            .filter(|(_, list)| list.contains(&seq))
-            .flat_map(|(_, list)| list.iter().copied())
-            .collect();
-        self.owe_ack(addr, seq, due);
-        for s in stored {
-            self.owe_ack(addr, s, due);
-        }
-    }
-
-    /// The acks owed to `addr`, to send now; the list is kept as a copy
-    /// until `keep_until`.
-    pub(crate) fn take_acks(&mut self, addr: &Address, keep_until: Instant) -> Vec<u32> {
-        let Some((key, p)) = self.state_mut(addr) else {
-            return Vec::new();
-        };
-        let acks = std::mem::take(&mut p.pending_acks);
-        if !acks.is_empty() {
-            p.copies.push_back((keep_until, acks.clone()));
-        }
-        self.acks_due.remove(&key);
-        acks
-    }
-}
-
-/// An element as the index keys it.
-fn element_key(tag: &str, value: &str) -> String {
-    format!("{tag}:{value}")
 }
 
 #[cfg(test)]
@@ -332,8 +220,8 @@ mod tests {
         assert!(peers.heard(&a, from, t + Duration::from_millis(9)));
         let busy = |x: &Address| *x == b;
         assert_eq!(peers.eviction_candidate(8, busy), Some(&c));
-        // Acks we owe c make it busy too; then d, the next heard once.
-        peers.owe_ack(&c, 1, t);
+        // c busy too (acks we owe it, say); then d, the next heard once.
+        let busy = |x: &Address| *x == b || *x == c;
         assert_eq!(peers.eviction_candidate(8, busy), Some(&d));
         // With no one heard once and free, the established go last.
         assert!(peers.heard(&d, from, t + Duration::from_millis(10)));
@@ -385,37 +273,8 @@ mod tests {
         check(&peers);
         assert_eq!(peers.matching(&addr("(member:b)")).count(), 0);
         assert!(
-            !peers.by_element.contains_key("member:b"),
+            !peers.by_element.holds("member", "b"),
             "an element no peer holds is forgotten"
         );
-    }
-
-    #[test]
-    fn acks_are_owed_taken_and_sent_again_whole() {
-        let t = Instant::now();
-        let from: SocketAddr = "127.0.0.1:5000".parse().unwrap();
-        let a = addr("(n:a)");
-        let mut peers = PeerTable::default();
-        peers.insert(&a, from, t);
-        let due = t + Duration::from_millis(70);
-        peers.owe_ack(&a, 1, due);
-        peers.owe_ack(&a, 2, t + Duration::from_millis(90));
-        assert_eq!(
-            peers.next_ack_due(),
-            Some(due),
-            "the first ack sets the deadline"
-        );
-        assert_eq!(peers.owed(Some(t)), Vec::<Address>::new());
-        assert_eq!(peers.owed(None), vec![a.clone()]);
-        let keep = t + Duration::from_millis(600);
-        assert_eq!(peers.take_acks(&a, keep), vec![1, 2]);
-        assert!(!peers.owe_any());
-        // Message 2 comes again: the whole list {1, 2} is owed again.
-        peers.reack(&a, 2, t + Duration::from_millis(100), due);
-        assert_eq!(peers.pending_acks(&a), 2);
-        // After T_k the copy is gone: only the SeqNum itself.
-        peers.take_acks(&a, keep);
-        peers.reack(&a, 2, keep, due);
-        assert_eq!(peers.pending_acks(&a), 1);
     }
 }

@@ -1,8 +1,10 @@
 //! The transport: one entity's RFC 3259 machine (§6–§10) without the
-//! Guidelines layer. It authenticates and accepts datagrams, keeps the entity
-//! table and the hello schedule, sends and retransmits reliable messages,
-//! acknowledges and suppresses duplicates, and queues what the application
-//! should know. The [`super::Endpoint`] wraps it with the Guidelines
+//! Guidelines layer. It accepts datagrams, keeps the hello schedule, sends
+//! and retransmits reliable messages, acknowledges and suppresses
+//! duplicates, and queues what the application should know. What it shares
+//! with the other entities of its host (the entity table, the replay guard,
+//! the memory of unauthenticated sources) is a [`Shared`]: its own when it
+//! stands alone, the host's while the host lets it act ([`Transport::attach`]). The [`super::Endpoint`] wraps it with the Guidelines
 //! sub-machines and routes the commands it accepts.
 //!
 //! The delivery outcome of a reliable message that a sub-machine sent on its
@@ -18,7 +20,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::auth::{open, seal_view, sealed_len, Rejection};
 
-use super::unauthenticated::{Unauthenticated, UnauthenticatedSource};
+use super::acks::AcksOwed;
+use super::shared::{PeerChange, Screened, Shared};
+use super::unauthenticated::UnauthenticatedSource;
 use crate::rpc::{CallId, TxnId};
 use crate::wire::{
     timestamp_of, Address, Command, EncodeError, Header, Message, MessageType, MessageView,
@@ -29,9 +33,9 @@ use super::batch::{Batch, Batches};
 use super::cmd::{Hello, Ping, Waiting};
 use super::deadlines::Deadlines;
 use super::hello::HelloTimer;
-use super::peers::{Peer, PeerTable};
+use super::peers::Peer;
 use super::reliable::{DuplicateMemory, Fired, InFlight, InFlightTable, RetransmitPolicy};
-use super::replay::{ReplayGuard, ReplayVerdict};
+use super::replay::ReplayVerdict;
 use super::rng::Rng;
 use super::{
     Delivery, EndpointConfig, Event, LeaveReason, MsgId, SendError, SetupError, Stats, Transmit,
@@ -110,24 +114,6 @@ struct Waits {
     dst: BTreeMap<String, Address>,
 }
 
-/// How long between the summaries logged while the entity table overflows.
-const OVERFLOW_REPORT: Duration = Duration::from_secs(60);
-
-/// How many entities of each kind a full table looks at for one to evict.
-const EVICTION_SCAN: usize = 64;
-
-/// The entity table overflowing: logged once when it starts, then summed up
-/// once a minute while it lasts.
-#[derive(Debug)]
-struct Overflow {
-    /// When the next summary is due.
-    report_at: Instant,
-    /// Evictions since the last report.
-    evicted: u64,
-    /// Untracked messages since the last report.
-    untracked: u64,
-}
-
 /// Whether the sub-machines above the transport have something open with an
 /// entity (a call, a request being served, a transaction, a watch or a
 /// service registration): such an entity is not evicted.
@@ -154,7 +140,17 @@ pub(crate) struct Transport {
     rng: Rng,
     next_seq: u32,
     next_id: u64,
-    peers: PeerTable,
+    /// The entity table and the rest of what a host's entities share: this
+    /// entity's own, or the host's while it is attached (`None` while a
+    /// host holds it detached).
+    shared: Option<Box<Shared>>,
+    /// True for an entity of a host of several: table changes and expiry
+    /// are the host's to run and to hand out.
+    hosted: bool,
+    /// Whether the application hears peers join and leave as events.
+    peer_events: bool,
+    /// The acks this entity owes.
+    acks: AcksOwed,
     hello: HelloTimer,
     /// When the hello that answers pings goes out.
     ping_reply: Option<Instant>,
@@ -164,30 +160,31 @@ pub(crate) struct Transport {
     in_flight: InFlightTable,
     /// Reliable sends waiting for their destination to appear, and until when.
     parked: HashMap<MsgId, Parked>,
-    /// Entities added to the table so far (the endpoint's calls that wait
-    /// for a callee look again when it changes).
+    /// Entities that joined the table while we followed it (the
+    /// endpoint's calls that wait for a callee look again when it changes).
     joins: u64,
     parked_until: Deadlines<MsgId>,
     /// Ordered-mode messages waiting for their predecessor to settle.
     ordered: HashMap<Address, VecDeque<(MsgId, Vec<Command>)>>,
     remembered: DuplicateMemory,
-    /// Each source's recent (SeqNum, TimeStamp) pairs, to refuse replays.
-    replay: ReplayGuard,
     /// Commands of this drain's sends, batched by destination and reliability.
     batches: Batches,
-    /// Entities evicted since the endpoint last asked (it tells the
-    /// sub-machines).
-    evicted: Vec<Address>,
-    overflow: Option<Overflow>,
     waits: Waits,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     owners: HashMap<MsgId, Owner>,
     settled: Vec<Settled>,
     stats: Stats,
-    /// Sources of datagrams that failed authentication.
-    unauthenticated: Unauthenticated,
     closed: bool,
+}
+
+/// The shared state, which a transport in use always has.
+macro_rules! shared {
+    ($t:expr) => {
+        $t.shared
+            .as_deref_mut()
+            .expect("a transport in use has its shared state attached")
+    };
 }
 
 impl Transport {
@@ -202,7 +199,7 @@ impl Transport {
         }
         let mut rng = Rng::new(config.seed);
         let hello = HelloTimer::new(now, &config.timers, &mut rng);
-        let replay = ReplayGuard::new(config.replay, config.limits.max_replay_entries);
+        let shared = Box::new(Shared::new(&config, now, wall_now).of_one());
         Ok(Transport {
             policy: RetransmitPolicy::new(&config.timers),
             next_seq: config.first_seq,
@@ -211,7 +208,10 @@ impl Transport {
             anchor: (now, timestamp_of(wall_now)),
             rng,
             next_id: 0,
-            peers: PeerTable::default(),
+            shared: Some(shared),
+            hosted: false,
+            peer_events: true,
+            acks: AcksOwed::default(),
             hello,
             ping_reply: None,
             pings_covered_until: None,
@@ -221,19 +221,67 @@ impl Transport {
             parked_until: Deadlines::default(),
             ordered: HashMap::default(),
             remembered: DuplicateMemory::default(),
-            replay,
             batches: Batches::default(),
-            evicted: Vec::new(),
-            overflow: None,
             waits: Waits::default(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             owners: HashMap::default(),
             settled: Vec::new(),
             stats: Stats::default(),
-            unauthenticated: Unauthenticated::default(),
             closed: false,
         })
+    }
+
+    // ---- the shared state ----------------------------------------------------------
+
+    /// The shared state: this entity's own, or its host's while attached.
+    pub(crate) fn shared(&self) -> &Shared {
+        self.shared
+            .as_deref()
+            .expect("a transport in use has its shared state attached")
+    }
+
+    /// Makes this transport an entity of a host of several: its own shared
+    /// state is handed back (the host's replaces it while the host lets it
+    /// act), and table changes and expiry become the host's to run.
+    pub(crate) fn make_hosted(&mut self) -> Option<Box<Shared>> {
+        self.hosted = true;
+        self.shared.take()
+    }
+
+    /// Lends the host's shared state to this entity.
+    pub(crate) fn attach(&mut self, shared: Box<Shared>) {
+        self.shared = Some(shared);
+    }
+
+    /// Takes the host's shared state back.
+    pub(crate) fn detach(&mut self) -> Option<Box<Shared>> {
+        self.shared.take()
+    }
+
+    /// Whether the application hears peers join and leave as events.
+    pub(crate) fn set_peer_events(&mut self, on: bool) {
+        self.peer_events = on;
+    }
+
+    /// True if this entity must hear the entity table's changes: its
+    /// application follows them, or it has work a change may affect (sends
+    /// waiting for a destination, reliable messages, acks owed, calls).
+    pub(crate) fn follows_peers(&self) -> bool {
+        self.peer_events
+            || !self.parked.is_empty()
+            || self.in_flight.len() > 0
+            || !self.ordered.is_empty()
+            || self.acks.owe_any()
+    }
+
+    /// True if this entity has open work with `addr` (a full table does
+    /// not evict such an entity).
+    pub(crate) fn busy_with(&self, addr: &Address) -> bool {
+        self.in_flight.has_destination(addr)
+            || self.ordered.contains_key(addr)
+            || self.batches.has_reliable_to(addr)
+            || self.acks.owes(addr)
     }
 
     // ---- getters ---------------------------------------------------------------
@@ -243,45 +291,87 @@ impl Transport {
     }
 
     pub(crate) fn unauthenticated_sources(&self) -> &[UnauthenticatedSource] {
-        self.unauthenticated.sources()
+        self.shared().unauthenticated_sources()
+    }
+
+    /// The entities of `shared`'s table other than this one.
+    pub(crate) fn peers_in<'a>(
+        &'a self,
+        shared: &'a Shared,
+    ) -> impl Iterator<Item = &'a Peer> + 'a {
+        shared.peers().filter(move |p| p.address != self.local)
     }
 
     pub(crate) fn peers(&self) -> impl Iterator<Item = &Peer> + '_ {
-        self.peers.iter()
+        self.peers_in(self.shared())
     }
 
     /// The known entities `dst` designates (RFC 3259 §4), through the
-    /// table's element index.
+    /// table's element index; never this entity itself.
     pub(crate) fn matching<'a>(&'a self, dst: &'a Address) -> impl Iterator<Item = &'a Peer> + 'a {
-        self.peers.matching(dst)
+        self.matching_in(self.shared(), dst)
+    }
+
+    fn matching_in<'a>(
+        &'a self,
+        shared: &'a Shared,
+        dst: &'a Address,
+    ) -> impl Iterator<Item = &'a Peer> + 'a {
+        shared
+            .matching(dst)
+            .filter(move |p| p.address != self.local)
+    }
+
+    pub(crate) fn peer_in<'a>(&self, shared: &'a Shared, addr: &Address) -> Option<&'a Peer> {
+        shared.peer(addr).filter(|p| p.address != self.local)
     }
 
     pub(crate) fn peer(&self, addr: &Address) -> Option<&Peer> {
-        self.peers.get(addr)
+        self.peer_in(self.shared(), addr)
     }
 
     pub(crate) fn is_known(&self, addr: &Address) -> bool {
-        self.peers.contains(addr)
+        *addr != self.local && self.shared().contains(addr)
+    }
+
+    /// The entities on the bus as this one sees them, itself included.
+    pub(crate) fn entities_in(&self, shared: &Shared) -> usize {
+        shared.len() + usize::from(!shared.contains(&self.local))
     }
 
     pub(crate) fn entities(&self) -> usize {
-        self.peers.len() + 1
+        self.entities_in(self.shared())
     }
 
     /// The entity count the hello timing and the expiry use: capped at
     /// [`super::Limits::max_counted_entities`].
     fn timed_entities(&self) -> usize {
-        self.entities()
-            .min(self.config.limits.max_counted_entities.max(1))
+        let shared = self.shared();
+        shared.timed(self.entities_in(shared))
     }
 
-    /// How many entities have been added to the table so far.
+    /// How many entities have joined the table while we followed it.
     pub(crate) fn joins(&self) -> u64 {
         self.joins
     }
 
+    /// The counters: this entity's own, with those `shared` keeps for the
+    /// host (rejections, evictions, untracked senders).
+    pub(crate) fn stats_in(&self, shared: &Shared) -> Stats {
+        let host = shared.stats();
+        Stats {
+            rejected_auth: host.rejected_auth,
+            rejected_cipher: host.rejected_cipher,
+            rejected_malformed: host.rejected_malformed,
+            rejected_replay: host.rejected_replay,
+            evicted: host.evicted,
+            untracked: host.untracked,
+            ..self.stats
+        }
+    }
+
     pub(crate) fn stats(&self) -> Stats {
-        self.stats
+        self.stats_in(self.shared())
     }
 
     pub(crate) fn stats_mut(&mut self) -> &mut Stats {
@@ -310,7 +400,15 @@ impl Transport {
     /// The complete address of the one known entity that `dst` designates
     /// (RFC 3259 §6.2 uniqueness); `dst` may be a subset of it.
     pub(crate) fn unique_match(&self, dst: &Address) -> Result<Address, SendError> {
-        let mut matches = self.peers.matching(dst);
+        self.unique_match_in(self.shared(), dst)
+    }
+
+    pub(crate) fn unique_match_in(
+        &self,
+        shared: &Shared,
+        dst: &Address,
+    ) -> Result<Address, SendError> {
+        let mut matches = self.matching_in(shared, dst);
         match (matches.next(), matches.count()) {
             (None, _) => Err(SendError::UnknownDestination(dst.clone())),
             (Some(one), 0) => Ok(one.address.clone()),
@@ -324,7 +422,11 @@ impl Transport {
     /// `dst` itself if it is the complete address of one known entity, as a
     /// reliable message needs it (RFC 3259 §7).
     pub(crate) fn resolve(&self, dst: &Address) -> Result<Address, SendError> {
-        let full = self.unique_match(dst)?;
+        self.resolve_in(self.shared(), dst)
+    }
+
+    pub(crate) fn resolve_in(&self, shared: &Shared, dst: &Address) -> Result<Address, SendError> {
+        let full = self.unique_match_in(shared, dst)?;
         if &full == dst {
             Ok(full)
         } else {
@@ -357,7 +459,9 @@ impl Transport {
         }
     }
 
-    /// [`Transport::accept`] of a datagram already opened with our keys.
+    /// [`Transport::accept`] of a datagram already opened with our keys: a
+    /// lone entity screens it with its own shared state, then takes what is
+    /// for it.
     pub(crate) fn accept_opened(
         &mut self,
         now: Instant,
@@ -365,38 +469,54 @@ impl Transport {
         opened: Result<Opened<'_>, &Rejection>,
         engaged: Engaged<'_>,
     ) -> Option<Accepted> {
+        let msg = match opened {
+            Ok(msg) => msg,
+            Err(rejection) => {
+                self.stats.datagrams_in += 1;
+                if !self.closed {
+                    shared!(self).reject(from, rejection);
+                }
+                return None;
+            }
+        };
+        if self.closed || msg.header().src == self.local {
+            return self.accept_screened(now, msg, Screened::Fresh { tracked: false });
+        }
+        let mut shared = self
+            .shared
+            .take()
+            .expect("a transport in use has its shared state attached");
+        let busy = |a: &Address| self.busy_with(a) || engaged(a);
+        let screened = shared.screen(now, from, msg.header(), &busy);
+        self.shared = Some(shared);
+        self.accept_screened(now, msg, screened)
+    }
+
+    /// A datagram its host has screened ([`Shared::screen`]), for this
+    /// entity: its acks applied, a reliable one acknowledged (or re-acked if
+    /// a copy), and the message returned if its commands are for us.
+    pub(crate) fn accept_screened(
+        &mut self,
+        now: Instant,
+        msg: Opened<'_>,
+        screened: Screened,
+    ) -> Option<Accepted> {
         self.stats.datagrams_in += 1;
         if self.closed {
             return None;
         }
-        let msg = match opened {
-            Ok(msg) => msg,
-            Err(rejection) => {
-                match rejection {
-                    Rejection::NoDigest | Rejection::BadDigest => self.stats.rejected_auth += 1,
-                    Rejection::Malformed(_) => self.stats.rejected_malformed += 1,
-                    _ => self.stats.rejected_cipher += 1,
-                }
-                self.unauthenticated.record(from, rejection);
-                tracing::trace!(%from, reason = rejection.code(), "datagram rejected");
-                return None;
-            }
-        };
         let header = msg.header();
         if header.src == self.local {
             self.stats.own_echoes += 1;
             return None;
         }
-        let verdict =
-            self.replay
-                .check(&header.src, header.seq, header.timestamp, self.wall_ms(now));
-        if !verdict.is_fresh() {
-            self.refuse_replay(now, from, header, verdict, engaged);
-            return None;
-        }
-        // An entity the full table cannot take is still heard: its messages
-        // are delivered and acknowledged, only not tracked.
-        let tracked = self.heard_from(now, &header.src, from, engaged);
+        let tracked = match screened {
+            Screened::Fresh { tracked } => tracked,
+            Screened::Refused(verdict) => {
+                self.refused_copy(now, header, verdict);
+                return None;
+            }
+        };
         // An AckList acknowledges SeqNums that the destination sent to the
         // source (RFC 3259 §3, §7): only a message addressed to exactly us
         // acknowledges ours. (Every entity starts at SeqNum 0, and an ack to
@@ -437,11 +557,11 @@ impl Transport {
                 // Nowhere to keep an owed ack: it goes now, on its own.
                 self.send_ack_now(now, &header.src, header.seq);
             } else if fresh {
-                self.peers.owe_ack(&header.src, header.seq, due);
+                self.acks.owe(&header.src, header.seq, due);
             } else {
-                self.peers.reack(&header.src, header.seq, now, due);
+                self.acks.reack(&header.src, header.seq, now, due);
             }
-            if self.peers.pending_acks(&header.src) >= self.config.limits.max_pending_acks {
+            if self.acks.pending(&header.src) >= self.config.limits.max_pending_acks {
                 self.send_dedicated_ack(now, &header.src);
             }
             if !fresh {
@@ -457,55 +577,33 @@ impl Transport {
         })
     }
 
-    /// A datagram the replay guard refused: nothing of it is delivered or
-    /// applied. A copy of a reliable message to us inside the window is
-    /// acknowledged again (its sender may be retransmitting because our ack
-    /// was lost); one that came within the duplicate memory of the first is
-    /// counted as the retransmission it most likely is.
-    fn refuse_replay(
-        &mut self,
-        now: Instant,
-        from: SocketAddr,
-        header: &Header,
-        verdict: ReplayVerdict,
-        engaged: Engaged<'_>,
-    ) {
+    /// A datagram the replay guard refused, as this entity sees it: nothing
+    /// of it is delivered or applied. A copy of a reliable message to us
+    /// inside the window is acknowledged again (its sender may be
+    /// retransmitting because our ack was lost); one that came within the
+    /// duplicate memory of the first is counted as the retransmission it
+    /// most likely is (the host counted the others as replays).
+    fn refused_copy(&mut self, now: Instant, header: &Header, verdict: ReplayVerdict) {
         let reliable = header.kind == MessageType::Reliable;
-        if let (ReplayVerdict::Seen { .. }, true) = (verdict, reliable) {
-            let for_us = header.dst == self.local;
-            let retransmission = verdict.is_retransmission(reliable, self.config.timers.dup_memory);
-            if for_us {
-                // A retransmission is a sign of life, as any message is; a
-                // copy beyond the duplicate memory is not trusted as one.
-                let tracked = if retransmission {
-                    self.heard_from(now, &header.src, from, engaged)
-                } else {
-                    self.peers.contains(&header.src)
-                };
-                let due = now + self.config.timers.t_c;
-                if tracked {
-                    self.peers.reack(&header.src, header.seq, now, due);
-                } else {
-                    self.send_ack_now(now, &header.src, header.seq);
-                }
-            }
-            if retransmission {
-                if for_us {
-                    self.stats.duplicates += 1;
-                } else {
-                    self.stats.not_for_us += 1;
-                }
-                return;
+        let (ReplayVerdict::Seen { .. }, true) = (verdict, reliable) else {
+            return;
+        };
+        let for_us = header.dst == self.local;
+        if for_us {
+            let due = now + self.config.timers.t_c;
+            if self.shared().contains(&header.src) {
+                self.acks.reack(&header.src, header.seq, now, due);
+            } else {
+                self.send_ack_now(now, &header.src, header.seq);
             }
         }
-        self.stats.rejected_replay += 1;
-        tracing::debug!(
-            src = %header.src,
-            seq = header.seq,
-            timestamp = header.timestamp,
-            reason = verdict.code(),
-            "datagram refused: {verdict}"
-        );
+        if verdict.is_retransmission(reliable, self.config.timers.dup_memory) {
+            if for_us {
+                self.stats.duplicates += 1;
+            } else {
+                self.stats.not_for_us += 1;
+            }
+        }
     }
 
     /// Re-anchors the wall clock: from `now` on, TimeStamps (ours, and the
@@ -514,6 +612,9 @@ impl Transport {
     /// stepped clock does not leave the entity's idea of the time behind.
     pub(crate) fn set_wall_clock(&mut self, now: Instant, wall: SystemTime) {
         self.anchor = (now, timestamp_of(wall));
+        if !self.hosted {
+            shared!(self).set_wall_clock(now, wall);
+        }
     }
 
     /// `mbus.ping` arrived (RFC 3259 §9.3): one hello after U[0, c_hello_min]
@@ -530,31 +631,59 @@ impl Transport {
         }
     }
 
-    /// The entities evicted since the last call, for the sub-machines to
-    /// forget.
-    pub(crate) fn take_evicted(&mut self) -> Vec<Address> {
-        std::mem::take(&mut self.evicted)
+    /// `src` said bye (RFC 3259 §9.2): it leaves the entity table.
+    pub(crate) fn said_bye(&mut self, src: &Address) {
+        shared!(self).remove(src, LeaveReason::Bye);
     }
 
-    /// Removes `addr` from the entity table; false if it was not known.
-    pub(crate) fn remove_peer(
-        &mut self,
-        now: Instant,
-        addr: &Address,
-        reason: LeaveReason,
-    ) -> bool {
-        if !self.peers.remove(addr) {
-            return false;
+    /// Expires the silent entities of this lone entity's own table.
+    pub(crate) fn expire_due(&mut self, now: Instant) {
+        if !self.hosted {
+            shared!(self).handle_timeout(now);
         }
-        self.remembered.forget(addr);
-        let entities = self.timed_entities();
-        self.hello.entities_dropped(now, entities);
-        tracing::debug!(peer = %addr, ?reason, "entity left");
-        self.push_event(Event::PeerLeft {
-            addr: addr.clone(),
-            reason,
-        });
-        true
+    }
+
+    /// The next change of the entity table, for a lone entity to follow
+    /// (a host hands its changes out itself).
+    pub(crate) fn poll_change(&mut self) -> Option<PeerChange> {
+        if self.hosted {
+            return None;
+        }
+        shared!(self).poll_change()
+    }
+
+    /// Follows a change of the entity table: a newcomer may be what a
+    /// parked send waits for; one that left is owed nothing more, its
+    /// duplicate memory goes (unless evicted: only a bye or silence forgets
+    /// it), and the hello interval is reconsidered (RFC 3259 §9.1). The
+    /// application hears of it if it follows peers.
+    pub(crate) fn apply_change(&mut self, now: Instant, change: &PeerChange) {
+        match change {
+            PeerChange::Joined(addr) if *addr != self.local => {
+                self.joins += 1;
+                if self.peer_events {
+                    self.push_event(Event::PeerJoined(addr.clone()));
+                }
+                if !self.parked.is_empty() {
+                    self.release_parked(now, addr);
+                }
+            }
+            PeerChange::Left(addr, reason) if *addr != self.local => {
+                self.acks.forget(addr);
+                if *reason != LeaveReason::Evicted {
+                    self.remembered.forget(addr);
+                    let entities = self.timed_entities();
+                    self.hello.entities_dropped(now, entities);
+                }
+                if self.peer_events {
+                    self.push_event(Event::PeerLeft {
+                        addr: addr.clone(),
+                        reason: *reason,
+                    });
+                }
+            }
+            _ => {}
+        }
     }
 
     // ---- timers, in the order the endpoint runs them --------------------------------
@@ -590,23 +719,9 @@ impl Transport {
 
     /// Acknowledgements whose T_c deadline has come.
     pub(crate) fn send_acks_due(&mut self, now: Instant) {
-        for addr in self.peers.owed(Some(now)) {
+        for addr in self.acks.owed(Some(now)) {
             self.send_dedicated_ack(now, &addr);
         }
-    }
-
-    /// The entity silent for too long at `now`, if any: removed (with its
-    /// event) and returned. The silence threshold shrinks with the entity
-    /// count, so call it until it returns `None`.
-    pub(crate) fn expire_one(&mut self, now: Instant) -> Option<Address> {
-        let dead_after = HelloTimer::dead_after(&self.config.timers, self.timed_entities());
-        let (heard, addr) = self.peers.least_recently_heard()?;
-        if heard + dead_after > now {
-            return None;
-        }
-        let addr = addr.clone();
-        self.remove_peer(now, &addr, LeaveReason::Timeout);
-        Some(addr)
     }
 
     /// Hellos (the regular one or the answer to pings), `mbus.waiting`
@@ -634,31 +749,7 @@ impl Transport {
             }
         }
         self.remembered.expire(now, memory);
-        self.report_overflow(now);
-    }
-
-    /// The summary of a minute of overflow, or the end of it.
-    fn report_overflow(&mut self, now: Instant) {
-        let Some(o) = self.overflow.as_mut().filter(|o| o.report_at <= now) else {
-            return;
-        };
-        if o.evicted == 0 && o.untracked == 0 {
-            tracing::info!("no newcomer overflowed the entity table in the last minute");
-            self.overflow = None;
-            return;
-        }
-        tracing::warn!(
-            evicted = o.evicted,
-            untracked = o.untracked,
-            entities = self.peers.len(),
-            "the entity table is still full: in the last minute {} entities were evicted \
-             for newcomers and {} messages came from entities it could not take",
-            o.evicted,
-            o.untracked
-        );
-        o.evicted = 0;
-        o.untracked = 0;
-        o.report_at = now + OVERFLOW_REPORT;
+        self.acks.prune(now);
     }
 
     /// When the earliest transport timer is due.
@@ -666,18 +757,20 @@ impl Transport {
         if self.closed {
             return None;
         }
-        let dead_after = HelloTimer::dead_after(&self.config.timers, self.timed_entities());
+        // A host runs its shared state's timers itself, once.
+        let shared = if self.hosted {
+            None
+        } else {
+            self.shared().next_deadline()
+        };
         [
             Some(self.hello.next),
             self.ping_reply,
             self.in_flight.next_deadline(),
             self.parked_until.next(),
-            self.peers.next_ack_due(),
-            self.peers
-                .least_recently_heard()
-                .map(|(at, _)| at + dead_after),
+            self.acks.next_due(),
+            shared,
             self.waits.next.next(),
-            self.overflow.as_ref().map(|o| o.report_at),
         ]
         .into_iter()
         .flatten()
@@ -909,8 +1002,8 @@ impl Transport {
         if !self.batches.is_empty() {
             self.flush_batches(now);
         }
-        if self.peers.owe_any() {
-            for addr in self.peers.owed(None) {
+        if self.acks.owe_any() {
+            for addr in self.acks.owed(None) {
                 self.send_dedicated_ack(now, &addr);
             }
         }
@@ -991,9 +1084,9 @@ impl Transport {
         kind: MessageType,
         commands: Vec<Command>,
     ) -> Result<(), EncodeError> {
-        let acks = if self.peers.owe_any() {
+        let acks = if self.acks.owe_any() {
             let keep_until = now + self.policy.retransmit_window();
-            self.peers.take_acks(dst, keep_until)
+            self.acks.take(dst, keep_until)
         } else {
             Vec::new()
         };
@@ -1012,7 +1105,7 @@ impl Transport {
             Err(e) => {
                 let due = now + self.config.timers.t_c;
                 for seq in acks {
-                    self.peers.owe_ack(dst, seq, due);
+                    self.acks.owe(dst, seq, due);
                 }
                 Err(e)
             }
@@ -1079,9 +1172,9 @@ impl Transport {
     /// queues it; a reliable one goes in flight as one message.
     fn transmit_batch(&mut self, now: Instant, b: Batch) {
         let (keys, framing) = (&self.config.keys, self.config.framing);
-        let acks = if self.peers.owe_any() {
+        let acks = if self.acks.owe_any() {
             let keep_until = now + self.policy.retransmit_window();
-            self.peers.take_acks(&b.dst, keep_until)
+            self.acks.take(&b.dst, keep_until)
         } else {
             Vec::new()
         };
@@ -1106,7 +1199,7 @@ impl Transport {
             sealed = seal_view(&view, keys, framing);
             let due = now + self.config.timers.t_c;
             for seq in &acks {
-                self.peers.owe_ack(&b.dst, *seq, due);
+                self.acks.owe(&b.dst, *seq, due);
             }
         }
         let reliable = b.kind == MessageType::Reliable;
@@ -1189,7 +1282,7 @@ impl Transport {
         if !self.config.send_unicast || dst.is_empty() {
             return group;
         }
-        let mut matches = self.peers.matching(dst);
+        let mut matches = self.matching(dst);
         match (matches.next(), matches.next()) {
             (Some(p), None) if p.endpoint.port() != group.port() => p.endpoint,
             _ => group,
@@ -1233,68 +1326,6 @@ impl Transport {
         {
             self.stats.dedicated_acks += 1;
         }
-    }
-
-    /// Adds or refreshes the sender in the entity table; false if it is new and
-    /// the table is full of entities that cannot make room (counted in
-    /// `untracked`: it is heard, not tracked). A newcomer to a full table
-    /// takes the place of the entity [`PeerTable::eviction_candidate`] names.
-    fn heard_from(
-        &mut self,
-        now: Instant,
-        src: &Address,
-        from: SocketAddr,
-        engaged: Engaged<'_>,
-    ) -> bool {
-        if self.peers.heard(src, from, now) {
-            return true;
-        }
-        if self.peers.len() >= self.config.limits.max_peers.max(1) {
-            if self.overflow.is_none() {
-                tracing::warn!(
-                    max_peers = self.config.limits.max_peers,
-                    newcomer = %src,
-                    "the entity table is full: newcomers now take the place of entities \
-                     heard only once (a flood of hellos?); a summary follows each minute \
-                     while it lasts"
-                );
-            }
-            let overflow = self.overflow.get_or_insert(Overflow {
-                report_at: now + OVERFLOW_REPORT,
-                evicted: 0,
-                untracked: 0,
-            });
-            let (in_flight, ordered, batches) = (&self.in_flight, &self.ordered, &self.batches);
-            let busy = |a: &Address| {
-                in_flight.has_destination(a)
-                    || ordered.contains_key(a)
-                    || batches.has_reliable_to(a)
-                    || engaged(a)
-            };
-            let Some(victim) = self.peers.eviction_candidate(EVICTION_SCAN, busy).cloned() else {
-                overflow.untracked += 1;
-                self.stats.untracked += 1;
-                return false;
-            };
-            overflow.evicted += 1;
-            self.stats.evicted += 1;
-            // Its duplicate memory stays: only a bye or an expiry forgets it.
-            self.peers.remove(&victim);
-            tracing::debug!(peer = %victim, newcomer = %src, "entity evicted");
-            self.push_event(Event::PeerLeft {
-                addr: victim.clone(),
-                reason: LeaveReason::Evicted,
-            });
-            self.evicted.push(victim);
-        }
-        self.peers.insert(src, from, now);
-        self.joins += 1;
-        tracing::debug!(peer = %src, %from, "entity joined");
-        self.push_event(Event::PeerJoined(src.clone()));
-        if !self.parked.is_empty() {
-            self.release_parked(now, src);
-        }
-        true
     }
 
     fn queue_transmit(&mut self, t: Transmit) {

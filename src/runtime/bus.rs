@@ -10,7 +10,7 @@ use mio::event::Source;
 use mio::{Interest, Registry, Token};
 
 use crate::config::Config;
-use crate::proto::{Endpoint, Event, SendError};
+use crate::proto::{Endpoint, EntityView, Event, SendError};
 use crate::rpc::{CallId, Outcome, Request};
 use crate::wire::{Address, Value};
 
@@ -68,8 +68,8 @@ impl Bus {
             .expect("a Bus always holds its entity")
     }
 
-    /// The protocol core (peers, counters, …).
-    pub fn endpoint(&self) -> &Endpoint {
+    /// The protocol core, to look at (peers, counters, …).
+    pub fn endpoint(&self) -> EntityView<'_> {
         self.host
             .endpoint(self.id)
             .expect("a Bus always holds its entity")

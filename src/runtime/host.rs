@@ -13,23 +13,14 @@ use mio::{Interest, Registry, Token};
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
 
 use crate::config::Config;
-use crate::proto::{Endpoint, EndpointConfig, Event, SendError};
+use crate::proto::{Endpoint, EndpointConfig, Entities, EntityView, Event, SendError, Transmit};
 use crate::rpc::{CallId, Outcome, Request};
 use crate::wire::{timestamp_of, Address, Value};
 
 use super::closures::Closures;
 use super::{echo_filter, socket, BindError, Handled};
 
-/// An entity of a [`Host`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct EntityId(pub u64);
-
-/// One hosted entity: its protocol core and its closures.
-#[derive(Debug)]
-struct Entity {
-    endpoint: Endpoint,
-    closures: Closures,
-}
+pub use crate::proto::EntityId;
 
 /// The sending side shared by the entities.
 #[derive(Debug)]
@@ -67,48 +58,50 @@ impl Sender {
         }
     }
 
-    /// Sends every datagram `ep` has ready. A datagram the kernel refuses
+    /// Sends one datagram. One the kernel refuses
     /// ([`loses_only_this_datagram`]) is counted as lost, its cause logged
-    /// once; any other error ends the sending.
+    /// once; any other error is returned.
+    fn send(&mut self, t: &Transmit) -> io::Result<()> {
+        match self.own.send_to(&t.contents, t.destination) {
+            Ok(_) => Ok(()),
+            Err(e) if loses_only_this_datagram(&e) => {
+                self.send_errors += 1;
+                let quiet = matches!(e.kind(), io::ErrorKind::WouldBlock);
+                if !quiet && !self.logged.contains(&e.kind()) {
+                    self.logged.push(e.kind());
+                    tracing::warn!(
+                        "the kernel refused a datagram to {}: {e}; it is counted as lost \
+                         (reliable messages are retransmitted), and further ones for \
+                         this cause only counted",
+                        t.destination
+                    );
+                }
+                Ok(())
+            }
+            Err(e) => {
+                self.send_errors += 1;
+                Err(e)
+            }
+        }
+    }
+
+    /// Sends every datagram `ep` has ready (see [`Sender::send`]).
     fn flush(&mut self, ep: &mut Endpoint) -> io::Result<()> {
         let now = Instant::now();
         while let Some(t) = ep.poll_transmit(now) {
-            match self.own.send_to(&t.contents, t.destination) {
-                Ok(_) => {}
-                Err(e) if loses_only_this_datagram(&e) => {
-                    self.send_errors += 1;
-                    let quiet = matches!(e.kind(), io::ErrorKind::WouldBlock);
-                    if !quiet && !self.logged.contains(&e.kind()) {
-                        self.logged.push(e.kind());
-                        tracing::warn!(
-                            "the kernel refused a datagram to {}: {e}; it is counted as lost \
-                             (reliable messages are retransmitted), and further ones for \
-                             this cause only counted",
-                            t.destination
-                        );
-                    }
-                }
-                Err(e) => {
-                    self.send_errors += 1;
-                    return Err(e);
-                }
-            }
+            self.send(&t)?;
         }
         Ok(())
-    }
-
-    fn flush_logged(&mut self, ep: &mut Endpoint) {
-        if let Err(e) = self.flush(ep) {
-            tracing::warn!("sending failed: {e}");
-        }
     }
 }
 
 /// Several entities in one process, on one pair of sockets.
 ///
-/// Every datagram the sockets receive is handed to every entity (multicast
-/// semantics: each ignores what is not addressed to it). The entities share
-/// one sending socket, so their traffic to each other goes through the
+/// The protocol work is a [`crate::proto::Entities`]: every datagram the
+/// sockets receive is opened and screened once (what the entities share,
+/// the entity table and the replay guard, is kept once), then handed only
+/// to the entities its destination designates. The entities share one
+/// sending socket, so their traffic to each other goes through the
 /// kernel's multicast loop exactly as it would between processes: each
 /// sibling gets each message once, from the kernel, and is never handed a
 /// second, in-process copy. While the host holds a single entity, what
@@ -129,11 +122,13 @@ pub struct Host {
     interface_ip: IpAddr,
     /// What every entity is told about the bus (its seed is drawn per entity).
     template: EndpointConfig,
+    /// The entities' protocol state, and what they share.
+    core: Entities,
+    /// The closures the runtime adds to each entity.
+    closures: BTreeMap<EntityId, Closures>,
     /// Both sockets in a level-triggered epoll set, for [`AsRawFd`].
     watch: Epoll,
     buf: Vec<u8>,
-    entities: BTreeMap<EntityId, Entity>,
-    next_id: u64,
     own_echoes: u64,
     /// True while the kernel keeps our own multicast off the group socket
     /// (see [`echo_filter`]): only while at most one entity is hosted.
@@ -162,7 +157,10 @@ impl Host {
             tracing::debug!("own multicast is dropped in user space: no socket filter ({e})");
             false
         });
+        let core = Entities::new(&template, Instant::now(), SystemTime::now());
         Ok(Host {
+            core,
+            closures: BTreeMap::new(),
             group: UdpSocket::from_std(sockets.group),
             sender: Sender::new(UdpSocket::from_std(sockets.own)),
             group_addr: sockets.group_addr,
@@ -171,8 +169,6 @@ impl Host {
             template,
             watch,
             buf: vec![0; 65_536],
-            entities: BTreeMap::new(),
-            next_id: 0,
             own_echoes: 0,
             echo_filter,
             wall_told: (Instant::now(), timestamp_of(SystemTime::now())),
@@ -186,21 +182,15 @@ impl Host {
         let local = super::entity_address(address, self.interface_ip);
         let mut config = self.template.clone();
         config.seed = rand::random();
-        let endpoint = Endpoint::new(config, local, Instant::now(), SystemTime::now())?;
-        if self.echo_filter && !self.entities.is_empty() {
+        if self.echo_filter && !self.core.is_empty() {
             // A second entity: the first one's copies are a sibling's now.
             echo_filter::set(&self.group, self.own_addr, false)?;
             self.echo_filter = false;
         }
-        let id = EntityId(self.next_id);
-        self.next_id += 1;
-        self.entities.insert(
-            id,
-            Entity {
-                endpoint,
-                closures: Closures::default(),
-            },
-        );
+        let id = self
+            .core
+            .add(config, local, Instant::now(), SystemTime::now())?;
+        self.closures.insert(id, Closures::default());
         Ok(id)
     }
 
@@ -209,41 +199,49 @@ impl Host {
     /// transactions among them (no closure runs for them); `None` if there
     /// is no such entity.
     pub fn remove(&mut self, id: EntityId) -> Option<Vec<Event>> {
-        let mut entity = self.entities.remove(&id)?;
-        entity.endpoint.close(Instant::now());
-        self.sender.flush_logged(&mut entity.endpoint);
-        if self.entities.len() == 1 && !self.echo_filter {
+        let events = self.core.remove(id, Instant::now())?;
+        self.closures.remove(&id);
+        self.flush_logged();
+        if self.core.len() == 1 && !self.echo_filter {
             self.echo_filter = echo_filter::set(&self.group, self.own_addr, true).unwrap_or(false);
         }
-        Some(std::iter::from_fn(|| entity.endpoint.poll_event()).collect())
+        Some(events)
     }
 
     /// The entities, in the order they were added.
     pub fn ids(&self) -> impl Iterator<Item = EntityId> + '_ {
-        self.entities.keys().copied()
+        self.core.ids()
     }
 
     /// How many entities the host holds.
     pub fn len(&self) -> usize {
-        self.entities.len()
+        self.core.len()
     }
 
     /// True if the host holds no entity.
     pub fn is_empty(&self) -> bool {
-        self.entities.is_empty()
+        self.core.is_empty()
     }
 
-    /// Entity `id`'s protocol core (peers, counters, …).
-    pub fn endpoint(&self, id: EntityId) -> Option<&Endpoint> {
-        self.entities.get(&id).map(|e| &e.endpoint)
+    /// Entity `id`'s protocol core, to look at (peers, counters, …).
+    pub fn endpoint(&self, id: EntityId) -> Option<EntityView<'_>> {
+        self.core.endpoint(id)
+    }
+
+    /// The entities' protocol state and what they share (the entity table,
+    /// the replay guard, the host's counters).
+    pub fn core(&self) -> &Entities {
+        &self.core
     }
 
     /// Entity `id`, to act on.
     pub fn entity(&mut self, id: EntityId) -> Option<EntityMut<'_>> {
-        let entity = self.entities.get_mut(&id)?;
+        self.core.lend(id)?;
+        let closures = self.closures.entry(id).or_default();
         Some(EntityMut {
             id,
-            entity,
+            core: &mut self.core,
+            closures,
             sender: &mut self.sender,
         })
     }
@@ -278,9 +276,8 @@ impl Host {
     }
 
     /// Reads both sockets until they would block and hands every datagram to
-    /// every entity, authenticated and parsed once (the entities share the
-    /// keys); only the entity that takes a message copies its commands.
-    /// Nothing is sent here; see [`Host::poll_event`].
+    /// the entities, opened and screened once (see [`Entities`]). Nothing is
+    /// sent here; see [`Host::poll_event`].
     pub fn on_readable(&mut self) -> io::Result<()> {
         self.read_wall_clock();
         for own in [false, true] {
@@ -288,23 +285,13 @@ impl Host {
                 let socket = if own { &self.sender.own } else { &self.group };
                 match socket.recv_from(&mut self.buf) {
                     Ok((n, from)) => {
-                        if from == self.own_addr && self.entities.len() <= 1 {
+                        if from == self.own_addr && self.core.len() <= 1 {
                             // Our only entity's own multicast, looped back.
                             self.own_echoes += 1;
                             continue;
                         }
-                        let now = Instant::now();
-                        if self.entities.len() == 1 {
-                            if let Some(e) = self.entities.values_mut().next() {
-                                e.endpoint.handle_datagram(now, from, &self.buf[..n]);
-                            }
-                            continue;
-                        }
-                        // Every entity shares the keys: open it once.
-                        let opened = crate::auth::open(&self.buf[..n], &self.template.keys);
-                        for e in self.entities.values_mut() {
-                            e.endpoint.handle_opened(now, from, opened.as_ref());
-                        }
+                        self.core
+                            .handle_datagram(Instant::now(), from, &self.buf[..n]);
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -325,11 +312,9 @@ impl Host {
     /// reply made while handling the events carries them.
     pub fn on_timeout(&mut self) -> io::Result<()> {
         let now = self.read_wall_clock();
-        for e in self.entities.values_mut() {
-            if e.endpoint.poll_timeout().is_some_and(|t| t <= now) {
-                e.endpoint.handle_timeout(now);
-                self.sender.flush(&mut e.endpoint)?;
-            }
+        if self.core.poll_timeout().is_some_and(|t| t <= now) {
+            self.core.handle_timeout(now);
+            self.flush()?;
         }
         Ok(())
     }
@@ -344,19 +329,14 @@ impl Host {
         let expected = told.saturating_add(now.saturating_duration_since(at).as_millis() as u64);
         if expected.abs_diff(timestamp_of(wall)) >= WALL_CLOCK_SLACK_MS {
             self.wall_told = (now, timestamp_of(wall));
-            for e in self.entities.values_mut() {
-                e.endpoint.set_wall_clock(now, wall);
-            }
+            self.core.set_wall_clock(now, wall);
         }
         now
     }
 
-    /// The next deadline of any entity.
+    /// The next deadline of any entity, or of what they share.
     pub fn deadline(&self) -> Option<Instant> {
-        self.entities
-            .values()
-            .filter_map(|e| e.endpoint.poll_timeout())
-            .min()
+        self.core.poll_timeout()
     }
 
     /// How long the event loop may sleep before [`Host::on_timeout`] is due.
@@ -371,11 +351,10 @@ impl Host {
     /// Requests for operations served by a closure and the outcomes of calls
     /// made with [`EntityMut::call_then`] are handled here and not returned.
     pub fn poll_event(&mut self) -> Option<(EntityId, Event)> {
-        for (id, e) in self.entities.iter_mut() {
-            while let Some(event) = e.endpoint.poll_event() {
-                if let Some(event) = e.closures.take(&mut e.endpoint, event) {
-                    return Some((*id, event));
-                }
+        while let Some((id, event)) = self.core.poll_event() {
+            let closures = self.closures.entry(id).or_default();
+            if let Some(event) = self.core.with(id, |ep| closures.take(ep, event)).flatten() {
+                return Some((id, event));
             }
         }
         self.flush_logged();
@@ -384,8 +363,9 @@ impl Host {
 
     /// Sends every datagram the entities have ready.
     pub fn flush(&mut self) -> io::Result<()> {
-        for e in self.entities.values_mut() {
-            self.sender.flush(&mut e.endpoint)?;
+        let now = Instant::now();
+        while let Some((_, t)) = self.core.poll_transmit(now) {
+            self.sender.send(&t)?;
         }
         Ok(())
     }
@@ -399,11 +379,21 @@ impl Host {
 
 /// One entity of a [`Host`], to act on: its endpoint (flushed after each
 /// use) and the closures the runtime adds to it.
+///
+/// While it exists the entity holds what the host's entities share (the
+/// entity table), so its endpoint answers as a lone one would.
 #[derive(Debug)]
 pub struct EntityMut<'a> {
     id: EntityId,
-    entity: &'a mut Entity,
+    core: &'a mut Entities,
+    closures: &'a mut Closures,
     sender: &'a mut Sender,
+}
+
+impl Drop for EntityMut<'_> {
+    fn drop(&mut self) {
+        self.core.take_back(self.id);
+    }
 }
 
 impl EntityMut<'_> {
@@ -412,18 +402,41 @@ impl EntityMut<'_> {
         self.id
     }
 
+    /// Its protocol core, holding the host's shared state while `self` lives.
+    fn ep(&mut self) -> &mut Endpoint {
+        self.core
+            .lent(self.id)
+            .expect("an EntityMut holds its entity's shared state while it lives")
+    }
+
     /// Its protocol core.
     pub fn endpoint(&self) -> &Endpoint {
-        &self.entity.endpoint
+        self.core
+            .lent_ref(self.id)
+            .expect("an EntityMut holds its entity's shared state while it lives")
     }
 
     /// Runs `f` on its protocol core with the current time, then sends what
     /// `f` produced: the way to every core method and view, e.g.
     /// `e.with_endpoint(|ep, now| ep.rpc().call(now, &dst, "op", args, timeout))`.
     pub fn with_endpoint<R>(&mut self, f: impl FnOnce(&mut Endpoint, Instant) -> R) -> R {
-        let r = f(&mut self.entity.endpoint, Instant::now());
-        self.sender.flush_logged(&mut self.entity.endpoint);
+        let r = f(self.ep(), Instant::now());
+        self.flush_logged();
         r
+    }
+
+    fn flush_logged(&mut self) {
+        if let Err(e) = self.flush() {
+            tracing::warn!("sending failed: {e}");
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        let ep = self
+            .core
+            .lent(self.id)
+            .expect("an EntityMut holds its entity's shared state while it lives");
+        self.sender.flush(ep)
     }
 
     /// Serves RPC `name` with `handler`, run on the thread that drives the
@@ -431,21 +444,25 @@ impl EntityMut<'_> {
     /// the host down: the caller gets `FAILED HANDLER_PANICKED` with the panic
     /// message. Returns that cannot be encoded become `FAILED BAD_RETURN`.
     pub fn serve(&mut self, name: &str, handler: impl FnMut(&Request) -> Handled + Send + 'static) {
-        let Entity { endpoint, closures } = &mut *self.entity;
-        closures.serve(endpoint, name, Box::new(handler));
+        let ep = self.core.lent(self.id);
+        if let Some(ep) = ep {
+            self.closures.serve(ep, name, Box::new(handler));
+        }
     }
 
     /// Serves RPC `name` through request events (answer them with the
     /// endpoint's `rpc().reply`).
     pub fn serve_events(&mut self, name: &str) {
-        let Entity { endpoint, closures } = &mut *self.entity;
-        closures.serve_events(endpoint, name);
+        if let Some(ep) = self.core.lent(self.id) {
+            self.closures.serve_events(ep, name);
+        }
     }
 
     /// Stops serving `name` (unicast calls then get `UNKNOWN`).
     pub fn unserve(&mut self, name: &str) {
-        let Entity { endpoint, closures } = &mut *self.entity;
-        closures.unserve(endpoint, name);
+        if let Some(ep) = self.core.lent(self.id) {
+            self.closures.unserve(ep, name);
+        }
     }
 
     /// Calls `name` at the one entity `dst` designates (the endpoint's
@@ -462,15 +479,15 @@ impl EntityMut<'_> {
     ) -> Result<CallId, SendError> {
         let call =
             self.with_endpoint(|ep, now| ep.rpc().call_within(now, dst, name, args, timeout))?;
-        self.entity.closures.wait_for(call, Box::new(done));
+        self.closures.wait_for(call, Box::new(done));
         Ok(call)
     }
 
     /// Says bye and sends it; messages still in flight are reported failed.
     /// The entity stays in the host (closed) until removed.
     pub fn close(&mut self) -> io::Result<()> {
-        self.entity.endpoint.close(Instant::now());
-        self.sender.flush(&mut self.entity.endpoint)
+        self.ep().close(Instant::now());
+        self.flush()
     }
 }
 

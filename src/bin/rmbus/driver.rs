@@ -6,7 +6,7 @@ use std::io;
 use std::time::{Duration, Instant};
 
 use mio::{Events, Interest, Poll, Token, Waker};
-use rmbus::proto::{Endpoint, Event};
+use rmbus::proto::{EntityView, Event};
 use rmbus::runtime::{EntityId, EntityMut, Host};
 
 use rmbus::wire::Address;
@@ -46,7 +46,7 @@ pub fn entity(host: &mut Host, id: EntityId) -> EntityMut<'_> {
 }
 
 /// Entity `id`'s protocol core.
-pub fn endpoint(host: &Host, id: EntityId) -> &Endpoint {
+pub fn endpoint(host: &Host, id: EntityId) -> EntityView<'_> {
     host.endpoint(id)
         .expect("a command keeps its entities while it runs")
 }

@@ -544,7 +544,7 @@ pub fn run(args: Args) -> Outcome {
             }
         }
         let now = Instant::now();
-        pending.retain_mut(|p| match p.search.check(bus.endpoint(), now) {
+        pending.retain_mut(|p| match p.search.check(bus.endpoint().view(), now) {
             Found::NotYet => true,
             Found::No(e) => {
                 out.error(Some(p.line), e);

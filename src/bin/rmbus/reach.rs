@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use rmbus::proto::{Endpoint, SendError};
+use rmbus::proto::{EntityView, SendError};
 use rmbus::runtime::{EntityId, EntityMut};
 use rmbus::wire::Address;
 
@@ -101,7 +101,7 @@ impl Search {
     /// A destination with an `id` element is unique once heard from; any other
     /// needs every ping answer (1.1 s) to tell whether one entity or several
     /// match it. A unique subset address is completed to the entity's address.
-    pub fn check(&self, ep: &Endpoint, now: Instant) -> Found {
+    pub fn check(&self, ep: EntityView<'_>, now: Instant) -> Found {
         let complete = self.dst.id().is_some();
         let settled = complete || self.pinged.is_none_or(|at| now >= at + PING_ANSWERS);
         let result = ep.unique_match(&self.dst);
@@ -177,7 +177,7 @@ pub fn gather(
     use crate::driver::{Ended, Flow};
     let search = Search::pinging(&mut entity(&mut driver.host, me), dst, wait);
     let settled = search.deadline.min(Instant::now() + PING_ANSWERS);
-    let matches = |ep: &Endpoint| -> Vec<Address> {
+    let matches = |ep: EntityView<'_>| -> Vec<Address> {
         ep.peers()
             .map(|p| p.address.clone())
             .filter(|a| dst.is_subset_of(a))

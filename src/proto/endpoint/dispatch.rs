@@ -24,7 +24,7 @@ use crate::wire::{Address, Command, Header, ShapeError};
 
 use super::super::cmd::TransportCommand;
 use super::super::guidelines::{self, Ctx, Guidelines, TxnTable};
-use super::super::{Event, LeaveReason};
+use super::super::Event;
 use super::Endpoint;
 
 /// Where a command that is not an RFC 3259 §9 command goes.
@@ -154,9 +154,8 @@ impl Endpoint {
         match command {
             TransportCommand::Hello(_) => {}
             TransportCommand::Bye(_) => {
-                if self.transport.remove_peer(now, src, LeaveReason::Bye) {
-                    self.peer_left(now, src);
-                }
+                self.transport.said_bye(src);
+                self.follow_changes(now);
             }
             TransportCommand::Ping(_) => self.transport.on_ping(now),
             TransportCommand::Quit(_) => {

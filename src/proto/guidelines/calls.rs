@@ -443,6 +443,11 @@ impl Calls {
         })
     }
 
+    /// True if any call is open.
+    pub(crate) fn any_open(&self) -> bool {
+        !self.calls.is_empty()
+    }
+
     /// The endpoint closes: every call still open ends ([`Outcome::Closed`],
     /// or for a MULTICAST call, for the entities that have not answered).
     pub(crate) fn close(&mut self, ctx: &mut Ctx<'_>) {

@@ -118,6 +118,17 @@ impl Guidelines {
             || self.services.engaged_with(addr)
     }
 
+    /// True if anything is open with any entity (see
+    /// [`Guidelines::engaged_with`]), or a call waits for its callee to
+    /// appear: such an endpoint follows the entity table's changes.
+    pub(crate) fn any_open(&self) -> bool {
+        self.calls.any_open()
+            || self.serving.any_open()
+            || self.transactions.any_open()
+            || self.properties.any_open()
+            || self.services.any_open()
+    }
+
     /// The endpoint closes: every call and client transaction still open ends.
     pub(crate) fn close(&mut self, ctx: &mut Ctx<'_>) {
         self.calls.close(ctx);

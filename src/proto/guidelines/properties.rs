@@ -171,6 +171,11 @@ impl PropertyTable {
         self.properties.values().any(|p| p.watchers.contains(addr))
     }
 
+    /// True if any property is watched.
+    pub(crate) fn any_open(&self) -> bool {
+        self.properties.values().any(|p| !p.watchers.is_empty())
+    }
+
     pub(crate) fn peer_left(&mut self, addr: &Address) {
         for p in self.properties.values_mut() {
             p.watchers.retain(|w| w != addr);

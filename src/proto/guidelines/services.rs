@@ -176,6 +176,11 @@ impl ServiceTable {
         self.by_prefix.values().any(|s| s.clients.contains(addr))
     }
 
+    /// True if any service has a registered client.
+    pub(crate) fn any_open(&self) -> bool {
+        self.by_prefix.values().any(|s| !s.clients.is_empty())
+    }
+
     pub(crate) fn peer_left(&mut self, addr: &Address) {
         for s in self.by_prefix.values_mut() {
             s.clients.retain(|c| c != addr);

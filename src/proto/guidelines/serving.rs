@@ -99,6 +99,11 @@ impl Serving {
         self.requests.values().any(|r| r.caller == *addr)
     }
 
+    /// True if any request is being served.
+    pub(crate) fn any_open(&self) -> bool {
+        !self.requests.is_empty()
+    }
+
     /// True if `name` is served by name.
     pub(crate) fn serves(&self, name: &str) -> bool {
         self.served.contains(name)

@@ -374,6 +374,11 @@ impl TxnTable {
             || self.server.values().any(|t| t.client == *addr)
     }
 
+    /// True if any transaction is open, either way.
+    pub(crate) fn any_open(&self) -> bool {
+        !self.client.is_empty() || !self.server.is_empty()
+    }
+
     /// The endpoint closes: our transactions end ([`TxnOutcome::Closed`]).
     pub(crate) fn close(&mut self, ctx: &mut Ctx<'_>) {
         let mut open: Vec<u64> = self.client.keys().copied().collect();

@@ -1,0 +1,253 @@
+//! Hosts of many entities ([`rmbus::proto::Entities`]) on the simulated
+//! network: the entity table, the replay guard and the expiry kept once per
+//! host, datagrams routed only to the entities they designate, under loss.
+//! `RMBUS_SIM_SEEDS=N` runs N seeds instead of the default few.
+
+mod sim;
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime};
+
+use rmbus::auth::seal;
+use rmbus::proto::{Delivery, Entities, EntityId, Event, LeaveReason, MsgId};
+use rmbus::wire::{Address, Command, Framing, Header, Message, MessageType, Value};
+
+use sim::{endpoint_config, for_seeds, keys, Link, Net};
+
+type HostNet = Net<Entities>;
+
+/// The wall clock every simulated host starts from.
+fn epoch() -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000)
+}
+
+/// Adds a host (node) with `entities` entities `(app:sim host:h<n> e:<k>
+/// id:<k>-<n>@127.0.0.1)`; returns its node index and their addresses.
+fn add_host(
+    net: &mut HostNet,
+    seed: u64,
+    entities: usize,
+    max_peers: usize,
+) -> (usize, Vec<Address>) {
+    let n = net.nodes.len();
+    let mut template = endpoint_config(seed.wrapping_mul(1000).wrapping_add(n as u64));
+    template.limits.max_peers = max_peers;
+    let mut host = Entities::new(&template, net.now, epoch());
+    let mut addresses = Vec::new();
+    for k in 0..entities {
+        let local = Address::parse(&format!("(app:sim host:h{n} e:{k} id:{k}-{n}@127.0.0.1)"))
+            .expect("a valid address");
+        let mut config = template.clone();
+        config.seed = template.seed.wrapping_mul(7919).wrapping_add(k as u64);
+        host.add(config, local.clone(), net.now, epoch())
+            .expect("a new address");
+        addresses.push(local);
+    }
+    (net.push(host), addresses)
+}
+
+/// The id of the entity with address `a` on node `node`.
+fn id_of(net: &HostNet, node: usize, a: &Address) -> EntityId {
+    net.nodes[node].ep.id_of(a).expect("an entity of that node")
+}
+
+/// True once every entity of every node sees `total` entities.
+fn everyone_sees(net: &HostNet, total: usize) -> bool {
+    net.nodes.iter().all(|node| {
+        node.ep
+            .ids()
+            .all(|id| node.ep.endpoint(id).is_some_and(|v| v.entities() == total))
+    })
+}
+
+#[test]
+fn hundreds_of_entities_on_three_hosts_get_every_reliable_message_once_under_loss() {
+    for_seeds(2, |seed| {
+        let mut net: HostNet = Net::new(seed, Link::lossy(0.10));
+        let hosts: Vec<(usize, Vec<Address>)> = (0..3)
+            .map(|_| add_host(&mut net, seed, 100, 16_384))
+            .collect();
+        assert!(
+            net.run_until_true(Duration::from_secs(120), |n| everyone_sees(n, 300)),
+            "seed {seed}: every entity of every host learns all 300"
+        );
+        for (node, _) in &hosts {
+            assert_eq!(
+                net.nodes[*node].ep.shared().len(),
+                300,
+                "one table per host"
+            );
+        }
+        // Each entity sends one reliable command to its counterpart on the
+        // next host and one to a sibling.
+        let mut sent: HashMap<(usize, EntityId, MsgId), (Address, String)> = HashMap::new();
+        for (h, (node, addresses)) in hosts.iter().enumerate() {
+            let (_, next) = &hosts[(h + 1) % hosts.len()];
+            for (k, me) in addresses.iter().enumerate() {
+                let id = id_of(&net, *node, me);
+                for (to, what) in [
+                    (next[k].clone(), "test.across"),
+                    (addresses[(k + 1) % addresses.len()].clone(), "test.sibling"),
+                ] {
+                    let name = format!("{what}.{h}.{k}");
+                    let cmd = Command::new(&name, vec![Value::Integer(k as i64)]);
+                    let msg = net
+                        .with(*node, |ep, now| {
+                            ep.with(id, |ep| ep.send(now, &to, vec![cmd], Delivery::Reliable))
+                        })
+                        .expect("the entity exists")
+                        .expect("a known destination");
+                    sent.insert((*node, id, msg), (to, name));
+                }
+            }
+        }
+        let settled = |net: &HostNet| -> usize {
+            net.nodes
+                .iter()
+                .map(|n| {
+                    n.events
+                        .iter()
+                        .filter(|(_, (_, e))| {
+                            matches!(e, Event::Delivered { .. } | Event::DeliveryFailed { .. })
+                        })
+                        .count()
+                })
+                .sum()
+        };
+        assert!(
+            net.run_until_true(Duration::from_secs(30), |n| settled(n) == 600),
+            "seed {seed}: every send settles, delivered or failed"
+        );
+        // What each entity was handed, by command name.
+        let mut received: HashMap<(Address, String), usize> = HashMap::new();
+        for node in &net.nodes {
+            for (_, (id, e)) in &node.events {
+                if let Event::Command { command, .. } = e {
+                    let me = node
+                        .ep
+                        .endpoint(*id)
+                        .expect("still there")
+                        .local_address()
+                        .clone();
+                    *received.entry((me, command.name.clone())).or_default() += 1;
+                }
+            }
+        }
+        assert!(
+            received.values().all(|n| *n == 1),
+            "seed {seed}: never twice"
+        );
+        let mut delivered = 0;
+        for (n, node) in net.nodes.iter().enumerate() {
+            for (_, (id, e)) in &node.events {
+                if let Event::Delivered { id: msg, .. } = e {
+                    let (to, name) = &sent[&(n, *id, *msg)];
+                    assert_eq!(
+                        received.get(&(to.clone(), name.clone())),
+                        Some(&1),
+                        "seed {seed}: delivered means {to} had {name}"
+                    );
+                    delivered += 1;
+                }
+            }
+        }
+        assert!(
+            delivered >= 570,
+            "seed {seed}: {delivered} of 600 delivered at 10 % loss"
+        );
+        // The host screened each datagram once: no entity was handed one
+        // that was not for it.
+        for node in &net.nodes {
+            for id in node.ep.ids() {
+                let stats = node.ep.endpoint(id).expect("there").stats();
+                assert_eq!(stats.not_for_us, 0, "seed {seed}: routed, not broadcast");
+            }
+        }
+    });
+}
+
+#[test]
+fn a_leaving_entity_reaches_the_other_hosts_once_and_only_followers_hear_of_it() {
+    for_seeds(3, |seed| {
+        let mut net: HostNet = Net::new(seed, Link::perfect());
+        let (a, a_addrs) = add_host(&mut net, seed, 20, 16_384);
+        let (b, b_addrs) = add_host(&mut net, seed, 20, 16_384);
+        // Half of b's entities do not follow the table.
+        for quiet in &b_addrs[10..] {
+            let id = id_of(&net, b, quiet);
+            net.with(b, |ep, _| ep.with(id, |ep| ep.set_peer_events(false)));
+        }
+        assert!(net.run_until_true(Duration::from_secs(60), |n| everyone_sees(n, 40)));
+        let leaving = id_of(&net, a, &a_addrs[0]);
+        let before: usize = net.nodes[b].events.len();
+        net.with(a, |ep, now| ep.remove(leaving, now))
+            .expect("it was there");
+        net.run_for(Duration::from_millis(200));
+        assert_eq!(net.nodes[a].ep.shared().len(), 39);
+        assert_eq!(
+            net.nodes[b].ep.shared().len(),
+            39,
+            "seed {seed}: its bye went through"
+        );
+        let left: Vec<EntityId> = net.nodes[b].events[before..]
+            .iter()
+            .filter_map(|(_, (id, e))| match e {
+                Event::PeerLeft { addr, reason } if *addr == a_addrs[0] => {
+                    assert_eq!(*reason, LeaveReason::Bye);
+                    Some(*id)
+                }
+                _ => None,
+            })
+            .collect();
+        let followers: Vec<EntityId> = b_addrs[..10].iter().map(|x| id_of(&net, b, x)).collect();
+        assert_eq!(
+            left, followers,
+            "seed {seed}: once each, to those that follow"
+        );
+    });
+}
+
+#[test]
+fn a_flood_of_invented_entities_does_not_evict_the_peer_an_entity_is_sending_to() {
+    let mut net: HostNet = Net::new(7, Link::perfect());
+    let (a, a_addrs) = add_host(&mut net, 7, 4, 16);
+    let (b, b_addrs) = add_host(&mut net, 7, 1, 16_384);
+    assert!(net.run_until_true(Duration::from_secs(30), |n| everyone_sees(n, 5)));
+    // b goes quiet (partitioned), while a's first entity sends to it.
+    net.partition = Some(vec![0, 1]);
+    let _ = b;
+    let sender = id_of(&net, a, &a_addrs[0]);
+    let to = b_addrs[0].clone();
+    let cmd = Command::new("test.held", vec![]);
+    net.with(a, |ep, now| {
+        ep.with(sender, |ep| {
+            ep.send(now, &to, vec![cmd], Delivery::Reliable)
+        })
+    })
+    .expect("there")
+    .expect("known");
+    // 100 invented entities say hello to a's host: the table holds 16.
+    let from = "127.0.0.1:60000".parse().expect("an address");
+    for i in 0..100u32 {
+        let hello = Message {
+            header: Header {
+                seq: 0,
+                timestamp: 1_700_000_000_000 + u64::from(i),
+                kind: MessageType::Unreliable,
+                src: Address::parse(&format!("(app:flood id:{i}@10.0.0.1)")).expect("valid"),
+                dst: Address::empty(),
+                acks: vec![],
+            },
+            commands: vec![Command::new("mbus.hello", vec![])],
+        };
+        let bytes = seal(&hello, &keys(), Framing::Lf).expect("sealed");
+        net.inject(a, from, &bytes);
+    }
+    let shared = net.nodes[a].ep.shared();
+    assert!(shared.len() <= 16, "bounded: {}", shared.len());
+    assert!(
+        shared.peers().any(|p| p.address == to),
+        "the peer a message is in flight to stays"
+    );
+    assert!(shared.stats().evicted > 0);
+}
