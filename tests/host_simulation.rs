@@ -78,6 +78,50 @@ fn hundreds_of_entities_on_three_hosts_get_every_reliable_message_once_under_los
                 "one table per host"
             );
         }
+        // A datagram to () reaches every entity once: the siblings through
+        // the host's own loop, the others over the lossy link (a host hands
+        // it to all its entities or, lost, to none), never the sender.
+        let (first, first_addrs) = &hosts[0];
+        let shouter = id_of(&net, *first, &first_addrs[0]);
+        let shout = Command::new("test.everyone", vec![]);
+        net.with(*first, |ep, now| {
+            ep.with(shouter, |ep| {
+                ep.send(now, &Address::empty(), vec![shout], Delivery::Unreliable)
+            })
+        })
+        .expect("the entity exists")
+        .expect("an unreliable send");
+        net.run_for(Duration::from_millis(100));
+        for (node, addresses) in &hosts {
+            let counts: Vec<usize> = addresses
+                .iter()
+                .map(|a| {
+                    let id = id_of(&net, *node, a);
+                    net.nodes[*node]
+                        .events
+                        .iter()
+                        .filter(|(_, (to, e))| {
+                            *to == id
+                                && matches!(e, Event::Command { command, .. } if command.name == "test.everyone")
+                        })
+                        .count()
+                })
+                .collect();
+            if node == first {
+                assert_eq!(counts[0], 0, "seed {seed}: never the sender");
+                assert!(
+                    counts[1..].iter().all(|n| *n == 1),
+                    "seed {seed}: each sibling once"
+                );
+            } else {
+                let all = counts.iter().all(|n| *n == 1);
+                let none = counts.iter().all(|n| *n == 0);
+                assert!(
+                    all || none,
+                    "seed {seed}: all of a host's entities once, or none"
+                );
+            }
+        }
         // Each entity sends one reliable command to its counterpart on the
         // next host and one to a sibling.
         let mut sent: HashMap<(usize, EntityId, MsgId), (Address, String)> = HashMap::new();

@@ -66,8 +66,8 @@ fn fifty_entities_exchange_reliable_commands_and_calls_without_loss_or_growth() 
         .and_then(|v| v.parse().ok())
         .unwrap_or(30);
     // Steady state: the duplicate memory holds a full window of traffic,
-    // and the allocator has settled (measured on 2026-12-06: 11.4 MiB at
-    // 12 s, 13.7 at 20 s, 14.6 at 45 s).
+    // and resident memory has settled (it still rises for several seconds
+    // after the duplicate memory is full).
     let steady = rmbus::proto::Timers::default().dup_memory + Duration::from_secs(10);
     let secs = secs.max(steady.as_secs() + 10);
     let mut config = common::free_port_config();

@@ -383,6 +383,15 @@ mod tests {
         }
     }
 
+    /// A fresh shared state with a table of `max_peers`, the time it was
+    /// made (monotonic, and wall-clock ms) and a source endpoint.
+    fn setup(max_peers: usize) -> (Shared, Instant, u64, SocketAddr) {
+        let (now, wall) = (Instant::now(), SystemTime::now());
+        let shared = Shared::new(&config(max_peers), now, wall);
+        let from: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        (shared, now, timestamp_of(wall), from)
+    }
+
     fn header(src: &str, seq: u32, timestamp: u64) -> Header {
         Header {
             seq,
@@ -396,10 +405,7 @@ mod tests {
 
     #[test]
     fn a_datagram_is_screened_once_and_its_copy_refused() {
-        let (now, wall) = (Instant::now(), SystemTime::now());
-        let ms = timestamp_of(wall);
-        let mut shared = Shared::new(&config(16), now, wall);
-        let from: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let (mut shared, now, ms, from) = setup(16);
         let h = header("(n:a id:1@h)", 0, ms);
         assert_eq!(
             shared.screen(now, from, &h, &|_| false),
@@ -419,10 +425,7 @@ mod tests {
 
     #[test]
     fn a_full_table_evicts_only_the_entities_no_one_is_busy_with() {
-        let (now, wall) = (Instant::now(), SystemTime::now());
-        let ms = timestamp_of(wall);
-        let mut shared = Shared::new(&config(2), now, wall);
-        let from: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let (mut shared, now, ms, from) = setup(2);
         let (a, b, c) = (
             header("(n:a id:1@h)", 0, ms),
             header("(n:b id:2@h)", 0, ms),
@@ -456,10 +459,8 @@ mod tests {
 
     #[test]
     fn silent_entities_expire_once_for_the_host() {
-        let (now, wall) = (Instant::now(), SystemTime::now());
-        let mut shared = Shared::new(&config(16), now, wall);
-        let from: SocketAddr = "127.0.0.1:5000".parse().unwrap();
-        let h = header("(n:a id:1@h)", 0, timestamp_of(wall));
+        let (mut shared, now, ms, from) = setup(16);
+        let h = header("(n:a id:1@h)", 0, ms);
         shared.screen(now, from, &h, &|_| false);
         shared.poll_change();
         let due = shared.next_deadline().expect("an expiry");
