@@ -222,6 +222,14 @@ fn a_leaving_entity_reaches_the_other_hosts_once_and_only_followers_hear_of_it()
             net.with(b, |ep, _| ep.with(id, |ep| ep.set_peer_events(false)));
         }
         assert!(net.run_until_true(Duration::from_secs(60), |n| everyone_sees(n, 40)));
+        // Only hellos so far: they changed the shared tables and reached no
+        // entity.
+        for node in &net.nodes {
+            for id in node.ep.ids() {
+                let seen = node.ep.endpoint(id).expect("there").stats().datagrams_in;
+                assert_eq!(seen, 0, "seed {seed}: hellos stay in the host's table");
+            }
+        }
         let leaving = id_of(&net, a, &a_addrs[0]);
         let before: usize = net.nodes[b].events.len();
         net.with(a, |ep, now| ep.remove(leaving, now))
