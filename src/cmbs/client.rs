@@ -22,19 +22,15 @@ use crate::wire::{Address, Command, Value};
 
 use super::cmd::{Announce, Deliver, DeliverAnswer, Describe, Order};
 use super::code::{Code, Refusal};
-use super::directory::{matches_member, Change, Directory, Entry};
+use super::directory::{matches_member, Directory, Entry};
 use super::event::Event;
 use super::layer::Layer;
 use super::message::Message;
 use super::persist::{unix_ms, HeldRecord, StoreOp};
 use super::report::{Line, LineStatus, Outcome, Report};
+use super::shared::{SharedDirectory, Stats};
 
-/// How often a member entity that has not announced itself is asked to.
-pub const DISCOVERY_INTERVAL: Duration = Duration::from_secs(1);
-
-/// The most member entities a participant remembers as heard (the
-/// endpoint's entity table bounds them too).
-const MAX_HEARD: usize = 1 << 16;
+pub use super::shared::{member_id_of, DISCOVERY_INTERVAL};
 
 /// The address every member is under, and where announces go.
 pub fn cmbs_group() -> Address {
@@ -44,13 +40,6 @@ pub fn cmbs_group() -> Address {
 /// Where an unreliable L2 message goes.
 pub fn members_group() -> Address {
     Address::new([("app", "cmbs"), ("module", "member")]).expect("a constant address")
-}
-
-/// True if `addr` is a member's address: `app:cmbs module:member member:<id>`.
-pub fn member_id_of(addr: &Address) -> Option<&str> {
-    (addr.get("app") == Some("cmbs") && addr.get("module") == Some("member"))
-        .then(|| addr.get("member"))
-        .flatten()
 }
 
 /// A sender's settings.
@@ -98,16 +87,6 @@ impl Publish {
             hold: None,
         }
     }
-}
-
-/// Counters of what was dropped.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Stats {
-    /// CMBS commands that could not be read (or claimed another member's id).
-    pub malformed: u64,
-    /// Announces of new members the full directory did not take in
-    /// ([`crate::cmbs::MAX_MEMBERS`]).
-    pub directory_full: u64,
 }
 
 #[derive(Debug)]
@@ -165,7 +144,10 @@ pub struct Client {
     config: ClientConfig,
     me: Option<String>,
     persist_held: bool,
-    directory: Directory,
+    /// Its own directory, or (hosted) the host's while it is lent.
+    dir: Option<Box<SharedDirectory>>,
+    /// True if the directory is the host's ([`Client::make_hosted`]).
+    hosted: bool,
     /// Messages not reported yet, by our own number (in sending order).
     outgoing: std::collections::BTreeMap<u64, Outgoing>,
     next_outgoing: u64,
@@ -177,38 +159,82 @@ pub struct Client {
     /// Per recipient: the numbering of our deliveries to it.
     streams: HashMap<String, SendStream>,
     holds: Deadlines<u64>,
-    /// When to ask member entities we hear but have no announce from.
-    discover_at: Option<Instant>,
-    /// The member entities the endpoint knows (from any datagram), by
-    /// member id: those the directory lacks are undescribed.
-    heard: HashMap<String, Address>,
     events: VecDeque<Event>,
     store_ops: Vec<StoreOp>,
     rng: Rng,
-    stats: Stats,
 }
+
+/// What a hosted client sees of the directory while the host's is not lent.
+static NO_DIRECTORY: std::sync::LazyLock<SharedDirectory> =
+    std::sync::LazyLock::new(SharedDirectory::default);
 
 impl Client {
     /// A participant that is not a member (`rmbus publish`), with the seed of
     /// its message ids.
     pub fn new(config: ClientConfig, seed: u64) -> Client {
+        let asks_per_round = config.max_in_flight;
         Client {
             config,
             me: None,
             persist_held: false,
-            directory: Directory::default(),
+            dir: Some(Box::new(SharedDirectory::new(asks_per_round))),
+            hosted: false,
             outgoing: Default::default(),
             next_outgoing: 0,
             calls: HashMap::new(),
             queued: VecDeque::new(),
             streams: HashMap::new(),
             holds: Deadlines::default(),
-            discover_at: None,
-            heard: HashMap::new(),
             events: VecDeque::new(),
             store_ops: Vec::new(),
             rng: Rng::new(seed),
-            stats: Stats::default(),
+        }
+    }
+
+    /// Makes this the client of a hosted participant: the directory is the
+    /// host's, kept once for all its participants and lent to this one
+    /// while it acts ([`Client::attach`]); the host feeds it announces and
+    /// the entity table's changes, and tells this client of new
+    /// descriptions ([`Client::on_described`]) while it has messages open.
+    pub fn make_hosted(&mut self) {
+        self.hosted = true;
+        self.dir = None;
+    }
+
+    /// True if the directory is the host's.
+    pub fn is_hosted(&self) -> bool {
+        self.hosted
+    }
+
+    /// Lends the host's directory to this hosted client.
+    pub fn attach(&mut self, dir: Box<SharedDirectory>) {
+        debug_assert!(self.hosted && self.dir.is_none());
+        self.dir = Some(dir);
+    }
+
+    /// Takes the host's directory back from this hosted client.
+    pub fn detach(&mut self) -> Option<Box<SharedDirectory>> {
+        if self.hosted {
+            self.dir.take()
+        } else {
+            None
+        }
+    }
+
+    /// The directory this client resolves recipients in.
+    fn dir(&self) -> &SharedDirectory {
+        self.dir.as_deref().unwrap_or(&NO_DIRECTORY)
+    }
+
+    /// Moves what its own directory reported to this client's events.
+    fn pull_directory_events(&mut self) {
+        if self.hosted {
+            return;
+        }
+        if let Some(dir) = self.dir.as_deref_mut() {
+            while let Some(e) = dir.poll_event() {
+                self.events.push_back(e);
+            }
         }
     }
 
@@ -219,24 +245,23 @@ impl Client {
         self.persist_held = persist_held;
     }
 
-    /// The members this participant knows.
+    /// The members this participant knows (for a hosted one, only while
+    /// the host's directory is lent to it; see the host's own).
     pub fn directory(&self) -> &Directory {
-        &self.directory
+        self.dir().directory()
     }
 
     /// What was dropped.
     pub fn stats(&self) -> Stats {
-        self.stats
+        self.dir().stats()
     }
 
     /// The member entities on the bus whose description has not reached
     /// us (id and address): they cannot be told apart from recipients yet.
     pub fn undescribed(&self) -> impl Iterator<Item = (&str, &Address)> + '_ {
-        self.heard
-            .iter()
-            .filter(|(id, _)| Some(*id) != self.me.as_ref())
-            .filter(|(id, _)| self.directory.get(id.as_str()).is_none())
-            .map(|(id, a)| (id.as_str(), a))
+        self.dir()
+            .undescribed()
+            .filter(|(id, _)| Some(*id) != self.me.as_deref())
     }
 
     /// True when every member entity heard has described itself: the
@@ -329,8 +354,9 @@ impl Client {
         }
         if message.layer == Layer::L1 && hold.is_none() {
             let name = message.receiver.as_deref().unwrap_or_default();
-            if self.directory.named(name).is_none() {
-                let r = match self.heard.get(name) {
+            let named = self.directory().named(name);
+            if named.is_none_or(|e| Some(&e.description.id) == self.me.as_ref()) {
+                let r = match self.dir().heard(name) {
                     Some(_) => Refusal::new(
                         Code::Undescribed,
                         format!(
@@ -361,16 +387,19 @@ impl Client {
         };
         let key = self.next_outgoing;
         self.next_outgoing += 1;
-        let directory = std::mem::take(&mut self.directory);
+        let dir = self.dir.take();
         let layer = out.message.layer;
-        let matched: Vec<&Entry> = directory
-            .matching(&out.message)
-            .filter(|e| Some(&e.description.id) != self.me.as_ref())
-            .collect();
-        for e in matched {
-            self.offer(ep, now, key, &mut out, Target::of(e, layer));
+        if let Some(dir) = dir.as_deref() {
+            let matched: Vec<&Entry> = dir
+                .directory()
+                .matching(&out.message)
+                .filter(|e| Some(&e.description.id) != self.me.as_ref())
+                .collect();
+            for e in matched {
+                self.offer(ep, now, key, &mut out, Target::of(e, layer));
+            }
         }
-        self.directory = directory;
+        self.dir = dir;
         if layer != Layer::L1 {
             // A member whose description we lack may be a recipient: a line
             // that says so, never a silent absence (a held message offers
@@ -576,7 +605,9 @@ impl Client {
         event: BusEvent,
     ) -> Option<BusEvent> {
         match event {
-            BusEvent::Command { src, command, .. } if command.name == Announce::NAME => {
+            BusEvent::Command { src, command, .. }
+                if command.name == Announce::NAME && !self.hosted =>
+            {
                 self.on_announce(ep, now, src, &command);
                 None
             }
@@ -588,30 +619,23 @@ impl Client {
                 self.on_returned(ep, now, call, &callee, outcome);
                 None
             }
-            BusEvent::PeerJoined(addr) => {
-                if let Some(id) = member_id_of(&addr) {
-                    if self.heard.len() < MAX_HEARD || self.heard.contains_key(id) {
-                        self.heard.insert(id.to_owned(), addr.clone());
-                    }
-                    if !self.directory.has_address(&addr) {
-                        // We may have missed its announce: ask it, reliably
-                        // (it answers reliably), and again until it answers.
-                        let describe = vec![Describe.into_command()];
-                        let _ = ep.send(now, &addr, describe, Delivery::Reliable);
-                        self.discover_at.get_or_insert(now + DISCOVERY_INTERVAL);
-                    }
+            BusEvent::PeerJoined(addr) if !self.hosted => {
+                let ask = self
+                    .dir
+                    .as_deref_mut()
+                    .is_some_and(|d| d.on_joined(now, &addr));
+                if ask && member_id_of(&addr) != self.me.as_deref() {
+                    // We may have missed its announce: ask it, reliably
+                    // (it answers reliably), and again until it answers.
+                    ask_to_describe(ep, now, &addr);
                 }
                 Some(BusEvent::PeerJoined(addr))
             }
-            BusEvent::PeerLeft { addr, reason } => {
-                if let Some(id) = member_id_of(&addr) {
-                    if self.heard.get(id) == Some(&addr) {
-                        self.heard.remove(id);
-                    }
+            BusEvent::PeerLeft { addr, reason } if !self.hosted => {
+                if let Some(d) = self.dir.as_deref_mut() {
+                    d.on_left(&addr, reason);
                 }
-                if let Some(entry) = self.directory.remove_address(&addr) {
-                    self.events.push_back(Event::Left { entry, reason });
-                }
+                self.pull_directory_events();
                 Some(BusEvent::PeerLeft { addr, reason })
             }
             other => Some(other),
@@ -619,37 +643,30 @@ impl Client {
     }
 
     fn on_announce(&mut self, ep: &mut Endpoint, now: Instant, src: Address, command: &Command) {
-        let description = match Announce::parse(command) {
-            Ok(a) => a.description,
-            Err(e) => {
-                tracing::debug!(%src, "malformed announce: {e}");
-                self.stats.malformed += 1;
-                return;
-            }
-        };
-        if member_id_of(&src) != Some(description.id.as_str()) {
-            tracing::debug!(%src, id = %description.id, "an announce for another member's id");
-            self.stats.malformed += 1;
+        if self.me.is_some() && member_id_of(&src) == self.me.as_deref() {
+            // Its own announce, looped back.
             return;
         }
-        if Some(&description.id) == self.me.as_ref() {
-            return;
-        }
-        let change = self.directory.upsert(src, description.clone());
-        if change == Change::Full {
-            self.stats.directory_full += 1;
-            return;
-        }
-        let Some(entry) = self.directory.get(&description.id).cloned() else {
+        let Some(dir) = self.dir.as_deref_mut() else {
             return;
         };
-        match change {
-            Change::Same | Change::Full => return,
-            Change::New => self.events.push_back(Event::Joined(entry.clone())),
-            Change::Changed => self.events.push_back(Event::Changed(entry.clone())),
+        let Some(entry) = dir.on_announce(src, command) else {
+            return;
+        };
+        self.pull_directory_events();
+        self.on_described(ep, now, &entry);
+    }
+
+    /// `entry` is new or changed in the directory: the open messages it
+    /// concerns offer themselves to it (a held message it matches, a line
+    /// that waited for its description). The host calls it for a hosted
+    /// client with messages open ([`Client::open_messages`]).
+    pub fn on_described(&mut self, ep: &mut Endpoint, now: Instant, entry: &Entry) {
+        if Some(&entry.description.id) == self.me.as_ref() || self.outgoing.is_empty() {
+            return;
         }
-        self.described(ep, now, &entry);
-        self.offer_held(ep, now, &entry);
+        self.described(ep, now, entry);
+        self.offer_held(ep, now, entry);
     }
 
     /// `entry` described itself: every open message with an `UNDESCRIBED`
@@ -893,26 +910,14 @@ impl Client {
     /// Ends the holds that are over, and asks member entities the endpoint
     /// knows and the directory does not to announce themselves.
     pub fn handle_timeout(&mut self, ep: &mut Endpoint, now: Instant) {
-        if self.discover_at.is_some_and(|t| t <= now) {
-            self.discover_at = None;
-            // At most a window's worth a round, so that discovery never
-            // floods the endpoint's queue; the rest are asked next round.
-            // The member entities heard whose address the directory lacks
-            // (a new one, or a known member back under a new address).
-            let unknown: Vec<Address> = self
-                .heard
-                .iter()
-                .filter(|(id, _)| Some(*id) != self.me.as_ref())
-                .filter(|(_, addr)| !self.directory.has_address(addr))
-                .take(self.config.max_in_flight.max(1))
-                .map(|(_, addr)| addr.clone())
-                .collect();
-            for addr in &unknown {
-                tracing::debug!(%addr, "asking a member entity to announce itself");
-                let _ = ep.send(now, addr, vec![Describe.into_command()], Delivery::Reliable);
-            }
-            if !unknown.is_empty() {
-                self.discover_at = Some(now + DISCOVERY_INTERVAL);
+        if !self.hosted {
+            let me = self.me.clone();
+            let asks = match self.dir.as_deref_mut() {
+                Some(d) => d.asks_due(now, me.as_deref()),
+                None => Vec::new(),
+            };
+            for addr in &asks {
+                ask_to_describe(ep, now, addr);
             }
         }
         for key in self.holds.take_due(now) {
@@ -929,7 +934,11 @@ impl Client {
 
     /// When [`Client::handle_timeout`] is due next.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.holds.next().into_iter().chain(self.discover_at).min()
+        let discovery = match self.hosted {
+            true => None,
+            false => self.dir().poll_timeout(),
+        };
+        self.holds.next().into_iter().chain(discovery).min()
     }
 
     /// The next event.
@@ -946,4 +955,11 @@ impl Client {
     pub(crate) fn take_store_ops(&mut self) -> Vec<StoreOp> {
         std::mem::take(&mut self.store_ops)
     }
+}
+
+/// Asks the member entity at `addr` to announce itself, reliably (it
+/// answers reliably).
+pub fn ask_to_describe(ep: &mut Endpoint, now: Instant, addr: &Address) {
+    tracing::debug!(%addr, "asking a member entity to announce itself");
+    let _ = ep.send(now, addr, vec![Describe.into_command()], Delivery::Reliable);
 }

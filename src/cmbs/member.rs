@@ -218,13 +218,36 @@ impl Member {
     }
 
     /// Joins CMBS on `ep`: serves the CMBS RPCs, announces itself and asks
-    /// the other members to announce.
+    /// the other members to announce (a hosted member does not ask: its
+    /// host's directory knows them already).
     pub fn start(&mut self, ep: &mut Endpoint, now: Instant) {
         let mut rpc = ep.rpc();
         rpc.serve(Deliver::NAME);
         rpc.serve(ActionRequest::NAME);
         self.announce(ep, now);
-        self.client.describe(ep, now);
+        if !self.client.is_hosted() {
+            self.client.describe(ep, now);
+        }
+    }
+
+    /// Its client, to hand it what its host learns
+    /// ([`Client::make_hosted`]).
+    pub fn client_mut(&mut self) -> &mut Client {
+        &mut self.client
+    }
+
+    /// `entry` is new or changed in the host's directory (see
+    /// [`Client::on_described`]).
+    pub fn on_described(&mut self, ep: &mut Endpoint, now: Instant, entry: &super::Entry) {
+        self.client.on_described(ep, now, entry);
+        self.pull_client_ops();
+    }
+
+    /// True while deliveries wait for earlier ones from their sender: the
+    /// member then needs to hear that a sender left (its waiting deliveries
+    /// go on at once), as a hosted member otherwise does not.
+    pub fn follows_peers(&self) -> bool {
+        self.order.next_timeout().is_some()
     }
 
     /// Takes up what a store kept over a restart: the ids (and results) of

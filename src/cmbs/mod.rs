@@ -47,8 +47,12 @@ mod message;
 mod order;
 mod persist;
 mod report;
+mod shared;
+mod site;
 
-pub use client::{cmbs_group, member_id_of, members_group, Client, ClientConfig, Publish, Stats};
+pub use client::{
+    ask_to_describe, cmbs_group, member_id_of, members_group, Client, ClientConfig, Publish,
+};
 pub use cmd::Action;
 pub use code::{Code, Refusal};
 pub use description::{default_socket, Description, MemberState};
@@ -62,3 +66,5 @@ pub use order::REORDER_WINDOW;
 pub(crate) use persist::unix_ms;
 pub use persist::{HeldRecord, StoreBatch, StoreOp, StoredMessage};
 pub use report::{Line, LineStatus, Outcome, Report};
+pub use shared::{SharedDirectory, Stats, DISCOVERY_INTERVAL};
+pub use site::{Participant, Site, SiteEvent};

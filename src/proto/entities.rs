@@ -14,6 +14,12 @@
 //! Timers are kept in one table by entity, so a host of thousands wakes only
 //! the entities whose deadline has come, and only entities that were acted
 //! on are asked for datagrams and events.
+//!
+//! What a layer above keeps once for the whole host (CMBS's directory) is
+//! fed once too, through [`Entities::poll_host_event`]: the table's changes
+//! when [`Entities::follow_table`] is on, and the commands registered with
+//! [`Entities::take_once`], which an unreliable datagram to several entities
+//! hands to the host once instead of to each entity.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
@@ -65,6 +71,14 @@ pub struct Entities {
     /// What removed entities had left to send (their byes).
     leftovers: VecDeque<(EntityId, Transmit)>,
     next_id: u64,
+    /// Command names taken once for the whole host ([`Entities::take_once`]).
+    once: BTreeSet<String>,
+    /// True if the table's changes are handed to the host too.
+    follows_table: bool,
+    /// What the host is told once: see [`Entities::poll_host_event`].
+    host_events: VecDeque<Event>,
+    /// Datagrams whose commands went to the host once.
+    taken_once: u64,
 }
 
 /// A read-only view of one entity of [`Entities`], with the shared entity
@@ -181,7 +195,38 @@ impl Entities {
             lent_to: None,
             leftovers: VecDeque::new(),
             next_id: 0,
+            once: BTreeSet::new(),
+            follows_table: false,
+            host_events: VecDeque::new(),
+            taken_once: 0,
         }
+    }
+
+    /// Hands commands named `name` to the host once: an unreliable datagram
+    /// without acks, to at least one entity, whose commands all are such
+    /// commands, reaches no entity, and each of its commands comes out of
+    /// [`Entities::poll_host_event`] once (as [`Event::Command`]), whatever
+    /// the number of entities it designates. Such a datagram asks nothing
+    /// of any one entity (RFC 3259 §6: no acknowledgement is owed), so what
+    /// the host keeps once for all of them is fed once. A reliable datagram
+    /// still reaches its entity, which acknowledges it and hands its
+    /// commands out as usual.
+    pub fn take_once(&mut self, name: &str) {
+        self.once.insert(name.to_owned());
+    }
+
+    /// With `on`, every change of the shared entity table (an entity joined,
+    /// or left and why) also comes out of [`Entities::poll_host_event`] once,
+    /// as [`Event::PeerJoined`] and [`Event::PeerLeft`]. A host entity's own
+    /// address is among them: the host's entities are each other's peers.
+    pub fn follow_table(&mut self, on: bool) {
+        self.follows_table = on;
+    }
+
+    /// Datagrams whose commands were handed to the host once
+    /// ([`Entities::take_once`]) instead of to each entity they designate.
+    pub fn taken_once(&self) -> u64 {
+        self.taken_once
     }
 
     /// Adds an entity with address `local` (which must hold an `id` element,
@@ -360,6 +405,15 @@ impl Entities {
     /// follow it.
     fn hand_out_changes(&mut self, now: Instant) {
         while let Some(change) = self.shared_mut().poll_change() {
+            if self.follows_table {
+                self.host_events.push_back(match &change {
+                    PeerChange::Joined(addr) => Event::PeerJoined(addr.clone()),
+                    PeerChange::Left(addr, reason) => Event::PeerLeft {
+                        addr: addr.clone(),
+                        reason: *reason,
+                    },
+                });
+            }
             let followers: Vec<EntityId> = self.followers.iter().copied().collect();
             for id in followers {
                 self.with(id, |ep| ep.apply_change(now, &change));
@@ -418,7 +472,22 @@ impl Entities {
                 }
                 Vec::new()
             }
-            Screened::Fresh { .. } => self.designated(&msg.header.dst),
+            Screened::Fresh { .. } => {
+                let targets = self.designated(&msg.header.dst);
+                if !targets.is_empty() && self.for_the_host(msg) {
+                    self.taken_once += 1;
+                    for command in &msg.commands {
+                        self.host_events.push_back(Event::Command {
+                            src: msg.header.src.clone(),
+                            reliable: false,
+                            command: command.clone(),
+                        });
+                    }
+                    Vec::new()
+                } else {
+                    targets
+                }
+            }
             // A copy matters only to the entity it was sent to exactly (a
             // reliable one is acknowledged again).
             Screened::Refused(_) => self.id_of(&msg.header.dst).into_iter().collect(),
@@ -427,6 +496,16 @@ impl Entities {
             self.with(id, |ep| ep.handle_screened(now, msg, screened));
         }
         self.hand_out_changes(now);
+    }
+
+    /// True for an unreliable datagram without acks whose commands all are
+    /// taken once for the host ([`Entities::take_once`]).
+    fn for_the_host(&self, msg: &Message) -> bool {
+        !self.once.is_empty()
+            && msg.header.kind == MessageType::Unreliable
+            && msg.header.acks.is_empty()
+            && !msg.commands.is_empty()
+            && msg.commands.iter().all(|c| self.once.contains(&c.name))
     }
 
     /// The entities `dst` designates (RFC 3259 §4), in the order they were
@@ -479,6 +558,13 @@ impl Entities {
             self.sending.remove(&id);
         }
         None
+    }
+
+    /// The next event for the host as a whole: a change of the entity table
+    /// ([`Entities::follow_table`]) or a command taken once
+    /// ([`Entities::take_once`]), in the order they happened.
+    pub fn poll_host_event(&mut self) -> Option<Event> {
+        self.host_events.pop_front()
     }
 
     /// The next event of any entity, with the entity's id.

@@ -361,6 +361,24 @@ impl Host {
         None
     }
 
+    /// The next event for the host as a whole (see
+    /// [`Entities::poll_host_event`]): the entity table's changes and the
+    /// commands taken once, when the core was set up for them (as
+    /// `cmbs::Site::new` does). Drain it after each wake-up, with
+    /// [`Host::poll_event`].
+    pub fn poll_host_event(&mut self) -> Option<Event> {
+        self.core.poll_host_event()
+    }
+
+    /// The entities' protocol core, to act on many at once (a layer that
+    /// keeps state for all of them, such as `cmbs::Site`). What is done
+    /// through it is sent by the next [`Host::flush`] or [`Host::poll_event`]
+    /// that finds no event left; the closures of [`EntityMut`] are not run
+    /// for it.
+    pub fn core_mut(&mut self) -> &mut Entities {
+        &mut self.core
+    }
+
     /// Sends every datagram the entities have ready.
     pub fn flush(&mut self) -> io::Result<()> {
         let now = Instant::now();

@@ -17,18 +17,17 @@ use mio::Waker;
 use rmbus::cmbs::cmd::{ActionAnswer, ActionRequest};
 use rmbus::cmbs::{
     echo_executor, Action, Client, ClientConfig, Description, Entry, Event, Member, MemberConfig,
-    MemberState, Message, Publish, Report,
+    MemberState, Message, Participant, Publish, Report, Site, SiteEvent,
 };
-use rmbus::proto::Event as BusEvent;
+use rmbus::proto::{Endpoint, Event as BusEvent};
 use rmbus::rpc::{CallId, Outcome as RpcOutcome, RpcEvent};
-use rmbus::runtime::EntityId;
+use rmbus::runtime::{EntityId, Host};
 use rmbus::store::{Retention, SqliteStore, Store, Worker};
 use rmbus::wire::Address;
 use tokio::sync::oneshot;
 
 use crate::bus_args::BusPlace;
 use crate::driver::{Driver, Ended, Flow};
-use crate::participant::{Participant, Role};
 use crate::{exec, Failure};
 
 use super::monitor;
@@ -136,6 +135,17 @@ pub fn start(
     let address = Address::parse("(app:cmbs module:gateway)").map_err(Failure::input)?;
     let (driver, me) = Driver::join_as(place, &address)?;
     let waker = Arc::new(driver.waker().map_err(Failure::input)?);
+    // The members' store, opened (and migrated) before the HTTP side opens
+    // the same file: one worker writes for every hosted member, and one
+    // connection reads what a member's restart takes up.
+    let store_failed = |e: rmbus::store::StoreError| {
+        Failure::input(format!("{}: the store failed: {e}", settings.db.display()))
+    };
+    let reader = SqliteStore::open(&settings.db).map_err(store_failed)?;
+    let writer = SqliteStore::open(&settings.db).map_err(store_failed)?;
+    let worker = Worker::spawn(Box::new(writer), Retention::default(), notifier(&waker))
+        .map_err(Failure::input)?;
+    let stores = (worker, reader);
     let (tx, rx) = mpsc::channel();
     let handle = BusHandle {
         commands: tx,
@@ -148,7 +158,7 @@ pub fn start(
         .name("rmbus-gateway-bus".into())
         .spawn(move || {
             let alive = Arc::clone(&shared.alive);
-            let result = run(driver, me, rx, shared, waker, settings, changed);
+            let result = run(driver, me, stores, rx, shared, waker, settings, changed);
             alive.store(false, Ordering::Release);
             ended(result);
         })
@@ -156,10 +166,21 @@ pub fn start(
     Ok(handle)
 }
 
+/// An execute job's end: the member's entity, the job's ticket, its result.
+type ExecDone = (EntityId, u64, Result<serde_json::Value, String>);
+
 struct Loop {
-    gateway: Participant,
-    members: BTreeMap<String, Participant>,
-    by_entity: HashMap<EntityId, String>,
+    /// The gateway entity and every hosted member, with the host's directory.
+    site: Site,
+    gateway: EntityId,
+    /// Hosted members' entities, by member id.
+    members: BTreeMap<String, EntityId>,
+    /// One store worker for all hosted members, and the connection that
+    /// reads what a member's restart takes up.
+    worker: Worker,
+    reader: SqliteStore,
+    /// Where `--exec` jobs of every member end.
+    exec_done: (mpsc::Sender<ExecDone>, Receiver<ExecDone>),
     reports: HashMap<String, oneshot::Sender<Report>>,
     actions: HashMap<CallId, oneshot::Sender<Result<ActionAnswer, String>>>,
     shared: BusHandle,
@@ -176,31 +197,34 @@ struct Loop {
     known: HashMap<String, Description>,
 }
 
+#[allow(clippy::too_many_arguments)]
 fn run(
     mut driver: Driver,
     me: EntityId,
+    (worker, reader): (Worker, SqliteStore),
     commands: Receiver<Command>,
     shared: BusHandle,
     waker: Arc<Waker>,
     settings: Settings,
     changed: Changed,
 ) -> Result<(), String> {
-    let mut gateway = Participant::new(
-        Role::Sender(Box::new(Client::new(
-            ClientConfig::default(),
-            rand::random(),
-        ))),
-        me,
-    );
-    gateway.with(&mut driver.host, |role, ep, now| {
-        if let Role::Sender(c) = role {
+    let config = ClientConfig::default();
+    let mut site = Site::new(driver.host.core_mut(), &config);
+    let gateway = Participant::Sender(Box::new(Client::new(config, rand::random())));
+    site.add(driver.host.core_mut(), me, gateway);
+    let now = Instant::now();
+    site.with(driver.host.core_mut(), me, |p, ep| {
+        if let Participant::Sender(c) = p {
             c.describe(ep, now);
         }
     });
     let state = RefCell::new(Loop {
-        gateway,
+        site,
+        gateway: me,
         members: BTreeMap::new(),
-        by_entity: HashMap::new(),
+        worker,
+        reader,
+        exec_done: mpsc::channel(),
         reports: HashMap::new(),
         actions: HashMap::new(),
         shared,
@@ -218,65 +242,90 @@ fn run(
             while let Ok(c) = commands.try_recv() {
                 s.command(host, c);
             }
-            s.tick(host).map_or(Flow::Continue, Flow::WakeAt)
+            let next = s.tick(host);
+            if let Err(e) = host.flush() {
+                tracing::warn!("sending failed: {e}");
+            }
+            next.map_or(Flow::Continue, Flow::WakeAt)
         },
         |host, id, event| {
             state.borrow_mut().on_event(host, id, event);
             Flow::Continue
         },
     );
-    let mut s = state.into_inner();
-    for (_, mut p) in std::mem::take(&mut s.members) {
-        if let Some(w) = p.worker.take() {
-            let _ = w.finish();
-        }
-        driver.host.remove(p.id);
+    let s = state.into_inner();
+    let _ = s.worker.finish();
+    for id in s.members.values() {
+        driver.host.remove(*id);
     }
-    driver.host.remove(s.gateway.id);
+    driver.host.remove(s.gateway);
     match ended {
         Ok(Ended::Signal) | Ok(_) => Ok(()),
         Err(e) => Err(format!("the bus failed: {e}")),
     }
 }
 
+/// A notifier for the worker and exec threads: wakes the loop.
+fn notifier(waker: &Arc<Waker>) -> impl Fn() + Send + Clone + 'static {
+    let waker = Arc::clone(waker);
+    move || {
+        if let Err(e) = waker.wake() {
+            tracing::warn!("cannot wake the loop: {e}");
+        }
+    }
+}
+
 impl Loop {
-    fn command(&mut self, host: &mut rmbus::runtime::Host, c: Command) {
+    /// Runs `f` on hosted member `id`.
+    fn with_member<R>(
+        &mut self,
+        host: &mut Host,
+        id: &str,
+        f: impl FnOnce(&mut Member, &mut Endpoint, Instant) -> R,
+    ) -> Option<R> {
+        let entity = *self.members.get(id)?;
+        let now = Instant::now();
+        self.site
+            .with(host.core_mut(), entity, |p, ep| match p {
+                Participant::Member(m) => Some(f(m, ep, now)),
+                Participant::Sender(_) => None,
+            })
+            .flatten()
+    }
+
+    fn command(&mut self, host: &mut Host, c: Command) {
         match c {
             Command::Host(d, reply) => {
                 let _ = reply.send(self.host_member(host, d));
             }
             Command::Update(d, reply) => {
-                let r = match self.members.get_mut(&d.id) {
-                    None => Err(format!("member {} is not hosted here", d.id)),
-                    Some(p) => Ok(p.with(host, |role, ep, now| match role {
-                        Role::Member(m) => {
-                            m.update(ep, now, |mine| {
-                                mine.sockets = d.sockets.clone();
-                                mine.neighbors = d.neighbors.clone();
-                                mine.topics = d.topics.clone();
-                                mine.providers = d.providers.clone();
-                            });
-                            m.description().clone()
-                        }
-                        Role::Sender(_) => d.clone(),
-                    })),
-                };
+                let r = self
+                    .with_member(host, &d.id, |m, ep, now| {
+                        m.update(ep, now, |mine| {
+                            mine.sockets = d.sockets.clone();
+                            mine.neighbors = d.neighbors.clone();
+                            mine.topics = d.topics.clone();
+                            mine.providers = d.providers.clone();
+                        });
+                        m.description().clone()
+                    })
+                    .ok_or_else(|| format!("member {} is not hosted here", d.id));
                 let _ = reply.send(r);
             }
             Command::Act(id, action, reply) => {
-                if let Some(p) = self.members.get_mut(&id) {
-                    let answer = p.with(host, |role, ep, now| match role {
-                        Role::Member(m) => Ok(m.action(ep, now, action)),
-                        Role::Sender(_) => Err("not a member".to_owned()),
-                    });
+                if self.members.contains_key(&id) {
+                    let answer = self
+                        .with_member(host, &id, |m, ep, now| m.action(ep, now, action))
+                        .ok_or_else(|| "not a member".to_owned());
                     let _ = reply.send(answer);
                     return;
                 }
-                let Some(entry) = self.gateway.client().directory().get(&id).cloned() else {
+                let Some(entry) = self.site.directory().directory().get(&id).cloned() else {
                     let _ = reply.send(Err(format!("no member {id} on the bus")));
                     return;
                 };
-                let call = self.gateway.with(host, |_, ep, now| {
+                let now = Instant::now();
+                let call = self.site.with(host.core_mut(), self.gateway, |_, ep| {
                     ep.rpc().call(
                         now,
                         &entry.address,
@@ -286,58 +335,56 @@ impl Loop {
                     )
                 });
                 match call {
-                    Ok(call) => {
+                    Some(Ok(call)) => {
                         self.actions.insert(call, reply);
                     }
-                    Err(e) => {
+                    Some(Err(e)) => {
                         let _ = reply.send(Err(e.to_string()));
+                    }
+                    None => {
+                        let _ = reply.send(Err("the gateway entity is gone".into()));
                     }
                 }
             }
             Command::Remove(id, reply) => {
-                if let Some(mut p) = self.members.remove(&id) {
-                    if let Some(w) = p.worker.take() {
-                        let done = w.finish();
-                        p.with(host, |role, ep, now| {
-                            if let Role::Member(m) = role {
-                                for d in done {
-                                    m.store_done(ep, now, d.ticket, d.result);
-                                }
-                            }
-                        });
-                    }
-                    self.by_entity.remove(&p.id);
-                    host.remove(p.id);
+                if let Some(entity) = self.members.remove(&id) {
+                    // Its store batches still commit on the shared worker;
+                    // their answers find it gone.
+                    self.site.remove(entity);
+                    host.remove(entity);
                     self.gone.insert(id);
                     self.directory_changed = true;
                 }
                 let _ = reply.send(());
             }
             Command::Publish(m, reply) => {
-                let r = self.gateway.publish(host, Publish::new(*m));
+                let (now, wall) = (Instant::now(), SystemTime::now());
+                let r = self
+                    .site
+                    .with(host.core_mut(), self.gateway, |p, ep| match p {
+                        Participant::Sender(c) => c.publish(ep, now, wall, Publish::new(*m)),
+                        Participant::Member(m2) => m2.publish(ep, now, wall, Publish::new(*m)),
+                    });
                 match r {
-                    Ok(id) => {
+                    Some(Ok(id)) => {
                         self.reports.insert(id, reply);
                     }
-                    Err(report) => {
+                    Some(Err(report)) => {
                         let _ = reply.send(*report);
                     }
+                    None => {}
                 }
             }
         }
     }
 
-    fn host_member(
-        &mut self,
-        host: &mut rmbus::runtime::Host,
-        d: Description,
-    ) -> Result<Description, String> {
+    fn host_member(&mut self, host: &mut Host, d: Description) -> Result<Description, String> {
         if self.members.contains_key(&d.id) {
             return Err(format!("member {} is hosted already", d.id));
         }
         let id = d.id.clone();
         let suspended = d.state == MemberState::Suspended;
-        let mut store = SqliteStore::open(&self.settings.db).map_err(|e| e.to_string())?;
+        let store = &mut self.reader;
         store.add_member(&id).map_err(|e| e.to_string())?;
         let stored = store.answered(&id).map_err(|e| e.to_string())?;
         let held = store.held(&id).map_err(|e| e.to_string())?;
@@ -346,58 +393,47 @@ impl Loop {
             has_store: true,
             ..MemberConfig::default()
         };
-        let requested = d.clone();
         let mut member = Member::new(d, config, rand::random());
         member.restore(Instant::now(), SystemTime::now(), stored, held);
-        let notify = Participant::notifier(&self.waker);
-        let mut exec_results = None;
+        let address = Member::address(&id).map_err(|e| e.to_string())?;
+        let entity = host.add(&address).map_err(|e| e.to_string())?;
         if self.settings.exec.is_empty() {
             member.set_executor(echo_executor());
         } else {
-            let (executor, results) = exec::executor(
+            let (tx, notify) = (self.exec_done.0.clone(), notifier(&self.waker));
+            let deliver = move |ticket, result| {
+                if tx.send((entity, ticket, result)).is_ok() {
+                    notify();
+                }
+            };
+            member.set_executor(exec::executor_with(
                 self.settings.exec.clone(),
                 self.settings.exec_timeout,
-                notify.clone(),
-            );
-            member.set_executor(executor);
-            exec_results = Some(results);
+                deliver,
+            ));
         }
-        let address = Member::address(&id).map_err(|e| e.to_string())?;
-        let entity = host.add(&address).map_err(|e| e.to_string())?;
-        let mut p = Participant::new(Role::Member(Box::new(member)), entity);
-        p.exec_results = exec_results;
-        p.worker = Some(
-            Worker::spawn(Box::new(store), Retention::default(), notify)
-                .map_err(|e| e.to_string())?,
+        self.site.add(
+            host.core_mut(),
+            entity,
+            Participant::Member(Box::new(member)),
         );
-        let description = p.with(host, |role, ep, now| match role {
-            Role::Member(m) => {
+        self.members.insert(id.clone(), entity);
+        let description = self
+            .with_member(host, &id, |m, ep, now| {
                 m.start(ep, now);
                 if suspended {
                     m.action(ep, now, Action::Suspend);
                 }
                 m.description().clone()
-            }
-            Role::Sender(_) => requested,
-        });
-        self.by_entity.insert(entity, id.clone());
+            })
+            .ok_or("the member's entity is gone")?;
         self.gone.remove(&id);
-        self.members.insert(id, p);
         Ok(description)
     }
 
-    fn on_event(&mut self, host: &mut rmbus::runtime::Host, id: EntityId, event: BusEvent) {
-        let rest = if id == self.gateway.id {
-            self.gateway.on_event(host, id, event)
-        } else if let Some(p) = self
-            .by_entity
-            .get(&id)
-            .and_then(|m| self.members.get_mut(m))
-        {
-            p.on_event(host, id, event)
-        } else {
-            None
-        };
+    fn on_event(&mut self, host: &mut Host, id: EntityId, event: BusEvent) {
+        let now = Instant::now();
+        let rest = self.site.handle_event(host.core_mut(), now, id, event);
         if let Some(BusEvent::Rpc(RpcEvent::Returned { call, outcome, .. })) = rest {
             if let Some(reply) = self.actions.remove(&call) {
                 let r = match outcome {
@@ -416,78 +452,67 @@ impl Loop {
         }
     }
 
-    fn tick(&mut self, host: &mut rmbus::runtime::Host) -> Option<Instant> {
-        let mut next = self.gateway.tick(host);
-        while let Some(e) = self.gateway.poll_event() {
+    /// After the events of one wake-up: what the host learnt once, finished
+    /// store batches and execute jobs, timers, then the store batches and
+    /// the events of the participants acted on. The next instant the loop
+    /// must wake.
+    fn tick(&mut self, host: &mut Host) -> Option<Instant> {
+        let now = Instant::now();
+        while let Some(e) = host.poll_host_event() {
+            self.site.handle_host_event(host.core_mut(), now, e);
+        }
+        for d in self.worker.completed() {
+            self.site
+                .store_done(host.core_mut(), now, &d.member, d.ticket, d.result);
+        }
+        let jobs: Vec<ExecDone> = self.exec_done.1.try_iter().collect();
+        for (entity, ticket, result) in jobs {
+            self.site
+                .exec_done(host.core_mut(), now, entity, ticket, result);
+        }
+        if self.site.poll_timeout().is_some_and(|t| t <= now) {
+            self.site.handle_timeout(host.core_mut(), now);
+        }
+        while let Some(batch) = self.site.poll_store() {
+            self.worker.submit(batch);
+        }
+        while let Some(e) = self.site.poll_event() {
             match e {
-                Event::Report(r) => {
+                SiteEvent::Of(id, Event::Report(r)) if id == self.gateway => {
                     if let Some(reply) = self.reports.remove(&r.message) {
                         let _ = reply.send(r);
                     }
                 }
-                Event::Joined(entry) => {
-                    self.directory_changed = true;
-                    let address = entry.address.to_string();
-                    self.settings.hub.publish(monitor::member_note(
-                        "joined",
-                        &entry.description,
-                        Some(&address),
-                        serde_json::json!({}),
-                    ));
-                    self.known
-                        .insert(entry.description.id.clone(), entry.description);
-                }
-                Event::Changed(entry) => {
-                    self.directory_changed = true;
-                    let address = entry.address.to_string();
-                    let d = entry.description;
-                    if let Some(old) = self.known.get(&d.id) {
-                        for n in monitor::member_changes(old, &d, Some(&address)) {
-                            self.settings.hub.publish(n);
-                        }
-                    }
-                    self.known.insert(d.id.clone(), d);
-                }
-                Event::Left { entry, reason } => {
-                    self.directory_changed = true;
-                    self.known.remove(&entry.description.id);
-                    let reason = format!("{reason:?}").to_lowercase();
-                    self.settings.hub.publish(monitor::member_note(
-                        "left",
-                        &entry.description,
-                        Some(&entry.address.to_string()),
-                        serde_json::json!({ "reason": reason }),
-                    ));
-                }
-                _ => {}
-            }
-        }
-        for p in self.members.values_mut() {
-            next = min(next, p.tick(host));
-            while let Some(e) = p.poll_event() {
-                match e {
+                SiteEvent::Directory(e) => self.directory_event(e),
+                SiteEvent::Of(
+                    _,
                     Event::Acted {
                         by: Some(_),
                         description,
                         ..
-                    } => {
-                        let _ = self.changed.send(description);
-                    }
-                    Event::Received { message, from } => {
-                        eprintln!(
-                            "rmbus gateway: member {} received {} ({}) from {from}",
-                            member_of(p),
-                            message.id,
-                            message.layer.dotted()
-                        );
-                    }
-                    _ => {}
+                    },
+                ) => {
+                    let _ = self.changed.send(description);
                 }
+                SiteEvent::Of(id, Event::Received { message, from }) => {
+                    let member = self
+                        .site
+                        .participant(id)
+                        .and_then(|p| p.member())
+                        .map(|m| m.description().id.clone())
+                        .unwrap_or_default();
+                    eprintln!(
+                        "rmbus gateway: member {member} received {} ({}) from {from}",
+                        message.id,
+                        message.layer.dotted()
+                    );
+                }
+                SiteEvent::Of(..) => {}
             }
         }
         if self.directory_changed {
             self.directory_changed = false;
-            let dir = self.gateway.client().directory();
+            let dir = self.site.directory().directory();
             self.gone.retain(|id| dir.get(id).is_some());
             let entries: Vec<Entry> = dir
                 .iter()
@@ -500,21 +525,48 @@ impl Loop {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner()) = entries;
         }
-        next
+        self.site.poll_timeout()
     }
-}
 
-fn member_of(p: &Participant) -> String {
-    match &p.role {
-        Role::Member(m) => m.description().id.clone(),
-        Role::Sender(_) => String::new(),
-    }
-}
-
-fn min(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
+    /// A change of the host's directory, for the HTTP side and the monitors.
+    fn directory_event(&mut self, e: Event) {
+        match e {
+            Event::Joined(entry) => {
+                self.directory_changed = true;
+                let address = entry.address.to_string();
+                self.settings.hub.publish(monitor::member_note(
+                    "joined",
+                    &entry.description,
+                    Some(&address),
+                    serde_json::json!({}),
+                ));
+                self.known
+                    .insert(entry.description.id.clone(), entry.description);
+            }
+            Event::Changed(entry) => {
+                self.directory_changed = true;
+                let address = entry.address.to_string();
+                let d = entry.description;
+                if let Some(old) = self.known.get(&d.id) {
+                    for n in monitor::member_changes(old, &d, Some(&address)) {
+                        self.settings.hub.publish(n);
+                    }
+                }
+                self.known.insert(d.id.clone(), d);
+            }
+            Event::Left { entry, reason } => {
+                self.directory_changed = true;
+                self.known.remove(&entry.description.id);
+                let reason = format!("{reason:?}").to_lowercase();
+                self.settings.hub.publish(monitor::member_note(
+                    "left",
+                    &entry.description,
+                    Some(&entry.address.to_string()),
+                    serde_json::json!({ "reason": reason }),
+                ));
+            }
+            _ => {}
+        }
     }
 }
 
