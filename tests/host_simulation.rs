@@ -303,3 +303,105 @@ fn a_flood_of_invented_entities_does_not_evict_the_peer_an_entity_is_sending_to(
     );
     assert!(shared.stats().evicted > 0);
 }
+
+#[test]
+fn a_command_taken_once_reaches_the_host_once_and_no_entity_unless_sent_reliably() {
+    let seed = 7;
+    let mut net: HostNet = Net::new(seed, Link::perfect());
+    let (a, a_addrs) = add_host(&mut net, seed, 1, 16_384);
+    let n = net.nodes.len();
+    let mut template = endpoint_config(seed.wrapping_mul(1000).wrapping_add(n as u64));
+    template.limits.max_peers = 16_384;
+    let mut host = Entities::new(&template, net.now, epoch());
+    host.take_once("test.once");
+    host.follow_table(true);
+    let mut b_addrs = Vec::new();
+    for k in 0..20 {
+        let local = Address::parse(&format!("(app:sim host:h{n} e:{k} id:{k}-{n}@127.0.0.1)"))
+            .expect("a valid address");
+        let mut config = template.clone();
+        config.seed = template.seed.wrapping_add(k);
+        host.add(config, local.clone(), net.now, epoch())
+            .expect("a new address");
+        b_addrs.push(local);
+    }
+    let b = net.push(host);
+    assert!(net.run_until_true(Duration::from_secs(60), |n| everyone_sees(n, 21)));
+    // The table's changes, once for the host: its own 20 and the other one.
+    let joined: Vec<Address> = std::iter::from_fn(|| net.nodes[b].ep.poll_host_event())
+        .filter_map(|e| match e {
+            Event::PeerJoined(addr) => Some(addr),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(joined.len(), 21);
+    assert!(joined.contains(&a_addrs[0]) && joined.contains(&b_addrs[3]));
+
+    let sender = id_of(&net, a, &a_addrs[0]);
+    let handed = |net: &HostNet| {
+        net.nodes[b]
+            .events
+            .iter()
+            .filter(|(_, (_, e))| matches!(e, Event::Command { command, .. } if command.name == "test.once"))
+            .count()
+    };
+    // Unreliable, to all 20: once to the host, to no entity.
+    net.with(a, |ep, now| {
+        ep.with(sender, |ep| {
+            let cmd = Command::new("test.once", vec![Value::Integer(1)]);
+            ep.send(now, &Address::empty(), vec![cmd], Delivery::Unreliable)
+        })
+    })
+    .expect("the entity exists")
+    .expect("an unreliable send");
+    net.run_for(Duration::from_millis(100));
+    let once: Vec<Event> = std::iter::from_fn(|| net.nodes[b].ep.poll_host_event()).collect();
+    assert!(
+        matches!(&once[..], [Event::Command { src, command, .. }]
+            if *src == a_addrs[0] && command.args == vec![Value::Integer(1)]),
+        "{once:?}"
+    );
+    assert_eq!(handed(&net), 0, "no entity handled it");
+    assert_eq!(net.nodes[b].ep.taken_once(), 1);
+    // Reliable, to one entity: that entity acknowledges it and has it.
+    net.with(a, |ep, now| {
+        ep.with(sender, |ep| {
+            let cmd = Command::new("test.once", vec![Value::Integer(2)]);
+            ep.send(now, &b_addrs[5], vec![cmd], Delivery::Reliable)
+        })
+    })
+    .expect("the entity exists")
+    .expect("a reliable send");
+    net.run_for(Duration::from_millis(500));
+    assert_eq!(handed(&net), 1);
+    assert!(net.nodes[b].ep.poll_host_event().is_none());
+    assert!(net.nodes[a]
+        .events
+        .iter()
+        .any(|(_, (_, e))| matches!(e, Event::Delivered { .. })));
+
+    // An entity added without peer events is not told of the 21 known.
+    let joins_of = |net: &HostNet, id: EntityId| {
+        net.nodes[b]
+            .events
+            .iter()
+            .filter(|(_, (to, e))| *to == id && matches!(e, Event::PeerJoined(_)))
+            .count()
+    };
+    let (loud, quiet) = net.with(b, |host, now| {
+        let mut config = template.clone();
+        let loud = Address::parse(&format!("(app:sim host:h{n} e:loud id:90-{n}@127.0.0.1)"))
+            .expect("a valid address");
+        let quiet = Address::parse(&format!("(app:sim host:h{n} e:quiet id:91-{n}@127.0.0.1)"))
+            .expect("a valid address");
+        config.seed = 90;
+        let loud = host.add(config.clone(), loud, now, epoch()).unwrap();
+        config.seed = 91;
+        let quiet = host
+            .add_without_peer_events(config, quiet, now, epoch())
+            .unwrap();
+        (loud, quiet)
+    });
+    assert!(joins_of(&net, loud) >= 21);
+    assert_eq!(joins_of(&net, quiet), 0);
+}

@@ -239,17 +239,48 @@ impl Entities {
         now: Instant,
         wall: SystemTime,
     ) -> Result<EntityId, SetupError> {
+        self.add_entity(config, local, now, wall, true)
+    }
+
+    /// As [`Entities::add`], with the entity's peer events off from the
+    /// start ([`Endpoint::set_peer_events`]): it is not told of the
+    /// entities the host knows already, as it would not be told of later
+    /// ones. What a host of many keeps for all of them (`cmbs::Site`) adds
+    /// its entities so, and a host of thousands does not queue thousands of
+    /// events for each newcomer.
+    pub fn add_without_peer_events(
+        &mut self,
+        config: EndpointConfig,
+        local: Address,
+        now: Instant,
+        wall: SystemTime,
+    ) -> Result<EntityId, SetupError> {
+        self.add_entity(config, local, now, wall, false)
+    }
+
+    fn add_entity(
+        &mut self,
+        config: EndpointConfig,
+        local: Address,
+        now: Instant,
+        wall: SystemTime,
+        peer_events: bool,
+    ) -> Result<EntityId, SetupError> {
         if self.by_address.contains_key(&local) {
             return Err(SetupError::TakenAddress(local));
         }
         let mut endpoint = Endpoint::new(config, local.clone(), now, wall)?;
         endpoint.make_hosted();
+        endpoint.set_peer_events(peer_events);
         let id = EntityId(self.next_id);
         self.next_id += 1;
         self.by_element.insert(&local, id);
         self.by_address.insert(local, id);
         self.endpoints.insert(id, endpoint);
         self.after_acting(id);
+        if !peer_events {
+            return Ok(id);
+        }
         // It learns the bus the host already knows as a lone entity would,
         // one entity at a time.
         let known: Vec<Address> = self.shared().peers().map(|p| p.address.clone()).collect();
@@ -472,9 +503,8 @@ impl Entities {
                 }
                 Vec::new()
             }
-            Screened::Fresh { .. } => {
-                let targets = self.designated(&msg.header.dst);
-                if !targets.is_empty() && self.for_the_host(msg) {
+            Screened::Fresh { .. } if self.for_the_host(msg) => {
+                if self.designates_any(&msg.header.dst) {
                     self.taken_once += 1;
                     for command in &msg.commands {
                         self.host_events.push_back(Event::Command {
@@ -483,11 +513,10 @@ impl Entities {
                             command: command.clone(),
                         });
                     }
-                    Vec::new()
-                } else {
-                    targets
                 }
+                Vec::new()
             }
+            Screened::Fresh { .. } => self.designated(&msg.header.dst),
             // A copy matters only to the entity it was sent to exactly (a
             // reliable one is acknowledged again).
             Screened::Refused(_) => self.id_of(&msg.header.dst).into_iter().collect(),
@@ -506,6 +535,20 @@ impl Entities {
             && msg.header.acks.is_empty()
             && !msg.commands.is_empty()
             && msg.commands.iter().all(|c| self.once.contains(&c.name))
+    }
+
+    /// True if `dst` designates at least one entity.
+    fn designates_any(&self, dst: &Address) -> bool {
+        let mut ids: Box<dyn Iterator<Item = &EntityId>> = match self.by_element.candidates(dst) {
+            Candidates::All => Box::new(self.endpoints.keys()),
+            Candidates::Some(ids) => Box::new(ids.iter()),
+            Candidates::None => return false,
+        };
+        ids.any(|id| {
+            self.endpoints
+                .get(id)
+                .is_some_and(|ep| dst.is_subset_of(ep.local_address()))
+        })
     }
 
     /// The entities `dst` designates (RFC 3259 §4), in the order they were

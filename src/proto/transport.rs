@@ -41,6 +41,9 @@ use super::{
     Delivery, EndpointConfig, Event, LeaveReason, MsgId, SendError, SetupError, Stats, Transmit,
 };
 
+/// The room for events an emptied queue keeps.
+const EVENTS_KEPT: usize = 16;
+
 /// Who a reliable message's delivery outcome goes to, when not to the
 /// application.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1016,7 +1019,13 @@ impl Transport {
     }
 
     pub(crate) fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        let event = self.events.pop_front();
+        if event.is_none() && self.events.capacity() > EVENTS_KEPT {
+            // A burst's room is not kept for the entity's whole life (a host
+            // of thousands would keep it thousands of times).
+            self.events.shrink_to(EVENTS_KEPT);
+        }
+        event
     }
 
     /// Queues an event for the application (the oldest is dropped beyond the

@@ -179,6 +179,17 @@ impl Host {
     /// `<pid>-<n>@<interface address>` is added if it has none); it says its
     /// first hello within a second.
     pub fn add(&mut self, address: &Address) -> Result<EntityId, BindError> {
+        self.add_entity(address, true)
+    }
+
+    /// As [`Host::add`], with the entity's peer events off from the start
+    /// (see [`Entities::add_without_peer_events`]): how a layer that keeps
+    /// the bus's view once for many entities (`cmbs::Site`) adds them.
+    pub fn add_without_peer_events(&mut self, address: &Address) -> Result<EntityId, BindError> {
+        self.add_entity(address, false)
+    }
+
+    fn add_entity(&mut self, address: &Address, peer_events: bool) -> Result<EntityId, BindError> {
         let local = super::entity_address(address, self.interface_ip);
         let mut config = self.template.clone();
         config.seed = rand::random();
@@ -187,9 +198,11 @@ impl Host {
             echo_filter::set(&self.group, self.own_addr, false)?;
             self.echo_filter = false;
         }
-        let id = self
-            .core
-            .add(config, local, Instant::now(), SystemTime::now())?;
+        let (now, wall) = (Instant::now(), SystemTime::now());
+        let id = match peer_events {
+            true => self.core.add(config, local, now, wall)?,
+            false => self.core.add_without_peer_events(config, local, now, wall)?,
+        };
         self.closures.insert(id, Closures::default());
         Ok(id)
     }

@@ -61,7 +61,8 @@ pub type Changed = tokio::sync::mpsc::UnboundedSender<Description>;
 pub struct BusHandle {
     commands: Sender<Command>,
     waker: Arc<Waker>,
-    directory: Arc<Mutex<Vec<Entry>>>,
+    /// The host's directory as the HTTP side sees it, by member id.
+    directory: Arc<Mutex<BTreeMap<String, Entry>>>,
     alive: Arc<AtomicBool>,
 }
 
@@ -105,10 +106,16 @@ impl BusHandle {
 
     /// The members the gateway knows of, hosted ones among them.
     pub fn directory(&self) -> Vec<Entry> {
-        self.directory
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.snapshot().values().cloned().collect()
+    }
+
+    /// The member with id `id`, if the gateway knows of it.
+    pub fn member(&self, id: &str) -> Option<Entry> {
+        self.snapshot().get(id).cloned()
+    }
+
+    fn snapshot(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Entry>> {
+        self.directory.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -150,7 +157,7 @@ pub fn start(
     let handle = BusHandle {
         commands: tx,
         waker: Arc::clone(&waker),
-        directory: Arc::new(Mutex::new(Vec::new())),
+        directory: Arc::default(),
         alive: Arc::new(AtomicBool::new(true)),
     };
     let shared = handle.clone();
@@ -187,14 +194,10 @@ struct Loop {
     waker: Arc<Waker>,
     settings: Settings,
     changed: Changed,
-    directory_changed: bool,
-    /// Members removed here whose bye the directory has not seen yet: kept
-    /// out of the snapshot, so that a deleted member does not reappear
-    /// as one running elsewhere.
+    /// Members removed here whose leaving the directory has not seen yet:
+    /// kept out of the snapshot, so that a deleted member does not
+    /// reappear as one running elsewhere.
     gone: HashSet<String>,
-    /// The last description of each member in the directory, to tell
-    /// the monitors what changed.
-    known: HashMap<String, Description>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -231,9 +234,7 @@ fn run(
         waker,
         settings,
         changed,
-        directory_changed: true,
         gone: HashSet::new(),
-        known: HashMap::new(),
     });
     let ended = driver.run(
         None,
@@ -352,8 +353,8 @@ impl Loop {
                     // their answers find it gone.
                     self.site.remove(entity);
                     host.remove(entity);
+                    self.shared.snapshot().remove(&id);
                     self.gone.insert(id);
-                    self.directory_changed = true;
                 }
                 let _ = reply.send(());
             }
@@ -396,7 +397,9 @@ impl Loop {
         let mut member = Member::new(d, config, rand::random());
         member.restore(Instant::now(), SystemTime::now(), stored, held);
         let address = Member::address(&id).map_err(|e| e.to_string())?;
-        let entity = host.add(&address).map_err(|e| e.to_string())?;
+        let entity = host
+            .add_without_peer_events(&address)
+            .map_err(|e| e.to_string())?;
         if self.settings.exec.is_empty() {
             member.set_executor(echo_executor());
         } else {
@@ -510,29 +513,14 @@ impl Loop {
                 SiteEvent::Of(..) => {}
             }
         }
-        if self.directory_changed {
-            self.directory_changed = false;
-            let dir = self.site.directory().directory();
-            self.gone.retain(|id| dir.get(id).is_some());
-            let entries: Vec<Entry> = dir
-                .iter()
-                .filter(|e| !self.gone.contains(&e.description.id))
-                .cloned()
-                .collect();
-            *self
-                .shared
-                .directory
-                .lock()
-                .unwrap_or_else(|p| p.into_inner()) = entries;
-        }
         self.site.poll_timeout()
     }
 
-    /// A change of the host's directory, for the HTTP side and the monitors.
+    /// A change of the host's directory, for the HTTP side (its snapshot,
+    /// changed entry by entry) and the monitors.
     fn directory_event(&mut self, e: Event) {
         match e {
             Event::Joined(entry) => {
-                self.directory_changed = true;
                 let address = entry.address.to_string();
                 self.settings.hub.publish(monitor::member_note(
                     "joined",
@@ -540,23 +528,25 @@ impl Loop {
                     Some(&address),
                     serde_json::json!({}),
                 ));
-                self.known
-                    .insert(entry.description.id.clone(), entry.description);
+                self.keep(entry);
             }
             Event::Changed(entry) => {
-                self.directory_changed = true;
                 let address = entry.address.to_string();
-                let d = entry.description;
-                if let Some(old) = self.known.get(&d.id) {
-                    for n in monitor::member_changes(old, &d, Some(&address)) {
+                let old = self
+                    .shared
+                    .snapshot()
+                    .get(&entry.description.id)
+                    .map(|e| e.description.clone());
+                if let Some(old) = old {
+                    for n in monitor::member_changes(&old, &entry.description, Some(&address)) {
                         self.settings.hub.publish(n);
                     }
                 }
-                self.known.insert(d.id.clone(), d);
+                self.keep(entry);
             }
             Event::Left { entry, reason } => {
-                self.directory_changed = true;
-                self.known.remove(&entry.description.id);
+                self.gone.remove(&entry.description.id);
+                self.shared.snapshot().remove(&entry.description.id);
                 let reason = format!("{reason:?}").to_lowercase();
                 self.settings.hub.publish(monitor::member_note(
                     "left",
@@ -566,6 +556,15 @@ impl Loop {
                 ));
             }
             _ => {}
+        }
+    }
+
+    /// Puts `entry` in the HTTP side's snapshot, unless it was removed here.
+    fn keep(&mut self, entry: Entry) {
+        if !self.gone.contains(&entry.description.id) {
+            self.shared
+                .snapshot()
+                .insert(entry.description.id.clone(), entry);
         }
     }
 }
@@ -582,7 +581,7 @@ mod tests {
         let handle = BusHandle {
             commands: tx,
             waker,
-            directory: Arc::new(Mutex::new(Vec::new())),
+            directory: Arc::default(),
             alive: Arc::new(AtomicBool::new(true)),
         };
         // The loop took the command and ended without answering.

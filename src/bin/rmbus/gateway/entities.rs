@@ -253,7 +253,12 @@ impl EntityStore for GatewayEntities {
         if !location.starts_with(MEMBER_LOCATION) {
             return Ok(None);
         }
-        Ok(self.remote().into_iter().find(|e| e.location == location))
+        let id = &location[MEMBER_LOCATION.len()..];
+        Ok(self
+            .bus
+            .member(id)
+            .filter(|e| rmbus::occi::check_id(&e.description.id).is_ok())
+            .map(|e| directory_entity(&e)))
     }
 
     fn insert(&self, entity: &Entity) -> Result<(), EntityStoreError> {
