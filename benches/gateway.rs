@@ -4,11 +4,16 @@
 //! behind the same Basic check; `POST` create at 50 connections against raw
 //! rusqlite inserts with the same group commit; monitor fan-out to 100
 //! WebSocket clients while 1,000 events/s arrive, against a bare
-//! tokio-tungstenite broadcast of the same frames.
+//! tokio-tungstenite broadcast of the same frames. And members at scale:
+//! `RMBUS_BENCH_MEMBERS` (10,000) members, each with two topics, created
+//! one after another (`POST /cmbs/member/`) in one gateway: the p50 of the
+//! last 10 creates against the p50 of creates 6 to 15 (the 10th), the
+//! process's CPU while idle for 10 s with all of them, and its resident
+//! memory per member beyond the first 10.
 //!
 //! `cargo bench --bench gateway` (it runs the release `rmbus gateway` on a
 //! host-local bus of its own). `RMBUS_BENCH_ROUNDS` (5), `RMBUS_BENCH_ONLY`
-//! (`get`, `create`, `monitor`).
+//! (`get`, `create`, `monitor`, `members`).
 
 mod support;
 
@@ -552,6 +557,72 @@ fn bench_monitor(rt: &tokio::runtime::Runtime, rounds: usize) {
     println!("  missed-event errors over all rounds and clients: {lost} (no loss while no queue reaches its bound)");
 }
 
+/// A member with two topics, as `bench_members` creates them.
+fn member_with_topics(i: u64) -> Vec<u8> {
+    let id = format!("cccccccc-0000-4000-8000-{i:012}");
+    format!(r#"{{"resources":[{{"kind":"http://houssem.org/cmbs#member","id":"{id}","attributes":{{"cmbs":{{"member":{{"topics":["t.{i}","all"]}}}}}}}}]}}"#).into_bytes()
+}
+
+/// Resident memory of process `pid`, in KiB.
+fn rss_kib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// CPU time of process `pid` so far (user and system), in seconds.
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // The fields after the command name (which may hold spaces).
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
+    // USER_HZ is 100 on Linux.
+    ticks / 100.0
+}
+
+fn bench_members(rt: &tokio::runtime::Runtime) {
+    let n: u64 = std::env::var("RMBUS_BENCH_MEMBERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let g = start_gateway();
+    let pid = g.child.id();
+    let mut times = Vec::new();
+    let mut rss_at_10 = 0.0;
+    let started = Instant::now();
+    rt.block_on(async {
+        let mut c = Conn::open(g.addr).await;
+        for i in 1..=n {
+            let body = member_with_topics(i);
+            let head = post_head("/cmbs/member/", body.len());
+            let t = Instant::now();
+            assert_eq!(c.call(&head, &body).await, 201, "member {i}");
+            times.push(t.elapsed().as_secs_f64() * 1000.0);
+            if i == 10 {
+                rss_at_10 = rss_kib(pid);
+            }
+        }
+    });
+    let took = started.elapsed();
+    let tenth = median(times[5..15.min(times.len())].to_vec());
+    let last = median(times[times.len().saturating_sub(10)..].to_vec());
+    let rss_end = rss_kib(pid);
+    let cpu0 = cpu_secs(pid);
+    std::thread::sleep(Duration::from_secs(10));
+    let idle = (cpu_secs(pid) - cpu0) / 10.0 * 100.0;
+    let per_member = (rss_end - rss_at_10) / (n.saturating_sub(10).max(1)) as f64;
+    println!(
+        "{n} members created one after another in {:.0} s: create p50 {tenth:.2} ms at the 10th, {last:.2} ms at the last; ratio {:.2} (target ≤ 2.00)",
+        took.as_secs_f64(),
+        last / tenth
+    );
+    println!(
+        "  idle with {n} members: {idle:.1} % of a core over 10 s (target < 5); resident {:.0} MiB, {per_member:.1} KiB per member beyond the 10th (target ≤ 16)",
+        rss_end / 1024.0
+    );
+}
+
 fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         println!("gateway benchmark: run with `cargo bench --bench gateway`");
@@ -577,5 +648,8 @@ fn main() {
     }
     if part("monitor") {
         bench_monitor(&rt, rounds);
+    }
+    if part("members") {
+        bench_members(&rt);
     }
 }

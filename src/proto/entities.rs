@@ -53,7 +53,8 @@ pub struct Entities {
     keys: crate::auth::Keys,
     /// `None` only while lent to the entity being acted on.
     shared: Option<Box<Shared>>,
-    endpoints: BTreeMap<EntityId, Endpoint>,
+    /// Boxed: a B-tree node holds several, and an endpoint is large.
+    endpoints: BTreeMap<EntityId, Box<Endpoint>>,
     /// The entities by their complete address.
     by_address: HashMap<Address, EntityId>,
     /// The entities by the elements of their address.
@@ -276,7 +277,7 @@ impl Entities {
         self.next_id += 1;
         self.by_element.insert(&local, id);
         self.by_address.insert(local, id);
-        self.endpoints.insert(id, endpoint);
+        self.endpoints.insert(id, Box::new(endpoint));
         self.after_acting(id);
         if !peer_events {
             return Ok(id);
@@ -365,7 +366,7 @@ impl Entities {
     /// [`Entities::poll_transmit`] and [`Entities::poll_event`].
     pub fn with<R>(&mut self, id: EntityId, f: impl FnOnce(&mut Endpoint) -> R) -> Option<R> {
         self.lend(id)?;
-        let r = self.endpoints.get_mut(&id).map(f);
+        let r = self.endpoints.get_mut(&id).map(|ep| f(ep));
         self.take_back(id);
         r
     }
@@ -388,7 +389,7 @@ impl Entities {
         if self.lent_to != Some(id) {
             return None;
         }
-        self.endpoints.get_mut(&id)
+        self.endpoints.get_mut(&id).map(|ep| &mut **ep)
     }
 
     /// The endpoint the shared state is lent to, to look at.
@@ -396,7 +397,7 @@ impl Entities {
         if self.lent_to != Some(id) {
             return None;
         }
-        self.endpoints.get(&id)
+        self.endpoints.get(&id).map(|ep| &**ep)
     }
 
     /// Takes the shared state back from entity `id`, and notes what acting
@@ -406,7 +407,7 @@ impl Entities {
             return;
         }
         self.lent_to = None;
-        if let Some(shared) = self.endpoints.get_mut(&id).and_then(Endpoint::detach) {
+        if let Some(shared) = self.endpoints.get_mut(&id).and_then(|ep| ep.detach()) {
             self.shared = Some(shared);
         }
         self.after_acting(id);
@@ -613,7 +614,7 @@ impl Entities {
     /// The next event of any entity, with the entity's id.
     pub fn poll_event(&mut self) -> Option<(EntityId, Event)> {
         while let Some(&id) = self.telling.first() {
-            if let Some(event) = self.endpoints.get_mut(&id).and_then(Endpoint::poll_event) {
+            if let Some(event) = self.endpoints.get_mut(&id).and_then(|ep| ep.poll_event()) {
                 return Some((id, event));
             }
             self.telling.remove(&id);

@@ -201,7 +201,9 @@ impl Host {
         let (now, wall) = (Instant::now(), SystemTime::now());
         let id = match peer_events {
             true => self.core.add(config, local, now, wall)?,
-            false => self.core.add_without_peer_events(config, local, now, wall)?,
+            false => self
+                .core
+                .add_without_peer_events(config, local, now, wall)?,
         };
         self.closures.insert(id, Closures::default());
         Ok(id)
