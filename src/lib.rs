@@ -29,15 +29,18 @@
 //!   their addresses. Every input carries `now`; output is pulled.
 //! - [`cmbs`]: CMBS (Cloud Message Brokering Service) members and messages on
 //!   the bus: the member, the directory, the five delivery layers, topic
-//!   matching, reports, held messages. Pure like [`proto`], over the
-//!   endpoint's public interface; store writes and long executions are work
-//!   it hands out.
+//!   matching, reports, held messages, and [`cmbs::Site`], a host's
+//!   participants over [`proto::Entities`] with one directory. Pure like
+//!   [`proto`], over the endpoint's public interface; store writes and long
+//!   executions are work it hands out.
 //! - [`store`]: where CMBS members keep what they receive and hold: a trait,
 //!   a store in memory, SQLite (feature `sqlite`, on by default) and the
 //!   worker thread that keeps disk I/O off the bus loop.
 //! - [`runtime`] (feature `runtime`, on by default): sockets for each scope, a
 //!   mio-driven [`runtime::Host`] for many entities on one set of sockets, the
-//!   one-entity [`runtime::Bus`], and a background thread with a handle.
+//!   one-entity [`runtime::Bus`], a background thread with a handle, and CMBS
+//!   members on a thread of their own (`runtime::spawn_members`, with
+//!   `sqlite`).
 //! - [`occi`] (feature `occi`, on by default): an OCCI server library on
 //!   axum and tokio (the core model, its text and JSON renderings, the HTTP
 //!   protocol). It uses no other layer of the crate; the `rmbus gateway`

@@ -9,6 +9,8 @@ mod callbacks;
 mod cmbs_layers;
 #[path = "../examples/datagram.rs"]
 mod datagram;
+#[path = "../examples/embedded_member.rs"]
+mod embedded_member;
 #[path = "../examples/mio_loop.rs"]
 mod mio_loop;
 #[path = "../examples/poll_loop.rs"]
@@ -51,6 +53,30 @@ fn rpc_service_example() {
 #[test]
 fn cmbs_layers_example() {
     cmbs_layers::main().unwrap();
+}
+
+#[test]
+fn embedded_member_example_runs_and_is_the_readme_s_word_for_word() {
+    embedded_member::main().unwrap();
+    let example = include_str!("../examples/embedded_member.rs");
+    let part: Vec<&str> = example
+        .lines()
+        .skip_while(|l| !l.contains("README begin"))
+        .skip(1)
+        .take_while(|l| !l.contains("README end"))
+        .map(|l| l.strip_prefix("    ").unwrap_or(l))
+        .collect();
+    assert!(
+        part.len() <= 20,
+        "the README example has {} lines",
+        part.len()
+    );
+    let readme = include_str!("../README.md");
+    let block = format!("```rust\n{}\n```", part.join("\n"));
+    assert!(
+        readme.contains(&block),
+        "README.md does not show examples/embedded_member.rs as it is:\n{block}"
+    );
 }
 
 #[test]

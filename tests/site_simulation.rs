@@ -78,7 +78,7 @@ impl SiteNode {
     ) -> R {
         let r = self
             .site
-            .with(&mut self.entities, id, f)
+            .with(&mut self.entities, now, id, f)
             .expect("a participant of this host");
         self.pump(now);
         r

@@ -587,9 +587,12 @@ impl Client {
             .unwrap_or(seq)
             .min(seq);
         let args = Deliver::args(map.clone(), Some(Order { seq, low }));
+        // A member the directory knows may not be in the entity table yet
+        // (its host's directory learns its own members before their hellos
+        // come back): the call waits for it, within its timeout.
         let call = ep
             .rpc()
-            .call(now, address, Deliver::NAME, args, timeout)
+            .call_within(now, address, Deliver::NAME, args, timeout)
             .map_err(|e| Refusal::new(Code::Undeliverable, format!("not sent: {e}")))?;
         self.calls.insert(call, line);
         Ok(())

@@ -135,6 +135,8 @@ pub struct Member {
     /// Who was answered a describe lately: the answer and when. An answer
     /// that fails is forgotten, so the next describe is answered again.
     describe_answered: HashMap<Address, (crate::proto::MsgId, Instant)>,
+    /// Set when it announces; see [`Member::take_announced`].
+    announced: bool,
 }
 
 /// The most askers remembered at once (beyond, describes are answered
@@ -188,6 +190,7 @@ impl Member {
             events: VecDeque::new(),
             order: Reorder::default(),
             describe_answered: HashMap::new(),
+            announced: false,
         }
     }
 
@@ -241,6 +244,12 @@ impl Member {
     pub fn on_described(&mut self, ep: &mut Endpoint, now: Instant, entry: &super::Entry) {
         self.client.on_described(ep, now, entry);
         self.pull_client_ops();
+    }
+
+    /// True once if it announced a description since the last call (its
+    /// host then knows it without waiting for the announce to come back).
+    pub fn take_announced(&mut self) -> bool {
+        std::mem::take(&mut self.announced)
     }
 
     /// True while deliveries wait for earlier ones from their sender: the
@@ -391,6 +400,7 @@ impl Member {
     }
 
     fn announce(&mut self, ep: &mut Endpoint, now: Instant) {
+        self.announced = true;
         if self.config.has_store {
             // Every description it announces is the one a restart takes up.
             self.store_ops

@@ -16,6 +16,7 @@ use crate::proto::LeaveReason;
 use crate::wire::{Address, Command};
 
 use super::cmd::Announce;
+use super::description::Description;
 use super::directory::{Change, Directory, Entry};
 use super::event::Event;
 
@@ -112,8 +113,15 @@ impl SharedDirectory {
             self.stats.malformed += 1;
             return None;
         }
+        self.learn(src, description)
+    }
+
+    /// Takes `description` of the member at `address` as an announce would
+    /// give it (a host's own member, known without the wire): its entry if
+    /// new or changed.
+    pub fn learn(&mut self, address: Address, description: Description) -> Option<Entry> {
         let id = description.id.clone();
-        let change = self.directory.upsert(src, description);
+        let change = self.directory.upsert(address, description);
         let entry = self.directory.get(&id).cloned();
         match (change, entry) {
             (Change::Full, _) => {
@@ -201,7 +209,6 @@ impl SharedDirectory {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cmbs::Description;
 
     fn member(id: &str, n: u32) -> Address {
         Address::parse(&format!("(app:cmbs module:member member:{id} id:{n}-1@h)")).unwrap()

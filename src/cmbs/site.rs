@@ -22,9 +22,11 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Instant;
 
 use crate::proto::{Deadlines, Endpoint, Entities, EntityId, Event as BusEvent};
+use crate::wire::Address;
 
 use super::client::{ask_to_describe, Client, ClientConfig};
 use super::cmd::Announce;
+use super::description::Description;
 use super::directory::Entry;
 use super::event::Event;
 use super::member::Member;
@@ -209,11 +211,13 @@ impl Site {
         self.participants.is_empty()
     }
 
-    /// Runs `f` on participant `id` and its endpoint, with the host's
-    /// directory lent to it; `None` if there is no such participant.
+    /// Runs `f` on participant `id` and its endpoint at `now`, with the
+    /// host's directory lent to it; `None` if there is no such participant.
+    /// A member that announced a description is in the directory at once.
     pub fn with<R>(
         &mut self,
         entities: &mut Entities,
+        now: Instant,
         id: EntityId,
         f: impl FnOnce(&mut Participant, &mut Endpoint) -> R,
     ) -> Option<R> {
@@ -224,13 +228,46 @@ impl Site {
         let r = entities.with(id, |ep| {
             let r = f(p, ep);
             ep.set_peer_events(p.follows_peers());
-            r
+            let own = match p {
+                Participant::Member(m) => m
+                    .take_announced()
+                    .then(|| (ep.local_address().clone(), m.description().clone())),
+                Participant::Sender(_) => None,
+            };
+            (r, own)
         });
         if let Some(dir) = p.client_mut().detach() {
             self.directory = Some(dir);
         }
         self.after_acting(id);
+        let (r, own) = r.unzip();
+        if let Some((address, description)) = own.flatten() {
+            // A member of this host is in its directory as soon as it says
+            // what it is, not when its announce comes back.
+            self.learned(entities, now, address, description);
+        }
         r
+    }
+
+    /// The directory learnt `description` of the member at `address`: the
+    /// participants with messages open are told if it is new or changed.
+    fn learned(
+        &mut self,
+        entities: &mut Entities,
+        now: Instant,
+        address: Address,
+        description: Description,
+    ) {
+        let Some(dir) = self.directory.as_deref_mut() else {
+            return;
+        };
+        let Some(entry) = dir.learn(address, description) else {
+            return;
+        };
+        let open: Vec<EntityId> = self.open.iter().copied().collect();
+        for id in open {
+            self.with(entities, now, id, |p, ep| p.on_described(ep, now, &entry));
+        }
     }
 
     /// Notes participant `id`'s deadline and that it may have output.
@@ -269,7 +306,7 @@ impl Site {
                 };
                 let open: Vec<EntityId> = self.open.iter().copied().collect();
                 for id in open {
-                    self.with(entities, id, |p, ep| p.on_described(ep, now, &entry));
+                    self.with(entities, now, id, |p, ep| p.on_described(ep, now, &entry));
                 }
             }
             BusEvent::PeerJoined(addr) => {
@@ -306,7 +343,7 @@ impl Site {
         if !self.participants.contains_key(&id) {
             return Some(event);
         }
-        self.with(entities, id, |p, ep| p.handle_event(ep, now, event))
+        self.with(entities, now, id, |p, ep| p.handle_event(ep, now, event))
             .flatten()
     }
 
@@ -329,7 +366,7 @@ impl Site {
             }
         }
         for id in self.timers.take_due(now) {
-            self.with(entities, id, |p, ep| p.handle_timeout(ep, now));
+            self.with(entities, now, id, |p, ep| p.handle_timeout(ep, now));
         }
     }
 
@@ -345,7 +382,7 @@ impl Site {
         let Some(id) = self.member_entity(member) else {
             return;
         };
-        self.with(entities, id, |p, ep| {
+        self.with(entities, now, id, |p, ep| {
             if let Participant::Member(m) = p {
                 m.store_done(ep, now, ticket, result);
             }
@@ -361,7 +398,7 @@ impl Site {
         ticket: u64,
         result: Result<serde_json::Value, String>,
     ) {
-        self.with(entities, id, |p, ep| {
+        self.with(entities, now, id, |p, ep| {
             if let Participant::Member(m) = p {
                 m.exec_done(ep, now, ticket, result);
             }

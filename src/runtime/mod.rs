@@ -9,6 +9,9 @@
 //! - [`spawn`] / [`spawn_with_callbacks`]: the entity on a background thread,
 //!   with a cloneable [`Handle`] and a channel of events or pyMbus-style
 //!   callbacks.
+//! - [`spawn_members`] (with feature `sqlite`): CMBS members and a plain
+//!   sender hosted on a thread of their own, sharing one directory and one
+//!   store, with a cloneable [`MembersHandle`].
 //! - [`socket`]: how the sockets are set up for each scope.
 //!
 //! Join a bus and send, from any thread:
@@ -41,6 +44,8 @@ mod closures;
 mod echo_filter;
 mod error;
 mod host;
+#[cfg(feature = "sqlite")]
+mod members;
 pub mod socket;
 mod thread;
 
@@ -53,6 +58,11 @@ pub use bus::Bus;
 pub use closures::{Handled, Handler};
 pub use error::{BindError, HandleError};
 pub use host::{EntityId, EntityMut, Host};
+#[cfg(feature = "sqlite")]
+pub use members::{
+    spawn_members, ExecHandler, MembersError, MembersEvent, MembersHandle, MembersOptions,
+    MembersSpawnError,
+};
 pub use thread::{
     spawn, spawn_with_callbacks, Callbacks, Handle, WeakHandle, EVENT_CHANNEL_CAPACITY,
 };

@@ -71,6 +71,23 @@ impl Termination {
         registry.register(&mut self.stream, token, Interest::READABLE)
     }
 
+    /// Blocks until a signal arrives.
+    pub fn wait(mut self) -> io::Result<()> {
+        let mut poll = mio::Poll::new()?;
+        self.register(poll.registry(), Token(0))?;
+        let mut events = mio::Events::with_capacity(4);
+        loop {
+            match poll.poll(&mut events, None) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+            if self.arrived() {
+                return Ok(());
+            }
+        }
+    }
+
     /// True if a signal arrived (consumes the notification).
     pub fn arrived(&mut self) -> bool {
         let mut buf = [0u8; 16];

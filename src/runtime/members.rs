@@ -1,0 +1,905 @@
+//! [`spawn_members`]: CMBS members hosted on a thread of their own, with a
+//! cloneable [`MembersHandle`] (feature `sqlite` too).
+//!
+//! The thread runs one [`Host`] with a [`Site`] over it: a plain sender
+//! entity (the one [`MembersHandle::publish`] sends from) and every member
+//! hosted with [`MembersHandle::host`], sharing the host's directory, one
+//! store worker and one reading connection (an SQLite file, optional), and
+//! an execute handler that runs each job on a thread of its own. Every call
+//! of the handle has a blocking form and a `_then` form that hands the
+//! answer to a callback (run on the members' thread: keep it short); the
+//! members' events (messages received, actions, the directory's changes)
+//! go to the `on_event` callback given at the start.
+//!
+//! ```no_run
+//! use rmbus::cmbs::{Content, Description, Layer, LayerSet, Message};
+//! use rmbus::config::file;
+//! use rmbus::runtime::{spawn_members, MembersEvent, MembersOptions};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = file::load(&file::locate(None)?)?; // $MBUS, else ~/.mbus
+//! let members = spawn_members(&config, MembersOptions::default(), |e| {
+//!     if let MembersEvent::Member { member, event } = e {
+//!         println!("{member}: {event:?}");
+//!     }
+//! })?;
+//! let mut d = Description::new("sensor-1");
+//! d.started = LayerSet::ALL;
+//! members.host(d)?;
+//! let m = Message::new("", Layer::L2, Content::Json(serde_json::json!({"t": 21})));
+//! let report = members.publish(m)?;
+//! println!("{:?}", report.outcome);
+//! members.stop();
+//! # Ok(())
+//! # }
+//! ```
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
+
+use mio::{Events, Interest, Poll, Token, Waker};
+
+use crate::cmbs::cmd::{ActionAnswer, ActionRequest};
+use crate::cmbs::{
+    echo_executor, Action, Client, ClientConfig, Description, Entry, Event, ExecJob, Execution,
+    Member, MemberConfig, MemberState, Message, Participant, Publish, Report, Site, SiteEvent,
+};
+use crate::config::Config;
+use crate::proto::{Endpoint, Event as BusEvent, LeaveReason};
+use crate::rpc::{CallId, Outcome as RpcOutcome, RpcEvent};
+use crate::store::{Retention, SqliteStore, Store, StoreError, Worker};
+use crate::wire::Address;
+
+use super::{BindError, EntityId, Host};
+
+const HOST: Token = Token(0);
+const WAKE: Token = Token(1);
+
+/// How long an action on a member elsewhere on the bus may take.
+const ACTION_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// An execute handler: the job (its message and sender), and the result or
+/// why it failed. It runs on a thread of its own per job; one that takes
+/// longer than the execute timeout ends `EXEC_TIMEOUT` for the sender.
+pub type ExecHandler = Arc<dyn Fn(&ExecJob) -> Result<serde_json::Value, String> + Send + Sync>;
+
+/// How the members run.
+#[derive(Clone)]
+pub struct MembersOptions {
+    /// The plain sender's address, without its `id` element
+    /// (`(app:cmbs module:host)` by default).
+    pub sender: Address,
+    /// The SQLite file the members keep what they receive and hold in
+    /// (`None`: no store; storable messages are refused `NOT_STORABLE`).
+    pub store: Option<PathBuf>,
+    /// The execute handler (`None`: the content is the result).
+    pub exec: Option<ExecHandler>,
+    /// How long an execution may take (5 s).
+    pub exec_timeout: Duration,
+    /// The sender's and the members' delivery settings.
+    pub client: ClientConfig,
+}
+
+impl Default for MembersOptions {
+    fn default() -> MembersOptions {
+        MembersOptions {
+            sender: Address::new([("app", "cmbs"), ("module", "host")])
+                .expect("a constant address"),
+            store: None,
+            exec: None,
+            exec_timeout: Duration::from_secs(5),
+            client: ClientConfig::default(),
+        }
+    }
+}
+
+impl std::fmt::Debug for MembersOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MembersOptions")
+            .field("sender", &self.sender)
+            .field("store", &self.store)
+            .field("exec", &self.exec.as_ref().map(|_| "a handler"))
+            .field("exec_timeout", &self.exec_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the members' thread tells the application.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum MembersEvent {
+    /// A member appeared in the host's directory.
+    Joined(Entry),
+    /// A member of the directory announced a new description or address.
+    Changed {
+        /// The member now.
+        entry: Entry,
+        /// What it said before.
+        before: Description,
+    },
+    /// A member left the directory (it said bye, or its entity expired).
+    Left {
+        /// The member as it was.
+        entry: Entry,
+        /// Why.
+        reason: LeaveReason,
+    },
+    /// An event of hosted member `member`: a message received, an action
+    /// run, a held message's line settled, a report of its own message.
+    Member {
+        /// The member's id.
+        member: String,
+        /// What happened.
+        event: Event,
+    },
+}
+
+/// Why the members' thread could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MembersSpawnError {
+    /// The bus could not be joined.
+    #[error("cannot join the bus: {0}")]
+    Bind(#[from] BindError),
+    /// The store could not be opened.
+    #[error("{path}: the store failed: {source}")]
+    Store {
+        /// The store's file.
+        path: PathBuf,
+        /// Why.
+        source: StoreError,
+    },
+    /// The event loop or a thread could not be set up.
+    #[error("cannot start the members' thread: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// Why a [`MembersHandle`] call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum MembersError {
+    /// The members' thread has stopped.
+    #[error("the members' thread has stopped")]
+    Stopped,
+    /// A blocking call was made on the members' thread (from a callback):
+    /// it would wait for itself. Use the `_then` form there.
+    #[error("a blocking members call was made on the members' thread; use its _then form")]
+    OnMembersThread,
+    /// There is no such member, or the store or the bus refused.
+    #[error("{0}")]
+    Refused(String),
+}
+
+type Reply<T> = Box<dyn FnOnce(Result<T, MembersError>) + Send>;
+
+/// How the members' thread ended (once it has), and who waits for it.
+type Ended = (Mutex<Option<Result<(), String>>>, Condvar);
+
+/// What a handle asks of the thread.
+enum Command {
+    Host(Box<Description>, Reply<Description>),
+    Update(Box<Description>, Reply<Description>),
+    Act(String, Action, Reply<ActionAnswer>),
+    Remove(String, Reply<()>),
+    Publish(Option<String>, Box<Publish>, Reply<Report>),
+}
+
+/// A cloneable handle on members hosted by [`spawn_members`]. Dropping every
+/// handle does not stop the thread: [`MembersHandle::stop`] does (each
+/// member says bye).
+#[derive(Clone)]
+pub struct MembersHandle {
+    commands: Sender<Command>,
+    waker: Arc<Waker>,
+    /// The directory as the handle sees it, by member id.
+    directory: Arc<Mutex<BTreeMap<String, Entry>>>,
+    alive: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+    /// How the thread ended, once it has.
+    ended: Arc<Ended>,
+    thread: std::thread::ThreadId,
+}
+
+impl std::fmt::Debug for MembersHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MembersHandle")
+            .field("alive", &self.is_alive())
+            .finish_non_exhaustive()
+    }
+}
+
+impl MembersHandle {
+    fn send(&self, c: Command) -> Result<(), (Command, MembersError)> {
+        if !self.alive.load(Ordering::Acquire) {
+            return Err((c, MembersError::Stopped));
+        }
+        self.commands
+            .send(c)
+            .map_err(|mpsc::SendError(c)| (c, MembersError::Stopped))?;
+        if let Err(e) = self.waker.wake() {
+            tracing::warn!("cannot wake the members' thread: {e}");
+        }
+        Ok(())
+    }
+
+    fn ask<T: Send + 'static>(
+        &self,
+        make: impl FnOnce(Reply<T>) -> Command,
+        then: impl FnOnce(Result<T, MembersError>) + Send + 'static,
+    ) {
+        if let Err((c, e)) = self.send(make(Box::new(then))) {
+            fail(c, e);
+        }
+    }
+
+    fn blocking<T: Send + 'static>(
+        &self,
+        make: impl FnOnce(Reply<T>) -> Command,
+    ) -> Result<T, MembersError> {
+        if std::thread::current().id() == self.thread {
+            return Err(MembersError::OnMembersThread);
+        }
+        let (tx, rx) = mpsc::channel();
+        self.ask(make, move |r| {
+            let _ = tx.send(r);
+        });
+        rx.recv().unwrap_or(Err(MembersError::Stopped))
+    }
+
+    /// Hosts a member described by `d` (a store's messages and held
+    /// records for its id taken up); its description once started. An id
+    /// hosted already is refused.
+    pub fn host(&self, d: Description) -> Result<Description, MembersError> {
+        self.blocking(|r| Command::Host(Box::new(d), r))
+    }
+
+    /// [`MembersHandle::host`], the answer to `then`.
+    pub fn host_then(
+        &self,
+        d: Description,
+        then: impl FnOnce(Result<Description, MembersError>) + Send + 'static,
+    ) {
+        self.ask(|r| Command::Host(Box::new(d), r), then)
+    }
+
+    /// Changes hosted member `d.id`'s endpoint names, neighbors, topics and
+    /// providers (announced if anything changed); its description.
+    pub fn update(&self, d: Description) -> Result<Description, MembersError> {
+        self.blocking(|r| Command::Update(Box::new(d), r))
+    }
+
+    /// [`MembersHandle::update`], the answer to `then`.
+    pub fn update_then(
+        &self,
+        d: Description,
+        then: impl FnOnce(Result<Description, MembersError>) + Send + 'static,
+    ) {
+        self.ask(|r| Command::Update(Box::new(d), r), then)
+    }
+
+    /// Runs `action` on member `id`: hosted here, or elsewhere on the bus
+    /// (as `cmbs.member.action`).
+    pub fn act(&self, id: &str, action: Action) -> Result<ActionAnswer, MembersError> {
+        self.blocking(|r| Command::Act(id.to_owned(), action, r))
+    }
+
+    /// [`MembersHandle::act`], the answer to `then`.
+    pub fn act_then(
+        &self,
+        id: &str,
+        action: Action,
+        then: impl FnOnce(Result<ActionAnswer, MembersError>) + Send + 'static,
+    ) {
+        self.ask(|r| Command::Act(id.to_owned(), action, r), then)
+    }
+
+    /// Says bye for hosted member `id` and forgets it (its deliveries still
+    /// open end `UNDELIVERABLE` for their senders). Not an error if there is
+    /// no such member.
+    pub fn remove(&self, id: &str) -> Result<(), MembersError> {
+        self.blocking(|r| Command::Remove(id.to_owned(), r))
+    }
+
+    /// [`MembersHandle::remove`], the answer to `then`.
+    pub fn remove_then(
+        &self,
+        id: &str,
+        then: impl FnOnce(Result<(), MembersError>) + Send + 'static,
+    ) {
+        self.ask(|r| Command::Remove(id.to_owned(), r), then)
+    }
+
+    /// Sends `message` from the plain sender; its report once every line
+    /// has settled (a message refused before sending is a report too).
+    pub fn publish(&self, message: Message) -> Result<Report, MembersError> {
+        self.blocking(|r| Command::Publish(None, Box::new(Publish::new(message)), r))
+    }
+
+    /// Sends `publish` (a hold, an unreliable L2) from hosted member `from`,
+    /// or from the plain sender (`None`); its report to `then`.
+    pub fn publish_then(
+        &self,
+        from: Option<&str>,
+        publish: Publish,
+        then: impl FnOnce(Result<Report, MembersError>) + Send + 'static,
+    ) {
+        let from = from.map(str::to_owned);
+        self.ask(|r| Command::Publish(from, Box::new(publish), r), then)
+    }
+
+    fn snapshot(&self) -> MutexGuard<'_, BTreeMap<String, Entry>> {
+        self.directory.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The members the host knows of, hosted ones among them (a member
+    /// removed here is left out at once).
+    pub fn directory(&self) -> Vec<Entry> {
+        self.snapshot().values().cloned().collect()
+    }
+
+    /// Member `id`, if the host knows of it.
+    pub fn member(&self, id: &str) -> Option<Entry> {
+        self.snapshot().get(id).cloned()
+    }
+
+    /// True while the members' thread runs.
+    pub fn is_alive(&self) -> bool {
+        self.alive.load(Ordering::Acquire)
+    }
+
+    /// Waits until the members' thread has ended (after
+    /// [`MembersHandle::stop`], or because its sockets failed: the error).
+    pub fn wait(&self) -> Result<(), String> {
+        let (lock, ended) = &*self.ended;
+        let mut state = lock.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if let Some(r) = state.as_ref() {
+                return r.clone();
+            }
+            state = ended.wait(state).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// Stops the members' thread: every member says bye and the store's
+    /// last writes are made. Returns at once ([`MembersHandle::wait`] waits);
+    /// calls made later fail [`MembersError::Stopped`].
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Release);
+        if let Err(e) = self.waker.wake() {
+            tracing::warn!("cannot wake the members' thread: {e}");
+        }
+    }
+}
+
+/// Answers `c` with `e`.
+fn fail(c: Command, e: MembersError) {
+    match c {
+        Command::Host(_, r) | Command::Update(_, r) => r(Err(e)),
+        Command::Act(_, _, r) => r(Err(e)),
+        Command::Remove(_, r) => r(Err(e)),
+        Command::Publish(_, _, r) => r(Err(e)),
+    }
+}
+
+/// Joins the bus `config` describes and starts the members' thread, with a
+/// plain sender at `options.sender`; `on_event` gets the members' events on
+/// that thread. `ended` is not needed: [`MembersHandle::is_alive`] says if
+/// the thread still runs.
+pub fn spawn_members(
+    config: &Config,
+    options: MembersOptions,
+    on_event: impl FnMut(MembersEvent) + Send + 'static,
+) -> Result<MembersHandle, MembersSpawnError> {
+    let mut host = Host::bind(config)?;
+    let sender = host.add(&options.sender)?;
+    let poll = Poll::new()?;
+    poll.registry()
+        .register(&mut host, HOST, Interest::READABLE)?;
+    let waker = Arc::new(Waker::new(poll.registry(), WAKE)?);
+    let stores = match &options.store {
+        None => None,
+        Some(path) => {
+            let failed = |source| MembersSpawnError::Store {
+                path: path.clone(),
+                source,
+            };
+            let reader = SqliteStore::open(path).map_err(failed)?;
+            let writer = SqliteStore::open(path).map_err(failed)?;
+            let notify = notifier(&waker);
+            let worker = Worker::spawn(Box::new(writer), Retention::default(), notify)?;
+            Some((worker, reader))
+        }
+    };
+    let (tx, rx) = mpsc::channel();
+    let alive = Arc::new(AtomicBool::new(true));
+    let stop = Arc::new(AtomicBool::new(false));
+    let directory = Arc::new(Mutex::new(BTreeMap::new()));
+    let mut state = Loop::new(
+        &mut host,
+        sender,
+        stores,
+        options,
+        Arc::clone(&waker),
+        Arc::clone(&directory),
+        Box::new(on_event),
+    );
+    let (flag, stopping) = (Arc::clone(&alive), Arc::clone(&stop));
+    let ended: Arc<Ended> = Arc::default();
+    let end = Arc::clone(&ended);
+    let thread = std::thread::Builder::new()
+        .name("rmbus-members".into())
+        .spawn(move || {
+            let result = state.run(&mut host, poll, &rx, &stopping);
+            if let Err(e) = &result {
+                tracing::error!("the members' thread failed: {e}");
+            }
+            flag.store(false, Ordering::Release);
+            state.finish(&mut host);
+            while let Ok(c) = rx.try_recv() {
+                fail(c, MembersError::Stopped);
+            }
+            let (lock, cv) = &*end;
+            *lock.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some(result.map_err(|e| format!("the bus failed: {e}")));
+            cv.notify_all();
+        })?;
+    Ok(MembersHandle {
+        commands: tx,
+        waker,
+        directory,
+        alive,
+        stop,
+        ended,
+        thread: thread.thread().id(),
+    })
+}
+
+/// A notifier for the store worker and execute threads: wakes the loop.
+fn notifier(waker: &Arc<Waker>) -> impl Fn() + Send + Clone + 'static {
+    let waker = Arc::clone(waker);
+    move || {
+        if let Err(e) = waker.wake() {
+            tracing::warn!("cannot wake the members' thread: {e}");
+        }
+    }
+}
+
+/// An execute job's end: the member's entity, the job's ticket, its result.
+type ExecDone = (EntityId, u64, Result<serde_json::Value, String>);
+
+/// The members' thread's state.
+struct Loop {
+    site: Site,
+    sender: EntityId,
+    /// Hosted members' entities, by member id.
+    members: BTreeMap<String, EntityId>,
+    /// One store worker for all members, and the connection that reads
+    /// what a member's restart takes up.
+    stores: Option<(Worker, SqliteStore)>,
+    exec: Option<ExecHandler>,
+    exec_timeout: Duration,
+    client: ClientConfig,
+    exec_done: (Sender<ExecDone>, Receiver<ExecDone>),
+    waker: Arc<Waker>,
+    reports: HashMap<String, Reply<Report>>,
+    actions: HashMap<CallId, Reply<ActionAnswer>>,
+    directory: Arc<Mutex<BTreeMap<String, Entry>>>,
+    /// Members removed here whose leaving the directory has not seen yet:
+    /// kept out of the snapshot, so that a removed member does not
+    /// reappear as one running elsewhere.
+    gone: HashSet<String>,
+    on_event: Box<dyn FnMut(MembersEvent) + Send>,
+}
+
+impl Loop {
+    fn new(
+        host: &mut Host,
+        sender: EntityId,
+        stores: Option<(Worker, SqliteStore)>,
+        options: MembersOptions,
+        waker: Arc<Waker>,
+        directory: Arc<Mutex<BTreeMap<String, Entry>>>,
+        on_event: Box<dyn FnMut(MembersEvent) + Send>,
+    ) -> Loop {
+        let mut site = Site::new(host.core_mut(), &options.client);
+        let client = Client::new(options.client.clone(), rand::random());
+        site.add(
+            host.core_mut(),
+            sender,
+            Participant::Sender(Box::new(client)),
+        );
+        let now = Instant::now();
+        // Learn the members already on the bus.
+        site.with(host.core_mut(), now, sender, |p, ep| {
+            if let Participant::Sender(c) = p {
+                c.describe(ep, now);
+            }
+        });
+        Loop {
+            site,
+            sender,
+            members: BTreeMap::new(),
+            stores,
+            exec: options.exec,
+            exec_timeout: options.exec_timeout,
+            client: options.client,
+            exec_done: mpsc::channel(),
+            waker,
+            reports: HashMap::new(),
+            actions: HashMap::new(),
+            directory,
+            gone: HashSet::new(),
+            on_event,
+        }
+    }
+
+    /// The event loop, until `stop` is set or the sockets fail.
+    fn run(
+        &mut self,
+        host: &mut Host,
+        mut poll: Poll,
+        commands: &Receiver<Command>,
+        stop: &AtomicBool,
+    ) -> io::Result<()> {
+        let mut events = Events::with_capacity(64);
+        let mut next: Option<Instant> = None;
+        loop {
+            let now = Instant::now();
+            let wake = host
+                .deadline()
+                .into_iter()
+                .chain(next)
+                .min()
+                .map(|t| t.saturating_duration_since(now) + Duration::from_micros(200));
+            match poll.poll(&mut events, wake) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+            if stop.load(Ordering::Acquire) {
+                return Ok(());
+            }
+            if events.iter().any(|e| e.token() == HOST) {
+                host.on_readable()?;
+            }
+            host.on_timeout()?;
+            while let Some((id, event)) = host.poll_event() {
+                self.on_event(host, id, event);
+            }
+            while let Ok(c) = commands.try_recv() {
+                self.command(host, c);
+            }
+            next = self.tick(host);
+            host.flush()?;
+        }
+    }
+
+    /// Every member says bye; the store's last writes are made.
+    fn finish(&mut self, host: &mut Host) {
+        for (_, id) in std::mem::take(&mut self.members) {
+            self.site.remove(id);
+            host.remove(id);
+        }
+        self.site.remove(self.sender);
+        host.remove(self.sender);
+        if let Some((worker, _)) = self.stores.take() {
+            let _ = worker.finish();
+        }
+        for (_, r) in self.reports.drain() {
+            r(Err(MembersError::Stopped));
+        }
+        for (_, r) in self.actions.drain() {
+            r(Err(MembersError::Stopped));
+        }
+    }
+
+    /// Runs `f` on hosted member `id`.
+    fn with_member<R>(
+        &mut self,
+        host: &mut Host,
+        id: &str,
+        f: impl FnOnce(&mut Member, &mut Endpoint, Instant) -> R,
+    ) -> Option<R> {
+        let entity = *self.members.get(id)?;
+        let now = Instant::now();
+        self.site
+            .with(host.core_mut(), now, entity, |p, ep| match p {
+                Participant::Member(m) => Some(f(m, ep, now)),
+                Participant::Sender(_) => None,
+            })
+            .flatten()
+    }
+
+    fn command(&mut self, host: &mut Host, c: Command) {
+        let not_hosted =
+            |id: &str| MembersError::Refused(format!("member {id} is not hosted here"));
+        match c {
+            Command::Host(d, reply) => reply(self.host_member(host, *d)),
+            Command::Update(d, reply) => {
+                let r = self
+                    .with_member(host, &d.id, |m, ep, now| {
+                        m.update(ep, now, |mine| {
+                            mine.sockets = d.sockets.clone();
+                            mine.neighbors = d.neighbors.clone();
+                            mine.topics = d.topics.clone();
+                            mine.providers = d.providers.clone();
+                        });
+                        m.description().clone()
+                    })
+                    .ok_or_else(|| not_hosted(&d.id));
+                reply(r)
+            }
+            Command::Act(id, action, reply) => {
+                if self.members.contains_key(&id) {
+                    let r = self
+                        .with_member(host, &id, |m, ep, now| m.action(ep, now, action))
+                        .ok_or_else(|| not_hosted(&id));
+                    return reply(r);
+                }
+                let Some(entry) = self.site.directory().directory().get(&id).cloned() else {
+                    return reply(Err(MembersError::Refused(format!(
+                        "no member {id} on the bus"
+                    ))));
+                };
+                let now = Instant::now();
+                let call = self.site.with(host.core_mut(), now, self.sender, |_, ep| {
+                    ep.rpc().call(
+                        now,
+                        &entry.address,
+                        ActionRequest::NAME,
+                        ActionRequest { action }.into_args(),
+                        ACTION_TIMEOUT,
+                    )
+                });
+                match call {
+                    Some(Ok(call)) => {
+                        self.actions.insert(call, reply);
+                    }
+                    Some(Err(e)) => reply(Err(MembersError::Refused(e.to_string()))),
+                    None => reply(Err(MembersError::Stopped)),
+                }
+            }
+            Command::Remove(id, reply) => {
+                if let Some(entity) = self.members.remove(&id) {
+                    // Its store batches still commit; their answers find it
+                    // gone.
+                    self.site.remove(entity);
+                    host.remove(entity);
+                    self.snapshot().remove(&id);
+                    self.gone.insert(id);
+                }
+                reply(Ok(()))
+            }
+            Command::Publish(from, p, reply) => {
+                let entity = match &from {
+                    None => self.sender,
+                    Some(id) => match self.members.get(id) {
+                        Some(e) => *e,
+                        None => return reply(Err(not_hosted(id))),
+                    },
+                };
+                let (now, wall) = (Instant::now(), SystemTime::now());
+                let r = self
+                    .site
+                    .with(host.core_mut(), now, entity, |p2, ep| match p2 {
+                        Participant::Sender(c) => c.publish(ep, now, wall, *p),
+                        Participant::Member(m) => m.publish(ep, now, wall, *p),
+                    });
+                match r {
+                    Some(Ok(id)) => {
+                        self.reports.insert(id, reply);
+                    }
+                    Some(Err(report)) => reply(Ok(*report)),
+                    None => reply(Err(MembersError::Stopped)),
+                }
+            }
+        }
+    }
+
+    fn host_member(
+        &mut self,
+        host: &mut Host,
+        d: Description,
+    ) -> Result<Description, MembersError> {
+        let refused = |e: &dyn std::fmt::Display| MembersError::Refused(e.to_string());
+        if self.members.contains_key(&d.id) {
+            return Err(MembersError::Refused(format!(
+                "member {} is hosted already",
+                d.id
+            )));
+        }
+        let id = d.id.clone();
+        let suspended = d.state == MemberState::Suspended;
+        let (stored, held) = match &mut self.stores {
+            Some((_, reader)) => {
+                reader.add_member(&id).map_err(|e| refused(&e))?;
+                let stored = reader.answered(&id).map_err(|e| refused(&e))?;
+                let held = reader.held(&id).map_err(|e| refused(&e))?;
+                (stored, held)
+            }
+            None => (Vec::new(), Vec::new()),
+        };
+        let config = MemberConfig {
+            exec_timeout: self.exec_timeout,
+            has_store: self.stores.is_some(),
+            client: self.client.clone(),
+            ..MemberConfig::default()
+        };
+        let mut member = Member::new(d, config, rand::random());
+        member.restore(Instant::now(), SystemTime::now(), stored, held);
+        let address = Member::address(&id).map_err(|e| refused(&e))?;
+        let entity = host
+            .add_without_peer_events(&address)
+            .map_err(|e| refused(&e))?;
+        member.set_executor(match &self.exec {
+            None => echo_executor(),
+            Some(handler) => self.executor(entity, Arc::clone(handler)),
+        });
+        self.site.add(
+            host.core_mut(),
+            entity,
+            Participant::Member(Box::new(member)),
+        );
+        self.members.insert(id.clone(), entity);
+        self.gone.remove(&id);
+        self.with_member(host, &id, |m, ep, now| {
+            m.start(ep, now);
+            if suspended {
+                m.action(ep, now, Action::Suspend);
+            }
+            m.description().clone()
+        })
+        .ok_or_else(|| MembersError::Refused("the member's entity is gone".into()))
+    }
+
+    /// The executor of the member on `entity`: each job on a thread of its
+    /// own, its result back to the loop.
+    fn executor(&self, entity: EntityId, handler: ExecHandler) -> crate::cmbs::Executor {
+        let (tx, notify) = (self.exec_done.0.clone(), notifier(&self.waker));
+        Box::new(move |job: &ExecJob| {
+            let (tx, notify, handler) = (tx.clone(), notify.clone(), Arc::clone(&handler));
+            let job = job.clone();
+            let spawned = std::thread::Builder::new()
+                .name("rmbus-exec".into())
+                .spawn(move || {
+                    let result = handler(&job);
+                    if tx.send((entity, job.ticket, result)).is_ok() {
+                        notify();
+                    }
+                });
+            match spawned {
+                Ok(_) => Execution::Later,
+                Err(e) => Execution::Done(Err(format!("cannot start a thread: {e}"))),
+            }
+        })
+    }
+
+    fn on_event(&mut self, host: &mut Host, id: EntityId, event: BusEvent) {
+        let now = Instant::now();
+        let rest = self.site.handle_event(host.core_mut(), now, id, event);
+        if let Some(BusEvent::Rpc(RpcEvent::Returned { call, outcome, .. })) = rest {
+            if let Some(reply) = self.actions.remove(&call) {
+                let refused = |s: String| Err(MembersError::Refused(s));
+                reply(match outcome {
+                    RpcOutcome::Returned(r) if r.is_ok() => ActionAnswer::from_reply(&r)
+                        .map_err(|e| MembersError::Refused(e.to_string())),
+                    RpcOutcome::Returned(r) => refused(format!(
+                        "the member refused: {} {}",
+                        r.result, r.description
+                    )),
+                    RpcOutcome::TimedOut => refused("the member did not answer in time".into()),
+                    other => refused(format!("the action was lost: {}", other.code())),
+                });
+            }
+        }
+    }
+
+    /// After the events of one wake-up: what the host learnt once, finished
+    /// store batches and execute jobs, timers, then the store batches and
+    /// events of the participants acted on. The next instant to wake.
+    fn tick(&mut self, host: &mut Host) -> Option<Instant> {
+        let now = Instant::now();
+        while let Some(e) = host.poll_host_event() {
+            self.site.handle_host_event(host.core_mut(), now, e);
+        }
+        let done = self
+            .stores
+            .as_ref()
+            .map(|(w, _)| w.completed())
+            .unwrap_or_default();
+        for d in done {
+            self.site
+                .store_done(host.core_mut(), now, &d.member, d.ticket, d.result);
+        }
+        let jobs: Vec<ExecDone> = self.exec_done.1.try_iter().collect();
+        for (entity, ticket, result) in jobs {
+            self.site
+                .exec_done(host.core_mut(), now, entity, ticket, result);
+        }
+        if self.site.poll_timeout().is_some_and(|t| t <= now) {
+            self.site.handle_timeout(host.core_mut(), now);
+        }
+        while let Some(batch) = self.site.poll_store() {
+            match &self.stores {
+                Some((worker, _)) => worker.submit(batch),
+                None => self.site.store_done(
+                    host.core_mut(),
+                    now,
+                    &batch.member,
+                    batch.ticket,
+                    Err("no store".into()),
+                ),
+            }
+        }
+        while let Some(e) = self.site.poll_event() {
+            match e {
+                SiteEvent::Of(id, Event::Report(r)) if id == self.sender => {
+                    if let Some(reply) = self.reports.remove(&r.message) {
+                        reply(Ok(r));
+                    }
+                }
+                SiteEvent::Directory(e) => self.directory_event(e),
+                SiteEvent::Of(id, event) => {
+                    if let Event::Report(r) = &event {
+                        if let Some(reply) = self.reports.remove(&r.message) {
+                            reply(Ok(r.clone()));
+                            continue;
+                        }
+                    }
+                    let member = self
+                        .site
+                        .participant(id)
+                        .and_then(|p| p.member())
+                        .map(|m| m.description().id.clone());
+                    if let Some(member) = member {
+                        (self.on_event)(MembersEvent::Member { member, event });
+                    }
+                }
+            }
+        }
+        self.site.poll_timeout()
+    }
+
+    fn snapshot(&self) -> MutexGuard<'_, BTreeMap<String, Entry>> {
+        self.directory.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A change of the host's directory: the handles' snapshot, changed
+    /// entry by entry, then the application.
+    fn directory_event(&mut self, e: Event) {
+        let event = match e {
+            Event::Joined(entry) => {
+                self.keep(&entry);
+                MembersEvent::Joined(entry)
+            }
+            Event::Changed(entry) => {
+                let id = &entry.description.id;
+                let before = self.snapshot().get(id).map(|e| e.description.clone());
+                self.keep(&entry);
+                match before {
+                    Some(before) => MembersEvent::Changed { entry, before },
+                    None => MembersEvent::Joined(entry),
+                }
+            }
+            Event::Left { entry, reason } => {
+                self.gone.remove(&entry.description.id);
+                self.snapshot().remove(&entry.description.id);
+                MembersEvent::Left { entry, reason }
+            }
+            _ => return,
+        };
+        (self.on_event)(event);
+    }
+
+    /// Puts `entry` in the handles' snapshot, unless it was removed here.
+    fn keep(&mut self, entry: &Entry) {
+        if !self.gone.contains(&entry.description.id) {
+            self.snapshot()
+                .insert(entry.description.id.clone(), entry.clone());
+        }
+    }
+}

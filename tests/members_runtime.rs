@@ -1,0 +1,165 @@
+//! CMBS members run from the library ([`rmbus::runtime::spawn_members`]) on
+//! a private host-local bus: publishing and reports (blocking and by
+//! callback), messages received as events, an execute handler as a
+//! closure, the SQLite store, two hosts seeing each other's members, and a
+//! stop that every later call sees.
+
+mod common;
+
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rmbus::cmbs::{
+    Action, Content, Description, Event, Layer, LayerSet, LineStatus, Message, Outcome, Publish,
+};
+use rmbus::runtime::{spawn_members, MembersError, MembersEvent, MembersOptions};
+use rmbus::store::{SqliteStore, Store};
+
+const DEADLINE: Duration = Duration::from_secs(20);
+
+fn member(id: &str, topics: &[&str]) -> Description {
+    let mut d = Description::new(id);
+    d.started = LayerSet::ALL;
+    d.topics = topics.iter().map(|t| t.to_string()).collect();
+    d
+}
+
+fn delivered(r: &rmbus::cmbs::Report) -> Vec<String> {
+    let mut v: Vec<String> = r
+        .lines
+        .iter()
+        .filter(|l| matches!(l.status, LineStatus::Delivered { .. }))
+        .map(|l| l.member.clone())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn members_from_the_library_deliver_execute_store_and_stop() {
+    let config = common::free_port_config();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("members.sqlite");
+    let (tx, events) = mpsc::channel();
+    let options = MembersOptions {
+        store: Some(db.clone()),
+        exec: Some(Arc::new(|job: &rmbus::cmbs::ExecJob| {
+            let n = job.message.content.to_json()["n"].as_i64().ok_or("no n")?;
+            Ok(serde_json::json!({ "doubled": n * 2 }))
+        })),
+        ..MembersOptions::default()
+    };
+    let members = spawn_members(&config, options, move |e| {
+        let _ = tx.send(e);
+    })
+    .unwrap();
+    for (id, topics) in [("a", &["news"][..]), ("b", &["news"]), ("c", &["sport"])] {
+        let d = members.host(member(id, topics)).unwrap();
+        assert_eq!(d.id, id);
+    }
+    assert_eq!(
+        members.host(member("a", &[])).unwrap_err(),
+        MembersError::Refused("member a is hosted already".into())
+    );
+    let until = Instant::now() + DEADLINE;
+    while members.directory().len() < 3 {
+        assert!(Instant::now() < until, "the directory never held the 3");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    // L2 from the plain sender, blocking: every member, each told once.
+    let l2 = Message::new("", Layer::L2, Content::Json(serde_json::json!("hi")));
+    let report = members.publish(l2).unwrap();
+    assert_eq!(report.outcome, Outcome::Delivered);
+    assert_eq!(delivered(&report), ["a", "b", "c"]);
+    let mut received = Vec::new();
+    while received.len() < 3 {
+        match events.recv_timeout(DEADLINE).expect("received events") {
+            MembersEvent::Member {
+                member,
+                event: Event::Received { message, .. },
+            } if message.id == report.message => received.push(member),
+            _ => {}
+        }
+    }
+    received.sort();
+    assert_eq!(received, ["a", "b", "c"]);
+
+    // L3.2 from member a, by callback: b only (a is never its own recipient).
+    let mut news = Message::new("", Layer::L32, Content::Json(serde_json::json!(1)));
+    news.topics = vec!["news".into()];
+    let (rtx, rrx) = mpsc::channel();
+    members.publish_then(Some("a"), Publish::new(news), move |r| {
+        let _ = rtx.send(r);
+    });
+    let report = rrx.recv_timeout(DEADLINE).unwrap().unwrap();
+    assert_eq!(delivered(&report), ["b"]);
+
+    // An executable L1 runs the closure; a storable one is in the store.
+    let mut job = Message::new("", Layer::L1, Content::Json(serde_json::json!({ "n": 21 })));
+    job.receiver = Some("c".into());
+    job.executable = true;
+    job.storable = true;
+    let report = members.publish(job).unwrap();
+    match &report.lines[0].status {
+        LineStatus::Delivered { result } => {
+            assert_eq!(result, &Some(serde_json::json!({ "doubled": 42 })))
+        }
+        other => panic!("not executed: {other:?}"),
+    }
+
+    // Actions: a hosted member suspends and refuses.
+    let answer = members.act("b", Action::Suspend).unwrap();
+    assert_eq!(answer.member.id, "b");
+
+    // A second host on the same bus learns all three; removing one here
+    // takes it out of both.
+    let other = spawn_members(&config, MembersOptions::default(), |_| {}).unwrap();
+    let until = Instant::now() + DEADLINE;
+    while other.directory().len() < 3 {
+        assert!(Instant::now() < until, "the other host never learnt them");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    members.remove("c").unwrap();
+    assert!(members.member("c").is_none(), "gone here at once");
+    let until = Instant::now() + DEADLINE;
+    while other.member("c").is_some() {
+        assert!(Instant::now() < until, "c stayed in the other directory");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    other.stop();
+    other.wait().unwrap();
+
+    members.stop();
+    members.wait().unwrap();
+    assert!(!members.is_alive());
+    assert_eq!(members.host(member("d", &[])), Err(MembersError::Stopped));
+    let store = SqliteStore::open(&db).unwrap();
+    let stored = store.messages("c").unwrap();
+    assert_eq!(stored.len(), 1, "the storable message is kept");
+}
+
+#[test]
+fn a_blocking_call_from_the_members_thread_is_an_error_not_a_deadlock() {
+    let config = common::free_port_config();
+    let (tx, rx) = mpsc::channel();
+    let slot: Arc<std::sync::Mutex<Option<rmbus::runtime::MembersHandle>>> = Arc::default();
+    let inner = Arc::clone(&slot);
+    let members = spawn_members(&config, MembersOptions::default(), move |e| {
+        if let MembersEvent::Joined(_) = e {
+            if let Some(h) = inner.lock().unwrap().as_ref() {
+                let _ = tx.send(h.host(member("nested", &[])));
+            }
+        }
+    })
+    .unwrap();
+    *slot.lock().unwrap() = Some(members.clone());
+    members.host(member("first", &[])).unwrap();
+    assert_eq!(
+        rx.recv_timeout(DEADLINE).unwrap(),
+        Err(MembersError::OnMembersThread)
+    );
+    members.stop();
+    members.wait().unwrap();
+}
