@@ -6,10 +6,10 @@
 //! WebSocket clients while 1,000 events/s arrive, against a bare
 //! tokio-tungstenite broadcast of the same frames. And members at scale:
 //! `RMBUS_BENCH_MEMBERS` (10,000) members, each with two topics, created
-//! one after another (`POST /cmbs/member/`) in one gateway: the p50 of the
-//! last 10 creates against the p50 of creates 6 to 15 (the 10th), the
-//! process's CPU while idle for 10 s with all of them, and its resident
-//! memory per member beyond the first 10.
+//! one after another (`POST /cmbs/member/`) in one gateway, and 10 in
+//! another: the p50 of 10 more creates (deleted after) in each, in
+//! interleaved rounds; the large one's CPU while idle for 10 s, and its
+//! resident memory per member beyond the first 10.
 //!
 //! `cargo bench --bench gateway` (it runs the release `rmbus gateway` on a
 //! host-local bus of its own). `RMBUS_BENCH_ROUNDS` (5), `RMBUS_BENCH_ONLY`
@@ -581,41 +581,88 @@ fn cpu_secs(pid: u32) -> f64 {
     ticks / 100.0
 }
 
-fn bench_members(rt: &tokio::runtime::Runtime) {
+/// p50 of creating 10 members (ids from `first`) over `c`, in ms; then
+/// deletes them, so that the gateway is back to its size.
+async fn ten_creates(c: &mut Conn, first: u64) -> f64 {
+    let mut times = Vec::new();
+    for i in first..first + 10 {
+        let body = member_with_topics(i);
+        let t = Instant::now();
+        let status = c.call(&post_head("/cmbs/member/", body.len()), &body).await;
+        assert_eq!(status, 201, "member {i}");
+        times.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    for i in first..first + 10 {
+        let path = format!("/cmbs/member/cccccccc-0000-4000-8000-{i:012}");
+        let head = format!(
+            "DELETE {path} HTTP/1.1\r\nHost: b\r\nAuthorization: {}\r\n\r\n",
+            auth_header()
+        );
+        let status = c.call(head.as_bytes(), &[]).await;
+        assert!(status == 200 || status == 204, "delete {i}: {status}");
+    }
+    median(times)
+}
+
+fn bench_members(rt: &tokio::runtime::Runtime, rounds: usize) {
     let n: u64 = std::env::var("RMBUS_BENCH_MEMBERS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10_000);
-    let g = start_gateway();
-    let pid = g.child.id();
-    let mut times = Vec::new();
+    // One gateway with 10 members, one with n, each on a bus of its own.
+    let small = start_gateway();
+    let large = start_gateway();
+    let pid = large.child.id();
     let mut rss_at_10 = 0.0;
     let started = Instant::now();
     rt.block_on(async {
-        let mut c = Conn::open(g.addr).await;
+        let mut to_small = Conn::open(small.addr).await;
+        let mut to_large = Conn::open(large.addr).await;
+        for i in 1..=10 {
+            let body = member_with_topics(i);
+            let status = to_small
+                .call(&post_head("/cmbs/member/", body.len()), &body)
+                .await;
+            assert_eq!(status, 201, "member {i}");
+        }
         for i in 1..=n {
             let body = member_with_topics(i);
-            let head = post_head("/cmbs/member/", body.len());
-            let t = Instant::now();
-            assert_eq!(c.call(&head, &body).await, 201, "member {i}");
-            times.push(t.elapsed().as_secs_f64() * 1000.0);
+            let status = to_large
+                .call(&post_head("/cmbs/member/", body.len()), &body)
+                .await;
+            assert_eq!(status, 201, "member {i}");
             if i == 10 {
                 rss_at_10 = rss_kib(pid);
             }
         }
     });
     let took = started.elapsed();
-    let tenth = median(times[5..15.min(times.len())].to_vec());
-    let last = median(times[times.len().saturating_sub(10)..].to_vec());
     let rss_end = rss_kib(pid);
     let cpu0 = cpu_secs(pid);
     std::thread::sleep(Duration::from_secs(10));
     let idle = (cpu_secs(pid) - cpu0) / 10.0 * 100.0;
     let per_member = (rss_end - rss_at_10) / (n.saturating_sub(10).max(1)) as f64;
+    // Interleaved rounds: 10 more creates at 10 members, then at n.
+    let (mut at_10, mut at_n) = (Vec::new(), Vec::new());
+    for r in 0..rounds as u64 {
+        let first = 1_000_000 + r * 100;
+        rt.block_on(async {
+            // Fresh connections: an idle one is closed after a while.
+            let mut to_small = Conn::open(small.addr).await;
+            at_10.push(ten_creates(&mut to_small, first).await);
+            let mut to_large = Conn::open(large.addr).await;
+            at_n.push(ten_creates(&mut to_large, first).await);
+        });
+    }
+    let ratios: Vec<f64> = at_n.iter().zip(&at_10).map(|(l, s)| l / s).collect();
     println!(
-        "{n} members created one after another in {:.0} s: create p50 {tenth:.2} ms at the 10th, {last:.2} ms at the last; ratio {:.2} (target ≤ 2.00)",
+        "{n} members created one after another in {:.0} s; create p50 of 10 at {n}: {:.2} ms, at 10: {:.2} ms; ratio {:.2} (rounds {:.2}–{:.2}; target ≤ 2.00)",
         took.as_secs_f64(),
-        last / tenth
+        median(at_n.clone()),
+        median(at_10.clone()),
+        median(ratios.clone()),
+        ratios.iter().copied().fold(f64::INFINITY, f64::min),
+        ratios.iter().copied().fold(0.0, f64::max),
     );
     println!(
         "  idle with {n} members: {idle:.1} % of a core over 10 s (target < 5); resident {:.0} MiB, {per_member:.1} KiB per member beyond the 10th (target ≤ 16)",
@@ -650,6 +697,6 @@ fn main() {
         bench_monitor(&rt, rounds);
     }
     if part("members") {
-        bench_members(&rt);
+        bench_members(&rt, rounds);
     }
 }

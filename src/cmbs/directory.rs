@@ -6,6 +6,7 @@
 //! member beyond [`MAX_MEMBERS`] is not taken in.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use crate::wire::Address;
 
@@ -43,7 +44,9 @@ pub enum Change {
 /// The members of the bus, by member id.
 #[derive(Debug, Default, Clone)]
 pub struct Directory {
-    by_id: BTreeMap<String, Entry>,
+    /// Shared, so that a host's snapshot for other threads costs a pointer
+    /// per member, not a copy ([`Directory::shared`]).
+    by_id: BTreeMap<String, Arc<Entry>>,
     /// Member id by address.
     by_address: HashMap<Address, String>,
 }
@@ -55,6 +58,7 @@ impl Directory {
         match self.by_id.get_mut(&description.id) {
             Some(e) if e.address == address && e.description == description => Change::Same,
             Some(e) => {
+                let e = Arc::make_mut(e);
                 if e.address != address {
                     self.by_address.remove(&e.address);
                     self.by_address
@@ -75,10 +79,10 @@ impl Directory {
                 }
                 self.by_id.insert(
                     description.id.clone(),
-                    Entry {
+                    Arc::new(Entry {
                         address,
                         description,
-                    },
+                    }),
                 );
                 Change::New
             }
@@ -88,12 +92,18 @@ impl Directory {
     /// Forgets the member at `address` (it left); its entry, if it was one.
     pub fn remove_address(&mut self, address: &Address) -> Option<Entry> {
         let id = self.by_address.remove(address)?;
-        self.by_id.remove(&id)
+        self.by_id.remove(&id).map(Arc::unwrap_or_clone)
     }
 
     /// The member with id `id`.
     pub fn get(&self, id: &str) -> Option<&Entry> {
-        self.by_id.get(id)
+        self.by_id.get(id).map(|e| &**e)
+    }
+
+    /// The member with id `id`, shared (the directory's next change to it
+    /// makes a new entry; this one stays as it is).
+    pub fn shared(&self, id: &str) -> Option<Arc<Entry>> {
+        self.by_id.get(id).cloned()
     }
 
     /// True if a member has this address.
@@ -103,7 +113,7 @@ impl Directory {
 
     /// Every member, by id.
     pub fn iter(&self) -> impl Iterator<Item = &Entry> + '_ {
-        self.by_id.values()
+        self.by_id.values().map(|e| &**e)
     }
 
     /// How many members it holds.
@@ -118,9 +128,8 @@ impl Directory {
 
     /// The member an L1 message names: by id or by any endpoint name.
     pub fn named(&self, name: &str) -> Option<&Entry> {
-        self.by_id
-            .get(name)
-            .or_else(|| self.by_id.values().find(|e| e.description.is_named(name)))
+        self.get(name)
+            .or_else(|| self.iter().find(|e| e.description.is_named(name)))
     }
 
     /// The members `message` is for, whatever their layers' state: L1 the
@@ -133,8 +142,7 @@ impl Directory {
             (Layer::L1, Some(name)) => self.named(name).map(|e| e.description.id.clone()),
             _ => None,
         };
-        self.by_id
-            .values()
+        self.iter()
             .filter(move |e| matches_member(&e.description, message, l1.as_deref()))
     }
 }

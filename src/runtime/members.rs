@@ -196,7 +196,7 @@ pub struct MembersHandle {
     commands: Sender<Command>,
     waker: Arc<Waker>,
     /// The directory as the handle sees it, by member id.
-    directory: Arc<Mutex<BTreeMap<String, Entry>>>,
+    directory: Arc<Mutex<BTreeMap<String, Arc<Entry>>>>,
     alive: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
     /// How the thread ended, once it has.
@@ -331,19 +331,19 @@ impl MembersHandle {
         self.ask(|r| Command::Publish(from, Box::new(publish), r), then)
     }
 
-    fn snapshot(&self) -> MutexGuard<'_, BTreeMap<String, Entry>> {
+    fn snapshot(&self) -> MutexGuard<'_, BTreeMap<String, Arc<Entry>>> {
         self.directory.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The members the host knows of, hosted ones among them (a member
     /// removed here is left out at once).
     pub fn directory(&self) -> Vec<Entry> {
-        self.snapshot().values().cloned().collect()
+        self.snapshot().values().map(|e| Entry::clone(e)).collect()
     }
 
     /// Member `id`, if the host knows of it.
     pub fn member(&self, id: &str) -> Option<Entry> {
-        self.snapshot().get(id).cloned()
+        self.snapshot().get(id).map(|e| Entry::clone(e))
     }
 
     /// True while the members' thread runs.
@@ -487,7 +487,7 @@ struct Loop {
     waker: Arc<Waker>,
     reports: HashMap<String, Reply<Report>>,
     actions: HashMap<CallId, Reply<ActionAnswer>>,
-    directory: Arc<Mutex<BTreeMap<String, Entry>>>,
+    directory: Arc<Mutex<BTreeMap<String, Arc<Entry>>>>,
     /// Members removed here whose leaving the directory has not seen yet:
     /// kept out of the snapshot, so that a removed member does not
     /// reappear as one running elsewhere.
@@ -502,7 +502,7 @@ impl Loop {
         stores: Option<(Worker, SqliteStore)>,
         options: MembersOptions,
         waker: Arc<Waker>,
-        directory: Arc<Mutex<BTreeMap<String, Entry>>>,
+        directory: Arc<Mutex<BTreeMap<String, Arc<Entry>>>>,
         on_event: Box<dyn FnMut(MembersEvent) + Send>,
     ) -> Loop {
         let mut site = Site::new(host.core_mut(), &options.client);
@@ -864,7 +864,7 @@ impl Loop {
         self.site.poll_timeout()
     }
 
-    fn snapshot(&self) -> MutexGuard<'_, BTreeMap<String, Entry>> {
+    fn snapshot(&self) -> MutexGuard<'_, BTreeMap<String, Arc<Entry>>> {
         self.directory.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -895,11 +895,20 @@ impl Loop {
         (self.on_event)(event);
     }
 
-    /// Puts `entry` in the handles' snapshot, unless it was removed here.
+    /// Puts `entry` in the handles' snapshot (shared with the directory),
+    /// unless it was removed here.
     fn keep(&mut self, entry: &Entry) {
-        if !self.gone.contains(&entry.description.id) {
-            self.snapshot()
-                .insert(entry.description.id.clone(), entry.clone());
+        let id = &entry.description.id;
+        if self.gone.contains(id) {
+            return;
         }
+        // The directory's own entry when it is still this one (it may have
+        // changed again since the event was queued).
+        let current = self.site.directory().directory().shared(id);
+        let shared = match current {
+            Some(e) if *e == *entry => e,
+            _ => Arc::new(entry.clone()),
+        };
+        self.snapshot().insert(id.clone(), shared);
     }
 }
