@@ -109,9 +109,19 @@ fn members_from_the_library_deliver_execute_store_and_stop() {
         other => panic!("not executed: {other:?}"),
     }
 
-    // Actions: a hosted member suspends and refuses.
+    // Actions: a hosted member suspends, and refuses while suspended.
     let answer = members.act("b", Action::Suspend).unwrap();
     assert_eq!(answer.member.id, "b");
+    assert_eq!(answer.member.state, rmbus::cmbs::MemberState::Suspended);
+    let mut to_b = Message::new("", Layer::L1, Content::Json(serde_json::json!(0)));
+    to_b.receiver = Some("b".into());
+    let report = members.publish(to_b).unwrap();
+    assert!(
+        matches!(&report.lines[0].status, LineStatus::Refused(r) if r.code == rmbus::cmbs::Code::Suspended),
+        "{:?}",
+        report.lines
+    );
+    members.act("b", Action::Resume).unwrap();
 
     // A second host on the same bus learns all three; removing one here
     // takes it out of both.
@@ -162,4 +172,84 @@ fn a_blocking_call_from_the_members_thread_is_an_error_not_a_deadlock() {
     );
     members.stop();
     members.wait().unwrap();
+}
+
+#[test]
+fn held_messages_survive_a_restart_reach_members_known_before_and_end_with_their_member() {
+    let config = common::free_port_config();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("members.sqlite");
+    let options = MembersOptions {
+        store: Some(db.clone()),
+        ..MembersOptions::default()
+    };
+    let first = spawn_members(&config, options.clone(), |_| {}).unwrap();
+    first.host(member("holder", &[])).unwrap();
+    let mut later = Message::new("held-1", Layer::L32, Content::Json(serde_json::json!(1)));
+    later.topics = vec!["later".into()];
+    let held = Publish {
+        hold: Some(Duration::from_secs(120)),
+        ..Publish::new(later.clone())
+    };
+    let (rtx, rrx) = mpsc::channel();
+    first.publish_then(Some("holder"), held, move |r| {
+        let _ = rtx.send(r);
+    });
+    // The same id again while the first is open: refused.
+    assert!(matches!(
+        first.publish(later.clone()),
+        Err(MembersError::Refused(_))
+    ));
+    first.stop();
+    first.wait().unwrap();
+    assert_eq!(
+        rrx.recv_timeout(DEADLINE).unwrap(),
+        Err(MembersError::Stopped),
+        "a publish open at the stop fails"
+    );
+
+    // Restarted on the store: the subscriber first, then the holder, whose
+    // held message goes to the member it finds already there.
+    let (tx, events) = mpsc::channel();
+    let second = spawn_members(&config, options, move |e| {
+        let _ = tx.send(e);
+    })
+    .unwrap();
+    second.host(member("sub", &["later"])).unwrap();
+    second.host(member("holder", &[])).unwrap();
+    let until = Instant::now() + DEADLINE;
+    loop {
+        let left = until.saturating_duration_since(Instant::now());
+        match events
+            .recv_timeout(left)
+            .expect("sub received the held message")
+        {
+            MembersEvent::Member {
+                member,
+                event: Event::Received { message, .. },
+            } if message.id == "held-1" => {
+                assert_eq!(member, "sub");
+                break;
+            }
+            _ => {}
+        }
+    }
+    // A publish of a member that is removed before it is reported fails.
+    let mut again = later;
+    again.id = "held-2".into();
+    let (rtx, rrx) = mpsc::channel();
+    let held = Publish {
+        hold: Some(Duration::from_secs(120)),
+        ..Publish::new(again)
+    };
+    second.publish_then(Some("holder"), held, move |r| {
+        let _ = rtx.send(r);
+    });
+    second.remove("holder").unwrap();
+    assert!(matches!(
+        rrx.recv_timeout(DEADLINE).unwrap(),
+        Err(MembersError::Refused(_))
+    ));
+    second.stop();
+    second.wait().unwrap();
 }

@@ -314,10 +314,17 @@ fn hundreds_of_members_on_three_hosts_share_one_directory_per_host_under_loss() 
         let gone: Vec<(String, EntityId)> = net.nodes[1].ep.members.drain(..10).collect();
         net.with(1, |node, now| {
             for (_, id) in &gone {
-                node.site.remove(*id);
+                node.site.remove(&node.entities, *id);
                 node.entities.remove(*id, now);
             }
         });
+        for (name, _) in &gone {
+            let here = net.nodes[1].ep.site.directory().directory().get(name);
+            assert!(
+                here.is_none(),
+                "{name} left its own host's directory at once"
+            );
+        }
         // A bye lost to the link leaves it to expiry (RFC 3259 §9.1).
         assert!(
             net.run_until_true(Duration::from_secs(600), |net| everyone_knows(

@@ -196,7 +196,7 @@ impl Client {
     /// while it acts ([`Client::attach`]); the host feeds it announces and
     /// the entity table's changes, and tells this client of new
     /// descriptions ([`Client::on_described`]) while it has messages open.
-    pub fn make_hosted(&mut self) {
+    pub(crate) fn make_hosted(&mut self) {
         self.hosted = true;
         self.dir = None;
     }
@@ -207,13 +207,13 @@ impl Client {
     }
 
     /// Lends the host's directory to this hosted client.
-    pub fn attach(&mut self, dir: Box<SharedDirectory>) {
+    pub(crate) fn attach(&mut self, dir: Box<SharedDirectory>) {
         debug_assert!(self.hosted && self.dir.is_none());
         self.dir = Some(dir);
     }
 
     /// Takes the host's directory back from this hosted client.
-    pub fn detach(&mut self) -> Option<Box<SharedDirectory>> {
+    pub(crate) fn detach(&mut self) -> Option<Box<SharedDirectory>> {
         if self.hosted {
             self.dir.take()
         } else {
@@ -587,13 +587,15 @@ impl Client {
             .unwrap_or(seq)
             .min(seq);
         let args = Deliver::args(map.clone(), Some(Order { seq, low }));
-        // A member the directory knows may not be in the entity table yet
-        // (its host's directory learns its own members before their hellos
-        // come back): the call waits for it, within its timeout.
-        let call = ep
-            .rpc()
-            .call_within(now, address, Deliver::NAME, args, timeout)
-            .map_err(|e| Refusal::new(Code::Undeliverable, format!("not sent: {e}")))?;
+        // A hosted member's directory learns the host's own members before
+        // their hellos come back: the call waits for such a member's entity,
+        // within its timeout. A lone client's directory follows its table.
+        let mut rpc = ep.rpc();
+        let call = match self.hosted {
+            true => rpc.call_within(now, address, Deliver::NAME, args, timeout),
+            false => rpc.call(now, address, Deliver::NAME, args, timeout),
+        };
+        let call = call.map_err(|e| Refusal::new(Code::Undeliverable, format!("not sent: {e}")))?;
         self.calls.insert(call, line);
         Ok(())
     }

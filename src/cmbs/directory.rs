@@ -2,10 +2,12 @@
 //! bus, filled from `cmbs.member.announce` and emptied of members whose
 //! entity is lost or that said bye. Senders resolve recipients here and
 //! nowhere else. It is indexed by member id and by address (a member
-//! joining or leaving costs a lookup, not a scan), and bounded: a new
-//! member beyond [`MAX_MEMBERS`] is not taken in.
+//! joining or leaving costs a lookup, not a scan), by the topics and
+//! providers the members name (an L3.1, L3.2 or L4 message finds its
+//! recipients among thousands without reading every member), and bounded: a
+//! new member beyond [`MAX_MEMBERS`] is not taken in.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use crate::wire::Address;
@@ -49,14 +51,64 @@ pub struct Directory {
     by_id: BTreeMap<String, Arc<Entry>>,
     /// Member id by address.
     by_address: HashMap<Address, String>,
+    /// Member ids by subscription topic without wildcards.
+    by_topic: HashMap<String, BTreeSet<String>>,
+    /// Members with a subscription that holds a wildcard (read for every
+    /// topic message).
+    wild: BTreeSet<String>,
+    /// Member ids by provider they serve (their own id counts as one).
+    by_provider: HashMap<String, BTreeSet<String>>,
+}
+
+/// True if the subscription `topic` holds a wildcard word.
+fn is_wild(topic: &str) -> bool {
+    topic.split('.').any(|w| w == "*" || w == "#")
 }
 
 impl Directory {
+    /// Adds (`add`) or takes out member `d` from the topic and provider
+    /// indexes.
+    fn index(&mut self, d: &Description, add: bool) {
+        let id = &d.id;
+        let set = |map: &mut HashMap<String, BTreeSet<String>>, key: &str| {
+            if add {
+                map.entry(key.to_owned()).or_default().insert(id.clone());
+            } else if let Some(ids) = map.get_mut(key) {
+                ids.remove(id);
+                if ids.is_empty() {
+                    map.remove(key);
+                }
+            }
+        };
+        for t in &d.topics {
+            if !is_wild(t) {
+                set(&mut self.by_topic, t);
+            }
+        }
+        set(&mut self.by_provider, id);
+        for p in &d.providers {
+            set(&mut self.by_provider, p);
+        }
+        if add && d.topics.iter().any(|t| is_wild(t)) {
+            self.wild.insert(id.clone());
+        } else if !add {
+            self.wild.remove(id);
+        }
+    }
+
     /// Records what `address` announced.
     pub fn upsert(&mut self, address: Address, description: Description) -> Change {
         let full = self.by_id.len() >= MAX_MEMBERS;
+        let old = match self.by_id.get(&description.id) {
+            Some(e) if e.address == address && e.description == description => return Change::Same,
+            Some(e) if e.description != description => Some(e.description.clone()),
+            _ => None,
+        };
+        if let Some(old) = &old {
+            self.index(old, false);
+            self.index(&description, true);
+        }
         match self.by_id.get_mut(&description.id) {
-            Some(e) if e.address == address && e.description == description => Change::Same,
             Some(e) => {
                 let e = Arc::make_mut(e);
                 if e.address != address {
@@ -75,8 +127,11 @@ impl Directory {
                     .insert(address.clone(), description.id.clone())
                 {
                     // The address announced another id before: that one is gone.
-                    self.by_id.remove(&old);
+                    if let Some(gone) = self.by_id.remove(&old) {
+                        self.index(&gone.description.clone(), false);
+                    }
                 }
+                self.index(&description, true);
                 self.by_id.insert(
                     description.id.clone(),
                     Arc::new(Entry {
@@ -92,7 +147,9 @@ impl Directory {
     /// Forgets the member at `address` (it left); its entry, if it was one.
     pub fn remove_address(&mut self, address: &Address) -> Option<Entry> {
         let id = self.by_address.remove(address)?;
-        self.by_id.remove(&id).map(Arc::unwrap_or_clone)
+        let entry = self.by_id.remove(&id).map(Arc::unwrap_or_clone)?;
+        self.index(&entry.description, false);
+        Some(entry)
     }
 
     /// The member with id `id`.
@@ -142,8 +199,48 @@ impl Directory {
             (Layer::L1, Some(name)) => self.named(name).map(|e| e.description.id.clone()),
             _ => None,
         };
-        self.iter()
-            .filter(move |e| matches_member(&e.description, message, l1.as_deref()))
+        let candidates: Box<dyn Iterator<Item = &'d Entry> + 'd> = match self.candidates(message) {
+            None => Box::new(self.iter()),
+            Some(ids) => Box::new(ids.into_iter().filter_map(|id| self.get(id))),
+        };
+        candidates.filter(move |e| matches_member(&e.description, message, l1.as_deref()))
+    }
+
+    /// The ids of the members that may match `message`, by id, from the
+    /// indexes (`None`: every member may).
+    fn candidates(&self, message: &Message) -> Option<BTreeSet<&str>> {
+        fn by<'a>(
+            map: &'a HashMap<String, BTreeSet<String>>,
+            keys: &[String],
+        ) -> BTreeSet<&'a str> {
+            let mut ids: BTreeSet<&str> = BTreeSet::new();
+            for k in keys {
+                if let Some(found) = map.get(k) {
+                    ids.extend(found.iter().map(String::as_str));
+                }
+            }
+            ids
+        }
+        let topics = || {
+            if message.topics.iter().any(|t| is_wild(t)) {
+                return None;
+            }
+            let mut ids = by(&self.by_topic, &message.topics);
+            ids.extend(self.wild.iter().map(String::as_str));
+            Some(ids)
+        };
+        match message.layer {
+            Layer::L1 | Layer::L2 => None,
+            Layer::L31 => Some(by(&self.by_provider, &message.providers)),
+            Layer::L32 => topics(),
+            Layer::L4 => {
+                let providers = by(&self.by_provider, &message.providers);
+                Some(match topics() {
+                    Some(t) => providers.intersection(&t).copied().collect(),
+                    None => providers,
+                })
+            }
+        }
     }
 }
 

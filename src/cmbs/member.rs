@@ -186,7 +186,9 @@ impl Member {
             store_ops: Vec::new(),
             store_waiting: Vec::new(),
             batches: HashMap::new(),
-            next_batch: 0,
+            // Tickets of a member hosted again under the same id do not
+            // meet the tickets of its earlier self still in a store's queue.
+            next_batch: seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) & !0xFFFF_FFFF,
             events: VecDeque::new(),
             order: Reorder::default(),
             describe_answered: HashMap::new(),
@@ -235,7 +237,7 @@ impl Member {
 
     /// Its client, to hand it what its host learns
     /// ([`Client::make_hosted`]).
-    pub fn client_mut(&mut self) -> &mut Client {
+    pub(crate) fn client_mut(&mut self) -> &mut Client {
         &mut self.client
     }
 

@@ -24,6 +24,11 @@ pub const REORDER_WINDOW: Duration = Duration::from_millis(1300);
 /// The most deliveries held back per sender; beyond it they go on at once.
 const MAX_HELD: usize = 1024;
 
+/// The senders whose order is kept while nothing of theirs waits; beyond,
+/// the idle ones are forgotten (a sender's next delivery says from where
+/// to go on: its `low`).
+const MAX_IDLE_STREAMS: usize = 64;
+
 /// What waits can take in a second copy of itself (a retry).
 pub(crate) trait Absorb {
     /// `other` is a retry of `self`.
@@ -108,7 +113,17 @@ impl<T: Absorb> Reorder<T> {
         if st.held.is_empty() {
             self.timers.remove(&sid);
         }
+        if self.streams.len() > MAX_IDLE_STREAMS {
+            self.forget_idle();
+        }
         ready
+    }
+
+    /// Forgets the streams with nothing waiting.
+    fn forget_idle(&mut self) {
+        self.streams.retain(|_, st| !st.held.is_empty());
+        let streams = &self.streams;
+        self.stream_of.retain(|_, sid| streams.contains_key(sid));
     }
 
     /// What waited too long for a missing delivery: everything those
@@ -163,6 +178,32 @@ mod tests {
 
     fn o(seq: u64, low: u64) -> Order {
         Order { seq, low }
+    }
+
+    #[test]
+    fn idle_senders_are_forgotten_beyond_a_bound_and_one_with_a_gap_is_not() {
+        let now = Instant::now();
+        let mut r: Reorder<(u64, u32)> = Reorder::default();
+        let waiting = Address::parse("(app:w id:0)").unwrap();
+        assert!(
+            r.put(now, &waiting, (1, 1), o(1, 0)).is_empty(),
+            "0 is missing"
+        );
+        for i in 1..=200u64 {
+            let a = Address::parse(&format!("(app:s id:{i})")).unwrap();
+            assert_eq!(r.put(now, &a, (0, 1), o(0, 0)), vec![(0, 1)]);
+        }
+        assert!(
+            r.streams.len() <= MAX_IDLE_STREAMS + 1,
+            "{}",
+            r.streams.len()
+        );
+        assert_eq!(r.streams.len(), r.stream_of.len());
+        // The one with a gap still waits, and goes on in order.
+        assert_eq!(r.put(now, &waiting, (0, 1), o(0, 0)), vec![(0, 1), (1, 1)]);
+        // A forgotten sender goes on from its `low`.
+        let first = Address::parse("(app:s id:1)").unwrap();
+        assert_eq!(r.put(now, &first, (1, 1), o(1, 1)), vec![(1, 1)]);
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //! out ([`SharedDirectory::asks_due`]), the endpoint that sends them being
 //! its owner's.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use crate::proto::LeaveReason;
@@ -44,6 +44,9 @@ pub struct SharedDirectory {
     /// The member entities the entity table holds, by member id: those the
     /// directory lacks are undescribed.
     heard: HashMap<String, Address>,
+    /// The ids heard that the directory lacks (kept, not searched for: a
+    /// sender reads them at every publish).
+    lacking: HashSet<String>,
     /// When to ask the undescribed again.
     discover_at: Option<Instant>,
     /// The most asks handed out per round.
@@ -89,10 +92,9 @@ impl SharedDirectory {
     /// The member entities heard whose description has not reached us (id
     /// and address).
     pub fn undescribed(&self) -> impl Iterator<Item = (&str, &Address)> + '_ {
-        self.heard
+        self.lacking
             .iter()
-            .filter(|(id, _)| self.directory.get(id.as_str()).is_none())
-            .map(|(id, a)| (id.as_str(), a))
+            .filter_map(|id| Some((id.as_str(), self.heard.get(id)?)))
     }
 
     /// Takes an announce from `src`: the member's entry if it is new or
@@ -122,6 +124,9 @@ impl SharedDirectory {
     pub fn learn(&mut self, address: Address, description: Description) -> Option<Entry> {
         let id = description.id.clone();
         let change = self.directory.upsert(address, description);
+        if change != Change::Full {
+            self.lacking.remove(&id);
+        }
         let entry = self.directory.get(&id).cloned();
         match (change, entry) {
             (Change::Full, _) => {
@@ -150,6 +155,9 @@ impl SharedDirectory {
         };
         if self.heard.len() < MAX_HEARD || self.heard.contains_key(id) {
             self.heard.insert(id.to_owned(), addr.clone());
+            if self.directory.get(id).is_none() {
+                self.lacking.insert(id.to_owned());
+            }
         }
         if self.directory.has_address(addr) {
             return false;
@@ -164,9 +172,15 @@ impl SharedDirectory {
         if let Some(id) = member_id_of(addr) {
             if self.heard.get(id) == Some(addr) {
                 self.heard.remove(id);
+                self.lacking.remove(id);
             }
         }
         if let Some(entry) = self.directory.remove_address(addr) {
+            let id = &entry.description.id;
+            if self.heard.contains_key(id) {
+                // Heard again under another address, not described there.
+                self.lacking.insert(id.clone());
+            }
             self.events.push_back(Event::Left { entry, reason });
         }
     }

@@ -87,7 +87,8 @@ impl Participant {
         }
     }
 
-    fn poll_event(&mut self) -> Option<Event> {
+    /// Its next event (for one taken out of a site with events left).
+    pub fn poll_event(&mut self) -> Option<Event> {
         match self {
             Participant::Member(m) => m.poll_event(),
             Participant::Sender(c) => c.poll_event(),
@@ -134,6 +135,9 @@ pub struct Site {
     storing: BTreeSet<EntityId>,
     /// Participants with messages open: told of new descriptions.
     open: BTreeSet<EntityId>,
+    /// Participants not yet shown the members the directory knew before
+    /// they came (their held messages offer themselves to those once).
+    fresh: BTreeSet<EntityId>,
 }
 
 impl Site {
@@ -152,6 +156,7 @@ impl Site {
             telling: BTreeSet::new(),
             storing: BTreeSet::new(),
             open: BTreeSet::new(),
+            fresh: BTreeSet::new(),
         }
     }
 
@@ -173,12 +178,23 @@ impl Site {
         }
         entities.with(id, |ep| ep.set_peer_events(false));
         self.participants.insert(id, participant);
+        self.fresh.insert(id);
         self.after_acting(id);
     }
 
-    /// Takes participant `id` out (the caller removes its entity).
-    pub fn remove(&mut self, id: EntityId) -> Option<Participant> {
+    /// Takes participant `id` out of `entities`' site (the caller removes
+    /// its entity next): a member leaves the directory at once. Returns it,
+    /// with the events it had not handed out.
+    pub fn remove(&mut self, entities: &Entities, id: EntityId) -> Option<Participant> {
         let p = self.participants.remove(&id)?;
+        if let (Participant::Member(_), Some(view)) = (&p, entities.endpoint(id)) {
+            let dir = self
+                .directory
+                .as_deref_mut()
+                .expect("the directory is lent only inside a call");
+            dir.on_left(view.local_address(), crate::proto::LeaveReason::Bye);
+        }
+        self.fresh.remove(&id);
         if let Participant::Member(m) = &p {
             if self.by_member.get(&m.description().id) == Some(&id) {
                 self.by_member.remove(&m.description().id);
@@ -246,7 +262,22 @@ impl Site {
             // what it is, not when its announce comes back.
             self.learned(entities, now, address, description);
         }
+        if self.fresh.remove(&id) && self.open.contains(&id) {
+            self.introduce(entities, now, id);
+        }
         r
+    }
+
+    /// Held messages participant `id` brought (restored from a store) offer
+    /// themselves to the members known before it came, as a lone
+    /// participant's would when they answer its describe.
+    fn introduce(&mut self, entities: &mut Entities, now: Instant, id: EntityId) {
+        let known: Vec<Entry> = self.directory().directory().iter().cloned().collect();
+        self.with(entities, now, id, |p, ep| {
+            for entry in &known {
+                p.on_described(ep, now, entry);
+            }
+        });
     }
 
     /// The directory learnt `description` of the member at `address`: the

@@ -211,7 +211,9 @@ impl Entities {
     /// of any one entity (RFC 3259 §6: no acknowledgement is owed), so what
     /// the host keeps once for all of them is fed once. A reliable datagram
     /// still reaches its entity, which acknowledges it and hands its
-    /// commands out as usual.
+    /// commands out as usual. It holds for the whole host: an entity that
+    /// is not fed by what the host takes once (by `cmbs::Site`, say) does
+    /// not see such datagrams.
     pub fn take_once(&mut self, name: &str) {
         self.once.insert(name.to_owned());
     }

@@ -354,6 +354,9 @@ impl MembersHandle {
     /// Waits until the members' thread has ended (after
     /// [`MembersHandle::stop`], or because its sockets failed: the error).
     pub fn wait(&self) -> Result<(), String> {
+        if std::thread::current().id() == self.thread {
+            return Err(MembersError::OnMembersThread.to_string());
+        }
         let (lock, ended) = &*self.ended;
         let mut state = lock.lock().unwrap_or_else(|p| p.into_inner());
         loop {
@@ -387,8 +390,9 @@ fn fail(c: Command, e: MembersError) {
 
 /// Joins the bus `config` describes and starts the members' thread, with a
 /// plain sender at `options.sender`; `on_event` gets the members' events on
-/// that thread. `ended` is not needed: [`MembersHandle::is_alive`] says if
-/// the thread still runs.
+/// that thread. [`MembersHandle::is_alive`] says if the thread still runs,
+/// and [`MembersHandle::wait`] waits for its end. A command sent as the
+/// thread stops is answered [`MembersError::Stopped`].
 pub fn spawn_members(
     config: &Config,
     options: MembersOptions,
@@ -427,9 +431,13 @@ pub fn spawn_members(
         Arc::clone(&directory),
         Box::new(on_event),
     );
-    let (flag, stopping) = (Arc::clone(&alive), Arc::clone(&stop));
+    let stopping = Arc::clone(&stop);
     let ended: Arc<Ended> = Arc::default();
-    let end = Arc::clone(&ended);
+    let mut guard = EndGuard {
+        alive: Arc::clone(&alive),
+        ended: Arc::clone(&ended),
+        result: Err("the members' thread panicked (in a callback?)".into()),
+    };
     let thread = std::thread::Builder::new()
         .name("rmbus-members".into())
         .spawn(move || {
@@ -437,15 +445,12 @@ pub fn spawn_members(
             if let Err(e) = &result {
                 tracing::error!("the members' thread failed: {e}");
             }
-            flag.store(false, Ordering::Release);
+            guard.alive.store(false, Ordering::Release);
             state.finish(&mut host);
             while let Ok(c) = rx.try_recv() {
                 fail(c, MembersError::Stopped);
             }
-            let (lock, cv) = &*end;
-            *lock.lock().unwrap_or_else(|p| p.into_inner()) =
-                Some(result.map_err(|e| format!("the bus failed: {e}")));
-            cv.notify_all();
+            guard.ended_with(result.map_err(|e| format!("the bus failed: {e}")));
         })?;
     Ok(MembersHandle {
         commands: tx,
@@ -456,6 +461,30 @@ pub fn spawn_members(
         ended,
         thread: thread.thread().id(),
     })
+}
+
+/// Whatever way the members' thread ends (a panic in a callback too), it
+/// is marked stopped and [`MembersHandle::wait`] returns.
+struct EndGuard {
+    alive: Arc<AtomicBool>,
+    ended: Arc<Ended>,
+    result: Result<(), String>,
+}
+
+impl EndGuard {
+    /// How the thread ended, for [`MembersHandle::wait`].
+    fn ended_with(&mut self, result: Result<(), String>) {
+        self.result = result;
+    }
+}
+
+impl Drop for EndGuard {
+    fn drop(&mut self) {
+        self.alive.store(false, Ordering::Release);
+        let (lock, cv) = &*self.ended;
+        *lock.lock().unwrap_or_else(|p| p.into_inner()) = Some(self.result.clone());
+        cv.notify_all();
+    }
 }
 
 /// A notifier for the store worker and execute threads: wakes the loop.
@@ -485,7 +514,9 @@ struct Loop {
     client: ClientConfig,
     exec_done: (Sender<ExecDone>, Receiver<ExecDone>),
     waker: Arc<Waker>,
-    reports: HashMap<String, Reply<Report>>,
+    /// Publishes waiting for their report: by message id, the sending
+    /// entity and the reply.
+    reports: HashMap<String, (EntityId, Reply<Report>)>,
     actions: HashMap<CallId, Reply<ActionAnswer>>,
     directory: Arc<Mutex<BTreeMap<String, Arc<Entry>>>>,
     /// Members removed here whose leaving the directory has not seen yet:
@@ -580,16 +611,15 @@ impl Loop {
 
     /// Every member says bye; the store's last writes are made.
     fn finish(&mut self, host: &mut Host) {
-        for (_, id) in std::mem::take(&mut self.members) {
-            self.site.remove(id);
-            host.remove(id);
+        for (id, entity) in std::mem::take(&mut self.members) {
+            self.take_out(host, &id, entity, || MembersError::Stopped);
         }
-        self.site.remove(self.sender);
+        self.site.remove(host.core(), self.sender);
         host.remove(self.sender);
         if let Some((worker, _)) = self.stores.take() {
             let _ = worker.finish();
         }
-        for (_, r) in self.reports.drain() {
+        for (_, (_, r)) in self.reports.drain() {
             r(Err(MembersError::Stopped));
         }
         for (_, r) in self.actions.drain() {
@@ -665,10 +695,8 @@ impl Loop {
             }
             Command::Remove(id, reply) => {
                 if let Some(entity) = self.members.remove(&id) {
-                    // Its store batches still commit; their answers find it
-                    // gone.
-                    self.site.remove(entity);
-                    host.remove(entity);
+                    let why = || MembersError::Refused(format!("member {id} was removed first"));
+                    self.take_out(host, &id, entity, why);
                     self.snapshot().remove(&id);
                     self.gone.insert(id);
                 }
@@ -682,6 +710,12 @@ impl Loop {
                         None => return reply(Err(not_hosted(id))),
                     },
                 };
+                if !p.message.id.is_empty() && self.reports.contains_key(&p.message.id) {
+                    return reply(Err(MembersError::Refused(format!(
+                        "message {} is still being sent",
+                        p.message.id
+                    ))));
+                }
                 let (now, wall) = (Instant::now(), SystemTime::now());
                 let r = self
                     .site
@@ -691,7 +725,7 @@ impl Loop {
                     });
                 match r {
                     Some(Ok(id)) => {
-                        self.reports.insert(id, reply);
+                        self.reports.insert(id, (entity, reply));
                     }
                     Some(Err(report)) => reply(Ok(*report)),
                     None => reply(Err(MembersError::Stopped)),
@@ -714,9 +748,10 @@ impl Loop {
         }
         let id = d.id.clone();
         let suspended = d.state == MemberState::Suspended;
+        // Only reads here: the member's row is written by the store's
+        // thread with its first batch (its description, as it starts).
         let (stored, held) = match &mut self.stores {
             Some((_, reader)) => {
-                reader.add_member(&id).map_err(|e| refused(&e))?;
                 let stored = reader.answered(&id).map_err(|e| refused(&e))?;
                 let held = reader.held(&id).map_err(|e| refused(&e))?;
                 (stored, held)
@@ -837,31 +872,67 @@ impl Loop {
         }
         while let Some(e) = self.site.poll_event() {
             match e {
-                SiteEvent::Of(id, Event::Report(r)) if id == self.sender => {
-                    if let Some(reply) = self.reports.remove(&r.message) {
-                        reply(Ok(r));
-                    }
-                }
                 SiteEvent::Directory(e) => self.directory_event(e),
                 SiteEvent::Of(id, event) => {
-                    if let Event::Report(r) = &event {
-                        if let Some(reply) = self.reports.remove(&r.message) {
-                            reply(Ok(r.clone()));
-                            continue;
-                        }
-                    }
                     let member = self
                         .site
                         .participant(id)
                         .and_then(|p| p.member())
                         .map(|m| m.description().id.clone());
-                    if let Some(member) = member {
-                        (self.on_event)(MembersEvent::Member { member, event });
-                    }
+                    self.participant_event(id, member, event);
                 }
             }
         }
         self.site.poll_timeout()
+    }
+
+    /// An event of participant `entity` (member `member`, if it is one): a
+    /// report for a publish waiting, or the application's.
+    fn participant_event(&mut self, entity: EntityId, member: Option<String>, event: Event) {
+        if let Event::Report(r) = &event {
+            if self
+                .reports
+                .get(&r.message)
+                .is_some_and(|(e, _)| *e == entity)
+            {
+                if let Some((_, reply)) = self.reports.remove(&r.message) {
+                    reply(Ok(r.clone()));
+                }
+                return;
+            }
+        }
+        if let Some(member) = member {
+            (self.on_event)(MembersEvent::Member { member, event });
+        }
+    }
+
+    /// Takes hosted member `id` (on `entity`) out: it says bye, the events
+    /// it had left are handed out, and its publishes still open fail with
+    /// `why`. Its store batches still commit; their answers find it gone.
+    fn take_out(
+        &mut self,
+        host: &mut Host,
+        id: &str,
+        entity: EntityId,
+        why: impl Fn() -> MembersError,
+    ) {
+        if let Some(mut p) = self.site.remove(host.core(), entity) {
+            while let Some(event) = p.poll_event() {
+                self.participant_event(entity, Some(id.to_owned()), event);
+            }
+        }
+        host.remove(entity);
+        let open: Vec<String> = self
+            .reports
+            .iter()
+            .filter(|(_, (e, _))| *e == entity)
+            .map(|(m, _)| m.clone())
+            .collect();
+        for m in open {
+            if let Some((_, reply)) = self.reports.remove(&m) {
+                reply(Err(why()));
+            }
+        }
     }
 
     fn snapshot(&self) -> MutexGuard<'_, BTreeMap<String, Arc<Entry>>> {

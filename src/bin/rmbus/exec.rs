@@ -33,7 +33,7 @@ pub fn executor(
 
 /// The executor, which hands each job's ticket and result to `deliver` (on
 /// the job's thread).
-pub fn executor_with(
+fn executor_with(
     program: Vec<String>,
     timeout: Duration,
     deliver: impl Fn(u64, Result<serde_json::Value, String>) + Send + Clone + 'static,
