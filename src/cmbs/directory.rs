@@ -265,6 +265,45 @@ mod tests {
     }
 
     #[test]
+    fn the_topic_and_provider_indexes_find_what_reading_every_member_finds() {
+        use crate::cmbs::{Content, Layer};
+        let subscriptions: [&[&str]; 6] =
+            [&["a.b"], &["a.*"], &["#"], &["c.#", "a.b"], &[], &["b"]];
+        let providers: [&[&str]; 3] = [&["p"], &[], &["q", "p"]];
+        let mut d = Directory::default();
+        for i in 0..30 {
+            let mut desc = Description::new(&format!("m{i}"));
+            desc.topics = subscriptions[i % 6].iter().map(|t| t.to_string()).collect();
+            desc.providers = providers[i % 3].iter().map(|t| t.to_string()).collect();
+            d.upsert(addr(i), desc);
+        }
+        // A member changes its subscriptions, one leaves.
+        let mut changed = Description::new("m0");
+        changed.topics = vec!["z".into()];
+        d.upsert(addr(0), changed);
+        d.remove_address(&addr(5));
+        let topics: [&[&str]; 5] = [&["a.b"], &["a.c"], &["c.d.e"], &["z"], &["b", "q"]];
+        let wanted: [&[&str]; 4] = [&["p"], &["q"], &["m7"], &["nobody"]];
+        for layer in [Layer::L31, Layer::L32, Layer::L4] {
+            for t in topics {
+                for p in wanted {
+                    let mut m = Message::new("x", layer, Content::Json(serde_json::Value::Null));
+                    m.topics = t.iter().map(|s| s.to_string()).collect();
+                    m.providers = p.iter().map(|s| s.to_string()).collect();
+                    let indexed: Vec<&str> =
+                        d.matching(&m).map(|e| e.description.id.as_str()).collect();
+                    let read: Vec<&str> = d
+                        .iter()
+                        .filter(|e| matches_member(&e.description, &m, None))
+                        .map(|e| e.description.id.as_str())
+                        .collect();
+                    assert_eq!(indexed, read, "{layer:?} {t:?} {p:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn the_address_index_follows_joins_moves_and_leaves_and_the_size_is_bounded() {
         let mut d = Directory::default();
         assert_eq!(d.upsert(addr(1), Description::new("m1")), Change::New);
