@@ -11,7 +11,8 @@
 //!     against the same message to 100 members among 100: p50 of the report
 //!     time, one message at a time (target ≤ 1.0×).
 //!
-//! Run: `cargo bench --bench members` (`RMBUS_BENCH_ROUNDS`, default 3).
+//! Run: `cargo bench --bench members` (`RMBUS_BENCH_ROUNDS`, default 3;
+//! `RMBUS_BENCH_ONLY=d` or `e` runs one part).
 
 mod support;
 
@@ -287,8 +288,12 @@ fn main() {
     let mut small = Members::new(100.min(n), 100.min(n));
 
     // (d) the L2 fan-out against plain calls.
+    let only = std::env::var("RMBUS_BENCH_ONLY").unwrap_or_default();
     let (mut ours, mut theirs, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
     for r in 0..rounds {
+        if !only.is_empty() && !only.contains('d') {
+            break;
+        }
         let m = Message::new(
             &format!("l2-{r}"),
             Layer::L2,
@@ -311,13 +316,15 @@ fn main() {
         ratios.push(a / b);
     }
     let (lo, hi) = range(&ratios);
-    println!(
+    if !ratios.is_empty() {
+        println!(
         "(d) L2 to {n} members: {:.2} s ({:.0} deliveries/s); {n} RPC calls: {:.2} s; rate ratio {:.2} (rounds {lo:.2}–{hi:.2}; target ≥ 0.50)",
         median(ours.clone()),
         n as f64 / median(ours),
         median(theirs),
         median(ratios),
     );
+    }
 
     // (e) L3.2 to the 100 of n, against 100 among 100.
     let hot = |i: usize| {
