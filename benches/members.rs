@@ -9,10 +9,15 @@
 //!     sender allows (256) (target ≥ 0.5 of their rate);
 //! (e) an L3.2 message whose topic 100 of those members subscribe to,
 //!     against the same message to 100 members among 100: p50 of the report
-//!     time, one message at a time (target ≤ 1.0×).
+//!     time, one message at a time (target ≤ 1.0×);
+//! (f) four hosts of 2,500 members each on one bus (`runtime::spawn_members`,
+//!     each its own sockets and thread, in this one process), started at
+//!     once: how long after the last member started every host's directory
+//!     lists all 10,000 (target ≤ 30 s), then an L2 message from a fifth
+//!     host, which must reach all 10,000.
 //!
 //! Run: `cargo bench --bench members` (`RMBUS_BENCH_ROUNDS`, default 3;
-//! `RMBUS_BENCH_ONLY=d` or `e` runs one part).
+//! `RMBUS_BENCH_ONLY=d`, `e` or `f` runs one part).
 
 mod support;
 
@@ -61,7 +66,7 @@ impl Members {
         poll.registry()
             .register(&mut host, HOST, Interest::READABLE)
             .unwrap();
-        let mut site = Site::new(host.core_mut(), &ClientConfig::default());
+        let mut site = Site::new(host.core_mut());
         let sender = host
             .add(&Address::parse("(app:cmbs module:bench)").unwrap())
             .unwrap();
@@ -273,6 +278,11 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(10_000);
     println!("\nrmbus members benchmark: {n} members in one host, {rounds} interleaved rounds\n");
+    let only = std::env::var("RMBUS_BENCH_ONLY").unwrap_or_default();
+    if only == "f" {
+        four_hosts(n);
+        return;
+    }
     let t = Instant::now();
     let mut large = Members::new(n, 100.min(n));
     println!(
@@ -288,7 +298,6 @@ fn main() {
     let mut small = Members::new(100.min(n), 100.min(n));
 
     // (d) the L2 fan-out against plain calls.
-    let only = std::env::var("RMBUS_BENCH_ONLY").unwrap_or_default();
     let (mut ours, mut theirs, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
     for r in 0..rounds {
         if !only.is_empty() && !only.contains('d') {
@@ -326,6 +335,12 @@ fn main() {
     );
     }
 
+    if only.is_empty() || only.contains('f') {
+        drop((large, plain, small));
+        four_hosts(n);
+        return;
+    }
+
     // (e) L3.2 to the 100 of n, against 100 among 100.
     let hot = |i: usize| {
         let mut m = Message::new(
@@ -338,6 +353,9 @@ fn main() {
     };
     let (mut at_n, mut at_100) = (Vec::new(), Vec::new());
     for r in 0..rounds {
+        if !only.is_empty() && !only.contains('e') {
+            break;
+        }
         let mut a = Vec::new();
         let mut b = Vec::new();
         for i in 0..20 {
@@ -353,10 +371,99 @@ fn main() {
     }
     let ratios: Vec<f64> = at_n.iter().zip(&at_100).map(|(a, b)| a / b).collect();
     let (lo, hi) = range(&ratios);
-    println!(
+    if !ratios.is_empty() {
+        println!(
         "(e) L3.2 to 100 of {n}: p50 {:.2} ms; to 100 of 100: {:.2} ms; ratio {:.2} (rounds {lo:.2}–{hi:.2}; target ≤ 1.00)",
         median(at_n),
         median(at_100),
         median(ratios),
     );
+    }
+    if only.is_empty() || only.contains('f') {
+        drop((large, plain, small));
+        four_hosts(n);
+    }
+}
+
+/// (f): four hosts of `n / 4` members on one bus, and a fifth that sends.
+fn four_hosts(n: usize) {
+    use rmbus::runtime::{spawn_members, MembersHandle, MembersOptions};
+    let config = config();
+    let per_host = n / 4;
+    let started = Instant::now();
+    let hosts: Vec<MembersHandle> = std::thread::scope(|scope| {
+        let spawned: Vec<_> = (0..4)
+            .map(|h| {
+                let config = &config;
+                scope.spawn(move || {
+                    let members = spawn_members(config, MembersOptions::default(), |_| {}).unwrap();
+                    for i in 0..per_host {
+                        let mut d = Description::new(&format!("h{h}-m{i}"));
+                        d.started = LayerSet::ALL;
+                        members.host(d).unwrap();
+                    }
+                    members
+                })
+            })
+            .collect();
+        spawned.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    let last_started = Instant::now();
+    let total = per_host * 4;
+    let until = last_started + STALLED;
+    let mut known = Vec::new();
+    while known.len() < hosts.len() {
+        assert!(Instant::now() < until, "the directories never filled");
+        known = hosts
+            .iter()
+            .filter(|h| h.directory().len() >= total)
+            .collect();
+        if std::env::var_os("RMBUS_BENCH_VERBOSE").is_some()
+            && last_started.elapsed().as_millis() % 5000 < 20
+        {
+            let sizes: Vec<usize> = hosts.iter().map(|h| h.directory().len()).collect();
+            println!(
+                "  {:.0} s: directories {sizes:?}",
+                last_started.elapsed().as_secs_f64()
+            );
+            for (k, h) in hosts.iter().enumerate() {
+                for g in 0..4 {
+                    for i in 0..per_host {
+                        let id = format!("h{g}-m{i}");
+                        if h.member(&id).is_none() {
+                            println!("    host {k} lacks {id}");
+                        }
+                    }
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let filled = last_started.elapsed();
+    let fifth = spawn_members(&config, MembersOptions::default(), |_| {}).unwrap();
+    while fifth.directory().len() < total {
+        assert!(Instant::now() < until, "the fifth host never learnt them");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let t = Instant::now();
+    let m = Message::new("to-all", Layer::L2, Content::Json(serde_json::json!("all")));
+    let report = fifth.publish(m).unwrap();
+    let delivered = report
+        .lines
+        .iter()
+        .filter(|l| matches!(l.status, LineStatus::Delivered { .. }))
+        .count();
+    println!(
+        "(f) 4 hosts x {per_host} members started in {:.1} s; every directory lists {total} {:.1} s after the last start (target ≤ 30 s); an L2 from a fifth host: {delivered} of {total} delivered in {:.2} s",
+        (last_started - started).as_secs_f64(),
+        filled.as_secs_f64(),
+        t.elapsed().as_secs_f64(),
+    );
+    assert_eq!(delivered, total, "{:?}", report.outcome);
+    for h in hosts.iter().chain([&fifth]) {
+        h.stop();
+    }
+    for h in hosts.iter().chain([&fifth]) {
+        let _ = h.wait();
+    }
 }

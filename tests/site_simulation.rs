@@ -125,7 +125,7 @@ fn add_host(net: &mut SiteNet, seed: u64, members: usize) -> usize {
     let n = net.nodes.len();
     let template = endpoint_config(seed.wrapping_mul(1000).wrapping_add(n as u64));
     let mut entities = Entities::new(&template, net.now, epoch());
-    let site = Site::new(&mut entities, &ClientConfig::default());
+    let site = Site::new(&mut entities);
     let config = |k: u64| {
         let mut c = template.clone();
         c.seed = template.seed.wrapping_mul(7919).wrapping_add(k);

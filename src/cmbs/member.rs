@@ -137,7 +137,16 @@ pub struct Member {
     describe_answered: HashMap<Address, (crate::proto::MsgId, Instant)>,
     /// Set when it announces; see [`Member::take_announced`].
     announced: bool,
+    /// When it announces itself once more after starting.
+    reannounce_at: Option<Instant>,
 }
+
+/// When a member announces itself once more after it starts (plus up to
+/// [`REANNOUNCE_SPREAD`], by its id).
+pub const REANNOUNCE_AFTER: Duration = Duration::from_secs(1);
+
+/// How far the second announces of members that start together are spread.
+pub const REANNOUNCE_SPREAD: Duration = Duration::from_secs(2);
 
 /// The most askers remembered at once (beyond, describes are answered
 /// without being remembered).
@@ -193,6 +202,7 @@ impl Member {
             order: Reorder::default(),
             describe_answered: HashMap::new(),
             announced: false,
+            reannounce_at: None,
         }
     }
 
@@ -233,6 +243,18 @@ impl Member {
         if !self.client.is_hosted() {
             self.client.describe(ep, now);
         }
+        // Once more, a little later: members that start together (a host
+        // bringing back thousands) send their announces in a burst a
+        // receiver may drop, and a host that missed both its hello and its
+        // announce would otherwise not know it is there before its next
+        // hello (about a minute on a bus of 10,000). Spread by its id.
+        let spread = self
+            .description
+            .id
+            .bytes()
+            .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)))
+            % REANNOUNCE_SPREAD.as_millis() as u64;
+        self.reannounce_at = Some(now + REANNOUNCE_AFTER + Duration::from_millis(spread));
     }
 
     /// Its client, to hand it what its host learns
@@ -408,6 +430,11 @@ impl Member {
             self.store_ops
                 .push(StoreOp::Describe(self.description.clone()));
         }
+        self.send_announce(ep, now);
+    }
+
+    /// Tells the members' group what it is (nothing to store).
+    fn send_announce(&mut self, ep: &mut Endpoint, now: Instant) {
         let cmd = Announce {
             description: self.description.clone(),
         }
@@ -776,6 +803,10 @@ impl Member {
 
     /// Execute timeouts and the client's holds.
     pub fn handle_timeout(&mut self, ep: &mut Endpoint, now: Instant) {
+        if self.reannounce_at.is_some_and(|t| t <= now) {
+            self.reannounce_at = None;
+            self.send_announce(ep, now);
+        }
         for w in self.order.take_due(now) {
             self.accept(ep, now, w);
         }
@@ -800,6 +831,7 @@ impl Member {
             self.job_deadlines.next(),
             self.order.next_timeout(),
             self.client.poll_timeout(),
+            self.reannounce_at,
         ]
         .into_iter()
         .flatten()

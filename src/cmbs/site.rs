@@ -6,7 +6,8 @@
 //! discovery are the host's: announces are taken once for the whole host
 //! ([`Entities::take_once`]), the entity table's changes reach the
 //! directory once ([`Entities::follow_table`]), and one entity asks the
-//! undescribed member entities to describe themselves, once per host. The
+//! member entities still undescribed at each discovery round to describe
+//! themselves, once per host. The
 //! directory is lent to a participant while it acts, so a member resolves
 //! recipients exactly as a lone one does. A participant with messages open
 //! is told of each new description (a held message offers itself, a line
@@ -24,7 +25,7 @@ use std::time::Instant;
 use crate::proto::{Deadlines, Endpoint, Entities, EntityId, Event as BusEvent};
 use crate::wire::Address;
 
-use super::client::{ask_to_describe, Client, ClientConfig};
+use super::client::{ask_to_describe, Client};
 use super::cmd::Announce;
 use super::description::Description;
 use super::directory::Entry;
@@ -32,6 +33,11 @@ use super::event::Event;
 use super::member::Member;
 use super::persist::StoreBatch;
 use super::shared::SharedDirectory;
+
+/// The most undescribed member entities a host asks per discovery round:
+/// a host that joins a bus of thousands (or loses announces in a burst of
+/// them) learns them at this pace, from one entity.
+pub const ASKS_PER_ROUND: usize = 1024;
 
 /// A participant of a [`Site`]: a member, or a plain sender.
 #[derive(Debug)]
@@ -142,14 +148,14 @@ pub struct Site {
 
 impl Site {
     /// A site with no participant yet, whose directory asks at most
-    /// `config.max_in_flight` undescribed member entities a round; it sets
+    /// [`ASKS_PER_ROUND`] undescribed member entities a round; it sets
     /// `entities` up to feed it once ([`Entities::take_once`] for announces,
     /// [`Entities::follow_table`]).
-    pub fn new(entities: &mut Entities, config: &ClientConfig) -> Site {
+    pub fn new(entities: &mut Entities) -> Site {
         entities.take_once(Announce::NAME);
         entities.follow_table(true);
         Site {
-            directory: Some(Box::new(SharedDirectory::new(config.max_in_flight))),
+            directory: Some(Box::new(SharedDirectory::new(ASKS_PER_ROUND))),
             participants: BTreeMap::new(),
             by_member: HashMap::new(),
             timers: Deadlines::default(),
@@ -341,14 +347,11 @@ impl Site {
                 }
             }
             BusEvent::PeerJoined(addr) => {
-                // A member of this host announces itself as it starts: it is
-                // asked only if that announce is lost (the next round).
-                let ours = entities.id_of(&addr).is_some();
-                if dir.on_joined(now, &addr) && !ours {
-                    if let Some(asker) = self.participants.keys().next().copied() {
-                        entities.with(asker, |ep| ask_to_describe(ep, now, &addr));
-                    }
-                }
+                // A member announces itself as it starts, usually in the
+                // very datagram that makes it known (the table's change
+                // comes first): it is asked only if it is still undescribed
+                // at the next discovery round.
+                dir.on_joined(now, &addr);
             }
             BusEvent::PeerLeft { addr, reason } => dir.on_left(&addr, reason),
             _ => {}

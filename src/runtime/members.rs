@@ -536,7 +536,7 @@ impl Loop {
         directory: Arc<Mutex<BTreeMap<String, Arc<Entry>>>>,
         on_event: Box<dyn FnMut(MembersEvent) + Send>,
     ) -> Loop {
-        let mut site = Site::new(host.core_mut(), &options.client);
+        let mut site = Site::new(host.core_mut());
         let client = Client::new(options.client.clone(), rand::random());
         site.add(
             host.core_mut(),
