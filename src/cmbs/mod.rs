@@ -59,7 +59,10 @@ pub use description::{default_socket, Description, MemberState};
 pub use directory::{matches_member, Change, Directory, Entry, MAX_MEMBERS};
 pub use event::Event;
 pub use layer::{Layer, LayerSet};
-pub use member::{echo_executor, ExecJob, Execution, Executor, Member, MemberConfig};
+pub use member::{
+    echo_executor, ExecJob, Execution, Executor, Member, MemberConfig, REANNOUNCE_AFTER,
+    REANNOUNCE_SPREAD,
+};
 pub use memory::MemoryConfig;
 pub use message::{parse_flag, Content, Message, MAX_DELIVER_BYTES};
 pub use order::REORDER_WINDOW;
@@ -67,4 +70,4 @@ pub(crate) use persist::unix_ms;
 pub use persist::{HeldRecord, StoreBatch, StoreOp, StoredMessage};
 pub use report::{Line, LineStatus, Outcome, Report};
 pub use shared::{SharedDirectory, Stats, DISCOVERY_INTERVAL};
-pub use site::{Participant, Site, SiteEvent};
+pub use site::{Participant, Site, SiteEvent, ASKS_PER_ROUND};
