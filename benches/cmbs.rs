@@ -37,16 +37,6 @@ use support::*;
 const HOST: Token = Token(0);
 const WAKE: Token = Token(1);
 
-fn poll_host(host: &mut Host, poll: &mut Poll, events: &mut Events, next: Option<Instant>) {
-    let wait = next.map_or(Duration::from_millis(5), |t| {
-        t.saturating_duration_since(Instant::now())
-            .min(Duration::from_millis(5))
-    });
-    poll.poll(events, Some(wait)).unwrap();
-    host.on_readable().unwrap();
-    host.on_timeout().unwrap();
-}
-
 /// A host with CMBS members and one plain sender, driven in this thread.
 struct Cmbs {
     host: Host,
@@ -539,13 +529,7 @@ fn bench_store(rounds: usize) {
 }
 
 fn rss_bytes() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    pages * 4096
+    (rss_kib(std::process::id()) * 1024.0) as u64
 }
 
 fn bench_memory() {

@@ -17,6 +17,8 @@
 
 mod support;
 
+use support::{cpu_secs, rss_kib};
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
@@ -561,24 +563,6 @@ fn bench_monitor(rt: &tokio::runtime::Runtime, rounds: usize) {
 fn member_with_topics(i: u64) -> Vec<u8> {
     let id = format!("cccccccc-0000-4000-8000-{i:012}");
     format!(r#"{{"resources":[{{"kind":"http://houssem.org/cmbs#member","id":"{id}","attributes":{{"cmbs":{{"member":{{"topics":["t.{i}","all"]}}}}}}}}]}}"#).into_bytes()
-}
-
-/// Resident memory of process `pid`, in KiB.
-fn rss_kib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
-/// CPU time of process `pid` so far (user and system), in seconds.
-fn cpu_secs(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    // The fields after the command name (which may hold spaces).
-    let rest = &stat[stat.rfind(')').unwrap() + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
-    // USER_HZ is 100 on Linux.
-    ticks / 100.0
 }
 
 /// p50 of creating 10 members (ids from `first`) over `c`, in ms; then

@@ -26,28 +26,18 @@ use std::time::{Duration, Instant, SystemTime};
 
 use mio::{Events, Interest, Poll, Token};
 use rmbus::cmbs::{
-    Client, ClientConfig, Content, Description, Event as CmbsEvent, Layer, LayerSet, LineStatus,
-    Member, MemberConfig, Message, Participant, Publish, Report, Site, SiteEvent,
+    Client, ClientConfig, Content, Description, Event as CmbsEvent, Layer, LayerSet, Member,
+    MemberConfig, Message, Participant, Publish, Report, Site, SiteEvent,
 };
 use rmbus::proto::Event;
 use rmbus::rpc::{CallId, Reply, RpcEvent};
 use rmbus::runtime::{EntityId, Host};
 use rmbus::wire::{Address, Value};
-use support::config;
+use support::{config, poll_host};
 
 const HOST: Token = Token(0);
 /// How long any one wait may take before the bench calls it stalled.
 const STALLED: Duration = Duration::from_secs(120);
-
-fn poll_host(host: &mut Host, poll: &mut Poll, events: &mut Events, next: Option<Instant>) {
-    let wait = next.map_or(Duration::from_millis(5), |t| {
-        t.saturating_duration_since(Instant::now())
-            .min(Duration::from_millis(5))
-    });
-    poll.poll(events, Some(wait)).unwrap();
-    host.on_readable().unwrap();
-    host.on_timeout().unwrap();
-}
 
 /// A host with `n` members on a `Site` and a plain sender, driven here.
 struct Members {
@@ -309,11 +299,7 @@ fn main() {
             Content::Json(serde_json::json!(r)),
         );
         let (report, took) = large.publish(m);
-        let delivered = report
-            .lines
-            .iter()
-            .filter(|l| matches!(l.status, LineStatus::Delivered { .. }))
-            .count();
+        let delivered = report.lines.iter().filter(|l| l.is_delivered()).count();
         assert_eq!(delivered, n, "every member delivered: {:?}", report.outcome);
         let calls = plain.calls(ClientConfig::default().max_in_flight);
         let (a, b) = (
@@ -448,11 +434,7 @@ fn four_hosts(n: usize) {
     let t = Instant::now();
     let m = Message::new("to-all", Layer::L2, Content::Json(serde_json::json!("all")));
     let report = fifth.publish(m).unwrap();
-    let delivered = report
-        .lines
-        .iter()
-        .filter(|l| matches!(l.status, LineStatus::Delivered { .. }))
-        .count();
+    let delivered = report.lines.iter().filter(|l| l.is_delivered()).count();
     println!(
         "(f) 4 hosts x {per_host} members started in {:.1} s; every directory lists {total} {:.1} s after the last start (target ≤ 30 s); an L2 from a fifth host: {delivered} of {total} delivered in {:.2} s",
         (last_started - started).as_secs_f64(),

@@ -425,7 +425,7 @@ fn delivered_to(r: &Report) -> Vec<String> {
     let mut v: Vec<String> = r
         .lines
         .iter()
-        .filter(|l| matches!(l.status, LineStatus::Delivered { .. }))
+        .filter(|l| l.is_delivered())
         .map(|l| l.member.clone())
         .collect();
     v.sort();

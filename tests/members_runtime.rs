@@ -29,7 +29,7 @@ fn delivered(r: &rmbus::cmbs::Report) -> Vec<String> {
     let mut v: Vec<String> = r
         .lines
         .iter()
-        .filter(|l| matches!(l.status, LineStatus::Delivered { .. }))
+        .filter(|l| l.is_delivered())
         .map(|l| l.member.clone())
         .collect();
     v.sort();

@@ -11,8 +11,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
 
 use rmbus::cmbs::{
-    echo_executor, Client, ClientConfig, Content, Description, Event, Layer, LayerSet, LineStatus,
-    Member, MemberConfig, Message, Outcome, Participant, Publish, Report, Site, SiteEvent,
+    echo_executor, Client, ClientConfig, Content, Description, Event, Layer, LayerSet, Member,
+    MemberConfig, Message, Outcome, Participant, Publish, Report, Site, SiteEvent,
 };
 use rmbus::proto::{Endpoint, Entities, EntityId, SansIo, Transmit};
 use rmbus::store::{MemoryStore, Store};
@@ -285,17 +285,9 @@ fn hundreds_of_members_on_three_hosts_share_one_directory_per_host_under_loss() 
         // An L2 message reaches every member of every host once, under loss.
         let l2 = Message::new("l2-all", Layer::L2, Content::Json(serde_json::json!(1)));
         let report = publish(&mut net, 0, l2, Duration::from_secs(30));
-        let delivered = report
-            .lines
-            .iter()
-            .filter(|l| matches!(l.status, LineStatus::Delivered { .. }))
-            .count();
+        let delivered = report.lines.iter().filter(|l| l.is_delivered()).count();
         assert_eq!(report.lines.len(), TOTAL, "{:?}", report.outcome);
-        let undelivered: Vec<_> = report
-            .lines
-            .iter()
-            .filter(|l| !matches!(l.status, LineStatus::Delivered { .. }))
-            .collect();
+        let undelivered: Vec<_> = report.lines.iter().filter(|l| !l.is_delivered()).collect();
         assert_eq!(delivered, TOTAL, "{undelivered:?}");
         assert_eq!(report.outcome, Outcome::Delivered);
         let counts = received(&net, "l2-all");

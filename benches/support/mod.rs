@@ -12,7 +12,7 @@ use mio::{Events, Interest, Poll, Token};
 use rmbus::auth::{CipherAlgo, HashAlgo};
 use rmbus::config::Config;
 use rmbus::proto::Event;
-use rmbus::runtime::Bus;
+use rmbus::runtime::{Bus, Host};
 use rmbus::wire::Address;
 
 /// A host-local bus configuration on a free port.
@@ -219,4 +219,34 @@ impl RawPeer {
 /// Microseconds, for printing.
 pub fn us(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
+}
+
+/// One turn of a host's loop: waits for its sockets at most until `next`
+/// (and never more than 5 ms), then reads them and runs its timers.
+pub fn poll_host(host: &mut Host, poll: &mut Poll, events: &mut Events, next: Option<Instant>) {
+    let wait = next.map_or(Duration::from_millis(5), |t| {
+        t.saturating_duration_since(Instant::now())
+            .min(Duration::from_millis(5))
+    });
+    poll.poll(events, Some(wait)).unwrap();
+    host.on_readable().unwrap();
+    host.on_timeout().unwrap();
+}
+
+/// Resident memory of process `pid`, in KiB.
+pub fn rss_kib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// CPU time of process `pid` so far (user and system), in seconds.
+pub fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // The fields after the command name (which may hold spaces).
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
+    // USER_HZ is 100 on Linux.
+    ticks / 100.0
 }

@@ -810,7 +810,7 @@ impl Client {
         if out.lines[at].is_settled() {
             out.slots[at] = None;
             self.settled_seq(&member, slot.seq);
-            let delivered = matches!(out.lines[at].status, LineStatus::Delivered { .. });
+            let delivered = out.lines[at].is_delivered();
             if delivered && out.hold_until.is_some() {
                 self.persist(&out);
             }
@@ -863,7 +863,7 @@ impl Client {
             delivered: out
                 .lines
                 .iter()
-                .filter(|l| matches!(l.status, LineStatus::Delivered { .. }))
+                .filter(|l| l.is_delivered())
                 .map(|l| l.member.clone())
                 .collect(),
         }));

@@ -47,6 +47,11 @@ impl Line {
         !matches!(self.status, LineStatus::Pending)
     }
 
+    /// True if the member answered that it has the message.
+    pub fn is_delivered(&self) -> bool {
+        matches!(self.status, LineStatus::Delivered { .. })
+    }
+
     /// `DELIVERED`, `PENDING`, or the refusal's code.
     pub fn code(&self) -> &'static str {
         match &self.status {

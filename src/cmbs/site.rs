@@ -298,12 +298,17 @@ impl Site {
         let Some(dir) = self.directory.as_deref_mut() else {
             return;
         };
-        let Some(entry) = dir.learn(address, description) else {
-            return;
-        };
+        if let Some(entry) = dir.learn(address, description) {
+            self.tell_open(entities, now, &entry);
+        }
+    }
+
+    /// `entry` is new or changed in the directory: the participants with
+    /// messages open are told.
+    fn tell_open(&mut self, entities: &mut Entities, now: Instant, entry: &Entry) {
         let open: Vec<EntityId> = self.open.iter().copied().collect();
         for id in open {
-            self.with(entities, now, id, |p, ep| p.on_described(ep, now, &entry));
+            self.with(entities, now, id, |p, ep| p.on_described(ep, now, entry));
         }
     }
 
@@ -338,12 +343,8 @@ impl Site {
             .expect("the directory is lent only inside a call");
         match event {
             BusEvent::Command { src, command, .. } if command.name == Announce::NAME => {
-                let Some(entry) = dir.on_announce(src, &command) else {
-                    return;
-                };
-                let open: Vec<EntityId> = self.open.iter().copied().collect();
-                for id in open {
-                    self.with(entities, now, id, |p, ep| p.on_described(ep, now, &entry));
+                if let Some(entry) = dir.on_announce(src, &command) {
+                    self.tell_open(entities, now, &entry);
                 }
             }
             BusEvent::PeerJoined(addr) => {

@@ -507,7 +507,7 @@ impl Entities {
                 Vec::new()
             }
             Screened::Fresh { .. } if self.for_the_host(msg) => {
-                if self.designates_any(&msg.header.dst) {
+                if self.designating(&msg.header.dst).next().is_some() {
                     self.taken_once += 1;
                     for command in &msg.commands {
                         self.host_events.push_back(Event::Command {
@@ -519,7 +519,7 @@ impl Entities {
                 }
                 Vec::new()
             }
-            Screened::Fresh { .. } => self.designated(&msg.header.dst),
+            Screened::Fresh { .. } => self.designating(&msg.header.dst).collect(),
             // A copy matters only to the entity it was sent to exactly (a
             // reliable one is acknowledged again).
             Screened::Refused(_) => self.id_of(&msg.header.dst).into_iter().collect(),
@@ -540,35 +540,21 @@ impl Entities {
             && msg.commands.iter().all(|c| self.once.contains(&c.name))
     }
 
-    /// True if `dst` designates at least one entity.
-    fn designates_any(&self, dst: &Address) -> bool {
-        let mut ids: Box<dyn Iterator<Item = &EntityId>> = match self.by_element.candidates(dst) {
-            Candidates::All => Box::new(self.endpoints.keys()),
-            Candidates::Some(ids) => Box::new(ids.iter()),
-            Candidates::None => return false,
-        };
-        ids.any(|id| {
-            self.endpoints
-                .get(id)
-                .is_some_and(|ep| dst.is_subset_of(ep.local_address()))
-        })
-    }
-
     /// The entities `dst` designates (RFC 3259 §4), in the order they were
-    /// added.
-    fn designated(&self, dst: &Address) -> Vec<EntityId> {
+    /// added: the candidates the address index gives, checked by the
+    /// subset rule.
+    fn designating<'a>(&'a self, dst: &'a Address) -> impl Iterator<Item = EntityId> + 'a {
         let ids: Box<dyn Iterator<Item = &EntityId>> = match self.by_element.candidates(dst) {
             Candidates::All => Box::new(self.endpoints.keys()),
             Candidates::Some(ids) => Box::new(ids.iter()),
-            Candidates::None => return Vec::new(),
+            Candidates::None => Box::new(std::iter::empty()),
         };
-        ids.filter(|id| {
+        ids.filter(move |id| {
             self.endpoints
                 .get(id)
                 .is_some_and(|ep| dst.is_subset_of(ep.local_address()))
         })
         .copied()
-        .collect()
     }
 
     /// The timers due at `now`: the shared table's expiry, then the

@@ -106,11 +106,7 @@ pub fn report_json(r: &Report) -> Value {
 /// A report for people: the outcome, then one line per member.
 pub fn report_text(r: &Report) -> String {
     let intended = r.lines.iter().filter(|l| l.sent).count();
-    let delivered = r
-        .lines
-        .iter()
-        .filter(|l| matches!(l.status, LineStatus::Delivered { .. }))
-        .count();
+    let delivered = r.lines.iter().filter(|l| l.is_delivered()).count();
     let mut s = match &r.outcome {
         rmbus::cmbs::Outcome::Rejected(x) => {
             format!(

@@ -6,7 +6,7 @@
 
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};
-use std::sync::mpsc::{self, Receiver};
+use std::sync::mpsc::{self, Receiver, Sender};
 use std::time::{Duration, Instant};
 
 use rmbus::cmbs::{ExecJob, Execution, Executor};
@@ -22,34 +22,33 @@ pub fn executor(
     timeout: Duration,
     notify: impl Fn() + Send + Clone + 'static,
 ) -> (Executor, Receiver<ExecResult>) {
-    let (tx, rx) = mpsc::channel::<ExecResult>();
-    let deliver = move |ticket, result| {
-        if tx.send((ticket, result)).is_ok() {
-            notify();
-        }
-    };
-    (executor_with(program, timeout, deliver), rx)
-}
-
-/// The executor, which hands each job's ticket and result to `deliver` (on
-/// the job's thread).
-fn executor_with(
-    program: Vec<String>,
-    timeout: Duration,
-    deliver: impl Fn(u64, Result<serde_json::Value, String>) + Send + Clone + 'static,
-) -> Executor {
+    let (tx, rx) = mpsc::channel();
     let exec = move |job: &ExecJob| {
-        let (program, deliver) = (program.clone(), deliver.clone());
+        let (program, tx, notify) = (program.clone(), tx.clone(), notify.clone());
         let (ticket, input) = (job.ticket, job.message.content.to_bytes());
         let spawned = std::thread::Builder::new()
             .name("rmbus-exec".into())
-            .spawn(move || deliver(ticket, run(&program, &input, timeout)));
+            .spawn(move || {
+                let result = run(&program, &input, timeout);
+                finish(&tx, ticket, result, &notify);
+            });
         match spawned {
             Ok(_) => Execution::Later,
             Err(e) => Execution::Done(Err(format!("cannot start a thread: {e}"))),
         }
     };
-    Box::new(exec)
+    (Box::new(exec), rx)
+}
+
+fn finish(
+    tx: &Sender<ExecResult>,
+    ticket: u64,
+    result: Result<serde_json::Value, String>,
+    notify: &impl Fn(),
+) {
+    if tx.send((ticket, result)).is_ok() {
+        notify();
+    }
 }
 
 /// Runs `program` with `input` on stdin.
