@@ -460,3 +460,23 @@ fn members_lists_a_member_entity_whose_description_never_came() {
         .unwrap_or_else(|| panic!("{text}"));
     assert!(line.contains(" ? "), "{line}");
 }
+
+#[test]
+fn a_member_is_one_entity_on_the_bus() {
+    let bus = bus();
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = member(&bus, &store_in(dir.path(), "a"), &["--id", A]);
+    // It is up once publish finds it.
+    let (code, report) = publish(&bus, &["--layer", "l1", "--to", A, "1"]);
+    assert_eq!((code, delivered(&report)), (0, vec![A.to_owned()]));
+    let (code, out, err) = run(&bus, &["list", "--wait", "2", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let cmbs: Vec<Json> = out
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Json>(l).ok())
+        .filter(|j| j["address"].as_str().is_some_and(|a| a.contains("app:cmbs")))
+        .collect();
+    assert_eq!(cmbs.len(), 1, "one entity, no plain sender beside it: {out}");
+    assert!(cmbs[0]["address"].as_str().unwrap().contains(A), "{out}");
+    assert!(a.running());
+}

@@ -253,3 +253,55 @@ fn held_messages_survive_a_restart_reach_members_known_before_and_end_with_their
     second.stop();
     second.wait().unwrap();
 }
+
+#[test]
+fn a_host_without_a_plain_sender_learns_acts_and_publishes_from_its_member() {
+    let config = common::free_port_config();
+    let options = MembersOptions {
+        sender: None,
+        action_timeout: Duration::from_secs(10),
+        ..MembersOptions::default()
+    };
+    let alone = spawn_members(&config, options, |_| {}).unwrap();
+    let refused = alone.publish(Message::new("", Layer::L2, Content::Json(1.into())));
+    assert!(
+        matches!(&refused, Err(MembersError::Refused(why)) if why.contains("no plain sender")),
+        "{refused:?}"
+    );
+    let other = spawn_members(&config, MembersOptions::default(), |_| {}).unwrap();
+    other.host(member("other", &[])).unwrap();
+    alone.host(member("solo", &[])).unwrap();
+
+    // Its first member asked the bus; learning ends when the other is known.
+    let learned = alone
+        .learn(Instant::now() + DEADLINE, |d| {
+            d.directory().get("other").is_some()
+        })
+        .unwrap();
+    assert!(learned.reached, "{learned:?}");
+    let started = Instant::now();
+    let never = alone
+        .learn(started + Duration::from_millis(300), |d| {
+            d.directory().get("nobody").is_some()
+        })
+        .unwrap();
+    assert!(!never.reached);
+    assert!(started.elapsed() >= Duration::from_millis(300));
+
+    // An action on a member elsewhere goes from the hosted member.
+    let answer = alone.act("other", Action::Suspend).unwrap();
+    assert_eq!(answer.member.state, rmbus::cmbs::MemberState::Suspended);
+    alone.act("other", Action::Resume).unwrap();
+
+    let (tx, rx) = mpsc::channel();
+    let m = Message::new("", Layer::L2, Content::Json(2.into()));
+    alone.publish_then(Some("solo"), Publish::new(m), move |r| {
+        let _ = tx.send(r);
+    });
+    let report = rx.recv_timeout(DEADLINE).unwrap().unwrap();
+    assert!(delivered(&report).contains(&"other".to_owned()), "{report:?}");
+    for h in [alone, other] {
+        h.stop();
+        h.wait().unwrap();
+    }
+}

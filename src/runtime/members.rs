@@ -46,7 +46,8 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use crate::cmbs::cmd::{ActionAnswer, ActionRequest};
 use crate::cmbs::{
     echo_executor, Action, Client, ClientConfig, Description, Entry, Event, ExecJob, Execution,
-    Member, MemberConfig, MemberState, Message, Participant, Publish, Report, Site, SiteEvent,
+    Member, MemberConfig, MemberState, Message, Participant, Publish, Report, SharedDirectory,
+    Site, SiteEvent,
 };
 use crate::config::Config;
 use crate::proto::{Endpoint, Event as BusEvent, LeaveReason};
@@ -59,8 +60,12 @@ use super::{BindError, EntityId, Host};
 const HOST: Token = Token(0);
 const WAKE: Token = Token(1);
 
-/// How long an action on a member elsewhere on the bus may take.
-const ACTION_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often the host asks the bus to describe itself while a caller of
+/// [`MembersHandle::learn`] waits, on a small bus: a describe or its
+/// answers may be lost. On a large bus, less often: one millisecond per
+/// member known, so that the announces it brings stay near a thousand a
+/// second.
+pub const LEARN_ASK_EVERY: Duration = Duration::from_millis(250);
 
 /// An execute handler: the job (its message and sender), and the result or
 /// why it failed. It runs on a thread of its own per job; one that takes
@@ -71,11 +76,17 @@ pub type ExecHandler = Arc<dyn Fn(&ExecJob) -> Result<serde_json::Value, String>
 #[derive(Clone)]
 pub struct MembersOptions {
     /// The plain sender's address, without its `id` element
-    /// (`(app:cmbs module:host)` by default).
-    pub sender: Address,
+    /// (`(app:cmbs module:host)` by default). `None`: no plain sender (one
+    /// entity fewer on the bus); [`MembersHandle::publish`] is then
+    /// refused, and the first hosted member asks the bus for its members.
+    pub sender: Option<Address>,
     /// The SQLite file the members keep what they receive and hold in
     /// (`None`: no store; storable messages are refused `NOT_STORABLE`).
     pub store: Option<PathBuf>,
+    /// How many received messages the store keeps, and how long.
+    pub retention: Retention,
+    /// How long an action on a member elsewhere on the bus may take (5 s).
+    pub action_timeout: Duration,
     /// The execute handler (`None`: the content is the result).
     pub exec: Option<ExecHandler>,
     /// How long an execution may take (5 s).
@@ -87,9 +98,12 @@ pub struct MembersOptions {
 impl Default for MembersOptions {
     fn default() -> MembersOptions {
         MembersOptions {
-            sender: Address::new([("app", "cmbs"), ("module", "host")])
-                .expect("a constant address"),
+            sender: Some(
+                Address::new([("app", "cmbs"), ("module", "host")]).expect("a constant address"),
+            ),
             store: None,
+            retention: Retention::default(),
+            action_timeout: Duration::from_secs(5),
             exec: None,
             exec_timeout: Duration::from_secs(5),
             client: ClientConfig::default(),
@@ -102,6 +116,8 @@ impl std::fmt::Debug for MembersOptions {
         f.debug_struct("MembersOptions")
             .field("sender", &self.sender)
             .field("store", &self.store)
+            .field("retention", &self.retention)
+            .field("action_timeout", &self.action_timeout)
             .field("exec", &self.exec.as_ref().map(|_| "a handler"))
             .field("exec_timeout", &self.exec_timeout)
             .finish_non_exhaustive()
@@ -136,7 +152,23 @@ pub enum MembersEvent {
         /// What happened.
         event: Event,
     },
+    /// An event of the plain sender: a line of a held message settled (the
+    /// report a publish waits for goes to its caller instead).
+    Sender(Event),
 }
+
+/// What [`MembersHandle::learn`] found when it returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Learned {
+    /// True if the condition held (false: the deadline passed first).
+    pub reached: bool,
+    /// Member entities heard on the bus whose description has not come
+    /// (member id and address): they may be recipients nobody knows of.
+    pub undescribed: Vec<(String, Address)>,
+}
+
+/// A condition on the host's directory, for [`MembersHandle::learn`].
+type Until = Box<dyn Fn(&SharedDirectory) -> bool + Send>;
 
 /// Why the members' thread could not start.
 #[derive(Debug, thiserror::Error)]
@@ -172,6 +204,9 @@ pub enum MembersError {
     /// There is no such member, or the store or the bus refused.
     #[error("{0}")]
     Refused(String),
+    /// A member elsewhere on the bus did not answer in time.
+    #[error("{0}")]
+    TimedOut(String),
 }
 
 type Reply<T> = Box<dyn FnOnce(Result<T, MembersError>) + Send>;
@@ -186,6 +221,7 @@ enum Command {
     Act(String, Action, Reply<ActionAnswer>),
     Remove(String, Reply<()>),
     Publish(Option<String>, Box<Publish>, Reply<Report>),
+    Learn(Instant, Until, Reply<Learned>),
 }
 
 /// A cloneable handle on members hosted by [`spawn_members`]. Dropping every
@@ -331,6 +367,32 @@ impl MembersHandle {
         self.ask(|r| Command::Publish(from, Box::new(publish), r), then)
     }
 
+    /// Waits until `until` holds for the host's directory (checked as it
+    /// changes) or `deadline` passes; which it was, and the member entities
+    /// still undescribed. Meanwhile the host asks the bus to describe itself
+    /// again every [`LEARN_ASK_EVERY`] (a describe or its answers may be
+    /// lost), and asks the members it has heard but not had described at
+    /// each discovery round ([`crate::cmbs::DISCOVERY_INTERVAL`]), reliably.
+    /// A program about to publish waits so for its directory to settle,
+    /// bounded by `deadline`.
+    pub fn learn(
+        &self,
+        deadline: Instant,
+        until: impl Fn(&SharedDirectory) -> bool + Send + 'static,
+    ) -> Result<Learned, MembersError> {
+        self.blocking(|r| Command::Learn(deadline, Box::new(until), r))
+    }
+
+    /// [`MembersHandle::learn`], the answer to `then`.
+    pub fn learn_then(
+        &self,
+        deadline: Instant,
+        until: impl Fn(&SharedDirectory) -> bool + Send + 'static,
+        then: impl FnOnce(Result<Learned, MembersError>) + Send + 'static,
+    ) {
+        self.ask(|r| Command::Learn(deadline, Box::new(until), r), then)
+    }
+
     fn snapshot(&self) -> MutexGuard<'_, BTreeMap<String, Arc<Entry>>> {
         self.directory.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -385,11 +447,12 @@ fn fail(c: Command, e: MembersError) {
         Command::Act(_, _, r) => r(Err(e)),
         Command::Remove(_, r) => r(Err(e)),
         Command::Publish(_, _, r) => r(Err(e)),
+        Command::Learn(_, _, r) => r(Err(e)),
     }
 }
 
 /// Joins the bus `config` describes and starts the members' thread, with a
-/// plain sender at `options.sender`; `on_event` gets the members' events on
+/// plain sender at `options.sender` (if any); `on_event` gets the members' events on
 /// that thread. [`MembersHandle::is_alive`] says if the thread still runs,
 /// and [`MembersHandle::wait`] waits for its end. A command sent as the
 /// thread stops is answered [`MembersError::Stopped`].
@@ -399,7 +462,10 @@ pub fn spawn_members(
     on_event: impl FnMut(MembersEvent) + Send + 'static,
 ) -> Result<MembersHandle, MembersSpawnError> {
     let mut host = Host::bind(config)?;
-    let sender = host.add(&options.sender)?;
+    let sender = match &options.sender {
+        Some(address) => Some(host.add(address)?),
+        None => None,
+    };
     let poll = Poll::new()?;
     poll.registry()
         .register(&mut host, HOST, Interest::READABLE)?;
@@ -414,7 +480,7 @@ pub fn spawn_members(
             let reader = SqliteStore::open(path).map_err(failed)?;
             let writer = SqliteStore::open(path).map_err(failed)?;
             let notify = notifier(&waker);
-            let worker = Worker::spawn(Box::new(writer), Retention::default(), notify)?;
+            let worker = Worker::spawn(Box::new(writer), options.retention, notify)?;
             Some((worker, reader))
         }
     };
@@ -503,7 +569,8 @@ type ExecDone = (EntityId, u64, Result<serde_json::Value, String>);
 /// The members' thread's state.
 struct Loop {
     site: Site,
-    sender: EntityId,
+    /// The plain sender's entity, if there is one.
+    sender: Option<EntityId>,
     /// Hosted members' entities, by member id.
     members: BTreeMap<String, EntityId>,
     /// One store worker for all members, and the connection that reads
@@ -511,6 +578,7 @@ struct Loop {
     stores: Option<(Worker, SqliteStore)>,
     exec: Option<ExecHandler>,
     exec_timeout: Duration,
+    action_timeout: Duration,
     client: ClientConfig,
     exec_done: (Sender<ExecDone>, Receiver<ExecDone>),
     waker: Arc<Waker>,
@@ -518,6 +586,10 @@ struct Loop {
     /// entity and the reply.
     reports: HashMap<String, (EntityId, Reply<Report>)>,
     actions: HashMap<CallId, Reply<ActionAnswer>>,
+    /// Callers waiting for the directory: deadline, condition, reply.
+    learning: Vec<(Instant, Until, Reply<Learned>)>,
+    /// When the bus is next asked to describe itself, while callers learn.
+    ask_again: Option<Instant>,
     directory: Arc<Mutex<BTreeMap<String, Arc<Entry>>>>,
     /// Members removed here whose leaving the directory has not seen yet:
     /// kept out of the snapshot, so that a removed member does not
@@ -529,7 +601,7 @@ struct Loop {
 impl Loop {
     fn new(
         host: &mut Host,
-        sender: EntityId,
+        sender: Option<EntityId>,
         stores: Option<(Worker, SqliteStore)>,
         options: MembersOptions,
         waker: Arc<Waker>,
@@ -537,19 +609,21 @@ impl Loop {
         on_event: Box<dyn FnMut(MembersEvent) + Send>,
     ) -> Loop {
         let mut site = Site::new(host.core_mut());
-        let client = Client::new(options.client.clone(), rand::random());
-        site.add(
-            host.core_mut(),
-            sender,
-            Participant::Sender(Box::new(client)),
-        );
-        let now = Instant::now();
-        // Learn the members already on the bus.
-        site.with(host.core_mut(), now, sender, |p, ep| {
-            if let Participant::Sender(c) = p {
-                c.describe(ep, now);
-            }
-        });
+        if let Some(sender) = sender {
+            let client = Client::new(options.client.clone(), rand::random());
+            site.add(
+                host.core_mut(),
+                sender,
+                Participant::Sender(Box::new(client)),
+            );
+            let now = Instant::now();
+            // Learn the members already on the bus.
+            site.with(host.core_mut(), now, sender, |p, ep| {
+                if let Participant::Sender(c) = p {
+                    c.describe(ep, now);
+                }
+            });
+        }
         Loop {
             site,
             sender,
@@ -557,11 +631,14 @@ impl Loop {
             stores,
             exec: options.exec,
             exec_timeout: options.exec_timeout,
+            action_timeout: options.action_timeout,
             client: options.client,
             exec_done: mpsc::channel(),
             waker,
             reports: HashMap::new(),
             actions: HashMap::new(),
+            learning: Vec::new(),
+            ask_again: None,
             directory,
             gone: HashSet::new(),
             on_event,
@@ -614,8 +691,10 @@ impl Loop {
         for (id, entity) in std::mem::take(&mut self.members) {
             self.take_out(host, &id, entity, || MembersError::Stopped);
         }
-        self.site.remove(host.core(), self.sender);
-        host.remove(self.sender);
+        if let Some(sender) = self.sender {
+            self.site.remove(host.core(), sender);
+            host.remove(sender);
+        }
         if let Some((worker, _)) = self.stores.take() {
             let _ = worker.finish();
         }
@@ -623,6 +702,9 @@ impl Loop {
             r(Err(MembersError::Stopped));
         }
         for (_, r) in self.actions.drain() {
+            r(Err(MembersError::Stopped));
+        }
+        for (_, _, r) in self.learning.drain(..) {
             r(Err(MembersError::Stopped));
         }
     }
@@ -675,14 +757,21 @@ impl Loop {
                         "no member {id} on the bus"
                     ))));
                 };
-                let now = Instant::now();
-                let call = self.site.with(host.core_mut(), now, self.sender, |_, ep| {
+                // From the plain sender, else from a hosted member.
+                let Some(from) = self.sender.or_else(|| self.members.values().next().copied())
+                else {
+                    return reply(Err(MembersError::Refused(
+                        "no entity here to ask from: host a member first".into(),
+                    )));
+                };
+                let (now, timeout) = (Instant::now(), self.action_timeout);
+                let call = self.site.with(host.core_mut(), now, from, |_, ep| {
                     ep.rpc().call(
                         now,
                         &entry.address,
                         ActionRequest::NAME,
                         ActionRequest { action }.into_args(),
-                        ACTION_TIMEOUT,
+                        timeout,
                     )
                 });
                 match call {
@@ -704,7 +793,14 @@ impl Loop {
             }
             Command::Publish(from, p, reply) => {
                 let entity = match &from {
-                    None => self.sender,
+                    None => match self.sender {
+                        Some(sender) => sender,
+                        None => {
+                            return reply(Err(MembersError::Refused(
+                                "there is no plain sender here: publish from a member".into(),
+                            )))
+                        }
+                    },
                     Some(id) => match self.members.get(id) {
                         Some(e) => *e,
                         None => return reply(Err(not_hosted(id))),
@@ -730,6 +826,9 @@ impl Loop {
                     Some(Err(report)) => reply(Ok(*report)),
                     None => reply(Err(MembersError::Stopped)),
                 }
+            }
+            Command::Learn(deadline, until, reply) => {
+                self.learning.push((deadline, until, reply));
             }
         }
     }
@@ -781,8 +880,14 @@ impl Loop {
         );
         self.members.insert(id.clone(), entity);
         self.gone.remove(&id);
+        // Without a plain sender, the first member asks the bus for its
+        // members (a hosted member does not on its own).
+        let ask = self.sender.is_none() && self.members.len() == 1;
         self.with_member(host, &id, |m, ep, now| {
             m.start(ep, now);
+            if ask {
+                m.client_mut().describe(ep, now);
+            }
             if suspended {
                 m.action(ep, now, Action::Suspend);
             }
@@ -826,7 +931,9 @@ impl Loop {
                         "the member refused: {} {}",
                         r.result, r.description
                     )),
-                    RpcOutcome::TimedOut => refused("the member did not answer in time".into()),
+                    RpcOutcome::TimedOut => Err(MembersError::TimedOut(
+                        "the member did not answer in time".into(),
+                    )),
                     other => refused(format!("the action was lost: {}", other.code())),
                 });
             }
@@ -883,7 +990,73 @@ impl Loop {
                 }
             }
         }
-        self.site.poll_timeout()
+        self.answer_learning(now);
+        self.ask_while_learning(host, now);
+        let learning = self.learning.iter().map(|(deadline, _, _)| *deadline).min();
+        self.site
+            .poll_timeout()
+            .into_iter()
+            .chain(learning)
+            .chain(self.ask_again)
+            .min()
+    }
+
+    /// While callers learn, asks the bus to describe itself again every
+    /// [`LEARN_ASK_EVERY`] (plus a millisecond per member known).
+    fn ask_while_learning(&mut self, host: &mut Host, now: Instant) {
+        if self.learning.is_empty() {
+            self.ask_again = None;
+            return;
+        }
+        let Some(due) = self.ask_again else {
+            // The first ask is the start's (or the first member's).
+            let known = self.site.directory().directory().len() as u32;
+            self.ask_again = Some(now + LEARN_ASK_EVERY + Duration::from_millis(1) * known);
+            return;
+        };
+        if due > now {
+            return;
+        }
+        let Some(from) = self.sender.or_else(|| self.members.values().next().copied()) else {
+            return;
+        };
+        self.site.with(host.core_mut(), now, from, |p, ep| match p {
+            Participant::Sender(c) => c.describe(ep, now),
+            Participant::Member(m) => m.client_mut().describe(ep, now),
+        });
+        let known = self.site.directory().directory().len() as u32;
+        self.ask_again = Some(now + LEARN_ASK_EVERY + Duration::from_millis(1) * known);
+    }
+
+    /// Answers the callers of [`MembersHandle::learn`] whose condition
+    /// holds or whose deadline has passed.
+    fn answer_learning(&mut self, now: Instant) {
+        if self.learning.is_empty() {
+            return;
+        }
+        let dir = self.site.directory();
+        let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.learning)
+            .into_iter()
+            .map(|(deadline, until, reply)| (until(dir), deadline, until, reply))
+            .partition(|(reached, deadline, _, _)| *reached || *deadline <= now);
+        self.learning = waiting
+            .into_iter()
+            .map(|(_, deadline, until, reply)| (deadline, until, reply))
+            .collect();
+        if done.is_empty() {
+            return;
+        }
+        let mut undescribed: Vec<(String, Address)> = dir
+            .undescribed()
+            .map(|(id, a)| (id.to_owned(), a.clone()))
+            .collect();
+        undescribed.sort_by(|a, b| a.0.cmp(&b.0));
+        for (reached, _, _, reply) in done {
+            reply(Ok(Learned {
+                reached,
+                undescribed: undescribed.clone(),
+            }));
+        }
     }
 
     /// An event of participant `entity` (member `member`, if it is one): a
@@ -901,8 +1074,9 @@ impl Loop {
                 return;
             }
         }
-        if let Some(member) = member {
-            (self.on_event)(MembersEvent::Member { member, event });
+        match member {
+            Some(member) => (self.on_event)(MembersEvent::Member { member, event }),
+            None => (self.on_event)(MembersEvent::Sender(event)),
         }
     }
 

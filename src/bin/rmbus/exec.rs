@@ -6,50 +6,10 @@
 
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};
-use std::sync::mpsc::{self, Receiver, Sender};
 use std::time::{Duration, Instant};
-
-use rmbus::cmbs::{ExecJob, Execution, Executor};
 
 /// The most output kept from the program.
 pub const OUTPUT_LIMIT: usize = 1 << 20;
-
-type ExecResult = (u64, Result<serde_json::Value, String>);
-
-/// The executor, and where its results arrive.
-pub fn executor(
-    program: Vec<String>,
-    timeout: Duration,
-    notify: impl Fn() + Send + Clone + 'static,
-) -> (Executor, Receiver<ExecResult>) {
-    let (tx, rx) = mpsc::channel();
-    let exec = move |job: &ExecJob| {
-        let (program, tx, notify) = (program.clone(), tx.clone(), notify.clone());
-        let (ticket, input) = (job.ticket, job.message.content.to_bytes());
-        let spawned = std::thread::Builder::new()
-            .name("rmbus-exec".into())
-            .spawn(move || {
-                let result = run(&program, &input, timeout);
-                finish(&tx, ticket, result, &notify);
-            });
-        match spawned {
-            Ok(_) => Execution::Later,
-            Err(e) => Execution::Done(Err(format!("cannot start a thread: {e}"))),
-        }
-    };
-    (Box::new(exec), rx)
-}
-
-fn finish(
-    tx: &Sender<ExecResult>,
-    ticket: u64,
-    result: Result<serde_json::Value, String>,
-    notify: &impl Fn(),
-) {
-    if tx.send((ticket, result)).is_ok() {
-        notify();
-    }
-}
 
 /// Runs `program` with `input` on stdin.
 pub fn run(

@@ -5,12 +5,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use rmbus::cmbs::{echo_executor, Description, LayerSet, Member, MemberConfig};
-use rmbus::store::{default_path, Retention, SqliteStore, Store, Worker};
+use rmbus::cmbs::{Description, Event, ExecJob, LayerSet};
+use rmbus::runtime::{ExecHandler, MembersEvent, MembersOptions};
+use rmbus::store::{default_path, Retention, SqliteStore, Store};
 
 use crate::bus_args::BusPlace;
-use crate::driver::Driver;
-use crate::participant::{Participant, Role};
+use crate::hosted::{self, Hosted, Wake};
 use crate::{cmbs_out, exec, Failure, Outcome};
 
 /// Run a CMBS member: receive messages on its layers, store what is
@@ -229,21 +229,20 @@ pub fn run(args: Args) -> Outcome {
         .map_err(|e| Failure::input(format!("--exec-timeout: {e}")))?;
     let keep_for = Duration::try_from_secs_f64(args.keep_days * 86_400.0)
         .map_err(|e| Failure::input(format!("--keep-days: {e}")))?;
-    let (id, mut store, path) = open_store(&args)?;
+    let (id, store, path) = open_store(&args)?;
     let retention = Retention {
         keep: args.keep,
         keep_for,
     };
-    if let Some(s) = &mut store {
-        // What is past the retention goes now; the worker keeps it so.
-        s.retain(&id, retention, SystemTime::now())
-            .map_err(|e| Failure::input(format!("applying the retention: {e}")))?;
-    }
-
-    let kept = match &store {
-        Some(s) => s
-            .description(&id)
-            .map_err(|e| Failure::input(format!("reading the store: {e}")))?,
+    let kept = match store {
+        Some(mut s) => {
+            // What is past the retention goes now; the store's worker keeps
+            // it so.
+            s.retain(&id, retention, SystemTime::now())
+                .map_err(|e| Failure::input(format!("applying the retention: {e}")))?;
+            s.description(&id)
+                .map_err(|e| Failure::input(format!("reading the store: {e}")))?
+        }
         None => None,
     };
     let given = Given {
@@ -256,44 +255,28 @@ pub fn run(args: Args) -> Outcome {
         eprintln!("rmbus: member {id}: {line}");
     }
     let started = description.started;
-    let config = MemberConfig {
-        exec_timeout,
-        has_store: store.is_some(),
-        ..MemberConfig::default()
-    };
-    let mut member = Member::new(description, config, rand::random());
-    if let Some(s) = &store {
-        let stored = s
-            .answered(&id)
-            .map_err(|e| Failure::input(format!("reading the store: {e}")))?;
-        let held = s
-            .held(&id)
-            .map_err(|e| Failure::input(format!("reading the store: {e}")))?;
-        member.restore(std::time::Instant::now(), SystemTime::now(), stored, held);
-    }
-
-    let address = Member::address(&id).map_err(Failure::input)?;
-    let (mut driver, me) = Driver::join_as(&args.bus, &address)?;
-    let waker = Arc::new(driver.waker().map_err(Failure::input)?);
-    let notify = Participant::notifier(&waker);
-    let mut exec_results = None;
-    if args.exec.is_empty() {
-        member.set_executor(echo_executor());
-    } else {
-        let (executor, results) = exec::executor(args.exec.clone(), exec_timeout, notify.clone());
-        member.set_executor(executor);
-        exec_results = Some(results);
-    }
-    let mut p = Participant::new(Role::Member(Box::new(member)), me);
-    p.exec_results = exec_results;
-    if let Some(s) = store {
-        p.worker = Some(Worker::spawn(Box::new(s), retention, notify).map_err(Failure::input)?);
-    }
-    p.with(&mut driver.host, |role, ep, now| {
-        if let Role::Member(m) = role {
-            m.start(ep, now);
-        }
+    let exec: Option<ExecHandler> = (!args.exec.is_empty()).then(|| {
+        let program = args.exec.clone();
+        let handler: ExecHandler = Arc::new(move |job: &ExecJob| {
+            exec::run(&program, &job.message.content.to_bytes(), exec_timeout)
+        });
+        handler
     });
+    let options = MembersOptions {
+        // The member is the only entity: no plain sender beside it.
+        sender: None,
+        store: path.clone(),
+        retention,
+        exec,
+        exec_timeout,
+        ..MembersOptions::default()
+    };
+    let (json, me) = (args.json, id.clone());
+    let hosted = Hosted::start(&args.bus, options, move |e, _| print(&me, e, json))?;
+    if let Err(e) = hosted.members.host(description) {
+        hosted.close();
+        return Err(Failure::input(format!("member {id}: {e}")));
+    }
     let layers: Vec<&str> = started.iter().map(|l| l.dotted()).collect();
     eprintln!(
         "rmbus: member {id} on {} ({})",
@@ -304,43 +287,38 @@ pub fn run(args: Args) -> Outcome {
         },
         path.map_or("no store".to_owned(), |p| format!("store {}", p.display()))
     );
-
-    let json = args.json;
-    let print = |p: &mut Participant| {
-        let mut out = std::io::stdout().lock();
-        while let Some(e) = p.poll_event() {
-            if let Some(line) = cmbs_out::event_out(&e, json) {
-                let _ = writeln!(out, "{}", line.trim_end());
-            }
+    // Runs until Ctrl-C or SIGTERM; then the member says bye and the store
+    // makes its last writes.
+    loop {
+        match hosted.next() {
+            Wake::Signal => break,
+            Wake::Ended(r) => return Err(hosted::ended(r)),
+            _ => {}
         }
-        let _ = out.flush();
-    };
-    // Runs until Ctrl-C or SIGTERM.
-    p.run(
-        &mut driver,
-        None,
-        |p| {
-            print(p);
-            false
-        },
-        |_| false,
-    )?;
-    // Let the store finish what it was given and answer it, then say bye.
-    if let Some(w) = p.worker.take() {
-        let done = w.finish();
-        p.with(&mut driver.host, |role, ep, now| {
-            if let Role::Member(m) = role {
-                for d in done {
-                    m.store_done(ep, now, d.ticket, d.result);
-                }
-            }
-        });
     }
-    crate::driver::entity(&mut driver.host, me)
-        .close()
-        .map_err(Failure::input)?;
-    // However the loop ended (a signal, normally), the member said bye.
+    hosted.close();
     Ok(())
+}
+
+/// Prints an event of member `me` (the others' joining, changing and
+/// leaving among them).
+fn print(me: &str, e: MembersEvent, json: bool) {
+    let event = match e {
+        MembersEvent::Member { event, .. } => event,
+        MembersEvent::Joined(entry) if entry.description.id != me => Event::Joined(entry),
+        MembersEvent::Changed { entry, .. } if entry.description.id != me => {
+            Event::Changed(entry)
+        }
+        MembersEvent::Left { entry, reason } if entry.description.id != me => {
+            Event::Left { entry, reason }
+        }
+        _ => return,
+    };
+    if let Some(line) = cmbs_out::event_out(&event, json) {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{}", line.trim_end());
+        let _ = out.flush();
+    }
 }
 
 #[cfg(test)]

@@ -3,13 +3,13 @@
 use std::io::Write;
 use std::time::Duration;
 
-use rmbus::cmbs::cmd::{ActionAnswer, ActionRequest};
-use rmbus::cmbs::{Action, ClientConfig};
-use rmbus::proto::Event as BusEvent;
-use rmbus::rpc::{Outcome as RpcOutcome, RpcEvent};
+use rmbus::cmbs::cmd::ActionAnswer;
+use rmbus::cmbs::Action;
+use rmbus::runtime::{MembersError, MembersOptions};
+use rmbus::wire::Address;
 
 use crate::bus_args::BusPlace;
-use crate::participant::Participant;
+use crate::hosted::{self, Hosted, Wake};
 use crate::{cmbs_out, Failure, Outcome};
 
 /// Ask the members on the bus to describe themselves and print the
@@ -63,26 +63,25 @@ pub fn run(args: Args) -> Outcome {
         })?),
         None => None,
     };
+    let options = MembersOptions {
+        sender: Some(Address::parse("(app:cmbs module:members)").map_err(Failure::input)?),
+        action_timeout: timeout,
+        ..MembersOptions::default()
+    };
+    let hosted = Hosted::start(&args.bus, options, |_, _| {})?;
     let target = args.id.clone();
-    let (mut driver, mut p) = Participant::join_sender(
-        &args.bus,
-        "(app:cmbs module:members)",
-        ClientConfig::default(),
+    let learned = hosted.learn(
         wait,
-        |dir| target.as_ref().is_some_and(|id| dir.get(id).is_some()),
+        move |dir| target.as_ref().is_some_and(|id| dir.get(id).is_some()),
         "interrupted",
     )?;
-    let me = p.id;
     let (Some(id), Some(action)) = (args.id.as_deref(), action) else {
         let mut out = std::io::stdout().lock();
-        let dir = p.client().directory();
-        let mut undescribed: Vec<(&str, &rmbus::wire::Address)> =
-            p.client().undescribed().collect();
-        undescribed.sort_by_key(|(id, _)| *id);
-        if !args.json && (!dir.is_empty() || !undescribed.is_empty()) {
+        let dir = hosted.members.directory();
+        if !args.json && (!dir.is_empty() || !learned.undescribed.is_empty()) {
             let _ = writeln!(out, "{}", cmbs_out::entry_header());
         }
-        for e in dir.iter() {
+        for e in &dir {
             let _ = if args.json {
                 writeln!(out, "{}", cmbs_out::entry_json(e))
             } else {
@@ -91,66 +90,48 @@ pub fn run(args: Args) -> Outcome {
         }
         // Members heard on the bus whose description never came: listed,
         // not left out.
-        for (id, address) in undescribed {
+        for (id, address) in &learned.undescribed {
             let _ = if args.json {
                 writeln!(out, "{}", cmbs_out::undescribed_json(id, address))
             } else {
                 writeln!(out, "{}", cmbs_out::undescribed_line(id, address))
             };
         }
-        let _ = crate::driver::entity(&mut driver.host, me).close();
+        hosted.close();
         return Ok(());
     };
-    let entry =
-        p.client().directory().get(id).cloned().ok_or_else(|| {
-            Failure::input(format!("no member {id} answered within {} s", args.wait))
-        })?;
-    let call = p
-        .with(&mut driver.host, |_, ep, now| {
-            ep.rpc().call(
-                now,
-                &entry.address,
-                ActionRequest::NAME,
-                ActionRequest { action }.into_args(),
-                timeout,
-            )
-        })
-        .map_err(Failure::input)?;
-    let mut outcome = None;
-    p.run(
-        &mut driver,
-        None,
-        |p| {
-            while p.poll_event().is_some() {}
-            false
-        },
-        |event| match event {
-            BusEvent::Rpc(RpcEvent::Returned {
-                call: c,
-                outcome: o,
-                ..
-            }) if c == call => {
-                outcome = Some(o);
-                true
+    if hosted.members.member(id).is_none() {
+        hosted.close();
+        return Err(Failure::input(format!(
+            "no member {id} answered within {} s",
+            args.wait
+        )));
+    }
+    let tx = hosted.sender();
+    hosted.members.act_then(id, action, move |r| {
+        let _ = tx.send(Wake::Acted(r));
+    });
+    let answer = loop {
+        match hosted.next() {
+            Wake::Acted(r) => break r,
+            Wake::Signal => {
+                hosted.close();
+                return Err(Failure::interrupted("interrupted"));
             }
-            _ => false,
-        },
-    )?;
-    let _ = crate::driver::entity(&mut driver.host, me).close();
-    match outcome {
-        Some(RpcOutcome::Returned(reply)) if reply.is_ok() => {
-            let answer = ActionAnswer::from_reply(&reply).map_err(Failure::malformed)?;
+            Wake::Ended(r) => return Err(hosted::ended(r)),
+            _ => {}
+        }
+    };
+    hosted.close();
+    match answer {
+        Ok(answer) => {
             print_answer(&answer, action, args.json);
             Ok(())
         }
-        Some(RpcOutcome::Returned(reply)) => Err(Failure::lost(format!(
-            "{id} refused {action}: {} {}",
-            reply.result, reply.description
-        ))),
-        Some(RpcOutcome::TimedOut) | None => Err(Failure::malformed(format!(
+        Err(MembersError::TimedOut(_)) => Err(Failure::malformed(format!(
             "{id} did not answer {action} in time"
         ))),
-        Some(other) => Err(Failure::lost(format!("{action} on {id}: {}", other.code()))),
+        Err(e) => Err(Failure::lost(format!("{action} on {id}: {e}"))),
     }
 }
 

@@ -5,10 +5,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use rmbus::cmbs::{Content, Event, Layer, Message, Publish, Report};
+use rmbus::runtime::{MembersEvent, MembersOptions};
+use rmbus::wire::Address;
 
 use crate::bus_args::BusPlace;
-use crate::driver::Ended;
-use crate::participant::Participant;
+use crate::hosted::{self, Hosted, Wake};
 use crate::{cmbs_out, Failure, Outcome};
 
 /// Send one CMBS message and print its outcome (L1) or its delivery report.
@@ -16,7 +17,8 @@ use crate::{cmbs_out, Failure, Outcome};
 #[command(after_help = concat!("\
 publish joins the bus as (app:cmbs module:publish), learns the directory
 (waiting --wait, and up to 2 s more while members it has heard have not
-described themselves; for L1 only until its target is known), sends the
+described themselves: it asks them reliably once a second; for L1 only until
+its target is known), sends the
 message and prints the outcome: one line per matching member, and an
 UNDESCRIBED line for each member whose description never came (it may have
 been a recipient). \"DELIVERED\" is the member's own answer, never a transport
@@ -162,70 +164,61 @@ pub fn run(args: Args) -> Outcome {
         return Err(Failure::input(r));
     }
     let wait = secs("--wait", args.wait)?;
-    let config = rmbus::cmbs::ClientConfig {
-        delivery_timeout: secs("--timeout", args.timeout)?,
-        ..Default::default()
+    let options = MembersOptions {
+        sender: Some(Address::parse("(app:cmbs module:publish)").map_err(Failure::input)?),
+        client: rmbus::cmbs::ClientConfig {
+            delivery_timeout: secs("--timeout", args.timeout)?,
+            ..Default::default()
+        },
+        ..MembersOptions::default()
     };
+    // The lines of a held message, as they settle, go to the main thread.
+    let hosted = Hosted::start(&args.bus, options, |e, tx| {
+        if let MembersEvent::Sender(Event::Line { .. }) = e {
+            let _ = tx.send(Wake::Event(e));
+        }
+    })?;
     // Learn the directory: for L1 until the target is known.
     let target = (message.layer == Layer::L1).then(|| message.receiver.clone().unwrap_or_default());
-    let (mut driver, mut p) = Participant::join_sender(
-        &args.bus,
-        "(app:cmbs module:publish)",
-        config,
+    hosted.learn(
         wait,
-        |dir| target.as_ref().is_some_and(|t| dir.named(t).is_some()),
+        move |dir| target.as_ref().is_some_and(|t| dir.named(t).is_some()),
         "interrupted before anything was sent",
     )?;
-    let me = p.id;
     let publish = Publish {
         message,
         unreliable: args.unreliable,
         hold,
     };
-    let id = match p.publish(&mut driver.host, publish) {
-        Ok(id) => id,
-        Err(report) => {
-            print_report(args.json, &report);
-            let _ = crate::driver::entity(&mut driver.host, me).close();
-            return Err(Failure::with_code(report.outcome.exit_code(), ""));
-        }
-    };
-
+    let tx = hosted.sender();
+    hosted.members.publish_then(None, publish, move |r| {
+        let _ = tx.send(Wake::Report(r));
+    });
     // Wait for the report, printing lines as they come when holding.
     let json = args.json;
-    let mut report: Option<Report> = None;
-    let ended = p.run(
-        &mut driver,
-        None,
-        |p| {
-            while let Some(e) = p.poll_event() {
-                match e {
-                    Event::Report(r) if r.message == id => {
-                        report = Some(r);
-                        return true;
-                    }
-                    Event::Line { message, line } if message == id && hold.is_some() => {
-                        let text = if json {
-                            serde_json::json!({"event": "line", "message": message, "line": cmbs_out::line_json(&line)}).to_string()
-                        } else {
-                            cmbs_out::line_text(&line)
-                        };
-                        print(json, text);
-                    }
-                    _ => {}
-                }
+    let report = loop {
+        match hosted.next() {
+            Wake::Report(r) => break r,
+            Wake::Event(MembersEvent::Sender(Event::Line { message, line })) => {
+                let text = if json {
+                    serde_json::json!({"event": "line", "message": message, "line": cmbs_out::line_json(&line)}).to_string()
+                } else {
+                    cmbs_out::line_text(&line)
+                };
+                print(json, text);
             }
-            false
-        },
-        |_| false,
-    )?;
-    let _ = crate::driver::entity(&mut driver.host, me).close();
-    if ended == Ended::Signal {
-        return Err(Failure::interrupted(
-            "interrupted before the outcome (it may have been delivered)",
-        ));
-    }
-    let report = report.ok_or_else(|| Failure::malformed("the message never settled"))?;
+            Wake::Signal => {
+                hosted.close();
+                return Err(Failure::interrupted(
+                    "interrupted before the outcome (it may have been delivered)",
+                ));
+            }
+            Wake::Ended(r) => return Err(hosted::ended(r)),
+            _ => {}
+        }
+    };
+    hosted.close();
+    let report = report.map_err(Failure::input)?;
     print_report(args.json, &report);
     match report.outcome.exit_code() {
         0 => Ok(()),

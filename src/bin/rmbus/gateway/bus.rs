@@ -139,7 +139,7 @@ pub fn start(
         }
     };
     let options = MembersOptions {
-        sender: Address::parse("(app:cmbs module:gateway)").map_err(Failure::input)?,
+        sender: Some(Address::parse("(app:cmbs module:gateway)").map_err(Failure::input)?),
         store: Some(settings.db.clone()),
         exec,
         exec_timeout: settings.exec_timeout,
