@@ -87,6 +87,8 @@ pub mod config;
 #[cfg(feature = "occi")]
 pub mod occi;
 pub mod proto;
+#[cfg(feature = "record")]
+pub mod record;
 pub mod rpc;
 #[cfg(feature = "runtime")]
 pub mod runtime;

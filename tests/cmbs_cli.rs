@@ -474,9 +474,17 @@ fn a_member_is_one_entity_on_the_bus() {
     let cmbs: Vec<Json> = out
         .lines()
         .filter_map(|l| serde_json::from_str::<Json>(l).ok())
-        .filter(|j| j["address"].as_str().is_some_and(|a| a.contains("app:cmbs")))
+        .filter(|j| {
+            j["address"]
+                .as_str()
+                .is_some_and(|a| a.contains("app:cmbs"))
+        })
         .collect();
-    assert_eq!(cmbs.len(), 1, "one entity, no plain sender beside it: {out}");
+    assert_eq!(
+        cmbs.len(),
+        1,
+        "one entity, no plain sender beside it: {out}"
+    );
     assert!(cmbs[0]["address"].as_str().unwrap().contains(A), "{out}");
     assert!(a.running());
 }

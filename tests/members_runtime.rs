@@ -299,7 +299,10 @@ fn a_host_without_a_plain_sender_learns_acts_and_publishes_from_its_member() {
         let _ = tx.send(r);
     });
     let report = rx.recv_timeout(DEADLINE).unwrap().unwrap();
-    assert!(delivered(&report).contains(&"other".to_owned()), "{report:?}");
+    assert!(
+        delivered(&report).contains(&"other".to_owned()),
+        "{report:?}"
+    );
     for h in [alone, other] {
         h.stop();
         h.wait().unwrap();

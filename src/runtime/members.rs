@@ -758,7 +758,9 @@ impl Loop {
                     ))));
                 };
                 // From the plain sender, else from a hosted member.
-                let Some(from) = self.sender.or_else(|| self.members.values().next().copied())
+                let Some(from) = self
+                    .sender
+                    .or_else(|| self.members.values().next().copied())
                 else {
                     return reply(Err(MembersError::Refused(
                         "no entity here to ask from: host a member first".into(),
@@ -1017,7 +1019,10 @@ impl Loop {
         if due > now {
             return;
         }
-        let Some(from) = self.sender.or_else(|| self.members.values().next().copied()) else {
+        let Some(from) = self
+            .sender
+            .or_else(|| self.members.values().next().copied())
+        else {
             return;
         };
         self.site.with(host.core_mut(), now, from, |p, ep| match p {

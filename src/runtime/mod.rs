@@ -60,8 +60,8 @@ pub use error::{BindError, HandleError};
 pub use host::{EntityId, EntityMut, Host};
 #[cfg(feature = "sqlite")]
 pub use members::{
-    spawn_members, ExecHandler, Learned, MembersError, MembersEvent, MembersHandle,
-    MembersOptions, MembersSpawnError, LEARN_ASK_EVERY,
+    spawn_members, ExecHandler, Learned, MembersError, MembersEvent, MembersHandle, MembersOptions,
+    MembersSpawnError, LEARN_ASK_EVERY,
 };
 pub use thread::{
     spawn, spawn_with_callbacks, Callbacks, Handle, WeakHandle, EVENT_CHANNEL_CAPACITY,

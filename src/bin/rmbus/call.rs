@@ -12,8 +12,8 @@ use serde_json::json;
 use crate::bus_args::BusArgs;
 use crate::driver::{entity, Driver, Ended, Flow};
 use crate::reach;
-use crate::record::{to_line, Tagged};
 use crate::{write_stdout, Failure, Outcome};
+use rmbus::record::{to_line, Tagged};
 
 /// What every one of these commands needs to reach its callee.
 #[derive(clap::Args)]

@@ -7,8 +7,6 @@ use std::time::SystemTime;
 use rmbus::cmbs::{Description, Entry, Event, Line, LineStatus, Message, Report};
 use serde_json::{json, Value};
 
-use crate::clock;
-
 /// A member's description as JSON (the library's one form).
 pub fn description_json(d: &Description) -> Value {
     d.to_json()
@@ -202,10 +200,14 @@ pub fn event_out(e: &Event, json_out: bool) -> Option<String> {
     Some(if json_out {
         let mut j = j;
         j["event"] = json!(kind);
-        j["time"] = json!(clock::rfc3339(now));
+        j["time"] = json!(rmbus::record::rfc3339(now));
         j.to_string()
     } else {
-        format!("{}  {:<8}  {text}", clock::short(now), kind.to_uppercase())
+        format!(
+            "{}  {:<8}  {text}",
+            rmbus::record::short(now),
+            kind.to_uppercase()
+        )
     })
 }
 

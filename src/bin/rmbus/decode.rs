@@ -4,8 +4,8 @@ use std::io::Read;
 
 use rmbus::auth::open;
 
-use crate::record::{to_line, Accepted, Rejected};
 use crate::{ConfigArgs, Failure, Outcome};
+use rmbus::record::{to_line, Accepted, Rejected};
 
 /// Verify, decrypt and print one datagram with the configuration's keys.
 #[derive(clap::Args)]

@@ -104,10 +104,9 @@ impl Hosted {
         let first = enough.clone();
         let learn = |deadline, until: Box<dyn Fn(&SharedDirectory) -> bool + Send>| {
             let tx = self.sender();
-            self.members
-                .learn_then(deadline, until, move |r| {
-                    let _ = tx.send(Wake::Learned(r));
-                });
+            self.members.learn_then(deadline, until, move |r| {
+                let _ = tx.send(Wake::Learned(r));
+            });
             self.wait_learned(interrupted)
         };
         let got = learn(learned, Box::new(move |d| first(d.directory())))?;

@@ -17,8 +17,8 @@ use serde_json::{json, Value as Json};
 use crate::bus_args::BusArgs;
 use crate::driver::{entity, Driver, Ended, Flow};
 use crate::reach::{Found, Search};
-use crate::record::Tagged;
 use crate::{Failure, Outcome};
+use rmbus::record::Tagged;
 
 /// Run an entity for scripts: actions on stdin, events on stdout.
 #[derive(clap::Args)]

@@ -24,7 +24,6 @@ macro_rules! exit_codes {
 
 mod bus_args;
 mod call;
-mod clock;
 mod cmbs_out;
 mod decode;
 mod demo;
@@ -33,11 +32,11 @@ mod encode;
 mod exec;
 #[cfg(feature = "occi")]
 mod gateway;
+mod hosted;
 mod join;
 mod keygen;
 mod list;
 mod man;
-mod hosted;
 mod member;
 mod members;
 mod messages;
@@ -45,7 +44,6 @@ mod monitor;
 mod pcap;
 mod publish;
 mod reach;
-mod record;
 mod send;
 mod signals;
 

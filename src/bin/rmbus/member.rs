@@ -306,9 +306,7 @@ fn print(me: &str, e: MembersEvent, json: bool) {
     let event = match e {
         MembersEvent::Member { event, .. } => event,
         MembersEvent::Joined(entry) if entry.description.id != me => Event::Joined(entry),
-        MembersEvent::Changed { entry, .. } if entry.description.id != me => {
-            Event::Changed(entry)
-        }
+        MembersEvent::Changed { entry, .. } if entry.description.id != me => Event::Changed(entry),
         MembersEvent::Left { entry, reason } if entry.description.id != me => {
             Event::Left { entry, reason }
         }

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use rmbus::store::{SqliteStore, Store};
 
-use crate::{clock, Failure, Outcome};
+use crate::{Failure, Outcome};
 
 /// List, show or remove the messages a member stored.
 #[derive(clap::Args)]
@@ -80,7 +80,8 @@ pub fn run(args: Args) -> Outcome {
         let _ = writeln!(out, "removed {n} message(s)");
         return Ok(());
     }
-    let stamp = |ms: u64| clock::rfc3339(SystemTime::UNIX_EPOCH + Duration::from_millis(ms));
+    let stamp =
+        |ms: u64| rmbus::record::rfc3339(SystemTime::UNIX_EPOCH + Duration::from_millis(ms));
     if let Some(id) = &args.id {
         let m = store
             .message(&member, id)

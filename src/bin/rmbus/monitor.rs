@@ -10,14 +10,13 @@ use std::time::SystemTime;
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token};
 use rmbus::auth::{open, open_unverified, Keys, Rejection};
-use rmbus::proto::{Limits, ReplayGuard, ReplayPolicy, ReplayVerdict, Timers};
-use rmbus::wire::{clock_offset_ms, timestamp_of, Address, Message, MessageType};
-use serde::Serialize;
+use rmbus::proto::{Limits, ReplayGuard, ReplayPolicy, ReplayVerdict};
+use rmbus::wire::{timestamp_of, Address, Message};
 
 use crate::bus_args::BusArgs;
-use crate::record::{to_line, Accepted, Rejected};
 use crate::signals::Termination;
-use crate::{clock, pcap, Failure, Outcome};
+use crate::{pcap, Failure, Outcome};
+use rmbus::record::{clock_offset, rejected_line, to_line, verified_line, ReplayNote};
 
 /// Print every datagram on the bus: time, source, authentication, message.
 #[derive(clap::Args)]
@@ -62,57 +61,6 @@ pub struct Args {
     count: Option<u64>,
 }
 
-#[derive(Serialize)]
-struct Line<T: Serialize> {
-    time: String,
-    from: SocketAddr,
-    #[serde(flatten)]
-    record: T,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    ucl_hazards: Vec<String>,
-    /// What the message holds that RFC 3259's grammar does not allow (and
-    /// we accept, as deployed peers send it).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    outside_rfc: Vec<String>,
-    /// Its TimeStamp minus our clock, in milliseconds.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    clock_offset_ms: Option<i64>,
-    /// Why the entities' replay guard refuses it, if it does.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    replay: Option<ReplayNote>,
-}
-
-/// A datagram the replay guard refuses, for `--json`.
-#[derive(Serialize)]
-struct ReplayNote {
-    /// `seen`, `old`, `forgotten` or `clock`.
-    code: &'static str,
-    /// True for a copy of a reliable message soon after the first: most
-    /// likely its sender retransmitting (acknowledged again, not delivered).
-    retransmission: bool,
-    reason: String,
-}
-
-impl ReplayNote {
-    fn new(msg: &Message, verdict: ReplayVerdict) -> Option<ReplayNote> {
-        if verdict.is_fresh() {
-            return None;
-        }
-        let reliable = msg.header.kind == MessageType::Reliable;
-        let retransmission = verdict.is_retransmission(reliable, Timers::default().dup_memory);
-        Some(ReplayNote {
-            code: verdict.code(),
-            retransmission,
-            reason: verdict.to_string(),
-        })
-    }
-}
-
-/// A message's TimeStamp minus the clock at `at`.
-fn clock_offset(msg: &Message, at: SystemTime) -> i64 {
-    clock_offset_ms(msg.header.timestamp_ms(), timestamp_of(at))
-}
-
 /// A signed offset in seconds, e.g. `+1.250 s`.
 fn signed_seconds(ms: i64) -> String {
     let sign = if ms < 0 { '-' } else { '+' };
@@ -125,77 +73,6 @@ fn signed_seconds(ms: i64) -> String {
 const CLOCK_NOTE_STEP_MS: u64 = 1000;
 /// The most sources whose offsets are remembered (then the memory starts over).
 const CLOCK_SOURCES: usize = 4096;
-
-/// One datagram as `rmbus monitor --json` prints it (also the gateway's
-/// `raw` monitor events): the record, and the message if it opened.
-pub fn datagram_json(
-    at: SystemTime,
-    from: SocketAddr,
-    bytes: &[u8],
-    keys: &Keys,
-) -> (serde_json::Value, Option<Message>) {
-    match open(bytes, keys) {
-        Ok(msg) => {
-            let mut line = accepted_line(at, from, &msg, bytes.len());
-            line.clock_offset_ms = Some(clock_offset(&msg, at));
-            (value(&line), Some(msg))
-        }
-        Err(rejection) => (value(&rejected_line(at, from, &rejection)), None),
-    }
-}
-
-/// A line as a JSON value (serializing these records cannot fail).
-fn value<T: Serialize>(line: &Line<T>) -> serde_json::Value {
-    serde_json::to_value(line).unwrap_or_else(|e| serde_json::json!({ "error": e.to_string() }))
-}
-
-fn accepted_line<'a>(
-    at: SystemTime,
-    from: SocketAddr,
-    msg: &'a Message,
-    len: usize,
-) -> Line<Accepted<'a>> {
-    verified_line(at, from, msg, len, true)
-}
-
-fn verified_line<'a>(
-    at: SystemTime,
-    from: SocketAddr,
-    msg: &'a Message,
-    len: usize,
-    verified: bool,
-) -> Line<Accepted<'a>> {
-    let hazards: Vec<String> = msg
-        .ucl_hazards(len)
-        .iter()
-        .map(ToString::to_string)
-        .collect();
-    Line {
-        time: clock::rfc3339(at),
-        from,
-        record: if verified {
-            Accepted::new(msg)
-        } else {
-            Accepted::unverified(msg)
-        },
-        ucl_hazards: hazards,
-        outside_rfc: msg.outside_rfc(),
-        clock_offset_ms: None,
-        replay: None,
-    }
-}
-
-fn rejected_line(at: SystemTime, from: SocketAddr, rejection: &Rejection) -> Line<Rejected> {
-    Line {
-        time: clock::rfc3339(at),
-        from,
-        record: Rejected::new(rejection),
-        ucl_hazards: vec![],
-        outside_rfc: vec![],
-        clock_offset_ms: None,
-        replay: None,
-    }
-}
 
 struct Printer {
     /// `None` when reading a capture with no configuration at hand: records
@@ -301,7 +178,7 @@ impl Printer {
         writeln!(
             self.out,
             "{}  {from:<21}  {on}{status}{off}  {}",
-            clock::short(at),
+            rmbus::record::short(at),
             lines.next().unwrap_or_default()
         )?;
         for l in lines {
@@ -354,7 +231,7 @@ impl Printer {
         writeln!(
             self.out,
             "{}  {from:<21}  {on}REJECTED {} at byte {}{off}: {}",
-            clock::short(at),
+            rmbus::record::short(at),
             rejection.code(),
             rejection.offset(),
             rejection.reason()

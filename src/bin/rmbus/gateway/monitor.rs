@@ -555,7 +555,7 @@ pub fn watch_raw(config: &rmbus::config::Config, hub: Arc<Hub>) -> Result<(), St
                     continue;
                 }
                 let (record, msg) =
-                    crate::monitor::datagram_json(SystemTime::now(), from, &buf[..n], &keys);
+                    rmbus::record::datagram_json(SystemTime::now(), from, &buf[..n], &keys);
                 let mut note = Note::new(Kind::Raw, "datagram", record);
                 if let Some(m) = msg {
                     note.commands = m.commands.iter().map(|c| c.name.clone()).collect();

@@ -7,9 +7,9 @@
 //! `{"data":"<base64>"}`, `{"list":[…]}`; an Integer beyond 64 bits is
 //! `{"int":"<digits>"}`). Rejected: `{"auth":"<code>","reason":"…","offset":N}`.
 
+use crate::auth::Rejection;
+use crate::wire::{Message, Value};
 use base64::Engine as _;
-use rmbus::auth::Rejection;
-use rmbus::wire::{Message, Value};
 use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Serialize, Serializer};
 
@@ -67,6 +67,7 @@ impl Serialize for TaggedValue<'_> {
 }
 
 impl<'a> Accepted<'a> {
+    /// The record of `msg`, its digest checked.
     pub fn new(msg: &'a Message) -> Accepted<'a> {
         Accepted::with_auth(msg, "ok")
     }
@@ -82,7 +83,7 @@ impl<'a> Accepted<'a> {
             auth,
             seq: h.seq,
             timestamp: h.timestamp,
-            reliable: h.kind == rmbus::wire::MessageType::Reliable,
+            reliable: h.kind == crate::wire::MessageType::Reliable,
             src: h.src.to_string(),
             dst: h.dst.to_string(),
             acks: &h.acks,
@@ -107,6 +108,7 @@ pub struct Rejected {
 }
 
 impl Rejected {
+    /// The record of a datagram refused for `rejection`.
     pub fn new(rejection: &Rejection) -> Rejected {
         Rejected {
             auth: rejection.code(),
