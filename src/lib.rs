@@ -33,6 +33,9 @@
 //!   participants over [`proto::Entities`] with one directory. Pure like
 //!   [`proto`], over the endpoint's public interface; store writes and long
 //!   executions are work it hands out.
+//! - [`record`] (feature `record`): messages and datagrams as JSON records
+//!   and times in RFC 3339, for people and tools (what `rmbus decode` and
+//!   `rmbus monitor --json` print). Pure: every time is given.
 //! - [`store`]: where CMBS members keep what they receive and hold: a trait,
 //!   a store in memory, SQLite (feature `sqlite`, on by default) and the
 //!   worker thread that keeps disk I/O off the bus loop.
@@ -43,13 +46,17 @@
 //!   `sqlite`).
 //! - [`occi`] (feature `occi`, on by default): an OCCI server library on
 //!   axum and tokio (the core model, its text and JSON renderings, the HTTP
-//!   protocol). It uses no other layer of the crate; the `rmbus gateway`
-//!   command puts CMBS on it.
+//!   protocol). It uses no other layer of the crate.
+//! - [`gateway`] (feature `gateway`, on by default): CMBS members and
+//!   messages as OCCI resources over HTTP, on [`occi`] and
+//!   `runtime::spawn_members`; the `rmbus gateway` command is it with
+//!   arguments.
 //!
-//! Only [`runtime`] and [`store`] open a socket or a file, read a clock or
-//! spawn a thread; every layer above them is pure, which is what lets the test suite run whole buses
-//! on a virtual clock. The `rmbus` command (feature `cli`) is built on
-//! [`runtime`]. One more module, `fuzzing` (hidden from these docs), holds the
+//! Only [`store`], [`runtime`] and the servers after them ([`occi`],
+//! [`gateway`]) open a socket or a file, read a clock or spawn a thread;
+//! every layer above them is pure, which is what lets the test suite run
+//! whole buses on a virtual clock. The `rmbus` command (feature `cli`) is
+//! built on [`runtime`] and [`gateway`]. One more module, `fuzzing` (hidden from these docs), holds the
 //! bodies of the fuzz targets, over [`proto`], so that the test suite runs
 //! them over their seed corpora on stable Rust.
 //!
@@ -84,6 +91,8 @@
 pub mod auth;
 pub mod cmbs;
 pub mod config;
+#[cfg(feature = "gateway")]
+pub mod gateway;
 #[cfg(feature = "occi")]
 pub mod occi;
 pub mod proto;

@@ -4,7 +4,7 @@
 //! and `rmbus publish` processes, members running elsewhere read-only with
 //! their actions forwarded, users and passwords, and a restart after
 //! `kill -9`.
-#![cfg(feature = "occi")]
+#![cfg(feature = "gateway")]
 
 mod common;
 mod gw;

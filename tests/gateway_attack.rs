@@ -4,7 +4,7 @@
 //! from a client that never reads, and the inputs that were lost or told
 //! too much before credentials. Counts and times are bounded; waits are
 //! for events with a generous deadline.
-#![cfg(feature = "occi")]
+#![cfg(feature = "gateway")]
 
 mod common;
 mod gw;

@@ -3,7 +3,7 @@
 //! client that never reads cut off without stalling others; a client that
 //! falls behind told what it missed; TLS with HTTP/2; and every limit hit
 //! once.
-#![cfg(feature = "occi")]
+#![cfg(feature = "gateway")]
 
 mod common;
 mod gw;

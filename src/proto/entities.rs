@@ -387,6 +387,7 @@ impl Entities {
     }
 
     /// The endpoint the shared state is lent to.
+    #[cfg_attr(not(feature = "runtime"), allow(dead_code))]
     pub(crate) fn lent(&mut self, id: EntityId) -> Option<&mut Endpoint> {
         if self.lent_to != Some(id) {
             return None;
@@ -395,6 +396,7 @@ impl Entities {
     }
 
     /// The endpoint the shared state is lent to, to look at.
+    #[cfg_attr(not(feature = "runtime"), allow(dead_code))]
     pub(crate) fn lent_ref(&self, id: EntityId) -> Option<&Endpoint> {
         if self.lent_to != Some(id) {
             return None;

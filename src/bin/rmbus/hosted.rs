@@ -35,7 +35,7 @@ pub enum Wake {
     /// An answer of [`MembersHandle::act_then`].
     Acted(Result<ActionAnswer, MembersError>),
     /// A members' event the command's callback passed on.
-    Event(MembersEvent),
+    Event(Box<MembersEvent>),
 }
 
 /// Members run by a command, and the channel it waits on.

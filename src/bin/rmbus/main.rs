@@ -30,7 +30,7 @@ mod demo;
 mod driver;
 mod encode;
 mod exec;
-#[cfg(feature = "occi")]
+#[cfg(feature = "gateway")]
 mod gateway;
 mod hosted;
 mod join;
@@ -159,7 +159,7 @@ enum Command {
     Members(members::Args),
     Publish(publish::Args),
     Messages(messages::Args),
-    #[cfg(feature = "occi")]
+    #[cfg(feature = "gateway")]
     Gateway(gateway::Args),
     Keygen(keygen::Args),
     Decode(decode::Args),
@@ -189,7 +189,7 @@ impl Command {
     fn hears_signals(&self) -> bool {
         match self {
             Command::Monitor(args) => !args.reads_a_capture(),
-            #[cfg(feature = "occi")]
+            #[cfg(feature = "gateway")]
             Command::Gateway(args) => !args.hashes_a_password(),
             Command::Demo(_)
             | Command::List(_)
@@ -272,7 +272,7 @@ fn main() -> ExitCode {
         Command::Members(args) => json_errors(args.json, members::run(args)),
         Command::Publish(args) => json_errors(args.json, publish::run(args)),
         Command::Messages(args) => json_errors(args.json, messages::run(args)),
-        #[cfg(feature = "occi")]
+        #[cfg(feature = "gateway")]
         Command::Gateway(args) => gateway::run(args),
         Command::Keygen(args) => keygen::run(args),
         Command::Decode(args) => decode::run(args),

@@ -175,7 +175,7 @@ pub fn run(args: Args) -> Outcome {
     // The lines of a held message, as they settle, go to the main thread.
     let hosted = Hosted::start(&args.bus, options, |e, tx| {
         if let MembersEvent::Sender(Event::Line { .. }) = e {
-            let _ = tx.send(Wake::Event(e));
+            let _ = tx.send(Wake::Event(Box::new(e)));
         }
     })?;
     // Learn the directory: for L1 until the target is known.
@@ -199,7 +199,10 @@ pub fn run(args: Args) -> Outcome {
     let report = loop {
         match hosted.next() {
             Wake::Report(r) => break r,
-            Wake::Event(MembersEvent::Sender(Event::Line { message, line })) => {
+            Wake::Event(e) => {
+                let MembersEvent::Sender(Event::Line { message, line }) = *e else {
+                    continue;
+                };
                 let text = if json {
                     serde_json::json!({"event": "line", "message": message, "line": cmbs_out::line_json(&line)}).to_string()
                 } else {

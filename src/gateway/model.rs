@@ -6,13 +6,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::http::StatusCode;
-use rmbus::cmbs::cmd::ActionAnswer;
-use rmbus::cmbs::{Action, Content, Description, Layer, MemberState, Message, Outcome, Report};
-use rmbus::occi::{
+use crate::cmbs::cmd::ActionAnswer;
+use crate::cmbs::{
+    Action, Content, Description, ExecJob, Layer, MemberState, Message, Outcome, Report,
+};
+use crate::occi::{
     ActionCall, AttrType, Attribute, BoxFuture, Category, Entity, Hooks, OcciError, ServerBuilder,
     TypeId,
 };
+use crate::runtime::ExecHandler;
+use crate::wire::Address;
+use axum::http::StatusCode;
 use serde_json::{json, Value};
 
 use super::bus::BusHandle;
@@ -47,8 +51,10 @@ fn message_attr(name: &str, ty: AttrType) -> Attribute {
 pub struct Context {
     /// The bus side.
     pub bus: BusHandle,
-    /// `--exec PROGRAM [ARG…]` for the `execute` action (empty: echo).
-    pub exec: Arc<Vec<String>>,
+    /// The execute handler of the `execute` action (`None`: echo).
+    pub exec: Option<ExecHandler>,
+    /// The gateway's address, the sender of the jobs it executes.
+    pub address: Address,
     /// How long an execution may take.
     pub exec_timeout: Duration,
     /// Where message changes go, for the monitors.
@@ -242,7 +248,7 @@ fn description_of(e: &Entity) -> Result<Description, OcciError> {
     d.topics = e.strings("cmbs.member.topics");
     d.providers = e.strings("cmbs.member.providers");
     for t in &d.topics {
-        rmbus::cmbs::topic::validate_subscription(t)
+        crate::cmbs::topic::validate_subscription(t)
             .map_err(|err| OcciError::bad_request(format!("cmbs.member.topics: {err}")))?;
     }
     for name in e.strings("cmbs.member.layers") {
@@ -268,7 +274,7 @@ pub fn show(e: &mut Entity, d: &Description) {
             d.socket(l).into(),
         );
     }
-    if let Ok(addr) = rmbus::cmbs::Member::address(&d.id) {
+    if let Ok(addr) = crate::cmbs::Member::address(&d.id) {
         a.entry("cmbs.member.address".into())
             .or_insert_with(|| addr.to_string().into());
     }
@@ -296,8 +302,8 @@ impl Hooks for MemberHooks {
             }
             let mut d = description_of(&e)?;
             d.started = match d.state {
-                MemberState::Active => rmbus::cmbs::LayerSet::ALL,
-                MemberState::Inactive => rmbus::cmbs::LayerSet::NONE,
+                MemberState::Active => crate::cmbs::LayerSet::ALL,
+                MemberState::Inactive => crate::cmbs::LayerSet::NONE,
                 s => {
                     return Err(OcciError::bad_request(format!(
                         "a member is created active or inactive, not {s}"
@@ -377,7 +383,7 @@ pub fn message_note(event: &'static str, e: &Entity, extra: Value) -> Note {
 
 /// The current state a new monitor of `kind` is answered with.
 pub fn state_of(
-    store: &dyn rmbus::occi::EntityStore,
+    store: &dyn crate::occi::EntityStore,
     kind: Kind,
     keep: &dyn Fn(&Note) -> bool,
 ) -> Vec<Value> {
@@ -444,6 +450,13 @@ async fn member_action(
             .insert("cmbs.member.members_found".into(), found.into());
     }
     Ok(e)
+}
+
+/// A message entity's layer (L1 if it names none).
+fn layer_of(e: &Entity) -> Layer {
+    e.text("cmbs.message.cmbs_layer")
+        .and_then(Layer::parse)
+        .unwrap_or(Layer::L1)
 }
 
 /// The CMBS message of a message entity.
@@ -514,17 +527,17 @@ async fn send_message(cx: Context, call: ActionCall, layer: Layer) -> Result<Ent
     }
     for l in &report.lines {
         let note = match &l.status {
-            rmbus::cmbs::LineStatus::Delivered { result } => message_note(
+            crate::cmbs::LineStatus::Delivered { result } => message_note(
                 "delivered",
                 &e,
                 json!({"member": l.member, "result": result}),
             ),
-            rmbus::cmbs::LineStatus::Refused(r) => message_note(
+            crate::cmbs::LineStatus::Refused(r) => message_note(
                 "refused",
                 &e,
                 json!({"member": l.member, "outcome": r.code.as_str(), "reason": r.reason}),
             ),
-            rmbus::cmbs::LineStatus::Pending => continue,
+            crate::cmbs::LineStatus::Pending => continue,
         };
         let mut note = note;
         note.member = Some(l.member.clone());
@@ -563,8 +576,8 @@ pub fn interrupted(e: &mut Entity) -> bool {
     true
 }
 
-fn line_reason(l: &rmbus::cmbs::Line) -> String {
-    use rmbus::cmbs::LineStatus;
+fn line_reason(l: &crate::cmbs::Line) -> String {
+    use crate::cmbs::LineStatus;
     match &l.status {
         LineStatus::Refused(r) => r.reason.clone(),
         _ => String::new(),
@@ -584,14 +597,26 @@ async fn execute_message(cx: Context, call: ActionCall) -> Result<Entity, OcciEr
         .get("cmbs.message.message_content")
         .cloned()
         .unwrap_or(Value::Null);
-    let result = if cx.exec.is_empty() {
-        Ok(content)
-    } else {
-        let input = Content::Json(content).to_bytes();
-        let (program, timeout) = (Arc::clone(&cx.exec), cx.exec_timeout);
-        tokio::task::spawn_blocking(move || crate::exec::run(&program, &input, timeout))
-            .await
-            .map_err(|err| OcciError::new(StatusCode::INTERNAL_SERVER_ERROR, err.to_string()))?
+    let result = match &cx.exec {
+        None => Ok(content),
+        Some(handler) => {
+            let job = ExecJob {
+                ticket: 0,
+                message: message_of(&e, layer_of(&e))?,
+                from: cx.address.clone(),
+            };
+            let handler = Arc::clone(handler);
+            let run = tokio::task::spawn_blocking(move || handler(&job));
+            match tokio::time::timeout(cx.exec_timeout, run).await {
+                Ok(done) => done.map_err(|err| {
+                    OcciError::new(StatusCode::INTERNAL_SERVER_ERROR, err.to_string())
+                })?,
+                Err(_) => Err(format!(
+                    "the execution took longer than {} s",
+                    cx.exec_timeout.as_secs_f64()
+                )),
+            }
+        }
     };
     let result = result.unwrap_or_else(|reason| json!({ "error": reason }));
     cx.hub
@@ -620,10 +645,10 @@ mod tests {
 
     #[test]
     fn reports_map_to_statuses() {
-        use rmbus::cmbs::{Code, Line, LineStatus, Refusal};
+        use crate::cmbs::{Code, Line, LineStatus, Refusal};
         let line = |status| Line {
             member: "x".into(),
-            address: rmbus::wire::Address::parse("(app:cmbs)").unwrap(),
+            address: crate::wire::Address::parse("(app:cmbs)").unwrap(),
             sent: true,
             status,
         };

@@ -1,5 +1,5 @@
 //! The gateway's bus side: the library's members thread
-//! ([`rmbus::runtime::spawn_members`]) with the gateway entity `(app:cmbs
+//! ([`crate::runtime::spawn_members`]) with the gateway entity `(app:cmbs
 //! module:gateway)` as its plain sender, every member created through the
 //! gateway hosted on it, and its events turned into monitor notes and
 //! records. The HTTP side talks to it with [`BusHandle`], whose calls are
@@ -9,17 +9,15 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rmbus::cmbs::cmd::ActionAnswer;
-use rmbus::cmbs::{Action, Description, Entry, Event, Message, Publish, Report};
-use rmbus::runtime::{
+use crate::cmbs::cmd::ActionAnswer;
+use crate::cmbs::{Action, Description, Entry, Event, Message, Publish, Report};
+use crate::config::Config;
+use crate::runtime::{
     spawn_members, ExecHandler, MembersError, MembersEvent, MembersHandle, MembersOptions,
+    MembersSpawnError,
 };
-use rmbus::wire::Address;
+use crate::wire::Address;
 use tokio::sync::oneshot;
-
-use crate::bus_args::BusPlace;
-use crate::signals::Termination;
-use crate::{exec, Failure};
 
 use super::monitor;
 
@@ -30,6 +28,7 @@ pub type Changed = tokio::sync::mpsc::UnboundedSender<Description>;
 #[derive(Clone)]
 pub struct BusHandle {
     members: MembersHandle,
+    log: super::Log,
 }
 
 /// Waits for a `_then` call's answer.
@@ -105,65 +104,54 @@ impl BusHandle {
     pub fn member(&self, id: &str) -> Option<Entry> {
         self.members.member(id)
     }
+
+    /// Says `what` in the gateway's log.
+    pub fn log(&self, what: String) {
+        (self.log)(what)
+    }
+
+    /// Stops the members' thread (each member says bye).
+    pub fn stop(&self) {
+        self.members.stop();
+    }
 }
 
 /// What hosted members need.
 pub struct Settings {
     /// The database of the members' stores.
     pub db: PathBuf,
-    /// `--exec PROGRAM [ARG…]` (empty: the echo handler).
-    pub exec: Vec<String>,
+    /// The execute handler (`None`: the echo handler).
+    pub exec: Option<ExecHandler>,
     /// How long an execution may take.
     pub exec_timeout: Duration,
     /// Where member changes go, for the monitors.
     pub hub: Arc<super::monitor::Hub>,
+    /// What the gateway has to say.
+    pub log: super::Log,
 }
 
-/// Joins the bus and starts the members' thread; Ctrl-C or SIGTERM stops
-/// it (every member says bye). `ended` runs when it has stopped (a signal,
-/// or a failed bus).
+/// Joins the bus `config` describes and starts the members' thread.
+/// `ended` runs when it has stopped ([`BusHandle::stop`], or a failed bus).
 pub fn start(
-    place: &BusPlace,
+    config: &Config,
     settings: Settings,
     changed: Changed,
     ended: impl FnOnce(Result<(), String>) + Send + 'static,
-) -> Result<BusHandle, Failure> {
-    let config = place.config()?;
-    let exec: Option<ExecHandler> = match settings.exec.is_empty() {
-        true => None,
-        false => {
-            let (program, timeout) = (settings.exec.clone(), settings.exec_timeout);
-            Some(Arc::new(move |job: &rmbus::cmbs::ExecJob| {
-                exec::run(&program, &job.message.content.to_bytes(), timeout)
-            }))
-        }
-    };
+) -> Result<BusHandle, MembersSpawnError> {
     let options = MembersOptions {
-        sender: Some(Address::parse("(app:cmbs module:gateway)").map_err(Failure::input)?),
+        sender: Some(Address::parse("(app:cmbs module:gateway)").expect("a constant address")),
         store: Some(settings.db.clone()),
-        exec,
+        exec: settings.exec,
         exec_timeout: settings.exec_timeout,
         ..MembersOptions::default()
     };
-    let hub = settings.hub;
-    let members = spawn_members(&config, options, move |e| on_event(&hub, &changed, e))
-        .map_err(Failure::input)?;
-    let signals = Termination::install().map_err(Failure::input)?;
-    let stopper = members.clone();
-    std::thread::Builder::new()
-        .name("rmbus-signals".into())
-        .spawn(move || {
-            if signals.wait().is_ok() {
-                stopper.stop();
-            }
-        })
-        .map_err(Failure::input)?;
+    let (hub, log) = (settings.hub, settings.log);
+    let members = spawn_members(config, options, move |e| on_event(&hub, &changed, e))?;
     let watcher = members.clone();
     std::thread::Builder::new()
         .name("rmbus-gateway-bus".into())
-        .spawn(move || ended(watcher.wait()))
-        .map_err(Failure::input)?;
-    Ok(BusHandle { members })
+        .spawn(move || ended(watcher.wait()))?;
+    Ok(BusHandle { members, log })
 }
 
 /// A members' event, for the monitors and the records.
@@ -202,11 +190,11 @@ fn on_event(hub: &monitor::Hub, changed: &Changed, e: MembersEvent) {
                 let _ = changed.send(description);
             }
             Event::Received { message, from } => {
-                eprintln!(
-                    "rmbus gateway: member {member} received {} ({}) from {from}",
+                hub.log(format!(
+                    "member {member} received {} ({}) from {from}",
                     message.id,
                     message.layer.dotted()
-                );
+                ));
             }
             _ => {}
         },

@@ -13,8 +13,8 @@ use std::path::Path;
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::sync::Mutex;
 
-use rmbus::cmbs::{Entry, Layer};
-use rmbus::occi::{Category, Entity, EntityStore, EntityStoreError, TypeId};
+use crate::cmbs::{Entry, Layer};
+use crate::occi::{Category, Entity, EntityStore, EntityStoreError, TypeId};
 use rusqlite::Connection;
 use serde_json::Value;
 
@@ -184,7 +184,7 @@ impl GatewayEntities {
         self.bus
             .directory()
             .iter()
-            .filter(|e| match rmbus::occi::check_id(&e.description.id) {
+            .filter(|e| match crate::occi::check_id(&e.description.id) {
                 Ok(()) => true,
                 Err(err) => {
                     self.unlisted(&e.description.id, &err);
@@ -197,10 +197,11 @@ impl GatewayEntities {
 
     /// Says once per member (for the first 1024) that a member whose id
     /// cannot be a URL path segment is not listed.
-    fn unlisted(&self, id: &str, why: &rmbus::occi::GrammarError) {
+    fn unlisted(&self, id: &str, why: &crate::occi::GrammarError) {
         let mut told = self.unlisted.lock().unwrap_or_else(|p| p.into_inner());
         if told.len() < 1024 && told.insert(id.to_owned()) {
-            eprintln!("rmbus gateway: the member {id:?} on the bus is not listed: {why}");
+            self.bus
+                .log(format!("the member {id:?} on the bus is not listed: {why}"));
         }
     }
 }
@@ -257,7 +258,7 @@ impl EntityStore for GatewayEntities {
         Ok(self
             .bus
             .member(id)
-            .filter(|e| rmbus::occi::check_id(&e.description.id).is_ok())
+            .filter(|e| crate::occi::check_id(&e.description.id).is_ok())
             .map(|e| directory_entity(&e)))
     }
 

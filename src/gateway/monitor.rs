@@ -15,9 +15,10 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::cmbs::Layer;
+use crate::occi::Server;
 use axum::extract::ws::{CloseFrame, Message as Frame, WebSocket};
 use futures_util::{FutureExt, SinkExt, StreamExt};
-use rmbus::cmbs::Layer;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
@@ -98,6 +99,7 @@ impl Kind {
 
 /// Where changes go: to every connection's bounded queue, never waiting.
 pub struct Hub {
+    log: super::Log,
     conns: Mutex<Vec<Conn>>,
     next: AtomicU64,
     queue: usize,
@@ -105,9 +107,16 @@ pub struct Hub {
 }
 
 impl Hub {
-    /// A hub whose connections queue at most `queue` events each.
-    pub fn new(queue: usize) -> Arc<Hub> {
+    /// Says `what` in the gateway's log.
+    pub fn log(&self, what: String) {
+        (self.log)(what)
+    }
+
+    /// A hub whose connections queue at most `queue` events each; what
+    /// the gateway has to say goes to `log`.
+    pub fn new(queue: usize, log: super::Log) -> Arc<Hub> {
         Arc::new(Hub {
+            log,
             conns: Mutex::new(Vec::new()),
             next: AtomicU64::new(1),
             queue: queue.max(1),
@@ -204,7 +213,7 @@ impl Filter {
                     f.layer = Some(Layer::parse(&s).ok_or_else(|| format!("unknown layer {s:?}"))?)
                 }
                 "topic" => {
-                    rmbus::cmbs::topic::validate_subscription(&s)
+                    crate::cmbs::topic::validate_subscription(&s)
                         .map_err(|e| format!("filter topic: {e}"))?;
                     f.topic = Some(s);
                 }
@@ -229,12 +238,12 @@ impl Filter {
         let layer = self.layer.is_none_or(|l| n.layers.contains(&l));
         let topic = self.topic.as_ref().is_none_or(|p| match n.kind {
             Kind::Members => n.topics.contains(p),
-            _ => n.topics.iter().any(|t| rmbus::cmbs::topic::matches(p, t)),
+            _ => n.topics.iter().any(|t| crate::cmbs::topic::matches(p, t)),
         });
         let command = self
             .command
             .as_ref()
-            .is_none_or(|p| n.commands.iter().any(|c| rmbus::wire::is_under(c, p)));
+            .is_none_or(|p| n.commands.iter().any(|c| crate::wire::is_under(c, p)));
         member && layer && topic && command
     }
 }
@@ -293,7 +302,7 @@ fn error(sequence: Option<&Value>, reason: impl Into<String>) -> Value {
 
 /// Answers one client message.
 fn on_client(text: &str, monitors: &mut Monitors, s: &Session) -> Value {
-    if let Err(e) = rmbus::occi::check_integers(text.as_bytes()) {
+    if let Err(e) = crate::occi::check_integers(text.as_bytes()) {
         return error(None, e.to_string());
     }
     let v: Value = match serde_json::from_str(text) {
@@ -507,7 +516,7 @@ pub async fn run(socket: WebSocket, s: Session) {
     adjust_raw(&s, monitors.raw_count(), 0);
     s.hub.unsubscribe(id);
     if let Some(reason) = closing {
-        eprintln!("rmbus gateway: closing {who}: {reason}");
+        s.hub.log(format!("closing {who}: {reason}"));
         let frame = CloseFrame {
             code: 1008,
             reason: reason.into(),
@@ -519,10 +528,14 @@ pub async fn run(socket: WebSocket, s: Session) {
 
 /// Reads every datagram on the bus while a `raw` monitor is open, and hands
 /// each to the hub in `rmbus monitor --json`'s form. Runs on its own thread
-/// until the process ends.
-pub fn watch_raw(config: &rmbus::config::Config, hub: Arc<Hub>) -> Result<(), String> {
+/// until `stop` is set.
+pub fn watch_raw(
+    config: &crate::config::Config,
+    hub: Arc<Hub>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> Result<(), String> {
     let keys = config.keys().map_err(|e| e.to_string())?;
-    let sockets = rmbus::runtime::socket::open(config).map_err(|e| e.to_string())?;
+    let sockets = crate::runtime::socket::open(config).map_err(|e| e.to_string())?;
     drop(sockets.own);
     let socket = sockets.group;
     socket
@@ -533,7 +546,7 @@ pub fn watch_raw(config: &rmbus::config::Config, hub: Arc<Hub>) -> Result<(), St
         .name("rmbus-gateway-raw".into())
         .spawn(move || {
             let mut buf = vec![0u8; 65_536];
-            loop {
+            while !stop.load(Ordering::Acquire) {
                 let (n, from) = match socket.recv_from(&mut buf) {
                     Ok(r) => r,
                     Err(e)
@@ -547,7 +560,7 @@ pub fn watch_raw(config: &rmbus::config::Config, hub: Arc<Hub>) -> Result<(), St
                         continue
                     }
                     Err(e) => {
-                        eprintln!("rmbus gateway: the raw monitor stopped: {e}");
+                        hub.log(format!("the raw monitor stopped: {e}"));
                         return;
                     }
                 };
@@ -555,7 +568,7 @@ pub fn watch_raw(config: &rmbus::config::Config, hub: Arc<Hub>) -> Result<(), St
                     continue;
                 }
                 let (record, msg) =
-                    rmbus::record::datagram_json(SystemTime::now(), from, &buf[..n], &keys);
+                    crate::record::datagram_json(SystemTime::now(), from, &buf[..n], &keys);
                 let mut note = Note::new(Kind::Raw, "datagram", record);
                 if let Some(m) = msg {
                     note.commands = m.commands.iter().map(|c| c.name.clone()).collect();
@@ -571,7 +584,7 @@ pub fn watch_raw(config: &rmbus::config::Config, hub: Arc<Hub>) -> Result<(), St
 /// merged with `extra`.
 pub fn member_note(
     event: &'static str,
-    d: &rmbus::cmbs::Description,
+    d: &crate::cmbs::Description,
     address: Option<&str>,
     extra: Value,
 ) -> Note {
@@ -592,8 +605,8 @@ pub fn member_note(
 /// The notes for a member's description changing from `old` to `new`:
 /// `state changed`, `layer started`/`layer stopped` per layer, else `changed`.
 pub fn member_changes(
-    old: &rmbus::cmbs::Description,
-    new: &rmbus::cmbs::Description,
+    old: &crate::cmbs::Description,
+    new: &crate::cmbs::Description,
     address: Option<&str>,
 ) -> Vec<Note> {
     let mut out = Vec::new();
@@ -628,13 +641,87 @@ pub fn member_changes(
     out
 }
 
+/// `GET /monitor`: checks the credentials like any request, first (an
+/// anonymous caller learns nothing but 401), then the method and the
+/// upgrade.
+pub async fn upgrade(
+    server: &Server,
+    mut session: Session,
+    request: axum::extract::Request,
+    max_message: usize,
+    log: &super::Log,
+) -> axum::response::Response {
+    use axum::extract::FromRequestParts;
+    use axum::response::IntoResponse;
+    let (mut parts, _) = request.into_parts();
+    let method = parts.method.clone();
+    let refused = |e: crate::occi::OcciError| {
+        log(format!(
+            "{method} /monitor {} ({})",
+            e.status.as_u16(),
+            e.reason
+        ));
+        let mut r = (e.status, format!("{}\n", e.reason)).into_response();
+        let h = r.headers_mut();
+        if e.status == axum::http::StatusCode::UNAUTHORIZED {
+            h.insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Basic realm=\"rmbus\""),
+            );
+        }
+        if let Some(secs) = e.retry_after {
+            h.insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        if let Some(allow) = e.allow {
+            h.insert(
+                axum::http::header::ALLOW,
+                axum::http::HeaderValue::from_static(allow),
+            );
+        }
+        r
+    };
+    let user = match server.authenticate(&parts).await {
+        Ok(user) => user,
+        Err(e) => return refused(e),
+    };
+    if method != axum::http::Method::GET {
+        return refused(crate::occi::OcciError::method_not_allowed(
+            "GET",
+            "the monitor is a WebSocket: GET with an upgrade",
+        ));
+    }
+    let ws = match axum::extract::ws::WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
+        Ok(ws) => ws,
+        Err(e) => {
+            return refused(crate::occi::OcciError::bad_request(format!(
+                "not a WebSocket upgrade: {}",
+                e.body_text()
+            )))
+        }
+    };
+    log(format!(
+        "GET /monitor 101{}",
+        user.as_deref()
+            .map_or(String::new(), |u| format!(" user={u}"))
+    ));
+    session.user = user;
+    ws.max_message_size(max_message)
+        .max_frame_size(max_message)
+        // Our events wait in the connection's queue, not in a write buffer
+        // that grows: a frame beyond this is an error, and pongs to a
+        // client that does not read replace one another.
+        .write_buffer_size(WRITE_BUFFER)
+        .max_write_buffer_size(WRITE_BUFFER + LARGEST_EVENT)
+        .on_upgrade(move |socket| run(socket, session))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn integers_beyond_64_bits_are_refused_not_rounded() {
-        let hub = Hub::new(4);
+        let hub = Hub::new(4, Arc::new(|_| {}));
         let s = Session {
             hub,
             state: Arc::new(|_, _| Vec::new()),
@@ -684,7 +771,7 @@ mod tests {
 
     #[tokio::test(flavor = "current_thread")]
     async fn a_full_queue_counts_what_it_missed_and_never_blocks() {
-        let hub = Hub::new(2);
+        let hub = Hub::new(2, Arc::new(|_| {}));
         let sub = hub.subscribe();
         let (mut rx, missed) = (sub.queue, sub.missed);
         sub.kinds.store(Kind::Members.bit(), Ordering::Relaxed);
