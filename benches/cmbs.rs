@@ -1,7 +1,8 @@
 //! CMBS on real sockets (host-local group), in one run, each figure a ratio
 //! against a baseline measured in the same run, the median of interleaved
 //! rounds:
-//! (a) L3.2 fan-out to 10 members in one process: messages/s and report
+//! (a) L3.2 fan-out to 10 members in one process (on a `cmbs::Site`, as
+//!     `runtime::spawn_members` and the gateway run them): messages/s and report
 //!     latency, against 10 plain unicast RPC calls to an echo handler on 10
 //!     entities (targets: ≥ 80 % of their rate, report p99 ≤ 1.5× theirs);
 //! (b) storable deliveries into SQLite with 1 and 64 in flight, against a
@@ -26,7 +27,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use mio::{Events, Interest, Poll, Token, Waker};
 use rmbus::cmbs::{Client, Content, Description, Event as CmbsEvent, Layer, LayerSet, Member};
-use rmbus::cmbs::{MemberConfig, Message, Outcome, Publish};
+use rmbus::cmbs::{MemberConfig, Message, Outcome, Participant, Publish, Site, SiteEvent};
 use rmbus::proto::Event;
 use rmbus::rpc::{Reply, RpcEvent};
 use rmbus::runtime::{EntityId, Host};
@@ -37,14 +38,17 @@ use support::*;
 const HOST: Token = Token(0);
 const WAKE: Token = Token(1);
 
-/// A host with CMBS members and one plain sender, driven in this thread.
+/// A host with CMBS members and one plain sender on a `Site` (what
+/// `runtime::spawn_members` and the gateway run), driven in this thread,
+/// with one store worker for all members.
 struct Cmbs {
     host: Host,
     poll: Poll,
     events: Events,
     _waker: Arc<Waker>,
-    members: Vec<(EntityId, Member, Option<Worker>)>,
-    sender: (EntityId, Client),
+    site: Site,
+    sender: EntityId,
+    worker: Option<Worker>,
     steps: u64,
 }
 
@@ -56,49 +60,57 @@ impl Cmbs {
             .register(&mut host, HOST, Interest::READABLE)
             .unwrap();
         let waker = Arc::new(Waker::new(poll.registry(), WAKE).unwrap());
-        let mut members = Vec::new();
+        let worker = store_dir.map(|dir| {
+            let store = SqliteStore::open(&dir.join("members.sqlite")).unwrap();
+            let w = Arc::clone(&waker);
+            Worker::spawn(Box::new(store), Retention::default(), move || {
+                let _ = w.wake();
+            })
+            .unwrap()
+        });
+        let mut site = Site::new(host.core_mut());
+        let sender = host
+            .add(&Address::parse("(app:cmbs module:publish)").unwrap())
+            .unwrap();
+        let client = Client::new(Default::default(), 99);
+        site.add(
+            host.core_mut(),
+            sender,
+            Participant::Sender(Box::new(client)),
+        );
         for i in 0..n {
             let id = format!("bench-member-{i}");
             let mut d = Description::new(&id);
             d.topics = vec!["bench.#".into()];
             d.started = LayerSet::ALL;
-            let worker = store_dir.map(|dir| {
-                let store = SqliteStore::open(&dir.join(format!("{id}.sqlite"))).unwrap();
-                let w = Arc::clone(&waker);
-                Worker::spawn(Box::new(store), Retention::default(), move || {
-                    let _ = w.wake();
-                })
-                .unwrap()
-            });
             let config = MemberConfig {
                 has_store: worker.is_some(),
                 ..MemberConfig::default()
             };
-            let mut m = Member::new(d, config, i as u64);
-            let e = host.add(&Member::address(&id).unwrap()).unwrap();
-            host.entity(e)
-                .unwrap()
-                .with_endpoint(|ep, now| m.start(ep, now));
-            members.push((e, m, worker));
+            let m = Member::new(d, config, i as u64);
+            let e = host
+                .add_without_peer_events(&Member::address(&id).unwrap())
+                .unwrap();
+            site.add(host.core_mut(), e, Participant::Member(Box::new(m)));
+            let now = Instant::now();
+            site.with(host.core_mut(), now, e, |p, ep| {
+                if let Participant::Member(m) = p {
+                    m.start(ep, now);
+                }
+            });
         }
-        let s = host
-            .add(&Address::parse("(app:cmbs module:publish)").unwrap())
-            .unwrap();
-        let mut client = Client::new(Default::default(), 99);
-        host.entity(s)
-            .unwrap()
-            .with_endpoint(|ep, now| client.describe(ep, now));
         let mut c = Cmbs {
             host,
             poll,
             events: Events::with_capacity(256),
             _waker: waker,
-            members,
-            sender: (s, client),
+            site,
+            sender,
+            worker,
             steps: 0,
         };
         let until = Instant::now() + Duration::from_secs(30);
-        while c.sender.1.directory().len() < n {
+        while c.site.directory().directory().len() < n {
             assert!(Instant::now() < until, "the members did not announce");
             c.step();
         }
@@ -107,63 +119,56 @@ impl Cmbs {
 
     /// One turn of the loop; the reports the sender got.
     fn step(&mut self) -> Vec<(String, Outcome)> {
-        let next = self
-            .members
-            .iter()
-            .filter_map(|(_, m, _)| m.poll_timeout())
-            .chain(self.host.deadline())
-            .min();
+        let next = self.site.poll_timeout();
         poll_host(&mut self.host, &mut self.poll, &mut self.events, next);
-        while let Some((e, ev)) = self.host.poll_event() {
-            let mut ent = self.host.entity(e).unwrap();
-            if e == self.sender.0 {
-                let client = &mut self.sender.1;
-                ent.with_endpoint(|ep, now| client.handle_event(ep, now, ev));
-            } else if let Some((_, m, _)) = self.members.iter_mut().find(|(id, _, _)| *id == e) {
-                ent.with_endpoint(|ep, now| m.handle_event(ep, now, ev));
-            }
-        }
         let now = Instant::now();
-        for (e, m, worker) in &mut self.members {
-            let done = worker.as_ref().map(Worker::completed).unwrap_or_default();
-            // A member needs the loop only when a timer is due, a batch is
-            // done, or it has store work queued.
-            let due = m.poll_timeout().is_some_and(|t| t <= now);
-            if done.is_empty() && !due && !m.has_store_work() {
-                while m.poll_event().is_some() {}
-                continue;
-            }
-            self.host.entity(*e).unwrap().with_endpoint(|ep, now| {
-                for d in done {
-                    m.store_done(ep, now, d.ticket, d.result);
-                }
-                m.handle_timeout(ep, now);
-                while let Some(b) = m.poll_store() {
-                    worker
-                        .as_ref()
-                        .expect("storable only with a store")
-                        .submit(b);
-                }
-            });
-            while m.poll_event().is_some() {}
+        while let Some((id, e)) = self.host.poll_event() {
+            let _ = self.site.handle_event(self.host.core_mut(), now, id, e);
+        }
+        while let Some(e) = self.host.poll_host_event() {
+            self.site.handle_host_event(self.host.core_mut(), now, e);
+        }
+        let done = self
+            .worker
+            .as_ref()
+            .map(Worker::completed)
+            .unwrap_or_default();
+        for d in done {
+            self.site
+                .store_done(self.host.core_mut(), now, &d.member, d.ticket, d.result);
+        }
+        if self.site.poll_timeout().is_some_and(|t| t <= now) {
+            self.site.handle_timeout(self.host.core_mut(), now);
+        }
+        while let Some(b) = self.site.poll_store() {
+            self.worker
+                .as_ref()
+                .expect("storable only with a store")
+                .submit(b);
         }
         let mut reports = Vec::new();
-        while let Some(ev) = self.sender.1.poll_event() {
-            if let CmbsEvent::Report(r) = ev {
-                reports.push((r.message, r.outcome));
+        while let Some(e) = self.site.poll_event() {
+            if let SiteEvent::Of(id, CmbsEvent::Report(r)) = e {
+                if id == self.sender {
+                    reports.push((r.message, r.outcome));
+                }
             }
         }
+        self.host.flush().unwrap();
         reports
     }
 
     fn publish(&mut self, m: Message) {
-        let (s, client) = &mut self.sender;
         let wall = SystemTime::now();
-        self.host
-            .entity(*s)
+        let now = Instant::now();
+        self.site
+            .with(self.host.core_mut(), now, self.sender, |p, ep| match p {
+                Participant::Sender(c) => c.publish(ep, now, wall, Publish::new(m)),
+                Participant::Member(_) => unreachable!("the sender is a plain sender"),
+            })
             .unwrap()
-            .with_endpoint(|ep, now| client.publish(ep, now, wall, Publish::new(m)))
             .unwrap();
+        self.host.flush().unwrap();
     }
 
     /// `total` messages, `window` at a time: each one's report latency
@@ -509,10 +514,10 @@ fn bench_store(rounds: usize) {
                 total,
                 window,
             );
-            let before = cmbs.members[0].2.as_ref().map_or(0, Worker::transactions);
+            let before = cmbs.worker.as_ref().map_or(0, Worker::transactions);
             let steps_before = cmbs.steps;
             let (_, t) = cmbs.pipeline(total, window, stored);
-            let commits = cmbs.members[0].2.as_ref().map_or(0, Worker::transactions) - before;
+            let commits = cmbs.worker.as_ref().map_or(0, Worker::transactions) - before;
             ratios.push(bare.as_secs_f64() / t.as_secs_f64());
             if std::env::var_os("RMBUS_BENCH_VERBOSE").is_some() {
                 println!(

@@ -330,9 +330,9 @@ fn hundreds_of_members_on_three_hosts_share_one_directory_per_host_under_loss() 
                 assert!(node.ep.site.directory().directory().get(name).is_none());
             }
         }
-        // Every member announced itself twice (once more 1–3 s after it
-        // started): each host took in more announces than there are
-        // members, even at 10 % loss.
+        // Every member announced itself three times (again 1–3 s and
+        // 10–20 s after it started): each host took in more announces than
+        // there are members, even at 10 % loss.
         net.run_for(Duration::from_secs(4));
         for node in &net.nodes {
             let taken = node.ep.entities.taken_once();

@@ -8,14 +8,18 @@
 //! lowest number still open ([`super::cmd::Order`]), and the recipient hands
 //! them to its application in that order (see [`super::Member`]). A
 //! delivery that is never acknowledged is retried, with the same message id
-//! and number, until its timeout; the recipient answers a retry from
-//! memory, so its application sees the message once. A delivery the sender
+//! and number, until its timeout; so is one acknowledged whose answer has
+//! not come within [`Client::answer_window`] (the answer, sent reliably,
+//! may have been lost N_r times). The recipient answers a retry from
+//! memory, or with the work still in progress, so its application sees the
+//! message once. A delivery the sender
 //! gave up on (`UNDELIVERABLE`), or one still missing after the recipient's
 //! [`super::REORDER_WINDOW`], reaches the recipient out of order.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::proto::maps::HashMap;
 use crate::proto::{Deadlines, Delivery, Endpoint, Event as BusEvent, Rng};
 use crate::rpc::{CallId, Outcome as CallOutcome, RpcEvent};
 use crate::wire::{Address, Command, Value};
@@ -181,9 +185,9 @@ impl Client {
             hosted: false,
             outgoing: Default::default(),
             next_outgoing: 0,
-            calls: HashMap::new(),
+            calls: HashMap::default(),
             queued: VecDeque::new(),
-            streams: HashMap::new(),
+            streams: HashMap::default(),
             holds: Deadlines::default(),
             events: VecDeque::new(),
             store_ops: Vec::new(),
@@ -510,6 +514,7 @@ impl Client {
         let seq = slot.seq;
         let member = out.lines[at].member.clone();
         let address = out.lines[at].address.clone();
+        let window = self.answer_window(ep, &out.message);
         let sent = self.attempt(
             ep,
             now,
@@ -517,7 +522,7 @@ impl Client {
             &out.map,
             &member,
             &address,
-            timeout,
+            timeout.min(window),
             seq,
         );
         if let Err(refusal) = sent {
@@ -550,6 +555,18 @@ impl Client {
             self.outgoing.insert(key, out);
             self.settle(key);
         }
+    }
+
+    /// How long one delivery attempt waits for its answer before it is
+    /// made again (within the delivery's timeout): the retransmit window
+    /// twice (the request's transmissions, then the answer's; RFC 3259 §7),
+    /// plus the execute allowance for an executable message.
+    pub fn answer_window(&self, ep: &Endpoint, message: &Message) -> Duration {
+        let mut window = ep.retransmit_window() * 2;
+        if message.executable {
+            window += self.config.exec_allowance;
+        }
+        window
     }
 
     /// Deliveries out now, and waiting for room.
@@ -775,12 +792,12 @@ impl Client {
                 Code::UnknownMember,
                 "that entity does not serve cmbs.message.deliver: it is no member",
             )),
-            CallOutcome::Undeliverable
+            CallOutcome::Undeliverable | CallOutcome::TimedOut
                 // A retry only while a whole attempt still fits, so that an
                 // unacknowledged last one ends UNDELIVERABLE, not TIMEOUT.
                 if slot.deadline.saturating_duration_since(now) > ep.retransmit_window() =>
             {
-                let remaining = slot.deadline - now;
+                let remaining = (slot.deadline - now).min(self.answer_window(ep, &out.message));
                 let line = (key, at);
                 match self.attempt(
                     ep, now, line, &out.map, &member, callee, remaining, slot.seq,

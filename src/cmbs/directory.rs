@@ -7,9 +7,10 @@
 //! recipients among thousands without reading every member), and bounded: a
 //! new member beyond [`MAX_MEMBERS`] is not taken in.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use crate::proto::maps::HashMap;
 use crate::wire::Address;
 
 use super::description::Description;

@@ -20,9 +20,10 @@
 //!    it is on disk (`STORE_FAILED` when it could not be written);
 //! 6. answer delivered (with the result), and tell the application.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::proto::maps::HashMap;
 use crate::proto::{Deadlines, Delivery, Endpoint, Event as BusEvent};
 use crate::rpc::{Reply, Request, RequestId, RpcEvent};
 use crate::wire::{Address, Value};
@@ -137,16 +138,20 @@ pub struct Member {
     describe_answered: HashMap<Address, (crate::proto::MsgId, Instant)>,
     /// Set when it announces; see [`Member::take_announced`].
     announced: bool,
-    /// When it announces itself once more after starting.
-    reannounce_at: Option<Instant>,
+    /// When it started, for its later announces ([`REANNOUNCES`]).
+    started_at: Option<Instant>,
+    /// How many of its later announces it has made.
+    reannounced: usize,
 }
 
-/// When a member announces itself once more after it starts (plus up to
-/// [`REANNOUNCE_SPREAD`], by its id).
-pub const REANNOUNCE_AFTER: Duration = Duration::from_secs(1);
-
-/// How far the second announces of members that start together are spread.
-pub const REANNOUNCE_SPREAD: Duration = Duration::from_secs(2);
+/// When a member announces itself again after it starts, twice: each entry
+/// is how long after its start, plus up to how much more (spread by its
+/// id, so that members that start together do not announce together
+/// again). 1–3 s, then 10–20 s.
+pub const REANNOUNCES: [(Duration, Duration); 2] = [
+    (Duration::from_secs(1), Duration::from_secs(2)),
+    (Duration::from_secs(10), Duration::from_secs(10)),
+];
 
 /// The most askers remembered at once (beyond, describes are answered
 /// without being remembered).
@@ -188,21 +193,22 @@ impl Member {
             config,
             client,
             executor: None,
-            work: HashMap::new(),
-            jobs: HashMap::new(),
+            work: HashMap::default(),
+            jobs: HashMap::default(),
             job_deadlines: Deadlines::default(),
             next_job: 0,
             store_ops: Vec::new(),
             store_waiting: Vec::new(),
-            batches: HashMap::new(),
+            batches: HashMap::default(),
             // Tickets of a member hosted again under the same id do not
             // meet the tickets of its earlier self still in a store's queue.
             next_batch: seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) & !0xFFFF_FFFF,
             events: VecDeque::new(),
             order: Reorder::default(),
-            describe_answered: HashMap::new(),
+            describe_answered: HashMap::default(),
             announced: false,
-            reannounce_at: None,
+            started_at: None,
+            reannounced: 0,
         }
     }
 
@@ -243,18 +249,26 @@ impl Member {
         if !self.client.is_hosted() {
             self.client.describe(ep, now);
         }
-        // Once more, a little later: members that start together (a host
-        // bringing back thousands) send their announces in a burst a
-        // receiver may drop, and a host that missed both its hello and its
-        // announce would otherwise not know it is there before its next
-        // hello (about a minute on a bus of 10,000). Spread by its id.
-        let spread = self
+        // Again, later, twice: members that start together (a host
+        // bringing back thousands, several hosts at once) send their
+        // announces in bursts a receiver may drop for seconds, and a host
+        // that missed its hello and its announces would otherwise not know
+        // the member is there before its next hello (about a minute on a
+        // bus of 10,000).
+        self.started_at = Some(now);
+        self.reannounced = 0;
+    }
+
+    /// When its next later announce is due, if one is left.
+    fn reannounce_at(&self) -> Option<Instant> {
+        let (after, spread) = REANNOUNCES.get(self.reannounced)?;
+        let hash = self
             .description
             .id
             .bytes()
-            .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)))
-            % REANNOUNCE_SPREAD.as_millis() as u64;
-        self.reannounce_at = Some(now + REANNOUNCE_AFTER + Duration::from_millis(spread));
+            .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
+        let spread = Duration::from_millis(hash % (spread.as_millis() as u64).max(1));
+        Some(self.started_at? + *after + spread)
     }
 
     /// Its client, to hand it what its host learns
@@ -803,8 +817,8 @@ impl Member {
 
     /// Execute timeouts and the client's holds.
     pub fn handle_timeout(&mut self, ep: &mut Endpoint, now: Instant) {
-        if self.reannounce_at.is_some_and(|t| t <= now) {
-            self.reannounce_at = None;
+        if self.reannounce_at().is_some_and(|t| t <= now) {
+            self.reannounced += 1;
             self.send_announce(ep, now);
         }
         for w in self.order.take_due(now) {
@@ -831,7 +845,7 @@ impl Member {
             self.job_deadlines.next(),
             self.order.next_timeout(),
             self.client.poll_timeout(),
-            self.reannounce_at,
+            self.reannounce_at(),
         ]
         .into_iter()
         .flatten()

@@ -4,8 +4,10 @@
 //! [`MemoryConfig::remember_for`] (10 minutes) and, when its message is
 //! stored, until the memory is full; when it is full the oldest goes first.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
+
+use crate::proto::maps::HashMap;
 
 /// The bounds of the memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

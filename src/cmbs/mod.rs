@@ -59,10 +59,7 @@ pub use description::{default_socket, Description, MemberState};
 pub use directory::{matches_member, Change, Directory, Entry, MAX_MEMBERS};
 pub use event::Event;
 pub use layer::{Layer, LayerSet};
-pub use member::{
-    echo_executor, ExecJob, Execution, Executor, Member, MemberConfig, REANNOUNCE_AFTER,
-    REANNOUNCE_SPREAD,
-};
+pub use member::{echo_executor, ExecJob, Execution, Executor, Member, MemberConfig, REANNOUNCES};
 pub use memory::MemoryConfig;
 pub use message::{parse_flag, Content, Message, MAX_DELIVER_BYTES};
 pub use order::REORDER_WINDOW;

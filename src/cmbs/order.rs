@@ -5,9 +5,10 @@
 //! missing one at most [`REORDER_WINDOW`]: a delivery still missing then
 //! comes late, after those that waited for it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use crate::proto::maps::HashMap;
 use crate::proto::Deadlines;
 use crate::wire::Address;
 
@@ -55,8 +56,8 @@ pub(crate) struct Reorder<T> {
 impl<T> Default for Reorder<T> {
     fn default() -> Self {
         Reorder {
-            streams: HashMap::new(),
-            stream_of: HashMap::new(),
+            streams: HashMap::default(),
+            stream_of: HashMap::default(),
             next_stream: 0,
             timers: Deadlines::default(),
         }

@@ -9,9 +9,10 @@
 //! out ([`SharedDirectory::asks_due`]), the endpoint that sends them being
 //! its owner's.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use crate::proto::maps::{HashMap, HashSet};
 use crate::proto::LeaveReason;
 use crate::wire::{Address, Command};
 

@@ -19,9 +19,10 @@
 //! and store work, and their timers are kept in one table, so a host of
 //! thousands of members wakes only those with something to do.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
+use crate::proto::maps::HashMap;
 use crate::proto::{Deadlines, Endpoint, Entities, EntityId, Event as BusEvent};
 use crate::wire::Address;
 
@@ -157,7 +158,7 @@ impl Site {
         Site {
             directory: Some(Box::new(SharedDirectory::new(ASKS_PER_ROUND))),
             participants: BTreeMap::new(),
-            by_member: HashMap::new(),
+            by_member: HashMap::default(),
             timers: Deadlines::default(),
             telling: BTreeSet::new(),
             storing: BTreeSet::new(),

@@ -49,7 +49,7 @@ mod event;
 mod guidelines;
 mod hello;
 mod index;
-mod maps;
+pub(crate) mod maps;
 mod peers;
 mod reliable;
 mod replay;
@@ -71,6 +71,7 @@ pub use event::{Event, LeaveReason};
 pub use guidelines::{
     CallError, NotifyError, Properties, ReplyError, Rpc, Services, Transactions, TxnError,
 };
+pub use maps::seed_hash_tables;
 pub use peers::Peer;
 pub use replay::{ReplayGuard, ReplayPolicy, ReplayVerdict, SOURCE_RETENTION};
 pub use rng::Rng;

@@ -251,6 +251,9 @@ impl<M: SansIo> Drop for Net<M> {
 impl<M: SansIo> Net<M> {
     pub fn new(seed: u64, link: Link) -> Net<M> {
         start_logs();
+        // The tables made from now on on this thread walk in a fixed order:
+        // the run replays from its seed.
+        rmbus::proto::seed_hash_tables(seed);
         let base = Instant::now();
         Net {
             base,
