@@ -262,6 +262,10 @@ fn median(v: &mut [f64]) -> f64 {
 }
 
 fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("broker benchmark: run with `cargo bench --bench broker`");
+        return;
+    }
     let Some(binary) = mosquitto_binary() else {
         println!("broker: skipped: mosquitto is not installed (apt-get install -y mosquitto)");
         return;
