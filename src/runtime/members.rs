@@ -374,7 +374,8 @@ impl MembersHandle {
     /// lost), and asks the members it has heard but not had described at
     /// each discovery round ([`crate::cmbs::DISCOVERY_INTERVAL`]), reliably.
     /// A program about to publish waits so for its directory to settle,
-    /// bounded by `deadline`.
+    /// bounded by `deadline`. `until` runs on the members' thread: keep it
+    /// short.
     pub fn learn(
         &self,
         deadline: Instant,
