@@ -480,7 +480,8 @@ fn loss_on_the_links_at_5_20_and_40_percent() {
         let conf = lan.config("loss.conf", IpVersion::V4, Scope::LinkLocal, "");
         let mut a = lan.join(1, &conf, "a");
         let mut b = lan.join(2, &conf, "b");
-        let (a_addr, b_addr) = (a.address(), b.address());
+        let b_addr = b.address();
+        a.address();
         a.expect_new_within("b", Duration::from_secs(60), |j| {
             is(j, "joined") && j["address"] == b_addr.as_str()
         });
