@@ -52,11 +52,11 @@
 //!   `runtime::spawn_members`; the `rmbus gateway` command is it with
 //!   arguments.
 //!
-//! Only [`store`], [`runtime`] and the servers after them ([`occi`],
-//! [`gateway`]) open a socket or a file, read a clock or spawn a thread;
-//! every layer above them is pure, which is what lets the test suite run
+//! Only [`config`]'s loader, [`store`], [`runtime`] and the servers after
+//! them ([`occi`], [`gateway`]) open a socket or a file, read a clock or
+//! spawn a thread; the rest is pure, which is what lets the test suite run
 //! whole buses on a virtual clock. The `rmbus` command (feature `cli`) is
-//! built on [`runtime`] and [`gateway`]. One more module, `fuzzing` (hidden from these docs), holds the
+//! built on [`runtime`], and its `gateway` command on [`gateway`]. One more module, `fuzzing` (hidden from these docs), holds the
 //! bodies of the fuzz targets, over [`proto`], so that the test suite runs
 //! them over their seed corpora on stable Rust.
 //!

@@ -308,3 +308,42 @@ fn a_host_without_a_plain_sender_learns_acts_and_publishes_from_its_member() {
         h.wait().unwrap();
     }
 }
+
+#[test]
+fn an_action_asked_from_a_member_that_is_removed_ends_instead_of_waiting() {
+    let config = common::free_port_config();
+    let options = MembersOptions {
+        sender: None,
+        action_timeout: Duration::from_secs(60),
+        ..MembersOptions::default()
+    };
+    let alone = spawn_members(&config, options, |_| {}).unwrap();
+    let other = spawn_members(&config, MembersOptions::default(), |_| {}).unwrap();
+    other.host(member("other", &[])).unwrap();
+    alone.host(member("asker", &[])).unwrap();
+    let learned = alone
+        .learn(Instant::now() + DEADLINE, |d| {
+            d.directory().get("other").is_some()
+        })
+        .unwrap();
+    assert!(learned.reached);
+    // The action goes out from "asker" (there is no plain sender); the
+    // asker is removed before the answer can come back, or after: either
+    // way the caller hears, long before the action's 60 s.
+    let (tx, rx) = mpsc::channel();
+    alone.act_then("other", Action::Suspend, move |r| {
+        let _ = tx.send(r);
+    });
+    alone.remove("asker").unwrap();
+    match rx.recv_timeout(DEADLINE).expect("the action ended") {
+        Ok(answer) => assert_eq!(answer.member.id, "other"),
+        Err(e) => assert_eq!(
+            e,
+            MembersError::Refused("member asker was removed first".into())
+        ),
+    }
+    for h in [alone, other] {
+        h.stop();
+        h.wait().unwrap();
+    }
+}

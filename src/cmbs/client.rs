@@ -793,8 +793,10 @@ impl Client {
                 "that entity does not serve cmbs.message.deliver: it is no member",
             )),
             CallOutcome::Undeliverable | CallOutcome::TimedOut
-                // A retry only while a whole attempt still fits, so that an
-                // unacknowledged last one ends UNDELIVERABLE, not TIMEOUT.
+                // A retry (of an unacknowledged attempt, or of one whose
+                // answer did not come in its window) only while a whole
+                // attempt still fits, so that an unacknowledged last one
+                // ends UNDELIVERABLE, not TIMEOUT.
                 if slot.deadline.saturating_duration_since(now) > ep.retransmit_window() =>
             {
                 let remaining = (slot.deadline - now).min(self.answer_window(ep, &out.message));

@@ -123,8 +123,14 @@ pub enum GatewayError {
         /// Why.
         reason: String,
     },
-    /// The bus could not be joined or watched.
-    #[error("cannot join the bus: {0}")]
+    /// The members' thread could not start (the bus, the store).
+    #[error(transparent)]
+    Members(#[from] MembersSpawnError),
+    /// The bus could not be watched for the raw monitor.
+    #[error("cannot watch the bus: {0}")]
+    Watch(String),
+    /// The members' thread failed while the gateway served.
+    #[error("{0}")]
     Bus(String),
     /// The address could not be listened on.
     #[error("cannot listen on {addr}: {source}")]
@@ -137,18 +143,6 @@ pub enum GatewayError {
     /// The OCCI server could not be built, or serving failed.
     #[error("{0}")]
     Serve(String),
-}
-
-impl From<MembersSpawnError> for GatewayError {
-    fn from(e: MembersSpawnError) -> GatewayError {
-        match e {
-            MembersSpawnError::Store { path, source } => GatewayError::State {
-                path,
-                reason: source.to_string(),
-            },
-            other => GatewayError::Bus(other.to_string()),
-        }
-    }
 }
 
 /// What binding to `listen` means: an error without authentication beyond
@@ -190,9 +184,42 @@ pub struct Gateway {
     /// Members changed by remote actions, for their records.
     changed: tokio::sync::mpsc::UnboundedReceiver<crate::cmbs::Description>,
     server: Arc<Server>,
-    /// Stops the raw monitor's reader.
-    raw_stop: Arc<AtomicBool>,
+    /// Stops the members and the raw monitor's reader if the gateway is
+    /// dropped before or while it runs.
+    running: Running,
     log: Log,
+}
+
+/// What a gateway runs beside its HTTP side: the members' thread and the
+/// raw monitor's reader. Dropped, it stops both (without waiting);
+/// [`Running::stop`] also waits for the reader.
+struct Running {
+    bus: Option<bus::BusHandle>,
+    raw_stop: Arc<AtomicBool>,
+    raw: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stops both and waits for the raw reader (at most half a second).
+    async fn stop(mut self) {
+        self.signal();
+        if let Some(raw) = self.raw.take() {
+            let _ = tokio::task::spawn_blocking(move || raw.join()).await;
+        }
+    }
+
+    fn signal(&mut self) {
+        self.raw_stop.store(true, Ordering::Release);
+        if let Some(bus) = self.bus.take() {
+            bus.stop();
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.signal();
+    }
 }
 
 impl std::fmt::Debug for Gateway {
@@ -214,9 +241,6 @@ impl Gateway {
         }
         let log = Arc::clone(&options.log);
         let hub = monitor::Hub::new(options.ws_queue, Arc::clone(&log));
-        let raw_stop = Arc::new(AtomicBool::new(false));
-        monitor::watch_raw(config, Arc::clone(&hub), Arc::clone(&raw_stop))
-            .map_err(|e| GatewayError::Bus(format!("cannot watch the bus: {e}")))?;
         let state = &options.state;
         std::fs::DirBuilder::new()
             .recursive(true)
@@ -227,6 +251,15 @@ impl Gateway {
                 reason: e.to_string(),
             })?;
         let db = state.join("gateway.sqlite");
+        let raw_stop = Arc::new(AtomicBool::new(false));
+        let raw = monitor::watch_raw(config, Arc::clone(&hub), Arc::clone(&raw_stop))
+            .map_err(GatewayError::Watch)?;
+        // From here on, whatever fails (or drops the gateway) stops what runs.
+        let mut running = Running {
+            bus: None,
+            raw_stop,
+            raw: Some(raw),
+        };
         let (stop_tx, bus_ended) = tokio::sync::oneshot::channel();
         let stop_tx = Mutex::new(Some(stop_tx));
         let (changed_tx, changed) = tokio::sync::mpsc::unbounded_channel();
@@ -242,30 +275,22 @@ impl Gateway {
                 let _ = tx.send(r);
             }
         })?;
-        let stop_all = |e: GatewayError| {
-            bus.stop();
-            raw_stop.store(true, Ordering::Release);
-            e
-        };
+        running.bus = Some(bus.clone());
         let listener = tokio::net::TcpListener::bind(options.listen)
             .await
-            .map_err(|source| {
-                stop_all(GatewayError::Listen {
-                    addr: options.listen,
-                    source,
-                })
-            })?;
-        let local_addr = listener.local_addr().map_err(|source| {
-            stop_all(GatewayError::Listen {
+            .map_err(|source| GatewayError::Listen {
                 addr: options.listen,
                 source,
-            })
-        })?;
-        let state_failed = |e: &dyn std::fmt::Display| {
-            stop_all(GatewayError::State {
-                path: db.clone(),
-                reason: e.to_string(),
-            })
+            })?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|source| GatewayError::Listen {
+                addr: options.listen,
+                source,
+            })?;
+        let state_failed = |e: &dyn std::fmt::Display| GatewayError::State {
+            path: db.clone(),
+            reason: e.to_string(),
         };
         let entities = Arc::new(
             entities::GatewayEntities::open(&db, bus.clone()).map_err(|e| state_failed(&e))?,
@@ -314,7 +339,7 @@ impl Gateway {
         }
         let server = model::install(builder, cx)
             .build()
-            .map_err(|e| stop_all(GatewayError::Serve(e.reason)))?;
+            .map_err(|e| GatewayError::Serve(e.reason))?;
         let session = monitor::Session {
             hub,
             state: Arc::new(move |kind, filter: &monitor::Filter| {
@@ -345,7 +370,7 @@ impl Gateway {
             bus_ended,
             changed,
             server,
-            raw_stop,
+            running,
             log,
         })
     }
@@ -374,7 +399,7 @@ impl Gateway {
             mut bus_ended,
             mut changed,
             server,
-            raw_stop,
+            running,
             log,
             ..
         } = self;
@@ -401,7 +426,7 @@ impl Gateway {
             let _ = done_tx.send(ended);
         };
         let served = crate::occi::serve(listener, router, listening, stopped, log).await;
-        raw_stop.store(true, Ordering::Release);
+        running.stop().await;
         served.map_err(|e| GatewayError::Serve(e.to_string()))?;
         done_rx.await.unwrap_or(Ok(())).map_err(GatewayError::Bus)
     }

@@ -453,10 +453,16 @@ async fn member_action(
 }
 
 /// A message entity's layer (L1 if it names none).
-fn layer_of(e: &Entity) -> Layer {
-    e.text("cmbs.message.cmbs_layer")
-        .and_then(Layer::parse)
-        .unwrap_or(Layer::L1)
+fn layer_of(e: &Entity) -> Result<Layer, OcciError> {
+    match e.text("cmbs.message.cmbs_layer") {
+        None => Ok(Layer::L1),
+        Some(l) => Layer::parse(l).ok_or_else(|| {
+            OcciError::bad_request(format!(
+                "cmbs.message.cmbs_layer {l:?} of {} is no layer (l1, l2, l3.1, l3.2 or l4)",
+                e.id
+            ))
+        }),
+    }
 }
 
 /// The CMBS message of a message entity.
@@ -602,7 +608,7 @@ async fn execute_message(cx: Context, call: ActionCall) -> Result<Entity, OcciEr
         Some(handler) => {
             let job = ExecJob {
                 ticket: 0,
-                message: message_of(&e, layer_of(&e))?,
+                message: message_of(&e, layer_of(&e)?)?,
                 from: cx.address.clone(),
             };
             let handler = Arc::clone(handler);

@@ -528,12 +528,12 @@ pub async fn run(socket: WebSocket, s: Session) {
 
 /// Reads every datagram on the bus while a `raw` monitor is open, and hands
 /// each to the hub in `rmbus monitor --json`'s form. Runs on its own thread
-/// until `stop` is set.
+/// until `stop` is set (within half a second); its handle.
 pub fn watch_raw(
     config: &crate::config::Config,
     hub: Arc<Hub>,
     stop: Arc<std::sync::atomic::AtomicBool>,
-) -> Result<(), String> {
+) -> Result<std::thread::JoinHandle<()>, String> {
     let keys = config.keys().map_err(|e| e.to_string())?;
     let sockets = crate::runtime::socket::open(config).map_err(|e| e.to_string())?;
     drop(sockets.own);
@@ -576,8 +576,7 @@ pub fn watch_raw(
                 hub.publish(note);
             }
         })
-        .map_err(|e| e.to_string())?;
-    Ok(())
+        .map_err(|e| e.to_string())
 }
 
 /// A note about member `d`: its description (and address) in `data`,

@@ -1,5 +1,5 @@
 //! The JSON record of one datagram: what `decode --json` prints, and what
-//! `monitor --json` will print for every datagram it sees.
+//! `monitor --json` prints for every datagram it sees.
 //!
 //! Accepted: `{"auth":"ok","seq":N,"timestamp":N,"reliable":bool,"src":"(…)",
 //! "dst":"(…)","acks":[…],"commands":[{"name":"…","args":[…]}]}` with each value

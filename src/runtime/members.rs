@@ -2,8 +2,9 @@
 //! cloneable [`MembersHandle`] (feature `sqlite` too).
 //!
 //! The thread runs one [`Host`] with a [`Site`] over it: a plain sender
-//! entity (the one [`MembersHandle::publish`] sends from) and every member
-//! hosted with [`MembersHandle::host`], sharing the host's directory, one
+//! entity (the one [`MembersHandle::publish`] sends from; optional, see
+//! [`MembersOptions::sender`]) and every member hosted with
+//! [`MembersHandle::host`], sharing the host's directory, one
 //! store worker and one reading connection (an SQLite file, optional), and
 //! an execute handler that runs each job on a thread of its own. Every call
 //! of the handle has a blocking form and a `_then` form that hands the
@@ -207,6 +208,9 @@ pub enum MembersError {
     /// A member elsewhere on the bus did not answer in time.
     #[error("{0}")]
     TimedOut(String),
+    /// A member elsewhere on the bus answered, but not as the protocol says.
+    #[error("{0}")]
+    Malformed(String),
 }
 
 type Reply<T> = Box<dyn FnOnce(Result<T, MembersError>) + Send>;
@@ -318,7 +322,8 @@ impl MembersHandle {
     }
 
     /// Runs `action` on member `id`: hosted here, or elsewhere on the bus
-    /// (as `cmbs.member.action`).
+    /// (as `cmbs.member.action`, from the plain sender, else from the first
+    /// hosted member; refused when there is neither).
     pub fn act(&self, id: &str, action: Action) -> Result<ActionAnswer, MembersError> {
         self.blocking(|r| Command::Act(id.to_owned(), action, r))
     }
@@ -351,6 +356,7 @@ impl MembersHandle {
 
     /// Sends `message` from the plain sender; its report once every line
     /// has settled (a message refused before sending is a report too).
+    /// Refused without a plain sender ([`MembersOptions::sender`]).
     pub fn publish(&self, message: Message) -> Result<Report, MembersError> {
         self.blocking(|r| Command::Publish(None, Box::new(Publish::new(message)), r))
     }
@@ -586,7 +592,9 @@ struct Loop {
     /// Publishes waiting for their report: by message id, the sending
     /// entity and the reply.
     reports: HashMap<String, (EntityId, Reply<Report>)>,
-    actions: HashMap<CallId, Reply<ActionAnswer>>,
+    /// Actions on members elsewhere: by call, the entity asking and the
+    /// reply.
+    actions: HashMap<CallId, (EntityId, Reply<ActionAnswer>)>,
     /// Callers waiting for the directory: deadline, condition, reply.
     learning: Vec<(Instant, Until, Reply<Learned>)>,
     /// When the bus is next asked to describe itself, while callers learn.
@@ -687,8 +695,19 @@ impl Loop {
         }
     }
 
-    /// Every member says bye; the store's last writes are made.
+    /// The store's last writes are made and answered; then every member
+    /// says bye.
     fn finish(&mut self, host: &mut Host) {
+        if let Some((worker, _)) = self.stores.take() {
+            let now = Instant::now();
+            for d in worker.finish() {
+                self.site
+                    .store_done(host.core_mut(), now, &d.member, d.ticket, d.result);
+            }
+            if let Err(e) = host.flush() {
+                tracing::warn!("cannot send the members' last answers: {e}");
+            }
+        }
         for (id, entity) in std::mem::take(&mut self.members) {
             self.take_out(host, &id, entity, || MembersError::Stopped);
         }
@@ -696,13 +715,10 @@ impl Loop {
             self.site.remove(host.core(), sender);
             host.remove(sender);
         }
-        if let Some((worker, _)) = self.stores.take() {
-            let _ = worker.finish();
-        }
         for (_, (_, r)) in self.reports.drain() {
             r(Err(MembersError::Stopped));
         }
-        for (_, r) in self.actions.drain() {
+        for (_, (_, r)) in self.actions.drain() {
             r(Err(MembersError::Stopped));
         }
         for (_, _, r) in self.learning.drain(..) {
@@ -758,11 +774,7 @@ impl Loop {
                         "no member {id} on the bus"
                     ))));
                 };
-                // From the plain sender, else from a hosted member.
-                let Some(from) = self
-                    .sender
-                    .or_else(|| self.members.values().next().copied())
-                else {
+                let Some(from) = self.asker() else {
                     return reply(Err(MembersError::Refused(
                         "no entity here to ask from: host a member first".into(),
                     )));
@@ -779,7 +791,7 @@ impl Loop {
                 });
                 match call {
                     Some(Ok(call)) => {
-                        self.actions.insert(call, reply);
+                        self.actions.insert(call, (from, reply));
                     }
                     Some(Err(e)) => reply(Err(MembersError::Refused(e.to_string()))),
                     None => reply(Err(MembersError::Stopped)),
@@ -925,11 +937,11 @@ impl Loop {
         let now = Instant::now();
         let rest = self.site.handle_event(host.core_mut(), now, id, event);
         if let Some(BusEvent::Rpc(RpcEvent::Returned { call, outcome, .. })) = rest {
-            if let Some(reply) = self.actions.remove(&call) {
+            if let Some((_, reply)) = self.actions.remove(&call) {
                 let refused = |s: String| Err(MembersError::Refused(s));
                 reply(match outcome {
                     RpcOutcome::Returned(r) if r.is_ok() => ActionAnswer::from_reply(&r)
-                        .map_err(|e| MembersError::Refused(e.to_string())),
+                        .map_err(|e| MembersError::Malformed(e.to_string())),
                     RpcOutcome::Returned(r) => refused(format!(
                         "the member refused: {} {}",
                         r.result, r.description
@@ -1004,6 +1016,13 @@ impl Loop {
             .min()
     }
 
+    /// The entity that asks the bus: the plain sender, else the first
+    /// hosted member.
+    fn asker(&self) -> Option<EntityId> {
+        self.sender
+            .or_else(|| self.members.values().next().copied())
+    }
+
     /// While callers learn, asks the bus to describe itself again every
     /// [`LEARN_ASK_EVERY`] (plus a millisecond per member known).
     fn ask_while_learning(&mut self, host: &mut Host, now: Instant) {
@@ -1011,27 +1030,23 @@ impl Loop {
             self.ask_again = None;
             return;
         }
-        let Some(due) = self.ask_again else {
-            // The first ask is the start's (or the first member's).
-            let known = self.site.directory().directory().len() as u32;
-            self.ask_again = Some(now + LEARN_ASK_EVERY + Duration::from_millis(1) * known);
-            return;
-        };
-        if due > now {
+        let due = self.ask_again;
+        if due.is_some_and(|due| due > now) {
             return;
         }
-        let Some(from) = self
-            .sender
-            .or_else(|| self.members.values().next().copied())
-        else {
+        let known = self.site.directory().directory().len() as u32;
+        self.ask_again = Some(now + LEARN_ASK_EVERY + Duration::from_millis(1) * known);
+        // The first ask was the start's (or the first member's).
+        if due.is_none() {
+            return;
+        }
+        let Some(from) = self.asker() else {
             return;
         };
         self.site.with(host.core_mut(), now, from, |p, ep| match p {
             Participant::Sender(c) => c.describe(ep, now),
             Participant::Member(m) => m.client_mut().describe(ep, now),
         });
-        let known = self.site.directory().directory().len() as u32;
-        self.ask_again = Some(now + LEARN_ASK_EVERY + Duration::from_millis(1) * known);
     }
 
     /// Answers the callers of [`MembersHandle::learn`] whose condition
@@ -1110,6 +1125,19 @@ impl Loop {
             .collect();
         for m in open {
             if let Some((_, reply)) = self.reports.remove(&m) {
+                reply(Err(why()));
+            }
+        }
+        // Actions it asked for end too: their answers would come to an
+        // entity that is gone.
+        let asked: Vec<CallId> = self
+            .actions
+            .iter()
+            .filter(|(_, (e, _))| *e == entity)
+            .map(|(c, _)| *c)
+            .collect();
+        for call in asked {
+            if let Some((_, reply)) = self.actions.remove(&call) {
                 reply(Err(why()));
             }
         }

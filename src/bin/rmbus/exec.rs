@@ -11,6 +11,14 @@ use std::time::{Duration, Instant};
 /// The most output kept from the program.
 pub const OUTPUT_LIMIT: usize = 1 << 20;
 
+/// The execute handler that runs `program` for each job, killed after
+/// `timeout` (`--exec PROGRAM [ARG…]` of `member` and `gateway`).
+pub fn handler(program: Vec<String>, timeout: Duration) -> rmbus::runtime::ExecHandler {
+    std::sync::Arc::new(move |job: &rmbus::cmbs::ExecJob| {
+        run(&program, &job.message.content.to_bytes(), timeout)
+    })
+}
+
 /// Runs `program` with `input` on stdin.
 pub fn run(
     program: &[String],

@@ -10,10 +10,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rmbus::cmbs::ExecJob;
 use rmbus::gateway::{Gateway, GatewayError, GatewayOptions};
 use rmbus::occi::{tls_config, Flavour, Limits, Listening};
-use rmbus::runtime::ExecHandler;
 
 use crate::bus_args::BusPlace;
 use crate::signals::Termination;
@@ -194,8 +192,14 @@ pub fn run(args: Args) -> Outcome {
         Duration::try_from_secs_f64(v).map_err(|e| Failure::input(format!("--{flag}: {e}")))
     };
     // Refused before anything is created.
-    rmbus::gateway::bind_check(&args.listen, args.no_auth, args.tls_cert.is_some())
-        .map_err(Failure::input)?;
+    rmbus::gateway::bind_check(&args.listen, args.no_auth, args.tls_cert.is_some()).map_err(
+        |_| {
+            Failure::input(format!(
+                "--no-auth is only allowed on a loopback address, not {}",
+                args.listen.ip()
+            ))
+        },
+    )?;
     let exec_timeout = secs("exec-timeout", args.exec_timeout)?;
     let state = match &args.state {
         Some(d) => d.clone(),
@@ -229,13 +233,7 @@ pub fn run(args: Args) -> Outcome {
         idle_timeout: secs("idle-timeout", args.idle_timeout)?,
         ..Listening::default()
     };
-    options.exec = (!args.exec.is_empty()).then(|| {
-        let program = args.exec.clone();
-        let handler: ExecHandler = Arc::new(move |job: &ExecJob| {
-            exec::run(&program, &job.message.content.to_bytes(), exec_timeout)
-        });
-        handler
-    });
+    options.exec = (!args.exec.is_empty()).then(|| exec::handler(args.exec.clone(), exec_timeout));
     options.exec_timeout = exec_timeout;
     options.ws_idle = secs("ws-idle", args.ws_idle)?;
     options.ws_max_message = args.ws_max_message;

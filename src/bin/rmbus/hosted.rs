@@ -40,6 +40,7 @@ pub enum Wake {
 
 /// Members run by a command, and the channel it waits on.
 pub struct Hosted {
+    /// The members' thread.
     pub members: MembersHandle,
     tx: Sender<Wake>,
     rx: Receiver<Wake>,
@@ -120,15 +121,32 @@ impl Hosted {
     }
 
     fn wait_learned(&self, interrupted: &str) -> Result<Learned, Failure> {
+        self.wait_for(interrupted, |w| match w {
+            Wake::Learned(r) => Some(r.map_err(Failure::input)),
+            _ => None,
+        })?
+    }
+
+    /// Waits until `take` takes something the main thread hears. A signal
+    /// meanwhile closes the members and is `interrupted`; the members'
+    /// thread ending first is its failure.
+    pub fn wait_for<T>(
+        &self,
+        interrupted: &str,
+        mut take: impl FnMut(Wake) -> Option<T>,
+    ) -> Result<T, Failure> {
         loop {
             match self.next() {
-                Wake::Learned(r) => return r.map_err(Failure::input),
                 Wake::Signal => {
                     self.close();
                     return Err(Failure::interrupted(interrupted));
                 }
                 Wake::Ended(r) => return Err(ended(r)),
-                _ => {}
+                other => {
+                    if let Some(t) = take(other) {
+                        return Ok(t);
+                    }
+                }
             }
         }
     }

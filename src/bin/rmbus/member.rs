@@ -2,11 +2,10 @@
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use rmbus::cmbs::{Description, Event, ExecJob, LayerSet};
-use rmbus::runtime::{ExecHandler, MembersEvent, MembersOptions};
+use rmbus::cmbs::{Description, Event, LayerSet};
+use rmbus::runtime::{MembersEvent, MembersOptions};
 use rmbus::store::{default_path, Retention, SqliteStore, Store};
 
 use crate::bus_args::BusPlace;
@@ -255,13 +254,7 @@ pub fn run(args: Args) -> Outcome {
         eprintln!("rmbus: member {id}: {line}");
     }
     let started = description.started;
-    let exec: Option<ExecHandler> = (!args.exec.is_empty()).then(|| {
-        let program = args.exec.clone();
-        let handler: ExecHandler = Arc::new(move |job: &ExecJob| {
-            exec::run(&program, &job.message.content.to_bytes(), exec_timeout)
-        });
-        handler
-    });
+    let exec = (!args.exec.is_empty()).then(|| exec::handler(args.exec.clone(), exec_timeout));
     let options = MembersOptions {
         // The member is the only entity: no plain sender beside it.
         sender: None,
@@ -287,8 +280,8 @@ pub fn run(args: Args) -> Outcome {
         },
         path.map_or("no store".to_owned(), |p| format!("store {}", p.display()))
     );
-    // Runs until Ctrl-C or SIGTERM; then the member says bye and the store
-    // makes its last writes.
+    // Runs until Ctrl-C or SIGTERM (its normal end); then the store makes
+    // its last writes and the member says bye.
     loop {
         match hosted.next() {
             Wake::Signal => break,

@@ -9,7 +9,7 @@ use rmbus::runtime::{MembersError, MembersOptions};
 use rmbus::wire::Address;
 
 use crate::bus_args::BusPlace;
-use crate::hosted::{self, Hosted, Wake};
+use crate::hosted::{Hosted, Wake};
 use crate::{cmbs_out, Failure, Outcome};
 
 /// Ask the members on the bus to describe themselves and print the
@@ -111,17 +111,10 @@ pub fn run(args: Args) -> Outcome {
     hosted.members.act_then(id, action, move |r| {
         let _ = tx.send(Wake::Acted(r));
     });
-    let answer = loop {
-        match hosted.next() {
-            Wake::Acted(r) => break r,
-            Wake::Signal => {
-                hosted.close();
-                return Err(Failure::interrupted("interrupted"));
-            }
-            Wake::Ended(r) => return Err(hosted::ended(r)),
-            _ => {}
-        }
-    };
+    let answer = hosted.wait_for("interrupted", |w| match w {
+        Wake::Acted(r) => Some(r),
+        _ => None,
+    })?;
     hosted.close();
     match answer {
         Ok(answer) => {
@@ -130,6 +123,9 @@ pub fn run(args: Args) -> Outcome {
         }
         Err(MembersError::TimedOut(_)) => Err(Failure::malformed(format!(
             "{id} did not answer {action} in time"
+        ))),
+        Err(MembersError::Malformed(e)) => Err(Failure::malformed(format!(
+            "{id} answered {action} malformed: {e}"
         ))),
         Err(e) => Err(Failure::lost(format!("{action} on {id}: {e}"))),
     }

@@ -9,7 +9,7 @@ use rmbus::runtime::{MembersEvent, MembersOptions};
 use rmbus::wire::Address;
 
 use crate::bus_args::BusPlace;
-use crate::hosted::{self, Hosted, Wake};
+use crate::hosted::{Hosted, Wake};
 use crate::{cmbs_out, Failure, Outcome};
 
 /// Send one CMBS message and print its outcome (L1) or its delivery report.
@@ -196,30 +196,24 @@ pub fn run(args: Args) -> Outcome {
     });
     // Wait for the report, printing lines as they come when holding.
     let json = args.json;
-    let report = loop {
-        match hosted.next() {
-            Wake::Report(r) => break r,
+    let report = hosted.wait_for(
+        "interrupted before the outcome (it may have been delivered)",
+        |w| match w {
+            Wake::Report(r) => Some(r),
             Wake::Event(e) => {
-                let MembersEvent::Sender(Event::Line { message, line }) = *e else {
-                    continue;
-                };
-                let text = if json {
-                    serde_json::json!({"event": "line", "message": message, "line": cmbs_out::line_json(&line)}).to_string()
-                } else {
-                    cmbs_out::line_text(&line)
-                };
-                print(json, text);
+                if let MembersEvent::Sender(Event::Line { message, line }) = *e {
+                    let text = if json {
+                        serde_json::json!({"event": "line", "message": message, "line": cmbs_out::line_json(&line)}).to_string()
+                    } else {
+                        cmbs_out::line_text(&line)
+                    };
+                    print(json, text);
+                }
+                None
             }
-            Wake::Signal => {
-                hosted.close();
-                return Err(Failure::interrupted(
-                    "interrupted before the outcome (it may have been delivered)",
-                ));
-            }
-            Wake::Ended(r) => return Err(hosted::ended(r)),
-            _ => {}
-        }
-    };
+            _ => None,
+        },
+    )?;
     hosted.close();
     let report = report.map_err(Failure::input)?;
     print_report(args.json, &report);
