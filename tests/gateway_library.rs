@@ -130,3 +130,212 @@ fn an_application_serves_the_gateway_and_stops_it() {
     watcher.stop();
     watcher.wait().unwrap();
 }
+
+/// A gateway answering in GFD.226's flat JSON, served on `runtime` for the
+/// test's own requests; its base URL.
+fn flat_gateway(
+    runtime: &tokio::runtime::Runtime,
+    config: &rmbus::config::Config,
+    state: &Path,
+) -> (String, tokio::sync::oneshot::Sender<()>) {
+    let mut options = GatewayOptions::new(state.to_path_buf());
+    options.listen = "127.0.0.1:0".parse().unwrap();
+    options.flavour = rmbus::occi::Flavour::Occi12;
+    options.log = Arc::new(|_| {});
+    let gateway = runtime.block_on(Gateway::bind(config, options)).unwrap();
+    let base = gateway.url().to_owned();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    runtime.spawn(gateway.run(async move {
+        let _ = stopped.await;
+    }));
+    (base, stop)
+}
+
+#[test]
+fn flat_json_with_mixins_keeps_every_attribute_and_reads_back_what_it_writes() {
+    let config = common::free_port_config();
+    let state = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (base, stop) = flat_gateway(&runtime, &config, state.path());
+    let first = "11111111-0000-4000-8000-00000000f1a7";
+    let body = |id: &str, mixin: serde_json::Value, extra: (&str, serde_json::Value)| {
+        let mut attributes = serde_json::json!({
+            "cmbs.message.cmbs_layer": "l32",
+            "cmbs.message.topics": ["alerts.disk"],
+            "cmbs.message.message_content": {"free": 3},
+        });
+        attributes[extra.0] = extra.1;
+        serde_json::json!({
+            "kind": "http://houssem.org/cmbs#message",
+            "mixins": [mixin],
+            "id": id,
+            "attributes": attributes,
+        })
+        .to_string()
+    };
+    let attributes_of = |id: &str| -> serde_json::Value {
+        let got = get(&base, &format!("/cmbs/message/{id}"), &[ACCEPT_JSON]);
+        assert_eq!(got.status, 200, "{}", got.body);
+        let mut a = got.json()["attributes"].clone();
+        a.as_object_mut().unwrap().remove("occi.core.id");
+        a
+    };
+    // GFD.226's form: the mixin as a type id, the attributes flat.
+    let created = post(
+        &base,
+        "/cmbs/message/",
+        &J,
+        body(first, "http://houssem.org/cmbs#l32".into(), ("x", 0.into()))
+            .replace(",\"x\":0", "")
+            .as_bytes(),
+    );
+    assert_eq!(created.status, 201, "{}", created.body);
+    let a = attributes_of(first);
+    assert_eq!(a["cmbs.message.cmbs_layer"], "l32", "{a}");
+    assert_eq!(a["cmbs.message.topics"], serde_json::json!(["alerts.disk"]));
+    assert_eq!(
+        a["cmbs.message.message_content"],
+        serde_json::json!({"free": 3})
+    );
+    // The mixin as a category object, as pyOCNI writes one.
+    let second = "22222222-0000-4000-8000-00000000f1a7";
+    let object = serde_json::json!({"scheme": "http://houssem.org/cmbs#", "term": "l32"});
+    let created = post(
+        &base,
+        "/cmbs/message/",
+        &J,
+        body(
+            second,
+            object.clone(),
+            ("cmbs.message.storable", true.into()),
+        )
+        .as_bytes(),
+    );
+    assert_eq!(created.status, 201, "{}", created.body);
+    let b = attributes_of(second);
+    assert_eq!(b["cmbs.message.topics"], serde_json::json!(["alerts.disk"]));
+    assert_eq!(b["cmbs.message.storable"], true);
+    // An attribute none of its categories defines is refused, named.
+    let refused = post(
+        &base,
+        "/cmbs/message/",
+        &J,
+        body(
+            "33333333-0000-4000-8000-00000000f1a7",
+            object,
+            ("cmbs.message.bogus", 1.into()),
+        )
+        .as_bytes(),
+    );
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    assert!(
+        refused.body.contains("cmbs.message.bogus"),
+        "{}",
+        refused.body
+    );
+    // What it writes, it reads back to the same entity.
+    let written = get(&base, &format!("/cmbs/message/{first}"), &[ACCEPT_JSON]).body;
+    let copy = "44444444-0000-4000-8000-00000000f1a7";
+    let again = post(
+        &base,
+        "/cmbs/message/",
+        &J,
+        written.replace(first, copy).as_bytes(),
+    );
+    assert_eq!(again.status, 201, "{written}\n{}", again.body);
+    assert_eq!(attributes_of(copy), a);
+    let _ = stop.send(());
+}
+
+#[test]
+fn text_renderings_quote_lists_and_objects_and_read_them_back() {
+    let config = common::free_port_config();
+    let state = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (base, stop) = flat_gateway(&runtime, &config, state.path());
+    let first = "55555555-0000-4000-8000-00000000f1a7";
+    let created = post(
+        &base,
+        "/cmbs/message/",
+        &J,
+        serde_json::json!({
+            "kind": "http://houssem.org/cmbs#message",
+            "mixins": ["http://houssem.org/cmbs#l32"],
+            "id": first,
+            "attributes": {
+                "cmbs.message.cmbs_layer": "l32",
+                "cmbs.message.topics": ["alerts.disk", "alerts.cpu"],
+                "cmbs.message.message_content": {"free": [3, 4]},
+            },
+        })
+        .to_string()
+        .as_bytes(),
+    );
+    assert_eq!(created.status, 201, "{}", created.body);
+    let attributes_of = |id: &str| -> serde_json::Value {
+        let got = get(&base, &format!("/cmbs/message/{id}"), &[ACCEPT_JSON]);
+        assert_eq!(got.status, 200, "{}", got.body);
+        let mut a = got.json()["attributes"].clone();
+        a.as_object_mut().unwrap().remove("occi.core.id");
+        a
+    };
+    let original = attributes_of(first);
+
+    // text/plain: lists and objects are quoted strings holding their JSON.
+    let plain = get(
+        &base,
+        &format!("/cmbs/message/{first}"),
+        &[("Accept", "text/plain")],
+    );
+    assert_eq!(plain.status, 200, "{}", plain.body);
+    assert!(
+        plain
+            .body
+            .contains(r#"cmbs.message.topics="[\"alerts.disk\",\"alerts.cpu\"]""#),
+        "{}",
+        plain.body
+    );
+    assert!(
+        plain.body.contains(r#"cmbs.message.path_history="[]""#),
+        "{}",
+        plain.body
+    );
+    let copy = "66666666-0000-4000-8000-00000000f1a7";
+    let again = post(
+        &base,
+        "/cmbs/message/",
+        &[("Content-Type", "text/plain")],
+        plain.body.replace(first, copy).as_bytes(),
+    );
+    assert_eq!(again.status, 201, "{}\n{}", plain.body, again.body);
+    assert_eq!(attributes_of(copy), original);
+
+    // text/occi: the same values in headers.
+    let occi = get(
+        &base,
+        &format!("/cmbs/message/{first}"),
+        &[("Accept", "text/occi")],
+    );
+    assert_eq!(occi.status, 200, "{}", occi.body);
+    let third = "77777777-0000-4000-8000-00000000f1a7";
+    let headers: Vec<(String, String)> = occi
+        .headers
+        .iter()
+        .filter(|(k, _)| k == "category" || k == "x-occi-attribute")
+        .map(|(k, v)| (k.clone(), v.replace(first, third)))
+        .collect();
+    let mut sent: Vec<(&str, &str)> = vec![("Content-Type", "text/occi")];
+    sent.extend(headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let again = post(&base, "/cmbs/message/", &sent, b"");
+    assert_eq!(again.status, 201, "{headers:?}\n{}", again.body);
+    assert_eq!(attributes_of(third), original);
+    let _ = stop.send(());
+}

@@ -54,9 +54,41 @@ pub struct Body {
     pub providers: Vec<String>,
     /// How many resources a JSON body held (a create takes one).
     pub resources: usize,
+    /// The body was in a text rendering (`text/plain`, `text/occi`), where
+    /// a list or object value travels as a quoted string holding its JSON
+    /// ([`Body::typed`]).
+    pub text: bool,
 }
 
 impl Body {
+    /// Attribute value `v` given for an attribute of type `ty`, as the
+    /// model should check it: in a text rendering, a string holding a JSON
+    /// list or object is that list or object for list, object and untyped
+    /// attributes (GFD.185 and GFD.229 allow only strings, numbers and
+    /// booleans there, so that is how such values travel).
+    pub fn typed(&self, ty: &super::AttrType, v: &Value) -> Value {
+        use super::AttrType;
+        match v {
+            Value::String(s)
+                if self.text
+                    && matches!(ty, AttrType::Array | AttrType::Object | AttrType::Any) =>
+            {
+                let t = s.trim_start();
+                let json = (t.starts_with('[') || t.starts_with('{'))
+                    .then(|| serde_json::from_str::<Value>(s).ok())
+                    .flatten()
+                    .filter(|_| super::json::check_integers(s.as_bytes()).is_ok());
+                match (ty, json) {
+                    (AttrType::Array, Some(j @ Value::Array(_)))
+                    | (AttrType::Object, Some(j @ Value::Object(_)))
+                    | (AttrType::Any, Some(j)) => j,
+                    _ => v.clone(),
+                }
+            }
+            _ => v.clone(),
+        }
+    }
+
     /// True if nothing was given.
     pub fn is_empty(&self) -> bool {
         self.categories.is_empty()

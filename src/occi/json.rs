@@ -159,7 +159,10 @@ pub fn parse(bytes: &[u8], model: &Model, query: bool) -> Result<Body, OcciError
         }
         return Ok(body);
     }
-    if query || o.contains_key("kinds") || o.contains_key("mixins") {
+    // A flat resource (GFD.226) names its kind; its "mixins" and "actions"
+    // are the resource's, not definitions or an invocation.
+    let flat_resource = !query && o.contains_key("kind");
+    if !flat_resource && (query || o.contains_key("kinds") || o.contains_key("mixins")) {
         let mut flavour = Flavour::Occi12;
         for (key, class) in [
             ("kinds", Class::Kind),
@@ -182,7 +185,7 @@ pub fn parse(bytes: &[u8], model: &Model, query: bool) -> Result<Body, OcciError
         body.flavour = Some(flavour);
         return Ok(body);
     }
-    if let Some(a) = o.get("action") {
+    if let Some(a) = o.get("action").filter(|_| !flat_resource) {
         // GFD.226 action invocation.
         body.flavour = Some(Flavour::Occi12);
         let id = a
@@ -193,7 +196,7 @@ pub fn parse(bytes: &[u8], model: &Model, query: bool) -> Result<Body, OcciError
         read_attributes(o.get("attributes"), model, &mut body)?;
         return Ok(body);
     }
-    if let Some(actions) = o.get("actions") {
+    if let Some(actions) = o.get("actions").filter(|_| !flat_resource) {
         // pyOCNI action invocation: {"actions":[{"term","scheme"}], "attributes": {…}}.
         body.flavour = Some(Flavour::PyOcni);
         for a in actions
@@ -269,11 +272,22 @@ fn resource(r: &Value, model: &Model, body: &mut Body) -> Result<(), OcciError> 
     let kind = TypeId::parse_checked(kind)?;
     body.categories.push(CategoryRef::to(&kind, Class::Kind));
     if let Some(m) = o.get("mixins") {
-        for m in m.as_array().ok_or_else(|| bad("mixins must be a list"))? {
-            let id = m
-                .as_str()
-                .ok_or_else(|| bad("a mixin must be a type id (scheme#term)"))?;
-            let id = TypeId::parse_checked(id)?;
+        for m in m.as_array().ok_or_else(|| bad("mixins must be an array"))? {
+            // A type id (GFD.226), or {"scheme", "term"} as pyOCNI writes a
+            // category.
+            let id = match m {
+                Value::String(id) => TypeId::parse_checked(id)?,
+                Value::Object(c) => {
+                    let text = |k: &str| c.get(k).and_then(Value::as_str);
+                    let (Some(scheme), Some(term)) = (text("scheme"), text("term")) else {
+                        return Err(bad("a mixin object needs a scheme and a term"));
+                    };
+                    check_scheme(scheme)?;
+                    check_term(term)?;
+                    TypeId::new(scheme, term)
+                }
+                _ => return Err(bad("a mixin must be a type id (scheme#term)")),
+            };
             body.categories.push(CategoryRef::to(&id, Class::Mixin));
         }
     }

@@ -136,7 +136,7 @@ impl Server {
             })?;
             let value = def
                 .ty
-                .check(name, value.clone())
+                .check(name, body.typed(&def.ty, value))
                 .map_err(OcciError::bad_request)?;
             if !def.mutable && Some(&value) != def.default.as_ref() {
                 return Err(OcciError::forbidden(format!("{name} is set by the server")));
@@ -265,7 +265,7 @@ impl Server {
             })?;
             let value = def
                 .ty
-                .check(name, value.clone())
+                .check(name, body.typed(&def.ty, value))
                 .map_err(OcciError::bad_request)?;
             if !def.mutable {
                 if old.attributes.get(name) != Some(&value) {
@@ -409,7 +409,9 @@ impl Server {
                 })?;
             parameters.insert(
                 k.clone(),
-                def.ty.check(k, v.clone()).map_err(OcciError::bad_request)?,
+                def.ty
+                    .check(k, body.typed(&def.ty, v))
+                    .map_err(OcciError::bad_request)?,
             );
         }
         let handler = self.actions.get(&action.id).ok_or_else(|| {

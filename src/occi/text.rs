@@ -140,11 +140,15 @@ pub fn parse_value(s: &str) -> Result<Value, String> {
     Ok(Value::String(s.to_owned()))
 }
 
-/// Renders an attribute value.
+/// Renders an attribute value: a string quoted, a number or boolean bare,
+/// and a list or object as a quoted string holding its JSON (GFD.185 and
+/// GFD.229 allow only strings, numbers and booleans, so standard parsers
+/// read it; [`Body::typed`] reads it back).
 pub fn render_value(v: &Value) -> String {
     match v {
         Value::String(s) => quote(s),
         Value::Null => "\"\"".into(),
+        v @ (Value::Array(_) | Value::Object(_)) => quote(&v.to_string()),
         other => other.to_string(),
     }
 }
@@ -250,7 +254,10 @@ pub fn parse<'a>(
     lines: impl IntoIterator<Item = (&'a str, &'a str)>,
     query: bool,
 ) -> Result<Body, OcciError> {
-    let mut body = Body::default();
+    let mut body = Body {
+        text: true,
+        ..Body::default()
+    };
     let bad = |what: &str, e: String| OcciError::bad_request(format!("bad {what}: {e}"));
     for (name, value) in lines {
         let name = name.trim().to_ascii_lowercase();
@@ -506,8 +513,22 @@ mod tests {
         assert_eq!(got[2].1, Value::Bool(true));
         assert_eq!(got[3].1, serde_json::json!(["p", "q"]));
         assert_eq!(got[4].1, serde_json::json!({"k": 1}));
+        // Lists and objects are written as quoted JSON, and read back as
+        // such for attributes typed so.
+        let text = Body {
+            text: true,
+            ..Body::default()
+        };
         for (_, v) in &got {
-            assert_eq!(&parse_value(&render_value(v)).unwrap(), v);
+            let back = parse_value(&render_value(v)).unwrap();
+            match v {
+                Value::Array(_) | Value::Object(_) => {
+                    assert_eq!(back, Value::String(v.to_string()));
+                    let ty = crate::occi::model::AttrType::Any;
+                    assert_eq!(&text.typed(&ty, &back), v);
+                }
+                _ => assert_eq!(&back, v),
+            }
         }
         let lines = Value::String("one\ntwo\t\u{1}".into());
         let rendered = render_value(&lines);
@@ -637,7 +658,11 @@ mod tests {
         assert!(back.reason.contains("bad term"), "{}", back.reason);
         let b = parse_plain(&format!("X-OCCI-Attribute: {list}"), false).unwrap();
         assert_eq!(b.attributes.len(), 1);
-        assert_eq!(b.attributes[0].1, serde_json::json!([evil, {evil: evil}]));
+        let any = crate::occi::model::AttrType::Any;
+        assert_eq!(
+            b.typed(&any, &b.attributes[0].1),
+            serde_json::json!([evil, {evil: evil}])
+        );
         assert_eq!(split_outside(&short, ',').len(), 1, "{short}");
         assert!(
             link.starts_with("<http://h/m/x%0D%0ACategory:%20forged;"),
