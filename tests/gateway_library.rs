@@ -248,6 +248,21 @@ fn flat_json_with_mixins_keeps_every_attribute_and_reads_back_what_it_writes() {
     );
     assert_eq!(again.status, 201, "{written}\n{}", again.body);
     assert_eq!(attributes_of(copy), a);
+    // Both spellings of a layer are read, one is written.
+    let dotted = "88888888-0000-4000-8000-00000000f1a7";
+    let created = post(
+        &base,
+        "/cmbs/message/",
+        &J,
+        body(
+            dotted,
+            "http://houssem.org/cmbs#l32".into(),
+            ("cmbs.message.cmbs_layer", "l3.2".into()),
+        )
+        .as_bytes(),
+    );
+    assert_eq!(created.status, 201, "{}", created.body);
+    assert_eq!(attributes_of(dotted)["cmbs.message.cmbs_layer"], "l32");
     let _ = stop.send(());
 }
 

@@ -144,10 +144,13 @@ pub fn install(b: ServerBuilder, cx: Context) -> ServerBuilder {
 
     let execute = Category::action(MESSAGE_ACTIONS, "execute", "execute locally the message");
     let message = Category::kind(CMBS, "message", "CMBS message", "/cmbs/message/")
-        .attribute(message_attr(
-            "cmbs_layer",
-            enum_of(&["l1", "l2", "l31", "l32", "l4"]),
-        ))
+        .attribute(
+            message_attr(
+                "cmbs_layer",
+                enum_of(&["l1", "l2", "l31", "l32", "l4", "l3.1", "l3.2"]),
+            )
+            .describe("l1, l2, l31, l32 or l4 (l3.1 and l3.2 are read as l31 and l32)"),
+        )
         .attribute(message_attr("executable", AttrType::Boolean).default(false))
         .attribute(message_attr("sendable", AttrType::Boolean).default(true))
         .attribute(message_attr("storable", AttrType::Boolean).default(false))
@@ -417,9 +420,25 @@ struct MessageHooks {
 }
 
 impl Hooks for MessageHooks {
-    fn create(&self, e: Entity) -> BoxFuture<Result<Entity, OcciError>> {
+    fn create(&self, mut e: Entity) -> BoxFuture<Result<Entity, OcciError>> {
+        one_spelling(&mut e);
         self.hub.publish(message_note("created", &e, json!({})));
         Box::pin(async move { Ok(e) })
+    }
+
+    fn update(&self, _old: Entity, mut new: Entity) -> BoxFuture<Result<Entity, OcciError>> {
+        one_spelling(&mut new);
+        Box::pin(async move { Ok(new) })
+    }
+}
+
+/// A message's layer as pyCMBS spells it (`l31`, `l32`), whichever
+/// spelling it was given in (`rmbus publish` takes both).
+fn one_spelling(e: &mut Entity) {
+    let layer = e.text("cmbs.message.cmbs_layer").and_then(Layer::parse);
+    if let Some(l) = layer {
+        e.attributes
+            .insert("cmbs.message.cmbs_layer".into(), l.as_str().into());
     }
 }
 

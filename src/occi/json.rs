@@ -132,7 +132,7 @@ pub fn parse(bytes: &[u8], model: &Model, query: bool) -> Result<Body, OcciError
         body.flavour = Some(Flavour::PyOcni);
         for entry in p
             .as_array()
-            .ok_or_else(|| bad("providers must be a list".into()))?
+            .ok_or_else(|| bad("providers must be an array".into()))?
         {
             let id = entry
                 .get("OCCI_ID")
@@ -150,7 +150,7 @@ pub fn parse(bytes: &[u8], model: &Model, query: bool) -> Result<Body, OcciError
         });
         for u in l
             .as_array()
-            .ok_or_else(|| bad("locations must be a list".into()))?
+            .ok_or_else(|| bad("locations must be an array".into()))?
         {
             let u = u
                 .as_str()
@@ -172,7 +172,7 @@ pub fn parse(bytes: &[u8], model: &Model, query: bool) -> Result<Body, OcciError
             let Some(list) = o.get(key) else { continue };
             let list = list
                 .as_array()
-                .ok_or_else(|| bad(format!("{key} must be a list")))?;
+                .ok_or_else(|| bad(format!("{key} must be an array")))?;
             for item in list {
                 let (c, f) = definition(item, class).map_err(bad)?;
                 if f == Flavour::PyOcni {
@@ -201,7 +201,7 @@ pub fn parse(bytes: &[u8], model: &Model, query: bool) -> Result<Body, OcciError
         body.flavour = Some(Flavour::PyOcni);
         for a in actions
             .as_array()
-            .ok_or_else(|| bad("actions must be a list".into()))?
+            .ok_or_else(|| bad("actions must be an array".into()))?
         {
             let term = a.get("term").and_then(Value::as_str);
             let scheme = a.get("scheme").and_then(Value::as_str);
@@ -218,7 +218,7 @@ pub fn parse(bytes: &[u8], model: &Model, query: bool) -> Result<Body, OcciError
     }
     let resources: Vec<&Value> = match o.get("resources") {
         Some(Value::Array(list)) => list.iter().collect(),
-        Some(_) => return Err(bad("resources must be a list".into())),
+        Some(_) => return Err(bad("resources must be an array".into())),
         None if o.contains_key("kind") => {
             body.flavour = Some(Flavour::Occi12);
             vec![&v]
@@ -305,7 +305,7 @@ fn resource(r: &Value, model: &Model, body: &mut Body) -> Result<(), OcciError> 
     if let Some(links) = o.get("links") {
         for l in links
             .as_array()
-            .ok_or_else(|| bad("links must be a list"))?
+            .ok_or_else(|| bad("links must be an array"))?
         {
             let target = l
                 .get("target")
@@ -399,14 +399,14 @@ fn type_ids(o: &Map<String, Value>, key: &str) -> Result<Vec<TypeId>, String> {
     let list = match o.get(key) {
         None | Some(Value::Null) => return Ok(Vec::new()),
         Some(Value::Array(list)) => list,
-        Some(_) => return Err(format!("{key} must be a list of type ids")),
+        Some(_) => return Err(format!("{key} must be an array of type ids")),
     };
     let mut out = Vec::new();
     for item in list {
         match item {
             Value::String(s) if s.is_empty() => {}
             Value::String(s) => out.push(TypeId::parse_checked(s).map_err(|e| e.to_string())?),
-            _ => return Err(format!("{key} must be a list of type ids")),
+            _ => return Err(format!("{key} must be an array of type ids")),
         }
     }
     Ok(out)

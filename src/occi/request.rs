@@ -292,8 +292,8 @@ async fn read_body(
             return Err(OcciError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 format!(
-                    "cannot read a {} body; send text/plain, text/occi, text/uri-list or application/occi+json",
-                    content_type.unwrap_or("")
+                    "cannot read {} body; send text/plain, text/occi, text/uri-list or application/occi+json",
+                    with_article(content_type.unwrap_or("this"))
                 ),
             ))
         }
@@ -370,9 +370,27 @@ fn text_headers(headers: &HeaderMap) -> Result<Vec<(&str, &str)>, OcciError> {
         .collect()
 }
 
+/// `word` with its indefinite article: "an application/…", "a text/…".
+fn with_article(word: &str) -> String {
+    let vowel = word
+        .chars()
+        .next()
+        .is_some_and(|c| "aeiouAEIOU".contains(c));
+    format!("{} {word}", if vowel { "an" } else { "a" })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn media_types_take_their_article() {
+        assert_eq!(
+            with_article("application/x-www-form-urlencoded"),
+            "an application/x-www-form-urlencoded"
+        );
+        assert_eq!(with_article("text/html"), "a text/html");
+    }
 
     #[test]
     fn versions_are_read_from_the_user_agent() {
