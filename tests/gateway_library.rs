@@ -354,3 +354,60 @@ fn text_renderings_quote_lists_and_objects_and_read_them_back() {
     assert_eq!(attributes_of(third), original);
     let _ = stop.send(());
 }
+
+#[test]
+fn the_root_lists_and_creates_and_misspelt_or_empty_requests_are_refused() {
+    let config = common::free_port_config();
+    let state = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (base, stop) = flat_gateway(&runtime, &config, state.path());
+    let id = "99999999-0000-4000-8000-00000000f1a7";
+    // POST / with a body that names its kind creates at the kind's location.
+    let created = post(
+        &base,
+        "/",
+        &J,
+        serde_json::json!({
+            "kind": "http://houssem.org/cmbs#message",
+            "mixins": ["http://houssem.org/cmbs#l2"],
+            "id": id,
+            "attributes": {"cmbs.message.cmbs_layer": "l2"},
+        })
+        .to_string()
+        .as_bytes(),
+    );
+    assert_eq!(created.status, 201, "{}", created.body);
+    assert_eq!(
+        created.header("location"),
+        Some(format!("{base}/cmbs/message/{id}").as_str())
+    );
+    // GET / lists every entity of the name-space.
+    let all = get(&base, "/", &[("Accept", "text/uri-list")]);
+    assert_eq!(all.status, 200, "{}", all.body);
+    assert!(
+        all.body.contains(&format!("/cmbs/message/{id}")),
+        "{}",
+        all.body
+    );
+    // An empty body creates nothing.
+    let empty = post(&base, "/cmbs/message/", &J, b"");
+    assert_eq!(empty.status, 400, "{}", empty.body);
+    // A PUT outside every kind's location says so.
+    let nowhere = request(&base, "PUT", "/nowhere/x", &J, b"{}");
+    assert_eq!(nowhere.status, 400, "{}", nowhere.body);
+    assert!(nowhere.body.contains("no kind"), "{}", nowhere.body);
+    // A misspelt parameter is refused, named, and changes nothing.
+    let misspelt = post(
+        &base,
+        &format!("/cmbs/message/{id}?actoin=send_l2"),
+        &J,
+        b"{}",
+    );
+    assert_eq!(misspelt.status, 400, "{}", misspelt.body);
+    assert!(misspelt.body.contains("actoin"), "{}", misspelt.body);
+    let _ = stop.send(());
+}

@@ -136,6 +136,12 @@ impl Server {
                 Ok(r)
             }
             (Method::POST, Class::Kind) => {
+                if body.is_empty() {
+                    return Err(OcciError::bad_request(format!(
+                        "an empty body: a new {} needs its categories and attributes",
+                        c.id.term
+                    )));
+                }
                 let e = self.create(model, c, body, None).await?;
                 let actions = model.actions_of(&e.kind, &e.mixins);
                 Ok(answer.created(&e, &self.url(&e.location), &actions))
@@ -147,6 +153,50 @@ impl Server {
             _ => Err(OcciError::method_not_allowed(
                 allow,
                 format!("{} takes {allow}", c.location.as_deref().unwrap_or("")),
+            )),
+        }
+    }
+
+    /// `/`, the name-space's root (GFD.185 §3.4.3): GET lists every
+    /// entity, as the collection of `core#entity`; POST creates the entity
+    /// its body describes at its kind's location (as OCCI 1.1 clients do).
+    pub(super) async fn root(
+        &self,
+        model: &Model,
+        method: &Method,
+        query: &[(String, String)],
+        body: Body,
+        answer: Answer,
+    ) -> Result<Response, OcciError> {
+        match method.clone() {
+            Method::GET | Method::HEAD => {
+                let entity = model
+                    .find(None, "entity")
+                    .filter(|c| c.id.to_string() == super::model::ENTITY)
+                    .cloned()
+                    .ok_or_else(|| OcciError::not_found("no core#entity in the model"))?;
+                self.collection(model, &entity, method, query, body, answer)
+                    .await
+            }
+            Method::POST => {
+                let kinds: Vec<Category> = body
+                    .categories
+                    .iter()
+                    .filter_map(|r| model.find(r.scheme.as_deref(), &r.term))
+                    .filter(|c| c.class == Class::Kind && c.location.is_some())
+                    .cloned()
+                    .collect();
+                let [kind] = kinds.as_slice() else {
+                    return Err(OcciError::bad_request(
+                        "a POST to / creates the entity its body describes: name exactly one kind",
+                    ));
+                };
+                self.collection(model, kind, method, query, body, answer)
+                    .await
+            }
+            _ => Err(OcciError::method_not_allowed(
+                "GET, HEAD, POST",
+                "/ lists every entity (GET) and creates one of the kind its body names (POST)",
             )),
         }
     }

@@ -143,11 +143,32 @@ async fn serve_request(
                 .collect()
         })
         .unwrap_or_default();
-    let target = server
-        .target(&model, &path)
-        .ok_or_else(|| plain(OcciError::not_found(format!("nothing at {path}"))))?;
+    // Only these parameters mean anything: a misspelt one (`?actoin=`)
+    // must not turn an action into a plain update.
+    if let Some((k, _)) = query
+        .iter()
+        .find(|(k, _)| !matches!(k.as_str(), "action" | "page" | "number"))
+    {
+        return Err(plain(OcciError::bad_request(format!(
+            "unknown query parameter {k:?} (known: action, page, number)"
+        ))));
+    }
+    let target = match server.target(&model, &path) {
+        Some(t) => t,
+        // The name-space's root: every entity (GFD.185 §3.4.3), and a
+        // create whose body names its kind.
+        None if path == "/" => Target::Root,
+        None if req.method == Method::PUT => {
+            return Err(plain(OcciError::bad_request(format!(
+                "{path} is under no kind's location: an entity is made at its kind's \
+                 location (see GET /-/)"
+            ))))
+        }
+        None => return Err(plain(OcciError::not_found(format!("nothing at {path}")))),
+    };
     let listing = match &target {
         Target::Collection(_) => !query.iter().any(|(k, _)| k == "action"),
+        Target::Root => true,
         _ => false,
     };
     let mut answer = Answer {
@@ -175,6 +196,10 @@ async fn serve_request(
     match target {
         Target::Query => server
             .query(&model, &method, body, answer)
+            .await
+            .map_err(fail),
+        Target::Root => server
+            .root(&model, &method, &query, body, answer)
             .await
             .map_err(fail),
         Target::Collection(c) => {

@@ -274,6 +274,8 @@ pub(super) const QUERY_PATHS: [&str; 2] = ["/-/", "/.well-known/org/ogf/occi/-/"
 /// What a path names.
 pub(super) enum Target {
     Query,
+    /// `/`, the name-space's root.
+    Root,
     Collection(Category),
     Entity(Category, String),
 }
