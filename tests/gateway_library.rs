@@ -411,3 +411,60 @@ fn the_root_lists_and_creates_and_misspelt_or_empty_requests_are_refused() {
     assert!(misspelt.body.contains("actoin"), "{}", misspelt.body);
     let _ = stop.send(());
 }
+
+#[test]
+fn deleting_a_kinds_collection_deletes_its_own_entities_and_keeps_read_only_ones() {
+    let config = common::free_port_config();
+    let state = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let remote = "abababab-0000-4000-8000-00000000f1a7";
+    let elsewhere = spawn_members(&config, MembersOptions::default(), |_| {}).unwrap();
+    let mut d = rmbus::cmbs::Description::new(remote);
+    d.started = rmbus::cmbs::LayerSet::ALL;
+    elsewhere.host(d).unwrap();
+    let (base, stop) = flat_gateway(&runtime, &config, state.path());
+    let created = post(&base, "/cmbs/member/", &J, &fixture("post_member.json"));
+    assert_eq!(created.status, 201, "{}", created.body);
+    // The member running elsewhere is listed, read-only.
+    let until = std::time::Instant::now() + DEADLINE;
+    while get(&base, &format!("/cmbs/member/{remote}"), &[ACCEPT_JSON]).status != 200 {
+        assert!(
+            std::time::Instant::now() < until,
+            "the remote member never showed"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let deleted = request(
+        &base,
+        "DELETE",
+        "/cmbs/member/",
+        &[("Accept", "text/plain")],
+        b"",
+    );
+    assert_eq!(deleted.status, 200, "{}", deleted.body);
+    let line = |id: &str| {
+        deleted
+            .body
+            .lines()
+            .find(|l| l.contains(id))
+            .unwrap_or_else(|| panic!("no line for {id}: {}", deleted.body))
+            .to_owned()
+    };
+    assert!(line(MEMBER).contains(" 200 "), "{}", deleted.body);
+    assert!(line(remote).contains(" 405 "), "{}", deleted.body);
+    assert_eq!(
+        get(&base, &format!("/cmbs/member/{MEMBER}"), &[ACCEPT_JSON]).status,
+        404
+    );
+    assert_eq!(
+        get(&base, &format!("/cmbs/member/{remote}"), &[ACCEPT_JSON]).status,
+        200
+    );
+    let _ = stop.send(());
+    elsewhere.stop();
+    elsewhere.wait().unwrap();
+}

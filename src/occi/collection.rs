@@ -76,7 +76,7 @@ impl Server {
         answer: Answer,
     ) -> Result<Response, OcciError> {
         let allow = if c.class == Class::Kind {
-            "GET, HEAD, POST"
+            "GET, HEAD, POST, DELETE"
         } else {
             "GET, HEAD, POST, PUT, DELETE"
         };
@@ -145,6 +145,17 @@ impl Server {
                 let e = self.create(model, c, body, None).await?;
                 let actions = model.actions_of(&e.kind, &e.mixins);
                 Ok(answer.created(&e, &self.url(&e.location), &actions))
+            }
+            (Method::DELETE, Class::Kind) => {
+                // Each entity of the kind (or of the body's filter) on its
+                // own, not all or nothing: one line per entity; those that
+                // are read-only here (members running elsewhere) stay, 405.
+                let mut results = Vec::new();
+                for e in self.members(model, c, &body)? {
+                    let r = self.delete_entity(&e.location).await;
+                    results.push((self.url(&e.location), r));
+                }
+                Ok(answer.results(&results))
             }
             (Method::POST | Method::PUT | Method::DELETE, Class::Mixin) => {
                 self.tag(model, c, method, body).await?;

@@ -341,15 +341,7 @@ impl Server {
                 Ok(render(&new, StatusCode::OK))
             }
             (Method::DELETE, Some(_)) => {
-                let _g = self.lock(location).await;
-                let Some(old) = self.store.get(location)? else {
-                    return Err(OcciError::not_found(format!("no entity at {location}")));
-                };
-                read_only(&old)?;
-                if let Some(h) = self.hooks_of(&old.kind) {
-                    h.delete(old.clone()).await?;
-                }
-                self.store.remove(location)?;
+                self.delete_entity(location).await?;
                 Ok(answer.ok())
             }
             (Method::GET | Method::HEAD | Method::POST | Method::DELETE, None) => {
@@ -360,6 +352,29 @@ impl Server {
                 "an entity takes GET, POST, PUT and DELETE",
             )),
         }
+    }
+
+    /// Deletes the entity at `location` (its kind's hooks first); a
+    /// read-only one is refused (405).
+    pub(super) async fn delete_entity(&self, location: &str) -> Result<(), OcciError> {
+        let _g = self.lock(location).await;
+        let Some(old) = self.store.get(location)? else {
+            return Err(OcciError::not_found(format!("no entity at {location}")));
+        };
+        if old.read_only {
+            return Err(OcciError::method_not_allowed(
+                "GET, HEAD, POST",
+                format!(
+                    "{} is read-only here: it can be read and its actions run, not changed",
+                    self.url(location)
+                ),
+            ));
+        }
+        if let Some(h) = self.hooks_of(&old.kind) {
+            h.delete(old.clone()).await?;
+        }
+        self.store.remove(location)?;
+        Ok(())
     }
 
     /// Runs action `term` on `e` (its lock held by the caller) and stores
