@@ -433,7 +433,7 @@ fn the_error_policy() {
     check(get(b, "/nowhere/", &[]), 404, "nothing at");
     check(get(b, "/compute/missing", &[]), 404, "no entity");
     let put_kind = request(b, "PUT", "/compute/", &[PLAIN], b"");
-    assert_eq!(put_kind.header("allow"), Some("GET, HEAD, POST"));
+    assert_eq!(put_kind.header("allow"), Some("GET, HEAD, POST, DELETE"));
     check(put_kind, 405, "takes");
     check(
         get(b, "/compute/", &[("Accept", "image/png")]),
