@@ -254,8 +254,13 @@ fn hundreds_of_members_on_three_hosts_share_one_directory_per_host_under_loss() 
         for _ in 0..3 {
             add_host(&mut net, seed, PER_HOST);
         }
+        // A host learns a member from its first hello, its announce and its
+        // two later ones (within 20 s), or from a later hello (every 37 s
+        // or so here): at 10 % loss a host misses the first four of one
+        // member in about one seed of 200 (seed 164 of 500), and all six
+        // within 90 s far more rarely.
         assert!(
-            net.run_until_true(Duration::from_secs(30), |net| everyone_knows(net, TOTAL)),
+            net.run_until_true(Duration::from_secs(90), |net| everyone_knows(net, TOTAL)),
             "directories: {:?}",
             net.nodes
                 .iter()
