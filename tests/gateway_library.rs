@@ -409,6 +409,24 @@ fn the_root_lists_and_creates_and_misspelt_or_empty_requests_are_refused() {
     );
     assert_eq!(misspelt.status, 400, "{}", misspelt.body);
     assert!(misspelt.body.contains("actoin"), "{}", misspelt.body);
+    let status = get(&base, &format!("/cmbs/message/{id}"), &[ACCEPT_JSON]).json()["attributes"]
+        ["cmbs.message.status"]
+        .clone();
+    assert_eq!(status, "created", "a misspelt action sent nothing");
+    // / and /-/ have no actions.
+    let rooted = post(&base, "/?action=send_l2", &J, b"{}");
+    assert_eq!(rooted.status, 400, "{}", rooted.body);
+    // A filter in the text form of a list matches the list.
+    let filtered = get(
+        &base,
+        "/cmbs/message/",
+        &[
+            ("Accept", "text/uri-list"),
+            ("X-OCCI-Attribute", r#"cmbs.message.path_history="[]""#),
+        ],
+    );
+    assert_eq!(filtered.status, 200, "{}", filtered.body);
+    assert!(filtered.body.contains(id), "{}", filtered.body);
     let _ = stop.send(());
 }
 
@@ -464,6 +482,41 @@ fn deleting_a_kinds_collection_deletes_its_own_entities_and_keeps_read_only_ones
         get(&base, &format!("/cmbs/member/{remote}"), &[ACCEPT_JSON]).status,
         200
     );
+    // DELETE /resource/ is not every resource: no entity is of that kind
+    // itself.
+    let messages: Vec<String> = ["1", "2"]
+        .iter()
+        .map(|n| format!("d{n}d{n}d{n}d{n}-0000-4000-8000-00000000f1a7"))
+        .collect();
+    for m in &messages {
+        let body = serde_json::json!({
+            "kind": "http://houssem.org/cmbs#message",
+            "id": m,
+            "attributes": {"cmbs.message.cmbs_layer": "l2"},
+        });
+        let made = post(&base, "/cmbs/message/", &J, body.to_string().as_bytes());
+        assert_eq!(made.status, 201, "{}", made.body);
+    }
+    let none = request(
+        &base,
+        "DELETE",
+        "/resource/",
+        &[("Accept", "text/plain")],
+        b"",
+    );
+    assert_eq!(none.status, 200, "{}", none.body);
+    assert!(!none.body.contains("/cmbs/"), "{}", none.body);
+    // A DELETE that lists locations deletes those only.
+    let listed = request(
+        &base,
+        "DELETE",
+        "/cmbs/message/",
+        &[("Content-Type", "text/uri-list"), ("Accept", "text/plain")],
+        format!("{base}/cmbs/message/{}\n", messages[0]).as_bytes(),
+    );
+    assert_eq!(listed.status, 200, "{}", listed.body);
+    let status = |m: &str| get(&base, &format!("/cmbs/message/{m}"), &[ACCEPT_JSON]).status;
+    assert_eq!((status(&messages[0]), status(&messages[1])), (404, 200));
     let _ = stop.send(());
     elsewhere.stop();
     elsewhere.wait().unwrap();

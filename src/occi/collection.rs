@@ -49,6 +49,14 @@ impl Server {
             })
             .filter(|e| {
                 body.attributes.iter().all(|(k, v)| {
+                    // A value as a text rendering writes it (a list as its
+                    // quoted JSON) filters as the list it holds.
+                    let typed = model
+                        .attributes_of(&e.kind, &e.mixins)
+                        .iter()
+                        .find(|a| a.name == *k)
+                        .map(|a| body.typed(&a.ty, v));
+                    let v = typed.as_ref().unwrap_or(v);
                     let have = if k == "occi.core.id" {
                         Some(Value::String(e.id.clone()))
                     } else {
@@ -147,13 +155,41 @@ impl Server {
                 Ok(answer.created(&e, &self.url(&e.location), &actions))
             }
             (Method::DELETE, Class::Kind) => {
-                // Each entity of the kind (or of the body's filter) on its
-                // own, not all or nothing: one line per entity; those that
-                // are read-only here (members running elsewhere) stay, 405.
+                // The entities of exactly this kind (not of kinds related
+                // to it: DELETE /resource/ is not every resource), those
+                // the body lists if it lists locations, else those its
+                // categories and attributes select; each on its own, not
+                // all or nothing, one line each. Read-only ones (members
+                // running elsewhere) stay, 405; one gone meanwhile is
+                // deleted all the same.
+                let chosen: Vec<String> = if body.locations.is_empty() {
+                    self.members(model, c, &body)?
+                        .into_iter()
+                        .filter(|e| e.kind == c.id)
+                        .map(|e| e.location)
+                        .collect()
+                } else {
+                    let mut listed = Vec::new();
+                    for l in &body.locations {
+                        let path = l.strip_prefix(&self.base_url).unwrap_or(l).to_owned();
+                        let e = self
+                            .store
+                            .get(&path)?
+                            .ok_or_else(|| OcciError::bad_request(format!("no entity at {l}")))?;
+                        if e.kind != c.id {
+                            return Err(OcciError::bad_request(format!("{l} is no {}", c.id)));
+                        }
+                        listed.push(path);
+                    }
+                    listed
+                };
                 let mut results = Vec::new();
-                for e in self.members(model, c, &body)? {
-                    let r = self.delete_entity(&e.location).await;
-                    results.push((self.url(&e.location), r));
+                for location in chosen {
+                    let r = match self.delete_entity(&location).await {
+                        Err(e) if e.status == StatusCode::NOT_FOUND => Ok(()),
+                        other => other,
+                    };
+                    results.push((self.url(&location), r));
                 }
                 Ok(answer.results(&results))
             }

@@ -193,6 +193,11 @@ async fn serve_request(
         .iter()
         .find(|(k, _)| k == "action")
         .map(|(_, v)| v.clone());
+    if action.is_some() && matches!(target, Target::Query | Target::Root) {
+        return Err(fail(OcciError::bad_request(format!(
+            "{path} has no actions: trigger one on an entity or a collection"
+        ))));
+    }
     match target {
         Target::Query => server
             .query(&model, &method, body, answer)

@@ -115,7 +115,8 @@ fn quote(s: &str) -> String {
 }
 
 /// Reads an attribute value: a quoted string, a number, `true`/`false`, a
-/// JSON list or object (GFD.229), or a bare token (a string). An integer
+/// bare JSON list or object (which GFD.185 and GFD.229 do not allow; we
+/// wrote them so once, and still read them), or a bare token (a string). An integer
 /// beyond 64 bits is refused ([`check_integers`]), not rounded to a float.
 pub fn parse_value(s: &str) -> Result<Value, String> {
     let s = s.trim();
