@@ -14,6 +14,54 @@ use super::render::Answer;
 use super::server::Server;
 
 impl Server {
+    /// The filter categories a request names.
+    fn filters(model: &Model, body: &Body) -> Result<Vec<Category>, OcciError> {
+        let mut filters = Vec::new();
+        for r in &body.categories {
+            let found = model.find(r.scheme.as_deref(), &r.term).ok_or_else(|| {
+                OcciError::bad_request(format!("unknown category {} in the filter", r.term))
+            })?;
+            filters.push(found.clone());
+        }
+        Ok(filters)
+    }
+
+    /// True if collection `c` holds `e` and the request's categories
+    /// (`filters`) and attributes select it.
+    fn selects(model: &Model, c: &Category, filters: &[Category], body: &Body, e: &Entity) -> bool {
+        let held = match c.class {
+            Class::Kind => model.is_a(&e.kind, &c.id),
+            _ => e.has_mixin(&c.id),
+        };
+        held && filters.iter().all(|f| match f.class {
+            Class::Kind => model.is_a(&e.kind, &f.id),
+            Class::Mixin => e.has_mixin(&f.id),
+            Class::Action => model
+                .actions_of(&e.kind, &e.mixins)
+                .iter()
+                .any(|a| a.id == f.id),
+        }) && body.attributes.iter().all(|(k, v)| {
+            // A value as a text rendering writes it (a list as its quoted
+            // JSON) filters as the list it holds.
+            let typed = model
+                .attributes_of(&e.kind, &e.mixins)
+                .iter()
+                .find(|a| a.name == *k)
+                .map(|a| body.typed(&a.ty, v));
+            let v = typed.as_ref().unwrap_or(v);
+            let have = if k == "occi.core.id" {
+                Some(Value::String(e.id.clone()))
+            } else {
+                e.attributes.get(k).cloned()
+            };
+            match have {
+                Some(Value::Array(items)) if !v.is_array() => items.contains(v),
+                Some(h) => h == *v || h.as_str().is_some_and(|s| Some(s) == v.as_str()),
+                None => false,
+            }
+        })
+    }
+
     /// The entities a collection holds, filtered by the request's
     /// categories and attributes, in location order.
     pub(super) fn members(
@@ -22,53 +70,12 @@ impl Server {
         c: &Category,
         body: &Body,
     ) -> Result<Vec<Entity>, OcciError> {
-        let mut filters = Vec::new();
-        for r in &body.categories {
-            let found = model.find(r.scheme.as_deref(), &r.term).ok_or_else(|| {
-                OcciError::bad_request(format!("unknown category {} in the filter", r.term))
-            })?;
-            filters.push(found.clone());
-        }
+        let filters = Self::filters(model, body)?;
         let mut out: Vec<Entity> = self
             .store
             .list()?
             .into_iter()
-            .filter(|e| match c.class {
-                Class::Kind => model.is_a(&e.kind, &c.id),
-                _ => e.has_mixin(&c.id),
-            })
-            .filter(|e| {
-                filters.iter().all(|f| match f.class {
-                    Class::Kind => model.is_a(&e.kind, &f.id),
-                    Class::Mixin => e.has_mixin(&f.id),
-                    Class::Action => model
-                        .actions_of(&e.kind, &e.mixins)
-                        .iter()
-                        .any(|a| a.id == f.id),
-                })
-            })
-            .filter(|e| {
-                body.attributes.iter().all(|(k, v)| {
-                    // A value as a text rendering writes it (a list as its
-                    // quoted JSON) filters as the list it holds.
-                    let typed = model
-                        .attributes_of(&e.kind, &e.mixins)
-                        .iter()
-                        .find(|a| a.name == *k)
-                        .map(|a| body.typed(&a.ty, v));
-                    let v = typed.as_ref().unwrap_or(v);
-                    let have = if k == "occi.core.id" {
-                        Some(Value::String(e.id.clone()))
-                    } else {
-                        e.attributes.get(k).cloned()
-                    };
-                    match have {
-                        Some(Value::Array(items)) if !v.is_array() => items.contains(v),
-                        Some(h) => h == *v || h.as_str().is_some_and(|s| Some(s) == v.as_str()),
-                        None => false,
-                    }
-                })
-            })
+            .filter(|e| Self::selects(model, c, &filters, body, e))
             .collect();
         out.sort_by(|a, b| a.location.cmp(&b.location));
         Ok(out)
@@ -162,7 +169,9 @@ impl Server {
                 // all or nothing, one line each. Read-only ones (members
                 // running elsewhere) stay, 405; one gone meanwhile is
                 // deleted all the same.
-                let chosen: Vec<String> = if body.locations.is_empty() {
+                let filters = Self::filters(model, &body)?;
+                let listed = !body.locations.is_empty();
+                let chosen: Vec<String> = if !listed {
                     self.members(model, c, &body)?
                         .into_iter()
                         .filter(|e| e.kind == c.id)
@@ -184,8 +193,14 @@ impl Server {
                     listed
                 };
                 let mut results = Vec::new();
+                // Selected from a snapshot: checked again under each
+                // entity's lock, so that one changed meanwhile to no
+                // longer match stays (409 on its line).
+                let still = |e: &Entity| {
+                    listed || (e.kind == c.id && Self::selects(model, c, &filters, &body, e))
+                };
                 for location in chosen {
-                    let r = match self.delete_entity(&location).await {
+                    let r = match self.delete_entity(&location, Some(&still)).await {
                         Err(e) if e.status == StatusCode::NOT_FOUND => Ok(()),
                         other => other,
                     };

@@ -341,7 +341,7 @@ impl Server {
                 Ok(render(&new, StatusCode::OK))
             }
             (Method::DELETE, Some(_)) => {
-                self.delete_entity(location).await?;
+                self.delete_entity(location, None).await?;
                 Ok(answer.ok())
             }
             (Method::GET | Method::HEAD | Method::POST | Method::DELETE, None) => {
@@ -354,13 +354,27 @@ impl Server {
         }
     }
 
-    /// Deletes the entity at `location` (its kind's hooks first); a
-    /// read-only one is refused (405).
-    pub(super) async fn delete_entity(&self, location: &str) -> Result<(), OcciError> {
+    /// Deletes the entity at `location` (its kind's hooks first), if
+    /// `still` (checked under the entity's lock) holds for it; a read-only
+    /// one is refused (405), one that no longer matches kept (409).
+    pub(super) async fn delete_entity(
+        &self,
+        location: &str,
+        still: Option<&(dyn Fn(&Entity) -> bool + Sync)>,
+    ) -> Result<(), OcciError> {
         let _g = self.lock(location).await;
         let Some(old) = self.store.get(location)? else {
             return Err(OcciError::not_found(format!("no entity at {location}")));
         };
+        if still.is_some_and(|f| !f(&old)) {
+            return Err(OcciError::new(
+                StatusCode::CONFLICT,
+                format!(
+                    "{} changed meanwhile and no longer matches: kept",
+                    self.url(location)
+                ),
+            ));
+        }
         if old.read_only {
             return Err(OcciError::method_not_allowed(
                 "GET, HEAD, POST",
@@ -505,5 +519,28 @@ mod tests {
             .new_entity(&m, &kind, &Body::default(), Some("a.b".into()))
             .expect("dots inside an id are fine");
         assert_eq!(ok.location, "/thing/a.b");
+    }
+
+    #[test]
+    fn a_delete_checks_its_condition_under_the_entitys_lock() {
+        let (s, m, kind) = server();
+        let e = s
+            .new_entity(&m, &kind, &Body::default(), Some("one".into()))
+            .expect("an entity");
+        s.store.insert(&e).expect("stored");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a runtime");
+        let no = |_: &Entity| false;
+        let kept = runtime
+            .block_on(s.delete_entity("/thing/one", Some(&no)))
+            .unwrap_err();
+        assert_eq!(kept.status, StatusCode::CONFLICT, "{}", kept.reason);
+        assert!(s.store.get("/thing/one").unwrap().is_some());
+        let yes = |_: &Entity| true;
+        runtime
+            .block_on(s.delete_entity("/thing/one", Some(&yes)))
+            .expect("deleted");
+        assert!(s.store.get("/thing/one").unwrap().is_none());
     }
 }
