@@ -621,6 +621,10 @@ fn bench_members(rt: &tokio::runtime::Runtime, rounds: usize) {
         }
     });
     let took = started.elapsed();
+    // Members announce themselves again up to 20 s after they start
+    // (`cmbs::REANNOUNCES`): idle is after the last one's.
+    let (after, spread) = rmbus::cmbs::REANNOUNCES[rmbus::cmbs::REANNOUNCES.len() - 1];
+    std::thread::sleep(after + spread + Duration::from_secs(1));
     let rss_end = rss_kib(pid);
     let cpu0 = cpu_secs(pid);
     std::thread::sleep(Duration::from_secs(10));
