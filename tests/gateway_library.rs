@@ -131,36 +131,94 @@ fn an_application_serves_the_gateway_and_stops_it() {
     watcher.wait().unwrap();
 }
 
-/// A gateway answering in GFD.226's flat JSON, served on `runtime` for the
-/// test's own requests; its base URL.
-fn flat_gateway(
-    runtime: &tokio::runtime::Runtime,
-    config: &rmbus::config::Config,
-    state: &Path,
-) -> (String, tokio::sync::oneshot::Sender<()>) {
-    let mut options = GatewayOptions::new(state.to_path_buf());
-    options.listen = "127.0.0.1:0".parse().unwrap();
-    options.flavour = rmbus::occi::Flavour::Occi12;
-    options.log = Arc::new(|_| {});
-    let gateway = runtime.block_on(Gateway::bind(config, options)).unwrap();
-    let base = gateway.url().to_owned();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    runtime.spawn(gateway.run(async move {
-        let _ = stopped.await;
-    }));
-    (base, stop)
+/// A gateway answering in GFD.226's flat JSON, on a bus and a state
+/// directory of its own, served by a runtime of its own; it stops when
+/// dropped.
+struct Flat {
+    base: String,
+    config: rmbus::config::Config,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    _runtime: tokio::runtime::Runtime,
+    _state: tempfile::TempDir,
+}
+
+impl Flat {
+    fn start() -> Flat {
+        let config = common::free_port_config();
+        let state = tempfile::tempdir().unwrap();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let mut options = GatewayOptions::new(state.path().to_path_buf());
+        options.listen = "127.0.0.1:0".parse().unwrap();
+        options.flavour = rmbus::occi::Flavour::Occi12;
+        options.log = Arc::new(|_| {});
+        let gateway = runtime.block_on(Gateway::bind(&config, options)).unwrap();
+        let base = gateway.url().to_owned();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        runtime.spawn(gateway.run(async move {
+            let _ = stopped.await;
+        }));
+        Flat {
+            base,
+            config,
+            stop: Some(stop),
+            _runtime: runtime,
+            _state: state,
+        }
+    }
+}
+
+impl Drop for Flat {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// What entity `path` holds, as flat JSON attributes (its id left out, so
+/// that copies compare equal).
+fn attributes_at(base: &str, path: &str) -> serde_json::Value {
+    let got = get(base, path, &[ACCEPT_JSON]);
+    assert_eq!(got.status, 200, "{}", got.body);
+    let mut a = got.json()["attributes"].clone();
+    a.as_object_mut().unwrap().remove("occi.core.id");
+    a
+}
+
+/// The `text/occi` headers of `written` (categories and attributes), with
+/// `rename`'s first text replaced by its second, as a request sends them
+/// back.
+fn occi_headers(written: &Answer, rename: Option<(&str, &str)>) -> Vec<(String, String)> {
+    let mut sent = vec![("Content-Type".to_owned(), "text/occi".to_owned())];
+    sent.extend(
+        written
+            .headers
+            .iter()
+            .filter(|(k, _)| k == "category" || k == "x-occi-attribute")
+            .map(|(k, v)| {
+                let v = rename.map_or(v.clone(), |(from, to)| v.replace(from, to));
+                (k.clone(), v)
+            }),
+    );
+    sent
+}
+
+/// `headers` as the request helpers take them.
+fn borrowed(headers: &[(String, String)]) -> Vec<(&str, &str)> {
+    headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect()
 }
 
 #[test]
 fn flat_json_with_mixins_keeps_every_attribute_and_reads_back_what_it_writes() {
-    let config = common::free_port_config();
-    let state = tempfile::tempdir().unwrap();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let (base, stop) = flat_gateway(&runtime, &config, state.path());
+    let flat = Flat::start();
+    let base = flat.base.clone();
     let first = "11111111-0000-4000-8000-00000000f1a7";
     let body = |id: &str, mixin: serde_json::Value, extra: (&str, serde_json::Value)| {
         let mut attributes = serde_json::json!({
@@ -177,13 +235,7 @@ fn flat_json_with_mixins_keeps_every_attribute_and_reads_back_what_it_writes() {
         })
         .to_string()
     };
-    let attributes_of = |id: &str| -> serde_json::Value {
-        let got = get(&base, &format!("/cmbs/message/{id}"), &[ACCEPT_JSON]);
-        assert_eq!(got.status, 200, "{}", got.body);
-        let mut a = got.json()["attributes"].clone();
-        a.as_object_mut().unwrap().remove("occi.core.id");
-        a
-    };
+    let attributes_of = |id: &str| attributes_at(&base, &format!("/cmbs/message/{id}"));
     // GFD.226's form: the mixin as a type id, the attributes flat.
     let created = post(
         &base,
@@ -263,19 +315,12 @@ fn flat_json_with_mixins_keeps_every_attribute_and_reads_back_what_it_writes() {
     );
     assert_eq!(created.status, 201, "{}", created.body);
     assert_eq!(attributes_of(dotted)["cmbs.message.cmbs_layer"], "l32");
-    let _ = stop.send(());
 }
 
 #[test]
 fn text_renderings_quote_lists_and_objects_and_read_them_back() {
-    let config = common::free_port_config();
-    let state = tempfile::tempdir().unwrap();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let (base, stop) = flat_gateway(&runtime, &config, state.path());
+    let flat = Flat::start();
+    let base = flat.base.clone();
     let first = "55555555-0000-4000-8000-00000000f1a7";
     let created = post(
         &base,
@@ -295,13 +340,7 @@ fn text_renderings_quote_lists_and_objects_and_read_them_back() {
         .as_bytes(),
     );
     assert_eq!(created.status, 201, "{}", created.body);
-    let attributes_of = |id: &str| -> serde_json::Value {
-        let got = get(&base, &format!("/cmbs/message/{id}"), &[ACCEPT_JSON]);
-        assert_eq!(got.status, 200, "{}", got.body);
-        let mut a = got.json()["attributes"].clone();
-        a.as_object_mut().unwrap().remove("occi.core.id");
-        a
-    };
+    let attributes_of = |id: &str| attributes_at(&base, &format!("/cmbs/message/{id}"));
     let original = attributes_of(first);
 
     // text/plain: lists and objects are quoted strings holding their JSON.
@@ -341,30 +380,16 @@ fn text_renderings_quote_lists_and_objects_and_read_them_back() {
     );
     assert_eq!(occi.status, 200, "{}", occi.body);
     let third = "77777777-0000-4000-8000-00000000f1a7";
-    let headers: Vec<(String, String)> = occi
-        .headers
-        .iter()
-        .filter(|(k, _)| k == "category" || k == "x-occi-attribute")
-        .map(|(k, v)| (k.clone(), v.replace(first, third)))
-        .collect();
-    let mut sent: Vec<(&str, &str)> = vec![("Content-Type", "text/occi")];
-    sent.extend(headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-    let again = post(&base, "/cmbs/message/", &sent, b"");
+    let headers = occi_headers(&occi, Some((first, third)));
+    let again = post(&base, "/cmbs/message/", &borrowed(&headers), b"");
     assert_eq!(again.status, 201, "{headers:?}\n{}", again.body);
     assert_eq!(attributes_of(third), original);
-    let _ = stop.send(());
 }
 
 #[test]
 fn the_root_lists_and_creates_and_misspelt_or_empty_requests_are_refused() {
-    let config = common::free_port_config();
-    let state = tempfile::tempdir().unwrap();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let (base, stop) = flat_gateway(&runtime, &config, state.path());
+    let flat = Flat::start();
+    let base = flat.base.clone();
     let id = "99999999-0000-4000-8000-00000000f1a7";
     // POST / with a body that names its kind creates at the kind's location.
     let created = post(
@@ -427,24 +452,17 @@ fn the_root_lists_and_creates_and_misspelt_or_empty_requests_are_refused() {
     );
     assert_eq!(filtered.status, 200, "{}", filtered.body);
     assert!(filtered.body.contains(id), "{}", filtered.body);
-    let _ = stop.send(());
 }
 
 #[test]
 fn deleting_a_kinds_collection_deletes_its_own_entities_and_keeps_read_only_ones() {
-    let config = common::free_port_config();
-    let state = tempfile::tempdir().unwrap();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let flat = Flat::start();
+    let base = flat.base.clone();
     let remote = "abababab-0000-4000-8000-00000000f1a7";
-    let elsewhere = spawn_members(&config, MembersOptions::default(), |_| {}).unwrap();
+    let elsewhere = spawn_members(&flat.config, MembersOptions::default(), |_| {}).unwrap();
     let mut d = rmbus::cmbs::Description::new(remote);
     d.started = rmbus::cmbs::LayerSet::ALL;
     elsewhere.host(d).unwrap();
-    let (base, stop) = flat_gateway(&runtime, &config, state.path());
     let created = post(&base, "/cmbs/member/", &J, &fixture("post_member.json"));
     assert_eq!(created.status, 201, "{}", created.body);
     // The member running elsewhere is listed, read-only.
@@ -517,28 +535,14 @@ fn deleting_a_kinds_collection_deletes_its_own_entities_and_keeps_read_only_ones
     assert_eq!(listed.status, 200, "{}", listed.body);
     let status = |m: &str| get(&base, &format!("/cmbs/message/{m}"), &[ACCEPT_JSON]).status;
     assert_eq!((status(&messages[0]), status(&messages[1])), (404, 200));
-    let _ = stop.send(());
     elsewhere.stop();
     elsewhere.wait().unwrap();
 }
 
-/// What entity `path` holds, as flat JSON attributes.
-fn attributes_at(base: &str, path: &str) -> serde_json::Value {
-    let got = get(base, path, &[ACCEPT_JSON]);
-    assert_eq!(got.status, 200, "{}", got.body);
-    got.json()["attributes"].clone()
-}
-
 #[test]
 fn every_rendering_reads_back_what_it_writes_for_each_kind_with_and_without_mixins() {
-    let config = common::free_port_config();
-    let state = tempfile::tempdir().unwrap();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let (base, stop) = flat_gateway(&runtime, &config, state.path());
+    let flat = Flat::start();
+    let base = flat.base.clone();
     let created = post(&base, "/cmbs/member/", &J, &fixture("post_member.json"));
     assert_eq!(created.status, 201, "{}", created.body);
     let plain_message = "12121212-0000-4000-8000-00000000f1a7";
@@ -613,15 +617,8 @@ fn every_rendering_reads_back_what_it_writes_for_each_kind_with_and_without_mixi
                 .to_string();
             }
             let back = if media == "text/occi" {
-                let headers: Vec<(String, String)> = written
-                    .headers
-                    .iter()
-                    .filter(|(k, _)| k == "category" || k == "x-occi-attribute")
-                    .cloned()
-                    .collect();
-                let mut sent: Vec<(&str, &str)> = vec![("Content-Type", "text/occi")];
-                sent.extend(headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-                request(&base, "PUT", &path, &sent, b"")
+                let headers = occi_headers(&written, None);
+                request(&base, "PUT", &path, &borrowed(&headers), b"")
             } else {
                 request(
                     &base,
@@ -643,5 +640,4 @@ fn every_rendering_reads_back_what_it_writes_for_each_kind_with_and_without_mixi
             );
         }
     }
-    let _ = stop.send(());
 }

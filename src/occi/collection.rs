@@ -180,11 +180,7 @@ impl Server {
                 } else {
                     let mut listed = Vec::new();
                     for l in &body.locations {
-                        let path = l.strip_prefix(&self.base_url).unwrap_or(l).to_owned();
-                        let e = self
-                            .store
-                            .get(&path)?
-                            .ok_or_else(|| OcciError::bad_request(format!("no entity at {l}")))?;
+                        let (path, e) = self.listed_entity(l)?;
                         if e.kind != c.id {
                             return Err(OcciError::bad_request(format!("{l} is no {}", c.id)));
                         }
@@ -263,6 +259,17 @@ impl Server {
         }
     }
 
+    /// The entity a request lists (`X-OCCI-Location`, `text/uri-list`), a
+    /// URL of ours or a path, and its path; a 400 if there is none.
+    fn listed_entity(&self, l: &str) -> Result<(String, Entity), OcciError> {
+        let path = l.strip_prefix(&self.base_url).unwrap_or(l).to_owned();
+        let e = self
+            .store
+            .get(&path)?
+            .ok_or_else(|| OcciError::bad_request(format!("no entity at {l}")))?;
+        Ok((path, e))
+    }
+
     /// Mixin tagging: POST adds the mixin to the listed entities, PUT makes
     /// them the only ones, DELETE takes it away from them (GFD.185 §3.4.3).
     pub(super) async fn tag(
@@ -274,11 +281,7 @@ impl Server {
     ) -> Result<(), OcciError> {
         let mut listed = Vec::new();
         for l in &body.locations {
-            let path = l.strip_prefix(&self.base_url).unwrap_or(l).to_owned();
-            let e = self
-                .store
-                .get(&path)?
-                .ok_or_else(|| OcciError::bad_request(format!("no entity at {l}")))?;
+            let (path, e) = self.listed_entity(l)?;
             if e.read_only {
                 return Err(OcciError::method_not_allowed(
                     "GET, HEAD, POST",
