@@ -256,11 +256,6 @@ fn windowed(
     (start.elapsed(), latencies)
 }
 
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
 fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         println!("broker benchmark: run with `cargo bench --bench broker`");
@@ -336,16 +331,16 @@ fn main() {
     }
     println!(
         "broker: mosquitto {:.0} msg/s p50 {:.0} µs; CMBS L3.2 {:.0} msg/s p50 {:.0} µs (medians of {rounds} rounds)",
-        median(&mut mqtt_rates),
-        median(&mut mqtt_p50s),
-        median(&mut cmbs_rates),
-        median(&mut cmbs_p50s)
+        support::median(mqtt_rates),
+        support::median(mqtt_p50s),
+        support::median(cmbs_rates),
+        support::median(cmbs_p50s)
     );
     println!(
         "broker: rate {:.2}x mosquitto's (target >= 0.5), p50 {:.2}x (target <= 2), CPU per message {:.2}x",
-        median(&mut rate_ratio),
-        median(&mut p50_ratio),
-        median(&mut cpu_ratio)
+        support::median(rate_ratio),
+        support::median(p50_ratio),
+        support::median(cpu_ratio)
     );
     cmbs.members.stop();
     let _ = cmbs.members.wait();

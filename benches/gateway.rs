@@ -17,7 +17,7 @@
 
 mod support;
 
-use support::{cpu_secs, rss_kib};
+use support::{cpu_secs, median, rss_kib};
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -210,11 +210,6 @@ fn baseline_http() -> (SocketAddr, tokio::runtime::Runtime) {
     });
     rt.spawn(async move { axum::serve(listener, app).await });
     (addr, rt)
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 fn report(what: &str, ours: &[f64], base: &[f64], target: f64) {

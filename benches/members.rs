@@ -33,7 +33,7 @@ use rmbus::proto::Event;
 use rmbus::rpc::{CallId, Reply, RpcEvent};
 use rmbus::runtime::{EntityId, Host};
 use rmbus::wire::{Address, Value};
-use support::{config, poll_host};
+use support::{config, median, poll_host};
 
 const HOST: Token = Token(0);
 /// How long any one wait may take before the bench calls it stalled.
@@ -242,11 +242,6 @@ impl Plain {
         }
         t0.elapsed()
     }
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 fn range(v: &[f64]) -> (f64, f64) {
