@@ -524,7 +524,29 @@ fn deleting_a_kinds_collection_deletes_its_own_entities_and_keeps_read_only_ones
     );
     assert_eq!(none.status, 200, "{}", none.body);
     assert!(!none.body.contains("/cmbs/"), "{}", none.body);
-    // A DELETE that lists locations deletes those only.
+    // Links join what the gateway keeps: two messages, not a member
+    // running elsewhere (it can leave without a delete).
+    let link = |target: &str| {
+        let body = serde_json::json!({
+            "kind": "http://schemas.ogf.org/occi/core#link",
+            "source": {"location": format!("{base}/cmbs/message/{}", messages[0])},
+            "target": {"location": format!("{base}{target}")},
+        });
+        post(&base, "/link/", &J, body.to_string().as_bytes())
+    };
+    let linked = link(&format!("/cmbs/message/{}", messages[1]));
+    assert_eq!(linked.status, 201, "{}", linked.body);
+    let shown = get(
+        &base,
+        &format!("/cmbs/message/{}", messages[0]),
+        &[ACCEPT_JSON],
+    )
+    .json();
+    assert_eq!(shown["links"].as_array().map(Vec::len), Some(1), "{shown}");
+    let refused = link(&format!("/cmbs/member/{remote}"));
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    assert!(refused.body.contains("read-only"), "{}", refused.body);
+    // A DELETE that lists locations deletes those only (and their links).
     let listed = request(
         &base,
         "DELETE",
@@ -535,6 +557,13 @@ fn deleting_a_kinds_collection_deletes_its_own_entities_and_keeps_read_only_ones
     assert_eq!(listed.status, 200, "{}", listed.body);
     let status = |m: &str| get(&base, &format!("/cmbs/message/{m}"), &[ACCEPT_JSON]).status;
     assert_eq!((status(&messages[0]), status(&messages[1])), (404, 200));
+    assert_eq!(
+        get(&base, "/link/", &[("Accept", "text/uri-list")])
+            .body
+            .trim(),
+        "",
+        "the link went with its source"
+    );
     elsewhere.stop();
     elsewhere.wait().unwrap();
 }

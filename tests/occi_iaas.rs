@@ -21,6 +21,11 @@ struct Served {
 }
 
 fn serve() -> Served {
+    serve_with(|base| occi_iaas::server(base).unwrap())
+}
+
+/// Serves the server `make` builds for its base URL.
+fn serve_with(make: impl FnOnce(&str) -> std::sync::Arc<rmbus::occi::Server>) -> Served {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -30,7 +35,7 @@ fn serve() -> Served {
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let server = occi_iaas::server(&base).unwrap();
+    let server = make(&base);
     runtime.spawn(async move { server.serve(listener, std::future::pending()).await });
     Served {
         base,
@@ -793,4 +798,632 @@ fn json_integers_beyond_64_bits_are_refused_not_rounded() {
     refused(post(b, "/compute/big?action=start", &[JSON], action), says);
     let after = get(b, "/compute/big", &[ACCEPT_JSON]).json();
     assert_eq!(after, got, "nothing changed");
+}
+
+/// The path of an absolute URL of the served example.
+fn path_of<'a>(s: &Served, url: &'a str) -> &'a str {
+    url.strip_prefix(s.base.as_str()).unwrap()
+}
+
+/// Creates an entity from a text/plain body; its URL.
+fn made(s: &Served, at: &str, body: &str) -> String {
+    let a = post(&s.base, at, &[PLAIN], body.as_bytes());
+    assert_eq!(a.status, 201, "{at}: {}", a.body);
+    a.header("location").unwrap().to_owned()
+}
+
+fn kind_line(term: &str) -> String {
+    format!("Category: {term}; scheme=\"{INFRA}\"; class=\"kind\"\n")
+}
+
+/// The `Link:` lines of a text/plain rendering that are not action links.
+fn resource_links(body: &str) -> Vec<&str> {
+    body.lines()
+        .filter(|l| l.starts_with("Link:") && !l.contains("?action="))
+        .collect()
+}
+
+#[test]
+fn links_are_made_inline_and_on_their_own_shown_with_their_source_and_go_with_an_end() {
+    let s = serve();
+    let b = &s.base;
+    let net = made(&s, "/network/", &kind_line("network"));
+    let disk = made(
+        &s,
+        "/storage/",
+        &format!(
+            "{}X-OCCI-Attribute: occi.storage.size=10",
+            kind_line("storage")
+        ),
+    );
+    // A compute with an inline network interface (GFD.185's Link line).
+    let vm = made(
+        &s,
+        "/compute/",
+        &format!(
+            "{}Link: <{net}>; rel=\"{INFRA}network\"; category=\"{INFRA}networkinterface\"",
+            kind_line("compute")
+        ),
+    );
+    let vm_path = path_of(&s, &vm).to_owned();
+    let shown = get(b, &vm_path, &[]);
+    let links = resource_links(&shown.body);
+    assert_eq!(links.len(), 1, "{}", shown.body);
+    let nic_line = links[0];
+    assert!(
+        nic_line.starts_with(&format!(
+            "Link: <{net}>; rel=\"{INFRA}network\"; self=\"{b}/networkinterface/"
+        )),
+        "{nic_line}"
+    );
+    assert!(nic_line.contains(&format!("category=\"{INFRA}networkinterface\"")));
+    assert!(
+        nic_line.contains("occi.networkinterface.interface=\"eth0\""),
+        "the server names the device: {nic_line}"
+    );
+    assert!(nic_line.contains("occi.networkinterface.state=\"active\""));
+    let nic = nic_line
+        .split("self=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap()
+        .to_owned();
+    let nic_path = path_of(&s, &nic).to_owned();
+
+    // The link on its own: its ends as URLs, their kinds the server's.
+    let alone = get(b, &nic_path, &[]);
+    assert_eq!(alone.status, 200, "{}", alone.body);
+    for want in [
+        format!("Category: networkinterface; scheme=\"{INFRA}\"; class=\"kind\""),
+        format!("X-OCCI-Attribute: occi.core.source=\"{vm}\""),
+        format!("X-OCCI-Attribute: occi.core.target=\"{net}\""),
+        format!("X-OCCI-Attribute: occi.core.target.kind=\"{INFRA}network\""),
+        format!("X-OCCI-Attribute: occi.core.source.kind=\"{INFRA}compute\""),
+    ] {
+        assert!(alone.body.contains(&want), "{want} in {}", alone.body);
+    }
+    let j = get(b, &nic_path, &[ACCEPT_JSON]).json();
+    assert_eq!(j["links"][0]["source"]["location"], json!(vm), "{j}");
+    assert_eq!(
+        j["links"][0]["target"],
+        json!({"location": net, "kind": format!("{INFRA}network")})
+    );
+
+    // A second interface made at its kind's location, with the IP mixin.
+    let second = post(
+        b,
+        "/networkinterface/",
+        &[PLAIN],
+        format!(
+            "{}Category: ipnetworkinterface; scheme=\"http://schemas.ogf.org/occi/infrastructure/networkinterface#\"; class=\"mixin\"\n\
+             X-OCCI-Attribute: occi.core.source=\"{vm}\"\n\
+             X-OCCI-Attribute: occi.core.target=\"{net}\"\n\
+             X-OCCI-Attribute: occi.networkinterface.address=\"192.168.0.5/24\"\n\
+             X-OCCI-Attribute: occi.networkinterface.allocation=\"static\"",
+            kind_line("networkinterface")
+        )
+        .as_bytes(),
+    );
+    assert_eq!(second.status, 201, "{}", second.body);
+    let second = second.header("location").unwrap().to_owned();
+    let second_shown = get(b, path_of(&s, &second), &[]).body;
+    assert!(second_shown.contains("occi.networkinterface.interface=\"eth1\""));
+    assert!(second_shown.contains("occi.networkinterface.address=\"192.168.0.5/24\""));
+    assert_eq!(resource_links(&get(b, &vm_path, &[]).body).len(), 2);
+
+    // Ends are checked: the kinds the link kind asks for, existing
+    // resources of this server; a link has no links of its own.
+    let link_to = |target: &str, kind: &str| {
+        post(
+            b,
+            &format!("/{kind}/"),
+            &[PLAIN],
+            format!(
+                "{}X-OCCI-Attribute: occi.core.source=\"{vm}\"\nX-OCCI-Attribute: occi.core.target=\"{target}\"\n{}",
+                kind_line(kind),
+                if kind == "storagelink" {
+                    "X-OCCI-Attribute: occi.storagelink.deviceid=\"vdb\""
+                } else {
+                    ""
+                }
+            )
+            .as_bytes(),
+        )
+    };
+    for (target, kind, says) in [
+        (
+            disk.as_str(),
+            "networkinterface",
+            "needs a http://schemas.ogf.org/occi/infrastructure#network",
+        ),
+        (
+            net.as_str(),
+            "storagelink",
+            "needs a http://schemas.ogf.org/occi/infrastructure#storage",
+        ),
+        (
+            &format!("{b}/storage/nothing"),
+            "storagelink",
+            "there is no entity at",
+        ),
+        (second.as_str(), "storagelink", "is not a resource"),
+        (
+            "http://elsewhere.example/storage/1",
+            "storagelink",
+            "there is no entity at",
+        ),
+    ] {
+        let a = link_to(target, kind);
+        assert_eq!(a.status, 400, "{target}: {}", a.body);
+        assert!(a.body.contains(says), "{says} in {}", a.body);
+    }
+    let no_target = post(
+        b,
+        "/link/",
+        &[PLAIN],
+        format!(
+            "Category: link; scheme=\"http://schemas.ogf.org/occi/core#\"; class=\"kind\"\nX-OCCI-Attribute: occi.core.source=\"{vm}\""
+        )
+        .as_bytes(),
+    );
+    assert_eq!(no_target.status, 400);
+    assert!(
+        no_target.body.contains("occi.core.target is required"),
+        "{}",
+        no_target.body
+    );
+    let lying = link_to(&disk, "storagelink");
+    assert_eq!(lying.status, 201, "{}", lying.body);
+    let storage_link = lying.header("location").unwrap().to_owned();
+    // A plain core#link between any two resources.
+    let plain = post(
+        b,
+        "/link/",
+        &[PLAIN],
+        format!(
+            "Category: link; scheme=\"http://schemas.ogf.org/occi/core#\"; class=\"kind\"\nX-OCCI-Attribute: occi.core.source=\"{net}\"\nX-OCCI-Attribute: occi.core.target=\"{disk}\""
+        )
+        .as_bytes(),
+    );
+    assert_eq!(plain.status, 201, "{}", plain.body);
+    let listed = get(b, "/link/", &[]).body;
+    assert_eq!(
+        listed.lines().count(),
+        4,
+        "every link, of every link kind: {listed}"
+    );
+    assert!(get(b, "/", &[]).body.contains(&storage_link));
+
+    // The source's rendering in each form, put back as it is: accepted,
+    // the links as they were.
+    for (accept, content) in [(("Accept", "text/plain"), PLAIN), (ACCEPT_JSON, JSON)] {
+        let echo = get(b, &vm_path, &[accept]);
+        let put = request(b, "PUT", &vm_path, &[content, accept], echo.body.as_bytes());
+        assert_eq!(put.status, 200, "{}: {}", content.1, put.body);
+    }
+    let echo = get(b, &vm_path, &[("Accept", "text/occi")]);
+    let headers: Vec<(&str, &str)> = ["category", "link", "x-occi-attribute"]
+        .iter()
+        .flat_map(|h| echo.all(h).into_iter().map(move |v| (*h, v)))
+        .collect();
+    let mut with = vec![("Content-Type", "text/occi")];
+    with.extend(headers.iter().map(|(h, v)| (*h, *v)));
+    let put = request(b, "PUT", &vm_path, &with, b"");
+    assert_eq!(put.status, 200, "text/occi: {}", put.body);
+    let now = get(b, &vm_path, &[]).body;
+    assert_eq!(resource_links(&now).len(), 3, "{now}");
+    // A PUT with a new link is refused; a POST makes it.
+    let another = format!(
+        "{}Link: <{disk}>; category=\"{INFRA}storagelink\"; occi.storagelink.deviceid=\"vdc\"",
+        kind_line("compute")
+    );
+    let put = request(b, "PUT", &vm_path, &[PLAIN], another.as_bytes());
+    assert_eq!(put.status, 400, "{}", put.body);
+    assert!(put.body.contains("a PUT leaves the links"), "{}", put.body);
+    let added = post(b, &vm_path, &[PLAIN], another.as_bytes());
+    assert_eq!(added.status, 200, "{}", added.body);
+    assert_eq!(resource_links(&added.body).len(), 4, "{}", added.body);
+
+    // JSON (GFD.226): a resource's links inline, and a link object.
+    let j = post(
+        b,
+        "/compute/",
+        &[JSON, ACCEPT_JSON],
+        json!({
+            "kind": format!("{INFRA}compute"),
+            "links": [{
+                "kind": format!("{INFRA}storagelink"),
+                "target": {"location": disk, "kind": format!("{INFRA}storage")},
+                "attributes": {"occi.storagelink.deviceid": "vda"}
+            }]
+        })
+        .to_string()
+        .as_bytes(),
+    );
+    assert_eq!(j.status, 201, "{}", j.body);
+    let vm2 = j.header("location").unwrap().to_owned();
+    let links = &j.json()["links"];
+    assert_eq!(links.as_array().map(Vec::len), Some(1), "{}", j.body);
+    assert_eq!(links[0]["source"]["location"], json!(vm2));
+    assert_eq!(
+        links[0]["attributes"]["occi.storagelink.deviceid"],
+        json!("vda")
+    );
+    let wrong_kind = post(
+        b,
+        "/storagelink/",
+        &[JSON],
+        json!({"kind": format!("{INFRA}storagelink"), "source": {"location": vm2},
+               "target": {"location": disk, "kind": format!("{INFRA}network")},
+               "attributes": {"occi.storagelink.deviceid": "x"}})
+        .to_string()
+        .as_bytes(),
+    );
+    assert_eq!(wrong_kind.status, 400, "{}", wrong_kind.body);
+    assert!(
+        wrong_kind.body.contains("occi.core.target.kind says"),
+        "{}",
+        wrong_kind.body
+    );
+    let collection = post(
+        b,
+        "/storagelink/",
+        &[JSON],
+        json!({"links": [{"kind": format!("{INFRA}storagelink"), "source": {"location": vm2},
+               "target": {"location": disk}, "attributes": {"occi.storagelink.deviceid": "vdz"}}]})
+        .to_string()
+        .as_bytes(),
+    );
+    assert_eq!(collection.status, 201, "{}", collection.body);
+
+    // Deleted on its own, a link leaves its source's rendering.
+    assert_eq!(
+        request(b, "DELETE", path_of(&s, &second), &[], b"").status,
+        200
+    );
+    assert_eq!(resource_links(&get(b, &vm_path, &[]).body).len(), 3);
+    // A resource takes its links with it, those from it and those to it.
+    assert_eq!(
+        request(b, "DELETE", path_of(&s, &net), &[], b"").status,
+        200
+    );
+    assert_eq!(
+        get(b, &nic_path, &[]).status,
+        404,
+        "the interface went with its network"
+    );
+    assert_eq!(resource_links(&get(b, &vm_path, &[]).body).len(), 2);
+    assert_eq!(request(b, "DELETE", &vm_path, &[], b"").status, 200);
+    assert_eq!(get(b, path_of(&s, &storage_link), &[]).status, 404);
+    let left = get(b, "/link/", &[]).body;
+    assert_eq!(left.lines().count(), 2, "vm2's two storage links: {left}");
+    assert_eq!(
+        request(b, "DELETE", path_of(&s, &disk), &[], b"").status,
+        200
+    );
+    assert_eq!(
+        get(b, "/link/", &[]).body.trim(),
+        "",
+        "none is left dangling"
+    );
+}
+
+/// A text/plain action invocation on `url`; its answer.
+fn act(s: &Served, url: &str, term: &str, parameters: &str) -> Answer {
+    post(
+        &s.base,
+        &format!("{}?action={term}", path_of(s, url)),
+        &[PLAIN],
+        parameters.as_bytes(),
+    )
+}
+
+#[test]
+fn every_action_template_and_mixin_of_the_model() {
+    let s = serve();
+    let b = &s.base;
+    // The model: GFD.224's, with what GFD.184 adds.
+    let model = get(b, "/-/", &[]).body;
+    for want in [
+        "networkinterface;",
+        "storagelink;",
+        "ipnetwork;",
+        "ipnetworkinterface;",
+        "ssh_key;",
+        "user_data;",
+        "occi.compute.speed",
+        "occi.compute.share",
+        "compute/action#save",
+        "storage/action#snapshot",
+        "storage/action#resize",
+        "occi.core.source{immutable required}",
+    ] {
+        assert!(model.contains(want), "{want} in /-/");
+    }
+
+    // Templates: a resource template presets what it says; one OS
+    // template at a time, a new one replaces the old.
+    let os = |term: &str| {
+        format!("Category: {term}; scheme=\"http://example.org/occi/os#\"; class=\"mixin\"\n")
+    };
+    let small = "Category: small; scheme=\"http://example.org/occi/resource#\"; class=\"mixin\"\n";
+    let vm = made(
+        &s,
+        "/compute/",
+        &format!(
+            "{}{}{small}Category: user_data; scheme=\"http://schemas.ogf.org/occi/infrastructure/compute#\"; class=\"mixin\"\n\
+             X-OCCI-Attribute: occi.compute.userdata=\"#!/bin/sh\"",
+            kind_line("compute"),
+            os("ubuntu")
+        ),
+    );
+    let vm_path = path_of(&s, &vm).to_owned();
+    let shown = get(b, &vm_path, &[]).body;
+    assert!(shown.contains("occi.compute.cores=2"), "{shown}");
+    assert!(shown.contains("occi.compute.memory=4"), "{shown}");
+    let two = post(
+        b,
+        "/compute/",
+        &[PLAIN],
+        format!("{}{}{}", kind_line("compute"), os("ubuntu"), os("debian")).as_bytes(),
+    );
+    assert_eq!(two.status, 400, "{}", two.body);
+    assert!(two.body.contains("one os_tpl at a time"), "{}", two.body);
+    let swapped = post(b, &vm_path, &[PLAIN], os("debian").as_bytes());
+    assert_eq!(swapped.status, 200, "{}", swapped.body);
+    assert!(
+        swapped.body.contains("debian;") && !swapped.body.contains("ubuntu;"),
+        "{}",
+        swapped.body
+    );
+    let changed = post(
+        b,
+        &vm_path,
+        &[PLAIN],
+        b"X-OCCI-Attribute: occi.compute.userdata=\"#!/bin/false\"",
+    );
+    assert_eq!(
+        changed.status, 403,
+        "user data is given once: {}",
+        changed.body
+    );
+    let keyless = post(
+        b,
+        "/compute/",
+        &[PLAIN],
+        format!(
+            "{}Category: ssh_key; scheme=\"http://schemas.ogf.org/occi/infrastructure/credentials#\"; class=\"mixin\"",
+            kind_line("compute")
+        )
+        .as_bytes(),
+    );
+    assert_eq!(keyless.status, 400);
+    assert!(keyless
+        .body
+        .contains("occi.credentials.ssh.publickey is required"));
+
+    // Every compute action, with its parameters.
+    let state = |url: &str, attr: &str| -> String {
+        let j = get(b, path_of(&s, url), &[ACCEPT_JSON]).json();
+        let a = &j["resources"][0]["attributes"];
+        let (parent, leaf) = attr.rsplit_once('.').unwrap();
+        let mut at = a;
+        for part in parent.split('.') {
+            at = &at[part];
+        }
+        at[leaf].as_str().unwrap_or_default().to_owned()
+    };
+    let c = "occi.compute.state";
+    for (term, parameters, after) in [
+        ("start", "", "active"),
+        (
+            "suspend",
+            "X-OCCI-Attribute: method=\"hibernate\"",
+            "suspended",
+        ),
+        ("start", "", "active"),
+        (
+            "save",
+            "X-OCCI-Attribute: method=\"hot\"\nX-OCCI-Attribute: name=\"golden\"",
+            "active",
+        ),
+        ("restart", "X-OCCI-Attribute: method=\"warm\"", "active"),
+        ("stop", "X-OCCI-Attribute: method=\"acpioff\"", "inactive"),
+    ] {
+        let a = act(&s, &vm, term, parameters);
+        assert_eq!(a.status, 200, "{term}: {}", a.body);
+        assert_eq!(state(&vm, c), after, "after {term}");
+    }
+    assert!(get(b, &vm_path, &[])
+        .body
+        .contains("occi.compute.state.message=\"saved as golden\""));
+    let bad_method = act(&s, &vm, "stop", "X-OCCI-Attribute: method=\"yank\"");
+    assert_eq!(bad_method.status, 400);
+    assert_eq!(
+        act(&s, &vm, "save", "").status,
+        400,
+        "an inactive compute has nothing running to save"
+    );
+
+    // Every storage action, OCCI 1.1's among them.
+    let disk = made(
+        &s,
+        "/storage/",
+        &format!(
+            "{}X-OCCI-Attribute: occi.storage.size=10",
+            kind_line("storage")
+        ),
+    );
+    let st = "occi.storage.state";
+    assert_eq!(
+        act(&s, &disk, "backup", "").status,
+        400,
+        "offline storage is not backed up"
+    );
+    for (term, parameters, after) in [
+        ("online", "", "online"),
+        ("backup", "", "online"),
+        ("snapshot", "", "online"),
+        ("resize", "X-OCCI-Attribute: size=20", "online"),
+        ("offline", "", "offline"),
+    ] {
+        let a = act(&s, &disk, term, parameters);
+        assert_eq!(a.status, 200, "{term}: {}", a.body);
+        assert_eq!(state(&disk, st), after, "after {term}");
+    }
+    assert!(get(b, path_of(&s, &disk), &[])
+        .body
+        .contains("occi.storage.size=20"));
+    assert_eq!(
+        act(&s, &disk, "resize", "").status,
+        400,
+        "resize needs its size"
+    );
+
+    // Network actions, and the IP network mixin.
+    let net = made(
+        &s,
+        "/network/",
+        &format!(
+            "{}Category: ipnetwork; scheme=\"http://schemas.ogf.org/occi/infrastructure/network#\"; class=\"mixin\"\n\
+             X-OCCI-Attribute: occi.network.address=\"10.0.0.0/24\"\nX-OCCI-Attribute: occi.network.allocation=\"dynamic\"",
+            kind_line("network")
+        ),
+    );
+    assert!(get(b, path_of(&s, &net), &[])
+        .body
+        .contains("occi.network.address=\"10.0.0.0/24\""));
+    for (term, after) in [("up", "active"), ("down", "inactive")] {
+        assert_eq!(act(&s, &net, term, "").status, 200);
+        assert_eq!(state(&net, "occi.network.state"), after);
+    }
+    assert_eq!(
+        get(b, "/ipnetwork/", &[]).body.trim(),
+        format!("X-OCCI-Location: {net}")
+    );
+}
+
+#[test]
+fn links_take_actions_and_mixins_and_read_back_in_every_rendering() {
+    use rmbus::occi::{AttrType, Attribute, Category, MemoryEntities, Server};
+    const X: &str = "http://example.org/x#";
+    let s = serve_with(|base| {
+        let host = Category::kind(X, "host", "Host", "/host/");
+        let ping = Category::action("http://example.org/x/cable/action#", "ping", "Ping");
+        let cable = Category::link(X, "cable", "Cable", "/cable/")
+            .between(&host, &host)
+            .attribute(Attribute::new("x.cable.metres", AttrType::Number))
+            .attribute(
+                Attribute::new("x.cable.pings", AttrType::Number)
+                    .immutable()
+                    .default(0),
+            )
+            .with_action(&ping);
+        let shielded = Category::mixin(X, "shielded", "Shielded", "/shielded/")
+            .applies_to(&cable)
+            .attribute(Attribute::new("x.shield", AttrType::String));
+        Server::builder(base, std::sync::Arc::new(MemoryEntities::new()))
+            .category(host)
+            .category(cable)
+            .category(shielded)
+            .action(ping, |call: rmbus::occi::ActionCall| async move {
+                let mut e = call.entity;
+                let n = e
+                    .attributes
+                    .get("x.cable.pings")
+                    .and_then(|v| v.as_u64())
+                    .unwrap_or(0);
+                e.attributes.insert("x.cable.pings".into(), json!(n + 1));
+                Ok(e)
+            })
+            .build()
+            .unwrap()
+    });
+    let b = &s.base;
+    let host = "Category: host; scheme=\"http://example.org/x#\"; class=\"kind\"\n";
+    let a = made(&s, "/host/", host);
+    let z = made(&s, "/host/", host);
+    let cable = made(
+        &s,
+        "/cable/",
+        &format!(
+            "Category: cable; scheme=\"{X}\"; class=\"kind\"\n\
+             Category: shielded; scheme=\"{X}\"; class=\"mixin\"\n\
+             X-OCCI-Attribute: occi.core.source=\"{a}\"\nX-OCCI-Attribute: occi.core.target=\"{z}\"\n\
+             X-OCCI-Attribute: x.cable.metres=3\nX-OCCI-Attribute: x.shield=\"foil\""
+        ),
+    );
+    let cable_path = path_of(&s, &cable).to_owned();
+    // Its action, offered on its rendering and run.
+    let shown = get(b, &cable_path, &[]).body;
+    assert!(
+        shown.contains(&format!("Link: <{cable}?action=ping>")),
+        "{shown}"
+    );
+    let pinged = post(b, &format!("{cable_path}?action=ping"), &[], b"");
+    assert_eq!(pinged.status, 200, "{}", pinged.body);
+    assert!(pinged.body.contains("x.cable.pings=1"), "{}", pinged.body);
+    assert_eq!(
+        get(b, "/shielded/", &[]).body.trim(),
+        format!("X-OCCI-Location: {cable}")
+    );
+    // Shown with its source, with its mixin among its categories.
+    let from = get(b, path_of(&s, &a), &[]).body;
+    assert!(
+        from.contains(&format!("category=\"{X}cable {X}shielded\"")),
+        "{from}"
+    );
+    assert!(
+        resource_links(&get(b, path_of(&s, &z), &[]).body).is_empty(),
+        "a target does not show it"
+    );
+    // Every rendering of the link, and of its source, reads back to the
+    // same entity.
+    let before = get(b, &cable_path, &[ACCEPT_JSON]).json();
+    for (accept, content) in [(("Accept", "text/plain"), PLAIN), (ACCEPT_JSON, JSON)] {
+        for at in [cable_path.as_str(), path_of(&s, &a)] {
+            let echo = get(b, at, &[accept]);
+            let put = request(b, "PUT", at, &[content, accept], echo.body.as_bytes());
+            assert_eq!(put.status, 200, "{at} in {}: {}", content.1, put.body);
+        }
+    }
+    let mut after = get(b, &cable_path, &[ACCEPT_JSON]).json();
+    assert_eq!(
+        after["links"][0]["attributes"],
+        before["links"][0]["attributes"]
+    );
+    assert_eq!(after["links"][0]["mixins"], before["links"][0]["mixins"]);
+    // GFD.226's flat link object, as a create answers it, reads back too.
+    let flat = post(
+        b,
+        "/cable/",
+        &[JSON, ACCEPT_JSON],
+        json!({"kind": format!("{X}cable"), "source": {"location": a}, "target": {"location": z}})
+            .to_string()
+            .as_bytes(),
+    );
+    assert_eq!(flat.status, 201, "{}", flat.body);
+    let flat_path = path_of(&s, flat.header("location").unwrap()).to_owned();
+    let put = request(b, "PUT", &flat_path, &[JSON], flat.body.as_bytes());
+    assert_eq!(put.status, 200, "{}", put.body);
+    // Its ends are kept: a change is refused.
+    after["links"][0]["target"] = json!({"location": a});
+    let moved = request(
+        b,
+        "PUT",
+        &cable_path,
+        &[JSON],
+        json!({"links": [after["links"][0].clone()]})
+            .to_string()
+            .as_bytes(),
+    );
+    assert_eq!(moved.status, 403, "{}", moved.body);
+    assert!(
+        moved.body.contains("occi.core.target is immutable"),
+        "{}",
+        moved.body
+    );
+    // A link cannot have links of its own.
+    let nested = post(b, &cable_path, &[PLAIN], format!("Link: <{a}>").as_bytes());
+    assert_eq!(nested.status, 400, "{}", nested.body);
 }

@@ -14,7 +14,7 @@ use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::sync::Mutex;
 
 use crate::cmbs::{Entry, Layer};
-use crate::occi::{Category, Entity, EntityStore, EntityStoreError, TypeId};
+use crate::occi::{Category, Entity, EntityStore, EntityStoreError, LinkIndex, TypeId};
 use rusqlite::Connection;
 use serde_json::Value;
 
@@ -25,6 +25,9 @@ use super::model::{member_kind_id, MEMBER_LOCATION};
 pub struct GatewayEntities {
     /// The table as committed, by location.
     cache: std::sync::RwLock<std::collections::BTreeMap<String, Entity>>,
+    /// The links among the stored entities, by end (updated with the
+    /// cache, under its lock).
+    links: Mutex<LinkIndex>,
     /// For the mixins (read rarely).
     db: Mutex<Connection>,
     writes: Mutex<Sender<Write>>,
@@ -105,12 +108,19 @@ impl GatewayEntities {
             .map_err(failed)?;
         let g = GatewayEntities {
             cache: Default::default(),
+            links: Mutex::default(),
             db: Mutex::new(db),
             writes: Mutex::new(tx),
             bus,
             unlisted: Mutex::default(),
         };
         let loaded = g.load()?;
+        {
+            let mut links = g.links();
+            for e in &loaded {
+                links.add(e);
+            }
+        }
         *g.cache.write().unwrap_or_else(|p| p.into_inner()) = loaded
             .into_iter()
             .map(|e| (e.location.clone(), e))
@@ -153,15 +163,22 @@ impl GatewayEntities {
         self.cache.read().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn links(&self) -> std::sync::MutexGuard<'_, LinkIndex> {
+        self.links.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn cached(&self, e: Option<&Entity>, location: &str) {
         let mut c = self.cache.write().unwrap_or_else(|p| p.into_inner());
-        match e {
-            Some(e) => {
-                c.insert(location.to_owned(), e.clone());
-            }
-            None => {
-                c.remove(location);
-            }
+        let old = match e {
+            Some(e) => c.insert(location.to_owned(), e.clone()),
+            None => c.remove(location),
+        };
+        let mut links = self.links();
+        if let Some(old) = &old {
+            links.remove(old);
+        }
+        if let Some(e) = e {
+            links.add(e);
         }
     }
 
@@ -298,6 +315,15 @@ impl EntityStore for GatewayEntities {
         )?;
         self.cached(None, location);
         Ok(n > 0)
+    }
+
+    fn links_at(&self, location: &str) -> Result<Vec<Entity>, EntityStoreError> {
+        let at: Vec<String> = self.links().at(location).cloned().collect();
+        if at.is_empty() {
+            return Ok(Vec::new());
+        }
+        let cache = self.cache();
+        Ok(at.iter().filter_map(|l| cache.get(l).cloned()).collect())
     }
 
     fn user_mixins(&self) -> Result<Vec<Category>, EntityStoreError> {

@@ -35,6 +35,21 @@ impl CategoryRef {
     }
 }
 
+/// A link given inline with a resource (a `Link:` line of the text
+/// renderings, an entry of a JSON resource's `links`; GFD.185 §3.5.1,
+/// GFD.226 §4.3): its own categories and attributes, `occi.core.target`
+/// among them (and `occi.core.source` when the client names it).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct InlineLink {
+    /// Its kind (none given: `core#link`) and mixins.
+    pub categories: Vec<CategoryRef>,
+    /// Its attribute values, flat names.
+    pub attributes: Vec<(String, Value)>,
+    /// Where it is or is to be (`self=` in text, `location` in JSON), a
+    /// URL of the server or a path.
+    pub location: Option<String>,
+}
+
 /// A request's content.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Body {
@@ -44,8 +59,9 @@ pub struct Body {
     pub definitions: Vec<Category>,
     /// Attribute values, flat names, in the order given.
     pub attributes: Vec<(String, Value)>,
-    /// Targets of links that are not action links (we do not create links).
-    pub resource_links: Vec<String>,
+    /// Links given inline with a resource (action links, as a GET
+    /// rendered them, are not among them).
+    pub links: Vec<InlineLink>,
     /// `X-OCCI-Location` values (mixin tagging).
     pub locations: Vec<String>,
     /// The JSON flavour the body was in.
@@ -89,12 +105,25 @@ impl Body {
         }
     }
 
+    /// The body of inline link `link`: its categories and attributes, read
+    /// as this body was (its rendering and flavour).
+    pub fn of_link(&self, link: &InlineLink) -> Body {
+        Body {
+            categories: link.categories.clone(),
+            attributes: link.attributes.clone(),
+            flavour: self.flavour,
+            text: self.text,
+            resources: 1,
+            ..Body::default()
+        }
+    }
+
     /// True if nothing was given.
     pub fn is_empty(&self) -> bool {
         self.categories.is_empty()
             && self.definitions.is_empty()
             && self.attributes.is_empty()
-            && self.resource_links.is_empty()
+            && self.links.is_empty()
             && self.locations.is_empty()
             && self.providers.is_empty()
     }

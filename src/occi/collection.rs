@@ -9,6 +9,7 @@ use serde_json::Value;
 use super::body::Body;
 use super::entity::Entity;
 use super::error::OcciError;
+use super::media::{Flavour, Media};
 use super::model::{Category, Class, Model};
 use super::render::Answer;
 use super::server::Server;
@@ -123,19 +124,26 @@ impl Server {
                         .take(number)
                         .collect();
                 }
-                let rows: Vec<(Entity, String, Vec<&Category>)> = list
-                    .into_iter()
-                    .map(|e| {
-                        let url = self.url(&e.location);
-                        let actions = model.actions_of(&e.kind, &e.mixins);
-                        (e, url, actions)
-                    })
-                    .collect();
+                // Only GFD.226's listing shows the entities themselves,
+                // resources with their links.
+                let full = answer.media == Media::Json && answer.flavour == Flavour::Occi12;
+                let mut rows = Vec::with_capacity(list.len());
+                for e in list {
+                    rows.push(if full {
+                        self.shown(model, e)?
+                    } else {
+                        self.shown_alone(model, e)
+                    });
+                }
                 // What the tag covers: each entity's location and revision,
-                // or, for one the server never wrote, its whole content.
+                // or, for one the server never wrote, its whole content
+                // (and so for the links a resource shows).
                 let stored: Vec<Vec<u8>> = rows
                     .iter()
-                    .map(|(e, _, _)| {
+                    .flat_map(|s| {
+                        std::iter::once(&s.entity).chain(s.links.iter().map(|l| &l.entity))
+                    })
+                    .map(|e| {
                         if e.revision > 0 {
                             let mut k = e.location.as_bytes().to_vec();
                             k.extend_from_slice(&e.revision.to_be_bytes());
@@ -158,8 +166,7 @@ impl Server {
                     )));
                 }
                 let e = self.create(model, c, body, None).await?;
-                let actions = model.actions_of(&e.kind, &e.mixins);
-                Ok(answer.created(&e, &self.url(&e.location), &actions))
+                Ok(answer.created(&self.shown(model, e)?))
             }
             (Method::DELETE, Class::Kind) => {
                 // The entities of exactly this kind (not of kinds related

@@ -1,7 +1,7 @@
 //! Entities (OCCI Core, GFD.221 §4.3–§4.8) and where they are kept: the
 //! [`EntityStore`] trait and [`MemoryEntities`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
@@ -75,6 +75,56 @@ impl Entity {
     pub fn has_mixin(&self, id: &TypeId) -> bool {
         self.mixins.contains(id)
     }
+
+    /// A link's source and target locations (`occi.core.source`,
+    /// `occi.core.target`, as stored: paths of this server); `None` for a
+    /// resource (GFD.221 §4.6).
+    pub fn link_ends(&self) -> Option<(&str, &str)> {
+        Some((
+            self.text("occi.core.source")?,
+            self.text("occi.core.target")?,
+        ))
+    }
+}
+
+/// Which links end at each location: the index a store keeps so that a
+/// resource's links are found without reading every entity.
+#[derive(Debug, Default, Clone)]
+pub struct LinkIndex {
+    ends: BTreeMap<String, BTreeSet<String>>,
+}
+
+impl LinkIndex {
+    /// Indexes `e` if it is a link.
+    pub fn add(&mut self, e: &Entity) {
+        if let Some((source, target)) = e.link_ends() {
+            for end in [source, target] {
+                self.ends
+                    .entry(end.to_owned())
+                    .or_default()
+                    .insert(e.location.clone());
+            }
+        }
+    }
+
+    /// Forgets `e` if it is a link.
+    pub fn remove(&mut self, e: &Entity) {
+        if let Some((source, target)) = e.link_ends() {
+            for end in [source, target] {
+                if let Some(set) = self.ends.get_mut(end) {
+                    set.remove(&e.location);
+                    if set.is_empty() {
+                        self.ends.remove(end);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The locations of the links whose source or target is `location`.
+    pub fn at(&self, location: &str) -> impl Iterator<Item = &String> {
+        self.ends.get(location).into_iter().flatten()
+    }
 }
 
 /// Why a store operation failed.
@@ -105,6 +155,21 @@ pub trait EntityStore: Send + Sync {
     fn replace(&self, entity: &Entity) -> Result<(), EntityStoreError>;
     /// Removes the entity at `location`; false if there was none.
     fn remove(&self, location: &str) -> Result<bool, EntityStoreError>;
+    /// The links whose source or target is `location` (GFD.221 §4.6), in
+    /// location order. The default reads every entity; a store with many
+    /// should keep a [`LinkIndex`].
+    fn links_at(&self, location: &str) -> Result<Vec<Entity>, EntityStoreError> {
+        let mut out: Vec<Entity> = self
+            .list()?
+            .into_iter()
+            .filter(|e| {
+                e.link_ends()
+                    .is_some_and(|(s, t)| s == location || t == location)
+            })
+            .collect();
+        out.sort_by(|a, b| a.location.cmp(&b.location));
+        Ok(out)
+    }
     /// The mixins clients defined, in the order they were defined.
     fn user_mixins(&self) -> Result<Vec<Category>, EntityStoreError>;
     /// Keeps a client-defined mixin (or replaces the one with its id).
@@ -122,6 +187,7 @@ pub struct MemoryEntities {
 #[derive(Debug, Default)]
 struct MemoryInner {
     entities: BTreeMap<String, Entity>,
+    links: LinkIndex,
     mixins: Vec<Category>,
 }
 
@@ -151,6 +217,7 @@ impl EntityStore for MemoryEntities {
         if inner.entities.contains_key(&entity.location) {
             return Err(EntityStoreError::Exists(entity.location.clone()));
         }
+        inner.links.add(entity);
         inner
             .entities
             .insert(entity.location.clone(), entity.clone());
@@ -158,9 +225,11 @@ impl EntityStore for MemoryEntities {
     }
 
     fn replace(&self, entity: &Entity) -> Result<(), EntityStoreError> {
-        let mut inner = self.lock();
+        let inner = &mut *self.lock();
         match inner.entities.get_mut(&entity.location) {
             Some(e) => {
+                inner.links.remove(e);
+                inner.links.add(entity);
                 *e = entity.clone();
                 Ok(())
             }
@@ -169,7 +238,23 @@ impl EntityStore for MemoryEntities {
     }
 
     fn remove(&self, location: &str) -> Result<bool, EntityStoreError> {
-        Ok(self.lock().entities.remove(location).is_some())
+        let inner = &mut *self.lock();
+        match inner.entities.remove(location) {
+            Some(e) => {
+                inner.links.remove(&e);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    fn links_at(&self, location: &str) -> Result<Vec<Entity>, EntityStoreError> {
+        let inner = self.lock();
+        Ok(inner
+            .links
+            .at(location)
+            .filter_map(|l| inner.entities.get(l).cloned())
+            .collect())
     }
 
     fn user_mixins(&self) -> Result<Vec<Category>, EntityStoreError> {

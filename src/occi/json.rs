@@ -5,12 +5,16 @@
 
 use serde_json::{json, Map, Value};
 
-use super::body::{Body, CategoryRef};
+use super::body::{Body, CategoryRef, InlineLink};
 use super::entity::Entity;
 use super::error::OcciError;
 use super::media::Flavour;
 use super::model::grammar::{check_scheme, check_term};
-use super::model::{AttrType, Attribute, Category, Class, Model, TypeId};
+use super::model::{
+    AttrType, Attribute, Category, Class, Model, TypeId, LINK, SOURCE, SOURCE_KIND, TARGET,
+    TARGET_KIND,
+};
+use super::render::Shown;
 
 /// An integer literal outside 64 bits (below `i64::MIN` or above
 /// `u64::MAX`), which serde_json would silently read as a float (RFC 8259
@@ -219,6 +223,24 @@ pub fn parse(bytes: &[u8], model: &Model, query: bool) -> Result<Body, OcciError
     let resources: Vec<&Value> = match o.get("resources") {
         Some(Value::Array(list)) => list.iter().collect(),
         Some(_) => return Err(bad("resources must be an array".into())),
+        // GFD.226's collection of links: each a link object, of core#link
+        // unless it names its kind.
+        None if o.contains_key("links") && !o.contains_key("kind") => {
+            let list = o
+                .get("links")
+                .and_then(Value::as_array)
+                .ok_or_else(|| bad("links must be an array".into()))?;
+            body.flavour = Some(Flavour::Occi12);
+            body.resources = list.len();
+            if let Some(first) = list.first() {
+                let mut link = first.clone();
+                if let Value::Object(l) = &mut link {
+                    l.entry("kind").or_insert_with(|| LINK.into());
+                }
+                resource(&link, model, &mut body)?;
+            }
+            return Ok(body);
+        }
         None if o.contains_key("kind") => {
             body.flavour = Some(Flavour::Occi12);
             vec![&v]
@@ -271,26 +293,53 @@ fn resource(r: &Value, model: &Model, body: &mut Body) -> Result<(), OcciError> 
         .ok_or_else(|| bad("a resource needs a kind (scheme#term)"))?;
     let kind = TypeId::parse_checked(kind)?;
     body.categories.push(CategoryRef::to(&kind, Class::Kind));
-    if let Some(m) = o.get("mixins") {
-        for m in m.as_array().ok_or_else(|| bad("mixins must be an array"))? {
-            // A type id (GFD.226), or {"scheme", "term"} as pyOCNI writes a
-            // category.
-            let id = match m {
-                Value::String(id) => TypeId::parse_checked(id)?,
-                Value::Object(c) => {
-                    let text = |k: &str| c.get(k).and_then(Value::as_str);
-                    let (Some(scheme), Some(term)) = (text("scheme"), text("term")) else {
-                        return Err(bad("a mixin object needs a scheme and a term"));
-                    };
-                    check_scheme(scheme)?;
-                    check_term(term)?;
-                    TypeId::new(scheme, term)
-                }
-                _ => return Err(bad("a mixin must be a type id (scheme#term)")),
-            };
-            body.categories.push(CategoryRef::to(&id, Class::Mixin));
+    body.categories.extend(mixin_refs(o)?);
+    core_attributes(o, &mut body.attributes)?;
+    link_ends(o, &mut body.attributes)?;
+    if let Some(links) = o.get("links") {
+        for l in links
+            .as_array()
+            .ok_or_else(|| bad("links must be an array"))?
+        {
+            body.links.push(inline_link(l, model)?);
         }
     }
+    read_attributes(o.get("attributes"), model, body)
+}
+
+/// A resource's or link's `mixins`: type ids (GFD.226), or `{"scheme",
+/// "term"}` as pyOCNI writes a category.
+fn mixin_refs(o: &Map<String, Value>) -> Result<Vec<CategoryRef>, OcciError> {
+    let bad = |e: &str| OcciError::bad_request(e.to_owned());
+    let Some(m) = o.get("mixins") else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    for m in m.as_array().ok_or_else(|| bad("mixins must be an array"))? {
+        let id = match m {
+            Value::String(id) => TypeId::parse_checked(id)?,
+            Value::Object(c) => {
+                let text = |k: &str| c.get(k).and_then(Value::as_str);
+                let (Some(scheme), Some(term)) = (text("scheme"), text("term")) else {
+                    return Err(bad("a mixin object needs a scheme and a term"));
+                };
+                check_scheme(scheme)?;
+                check_term(term)?;
+                TypeId::new(scheme, term)
+            }
+            _ => return Err(bad("a mixin must be a type id (scheme#term)")),
+        };
+        out.push(CategoryRef::to(&id, Class::Mixin));
+    }
+    Ok(out)
+}
+
+/// The members GFD.226 writes apart from `attributes`: `id`, `title`,
+/// `summary`.
+fn core_attributes(
+    o: &Map<String, Value>,
+    out: &mut Vec<(String, Value)>,
+) -> Result<(), OcciError> {
     for (key, attr) in [
         ("id", "occi.core.id"),
         ("title", "occi.core.title"),
@@ -298,24 +347,76 @@ fn resource(r: &Value, model: &Model, body: &mut Body) -> Result<(), OcciError> 
     ] {
         match o.get(key) {
             None | Some(Value::Null) => {}
-            Some(v @ Value::String(_)) => body.attributes.push((attr.to_owned(), v.clone())),
+            Some(v @ Value::String(_)) => out.push((attr.to_owned(), v.clone())),
             Some(_) => return Err(OcciError::bad_request(format!("{key} must be a string"))),
         }
     }
-    if let Some(links) = o.get("links") {
-        for l in links
-            .as_array()
-            .ok_or_else(|| bad("links must be an array"))?
-        {
-            let target = l
-                .get("target")
-                .map(|t| t.get("location").unwrap_or(t))
-                .and_then(Value::as_str)
-                .unwrap_or("");
-            body.resource_links.push(target.to_owned());
+    Ok(())
+}
+
+/// A link's `source` and `target` (GFD.226 §4.3): a location, or
+/// `{"location", "kind"}`; read as `occi.core.source` and
+/// `occi.core.source.kind` (and the target's).
+fn link_ends(o: &Map<String, Value>, out: &mut Vec<(String, Value)>) -> Result<(), OcciError> {
+    for (key, attr, kind_attr) in [
+        ("source", SOURCE, SOURCE_KIND),
+        ("target", TARGET, TARGET_KIND),
+    ] {
+        let bad = || {
+            OcciError::bad_request(format!(
+                "a link's {key} must be a location or {{\"location\": …, \"kind\": …}}"
+            ))
+        };
+        match o.get(key) {
+            None | Some(Value::Null) => {}
+            Some(v @ Value::String(_)) => out.push((attr.to_owned(), v.clone())),
+            Some(Value::Object(end)) => {
+                let location = end
+                    .get("location")
+                    .and_then(Value::as_str)
+                    .ok_or_else(bad)?;
+                out.push((attr.to_owned(), Value::String(location.to_owned())));
+                match end.get("kind") {
+                    None | Some(Value::Null) => {}
+                    Some(Value::String(k)) => {
+                        TypeId::parse_checked(k)?;
+                        out.push((kind_attr.to_owned(), Value::String(k.clone())));
+                    }
+                    Some(_) => return Err(bad()),
+                }
+            }
+            Some(_) => return Err(bad()),
         }
     }
-    read_attributes(o.get("attributes"), model, body)
+    Ok(())
+}
+
+/// One entry of a resource's `links` (GFD.226 §4.3): a link object whose
+/// kind defaults to `core#link`.
+fn inline_link(v: &Value, model: &Model) -> Result<InlineLink, OcciError> {
+    let Value::Object(o) = v else {
+        return Err(OcciError::bad_request("a link must be an object"));
+    };
+    let mut link = InlineLink::default();
+    match o.get("kind") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(k)) => link
+            .categories
+            .push(CategoryRef::to(&TypeId::parse_checked(k)?, Class::Kind)),
+        Some(_) => return Err(OcciError::bad_request("a link's kind must be a type id")),
+    }
+    link.categories.extend(mixin_refs(o)?);
+    core_attributes(o, &mut link.attributes)?;
+    link_ends(o, &mut link.attributes)?;
+    let mut attributes = Body::default();
+    read_attributes(o.get("attributes"), model, &mut attributes)?;
+    link.attributes.extend(attributes.attributes);
+    match o.get("location") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(l)) => link.location = Some(l.clone()),
+        Some(_) => return Err(OcciError::bad_request("a link's location must be a string")),
+    }
+    Ok(link)
 }
 
 /// Reads an attributes object, flat (GFD.226) or nested (pyOCNI): a nested
@@ -387,6 +488,8 @@ fn definition(v: &Value, class: Class) -> Result<(Category, Flavour), String> {
         attributes,
         actions: type_ids(o, "actions")?,
         user_defined: true,
+        link_source: None,
+        link_target: None,
     };
     Ok((c, flavour))
 }
@@ -468,7 +571,8 @@ fn descriptions(
 
 /// Nests flat names for pyOCNI: `cmbs.member.state` → `{"cmbs":{"member":
 /// {"state":…}}}`; a segment starting with a digit stays with the one
-/// before it (`l3.1_socket`), as pyCMBS wrote its names.
+/// before it (`l3.1_socket`), as pyCMBS wrote its names, and a name that
+/// continues one with a value keeps its rest as one key.
 fn nest(flat: impl IntoIterator<Item = (String, Value)>) -> Value {
     let mut root = Map::new();
     for (name, value) in flat {
@@ -482,35 +586,51 @@ fn nest(flat: impl IntoIterator<Item = (String, Value)>) -> Value {
                 _ => segments.push(s.to_owned()),
             }
         }
-        let Some((leaf, path)) = segments.split_last() else {
+        if segments.is_empty() {
             continue;
-        };
-        let mut at = &mut root;
-        for seg in path {
-            let slot = at
-                .entry(seg.clone())
-                .or_insert_with(|| Value::Object(Map::new()));
-            if !slot.is_object() {
-                *slot = Value::Object(Map::new());
-            }
-            at = slot.as_object_mut().expect("made an object above");
         }
-        at.insert(leaf.clone(), value);
+        // Where a shorter name holds a value already (`occi.compute.state`
+        // beside `occi.compute.state.message`), the rest of the longer one
+        // stays one key (`"state.message"`), which reads back the same.
+        let mut at = &mut root;
+        let mut rest = &segments[..];
+        while rest.len() > 1 && at.get(&rest[0]).is_none_or(Value::is_object) {
+            at = at
+                .entry(rest[0].clone())
+                .or_insert_with(|| Value::Object(Map::new()))
+                .as_object_mut()
+                .expect("an object: checked above");
+            rest = &rest[1..];
+        }
+        at.insert(rest.join("."), value);
     }
     Value::Object(root)
 }
 
-/// An entity's attributes without the core ones rendered apart.
+/// An entity's attributes without those rendered apart (title, summary,
+/// and a link's ends).
 fn own_attributes(e: &Entity) -> impl Iterator<Item = (String, Value)> + '_ {
     e.attributes
         .iter()
-        .filter(|(k, _)| !matches!(k.as_str(), "occi.core.title" | "occi.core.summary"))
+        .filter(|(k, _)| {
+            !matches!(
+                k.as_str(),
+                "occi.core.title"
+                    | "occi.core.summary"
+                    | SOURCE
+                    | TARGET
+                    | SOURCE_KIND
+                    | TARGET_KIND
+            )
+        })
         .map(|(k, v)| (k.clone(), v.clone()))
 }
 
 /// One entity: in pyOCNI's flavour the resource object (the caller wraps
-/// it), in GFD.226's the bare object.
-pub fn entity(e: &Entity, url: &str, actions: &[&Category], flavour: Flavour) -> Value {
+/// it), in GFD.226's the bare object; a resource with the links it owns
+/// (`links`), a link with its `source` and `target` (GFD.226 §4.2–§4.3).
+pub fn entity(shown: &Shown, flavour: Flavour) -> Value {
+    let (e, url) = (&shown.entity, shown.url.as_str());
     let mixins: Vec<String> = e.mixins.iter().map(TypeId::to_string).collect();
     let mut o = Map::new();
     o.insert("kind".into(), e.kind.to_string().into());
@@ -521,13 +641,18 @@ pub fn entity(e: &Entity, url: &str, actions: &[&Category], flavour: Flavour) ->
     };
     o.insert("attributes".into(), attrs);
     let actions: Vec<Value> = match flavour {
-        Flavour::PyOcni => actions
+        Flavour::PyOcni => shown
+            .actions
             .iter()
             .map(|a| {
                 json!({"title": a.title, "href": format!("{url}?action={}", a.id.term), "category": a.id.to_string()})
             })
             .collect(),
-        Flavour::Occi12 => actions.iter().map(|a| a.id.to_string().into()).collect(),
+        Flavour::Occi12 => shown
+            .actions
+            .iter()
+            .map(|a| a.id.to_string().into())
+            .collect(),
     };
     o.insert("actions".into(), actions.into());
     o.insert("id".into(), e.id.clone().into());
@@ -540,7 +665,25 @@ pub fn entity(e: &Entity, url: &str, actions: &[&Category], flavour: Flavour) ->
         }
     }
     o.insert("location".into(), url.into());
-    o.insert("links".into(), Value::Array(Vec::new()));
+    match &shown.ends {
+        Some((source, target)) => {
+            for (key, at, kind) in [
+                ("source", source, SOURCE_KIND),
+                ("target", target, TARGET_KIND),
+            ] {
+                let mut end = Map::new();
+                end.insert("location".into(), at.clone().into());
+                if let Some(k) = e.text(kind) {
+                    end.insert("kind".into(), k.into());
+                }
+                o.insert(key.into(), Value::Object(end));
+            }
+        }
+        None => {
+            let links: Vec<Value> = shown.links.iter().map(|l| entity(l, flavour)).collect();
+            o.insert("links".into(), links.into());
+        }
+    }
     Value::Object(o)
 }
 
@@ -673,6 +816,31 @@ mod tests {
             .contains(&("cmbs.member.content".into(), json!({"k": 1}))));
         let nested = nest(body.attributes.iter().cloned());
         assert_eq!(nested["cmbs"]["member"]["l3.1_socket"], "s");
+        // A name that continues one with a value (OCCI 1.2's
+        // `….state.message`) keeps its rest as one key, and reads back.
+        let both = nest([
+            ("x.k.state".to_owned(), json!("active")),
+            ("x.k.state.message".to_owned(), json!("up")),
+        ]);
+        assert_eq!(
+            both,
+            json!({"x": {"k": {"state": "active", "state.message": "up"}}})
+        );
+        let mut m2 = Model::new();
+        m2.add(
+            Category::kind("http://x#", "k", "k", "/k/")
+                .attribute(Attribute::new("x.k.state", AttrType::String))
+                .attribute(Attribute::new("x.k.state.message", AttrType::String)),
+        );
+        let mut back = Body::default();
+        read_attributes(Some(&both), &m2, &mut back).unwrap();
+        assert_eq!(
+            back.attributes,
+            [
+                ("x.k.state".to_owned(), json!("active")),
+                ("x.k.state.message".to_owned(), json!("up"))
+            ]
+        );
         let flat = parse(
             br#"{"kind":"http://x#member","id":"a","attributes":{"cmbs.member.l3.1_socket":"s"}}"#,
             &m,

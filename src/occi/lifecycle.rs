@@ -11,7 +11,7 @@ use super::body::{Body, CategoryRef};
 use super::entity::Entity;
 use super::error::OcciError;
 use super::model::grammar::check_id;
-use super::model::{Category, Class, Model, TypeId};
+use super::model::{Category, Class, Model, TypeId, SOURCE, SOURCE_KIND, TARGET, TARGET_KIND};
 use super::render::Answer;
 use super::server::{ActionCall, Hooks, Server};
 
@@ -51,11 +51,6 @@ impl Server {
     ) -> Result<Entity, OcciError> {
         if body.resources > 1 {
             return Err(OcciError::bad_request("one resource per request"));
-        }
-        if !body.resource_links.is_empty() {
-            return Err(OcciError::bad_request(
-                "links are not supported by this server",
-            ));
         }
         if body
             .refs(Class::Action)
@@ -127,6 +122,8 @@ impl Server {
         let mut e = Entity::new(&id, &location, kind.id.clone());
         e.mixins = mixins;
         let defs = model.attributes_of(&kind.id, &e.mixins);
+        // A link's ends are the client's to give at creation, kept after.
+        let link = model.is_link(&kind.id);
         for (name, value) in &body.attributes {
             if name == "occi.core.id" {
                 continue;
@@ -138,7 +135,10 @@ impl Server {
                 .ty
                 .check(name, body.typed(&def.ty, value))
                 .map_err(OcciError::bad_request)?;
-            if !def.mutable && Some(&value) != def.default.as_ref() {
+            let value = self.end_path(name, value);
+            let given_end =
+                link && [SOURCE, TARGET, SOURCE_KIND, TARGET_KIND].contains(&name.as_str());
+            if !def.mutable && !given_end && Some(&value) != def.default.as_ref() {
                 return Err(OcciError::forbidden(format!("{name} is set by the server")));
             }
             e.attributes.insert(name.clone(), value);
@@ -157,6 +157,11 @@ impl Server {
         Ok(e)
     }
 
+    /// Creates an entity of `kind` (at `url_id` when the URL names it),
+    /// with the links its body gives inline; a link's ends, and those of
+    /// the inline links, are checked under their locks, taken resources
+    /// first, then links, each group in location order (the order every
+    /// request takes them in, so none waits on another in a cycle).
     pub(super) async fn create(
         &self,
         model: &Model,
@@ -164,33 +169,77 @@ impl Server {
         body: Body,
         url_id: Option<String>,
     ) -> Result<Entity, OcciError> {
-        if kind.id.scheme == super::model::CORE_SCHEME {
+        if kind.id.scheme == super::model::CORE_SCHEME && kind.id.to_string() != super::model::LINK
+        {
             return Err(OcciError::bad_request(format!(
                 "{} entities are not created directly",
                 kind.id
             )));
         }
         let e = self.new_entity(model, kind, &body, url_id)?;
-        let _g = self.lock(&e.location).await;
-        if self.store.get(&e.location)?.is_some() {
-            return Err(OcciError::conflict(format!(
-                "{} already exists",
-                self.url(&e.location)
-            )));
+        let is_link = e.link_ends().is_some();
+        if is_link && !body.links.is_empty() {
+            return Err(OcciError::bad_request("a link has no links of its own"));
         }
-        let e = match self.hooks_of(&kind.id) {
+        let links = self.inline_links(model, &e, &body, &body.links)?;
+        let mut locked = vec![e.location.clone()];
+        for l in std::iter::once(&e).chain(&links) {
+            if let Some((source, target)) = l.link_ends() {
+                locked.extend([source.to_owned(), target.to_owned(), l.location.clone()]);
+            }
+        }
+        let _guards = self.lock_all(model, locked).await;
+        for new in std::iter::once(&e).chain(&links) {
+            if self.store.get(&new.location)?.is_some() {
+                return Err(OcciError::conflict(format!(
+                    "{} already exists",
+                    self.url(&new.location)
+                )));
+            }
+        }
+        let mut e = e;
+        if is_link {
+            self.check_ends(model, &mut e, None)?;
+        }
+        let mut links = links;
+        for l in &mut links {
+            self.check_ends(model, l, Some(&e))?;
+        }
+        let e = self.store_new(e).await?;
+        if let Err(err) = self.store_links(links).await {
+            self.unstore(&e).await;
+            return Err(err);
+        }
+        Ok(e)
+    }
+
+    /// Runs the create hook of a new entity's kind and stores it (its
+    /// revision 1); if the store refuses, the delete hook undoes the
+    /// create's.
+    pub(super) async fn store_new(&self, e: Entity) -> Result<Entity, OcciError> {
+        let mut e = match self.hooks_of(&e.kind) {
             Some(h) => h.create(e).await?,
             None => e,
         };
-        let mut e = e;
         e.revision = 1;
         if let Err(err) = self.store.insert(&e) {
-            if let Some(h) = self.hooks_of(&kind.id) {
+            if let Some(h) = self.hooks_of(&e.kind) {
                 let _ = h.delete(e.clone()).await;
             }
             return Err(err.into());
         }
         Ok(e)
+    }
+
+    /// Takes a just-stored entity away again (its delete hook, then the
+    /// store), as a request that failed after storing it must.
+    pub(super) async fn unstore(&self, e: &Entity) {
+        if let Some(h) = self.hooks_of(&e.kind) {
+            let _ = h.delete(e.clone()).await;
+        }
+        if let Err(err) = self.store.remove(&e.location) {
+            tracing::warn!("{} could not be taken back: {err}", e.location);
+        }
     }
 
     /// PUT (full) or POST (partial) update of `old`.
@@ -201,11 +250,6 @@ impl Server {
         body: &Body,
         full: bool,
     ) -> Result<Entity, OcciError> {
-        if !body.resource_links.is_empty() {
-            return Err(OcciError::bad_request(
-                "links are not supported by this server",
-            ));
-        }
         if body.resources > 1 {
             return Err(OcciError::bad_request("one resource per request"));
         }
@@ -267,6 +311,7 @@ impl Server {
                 .ty
                 .check(name, body.typed(&def.ty, value))
                 .map_err(OcciError::bad_request)?;
+            let value = self.end_path(name, value);
             if !def.mutable {
                 if old.attributes.get(name) != Some(&value) {
                     return Err(OcciError::forbidden(format!("{name} is immutable")));
@@ -299,9 +344,8 @@ impl Server {
     ) -> Result<Response, OcciError> {
         let current = self.store.get(location)?;
         let url = self.url(location);
-        let render = |e: &Entity, status| {
-            let actions = model.actions_of(&e.kind, &e.mixins);
-            answer.entity(status, e, &url, model, &actions)
+        let render = |e: Entity, status| -> Result<Response, OcciError> {
+            Ok(answer.entity(status, &self.shown(model, e)?, model))
         };
         let read_only = |e: &Entity| {
             if e.read_only {
@@ -316,19 +360,47 @@ impl Server {
             }
         };
         match (method.clone(), current) {
-            (Method::GET | Method::HEAD, Some(e)) => Ok(render(&e, StatusCode::OK)),
+            (Method::GET | Method::HEAD, Some(e)) => render(e, StatusCode::OK),
             (Method::PUT, None) => {
                 let e = self.create(model, kind, body, Some(id.to_owned())).await?;
-                let actions = model.actions_of(&e.kind, &e.mixins);
-                Ok(answer.created(&e, &url, &actions))
+                Ok(answer.created(&self.shown(model, e)?))
             }
-            (Method::PUT | Method::POST, Some(_)) => {
-                let _g = self.lock(location).await;
+            (Method::PUT | Method::POST, Some(current)) => {
+                // Links the body gives that the resource does not own yet
+                // are made by a POST; a PUT leaves links as they are.
+                let fresh = self.fresh_links(model, &current, &body.links)?;
+                if !fresh.is_empty() && current.link_ends().is_some() {
+                    return Err(OcciError::bad_request("a link has no links of its own"));
+                }
+                if !fresh.is_empty() && *method == Method::PUT {
+                    return Err(OcciError::bad_request(format!(
+                        "a PUT leaves the links of {url} as they are: add links with a POST to it, \
+                         or make them at their kind's location"
+                    )));
+                }
+                let links = self.inline_links(model, &current, &body, &fresh)?;
+                let mut locked = vec![location.to_owned()];
+                for l in &links {
+                    if let Some((_, target)) = l.link_ends() {
+                        locked.extend([target.to_owned(), l.location.clone()]);
+                    }
+                }
+                let _g = self.lock_all(model, locked).await;
                 let old = self
                     .store
                     .get(location)?
                     .ok_or_else(|| OcciError::not_found(format!("no entity at {location}")))?;
                 read_only(&old)?;
+                let mut links = links;
+                for l in &mut links {
+                    if self.store.get(&l.location)?.is_some() {
+                        return Err(OcciError::conflict(format!(
+                            "{} already exists",
+                            self.url(&l.location)
+                        )));
+                    }
+                    self.check_ends(model, l, None)?;
+                }
                 let old_revision = old.revision;
                 let new = self.updated(model, &old, &body, *method == Method::PUT)?;
                 let new = match self.hooks_of(&old.kind) {
@@ -338,7 +410,8 @@ impl Server {
                 let mut new = new;
                 new.revision = old_revision + 1;
                 self.store.replace(&new)?;
-                Ok(render(&new, StatusCode::OK))
+                self.store_links(links).await?;
+                render(new, StatusCode::OK)
             }
             (Method::DELETE, Some(_)) => {
                 self.delete_entity(location, None).await?;
@@ -386,6 +459,10 @@ impl Server {
         }
         if let Some(h) = self.hooks_of(&old.kind) {
             h.delete(old.clone()).await?;
+        }
+        // A resource's links, from it and to it, go with it.
+        if old.link_ends().is_none() {
+            self.delete_links_at(location).await?;
         }
         self.store.remove(location)?;
         Ok(())

@@ -2,8 +2,8 @@
 //! Interface's core model, its renderings and its HTTP protocol, on axum
 //! and tokio.
 //!
-//! - [`Model`] and [`Category`]: kinds (with a parent and a location),
-//!   mixins and actions, with typed [`Attribute`]s (mandatory, immutable,
+//! - [`Model`] and [`Category`]: kinds (with a parent and a location;
+//!   resources and links), mixins and actions, with typed [`Attribute`]s (mandatory, immutable,
 //!   defaults), built in code (OCCI Core, GFD.183 §3–§4; GFD.221).
 //! - [`Entity`] and the [`EntityStore`] trait ([`MemoryEntities`] in memory).
 //! - [`Server`]: the query interface at `/-/` and
@@ -45,7 +45,12 @@
 //! 415 a request `Content-Type` we do not read; 429 too many wrong
 //! credentials from one address, 503 all password checks busy (both with
 //! `Retry-After`); 501 a newer OCCI version. Every error body is one line.
-//! Links between resources are not supported (a request with one is a 400).
+//!
+//! Links ([`Category::link`], GFD.221 §4.6) are made on their kind's
+//! location or inline with a resource (`Link:` lines, a JSON resource's
+//! `links`), their ends checked when they are made and kept after; a
+//! resource is shown with the links it owns, and deleting it deletes every
+//! link from or to it.
 //!
 //! Serving it with [`serve`] bounds what strangers can hold: connection
 //! slots in which anonymous connections give way to authenticated ones,
@@ -61,6 +66,7 @@ mod entity;
 mod error;
 mod json;
 mod lifecycle;
+mod links;
 mod listen;
 mod media;
 mod model;
@@ -76,9 +82,9 @@ mod throttle;
 pub use basic::{
     create_admin, hash_password, read_users_file, AuthLimits, Basic, Users, CACHE_FOR,
 };
-pub use body::{Body, CategoryRef};
+pub use body::{Body, CategoryRef, InlineLink};
 pub use connections::Peer;
-pub use entity::{Entity, EntityStore, EntityStoreError, MemoryEntities};
+pub use entity::{Entity, EntityStore, EntityStoreError, LinkIndex, MemoryEntities};
 pub use error::OcciError;
 pub use json::{check_integers, WideInteger};
 pub use listen::{serve, tls_config, Listening};

@@ -20,6 +20,15 @@ pub const RESOURCE: &str = "http://schemas.ogf.org/occi/core#resource";
 /// `core#link`.
 pub const LINK: &str = "http://schemas.ogf.org/occi/core#link";
 
+/// A link's source (`occi.core.source`, GFD.221 §4.6).
+pub const SOURCE: &str = "occi.core.source";
+/// A link's target (`occi.core.target`).
+pub const TARGET: &str = "occi.core.target";
+/// The kind of a link's source (`occi.core.source.kind`, OCCI 1.2).
+pub const SOURCE_KIND: &str = "occi.core.source.kind";
+/// The kind of a link's target (`occi.core.target.kind`, OCCI 1.2).
+pub const TARGET_KIND: &str = "occi.core.target.kind";
+
 /// An attribute's value type (GFD.221 §4.2; GFD.226 §4.1.1).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AttrType {
@@ -244,6 +253,14 @@ pub struct Category {
     pub actions: Vec<TypeId>,
     /// Defined by a client at the query interface (it may remove it again).
     pub user_defined: bool,
+    /// Link kinds: the kind a source must be (or derive from); `None`:
+    /// any resource.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link_source: Option<TypeId>,
+    /// Link kinds: the kind a target must be (or derive from); `None`:
+    /// any resource.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link_target: Option<TypeId>,
 }
 
 impl Category {
@@ -258,6 +275,8 @@ impl Category {
             attributes: Vec::new(),
             actions: Vec::new(),
             user_defined: false,
+            link_source: None,
+            link_target: None,
         }
     }
 
@@ -268,6 +287,23 @@ impl Category {
         c.location = Some(location.to_owned());
         c.rel = vec![TypeId::parse(RESOURCE).expect("a constant type id")];
         c
+    }
+
+    /// A link kind (its parent `core#link`) whose entities live under
+    /// `location`; [`Category::between`] says what it joins (GFD.221 §4.6).
+    pub fn link(scheme: &str, term: &str, title: &str, location: &str) -> Category {
+        let mut c = Category::new(Class::Kind, scheme, term, title);
+        c.location = Some(location.to_owned());
+        c.rel = vec![TypeId::parse(LINK).expect("a constant type id")];
+        c
+    }
+
+    /// Link kinds: its links go from a `source` to a `target` of these
+    /// kinds (or kinds derived from them); a link between others is a 400.
+    pub fn between(mut self, source: &Category, target: &Category) -> Category {
+        self.link_source = Some(source.id.clone());
+        self.link_target = Some(target.id.clone());
+        self
     }
 
     /// A mixin whose tagged entities are listed under `location`.
@@ -346,9 +382,31 @@ impl Model {
             .attribute(Attribute::new("occi.core.summary", AttrType::String))
             .with_rel(ENTITY);
         resource.location = Some("/resource/".into());
+        // Source and target are given at creation and kept (to re-point a
+        // link, delete it and make another); the kinds are the server's.
         let mut link = Category::new(Class::Kind, CORE_SCHEME, "link", "link")
-            .attribute(Attribute::new("occi.core.source", AttrType::String).immutable())
-            .attribute(Attribute::new("occi.core.target", AttrType::String).immutable())
+            .attribute(
+                Attribute::new(SOURCE, AttrType::String)
+                    .immutable()
+                    .required()
+                    .describe("the resource the link belongs to"),
+            )
+            .attribute(
+                Attribute::new(TARGET, AttrType::String)
+                    .immutable()
+                    .required()
+                    .describe("the resource the link points at"),
+            )
+            .attribute(
+                Attribute::new(SOURCE_KIND, AttrType::String)
+                    .immutable()
+                    .describe("the source's kind"),
+            )
+            .attribute(
+                Attribute::new(TARGET_KIND, AttrType::String)
+                    .immutable()
+                    .describe("the target's kind"),
+            )
             .with_rel(ENTITY);
         link.location = Some("/link/".into());
         for c in [entity, resource, link] {
@@ -409,8 +467,33 @@ impl Model {
         false
     }
 
+    /// True if `kind` is a link kind (`core#link` or derived from it).
+    pub fn is_link(&self, kind: &TypeId) -> bool {
+        self.is_a(kind, &TypeId::new(CORE_SCHEME, "link"))
+    }
+
+    /// The kinds a link of `kind` must join (source, target): the first
+    /// constraint found from `kind` up its parents.
+    pub fn link_ends_of(&self, kind: &TypeId) -> (Option<&TypeId>, Option<&TypeId>) {
+        let (mut source, mut target) = (None, None);
+        let mut at = self.get(kind);
+        let mut hops = 0;
+        while let Some(k) = at {
+            source = source.or(k.link_source.as_ref());
+            target = target.or(k.link_target.as_ref());
+            hops += 1;
+            if hops > 32 {
+                break;
+            }
+            at = k.rel.first().and_then(|p| self.get(p));
+        }
+        (source, target)
+    }
+
     /// The attributes of an entity of `kind` with `mixins`: the kind's, its
-    /// ancestors', and the mixins'.
+    /// ancestors', and the mixins', in that order; a kind or mixin that
+    /// defines an attribute again refines it (a template's default applies,
+    /// GFD.224 §3.5), in the place it first had.
     pub fn attributes_of<'a>(&'a self, kind: &TypeId, mixins: &[TypeId]) -> Vec<&'a Attribute> {
         let mut out: Vec<&Attribute> = Vec::new();
         let mut chain = Vec::new();
@@ -428,8 +511,9 @@ impl Model {
             .chain(mixins.iter().filter_map(|m| self.get(m)))
         {
             for a in &c.attributes {
-                if !out.iter().any(|o| o.name == a.name) {
-                    out.push(a);
+                match out.iter_mut().find(|o| o.name == a.name) {
+                    Some(earlier) => *earlier = a,
+                    None => out.push(a),
                 }
             }
         }

@@ -10,7 +10,7 @@ use super::entity::Entity;
 use super::error::OcciError;
 use super::json;
 use super::media::{Flavour, Media};
-use super::model::{Category, Class, Model};
+use super::model::{Category, Class, Model, SOURCE, TARGET};
 use super::text;
 
 /// How to answer: the rendering and, for JSON, the flavour.
@@ -26,6 +26,23 @@ const X_OCCI_ATTRIBUTE: HeaderName = HeaderName::from_static("x-occi-attribute")
 const X_OCCI_LOCATION: HeaderName = HeaderName::from_static("x-occi-location");
 const CATEGORY: HeaderName = HeaderName::from_static("category");
 const LINK: HeaderName = HeaderName::from_static("link");
+
+/// An entity as an answer shows it: its URL, the actions it offers now,
+/// and, for a link, its ends' URLs, for a resource, the links it owns
+/// (GFD.221 §4.5–§4.6).
+#[derive(Debug, Clone)]
+pub struct Shown<'m> {
+    /// The entity as stored.
+    pub entity: Entity,
+    /// Its absolute URL.
+    pub url: String,
+    /// The actions it offers.
+    pub actions: Vec<&'m Category>,
+    /// A link's source and target URLs.
+    pub ends: Option<(String, String)>,
+    /// A resource's links (those whose source it is).
+    pub links: Vec<Shown<'m>>,
+}
 
 /// Text lines: (header name, value).
 type Lines = Vec<(HeaderName, String)>;
@@ -80,33 +97,28 @@ impl Answer {
         r
     }
 
-    /// One entity, with the actions it offers now.
-    pub fn entity(
-        self,
-        status: StatusCode,
-        e: &Entity,
-        url: &str,
-        model: &Model,
-        actions: &[&Category],
-    ) -> Response {
+    /// One entity, with the actions it offers now and its links.
+    pub fn entity(self, status: StatusCode, shown: &Shown, model: &Model) -> Response {
         match self.media {
             Media::Json => {
-                let v = json::entity(e, url, actions, self.flavour);
-                let v = match self.flavour {
-                    Flavour::PyOcni => json!({ "resources": [v] }),
-                    Flavour::Occi12 => v,
+                let v = json::entity(shown, self.flavour);
+                let v = match (self.flavour, &shown.ends) {
+                    (Flavour::PyOcni, None) => json!({ "resources": [v] }),
+                    (Flavour::PyOcni, Some(_)) => json!({ "links": [v] }),
+                    (Flavour::Occi12, _) => v,
                 };
                 self.json(status, v, Vec::new())
             }
-            _ => self.text(status, entity_lines(e, url, model, actions), Vec::new()),
+            _ => self.text(status, entity_lines(shown, model), Vec::new()),
         }
     }
 
-    /// A listing of entity URLs (with the renderings for GFD.226's JSON).
-    pub fn listing(self, entities: &[(Entity, String, Vec<&Category>)]) -> Response {
+    /// A listing of entity URLs (with the renderings for GFD.226's JSON:
+    /// resources under `resources`, links under `links`).
+    pub fn listing(self, entities: &[Shown]) -> Response {
         match (self.media, self.flavour) {
             (Media::Json, Flavour::PyOcni) => {
-                let urls: Vec<&str> = entities.iter().map(|(_, u, _)| u.as_str()).collect();
+                let urls: Vec<&str> = entities.iter().map(|s| s.url.as_str()).collect();
                 self.json(
                     StatusCode::OK,
                     json!({ "X-OCCI-Location": urls }),
@@ -114,16 +126,26 @@ impl Answer {
                 )
             }
             (Media::Json, Flavour::Occi12) => {
-                let all: Vec<Value> = entities
-                    .iter()
-                    .map(|(e, u, a)| json::entity(e, u, a, Flavour::Occi12))
-                    .collect();
-                self.json(StatusCode::OK, json!({ "resources": all }), Vec::new())
+                let (links, resources): (Vec<&Shown>, Vec<&Shown>) =
+                    entities.iter().partition(|s| s.ends.is_some());
+                let render = |list: Vec<&Shown>| -> Vec<Value> {
+                    list.into_iter()
+                        .map(|s| json::entity(s, Flavour::Occi12))
+                        .collect()
+                };
+                let mut o = serde_json::Map::new();
+                if !resources.is_empty() || links.is_empty() {
+                    o.insert("resources".into(), render(resources).into());
+                }
+                if !links.is_empty() {
+                    o.insert("links".into(), render(links).into());
+                }
+                self.json(StatusCode::OK, Value::Object(o), Vec::new())
             }
             _ => {
                 let lines = entities
                     .iter()
-                    .map(|(_, u, _)| (X_OCCI_LOCATION, u.clone()))
+                    .map(|s| (X_OCCI_LOCATION, s.url.clone()))
                     .collect();
                 self.text(StatusCode::OK, lines, Vec::new())
             }
@@ -132,7 +154,8 @@ impl Answer {
 
     /// 201 for a new entity: `Location:` and, in text, `X-OCCI-Location`
     /// (the same bytes).
-    pub fn created(self, e: &Entity, url: &str, actions: &[&Category]) -> Response {
+    pub fn created(self, shown: &Shown) -> Response {
+        let url = shown.url.as_str();
         let location = vec![(header::LOCATION, url.to_owned())];
         match (self.media, self.flavour) {
             (Media::Json, Flavour::PyOcni) => {
@@ -140,7 +163,7 @@ impl Answer {
             }
             (Media::Json, Flavour::Occi12) => self.json(
                 StatusCode::CREATED,
-                json::entity(e, url, actions, Flavour::Occi12),
+                json::entity(shown, Flavour::Occi12),
                 location,
             ),
             _ => self.text(
@@ -249,21 +272,33 @@ fn canonical(n: &HeaderName) -> &'static str {
     }
 }
 
-fn entity_lines(e: &Entity, url: &str, model: &Model, actions: &[&Category]) -> Lines {
+fn entity_lines(shown: &Shown, model: &Model) -> Lines {
+    let e = &shown.entity;
     let mut lines = vec![(CATEGORY, text::category_short(&e.kind, Class::Kind))];
     for m in &e.mixins {
         if model.get(m).is_some() {
             lines.push((CATEGORY, text::category_short(m, Class::Mixin)));
         }
     }
-    for a in actions {
-        lines.push((LINK, text::action_link(url, &a.id)));
+    for l in &shown.links {
+        if let Some((_, target)) = &l.ends {
+            lines.push((LINK, text::resource_link(&l.entity, &l.url, target)));
+        }
+    }
+    for a in &shown.actions {
+        lines.push((LINK, text::action_link(&shown.url, &a.id)));
     }
     lines.push((
         X_OCCI_ATTRIBUTE,
         text::attribute("occi.core.id", &Value::String(e.id.clone())),
     ));
     for (k, v) in &e.attributes {
+        // A link's ends are stored as paths and shown as URLs.
+        let v = match (&shown.ends, k.as_str()) {
+            (Some((source, _)), SOURCE) => &Value::String(source.clone()),
+            (Some((_, target)), TARGET) => &Value::String(target.clone()),
+            _ => v,
+        };
         if !v.is_null() {
             lines.push((X_OCCI_ATTRIBUTE, text::attribute(k, v)));
         }

@@ -247,14 +247,8 @@ async fn serve_request(
                     .run_action(&model, e, &term, &body)
                     .await
                     .map_err(fail)?;
-                let actions = model.actions_of(&e.kind, &e.mixins);
-                Ok(answer.entity(
-                    StatusCode::OK,
-                    &e,
-                    &server.url(&e.location),
-                    &model,
-                    &actions,
-                ))
+                let shown = server.shown(&model, e).map_err(fail)?;
+                Ok(answer.entity(StatusCode::OK, &shown, &model))
             } else {
                 server
                     .entity(&model, &kind, &id, &location, &method, body, answer)

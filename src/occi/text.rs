@@ -16,11 +16,12 @@ use std::borrow::Cow;
 
 use serde_json::Value;
 
-use super::body::{Body, CategoryRef};
+use super::body::{Body, CategoryRef, InlineLink};
+use super::entity::Entity;
 use super::error::OcciError;
 use super::json::check_integers;
 use super::model::grammar::{check_scheme, check_term, is_term};
-use super::model::{Attribute, Category, Class, TypeId};
+use super::model::{Attribute, Category, Class, TypeId, SOURCE, SOURCE_KIND, TARGET, TARGET_KIND};
 
 /// Splits `s` at `sep` where it is outside quotes, brackets and braces.
 fn split_outside(s: &str, sep: char) -> Vec<&str> {
@@ -207,6 +208,8 @@ fn parse_category(item: &str) -> Result<(CategoryRef, Category), String> {
         attributes,
         actions,
         user_defined: true,
+        link_source: None,
+        link_target: None,
     };
     Ok((r, def))
 }
@@ -282,14 +285,8 @@ pub fn parse<'a>(
                     body.categories.push(r);
                 }
                 "link" => {
-                    let target = item
-                        .strip_prefix('<')
-                        .and_then(|r| r.split_once('>'))
-                        .map(|(t, _)| t.trim())
-                        .ok_or_else(|| bad("Link", format!("{item:?} has no <target>")))?;
-                    // Action links (as a GET rendered them) are not links.
-                    if !target.contains("?action=") {
-                        body.resource_links.push(target.to_owned());
+                    if let Some(link) = parse_link(item).map_err(|e| bad("Link", e))? {
+                        body.links.push(link);
                     }
                 }
                 "x-occi-attribute" => {
@@ -310,6 +307,61 @@ pub fn parse<'a>(
         }
     }
     Ok(body)
+}
+
+/// Reads one `Link` value (GFD.185 §3.5.1; GFD.229 §5.4): `<target>;
+/// rel="target kind"; self="link location"; category="link kind and
+/// mixins"; name=value…`. An action link (as a GET rendered it) is no link:
+/// `None`.
+fn parse_link(item: &str) -> Result<Option<InlineLink>, String> {
+    let (target, rest) = item
+        .trim()
+        .strip_prefix('<')
+        .and_then(|r| r.split_once('>'))
+        .ok_or_else(|| format!("{item:?} has no <target>"))?;
+    let target = target.trim();
+    if target.contains("?action=") {
+        return Ok(None);
+    }
+    if target.is_empty() {
+        return Err(format!("{item:?} has an empty <target>"));
+    }
+    let mut link = InlineLink::default();
+    link.attributes
+        .push((TARGET.to_owned(), Value::String(target.to_owned())));
+    for p in split_outside(rest, ';') {
+        let (key, value) = p
+            .split_once('=')
+            .ok_or_else(|| format!("bad Link parameter {p:?}"))?;
+        let key = key.trim();
+        match key {
+            "rel" => {
+                let kind = unquote(value)?;
+                if let Some(first) = kind.split_whitespace().next() {
+                    TypeId::parse_checked(first).map_err(|e| e.to_string())?;
+                    link.attributes
+                        .push((TARGET_KIND.to_owned(), Value::String(first.to_owned())));
+                }
+            }
+            "self" => link.location = Some(unquote(value)?),
+            "category" => {
+                for id in type_ids(&unquote(value)?)? {
+                    link.categories.push(CategoryRef {
+                        scheme: Some(id.scheme),
+                        term: id.term,
+                        class: None,
+                    });
+                }
+            }
+            _ => {
+                if key.is_empty() || key.contains(char::is_whitespace) {
+                    return Err(format!("bad attribute name {key:?}"));
+                }
+                link.attributes.push((key.to_owned(), parse_value(value)?));
+            }
+        }
+    }
+    Ok(Some(link))
 }
 
 /// Reads a `text/plain` body: `Name: value` lines (blank lines ignored).
@@ -461,6 +513,33 @@ pub fn action_link(entity_url: &str, action: &TypeId) -> String {
     )
 }
 
+/// A link a resource owns, as its rendering shows it (GFD.185 §3.5.1,
+/// GFD.229 §5.4): `<target>; rel="target kind"; self="link";
+/// category="kind mixins"` and the link's other attributes as `name=value`
+/// (its source is the resource it is shown with).
+pub fn resource_link(link: &Entity, link_url: &str, target_url: &str) -> String {
+    let mut s = format!("<{}>", uri_text(target_url));
+    if let Some(k) = link.text(TARGET_KIND) {
+        s += &format!("; rel={}", quote(k));
+    }
+    s += &format!("; self={}", quote(&uri_text(link_url)));
+    let categories: Vec<String> = std::iter::once(&link.kind)
+        .chain(&link.mixins)
+        .map(TypeId::to_string)
+        .collect();
+    s += &format!("; category={}", quote(&categories.join(" ")));
+    s += &format!(
+        "; {}",
+        attribute("occi.core.id", &Value::String(link.id.clone()))
+    );
+    for (k, v) in &link.attributes {
+        if !v.is_null() && ![SOURCE, TARGET, SOURCE_KIND, TARGET_KIND].contains(&k.as_str()) {
+            s += &format!("; {}", attribute(k, v));
+        }
+    }
+    s
+}
+
 fn is_term_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')
 }
@@ -550,11 +629,24 @@ mod tests {
             assert_eq!(e.status, axum::http::StatusCode::BAD_REQUEST, "{bad}");
         }
         let b = parse_plain(
-            "Link: </m/1?action=start>; rel=\"http://x/action#start\"\nLink: </s/2>; rel=\"x\"",
+            "Link: </m/1?action=start>; rel=\"http://x/action#start\"\nLink: </s/2>; rel=\"http://x#s\"; self=\"/l/3\"; category=\"http://x#l\"; a.b=2",
             false,
         )
         .unwrap();
-        assert_eq!(b.resource_links, ["/s/2"]);
+        assert_eq!(b.links.len(), 1);
+        let l = &b.links[0];
+        assert_eq!(
+            l.attributes,
+            [
+                (TARGET.to_owned(), Value::String("/s/2".into())),
+                (TARGET_KIND.to_owned(), Value::String("http://x#s".into())),
+                ("a.b".to_owned(), serde_json::json!(2)),
+            ]
+        );
+        assert_eq!(l.location.as_deref(), Some("/l/3"));
+        assert_eq!(l.categories[0].type_id(), TypeId::parse("http://x#l"));
+        let e = parse_plain("Link: </s/2>; rel=\"x\"", false).unwrap_err();
+        assert!(e.reason.contains("bad type id"), "{}", e.reason);
     }
 
     #[test]
@@ -640,6 +732,8 @@ mod tests {
             attributes: vec![Attribute::new(evil, crate::occi::model::AttrType::String)],
             actions: vec![TypeId::new("http://a#", evil)],
             user_defined: true,
+            link_source: None,
+            link_target: None,
         };
         let full = category_full(&c);
         let short = category_short(&c.id, Class::Mixin);
