@@ -1,14 +1,17 @@
 //! The gateway under load, as ratios against baselines measured in the
 //! same run (medians of interleaved rounds): `GET` one member and a list of
-//! 1,000 entities (messages: see `bench_get`) at 1 and 50 connections against a trivial axum handler
-//! behind the same Basic check; `POST` create at 50 connections against raw
+//! 1,000 entities (messages: see `bench_get`) at 1 and 50 connections
+//! against an axum handler behind the same Basic check (a 12-byte body for
+//! the member; for the listing, the listing's own bytes and type, served
+//! static); `POST` create at 50 connections against raw
 //! rusqlite inserts with the same group commit; monitor fan-out to 100
 //! WebSocket clients while 1,000 events/s arrive, against a bare
 //! tokio-tungstenite broadcast of the same frames. And members at scale:
 //! `RMBUS_BENCH_MEMBERS` (10,000) members, each with two topics, created
 //! one after another (`POST /cmbs/member/`) in one gateway, and 10 in
-//! another: the p50 of 10 more creates (deleted after) in each, in
-//! interleaved rounds; the large one's CPU while idle for 10 s, and its
+//! another: the p50 of 10 more creates (deleted after) in each, and the
+//! rate of `GET` of one member at 50 connections in each, in interleaved
+//! rounds; the large one's CPU while idle for 10 s, and its
 //! resident memory per member beyond the first 10.
 //!
 //! `cargo bench --bench gateway` (it runs the release `rmbus gateway` on a
@@ -43,6 +46,9 @@ type MakeRequest = Arc<dyn Fn(u64) -> (Vec<u8>, Vec<u8>) + Send + Sync>;
 struct Conn {
     s: TcpStream,
     buf: Vec<u8>,
+    /// The last answer's body and `Content-Type`.
+    body: Vec<u8>,
+    content_type: String,
 }
 
 impl Conn {
@@ -52,6 +58,8 @@ impl Conn {
         Conn {
             s,
             buf: Vec::with_capacity(1 << 16),
+            body: Vec::new(),
+            content_type: String::new(),
         }
     }
 
@@ -76,6 +84,14 @@ impl Conn {
                     self.buf.extend_from_slice(&chunk[..n]);
                 }
                 let status = head[9..12].parse().unwrap();
+                self.content_type = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-type:"))
+                    .map(|v| v.trim().to_owned())
+                    .unwrap_or_default();
+                self.body.clear();
+                self.body
+                    .extend_from_slice(&self.buf[end + 4..end + 4 + len]);
                 self.buf.drain(..end + 4 + len);
                 return status;
             }
@@ -180,8 +196,9 @@ fn start_gateway() -> Gateway {
 }
 
 /// A trivial axum handler behind the same Basic check, on a runtime of its
-/// own with as many workers as the gateway's.
-fn baseline_http() -> (SocketAddr, tokio::runtime::Runtime) {
+/// own with as many workers as the gateway's: `/list` answers `listing`
+/// (the bytes and type of the gateway's listing), anything else 12 bytes.
+fn baseline_http(listing: (Vec<u8>, String)) -> (SocketAddr, tokio::runtime::Runtime) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -197,17 +214,28 @@ fn baseline_http() -> (SocketAddr, tokio::runtime::Runtime) {
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .unwrap();
     let addr = listener.local_addr().unwrap();
-    let app = axum::Router::new().fallback(move |headers: axum::http::HeaderMap| {
-        let basic = Arc::clone(&basic);
-        async move {
-            use rmbus::occi::Authenticator;
-            let given = headers.get("authorization").map(|v| v.as_bytes().to_vec());
-            match basic.check(given, None).await {
-                Ok(_) => (axum::http::StatusCode::OK, "{\"ok\":true}\n"),
-                Err(_) => (axum::http::StatusCode::UNAUTHORIZED, "no\n"),
+    let (body, content_type) = (axum::body::Bytes::from(listing.0), listing.1);
+    let app = axum::Router::new().fallback(
+        move |uri: axum::http::Uri, headers: axum::http::HeaderMap| {
+            let basic = Arc::clone(&basic);
+            let (body, content_type) = (body.clone(), content_type.clone());
+            async move {
+                use axum::response::IntoResponse;
+                use rmbus::occi::Authenticator;
+                let given = headers.get("authorization").map(|v| v.as_bytes().to_vec());
+                match basic.check(given, None).await {
+                    Ok(_) if uri.path() == "/list" => (
+                        axum::http::StatusCode::OK,
+                        [(axum::http::header::CONTENT_TYPE, content_type)],
+                        body,
+                    )
+                        .into_response(),
+                    Ok(_) => (axum::http::StatusCode::OK, "{\"ok\":true}\n").into_response(),
+                    Err(_) => (axum::http::StatusCode::UNAUTHORIZED, "no\n").into_response(),
+                }
             }
-        }
-    });
+        },
+    );
     rt.spawn(async move { axum::serve(listener, app).await });
     (addr, rt)
 }
@@ -237,9 +265,15 @@ fn post_head(path: &str, len: usize) -> Vec<u8> {
     .into_bytes()
 }
 
+/// The body and `Content-Type` of `GET path` on `addr`.
+async fn fetch(addr: SocketAddr, path: &str) -> (Vec<u8>, String) {
+    let mut c = Conn::open(addr).await;
+    assert_eq!(c.call(&get_head(path), &[]).await, 200);
+    (c.body.clone(), c.content_type.clone())
+}
+
 fn bench_get(rt: &tokio::runtime::Runtime, rounds: usize) {
     let g = start_gateway();
-    let (base, _brt) = baseline_http();
     // One member, and 1,000 messages to list: a gateway hosting 1,000
     // members saturates its bus thread (every member hears every other's
     // hellos and discovery), which is the bus's load issue, not HTTP's.
@@ -259,6 +293,14 @@ fn bench_get(rt: &tokio::runtime::Runtime, rounds: usize) {
             );
         }
     });
+    // The baseline serves the listing's own bytes and type.
+    let listing = rt.block_on(fetch(g.addr, "/cmbs/message/"));
+    println!(
+        "the listing: {} bytes of {}; the baseline serves the same",
+        listing.0.len(),
+        listing.1
+    );
+    let (base, _brt) = baseline_http(listing);
     let one: MakeRequest = Arc::new(|_| {
         (
             get_head("/cmbs/member/bbbbbbbb-0000-4000-8000-000000000007"),
@@ -267,15 +309,16 @@ fn bench_get(rt: &tokio::runtime::Runtime, rounds: usize) {
     });
     let list: MakeRequest = Arc::new(|_| (get_head("/cmbs/message/"), Vec::new()));
     let trivial: MakeRequest = Arc::new(|_| (get_head("/x"), Vec::new()));
-    for (what, make) in [
-        ("GET one member", &one),
-        ("GET a list of 1,000 (messages)", &list),
+    let static_list: MakeRequest = Arc::new(|_| (get_head("/list"), Vec::new()));
+    for (what, make, baseline) in [
+        ("GET one member", &one, &trivial),
+        ("GET a list of 1,000 (messages)", &list, &static_list),
     ] {
         for conns in [1, 50] {
             let (mut ours, mut theirs) = (Vec::new(), Vec::new());
             for _ in 0..rounds {
                 ours.push(rt.block_on(rate(g.addr, conns, Arc::clone(make), 200)));
-                theirs.push(rt.block_on(rate(base, conns, Arc::clone(&trivial), 200)));
+                theirs.push(rt.block_on(rate(base, conns, Arc::clone(baseline), 200)));
             }
             report(
                 &format!("{what}, {conns} connection(s)"),
@@ -637,6 +680,29 @@ fn bench_members(rt: &tokio::runtime::Runtime, rounds: usize) {
             at_n.push(ten_creates(&mut to_large, first).await);
         });
     }
+    // GET of one member, 50 connections, at n and at 10.
+    let (mut get_10, mut get_n) = (Vec::new(), Vec::new());
+    let one = |i: u64| -> MakeRequest {
+        Arc::new(move |_| {
+            (
+                get_head(&format!("/cmbs/member/cccccccc-0000-4000-8000-{i:012}")),
+                Vec::new(),
+            )
+        })
+    };
+    for _ in 0..rounds {
+        get_10.push(rt.block_on(rate(small.addr, 50, one(5), 200)));
+        get_n.push(rt.block_on(rate(large.addr, 50, one(n / 2), 200)));
+    }
+    let get_ratios: Vec<f64> = get_10.iter().zip(&get_n).map(|(s, l)| s / l).collect();
+    println!(
+        "GET one member, 50 connections: {:.0}/s at {n}, {:.0}/s at 10; at 10 ÷ at {n} {:.2} (rounds {:.2}–{:.2}; target ≤ 1.50)",
+        median(get_n.clone()),
+        median(get_10.clone()),
+        median(get_ratios.clone()),
+        get_ratios.iter().copied().fold(f64::INFINITY, f64::min),
+        get_ratios.iter().copied().fold(0.0, f64::max),
+    );
     let ratios: Vec<f64> = at_n.iter().zip(&at_10).map(|(l, s)| l / s).collect();
     println!(
         "{n} members created one after another in {:.0} s; create p50 of 10 at {n}: {:.2} ms, at 10: {:.2} ms; ratio {:.2} (rounds {:.2}–{:.2}; target ≤ 2.00)",

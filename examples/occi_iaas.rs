@@ -9,8 +9,8 @@
 //!   storage `online`, `offline` and OCCI 1.1's `backup`, `snapshot`,
 //!   `resize`; network `up`, `down`.
 //! - Mixins: `ipnetwork` (networks), `ipnetworkinterface` (network
-//!   interfaces), the templates `os_tpl` (`ubuntu`, `debian`: one at a
-//!   time, a new one replaces the old) and `resource_tpl` (`small`, which
+//!   interfaces), the templates `os_tpl` (`ubuntu`, `debian`: a create
+//!   with two is refused, an update that adds another replaces the old) and `resource_tpl` (`small`, which
 //!   presets cores and memory), and OCCI 1.2's `ssh_key` and `user_data`.
 //!
 //! ```text
@@ -201,7 +201,7 @@ impl Hooks for Attach {
 
 /// Templates (GFD.224 §3.5): a compute takes at most one OS template and
 /// one resource template; adding another replaces it. And `user_data` is
-/// given once, at creation.
+/// not changed by an update once it is given.
 struct Templates {
     families: Vec<(TypeId, Vec<TypeId>)>,
 }
@@ -238,7 +238,7 @@ impl Hooks for Templates {
         const USERDATA: &str = "occi.compute.userdata";
         let r = match (old.text(USERDATA), new.text(USERDATA)) {
             (Some(a), Some(b)) if a != b => Err(OcciError::forbidden(format!(
-                "{USERDATA} is given once, at creation"
+                "{USERDATA} cannot change once it is given"
             ))),
             _ => Ok(new),
         };

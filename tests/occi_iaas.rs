@@ -910,6 +910,14 @@ fn links_are_made_inline_and_on_their_own_shown_with_their_source_and_go_with_an
     assert!(second_shown.contains("occi.networkinterface.interface=\"eth1\""));
     assert!(second_shown.contains("occi.networkinterface.address=\"192.168.0.5/24\""));
     assert_eq!(resource_links(&get(b, &vm_path, &[]).body).len(), 2);
+    // Filters name ends as the server shows them.
+    let to_net = format!("occi.core.target=\"{net}\"");
+    let filtered = get(
+        b,
+        "/networkinterface/",
+        &[("Content-Type", "text/occi"), ("X-OCCI-Attribute", &to_net)],
+    );
+    assert_eq!(filtered.body.lines().count(), 2, "{}", filtered.body);
 
     // Ends are checked: the kinds the link kind asks for, existing
     // resources of this server; a link has no links of its own.
@@ -972,7 +980,13 @@ fn links_are_made_inline_and_on_their_own_shown_with_their_source_and_go_with_an
         "{}",
         no_target.body
     );
+    let tag_before = get(b, "/compute/", &[]).header("etag").unwrap().to_owned();
     let lying = link_to(&disk, "storagelink");
+    assert_ne!(
+        get(b, "/compute/", &[]).header("etag").unwrap(),
+        tag_before,
+        "a link made elsewhere changes its source's collection's tag"
+    );
     assert_eq!(lying.status, 201, "{}", lying.body);
     let storage_link = lying.header("location").unwrap().to_owned();
     // A plain core#link between any two resources.

@@ -80,6 +80,9 @@ pub struct Users {
     cached: usize,
     cache: Mutex<HashMap<[u8; 32], (String, Instant)>>,
     throttle: Arc<Mutex<Throttle>>,
+    /// The password check under way for each header (by its cache key):
+    /// requests that bring the same header meanwhile wait for its answer.
+    flights: Mutex<HashMap<[u8; 32], Arc<tokio::sync::OnceCell<bool>>>>,
 }
 
 impl Users {
@@ -100,6 +103,7 @@ impl Users {
             cached: limits.cached.max(1),
             cache: Mutex::new(HashMap::new()),
             throttle: Arc::new(Mutex::new(Throttle::new(limits.backoff))),
+            flights: Mutex::new(HashMap::new()),
         })
     }
 
@@ -160,6 +164,53 @@ impl Users {
         let Some((name, password)) = basic_credentials(header) else {
             return Err(Refusal::Wrong);
         };
+        // One check per header at a time: a client that opens fifty
+        // connections at once with the same credentials pays one hash, and
+        // is not refused for having more than two checks waiting.
+        let flight = Flight {
+            cell: Arc::clone(
+                self.flights
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .entry(key)
+                    .or_default(),
+            ),
+            flights: &self.flights,
+            key,
+        };
+        let answer = flight
+            .cell
+            .get_or_try_init(|| self.verify(&name, &password, client))
+            .await
+            .copied();
+        if answer == Ok(true) {
+            self.remember(key, &name, Instant::now());
+        }
+        drop(flight);
+        match answer? {
+            true => {
+                if let Some(ip) = client {
+                    self.throttle().succeeded(ip);
+                }
+                Ok(name)
+            }
+            false => {
+                self.failed(client);
+                Err(Refusal::Wrong)
+            }
+        }
+    }
+
+    /// One password check on the checking threads, counted against
+    /// `client`'s share of the queue: right or wrong, or why it was not
+    /// made.
+    async fn verify(
+        &self,
+        name: &str,
+        password: &[u8],
+        client: Option<IpAddr>,
+    ) -> Result<bool, Refusal> {
+        let now = Instant::now();
         // The address's share of the queue is taken until a checking thread
         // is done with the job (or drops it unread), not merely until this
         // request gives up waiting; a request dropped before its answer
@@ -182,7 +233,7 @@ impl Users {
             None => (None, None),
         };
         let held = pending.map(|p| Box::new(p) as Box<dyn Send>);
-        let answer = match self.passwords.check(&name, &password, held) {
+        let answer = match self.passwords.check(name, password, held) {
             Ok(answer) => answer,
             Err(CheckError::Busy | CheckError::Stopped) => {
                 // Not checked at all: no failure of the client's.
@@ -196,22 +247,35 @@ impl Users {
         if let Some(u) = unanswered.as_mut() {
             u.ip = None;
         }
-        if right {
-            self.remember(key, &name, Instant::now());
-            if let Some(ip) = client {
-                self.throttle().succeeded(ip);
-            }
-            Ok(name)
-        } else {
-            self.failed(client);
-            Err(Refusal::Wrong)
-        }
+        Ok(right)
     }
 
     /// [`Users::check`] for callers outside an async runtime (tests, tools).
     pub fn check_blocking(&self, header: &[u8]) -> Option<String> {
         let (name, password) = basic_credentials(header)?;
         matches!(self.passwords.check_blocking(&name, &password), Ok(true)).then_some(name)
+    }
+}
+
+/// A request's place in the check under way for its header: when the
+/// request is done or dropped, the check is forgotten (those still waiting
+/// on it keep it; a request that comes later starts its own, or finds the
+/// cache).
+struct Flight<'a> {
+    cell: Arc<tokio::sync::OnceCell<bool>>,
+    flights: &'a Mutex<HashMap<[u8; 32], Arc<tokio::sync::OnceCell<bool>>>>,
+    key: [u8; 32],
+}
+
+impl Drop for Flight<'_> {
+    fn drop(&mut self) {
+        let mut flights = self.flights.lock().unwrap_or_else(|p| p.into_inner());
+        if flights
+            .get(&self.key)
+            .is_some_and(|f| Arc::ptr_eq(f, &self.cell))
+        {
+            flights.remove(&self.key);
+        }
     }
 }
 
@@ -505,6 +569,42 @@ mod tests {
     }
 
     #[tokio::test(flavor = "current_thread")]
+    async fn requests_with_the_same_credentials_at_once_share_one_check() {
+        let users = ann();
+        let ip: IpAddr = "127.0.0.5".parse().unwrap();
+        let good = basic("ann", "s3cret");
+        // Fifty connections opened at once (a client's pool): one hash,
+        // and none refused for more than two checks of one address.
+        let checks: Vec<_> = (0..50)
+            .map(|_| users.check(Some(&good), Some(ip)))
+            .collect();
+        let results = futures_util::future::join_all(checks).await;
+        assert!(
+            results.iter().all(|r| r.as_deref() == Ok("ann")),
+            "{results:?}"
+        );
+        let wrong = basic("ann", "nope");
+        let checks: Vec<_> = (0..10)
+            .map(|_| users.check(Some(&wrong), Some(ip)))
+            .collect();
+        let results = futures_util::future::join_all(checks).await;
+        assert!(
+            results
+                .iter()
+                .all(|r| matches!(r, Err(Refusal::Wrong | Refusal::Throttled(_)))),
+            "{results:?}"
+        );
+        assert!(
+            users.throttle().shut_out(ip, Instant::now()).is_some(),
+            "each request that got the wrong answer counts as a failure"
+        );
+        assert!(
+            users.flights.lock().unwrap().is_empty(),
+            "no check is left behind"
+        );
+    }
+
+    #[tokio::test(flavor = "current_thread")]
     async fn a_full_queue_answers_busy_at_once() {
         let users = Users::with_limits(
             HashMap::from([("ann".to_owned(), hash_password("s3cret").unwrap())]),
@@ -515,8 +615,8 @@ mod tests {
             },
         )
         .unwrap();
-        let wrong = basic("ann", "wrong");
-        let checks: Vec<_> = (0..6).map(|_| users.check(Some(&wrong), None)).collect();
+        let wrong: Vec<Vec<u8>> = (0..6).map(|i| basic("ann", &format!("wrong{i}"))).collect();
+        let checks: Vec<_> = wrong.iter().map(|w| users.check(Some(w), None)).collect();
         let results = futures_util::future::join_all(checks).await;
         let busy = results
             .iter()

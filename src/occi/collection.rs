@@ -91,6 +91,7 @@ impl Server {
         body: Body,
         answer: Answer,
     ) -> Result<Response, OcciError> {
+        let body = self.ends_as_paths(body);
         let allow = if c.class == Class::Kind {
             "GET, HEAD, POST, DELETE"
         } else {
@@ -136,23 +137,25 @@ impl Server {
                     });
                 }
                 // What the tag covers: each entity's location and revision,
-                // or, for one the server never wrote, its whole content
-                // (and so for the links a resource shows).
-                let stored: Vec<Vec<u8>> = rows
-                    .iter()
-                    .flat_map(|s| {
-                        std::iter::once(&s.entity).chain(s.links.iter().map(|l| &l.entity))
-                    })
-                    .map(|e| {
-                        if e.revision > 0 {
-                            let mut k = e.location.as_bytes().to_vec();
-                            k.extend_from_slice(&e.revision.to_be_bytes());
-                            k
-                        } else {
-                            serde_json::to_vec(e).unwrap_or_default()
-                        }
-                    })
-                    .collect();
+                // or, for one the server never wrote, its whole content;
+                // and so for the links from or to it, which its rendering
+                // shows (a link made or gone leaves its source's revision).
+                let key = |e: &Entity| {
+                    if e.revision > 0 {
+                        let mut k = e.location.as_bytes().to_vec();
+                        k.extend_from_slice(&e.revision.to_be_bytes());
+                        k
+                    } else {
+                        serde_json::to_vec(e).unwrap_or_default()
+                    }
+                };
+                let mut stored: Vec<Vec<u8>> = Vec::with_capacity(rows.len());
+                for s in &rows {
+                    stored.push(key(&s.entity));
+                    for l in self.store.links_at(&s.entity.location)? {
+                        stored.push(key(&l));
+                    }
+                }
                 let mut r = answer.listing(&rows);
                 r.extensions_mut()
                     .insert(super::tags::Covers::of(stored.iter().map(Vec::as_slice)));

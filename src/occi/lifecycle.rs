@@ -409,8 +409,16 @@ impl Server {
                 };
                 let mut new = new;
                 new.revision = old_revision + 1;
-                self.store.replace(&new)?;
+                // The links first: if the resource cannot be stored, they
+                // are taken back, and nothing of the request stays.
+                let stored = links.clone();
                 self.store_links(links).await?;
+                if let Err(e) = self.store.replace(&new) {
+                    for l in &stored {
+                        self.unstore(l).await;
+                    }
+                    return Err(e.into());
+                }
                 render(new, StatusCode::OK)
             }
             (Method::DELETE, Some(_)) => {

@@ -41,6 +41,16 @@ impl Server {
         }
     }
 
+    /// `body` with the link ends it names (filters on `occi.core.source`
+    /// and `occi.core.target`, given as the URLs the server shows) as the
+    /// paths the store keeps.
+    pub(super) fn ends_as_paths(&self, mut body: Body) -> Body {
+        for (name, value) in &mut body.attributes {
+            *value = self.end_path(name, std::mem::take(value));
+        }
+        body
+    }
+
     fn end_url(&self, end: &str) -> String {
         if end.starts_with('/') {
             self.url(end)

@@ -490,8 +490,9 @@ impl Model {
         (source, target)
     }
 
-    /// The attributes of an entity of `kind` with `mixins`: the kind's, its
-    /// ancestors', and the mixins', in that order; a kind or mixin that
+    /// The attributes of an entity of `kind` with `mixins`: its ancestors'
+    /// from the root down, the kind's, and the mixins', in that order; a
+    /// kind or mixin that
     /// defines an attribute again refines it (a template's default applies,
     /// GFD.224 §3.5), in the place it first had.
     pub fn attributes_of<'a>(&'a self, kind: &TypeId, mixins: &[TypeId]) -> Vec<&'a Attribute> {

@@ -36,7 +36,12 @@ pub type ActionHandler =
     Arc<dyn Fn(ActionCall) -> BoxFuture<Result<Entity, OcciError>> + Send + Sync>;
 
 /// What a kind's owner does when its entities are created, changed and
-/// deleted; each may refuse with an error, and nothing is stored then.
+/// deleted; each may refuse with an error, and nothing is stored then,
+/// except that a link's delete hook cannot keep a link whose source or
+/// target is being deleted (its refusal is logged). A resource's delete
+/// hook runs before those of its links. Hooks run with the entity locked
+/// (a link's also with its ends locked): a hook must not call
+/// [`Server::modify`] on them.
 pub trait Hooks: Send + Sync {
     /// Before a new entity is stored: the entity to store.
     fn create(&self, entity: Entity) -> BoxFuture<Result<Entity, OcciError>> {
