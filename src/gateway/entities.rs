@@ -264,6 +264,17 @@ impl EntityStore for GatewayEntities {
         Ok(out)
     }
 
+    fn visit(&self, f: &mut dyn FnMut(&Entity)) -> Result<(), EntityStoreError> {
+        let remote = self.remote();
+        let cache = self.cache();
+        cache.values().for_each(&mut *f);
+        remote
+            .iter()
+            .filter(|r| !cache.contains_key(&r.location))
+            .for_each(f);
+        Ok(())
+    }
+
     fn get(&self, location: &str) -> Result<Option<Entity>, EntityStoreError> {
         if let Some(e) = self.cache().get(location) {
             return Ok(Some(e.clone()));

@@ -99,7 +99,31 @@ impl Server {
         };
         match (method.clone(), c.class) {
             (Method::GET | Method::HEAD, _) => {
-                let mut list = self.members(model, c, &body)?;
+                // Only GFD.226's listing shows the entities themselves
+                // (resources with their links); the others show URLs, and
+                // nothing is copied for them but what the tag covers.
+                let full = answer.media == Media::Json && answer.flavour == Flavour::Occi12;
+                // What the tag covers: each entity's location and revision,
+                // or, for one the server never wrote, its whole content;
+                // and so for the links from or to it, which its rendering
+                // shows (a link made or gone leaves its source's revision).
+                let key = |e: &Entity| {
+                    if e.revision > 0 {
+                        let mut k = e.location.as_bytes().to_vec();
+                        k.extend_from_slice(&e.revision.to_be_bytes());
+                        k
+                    } else {
+                        serde_json::to_vec(e).unwrap_or_default()
+                    }
+                };
+                let filters = Self::filters(model, &body)?;
+                let mut picked: Vec<(String, Vec<u8>, Option<Entity>)> = Vec::new();
+                self.store.visit(&mut |e| {
+                    if Self::selects(model, c, &filters, &body, e) {
+                        picked.push((e.location.clone(), key(e), full.then(|| e.clone())));
+                    }
+                })?;
+                picked.sort_by(|a, b| a.0.cmp(&b.0));
                 let get = |k: &str| query.iter().find(|(q, _)| q == k).map(|(_, v)| v.as_str());
                 if get("page").is_some() || get("number").is_some() {
                     let number: usize = get("number")
@@ -119,44 +143,30 @@ impl Server {
                             format!("number={number}: a page holds at most {}", self.limits.page),
                         ));
                     }
-                    list = list
+                    picked = picked
                         .into_iter()
                         .skip((page - 1).saturating_mul(number))
                         .take(number)
                         .collect();
                 }
-                // Only GFD.226's listing shows the entities themselves,
-                // resources with their links.
-                let full = answer.media == Media::Json && answer.flavour == Flavour::Occi12;
-                let mut rows = Vec::with_capacity(list.len());
-                for e in list {
-                    rows.push(if full {
-                        self.shown(model, e)?
-                    } else {
-                        self.shown_alone(model, e)
-                    });
-                }
-                // What the tag covers: each entity's location and revision,
-                // or, for one the server never wrote, its whole content;
-                // and so for the links from or to it, which its rendering
-                // shows (a link made or gone leaves its source's revision).
-                let key = |e: &Entity| {
-                    if e.revision > 0 {
-                        let mut k = e.location.as_bytes().to_vec();
-                        k.extend_from_slice(&e.revision.to_be_bytes());
-                        k
-                    } else {
-                        serde_json::to_vec(e).unwrap_or_default()
-                    }
-                };
-                let mut stored: Vec<Vec<u8>> = Vec::with_capacity(rows.len());
-                for s in &rows {
-                    stored.push(key(&s.entity));
-                    for l in self.store.links_at(&s.entity.location)? {
+                let mut stored: Vec<Vec<u8>> = Vec::with_capacity(picked.len());
+                for (location, k, _) in &mut picked {
+                    stored.push(std::mem::take(k));
+                    for l in self.store.links_at(location)? {
                         stored.push(key(&l));
                     }
                 }
-                let mut r = answer.listing(&rows);
+                let mut r = if full {
+                    let mut rows = Vec::with_capacity(picked.len());
+                    for (_, _, e) in picked {
+                        if let Some(e) = e {
+                            rows.push(self.shown(model, e)?);
+                        }
+                    }
+                    answer.listing(&rows)
+                } else {
+                    answer.locations(picked.iter().map(|(l, _, _)| self.url(l)).collect())
+                };
                 r.extensions_mut()
                     .insert(super::tags::Covers::of(stored.iter().map(Vec::as_slice)));
                 Ok(r)

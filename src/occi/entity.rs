@@ -146,6 +146,14 @@ pub enum EntityStoreError {
 pub trait EntityStore: Send + Sync {
     /// Every entity.
     fn list(&self) -> Result<Vec<Entity>, EntityStoreError>;
+    /// Shows every entity to `f`, without copying it (listings read only
+    /// what they show). The default copies [`EntityStore::list`].
+    fn visit(&self, f: &mut dyn FnMut(&Entity)) -> Result<(), EntityStoreError> {
+        for e in self.list()? {
+            f(&e);
+        }
+        Ok(())
+    }
     /// The entity at `location`.
     fn get(&self, location: &str) -> Result<Option<Entity>, EntityStoreError>;
     /// Adds an entity; [`EntityStoreError::Exists`] if its location is taken.
@@ -206,6 +214,11 @@ impl MemoryEntities {
 impl EntityStore for MemoryEntities {
     fn list(&self) -> Result<Vec<Entity>, EntityStoreError> {
         Ok(self.lock().entities.values().cloned().collect())
+    }
+
+    fn visit(&self, f: &mut dyn FnMut(&Entity)) -> Result<(), EntityStoreError> {
+        self.lock().entities.values().for_each(f);
+        Ok(())
     }
 
     fn get(&self, location: &str) -> Result<Option<Entity>, EntityStoreError> {

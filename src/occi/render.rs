@@ -152,6 +152,22 @@ impl Answer {
         }
     }
 
+    /// A listing of entity URLs only (every rendering but GFD.226's JSON,
+    /// which shows the entities: [`Answer::listing`]).
+    pub fn locations(self, urls: Vec<String>) -> Response {
+        match self.media {
+            Media::Json => self.json(
+                StatusCode::OK,
+                json!({ "X-OCCI-Location": urls }),
+                Vec::new(),
+            ),
+            _ => {
+                let lines = urls.into_iter().map(|u| (X_OCCI_LOCATION, u)).collect();
+                self.text(StatusCode::OK, lines, Vec::new())
+            }
+        }
+    }
+
     /// 201 for a new entity: `Location:` and, in text, `X-OCCI-Location`
     /// (the same bytes).
     pub fn created(self, shown: &Shown) -> Response {
