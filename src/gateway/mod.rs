@@ -25,6 +25,7 @@
 
 mod bus;
 mod entities;
+mod log;
 mod model;
 mod monitor;
 
@@ -40,6 +41,8 @@ use crate::config::Config;
 use crate::occi::{EntityStore, Flavour, Limits, Listening, Server, Users};
 use crate::runtime::{ExecHandler, MembersSpawnError};
 use crate::wire::Address;
+
+pub use log::StderrLog;
 
 /// Where the gateway says what happens to it (requests served, members
 /// that cannot be listed, monitors closed): one line each.

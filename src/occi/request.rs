@@ -216,12 +216,12 @@ async fn serve_request(
                     )));
                 }
                 server
-                    .collection_action(&model, &c, &term, body, answer)
+                    .collection_action(&model, c, &term, body, answer)
                     .await
                     .map_err(fail)
             } else {
                 server
-                    .collection(&model, &c, &method, &query, body, answer)
+                    .collection(&model, c, &method, &query, body, answer)
                     .await
                     .map_err(fail)
             }
@@ -251,7 +251,7 @@ async fn serve_request(
                 Ok(answer.entity(StatusCode::OK, &shown, &model))
             } else {
                 server
-                    .entity(&model, &kind, &id, &location, &method, body, answer)
+                    .entity(&model, kind, &id, &location, &method, body, answer)
                     .await
                     .map_err(fail)
             }

@@ -277,12 +277,12 @@ pub struct Server {
 pub(super) const QUERY_PATHS: [&str; 2] = ["/-/", "/.well-known/org/ogf/occi/-/"];
 
 /// What a path names.
-pub(super) enum Target {
+pub(super) enum Target<'m> {
     Query,
     /// `/`, the name-space's root.
     Root,
-    Collection(Category),
-    Entity(Category, String),
+    Collection(&'m Category),
+    Entity(&'m Category, String),
 }
 
 impl Server {
@@ -432,16 +432,15 @@ impl Server {
         m.lock_owned().await
     }
 
-    pub(super) fn target(&self, model: &Model, path: &str) -> Option<Target> {
+    pub(super) fn target<'m>(&self, model: &'m Model, path: &str) -> Option<Target<'m>> {
         if QUERY_PATHS.contains(&path) {
             return Some(Target::Query);
         }
         if let Some(c) = model.at_location(path) {
-            return Some(Target::Collection(c.clone()));
+            return Some(Target::Collection(c));
         }
         let (dir, id) = path.rsplit_once('/')?;
         let kind = model.at_location(&format!("{dir}/"))?;
-        (kind.class == Class::Kind && !id.is_empty())
-            .then(|| Target::Entity(kind.clone(), id.to_owned()))
+        (kind.class == Class::Kind && !id.is_empty()).then(|| Target::Entity(kind, id.to_owned()))
     }
 }

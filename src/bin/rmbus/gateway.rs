@@ -7,10 +7,9 @@ use std::io::BufRead;
 use std::net::SocketAddr;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
-use rmbus::gateway::{Gateway, GatewayError, GatewayOptions};
+use rmbus::gateway::{Gateway, GatewayError, GatewayOptions, StderrLog};
 use rmbus::occi::{tls_config, Flavour, Limits, Listening};
 
 use crate::bus_args::BusPlace;
@@ -238,7 +237,11 @@ pub fn run(args: Args) -> Outcome {
     options.ws_idle = secs("ws-idle", args.ws_idle)?;
     options.ws_max_message = args.ws_max_message;
     options.ws_queue = args.ws_queue;
-    options.log = Arc::new(|line| eprintln!("rmbus gateway: {line}"));
+    // Lines go out from a thread of their own: a request never waits on
+    // stderr, and lines that come together go in one write.
+    let stderr_log = StderrLog::start("rmbus gateway: ").map_err(Failure::input)?;
+    options.log = stderr_log.log();
+    let say = stderr_log.log();
     let config = args.bus.config()?;
     let signals = Termination::install().map_err(Failure::input)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -246,25 +249,25 @@ pub fn run(args: Args) -> Outcome {
         .enable_all()
         .build()
         .map_err(Failure::input)?;
-    runtime
-        .block_on(async move {
-            let gateway = Gateway::bind(&config, options).await?;
-            eprintln!("rmbus gateway: listening on {}", gateway.url());
-            // Ctrl-C or SIGTERM: every member says bye, then the server stops.
-            let (signal_tx, signal_rx) = tokio::sync::oneshot::channel::<()>();
-            std::thread::Builder::new()
-                .name("rmbus-signals".into())
-                .spawn(move || {
-                    if signals.wait().is_ok() {
-                        let _ = signal_tx.send(());
-                    }
-                })
-                .map_err(|e| GatewayError::Serve(e.to_string()))?;
-            gateway
-                .run(async move {
-                    let _ = signal_rx.await;
-                })
-                .await
-        })
-        .map_err(Failure::input)
+    let served = runtime.block_on(async move {
+        let gateway = Gateway::bind(&config, options).await?;
+        say(format!("listening on {}", gateway.url()));
+        // Ctrl-C or SIGTERM: every member says bye, then the server stops.
+        let (signal_tx, signal_rx) = tokio::sync::oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name("rmbus-signals".into())
+            .spawn(move || {
+                if signals.wait().is_ok() {
+                    let _ = signal_tx.send(());
+                }
+            })
+            .map_err(|e| GatewayError::Serve(e.to_string()))?;
+        gateway
+            .run(async move {
+                let _ = signal_rx.await;
+            })
+            .await
+    });
+    stderr_log.finish();
+    served.map_err(Failure::input)
 }
