@@ -459,6 +459,11 @@ fn deleting_a_kinds_collection_deletes_its_own_entities_and_keeps_read_only_ones
     let flat = Flat::start();
     let base = flat.base.clone();
     let remote = "abababab-0000-4000-8000-00000000f1a7";
+    // A listing made before the member elsewhere appears (and kept).
+    let listing = || get(&base, "/cmbs/member/", &[("Accept", "text/uri-list")]);
+    let before = listing();
+    assert_eq!(before.status, 200);
+    assert_eq!(listing().header("etag"), before.header("etag"), "kept");
     let elsewhere = spawn_members(&flat.config, MembersOptions::default(), |_| {}).unwrap();
     let mut d = rmbus::cmbs::Description::new(remote);
     d.started = rmbus::cmbs::LayerSet::ALL;
@@ -474,6 +479,10 @@ fn deleting_a_kinds_collection_deletes_its_own_entities_and_keeps_read_only_ones
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+    // The kept listing follows the directory.
+    let after = listing();
+    assert!(after.body.contains(remote), "{}", after.body);
+    assert_ne!(after.header("etag"), before.header("etag"));
     let deleted = request(
         &base,
         "DELETE",

@@ -1441,3 +1441,41 @@ fn links_take_actions_and_mixins_and_read_back_in_every_rendering() {
     let nested = post(b, &cable_path, &[PLAIN], format!("Link: <{a}>").as_bytes());
     assert_eq!(nested.status, 400, "{}", nested.body);
 }
+
+#[test]
+fn kept_listings_and_renderings_follow_every_change_of_their_store() {
+    let s = serve();
+    let b = &s.base;
+    let first = get(b, "/compute/", &[]);
+    let again = get(b, "/compute/", &[]);
+    assert_eq!(
+        (first.body.as_str(), first.header("etag")),
+        (again.body.as_str(), again.header("etag"))
+    );
+    let vm = made(&s, "/compute/", &kind_line("compute"));
+    let listed = get(b, "/compute/", &[]);
+    assert_eq!(listed.body.trim(), format!("X-OCCI-Location: {vm}"));
+    // So is an entity's rendering, until it changes.
+    let shown = get(b, path_of(&s, &vm), &[]);
+    assert!(shown.body.contains("occi.compute.state=\"inactive\""));
+    assert_eq!(get(b, path_of(&s, &vm), &[]).body, shown.body);
+    // A change the URLs do not show changes the tag all the same.
+    assert_eq!(act(&s, &vm, "start", "").status, 200);
+    let after = get(b, path_of(&s, &vm), &[]);
+    assert!(after.body.contains("occi.compute.state=\"active\""), "{}", after.body);
+    assert_ne!(after.header("etag"), shown.header("etag"));
+    let started = get(b, "/compute/", &[]);
+    assert_eq!(started.body, listed.body);
+    assert_ne!(started.header("etag"), listed.header("etag"));
+    let tag = started.header("etag").unwrap().to_owned();
+    let unchanged = get(b, "/compute/", &[("If-None-Match", &tag)]);
+    assert_eq!(
+        unchanged.status, 304,
+        "a kept listing answers If-None-Match"
+    );
+    // Pages are kept apart.
+    let page = get(b, "/compute/?page=2&number=1", &[]);
+    assert_eq!(page.body.trim(), "");
+    assert_eq!(request(b, "DELETE", path_of(&s, &vm), &[], b"").status, 200);
+    assert_eq!(get(b, "/compute/", &[]).body.trim(), "");
+}

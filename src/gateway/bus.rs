@@ -100,6 +100,11 @@ impl BusHandle {
         self.members.directory()
     }
 
+    /// A number that grows with every change of the directory.
+    pub fn directory_version(&self) -> u64 {
+        self.members.directory_version()
+    }
+
     /// The member with id `id`, if the gateway knows of it.
     pub fn member(&self, id: &str) -> Option<Entry> {
         self.members.member(id)

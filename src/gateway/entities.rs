@@ -28,6 +28,8 @@ pub struct GatewayEntities {
     /// The links among the stored entities, by end (updated with the
     /// cache, under its lock).
     links: Mutex<LinkIndex>,
+    /// Counts the writes (after each is in the cache).
+    written: std::sync::atomic::AtomicU64,
     /// For the mixins (read rarely).
     db: Mutex<Connection>,
     writes: Mutex<Sender<Write>>,
@@ -109,6 +111,7 @@ impl GatewayEntities {
         let g = GatewayEntities {
             cache: Default::default(),
             links: Mutex::default(),
+            written: std::sync::atomic::AtomicU64::new(0),
             db: Mutex::new(db),
             writes: Mutex::new(tx),
             bus,
@@ -180,6 +183,13 @@ impl GatewayEntities {
         if let Some(e) = e {
             links.add(e);
         }
+        self.wrote();
+    }
+
+    /// Counts a write, once it is in the cache.
+    fn wrote(&self) {
+        self.written
+            .fetch_add(1, std::sync::atomic::Ordering::Release);
     }
 
     /// The table, read from the database.
@@ -358,11 +368,22 @@ impl EntityStore for GatewayEntities {
              ON CONFLICT (id) DO UPDATE SET body = excluded.body",
             vec![mixin.id.to_string(), body],
         )?;
+        self.wrote();
         Ok(())
     }
 
     fn remove_user_mixin(&self, id: &TypeId) -> Result<(), EntityStoreError> {
         self.write("DELETE FROM occi_mixin WHERE id = ?1", vec![id.to_string()])?;
+        self.wrote();
         Ok(())
+    }
+
+    fn generation(&self) -> Option<u64> {
+        // Both only grow: their sum changes whenever either does.
+        Some(
+            self.written
+                .load(std::sync::atomic::Ordering::Acquire)
+                .wrapping_add(self.bus.directory_version()),
+        )
     }
 }

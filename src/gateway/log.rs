@@ -1,6 +1,7 @@
 //! The gateway's log lines on stderr, written by a thread of their own:
-//! a request never waits for the terminal or the pipe, and lines that
-//! come together go out in one write.
+//! a request never waits for the terminal or the pipe (nor wakes a
+//! thread for each line), and lines that come together go out in one
+//! write.
 
 use std::io::Write;
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
@@ -76,7 +77,14 @@ impl StderrLog {
     }
 }
 
-/// Writes every line `rx` gives, those waiting together in one write.
+/// How long the writer rests after a write: lines that come meanwhile wait
+/// in the queue (no sender wakes the writer while it rests) and go out
+/// together.
+const REST: std::time::Duration = std::time::Duration::from_millis(2);
+
+/// Writes every line `rx` gives, those waiting together in one write: the
+/// first line after a quiet time at once, lines under load at most
+/// [`REST`] late.
 fn write_lines(prefix: &str, rx: &Receiver<String>) {
     let mut out = String::new();
     while let Ok(first) = rx.recv() {
@@ -87,6 +95,7 @@ fn write_lines(prefix: &str, rx: &Receiver<String>) {
             out.push('\n');
         }
         let _ = std::io::stderr().lock().write_all(out.as_bytes());
+        std::thread::sleep(REST);
     }
 }
 

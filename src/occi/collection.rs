@@ -9,6 +9,7 @@ use serde_json::Value;
 use super::body::Body;
 use super::entity::Entity;
 use super::error::OcciError;
+use super::kept::AnswerKey;
 use super::media::{Flavour, Media};
 use super::model::{Category, Class, Model};
 use super::render::Answer;
@@ -116,6 +117,30 @@ impl Server {
                         serde_json::to_vec(e).unwrap_or_default()
                     }
                 };
+                // An unfiltered listing is kept until the store changes.
+                let get = |k: &str| query.iter().find(|(q, _)| q == k).map(|(_, v)| v.as_str());
+                let unfiltered = body.categories.is_empty()
+                    && body.attributes.is_empty()
+                    && body.locations.is_empty()
+                    && body.links.is_empty();
+                let kept = unfiltered
+                    .then(|| self.store.generation())
+                    .flatten()
+                    .map(|g| {
+                        let key = AnswerKey {
+                            what: c.id.to_string(),
+                            page: get("page").map(str::to_owned),
+                            number: get("number").map(str::to_owned),
+                            media: answer.media,
+                            flavour: answer.flavour,
+                        };
+                        (g, key)
+                    });
+                if let Some((g, key)) = &kept {
+                    if let Some(r) = self.kept.get(key, *g, model) {
+                        return Ok(r);
+                    }
+                }
                 let filters = Self::filters(model, &body)?;
                 let mut picked: Vec<(String, Vec<u8>, Option<Entity>)> = Vec::new();
                 self.store.visit(&mut |e| {
@@ -124,7 +149,6 @@ impl Server {
                     }
                 })?;
                 picked.sort_by(|a, b| a.0.cmp(&b.0));
-                let get = |k: &str| query.iter().find(|(q, _)| q == k).map(|(_, v)| v.as_str());
                 if get("page").is_some() || get("number").is_some() {
                     let number: usize = get("number")
                         .unwrap_or("100")
@@ -169,7 +193,10 @@ impl Server {
                 };
                 r.extensions_mut()
                     .insert(super::tags::Covers::of(stored.iter().map(Vec::as_slice)));
-                Ok(r)
+                match kept {
+                    Some((g, key)) => Ok(self.kept.keep(key, g, model, r).await),
+                    None => Ok(r),
+                }
             }
             (Method::POST, Class::Kind) => {
                 if body.is_empty() {
@@ -321,11 +348,11 @@ impl Server {
             Method::POST => changes.extend(listed.iter().map(|p| (p.clone(), true))),
             Method::DELETE => changes.extend(listed.iter().map(|p| (p.clone(), false))),
             _ => {
-                for e in self.store.list()? {
+                self.store.visit(&mut |e| {
                     if e.has_mixin(&mixin.id) && !listed.contains(&e.location) {
                         changes.push((e.location.clone(), false));
                     }
-                }
+                })?;
                 changes.extend(listed.iter().map(|p| (p.clone(), true)));
             }
         }

@@ -146,6 +146,13 @@ pub enum EntityStoreError {
 pub trait EntityStore: Send + Sync {
     /// Every entity.
     fn list(&self) -> Result<Vec<Entity>, EntityStoreError>;
+    /// A number that changes whenever anything [`EntityStore::visit`]
+    /// shows or a client mixin changes, so that what was made from the
+    /// store (a listing) can be kept while it stays the same; `None` (the
+    /// default): the store cannot tell, and nothing is kept.
+    fn generation(&self) -> Option<u64> {
+        None
+    }
     /// Shows every entity to `f`, without copying it (listings read only
     /// what they show). The default copies [`EntityStore::list`].
     fn visit(&self, f: &mut dyn FnMut(&Entity)) -> Result<(), EntityStoreError> {
@@ -197,6 +204,8 @@ struct MemoryInner {
     entities: BTreeMap<String, Entity>,
     links: LinkIndex,
     mixins: Vec<Category>,
+    /// Counts the changes.
+    generation: u64,
 }
 
 impl MemoryEntities {
@@ -234,6 +243,7 @@ impl EntityStore for MemoryEntities {
         inner
             .entities
             .insert(entity.location.clone(), entity.clone());
+        inner.generation += 1;
         Ok(())
     }
 
@@ -244,6 +254,7 @@ impl EntityStore for MemoryEntities {
                 inner.links.remove(e);
                 inner.links.add(entity);
                 *e = entity.clone();
+                inner.generation += 1;
                 Ok(())
             }
             None => Err(EntityStoreError::Missing(entity.location.clone())),
@@ -255,6 +266,7 @@ impl EntityStore for MemoryEntities {
         match inner.entities.remove(location) {
             Some(e) => {
                 inner.links.remove(&e);
+                inner.generation += 1;
                 Ok(true)
             }
             None => Ok(false),
@@ -278,11 +290,18 @@ impl EntityStore for MemoryEntities {
         let mut inner = self.lock();
         inner.mixins.retain(|m| m.id != mixin.id);
         inner.mixins.push(mixin.clone());
+        inner.generation += 1;
         Ok(())
     }
 
     fn remove_user_mixin(&self, id: &TypeId) -> Result<(), EntityStoreError> {
-        self.lock().mixins.retain(|m| m.id != *id);
+        let mut inner = self.lock();
+        inner.mixins.retain(|m| m.id != *id);
+        inner.generation += 1;
         Ok(())
+    }
+
+    fn generation(&self) -> Option<u64> {
+        Some(self.lock().generation)
     }
 }

@@ -10,6 +10,7 @@ use axum::response::Response;
 use super::body::{Body, CategoryRef};
 use super::entity::Entity;
 use super::error::OcciError;
+use super::kept::AnswerKey;
 use super::model::grammar::check_id;
 use super::model::{Category, Class, Model, TypeId, SOURCE, SOURCE_KIND, TARGET, TARGET_KIND};
 use super::render::Answer;
@@ -342,6 +343,22 @@ impl Server {
         body: Body,
         answer: Answer,
     ) -> Result<Response, OcciError> {
+        // A rendering is kept until the store changes.
+        let generation = if matches!(*method, Method::GET | Method::HEAD) && body.is_empty() {
+            self.store.generation()
+        } else {
+            None
+        };
+        let key = AnswerKey {
+            what: location.to_owned(),
+            page: None,
+            number: None,
+            media: answer.media,
+            flavour: answer.flavour,
+        };
+        if let Some(r) = generation.and_then(|g| self.kept.get(&key, g, model)) {
+            return Ok(r);
+        }
         let current = self.store.get(location)?;
         let url = self.url(location);
         let render = |e: Entity, status| -> Result<Response, OcciError> {
@@ -360,7 +377,13 @@ impl Server {
             }
         };
         match (method.clone(), current) {
-            (Method::GET | Method::HEAD, Some(e)) => render(e, StatusCode::OK),
+            (Method::GET | Method::HEAD, Some(e)) => {
+                let r = render(e, StatusCode::OK)?;
+                match generation {
+                    Some(g) => Ok(self.kept.keep(key, g, model, r).await),
+                    None => Ok(r),
+                }
+            }
             (Method::PUT, None) => {
                 let e = self.create(model, kind, body, Some(id.to_owned())).await?;
                 Ok(answer.created(&self.shown(model, e)?))

@@ -5,7 +5,7 @@ use super::error::OcciError;
 use axum::http::StatusCode;
 
 /// A rendering.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Media {
     /// `text/plain`: the rendering's lines in the body (the default).
     Plain,
@@ -30,7 +30,7 @@ impl Media {
 }
 
 /// The two shapes of `application/occi+json` in use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Flavour {
     /// pyOCNI's (pyCMBS's clients): nested attribute objects, capitalised
     /// types, every entity in a `{"resources": […]}` envelope.

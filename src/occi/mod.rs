@@ -65,6 +65,7 @@ mod connections;
 mod entity;
 mod error;
 mod json;
+mod kept;
 mod lifecycle;
 mod links;
 mod listen;

@@ -120,9 +120,20 @@ impl Server {
                     }
                 }
                 for d in &body.definitions {
-                    for mut e in self.store.list()? {
+                    let mut tagged = Vec::new();
+                    self.store.visit(&mut |e| {
                         if e.has_mixin(&d.id) {
-                            let _g = self.lock(&e.location).await;
+                            tagged.push(e.location.clone());
+                        }
+                    })?;
+                    // Each read again under its lock: a change made
+                    // meanwhile is kept, and one gone meanwhile skipped.
+                    for location in tagged {
+                        let _g = self.lock(&location).await;
+                        let Some(mut e) = self.store.get(&location)? else {
+                            continue;
+                        };
+                        if e.has_mixin(&d.id) {
                             e.mixins.retain(|m| *m != d.id);
                             e.revision += 1;
                             self.store.replace(&e)?;

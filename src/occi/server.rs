@@ -249,6 +249,7 @@ impl ServerBuilder {
             log: self.log,
             providers: self.providers,
             locks: Mutex::new(HashMap::new()),
+            kept: super::kept::KeptAnswers::default(),
         }))
     }
 }
@@ -271,6 +272,8 @@ pub struct Server {
     /// One lock per entity location, so that changes to one entity are
     /// serialised (an action's read, handler and write).
     pub(super) locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Listings and renderings kept until the store changes.
+    pub(super) kept: super::kept::KeptAnswers,
 }
 
 /// The query interface's paths (GFD.185 §3.4.1; RFC 5785).

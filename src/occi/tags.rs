@@ -41,19 +41,10 @@ fn matches(if_none_match: &str, etag: &str) -> bool {
         .any(|t| t.trim() == "*" || bare(t) == bare(etag))
 }
 
-/// Adds `Content-MD5` and `ETag` to a successful answer to GET or HEAD, and
-/// turns it into a 304 when `If-None-Match` names its tag.
-pub async fn tag(method: &Method, request: &HeaderMap, response: Response) -> Response {
-    if !matches!(*method, Method::GET | Method::HEAD) || response.status() != StatusCode::OK {
-        return response;
-    }
-    let covers = response.extensions().get::<Covers>().copied();
-    let (mut parts, body) = response.into_parts();
-    // Our answers are in memory already; this only gathers them.
-    let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
-        return Response::from_parts(parts, Body::empty());
-    };
-    let md5: [u8; 16] = Md5::digest(&bytes).into();
+/// The `ETag` and `Content-MD5` of an answer whose body is `bytes` (and
+/// which covers `covers`).
+pub fn digests(bytes: &[u8], covers: Option<Covers>) -> (String, String) {
+    let md5: [u8; 16] = Md5::digest(bytes).into();
     let mut h = Md5::new();
     h.update(md5);
     if let Some(Covers(c)) = covers {
@@ -61,11 +52,44 @@ pub async fn tag(method: &Method, request: &HeaderMap, response: Response) -> Re
     }
     let etag = format!("\"{}\"", hex(&h.finalize()));
     let content_md5 = base64::engine::general_purpose::STANDARD.encode(md5);
-    for (name, value) in [(header::ETAG, &etag), (CONTENT_MD5, &content_md5)] {
+    (etag, content_md5)
+}
+
+/// Puts `ETag` and `Content-MD5` on an answer's head.
+pub fn set_digests(headers: &mut HeaderMap, etag: &str, content_md5: &str) {
+    for (name, value) in [(header::ETAG, etag), (CONTENT_MD5, content_md5)] {
         if let Ok(v) = HeaderValue::from_str(value) {
-            parts.headers.insert(name, v);
+            headers.insert(name, v);
         }
     }
+}
+
+/// Adds `Content-MD5` and `ETag` to a successful answer to GET or HEAD
+/// (unless it carries them already: a kept listing), and turns it into a
+/// 304 when `If-None-Match` names its tag.
+pub async fn tag(method: &Method, request: &HeaderMap, response: Response) -> Response {
+    if !matches!(*method, Method::GET | Method::HEAD) || response.status() != StatusCode::OK {
+        return response;
+    }
+    let covers = response.extensions().get::<Covers>().copied();
+    let (mut parts, body) = response.into_parts();
+    let kept = parts
+        .headers
+        .get(header::ETAG)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let (etag, body) = match kept {
+        Some(etag) => (etag, body),
+        None => {
+            // Our answers are in memory already; this only gathers them.
+            let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
+                return Response::from_parts(parts, Body::empty());
+            };
+            let (etag, content_md5) = digests(&bytes, covers);
+            set_digests(&mut parts.headers, &etag, &content_md5);
+            (etag, Body::from(bytes))
+        }
+    };
     let unchanged = request
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
@@ -76,7 +100,7 @@ pub async fn tag(method: &Method, request: &HeaderMap, response: Response) -> Re
         parts.headers.remove(header::CONTENT_TYPE);
         return Response::from_parts(parts, Body::empty());
     }
-    Response::from_parts(parts, Body::from(bytes))
+    Response::from_parts(parts, body)
 }
 
 /// `Content-MD5` (RFC 1864), which `http` has no constant for.

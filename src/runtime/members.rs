@@ -37,7 +37,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
@@ -228,6 +228,21 @@ enum Command {
     Learn(Instant, Until, Reply<Learned>),
 }
 
+/// The directory as the handles see it, by member id, and how many times
+/// it changed.
+#[derive(Default)]
+struct DirectorySnapshot {
+    entries: Mutex<BTreeMap<String, Arc<Entry>>>,
+    changes: AtomicU64,
+}
+
+impl DirectorySnapshot {
+    /// Counts a change, made before this is called.
+    fn changed(&self) {
+        self.changes.fetch_add(1, Ordering::Release);
+    }
+}
+
 /// A cloneable handle on members hosted by [`spawn_members`]. Dropping every
 /// handle does not stop the thread: [`MembersHandle::stop`] does (each
 /// member says bye).
@@ -236,7 +251,7 @@ pub struct MembersHandle {
     commands: Sender<Command>,
     waker: Arc<Waker>,
     /// The directory as the handle sees it, by member id.
-    directory: Arc<Mutex<BTreeMap<String, Arc<Entry>>>>,
+    directory: Arc<DirectorySnapshot>,
     alive: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
     /// How the thread ended, once it has.
@@ -401,13 +416,23 @@ impl MembersHandle {
     }
 
     fn snapshot(&self) -> MutexGuard<'_, BTreeMap<String, Arc<Entry>>> {
-        self.directory.lock().unwrap_or_else(|p| p.into_inner())
+        self.directory
+            .entries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     /// The members the host knows of, hosted ones among them (a member
     /// removed here is left out at once).
     pub fn directory(&self) -> Vec<Entry> {
         self.snapshot().values().map(|e| Entry::clone(e)).collect()
+    }
+
+    /// A number that grows with every change of [`MembersHandle::directory`]
+    /// (a cache of something made from the directory is good while it
+    /// stays the same).
+    pub fn directory_version(&self) -> u64 {
+        self.directory.changes.load(Ordering::Acquire)
     }
 
     /// Member `id`, if the host knows of it.
@@ -494,7 +519,7 @@ pub fn spawn_members(
     let (tx, rx) = mpsc::channel();
     let alive = Arc::new(AtomicBool::new(true));
     let stop = Arc::new(AtomicBool::new(false));
-    let directory = Arc::new(Mutex::new(BTreeMap::new()));
+    let directory = Arc::new(DirectorySnapshot::default());
     let mut state = Loop::new(
         &mut host,
         sender,
@@ -599,7 +624,7 @@ struct Loop {
     learning: Vec<(Instant, Until, Reply<Learned>)>,
     /// When the bus is next asked to describe itself, while callers learn.
     ask_again: Option<Instant>,
-    directory: Arc<Mutex<BTreeMap<String, Arc<Entry>>>>,
+    directory: Arc<DirectorySnapshot>,
     /// Members removed here whose leaving the directory has not seen yet:
     /// kept out of the snapshot, so that a removed member does not
     /// reappear as one running elsewhere.
@@ -614,7 +639,7 @@ impl Loop {
         stores: Option<(Worker, SqliteStore)>,
         options: MembersOptions,
         waker: Arc<Waker>,
-        directory: Arc<Mutex<BTreeMap<String, Arc<Entry>>>>,
+        directory: Arc<DirectorySnapshot>,
         on_event: Box<dyn FnMut(MembersEvent) + Send>,
     ) -> Loop {
         let mut site = Site::new(host.core_mut());
@@ -802,6 +827,7 @@ impl Loop {
                     let why = || MembersError::Refused(format!("member {id} was removed first"));
                     self.take_out(host, &id, entity, why);
                     self.snapshot().remove(&id);
+                    self.directory.changed();
                     self.gone.insert(id);
                 }
                 reply(Ok(()))
@@ -1144,7 +1170,10 @@ impl Loop {
     }
 
     fn snapshot(&self) -> MutexGuard<'_, BTreeMap<String, Arc<Entry>>> {
-        self.directory.lock().unwrap_or_else(|p| p.into_inner())
+        self.directory
+            .entries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     /// A change of the host's directory: the handles' snapshot, changed
@@ -1167,6 +1196,7 @@ impl Loop {
             Event::Left { entry, reason } => {
                 self.gone.remove(&entry.description.id);
                 self.snapshot().remove(&entry.description.id);
+                self.directory.changed();
                 MembersEvent::Left { entry, reason }
             }
             _ => return,
@@ -1189,5 +1219,6 @@ impl Loop {
             _ => Arc::new(entry.clone()),
         };
         self.snapshot().insert(id.clone(), shared);
+        self.directory.changed();
     }
 }
