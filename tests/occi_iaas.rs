@@ -1462,7 +1462,11 @@ fn kept_listings_and_renderings_follow_every_change_of_their_store() {
     // A change the URLs do not show changes the tag all the same.
     assert_eq!(act(&s, &vm, "start", "").status, 200);
     let after = get(b, path_of(&s, &vm), &[]);
-    assert!(after.body.contains("occi.compute.state=\"active\""), "{}", after.body);
+    assert!(
+        after.body.contains("occi.compute.state=\"active\""),
+        "{}",
+        after.body
+    );
     assert_ne!(after.header("etag"), shown.header("etag"));
     let started = get(b, "/compute/", &[]);
     assert_eq!(started.body, listed.body);

@@ -10,11 +10,13 @@
 //! each commit.
 
 use std::path::Path;
-use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
+use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Mutex;
 
 use crate::cmbs::{Entry, Layer};
-use crate::occi::{Category, Entity, EntityStore, EntityStoreError, LinkIndex, TypeId};
+use crate::occi::{
+    Category, Entity, EntityStore, EntityStoreError, LinkIndex, StoreFuture, TypeId,
+};
 use rusqlite::Connection;
 use serde_json::Value;
 
@@ -44,7 +46,7 @@ pub struct GatewayEntities {
 struct Write {
     sql: &'static str,
     params: Vec<String>,
-    done: SyncSender<Result<usize, String>>,
+    done: Box<dyn FnOnce(Result<usize, String>) + Send>,
 }
 
 /// Runs the writes: everything waiting goes into one transaction.
@@ -69,10 +71,14 @@ fn writer(mut db: Connection, jobs: Receiver<Write>) {
                 Ok(()) => results.get(i).cloned().unwrap_or(Ok(0)),
                 Err(e) => Err(format!("the commit failed: {e}")),
             };
-            let _ = w.done.send(r);
+            (w.done)(r);
         }
     }
 }
+
+const INSERT: &str = "INSERT OR IGNORE INTO occi_entity (location, body) VALUES (?1, ?2)";
+const REPLACE: &str = "UPDATE occi_entity SET body = ?2 WHERE location = ?1";
+const REMOVE: &str = "DELETE FROM occi_entity WHERE location = ?1";
 
 fn failed(e: impl std::fmt::Display) -> EntityStoreError {
     EntityStoreError::Failed(e.to_string())
@@ -131,15 +137,32 @@ impl GatewayEntities {
         Ok(g)
     }
 
-    /// Runs one write on the writer thread and waits for its commit (in a
-    /// tokio worker, letting the runtime move its other tasks meanwhile).
-    fn write(&self, sql: &'static str, params: Vec<String>) -> Result<usize, EntityStoreError> {
-        let (done, wait) = mpsc::sync_channel(1);
+    /// Hands one write to the writer thread; `done` gets how many rows it
+    /// changed once it is committed.
+    fn send_write(
+        &self,
+        sql: &'static str,
+        params: Vec<String>,
+        done: Box<dyn FnOnce(Result<usize, String>) + Send>,
+    ) -> Result<(), EntityStoreError> {
         self.writes
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .send(Write { sql, params, done })
-            .map_err(|_| failed("the database writer stopped"))?;
+            .map_err(|_| failed("the database writer stopped"))
+    }
+
+    /// Runs one write on the writer thread and waits for its commit (in a
+    /// tokio worker, letting the runtime move its other tasks meanwhile).
+    fn write(&self, sql: &'static str, params: Vec<String>) -> Result<usize, EntityStoreError> {
+        let (done, wait) = mpsc::sync_channel(1);
+        self.send_write(
+            sql,
+            params,
+            Box::new(move |r| {
+                let _ = done.send(r);
+            }),
+        )?;
         let recv = || {
             wait.recv()
                 .map_err(|_| failed("the database writer stopped"))
@@ -151,6 +174,26 @@ impl GatewayEntities {
             _ => recv(),
         }?;
         r.map_err(failed)
+    }
+
+    /// [`GatewayEntities::write`] for async callers: the task waits for
+    /// the commit, its worker thread does not.
+    async fn write_async(
+        &self,
+        sql: &'static str,
+        params: Vec<String>,
+    ) -> Result<usize, EntityStoreError> {
+        let (done, wait) = tokio::sync::oneshot::channel();
+        self.send_write(
+            sql,
+            params,
+            Box::new(move |r| {
+                let _ = done.send(r);
+            }),
+        )?;
+        wait.await
+            .map_err(|_| failed("the database writer stopped"))?
+            .map_err(failed)
     }
 
     fn db(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -305,10 +348,7 @@ impl EntityStore for GatewayEntities {
         // a hosted member is in the directory itself by now (its own
         // announce), so only the table decides here.
         let body = serde_json::to_string(entity).map_err(failed)?;
-        let n = self.write(
-            "INSERT OR IGNORE INTO occi_entity (location, body) VALUES (?1, ?2)",
-            vec![entity.location.clone(), body],
-        )?;
+        let n = self.write(INSERT, vec![entity.location.clone(), body])?;
         if n == 0 {
             return Err(EntityStoreError::Exists(entity.location.clone()));
         }
@@ -318,10 +358,7 @@ impl EntityStore for GatewayEntities {
 
     fn replace(&self, entity: &Entity) -> Result<(), EntityStoreError> {
         let body = serde_json::to_string(entity).map_err(failed)?;
-        let n = self.write(
-            "UPDATE occi_entity SET body = ?2 WHERE location = ?1",
-            vec![entity.location.clone(), body],
-        )?;
+        let n = self.write(REPLACE, vec![entity.location.clone(), body])?;
         if n == 0 {
             return Err(EntityStoreError::Missing(entity.location.clone()));
         }
@@ -330,12 +367,45 @@ impl EntityStore for GatewayEntities {
     }
 
     fn remove(&self, location: &str) -> Result<bool, EntityStoreError> {
-        let n = self.write(
-            "DELETE FROM occi_entity WHERE location = ?1",
-            vec![location.to_owned()],
-        )?;
+        let n = self.write(REMOVE, vec![location.to_owned()])?;
         self.cached(None, location);
         Ok(n > 0)
+    }
+
+    fn insert_async<'a>(&'a self, entity: &'a Entity) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let body = serde_json::to_string(entity).map_err(failed)?;
+            let n = self
+                .write_async(INSERT, vec![entity.location.clone(), body])
+                .await?;
+            if n == 0 {
+                return Err(EntityStoreError::Exists(entity.location.clone()));
+            }
+            self.cached(Some(entity), &entity.location);
+            Ok(())
+        })
+    }
+
+    fn replace_async<'a>(&'a self, entity: &'a Entity) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let body = serde_json::to_string(entity).map_err(failed)?;
+            let n = self
+                .write_async(REPLACE, vec![entity.location.clone(), body])
+                .await?;
+            if n == 0 {
+                return Err(EntityStoreError::Missing(entity.location.clone()));
+            }
+            self.cached(Some(entity), &entity.location);
+            Ok(())
+        })
+    }
+
+    fn remove_async<'a>(&'a self, location: &'a str) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let n = self.write_async(REMOVE, vec![location.to_owned()]).await?;
+            self.cached(None, location);
+            Ok(n > 0)
+        })
     }
 
     fn links_at(&self, location: &str) -> Result<Vec<Entity>, EntityStoreError> {

@@ -370,7 +370,7 @@ impl Server {
                 continue;
             }
             e.revision += 1;
-            self.store.replace(&e)?;
+            self.store.replace_async(&e).await?;
         }
         Ok(())
     }

@@ -127,6 +127,10 @@ impl LinkIndex {
     }
 }
 
+/// What the asynchronous store operations return.
+pub type StoreFuture<'a, T> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, EntityStoreError>> + Send + 'a>>;
+
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum EntityStoreError {
@@ -170,6 +174,22 @@ pub trait EntityStore: Send + Sync {
     fn replace(&self, entity: &Entity) -> Result<(), EntityStoreError>;
     /// Removes the entity at `location`; false if there was none.
     fn remove(&self, location: &str) -> Result<bool, EntityStoreError>;
+    /// [`EntityStore::insert`] as the server calls it: a store that waits
+    /// (for a commit) can let the caller's thread go meanwhile. The
+    /// default runs `insert` at once.
+    fn insert_async<'a>(&'a self, entity: &'a Entity) -> StoreFuture<'a, ()> {
+        Box::pin(std::future::ready(self.insert(entity)))
+    }
+    /// [`EntityStore::replace`] as the server calls it (see
+    /// [`EntityStore::insert_async`]).
+    fn replace_async<'a>(&'a self, entity: &'a Entity) -> StoreFuture<'a, ()> {
+        Box::pin(std::future::ready(self.replace(entity)))
+    }
+    /// [`EntityStore::remove`] as the server calls it (see
+    /// [`EntityStore::insert_async`]).
+    fn remove_async<'a>(&'a self, location: &'a str) -> StoreFuture<'a, bool> {
+        Box::pin(std::future::ready(self.remove(location)))
+    }
     /// The links whose source or target is `location` (GFD.221 §4.6), in
     /// location order. The default reads every entity; a store with many
     /// should keep a [`LinkIndex`].

@@ -223,7 +223,7 @@ impl Server {
             None => e,
         };
         e.revision = 1;
-        if let Err(err) = self.store.insert(&e) {
+        if let Err(err) = self.store.insert_async(&e).await {
             if let Some(h) = self.hooks_of(&e.kind) {
                 let _ = h.delete(e.clone()).await;
             }
@@ -238,7 +238,7 @@ impl Server {
         if let Some(h) = self.hooks_of(&e.kind) {
             let _ = h.delete(e.clone()).await;
         }
-        if let Err(err) = self.store.remove(&e.location) {
+        if let Err(err) = self.store.remove_async(&e.location).await {
             tracing::warn!("{} could not be taken back: {err}", e.location);
         }
     }
@@ -436,7 +436,7 @@ impl Server {
                 // are taken back, and nothing of the request stays.
                 let stored = links.clone();
                 self.store_links(links).await?;
-                if let Err(e) = self.store.replace(&new) {
+                if let Err(e) = self.store.replace_async(&new).await {
                     for l in &stored {
                         self.unstore(l).await;
                     }
@@ -495,7 +495,7 @@ impl Server {
         if old.link_ends().is_none() {
             self.delete_links_at(location).await?;
         }
-        self.store.remove(location)?;
+        self.store.remove_async(location).await?;
         Ok(())
     }
 
@@ -567,7 +567,7 @@ impl Server {
         .await?;
         if after != before && !after.read_only {
             after.revision = before.revision + 1;
-            self.store.replace(&after)?;
+            self.store.replace_async(&after).await?;
         }
         Ok(after)
     }

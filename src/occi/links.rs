@@ -303,7 +303,7 @@ impl Server {
                     );
                 }
             }
-            self.store.remove(&l.location)?;
+            self.store.remove_async(&l.location).await?;
         }
         Ok(())
     }

@@ -85,7 +85,7 @@ pub use basic::{
 };
 pub use body::{Body, CategoryRef, InlineLink};
 pub use connections::Peer;
-pub use entity::{Entity, EntityStore, EntityStoreError, LinkIndex, MemoryEntities};
+pub use entity::{Entity, EntityStore, EntityStoreError, LinkIndex, MemoryEntities, StoreFuture};
 pub use error::OcciError;
 pub use json::{check_integers, WideInteger};
 pub use listen::{serve, tls_config, Listening};

@@ -355,6 +355,8 @@ pub struct Model {
     categories: BTreeMap<TypeId, Category>,
     /// Definition order, for renderings.
     order: Vec<TypeId>,
+    /// The names of every category's attributes.
+    attribute_names: std::collections::BTreeSet<String>,
 }
 
 impl Default for Model {
@@ -369,6 +371,7 @@ impl Model {
         let mut m = Model {
             categories: BTreeMap::new(),
             order: Vec::new(),
+            attribute_names: Default::default(),
         };
         let mut entity = Category::new(Class::Kind, CORE_SCHEME, "entity", "entity")
             .attribute(
@@ -421,12 +424,23 @@ impl Model {
             self.order.push(c.id.clone());
         }
         self.categories.insert(c.id.clone(), c);
+        self.index_attributes();
     }
 
     /// Removes a category.
     pub fn remove(&mut self, id: &TypeId) -> Option<Category> {
         self.order.retain(|o| o != id);
-        self.categories.remove(id)
+        let gone = self.categories.remove(id);
+        self.index_attributes();
+        gone
+    }
+
+    fn index_attributes(&mut self) {
+        self.attribute_names = self
+            .categories
+            .values()
+            .flat_map(|c| c.attributes.iter().map(|a| a.name.clone()))
+            .collect();
     }
 
     /// The category `id`.
@@ -469,7 +483,15 @@ impl Model {
 
     /// True if `kind` is a link kind (`core#link` or derived from it).
     pub fn is_link(&self, kind: &TypeId) -> bool {
-        self.is_a(kind, &TypeId::new(CORE_SCHEME, "link"))
+        let mut at = Some(kind);
+        for _ in 0..32 {
+            let Some(k) = at else { return false };
+            if k.scheme == CORE_SCHEME && k.term == "link" {
+                return true;
+            }
+            at = self.get(k).and_then(|c| c.rel.first());
+        }
+        false
     }
 
     /// The kinds a link of `kind` must join (source, target): the first
@@ -540,9 +562,7 @@ impl Model {
     /// True if `name` is an attribute of some category (for reading nested
     /// JSON attributes back into flat names).
     pub fn knows_attribute(&self, name: &str) -> bool {
-        self.categories
-            .values()
-            .any(|c| c.attributes.iter().any(|a| a.name == name))
+        self.attribute_names.contains(name)
     }
 }
 

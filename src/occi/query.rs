@@ -136,7 +136,7 @@ impl Server {
                         if e.has_mixin(&d.id) {
                             e.mixins.retain(|m| *m != d.id);
                             e.revision += 1;
-                            self.store.replace(&e)?;
+                            self.store.replace_async(&e).await?;
                         }
                     }
                     self.store.remove_user_mixin(&d.id)?;

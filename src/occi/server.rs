@@ -397,7 +397,7 @@ impl Server {
         }
         change(&mut e);
         e.revision += 1;
-        self.store.replace(&e)?;
+        self.store.replace_async(&e).await?;
         Ok(Some(e))
     }
 
