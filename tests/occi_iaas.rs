@@ -1455,7 +1455,37 @@ fn kept_listings_and_renderings_follow_every_change_of_their_store() {
     let vm = made(&s, "/compute/", &kind_line("compute"));
     let listed = get(b, "/compute/", &[]);
     assert_eq!(listed.body.trim(), format!("X-OCCI-Location: {vm}"));
-    // So is an entity's rendering, until it changes.
+    let occi_list = [("Accept", "text/occi")];
+    get(b, "/compute/", &occi_list);
+    assert_eq!(
+        get(b, "/compute/", &occi_list).header("x-occi-location"),
+        Some(vm.as_str()),
+        "a kept text/occi listing keeps its head"
+    );
+    // So is an entity's rendering, until it changes, in every rendering:
+    // text/occi's is in the head, and its tag covers it.
+    let occi = [("Accept", "text/occi")];
+    let first_occi = get(b, path_of(&s, &vm), &occi);
+    let kept_occi = get(b, path_of(&s, &vm), &occi);
+    assert!(
+        kept_occi
+            .all("x-occi-attribute")
+            .iter()
+            .any(|v| v.contains("occi.compute.state=\"inactive\"")),
+        "{:?}",
+        kept_occi.all("x-occi-attribute")
+    );
+    assert_eq!(kept_occi.all("category"), first_occi.all("category"));
+    let other = made(&s, "/compute/", &kind_line("compute"));
+    assert_ne!(
+        get(b, path_of(&s, &other), &occi).header("etag"),
+        kept_occi.header("etag"),
+        "two entities rendered in text/occi have different tags"
+    );
+    assert_eq!(
+        request(b, "DELETE", path_of(&s, &other), &[], b"").status,
+        200
+    );
     let shown = get(b, path_of(&s, &vm), &[]);
     assert!(shown.body.contains("occi.compute.state=\"inactive\""));
     assert_eq!(get(b, path_of(&s, &vm), &[]).body, shown.body);

@@ -23,15 +23,75 @@ use serde_json::Value;
 use super::bus::BusHandle;
 use super::model::{member_kind_id, MEMBER_LOCATION};
 
+/// The table as committed, in memory. The writer thread updates it right
+/// after each commit, before the writer's caller hears of it: a request
+/// dropped while it waits for its commit cannot leave it behind.
+#[derive(Default)]
+struct Committed {
+    /// The entities, by location.
+    entities: std::sync::RwLock<std::collections::BTreeMap<String, Entity>>,
+    /// The links among them, by end (updated with the entities, under
+    /// their lock).
+    links: Mutex<LinkIndex>,
+    /// Counts the changes (after each is in the entities).
+    written: std::sync::atomic::AtomicU64,
+}
+
+/// What a committed write changes in [`Committed`].
+enum Change {
+    /// The entity, if the write changed a row.
+    Put(Entity),
+    /// The entity at this location is gone.
+    Take(String),
+    /// A client mixin.
+    Mixins,
+}
+
+impl Committed {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, std::collections::BTreeMap<String, Entity>> {
+        self.entities.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn link_index(&self) -> std::sync::MutexGuard<'_, LinkIndex> {
+        self.links.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Applies a committed write that changed `rows` rows.
+    fn apply(&self, change: &Change, rows: usize) {
+        match change {
+            Change::Put(e) if rows > 0 => self.put(Some(e), &e.location),
+            Change::Put(_) => {}
+            Change::Take(location) => self.put(None, location),
+            Change::Mixins => self.counted(),
+        }
+    }
+
+    fn put(&self, e: Option<&Entity>, location: &str) {
+        let mut c = self.entities.write().unwrap_or_else(|p| p.into_inner());
+        let old = match e {
+            Some(e) => c.insert(location.to_owned(), e.clone()),
+            None => c.remove(location),
+        };
+        let mut links = self.link_index();
+        if let Some(old) = &old {
+            links.remove(old);
+        }
+        if let Some(e) = e {
+            links.add(e);
+        }
+        self.counted();
+    }
+
+    /// Counts a change, once it is in the entities.
+    fn counted(&self) {
+        self.written
+            .fetch_add(1, std::sync::atomic::Ordering::Release);
+    }
+}
+
 /// The entities of the gateway.
 pub struct GatewayEntities {
-    /// The table as committed, by location.
-    cache: std::sync::RwLock<std::collections::BTreeMap<String, Entity>>,
-    /// The links among the stored entities, by end (updated with the
-    /// cache, under its lock).
-    links: Mutex<LinkIndex>,
-    /// Counts the writes (after each is in the cache).
-    written: std::sync::atomic::AtomicU64,
+    committed: std::sync::Arc<Committed>,
     /// For the mixins (read rarely).
     db: Mutex<Connection>,
     writes: Mutex<Sender<Write>>,
@@ -115,9 +175,7 @@ impl GatewayEntities {
             .spawn(move || writer(write_db, rx))
             .map_err(failed)?;
         let g = GatewayEntities {
-            cache: Default::default(),
-            links: Mutex::default(),
-            written: std::sync::atomic::AtomicU64::new(0),
+            committed: Default::default(),
             db: Mutex::new(db),
             writes: Mutex::new(tx),
             bus,
@@ -130,21 +188,33 @@ impl GatewayEntities {
                 links.add(e);
             }
         }
-        *g.cache.write().unwrap_or_else(|p| p.into_inner()) = loaded
+        *g.committed
+            .entities
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = loaded
             .into_iter()
             .map(|e| (e.location.clone(), e))
             .collect();
         Ok(g)
     }
 
-    /// Hands one write to the writer thread; `done` gets how many rows it
-    /// changed once it is committed.
+    /// Hands one write to the writer thread: once it is committed, the
+    /// writer applies `change` to the copy in memory, then tells `done`
+    /// how many rows it changed.
     fn send_write(
         &self,
         sql: &'static str,
         params: Vec<String>,
+        change: Change,
         done: Box<dyn FnOnce(Result<usize, String>) + Send>,
     ) -> Result<(), EntityStoreError> {
+        let committed = std::sync::Arc::clone(&self.committed);
+        let done = Box::new(move |r: Result<usize, String>| {
+            if let Ok(rows) = &r {
+                committed.apply(&change, *rows);
+            }
+            done(r);
+        });
         self.writes
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -154,11 +224,17 @@ impl GatewayEntities {
 
     /// Runs one write on the writer thread and waits for its commit (in a
     /// tokio worker, letting the runtime move its other tasks meanwhile).
-    fn write(&self, sql: &'static str, params: Vec<String>) -> Result<usize, EntityStoreError> {
+    fn write(
+        &self,
+        sql: &'static str,
+        params: Vec<String>,
+        change: Change,
+    ) -> Result<usize, EntityStoreError> {
         let (done, wait) = mpsc::sync_channel(1);
         self.send_write(
             sql,
             params,
+            change,
             Box::new(move |r| {
                 let _ = done.send(r);
             }),
@@ -182,11 +258,13 @@ impl GatewayEntities {
         &self,
         sql: &'static str,
         params: Vec<String>,
+        change: Change,
     ) -> Result<usize, EntityStoreError> {
         let (done, wait) = tokio::sync::oneshot::channel();
         self.send_write(
             sql,
             params,
+            change,
             Box::new(move |r| {
                 let _ = done.send(r);
             }),
@@ -206,33 +284,11 @@ impl GatewayEntities {
     }
 
     fn cache(&self) -> std::sync::RwLockReadGuard<'_, std::collections::BTreeMap<String, Entity>> {
-        self.cache.read().unwrap_or_else(|p| p.into_inner())
+        self.committed.read()
     }
 
     fn links(&self) -> std::sync::MutexGuard<'_, LinkIndex> {
-        self.links.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn cached(&self, e: Option<&Entity>, location: &str) {
-        let mut c = self.cache.write().unwrap_or_else(|p| p.into_inner());
-        let old = match e {
-            Some(e) => c.insert(location.to_owned(), e.clone()),
-            None => c.remove(location),
-        };
-        let mut links = self.links();
-        if let Some(old) = &old {
-            links.remove(old);
-        }
-        if let Some(e) = e {
-            links.add(e);
-        }
-        self.wrote();
-    }
-
-    /// Counts a write, once it is in the cache.
-    fn wrote(&self) {
-        self.written
-            .fetch_add(1, std::sync::atomic::Ordering::Release);
+        self.committed.link_index()
     }
 
     /// The table, read from the database.
@@ -348,27 +404,36 @@ impl EntityStore for GatewayEntities {
         // a hosted member is in the directory itself by now (its own
         // announce), so only the table decides here.
         let body = serde_json::to_string(entity).map_err(failed)?;
-        let n = self.write(INSERT, vec![entity.location.clone(), body])?;
+        let n = self.write(
+            INSERT,
+            vec![entity.location.clone(), body],
+            Change::Put(entity.clone()),
+        )?;
         if n == 0 {
             return Err(EntityStoreError::Exists(entity.location.clone()));
         }
-        self.cached(Some(entity), &entity.location);
         Ok(())
     }
 
     fn replace(&self, entity: &Entity) -> Result<(), EntityStoreError> {
         let body = serde_json::to_string(entity).map_err(failed)?;
-        let n = self.write(REPLACE, vec![entity.location.clone(), body])?;
+        let n = self.write(
+            REPLACE,
+            vec![entity.location.clone(), body],
+            Change::Put(entity.clone()),
+        )?;
         if n == 0 {
             return Err(EntityStoreError::Missing(entity.location.clone()));
         }
-        self.cached(Some(entity), &entity.location);
         Ok(())
     }
 
     fn remove(&self, location: &str) -> Result<bool, EntityStoreError> {
-        let n = self.write(REMOVE, vec![location.to_owned()])?;
-        self.cached(None, location);
+        let n = self.write(
+            REMOVE,
+            vec![location.to_owned()],
+            Change::Take(location.to_owned()),
+        )?;
         Ok(n > 0)
     }
 
@@ -376,12 +441,15 @@ impl EntityStore for GatewayEntities {
         Box::pin(async move {
             let body = serde_json::to_string(entity).map_err(failed)?;
             let n = self
-                .write_async(INSERT, vec![entity.location.clone(), body])
+                .write_async(
+                    INSERT,
+                    vec![entity.location.clone(), body],
+                    Change::Put(entity.clone()),
+                )
                 .await?;
             if n == 0 {
                 return Err(EntityStoreError::Exists(entity.location.clone()));
             }
-            self.cached(Some(entity), &entity.location);
             Ok(())
         })
     }
@@ -390,20 +458,28 @@ impl EntityStore for GatewayEntities {
         Box::pin(async move {
             let body = serde_json::to_string(entity).map_err(failed)?;
             let n = self
-                .write_async(REPLACE, vec![entity.location.clone(), body])
+                .write_async(
+                    REPLACE,
+                    vec![entity.location.clone(), body],
+                    Change::Put(entity.clone()),
+                )
                 .await?;
             if n == 0 {
                 return Err(EntityStoreError::Missing(entity.location.clone()));
             }
-            self.cached(Some(entity), &entity.location);
             Ok(())
         })
     }
 
     fn remove_async<'a>(&'a self, location: &'a str) -> StoreFuture<'a, bool> {
         Box::pin(async move {
-            let n = self.write_async(REMOVE, vec![location.to_owned()]).await?;
-            self.cached(None, location);
+            let n = self
+                .write_async(
+                    REMOVE,
+                    vec![location.to_owned()],
+                    Change::Take(location.to_owned()),
+                )
+                .await?;
             Ok(n > 0)
         })
     }
@@ -437,21 +513,25 @@ impl EntityStore for GatewayEntities {
              VALUES (?1, (SELECT COALESCE(MAX(n), 0) + 1 FROM occi_mixin), ?2)
              ON CONFLICT (id) DO UPDATE SET body = excluded.body",
             vec![mixin.id.to_string(), body],
+            Change::Mixins,
         )?;
-        self.wrote();
         Ok(())
     }
 
     fn remove_user_mixin(&self, id: &TypeId) -> Result<(), EntityStoreError> {
-        self.write("DELETE FROM occi_mixin WHERE id = ?1", vec![id.to_string()])?;
-        self.wrote();
+        self.write(
+            "DELETE FROM occi_mixin WHERE id = ?1",
+            vec![id.to_string()],
+            Change::Mixins,
+        )?;
         Ok(())
     }
 
     fn generation(&self) -> Option<u64> {
         // Both only grow: their sum changes whenever either does.
         Some(
-            self.written
+            self.committed
+                .written
                 .load(std::sync::atomic::Ordering::Acquire)
                 .wrapping_add(self.bus.directory_version()),
         )

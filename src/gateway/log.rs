@@ -17,6 +17,7 @@ const QUEUE: usize = 4096;
 /// A log that writes each line, after `prefix`, to stderr from a thread of
 /// its own. [`StderrLog::finish`] writes what is left and stops it.
 pub struct StderrLog {
+    prefix: &'static str,
     tx: RwLock<Option<SyncSender<String>>>,
     dropped: std::sync::atomic::AtomicU64,
     writer: Mutex<Option<JoinHandle<()>>>,
@@ -30,6 +31,7 @@ impl StderrLog {
             .name("rmbus-log".into())
             .spawn(move || write_lines(prefix, &rx))?;
         Ok(Arc::new(StderrLog {
+            prefix,
             tx: RwLock::new(Some(tx)),
             dropped: std::sync::atomic::AtomicU64::new(0),
             writer: Mutex::new(Some(writer)),
@@ -47,7 +49,7 @@ impl StderrLog {
         let tx = self.tx.read().unwrap_or_else(|p| p.into_inner());
         let Some(tx) = tx.as_ref() else {
             // Finished: the last words go straight out.
-            let _ = writeln!(std::io::stderr(), "{line}");
+            let _ = writeln!(std::io::stderr(), "{}{line}", self.prefix);
             return;
         };
         let dropped = self.dropped.swap(0, Ordering::Relaxed);
@@ -62,7 +64,7 @@ impl StderrLog {
                 self.dropped.fetch_add(dropped + 1, Ordering::Relaxed);
             }
             Err(TrySendError::Disconnected(line)) => {
-                let _ = writeln!(std::io::stderr(), "{line}");
+                let _ = writeln!(std::io::stderr(), "{}{line}", self.prefix);
             }
         }
     }
@@ -73,6 +75,14 @@ impl StderrLog {
         drop(self.tx.write().unwrap_or_else(|p| p.into_inner()).take());
         if let Some(w) = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take() {
             let _ = w.join();
+        }
+        let dropped = self.dropped.swap(0, std::sync::atomic::Ordering::Relaxed);
+        if dropped > 0 {
+            let _ = writeln!(
+                std::io::stderr(),
+                "{}{dropped} log lines were dropped: stderr was not read fast enough",
+                self.prefix
+            );
         }
     }
 }

@@ -213,8 +213,10 @@ impl Users {
         let now = Instant::now();
         // The address's share of the queue is taken until a checking thread
         // is done with the job (or drops it unread), not merely until this
-        // request gives up waiting; a request dropped before its answer
-        // (a cancelled stream, a closed connection) counts as a failure.
+        // request gives up waiting; the request that runs the check, if
+        // dropped before its answer (a cancelled stream, a closed
+        // connection), counts as a failure of its address (the others
+        // waiting on it then run the check again).
         let (pending, mut unanswered) = match client {
             Some(ip) => {
                 if !self.throttle().start_check(ip, now) {

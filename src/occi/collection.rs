@@ -129,8 +129,8 @@ impl Server {
                     .map(|g| {
                         let key = AnswerKey {
                             what: c.id.to_string(),
-                            page: get("page").map(str::to_owned),
-                            number: get("number").map(str::to_owned),
+                            page: get("page").and_then(|p| p.parse().ok()),
+                            number: get("number").and_then(|n| n.parse().ok()),
                             media: answer.media,
                             flavour: answer.flavour,
                         };

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use axum::body::{Body, Bytes};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 
 use super::media::{Flavour, Media};
@@ -19,14 +19,16 @@ use super::tags::{self, Covers};
 /// either, all are dropped (they are made again as they are asked for).
 const KEPT: usize = 4096;
 const KEPT_BYTES: usize = 8 << 20;
+/// The largest answer kept.
+const KEPT_ONE: usize = KEPT_BYTES / 8;
 
 /// What names a kept answer: the collection (its kind's or mixin's type
 /// id) or the entity (its path), the page, the rendering.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(super) struct AnswerKey {
     pub what: String,
-    pub page: Option<String>,
-    pub number: Option<String>,
+    pub page: Option<usize>,
+    pub number: Option<usize>,
     pub media: Media,
     pub flavour: Flavour,
 }
@@ -35,24 +37,17 @@ pub(super) struct AnswerKey {
 /// from.
 struct Kept {
     generation: u64,
-    /// The model it was made with (its address: a model is replaced, never
-    /// changed in place, and every replacement follows a change of the
-    /// store's generation).
-    model: usize,
-    content_type: Option<HeaderValue>,
+    /// The model it was made with ([`Model::version`]).
+    model: u64,
+    /// Its head (`text/occi` renders into it) with its tags.
+    headers: HeaderMap,
     body: Bytes,
-    etag: String,
-    content_md5: String,
 }
 
 /// The kept answers of a server, and the bytes they hold.
 #[derive(Default)]
 pub(super) struct KeptAnswers {
     kept: Mutex<(HashMap<AnswerKey, Kept>, usize)>,
-}
-
-fn model_id(model: &Model) -> usize {
-    std::ptr::from_ref(model) as usize
 }
 
 impl KeptAnswers {
@@ -63,13 +58,10 @@ impl KeptAnswers {
         let k = kept
             .0
             .get(key)
-            .filter(|k| k.generation == generation && k.model == model_id(model))?;
+            .filter(|k| k.generation == generation && k.model == model.version())?;
         let mut r = Response::new(Body::from(k.body.clone()));
         *r.status_mut() = StatusCode::OK;
-        if let Some(t) = &k.content_type {
-            r.headers_mut().insert(header::CONTENT_TYPE, t.clone());
-        }
-        tags::set_digests(r.headers_mut(), &k.etag, &k.content_md5);
+        *r.headers_mut() = k.headers.clone();
         Some(r)
     }
 
@@ -89,24 +81,32 @@ impl KeptAnswers {
         };
         let (etag, content_md5) = tags::digests(&bytes, covers);
         tags::set_digests(&mut parts.headers, &etag, &content_md5);
+        // What an answer holds: its body, its head and its key.
+        let size = |k: &Kept, key: &AnswerKey| {
+            k.body.len()
+                + key.what.len()
+                + k.headers
+                    .iter()
+                    .map(|(n, v)| n.as_str().len() + v.len())
+                    .sum::<usize>()
+        };
         let kept = Kept {
             generation,
-            model: model_id(model),
-            content_type: parts.headers.get(header::CONTENT_TYPE).cloned(),
+            model: model.version(),
+            headers: parts.headers.clone(),
             body: bytes.clone(),
-            etag,
-            content_md5,
         };
-        {
+        let n = size(&kept, &key);
+        if n <= KEPT_ONE {
             let mut all = self.kept.lock().unwrap_or_else(|p| p.into_inner());
-            let (map, bytes) = &mut *all;
-            if map.len() >= KEPT || *bytes + kept.body.len() > KEPT_BYTES {
+            let (map, held) = &mut *all;
+            if map.len() >= KEPT || *held + n > KEPT_BYTES {
                 map.clear();
-                *bytes = 0;
+                *held = 0;
             }
-            *bytes += kept.body.len();
-            if let Some(old) = map.insert(key, kept) {
-                *bytes -= old.body.len();
+            *held += n;
+            if let Some(old) = map.insert(key.clone(), kept) {
+                *held = held.saturating_sub(size(&old, &key));
             }
         }
         Response::from_parts(parts, Body::from(bytes))

@@ -30,7 +30,12 @@
 //!
 //! Every successful `GET` and `HEAD` carries `Content-MD5` (base64 MD5 of
 //! the body) and an `ETag`; a `GET` with a matching `If-None-Match` gets
-//! 304. A collection's tag changes whenever one of its entities does.
+//! 304. A collection's tag changes whenever one of its entities does, and a
+//! `text/occi` answer's covers the rendering in its head. An unfiltered
+//! listing and an entity's rendering are kept, tags and all, while the
+//! store's [`EntityStore::generation`] and the model stay the same (at most
+//! 4,096 answers and 8 MiB). The server awaits its store's writes
+//! ([`EntityStore::insert_async`] and its kin).
 //!
 //! Credentials are checked first: a request without good ones gets 401
 //! and learns nothing else. Error policy: 400 unparsable body (a malformed

@@ -357,7 +357,12 @@ pub struct Model {
     order: Vec<TypeId>,
     /// The names of every category's attributes.
     attribute_names: std::collections::BTreeSet<String>,
+    /// Changes with every change of the model ([`Model::version`]).
+    version: u64,
 }
+
+/// The next [`Model::version`]: unique in the process.
+static NEXT_VERSION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 impl Default for Model {
     fn default() -> Model {
@@ -372,6 +377,7 @@ impl Model {
             categories: BTreeMap::new(),
             order: Vec::new(),
             attribute_names: Default::default(),
+            version: 0,
         };
         let mut entity = Category::new(Class::Kind, CORE_SCHEME, "entity", "entity")
             .attribute(
@@ -435,7 +441,14 @@ impl Model {
         gone
     }
 
+    /// A number that no other state of any model in this process has had:
+    /// what was made from a model is good while its version stays.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
     fn index_attributes(&mut self) {
+        self.version = NEXT_VERSION.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.attribute_names = self
             .categories
             .values()

@@ -51,7 +51,10 @@ impl Answer {
     fn text(self, status: StatusCode, lines: Lines, extra: Vec<(HeaderName, String)>) -> Response {
         let mut r = match self.media {
             Media::Occi => {
+                // The rendering is in the head: the tag must cover it.
+                let covers = super::tags::Covers::of(lines.iter().map(|(_, v)| v.as_bytes()));
                 let mut r = (status, "OK\n").into_response();
+                r.extensions_mut().insert(covers);
                 for (name, value) in lines {
                     if let Ok(v) = HeaderValue::from_str(&value) {
                         r.headers_mut().append(name, v);
