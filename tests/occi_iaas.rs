@@ -1437,6 +1437,23 @@ fn links_take_actions_and_mixins_and_read_back_in_every_rendering() {
         "{}",
         moved.body
     );
+    // GFD.226's collection of links sent to a resource says what to do.
+    let misplaced = post(
+        b,
+        path_of(&s, &a),
+        &[JSON],
+        json!({"links": [{"kind": format!("{X}cable"), "target": {"location": z}}]})
+            .to_string()
+            .as_bytes(),
+    );
+    assert_eq!(misplaced.status, 400, "{}", misplaced.body);
+    assert!(
+        misplaced
+            .body
+            .contains("make links at their kind's location"),
+        "{}",
+        misplaced.body
+    );
     // A link cannot have links of its own.
     let nested = post(b, &cable_path, &[PLAIN], format!("Link: <{a}>").as_bytes());
     assert_eq!(nested.status, 400, "{}", nested.body);

@@ -261,6 +261,13 @@ impl Server {
                 .find(r.scheme.as_deref(), &r.term)
                 .ok_or_else(|| OcciError::bad_request(format!("unknown category {}", r.term)))?;
             match c.class {
+                Class::Kind if c.id != old.kind && model.is_link(&c.id) && !model.is_link(&old.kind) => {
+                    return Err(OcciError::bad_request(format!(
+                        "the body is a {} link, not {}: make links at their kind's location, \
+                         or give them inline with the resource (a JSON resource's links, Link lines)",
+                        c.id, old.id
+                    )))
+                }
                 Class::Kind if c.id != old.kind => {
                     return Err(OcciError::bad_request(format!(
                         "the kind of {} cannot change",
