@@ -1190,6 +1190,17 @@ fn every_action_template_and_mixin_of_the_model() {
         "{}",
         swapped.body
     );
+    // Tagging through a template's collection is an update too: the new
+    // template replaces the old.
+    let tagged = post(
+        b,
+        "/os_tpl/ubuntu/",
+        &[("Content-Type", "text/uri-list")],
+        format!("{vm}\n").as_bytes(),
+    );
+    assert_eq!(tagged.status, 200, "{}", tagged.body);
+    let now = get(b, &vm_path, &[]).body;
+    assert!(now.contains("ubuntu;") && !now.contains("debian;"), "{now}");
     let changed = post(
         b,
         &vm_path,

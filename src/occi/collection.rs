@@ -318,7 +318,8 @@ impl Server {
     }
 
     /// Mixin tagging: POST adds the mixin to the listed entities, PUT makes
-    /// them the only ones, DELETE takes it away from them (GFD.185 §3.4.3).
+    /// them the only ones, DELETE takes it away from them (GFD.185 §3.4.3);
+    /// each entity changed through its kind's update hook.
     pub(super) async fn tag(
         &self,
         model: &Model,
@@ -356,11 +357,15 @@ impl Server {
                 changes.extend(listed.iter().map(|p| (p.clone(), true)));
             }
         }
+        // Each change is an update of its entity: its kind's update hook
+        // sees it (and may refuse it, or change more: a template that
+        // replaces another).
         for (path, add) in changes {
             let _g = self.lock(&path).await;
-            let Some(mut e) = self.store.get(&path)? else {
+            let Some(old) = self.store.get(&path)? else {
                 continue;
             };
+            let mut e = old.clone();
             let had = e.has_mixin(&mixin.id);
             if add && !had {
                 e.mixins.push(mixin.id.clone());
@@ -369,7 +374,12 @@ impl Server {
             } else {
                 continue;
             }
-            e.revision += 1;
+            let revision = old.revision;
+            let mut e = match self.hooks_of(&old.kind) {
+                Some(h) => h.update(old, e).await?,
+                None => e,
+            };
+            e.revision = revision + 1;
             self.store.replace_async(&e).await?;
         }
         Ok(())
