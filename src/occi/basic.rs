@@ -523,10 +523,21 @@ mod tests {
         ));
     }
 
+    /// An argon2id hash fifty times the default's cost (a large part of a
+    /// second a check, even here): a test that must see checks still
+    /// queued has time to look, however loaded the machine.
+    fn slow_hash(password: &str) -> String {
+        let params = argon2::Params::new(19 * 1024, 100, 1, None).unwrap();
+        Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
+            .hash_password(password.as_bytes())
+            .unwrap()
+            .to_string()
+    }
+
     #[tokio::test(flavor = "current_thread")]
     async fn a_cancelled_check_keeps_its_share_of_the_queue_and_counts_as_a_failure() {
         let users = Users::with_limits(
-            HashMap::from([("ann".to_owned(), hash_password("s3cret").unwrap())]),
+            HashMap::from([("ann".to_owned(), slow_hash("s3cret"))]),
             AuthLimits {
                 checks: 1,
                 ..AuthLimits::default()
@@ -535,18 +546,24 @@ mod tests {
         .unwrap();
         let ip: IpAddr = "127.0.0.7".parse().unwrap();
         let wrong = basic("ann", "wrong");
+        // Another client's check, still awaited, takes the one checking
+        // thread for a while (a slow hash): the jobs below wait behind it.
+        let other = basic("ann", "another");
+        let mut busy = Box::pin(users.check(Some(&other), Some("127.0.0.8".parse().unwrap())));
+        assert!(
+            (&mut busy).now_or_never().is_none(),
+            "its check is under way"
+        );
         // Requests given up at once (a stream reset, a closed connection):
         // each leaves its job, and its address's share, behind it.
         for _ in 0..2 {
             let f = users.check(Some(&wrong), Some(ip));
             assert!(f.now_or_never().is_none(), "waiting for its check");
         }
+        let third = users.check(Some(&wrong), Some(ip)).await;
         assert!(
-            matches!(
-                users.check(Some(&wrong), Some(ip)).await,
-                Err(Refusal::Throttled(_))
-            ),
-            "the address's two checks are still queued or running"
+            matches!(third, Err(Refusal::Throttled(_))),
+            "the address's two checks are still queued or running: {third:?}"
         );
         // Six cancelled checks shut the address out like six wrong ones.
         let until = Instant::now() + Duration::from_secs(30);
