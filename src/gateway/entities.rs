@@ -140,6 +140,31 @@ const INSERT: &str = "INSERT OR IGNORE INTO occi_entity (location, body) VALUES 
 const REPLACE: &str = "UPDATE occi_entity SET body = ?2 WHERE location = ?1";
 const REMOVE: &str = "DELETE FROM occi_entity WHERE location = ?1";
 
+/// The parameters of [`INSERT`] and [`REPLACE`] for `entity`, and what the
+/// committed write changes in memory.
+fn row(entity: &Entity) -> Result<(Vec<String>, Change), EntityStoreError> {
+    let body = serde_json::to_string(entity).map_err(failed)?;
+    Ok((
+        vec![entity.location.clone(), body],
+        Change::Put(entity.clone()),
+    ))
+}
+
+/// What a [`REMOVE`] of `location` changes in memory.
+fn taken(location: &str) -> Change {
+    Change::Take(location.to_owned())
+}
+
+/// An [`INSERT`] or [`REPLACE`] of `entity` that changed `rows` rows: none
+/// means its location was taken, or empty.
+fn rows_changed(sql: &str, rows: usize, entity: &Entity) -> Result<(), EntityStoreError> {
+    match rows {
+        0 if sql == INSERT => Err(EntityStoreError::Exists(entity.location.clone())),
+        0 => Err(EntityStoreError::Missing(entity.location.clone())),
+        _ => Ok(()),
+    }
+}
+
 fn failed(e: impl std::fmt::Display) -> EntityStoreError {
     EntityStoreError::Failed(e.to_string())
 }
@@ -403,82 +428,46 @@ impl EntityStore for GatewayEntities {
         // The server checked the directory before the member was started;
         // a hosted member is in the directory itself by now (its own
         // announce), so only the table decides here.
-        let body = serde_json::to_string(entity).map_err(failed)?;
-        let n = self.write(
-            INSERT,
-            vec![entity.location.clone(), body],
-            Change::Put(entity.clone()),
-        )?;
-        if n == 0 {
-            return Err(EntityStoreError::Exists(entity.location.clone()));
-        }
-        Ok(())
+        let (params, change) = row(entity)?;
+        rows_changed(INSERT, self.write(INSERT, params, change)?, entity)
     }
 
     fn replace(&self, entity: &Entity) -> Result<(), EntityStoreError> {
-        let body = serde_json::to_string(entity).map_err(failed)?;
-        let n = self.write(
-            REPLACE,
-            vec![entity.location.clone(), body],
-            Change::Put(entity.clone()),
-        )?;
-        if n == 0 {
-            return Err(EntityStoreError::Missing(entity.location.clone()));
-        }
-        Ok(())
+        let (params, change) = row(entity)?;
+        rows_changed(REPLACE, self.write(REPLACE, params, change)?, entity)
     }
 
     fn remove(&self, location: &str) -> Result<bool, EntityStoreError> {
-        let n = self.write(
-            REMOVE,
-            vec![location.to_owned()],
-            Change::Take(location.to_owned()),
-        )?;
+        let n = self.write(REMOVE, vec![location.to_owned()], taken(location))?;
         Ok(n > 0)
     }
 
     fn insert_async<'a>(&'a self, entity: &'a Entity) -> StoreFuture<'a, ()> {
         Box::pin(async move {
-            let body = serde_json::to_string(entity).map_err(failed)?;
-            let n = self
-                .write_async(
-                    INSERT,
-                    vec![entity.location.clone(), body],
-                    Change::Put(entity.clone()),
-                )
-                .await?;
-            if n == 0 {
-                return Err(EntityStoreError::Exists(entity.location.clone()));
-            }
-            Ok(())
+            let (params, change) = row(entity)?;
+            rows_changed(
+                INSERT,
+                self.write_async(INSERT, params, change).await?,
+                entity,
+            )
         })
     }
 
     fn replace_async<'a>(&'a self, entity: &'a Entity) -> StoreFuture<'a, ()> {
         Box::pin(async move {
-            let body = serde_json::to_string(entity).map_err(failed)?;
-            let n = self
-                .write_async(
-                    REPLACE,
-                    vec![entity.location.clone(), body],
-                    Change::Put(entity.clone()),
-                )
-                .await?;
-            if n == 0 {
-                return Err(EntityStoreError::Missing(entity.location.clone()));
-            }
-            Ok(())
+            let (params, change) = row(entity)?;
+            rows_changed(
+                REPLACE,
+                self.write_async(REPLACE, params, change).await?,
+                entity,
+            )
         })
     }
 
     fn remove_async<'a>(&'a self, location: &'a str) -> StoreFuture<'a, bool> {
         Box::pin(async move {
             let n = self
-                .write_async(
-                    REMOVE,
-                    vec![location.to_owned()],
-                    Change::Take(location.to_owned()),
-                )
+                .write_async(REMOVE, vec![location.to_owned()], taken(location))
                 .await?;
             Ok(n > 0)
         })

@@ -112,3 +112,60 @@ impl KeptAnswers {
         Response::from_parts(parts, Body::from(bytes))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(bytes: usize) -> Response {
+        Response::new(Body::from(vec![b'x'; bytes]))
+    }
+
+    fn key(what: &str) -> AnswerKey {
+        AnswerKey {
+            what: what.into(),
+            page: None,
+            number: None,
+            media: Media::Plain,
+            flavour: Flavour::default(),
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn answers_are_kept_for_their_generation_and_model_and_within_bounds() {
+        let kept = KeptAnswers::default();
+        let model = Model::new();
+        let r = kept.keep(key("/a"), 7, &model, answer(10)).await;
+        assert!(
+            r.headers().contains_key(axum::http::header::ETAG),
+            "tagged once, here"
+        );
+        assert!(kept.get(&key("/a"), 7, &model).is_some());
+        assert!(
+            kept.get(&key("/a"), 8, &model).is_none(),
+            "another generation"
+        );
+        let mut changed = model.clone();
+        changed.add(super::super::Category::mixin("http://x#", "t", "t", "/t/"));
+        assert!(kept.get(&key("/a"), 7, &changed).is_none(), "another model");
+        assert!(kept.get(&key("/b"), 7, &model).is_none());
+        // One answer over the largest kept is answered, not kept.
+        let big = kept
+            .keep(key("/big"), 7, &model, answer(KEPT_ONE + 1))
+            .await;
+        assert_eq!(big.status(), StatusCode::OK);
+        assert!(kept.get(&key("/big"), 7, &model).is_none());
+        // Beyond the bytes kept, all are dropped and kept afresh.
+        let half = KEPT_ONE / 2;
+        for i in 0..=(KEPT_BYTES / half) {
+            kept.keep(key(&format!("/n{i}")), 7, &model, answer(half))
+                .await;
+        }
+        let held = kept.kept.lock().unwrap().1;
+        assert!(held <= KEPT_BYTES, "{held} bytes held");
+        assert!(
+            kept.get(&key("/a"), 7, &model).is_none(),
+            "dropped with the rest"
+        );
+    }
+}

@@ -356,14 +356,20 @@ impl Server {
         } else {
             None
         };
-        let key = AnswerKey {
-            what: location.to_owned(),
-            page: None,
-            number: None,
-            media: answer.media,
-            flavour: answer.flavour,
-        };
-        if let Some(r) = generation.and_then(|g| self.kept.get(&key, g, model)) {
+        let key = generation.map(|g| {
+            let key = AnswerKey {
+                what: location.to_owned(),
+                page: None,
+                number: None,
+                media: answer.media,
+                flavour: answer.flavour,
+            };
+            (g, key)
+        });
+        if let Some(r) = key
+            .as_ref()
+            .and_then(|(g, key)| self.kept.get(key, *g, model))
+        {
             return Ok(r);
         }
         let current = self.store.get(location)?;
@@ -386,8 +392,8 @@ impl Server {
         match (method.clone(), current) {
             (Method::GET | Method::HEAD, Some(e)) => {
                 let r = render(e, StatusCode::OK)?;
-                match generation {
-                    Some(g) => Ok(self.kept.keep(key, g, model, r).await),
+                match key {
+                    Some((g, key)) => Ok(self.kept.keep(key, g, model, r).await),
                     None => Ok(r),
                 }
             }

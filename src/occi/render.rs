@@ -116,43 +116,24 @@ impl Answer {
         }
     }
 
-    /// A listing of entity URLs (with the renderings for GFD.226's JSON:
-    /// resources under `resources`, links under `links`).
+    /// A listing in GFD.226's JSON: the entities themselves, resources
+    /// under `resources` (with their links), links under `links`.
     pub fn listing(self, entities: &[Shown]) -> Response {
-        match (self.media, self.flavour) {
-            (Media::Json, Flavour::PyOcni) => {
-                let urls: Vec<&str> = entities.iter().map(|s| s.url.as_str()).collect();
-                self.json(
-                    StatusCode::OK,
-                    json!({ "X-OCCI-Location": urls }),
-                    Vec::new(),
-                )
-            }
-            (Media::Json, Flavour::Occi12) => {
-                let (links, resources): (Vec<&Shown>, Vec<&Shown>) =
-                    entities.iter().partition(|s| s.ends.is_some());
-                let render = |list: Vec<&Shown>| -> Vec<Value> {
-                    list.into_iter()
-                        .map(|s| json::entity(s, Flavour::Occi12))
-                        .collect()
-                };
-                let mut o = serde_json::Map::new();
-                if !resources.is_empty() || links.is_empty() {
-                    o.insert("resources".into(), render(resources).into());
-                }
-                if !links.is_empty() {
-                    o.insert("links".into(), render(links).into());
-                }
-                self.json(StatusCode::OK, Value::Object(o), Vec::new())
-            }
-            _ => {
-                let lines = entities
-                    .iter()
-                    .map(|s| (X_OCCI_LOCATION, s.url.clone()))
-                    .collect();
-                self.text(StatusCode::OK, lines, Vec::new())
-            }
+        let (links, resources): (Vec<&Shown>, Vec<&Shown>) =
+            entities.iter().partition(|s| s.ends.is_some());
+        let render = |list: Vec<&Shown>| -> Vec<Value> {
+            list.into_iter()
+                .map(|s| json::entity(s, Flavour::Occi12))
+                .collect()
+        };
+        let mut o = serde_json::Map::new();
+        if !resources.is_empty() || links.is_empty() {
+            o.insert("resources".into(), render(resources).into());
         }
+        if !links.is_empty() {
+            o.insert("links".into(), render(links).into());
+        }
+        self.json(StatusCode::OK, Value::Object(o), Vec::new())
     }
 
     /// A listing of entity URLs only (every rendering but GFD.226's JSON,
