@@ -3,7 +3,8 @@
 //! 1,000 entities (messages: see `bench_get`) at 1 and 50 connections
 //! against an axum handler behind the same Basic check (a 12-byte body for
 //! the member; for the listing, the listing's own bytes and type, served
-//! static); `POST` create at 50 connections against raw
+//! static; and, for reference, a 404 of a path that is no entity's: the
+//! HTTP side alone); `POST` create at 50 connections against raw
 //! rusqlite inserts with the same group commit; monitor fan-out to 100
 //! WebSocket clients while 1,000 events/s arrive, against a bare
 //! tokio-tungstenite broadcast of the same frames. And members at scale:
@@ -310,6 +311,20 @@ fn bench_get(rt: &tokio::runtime::Runtime, rounds: usize) {
     let list: MakeRequest = Arc::new(|_| (get_head("/cmbs/message/"), Vec::new()));
     let trivial: MakeRequest = Arc::new(|_| (get_head("/x"), Vec::new()));
     let static_list: MakeRequest = Arc::new(|_| (get_head("/list"), Vec::new()));
+    // The HTTP side alone (Basic check, request, a 404 answer): what every
+    // request costs before it reaches an entity.
+    let nothing: MakeRequest = Arc::new(|_| (get_head("/nothing"), Vec::new()));
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        ours.push(rt.block_on(rate(g.addr, 50, Arc::clone(&nothing), 404)));
+        theirs.push(rt.block_on(rate(base, 50, Arc::clone(&trivial), 200)));
+    }
+    report(
+        "GET of no entity (404), 50 connections",
+        &ours,
+        &theirs,
+        0.5,
+    );
     for (what, make, baseline) in [
         ("GET one member", &one, &trivial),
         ("GET a list of 1,000 (messages)", &list, &static_list),
