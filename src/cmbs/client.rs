@@ -24,13 +24,14 @@ use crate::proto::{Deadlines, Delivery, Endpoint, Event as BusEvent, Rng};
 use crate::rpc::{CallId, Outcome as CallOutcome, RpcEvent};
 use crate::wire::{Address, Command, Value};
 
-use super::cmd::{Announce, Deliver, DeliverAnswer, Describe, Order};
+use super::cmd::{Announce, Deliver, DeliverAnswer, Describe, Leave, Order};
 use super::code::{Code, Refusal};
 use super::directory::{matches_member, Directory, Entry};
 use super::event::Event;
 use super::layer::Layer;
 use super::message::Message;
 use super::persist::{unix_ms, HeldRecord, StoreOp};
+use super::relay::{Recipient, Relay, RelayAnswer, CROSSING_ALLOWANCE};
 use super::report::{Line, LineStatus, Outcome, Report};
 use super::shared::{SharedDirectory, Stats};
 
@@ -109,13 +110,21 @@ struct Outgoing {
     /// Lines of members that were undescribed when it was sent and turned
     /// out not to be recipients: left out of the report.
     not_recipients: std::collections::BTreeSet<usize>,
+    /// Lines of members of other sites ready to go, gathered so that each
+    /// bridge gets one delivery naming its recipients.
+    to_relay: Vec<usize>,
+    /// The delivery timeout, when not the client's
+    /// ([`Client::deliver_to`]).
+    timeout: Option<Duration>,
 }
 
 /// A delivery that is out.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Slot {
     deadline: Instant,
     seq: u64,
+    /// For a member of another site: the bridge it goes through.
+    via: Option<Address>,
 }
 
 /// A matching member, as `offer` needs it.
@@ -123,6 +132,8 @@ struct Target<'a> {
     member: &'a str,
     address: &'a Address,
     started: bool,
+    /// A member of another site: its site and bridge.
+    remote: Option<(&'a str, &'a Address)>,
 }
 
 impl<'a> Target<'a> {
@@ -131,6 +142,11 @@ impl<'a> Target<'a> {
             member: &entry.description.id,
             address: &entry.address,
             started: entry.description.started.contains(layer),
+            remote: entry
+                .description
+                .remote
+                .as_ref()
+                .map(|r| (r.site.as_str(), &r.via)),
         }
     }
 }
@@ -157,6 +173,8 @@ pub struct Client {
     next_outgoing: u64,
     /// Each delivery out: its message's number and its line.
     calls: HashMap<CallId, (u64, usize)>,
+    /// Each delivery out through a bridge: its message's number and lines.
+    relays: HashMap<CallId, (u64, Vec<usize>)>,
     /// Deliveries waiting for room among those out ([`ClientConfig::max_in_flight`]):
     /// message number and line, in the order they were offered.
     queued: VecDeque<(u64, usize)>,
@@ -186,6 +204,7 @@ impl Client {
             outgoing: Default::default(),
             next_outgoing: 0,
             calls: HashMap::default(),
+            relays: HashMap::default(),
             queued: VecDeque::new(),
             streams: HashMap::default(),
             holds: Deadlines::default(),
@@ -388,6 +407,8 @@ impl Client {
             until_unix_ms,
             held: hold.is_some(),
             not_recipients: Default::default(),
+            to_relay: Vec::new(),
+            timeout: None,
         };
         let key = self.next_outgoing;
         self.next_outgoing += 1;
@@ -404,6 +425,7 @@ impl Client {
             }
         }
         self.dir = dir;
+        self.send_relays(ep, now, key, &mut out);
         if layer != Layer::L1 {
             // A member whose description we lack may be a recipient: a line
             // that says so, never a silent absence (a held message offers
@@ -416,6 +438,7 @@ impl Client {
                 out.lines.push(Line {
                     member,
                     address,
+                    site: None,
                     sent: true,
                     status: LineStatus::Refused(Refusal::new(
                         Code::Undescribed,
@@ -442,6 +465,57 @@ impl Client {
         Ok(id)
     }
 
+    /// Sends `message` to member `member` of this link alone, whatever its
+    /// layer's matching, within `timeout` (retries included): what a bridge
+    /// does for a sender of another site. It goes as a delivery of
+    /// [`Client::publish`] does (its number in this client's stream to the
+    /// member, retries, the member's answer), and its report comes as an
+    /// [`Event::Report`] with one line. `Err` if the directory has no such
+    /// member on this link.
+    pub fn deliver_to(
+        &mut self,
+        ep: &mut Endpoint,
+        now: Instant,
+        message: Message,
+        member: &str,
+        timeout: Duration,
+    ) -> Result<(), Refusal> {
+        let key = self.next_outgoing;
+        let mut out = Outgoing {
+            map: message.to_value(),
+            message,
+            lines: Vec::new(),
+            slots: Vec::new(),
+            hold_until: None,
+            until_unix_ms: 0,
+            held: false,
+            not_recipients: Default::default(),
+            to_relay: Vec::new(),
+            timeout: Some(timeout),
+        };
+        let dir = self.dir.take();
+        let entry = dir
+            .as_deref()
+            .and_then(|d| d.directory().get(member))
+            .filter(|e| e.description.remote.is_none());
+        let found = entry.is_some();
+        if let Some(e) = entry {
+            self.next_outgoing += 1;
+            let target = Target::of(e, out.message.layer);
+            self.offer(ep, now, key, &mut out, target);
+        }
+        self.dir = dir;
+        if !found {
+            return Err(Refusal::new(
+                Code::Undeliverable,
+                format!("member {member} is not on this bus"),
+            ));
+        }
+        self.outgoing.insert(key, out);
+        self.settle(key);
+        Ok(())
+    }
+
     /// Offers message `key` (`out`) to a matching member: a line without a
     /// send when its layer is stopped, else a delivery.
     fn offer(
@@ -455,6 +529,7 @@ impl Client {
         let at = match out.lines.iter().position(|l| l.member == t.member) {
             Some(i) => {
                 out.lines[i].address = t.address.clone();
+                out.lines[i].site = t.remote.map(|(site, _)| site.to_owned());
                 // A member left out earlier that matches now is reported.
                 out.not_recipients.remove(&i);
                 i
@@ -463,11 +538,14 @@ impl Client {
                 out.lines.push(Line {
                     member: t.member.to_owned(),
                     address: t.address.clone(),
+                    site: None,
                     sent: false,
                     status: LineStatus::Pending,
                 });
                 out.slots.push(None);
-                out.lines.len() - 1
+                let at = out.lines.len() - 1;
+                out.lines[at].site = t.remote.map(|(site, _)| site.to_owned());
+                at
             }
         };
         if !t.started {
@@ -482,10 +560,14 @@ impl Client {
         let seq = stream.next;
         stream.next += 1;
         stream.open.insert(seq);
-        out.slots[at] = Some(Slot { deadline: now, seq });
+        out.slots[at] = Some(Slot {
+            deadline: now,
+            seq,
+            via: t.remote.map(|(_, via)| via.clone()),
+        });
         out.lines[at].sent = true;
         out.lines[at].status = LineStatus::Pending;
-        if self.calls.len() >= self.config.max_in_flight.max(1) {
+        if self.in_flight() >= self.config.max_in_flight.max(1) {
             // Its number holds its place in the recipient's order; its
             // time starts when it goes.
             self.queued.push_back((key, at));
@@ -509,6 +591,14 @@ impl Client {
         let mut timeout = self.config.delivery_timeout;
         if out.message.executable {
             timeout += self.config.exec_allowance;
+        }
+        let timeout = out.timeout.unwrap_or(timeout);
+        if slot.via.is_some() {
+            // Through a bridge: gathered, and sent with the others for the
+            // same bridge ([`Client::send_relays`]).
+            slot.deadline = now + timeout + CROSSING_ALLOWANCE;
+            out.to_relay.push(at);
+            return;
         }
         slot.deadline = now + timeout;
         let seq = slot.seq;
@@ -538,9 +628,14 @@ impl Client {
         }
     }
 
+    /// Deliveries out now: calls to members and to bridges.
+    fn in_flight(&self) -> usize {
+        self.calls.len() + self.relays.len()
+    }
+
     /// Sends queued deliveries while there is room among those out.
     fn send_queued(&mut self, ep: &mut Endpoint, now: Instant) {
-        while self.calls.len() < self.config.max_in_flight.max(1) {
+        while self.in_flight() < self.config.max_in_flight.max(1) {
             let Some((key, at)) = self.queued.pop_front() else {
                 return;
             };
@@ -551,6 +646,7 @@ impl Client {
                 && matches!(out.lines[at].status, LineStatus::Pending);
             if waiting {
                 self.send_line(ep, now, key, &mut out, at);
+                self.send_relays(ep, now, key, &mut out);
             }
             self.outgoing.insert(key, out);
             self.settle(key);
@@ -571,7 +667,7 @@ impl Client {
 
     /// Deliveries out now, and waiting for room.
     pub fn deliveries(&self) -> (usize, usize) {
-        (self.calls.len(), self.queued.len())
+        (self.in_flight(), self.queued.len())
     }
 
     /// Delivery `seq` to `member` settled: it no longer holds back the
@@ -633,12 +729,29 @@ impl Client {
                 self.on_announce(ep, now, src, &command);
                 None
             }
+            BusEvent::Command { src, command, .. }
+                if command.name == Leave::NAME && !self.hosted =>
+            {
+                if let Some(d) = self.dir.as_deref_mut() {
+                    d.on_leave(&src, &command);
+                }
+                self.pull_directory_events();
+                None
+            }
             BusEvent::Rpc(RpcEvent::Returned {
                 call,
                 callee,
                 outcome,
             }) if self.calls.contains_key(&call) => {
                 self.on_returned(ep, now, call, &callee, outcome);
+                None
+            }
+            BusEvent::Rpc(RpcEvent::Returned {
+                call,
+                callee,
+                outcome,
+            }) if self.relays.contains_key(&call) => {
+                self.on_relay_returned(ep, now, call, &callee, outcome);
                 None
             }
             BusEvent::PeerJoined(addr) if !self.hosted => {
@@ -717,6 +830,7 @@ impl Client {
                 if matches_member(&entry.description, &out.message, None) {
                     let target = Target::of(entry, out.message.layer);
                     self.offer(ep, now, key, &mut out, target);
+                    self.send_relays(ep, now, key, &mut out);
                 } else {
                     out.not_recipients.insert(at);
                 }
@@ -757,6 +871,7 @@ impl Client {
             };
             let target = Target::of(entry, out.message.layer);
             self.offer(ep, now, key, &mut out, target);
+            self.send_relays(ep, now, key, &mut out);
             self.outgoing.insert(key, out);
             self.settle(key);
         }
@@ -777,7 +892,7 @@ impl Client {
             self.send_queued(ep, now);
             return;
         };
-        let Some(slot) = out.slots.get(at).copied().flatten() else {
+        let Some(slot) = out.slots.get(at).cloned().flatten() else {
             self.outgoing.insert(key, out);
             self.send_queued(ep, now);
             return;
@@ -825,20 +940,203 @@ impl Client {
                 format!("the call ended {}", other.code()),
             )),
         };
+        self.set_status(&mut out, at, status);
+        self.outgoing.insert(key, out);
+        self.settle(key);
+        self.send_queued(ep, now);
+    }
+
+    /// Line `at` of `out` now stands at `status`: once settled, its number
+    /// no longer holds back the recipient's order, a delivered line of a
+    /// held message is kept, and a held message says how the line went.
+    fn set_status(&mut self, out: &mut Outgoing, at: usize, status: LineStatus) {
         out.lines[at].status = status;
-        if out.lines[at].is_settled() {
-            out.slots[at] = None;
+        if !out.lines[at].is_settled() {
+            return;
+        }
+        if let Some(slot) = out.slots[at].take() {
+            let member = out.lines[at].member.clone();
             self.settled_seq(&member, slot.seq);
-            let delivered = out.lines[at].is_delivered();
-            if delivered && out.hold_until.is_some() {
-                self.persist(&out);
+        }
+        if out.lines[at].is_delivered() && out.hold_until.is_some() {
+            self.persist(out);
+        }
+        if out.held {
+            self.events.push_back(Event::Line {
+                message: out.message.id.clone(),
+                line: out.lines[at].clone(),
+            });
+        }
+    }
+
+    /// Sends the lines of message `key` gathered for bridges: one delivery
+    /// per bridge, naming its recipients.
+    fn send_relays(&mut self, ep: &mut Endpoint, now: Instant, key: u64, out: &mut Outgoing) {
+        if out.to_relay.is_empty() {
+            return;
+        }
+        let mut by_via: Vec<(Address, Vec<usize>)> = Vec::new();
+        for at in std::mem::take(&mut out.to_relay) {
+            let Some(via) = out.slots[at].as_ref().and_then(|s| s.via.clone()) else {
+                continue;
+            };
+            match by_via.iter_mut().find(|(v, _)| *v == via) {
+                Some((_, lines)) => lines.push(at),
+                None => by_via.push((via, vec![at])),
             }
-            if out.held {
-                self.events.push_back(Event::Line {
-                    message: out.message.id.clone(),
-                    line: out.lines[at].clone(),
-                });
+        }
+        for (via, lines) in by_via {
+            self.relay(ep, now, key, out, &via, lines);
+        }
+    }
+
+    /// One delivery to the bridge at `via` for lines `lines` of message
+    /// `key`, within what is left of their time.
+    fn relay(
+        &mut self,
+        ep: &mut Endpoint,
+        now: Instant,
+        key: u64,
+        out: &mut Outgoing,
+        via: &Address,
+        lines: Vec<usize>,
+    ) {
+        let deadline = lines
+            .iter()
+            .filter_map(|at| out.slots[*at].as_ref().map(|s| s.deadline))
+            .min()
+            .unwrap_or(now);
+        let remaining = deadline.saturating_duration_since(now);
+        let recipients: Vec<Recipient> = lines
+            .iter()
+            .filter_map(|at| {
+                let seq = out.slots[*at].as_ref()?.seq;
+                let member = &out.lines[*at].member;
+                let low = self
+                    .streams
+                    .get(member)
+                    .and_then(|s| s.open.first().copied())
+                    .unwrap_or(seq)
+                    .min(seq);
+                Some(Recipient {
+                    member: member.clone(),
+                    order: Order { seq, low },
+                })
+            })
+            .collect();
+        let far_side = remaining.saturating_sub(CROSSING_ALLOWANCE);
+        let args = Relay::args(out.map.clone(), &recipients, far_side);
+        let mut rpc = ep.rpc();
+        let call = match self.hosted {
+            true => rpc.call_within(now, via, Deliver::NAME, args, remaining),
+            false => rpc.call(now, via, Deliver::NAME, args, remaining),
+        };
+        match call {
+            Ok(call) => {
+                self.relays.insert(call, (key, lines));
             }
+            Err(e) => {
+                for at in lines {
+                    let r =
+                        Refusal::new(Code::Undeliverable, format!("not sent to the bridge: {e}"));
+                    self.set_status(out, at, LineStatus::Refused(r));
+                }
+            }
+        }
+    }
+
+    fn on_relay_returned(
+        &mut self,
+        ep: &mut Endpoint,
+        now: Instant,
+        call: CallId,
+        callee: &Address,
+        outcome: CallOutcome,
+    ) {
+        let Some((key, lines)) = self.relays.remove(&call) else {
+            return;
+        };
+        let Some(mut out) = self.outgoing.remove(&key) else {
+            self.send_queued(ep, now);
+            return;
+        };
+        let lines: Vec<usize> = lines
+            .into_iter()
+            .filter(|at| {
+                out.slots.get(*at).is_some_and(Option::is_some)
+                    && matches!(out.lines[*at].status, LineStatus::Pending)
+            })
+            .collect();
+        let deadline = lines
+            .iter()
+            .filter_map(|at| out.slots[*at].as_ref().map(|s| s.deadline))
+            .min();
+        let left = deadline.map_or(Duration::ZERO, |d| d.saturating_duration_since(now));
+        let refused = |code, why: String| LineStatus::Refused(Refusal::new(code, why));
+        let statuses: Vec<(usize, LineStatus)> = match outcome {
+            CallOutcome::Returned(reply) => match RelayAnswer::from_reply(&reply) {
+                Ok(answer) => lines
+                    .iter()
+                    .map(|at| {
+                        let status = match answer.answer_of(&out.lines[*at].member) {
+                            Some(DeliverAnswer::Delivered { result }) => LineStatus::Delivered {
+                                result: result.clone(),
+                            },
+                            Some(DeliverAnswer::Refused(r)) => LineStatus::Refused(r.clone()),
+                            None => refused(
+                                Code::Malformed,
+                                format!("the bridge {callee} did not answer for this member"),
+                            ),
+                        };
+                        (*at, status)
+                    })
+                    .collect(),
+                Err(e) => lines
+                    .iter()
+                    .map(|at| (*at, refused(Code::Malformed, e.clone())))
+                    .collect(),
+            },
+            CallOutcome::Undeliverable if left > ep.retransmit_window() => {
+                // Never acknowledged by the bridge, and a whole attempt
+                // still fits: again, with the same numbers.
+                self.relay(ep, now, key, &mut out, callee, lines);
+                Vec::new()
+            }
+            CallOutcome::Undeliverable => lines
+                .iter()
+                .map(|at| {
+                    let why = "the bridge never acknowledged it (it may have crossed)";
+                    (*at, refused(Code::Undeliverable, why.into()))
+                })
+                .collect(),
+            CallOutcome::TimedOut => lines
+                .iter()
+                .map(|at| {
+                    let why = "the bridge acknowledged it, but no answer came in time";
+                    (*at, refused(Code::Timeout, why.into()))
+                })
+                .collect(),
+            CallOutcome::Unknown => lines
+                .iter()
+                .map(|at| {
+                    let why =
+                        format!("{callee} does not relay cmbs.message.deliver: it is no bridge");
+                    (*at, refused(Code::Undeliverable, why))
+                })
+                .collect(),
+            other => lines
+                .iter()
+                .map(|at| {
+                    let why = format!(
+                        "the delivery to the bridge ended {} (it may have crossed)",
+                        other.code()
+                    );
+                    (*at, refused(Code::Undeliverable, why))
+                })
+                .collect(),
+        };
+        for (at, status) in statuses {
+            self.set_status(&mut out, at, status);
         }
         self.outgoing.insert(key, out);
         self.settle(key);
@@ -908,6 +1206,7 @@ impl Client {
                 .map(|m| Line {
                     member: m.clone(),
                     address: Address::empty(),
+                    site: None,
                     sent: true,
                     status: LineStatus::Delivered { result: None },
                 })
@@ -926,6 +1225,8 @@ impl Client {
                     until_unix_ms: r.until_unix_ms,
                     held: true,
                     not_recipients: Default::default(),
+                    to_relay: Vec::new(),
+                    timeout: None,
                 },
             );
         }

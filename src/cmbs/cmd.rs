@@ -48,6 +48,44 @@ impl Announce {
     }
 }
 
+/// `cmbs.member.leave (<map>)`: a bridge says that members of another site
+/// it announced on this link have left their site's directory, sent
+/// unreliably to `(app:cmbs)` (and again with its next announces of that
+/// site's members). Only the bridge a member is announced via may say so.
+///
+/// # Format
+///
+/// ```text
+/// cmbs.member.leave ((("ids" ("<member id>" …))))
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leave {
+    /// The members that left.
+    pub ids: Vec<String>,
+}
+
+impl Leave {
+    /// The command name.
+    pub const NAME: &'static str = "cmbs.member.leave";
+
+    /// Reads the command; `Err` is why it is malformed.
+    pub fn parse(cmd: &Command) -> Result<Leave, String> {
+        match cmd.args.as_slice() {
+            [map] => Ok(Leave {
+                ids: Fields::read(map)?.strings("ids")?,
+            }),
+            _ => Err("expected one argument, a map with the ids".into()),
+        }
+    }
+
+    /// The command.
+    pub fn into_command(self) -> Command {
+        let mut m = MapWriter::default();
+        m.strings("ids", &self.ids);
+        Command::new(Self::NAME, vec![m.finish()])
+    }
+}
+
 /// `cmbs.member.describe ()`: asks every member that hears it to announce
 /// itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,6 +144,9 @@ impl Deliver {
         };
         let message = Message::from_value(map)?;
         let f = Fields::read(map)?;
+        if f.get(super::relay::RECIPIENTS).is_some() {
+            return Err("a delivery that names recipients is for a bridge, not a member".into());
+        }
         let order = match (f.opt_u64("seq")?, f.opt_u64("low")?) {
             (Some(seq), Some(low)) if low <= seq => Some(Order { seq, low }),
             (Some(seq), None) => Some(Order { seq, low: seq }),

@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use crate::wire::Value;
+use crate::wire::{Address, Value};
 
 use super::layer::{Layer, LayerSet};
 use super::map::{Fields, JsonFields, MapWriter};
@@ -69,6 +69,21 @@ pub struct Description {
     pub topics: Vec<String>,
     /// The providers it serves (L3.1, L4); its id always counts as one.
     pub providers: Vec<String>,
+    /// Set for a member of another site, announced on this link by its
+    /// bridge (`None`: a member on this link).
+    pub remote: Option<Remote>,
+}
+
+/// Where a member of another site is, as the bridge that announces it on
+/// this link says: deliveries to it go to `via`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Remote {
+    /// The name of its site.
+    pub site: String,
+    /// The bridge entity on this link that carries deliveries to it.
+    pub via: Address,
+    /// Its own address, on its site's bus.
+    pub address: Address,
 }
 
 impl Description {
@@ -83,6 +98,7 @@ impl Description {
             neighbors: Vec::new(),
             topics: Vec::new(),
             providers: Vec::new(),
+            remote: None,
         }
     }
 
@@ -129,8 +145,13 @@ impl Description {
         }
         m.strings("neighbors_socket", &self.neighbors)
             .strings("topics", &self.topics)
-            .strings("providers", &self.providers)
-            .finish()
+            .strings("providers", &self.providers);
+        if let Some(r) = &self.remote {
+            m.string("site", &r.site)
+                .string("via", &r.via.to_string())
+                .string("address", &r.address.to_string());
+        }
+        m.finish()
     }
 
     /// Reads [`Description::to_value`]'s map; unknown fields are ignored.
@@ -157,6 +178,24 @@ impl Description {
         d.neighbors = f.strings("neighbors_socket")?;
         d.topics = f.strings("topics")?;
         d.providers = f.strings("providers")?;
+        d.remote = match (
+            f.opt_string("site")?,
+            f.opt_string("via")?,
+            f.opt_string("address")?,
+        ) {
+            (None, None, None) => None,
+            (Some(site), Some(via), Some(address)) if !site.is_empty() => {
+                let addr = |s: &str, what: &str| {
+                    Address::parse(s).map_err(|e| format!("{what} is no address: {e}"))
+                };
+                Some(Remote {
+                    site: site.to_owned(),
+                    via: addr(via, "via")?,
+                    address: addr(address, "address")?,
+                })
+            }
+            _ => return Err("a remote member needs site, via and address".into()),
+        };
         Ok(d)
     }
 }
@@ -178,11 +217,16 @@ impl Description {
         o.insert("neighbors_socket".into(), self.neighbors.clone().into());
         o.insert("topics".into(), self.topics.clone().into());
         o.insert("providers".into(), self.providers.clone().into());
+        if let Some(r) = &self.remote {
+            o.insert("site".into(), r.site.clone().into());
+            o.insert("via".into(), r.via.to_string().into());
+        }
         serde_json::Value::Object(o)
     }
 
     /// Reads [`Description::to_json`]'s object; missing fields take their
-    /// defaults (a new member's).
+    /// defaults (a new member's). `site` and `via` are not read: only a
+    /// bridge says a member is remote.
     pub fn from_json(v: &serde_json::Value) -> Result<Description, String> {
         let f = JsonFields::read(v, "a member")?;
         let id = f

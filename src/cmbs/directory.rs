@@ -59,6 +59,8 @@ pub struct Directory {
     wild: BTreeSet<String>,
     /// Member ids by provider they serve (their own id counts as one).
     by_provider: HashMap<String, BTreeSet<String>>,
+    /// Members of other sites, by the bridge that announced them here.
+    by_via: HashMap<Address, BTreeSet<String>>,
 }
 
 /// True if the subscription `topic` holds a wildcard word.
@@ -94,6 +96,19 @@ impl Directory {
             self.wild.insert(id.clone());
         } else if !add {
             self.wild.remove(id);
+        }
+        if let Some(r) = &d.remote {
+            if add {
+                self.by_via
+                    .entry(r.via.clone())
+                    .or_default()
+                    .insert(id.clone());
+            } else if let Some(ids) = self.by_via.get_mut(&r.via) {
+                ids.remove(id);
+                if ids.is_empty() {
+                    self.by_via.remove(&r.via);
+                }
+            }
         }
     }
 
@@ -151,6 +166,30 @@ impl Directory {
         let entry = self.by_id.remove(&id).map(Arc::unwrap_or_clone)?;
         self.index(&entry.description, false);
         Some(entry)
+    }
+
+    /// Forgets member `id` (its bridge said it left its site).
+    pub fn remove_id(&mut self, id: &str) -> Option<Entry> {
+        let entry = self.by_id.remove(id).map(Arc::unwrap_or_clone)?;
+        self.by_address.remove(&entry.address);
+        self.index(&entry.description, false);
+        Some(entry)
+    }
+
+    /// Forgets every member of another site that the bridge at `via`
+    /// announced (it left this link): their entries.
+    pub fn remove_via(&mut self, via: &Address) -> Vec<Entry> {
+        let ids = self.by_via.get(via).cloned().unwrap_or_default();
+        ids.iter().filter_map(|id| self.remove_id(id)).collect()
+    }
+
+    /// The members of other sites that the bridge at `via` announced.
+    pub fn via(&self, via: &Address) -> impl Iterator<Item = &Entry> + '_ {
+        self.by_via
+            .get(via)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.get(id))
     }
 
     /// The member with id `id`.

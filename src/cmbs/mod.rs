@@ -32,8 +32,10 @@
 //! that run elsewhere ([`Execution::Later`]).
 
 pub mod cmd;
+pub mod crossing;
 pub mod topic;
 
+mod bridge;
 mod client;
 mod code;
 mod description;
@@ -46,16 +48,20 @@ mod memory;
 mod message;
 mod order;
 mod persist;
+mod relay;
 mod report;
 mod shared;
 mod site;
 
+pub use bridge::{
+    Bridge, BridgeConfig, BridgeEvent, BridgeStats, NatsInput, NatsOutput, RequestFailure,
+};
 pub use client::{
     ask_to_describe, cmbs_group, member_id_of, members_group, Client, ClientConfig, Publish,
 };
-pub use cmd::Action;
+pub use cmd::{Action, Order};
 pub use code::{Code, Refusal};
-pub use description::{default_socket, Description, MemberState};
+pub use description::{default_socket, Description, MemberState, Remote};
 pub use directory::{matches_member, Change, Directory, Entry, MAX_MEMBERS};
 pub use event::Event;
 pub use layer::{Layer, LayerSet};
@@ -65,6 +71,7 @@ pub use message::{parse_flag, Content, Message, MAX_DELIVER_BYTES};
 pub use order::REORDER_WINDOW;
 pub(crate) use persist::unix_ms;
 pub use persist::{HeldRecord, StoreBatch, StoreOp, StoredMessage};
+pub use relay::{Recipient, Relay, RelayAnswer, CROSSING_ALLOWANCE, MAX_RECIPIENTS};
 pub use report::{Line, LineStatus, Outcome, Report};
-pub use shared::{SharedDirectory, Stats, DISCOVERY_INTERVAL};
+pub use shared::{is_bridge, SharedDirectory, Stats, DISCOVERY_INTERVAL};
 pub use site::{Participant, Site, SiteEvent, ASKS_PER_ROUND};

@@ -44,16 +44,18 @@ struct Stream<T> {
     held: BTreeMap<u64, T>,
 }
 
-/// The deliveries of every sender, each stream in its order.
+/// The deliveries of every sender (`K`: a sender's address, or for a
+/// bridge a sender of another site and a recipient), each stream in its
+/// order.
 #[derive(Debug)]
-pub(crate) struct Reorder<T> {
+pub(crate) struct Reorder<T, K = Address> {
     streams: HashMap<u64, Stream<T>>,
-    stream_of: HashMap<Address, u64>,
+    stream_of: HashMap<K, u64>,
     next_stream: u64,
     timers: Deadlines<u64>,
 }
 
-impl<T> Default for Reorder<T> {
+impl<T, K> Default for Reorder<T, K> {
     fn default() -> Self {
         Reorder {
             streams: HashMap::default(),
@@ -64,9 +66,9 @@ impl<T> Default for Reorder<T> {
     }
 }
 
-impl<T: Absorb> Reorder<T> {
+impl<T: Absorb, K: std::hash::Hash + Eq + Clone> Reorder<T, K> {
     /// Delivery `item` from `from`, numbered `o`: what to hand on now, in order.
-    pub(crate) fn put(&mut self, now: Instant, from: &Address, item: T, o: Order) -> Vec<T> {
+    pub(crate) fn put(&mut self, now: Instant, from: &K, item: T, o: Order) -> Vec<T> {
         let sid = match self.stream_of.get(from) {
             Some(sid) => *sid,
             None => {
@@ -138,7 +140,7 @@ impl<T: Absorb> Reorder<T> {
     }
 
     /// `from` left: what it had waiting goes on, and its order is forgotten.
-    pub(crate) fn sender_left(&mut self, from: &Address) -> Vec<T> {
+    pub(crate) fn sender_left(&mut self, from: &K) -> Vec<T> {
         match self.stream_of.remove(from) {
             Some(sid) => {
                 let ready = self.release(sid);

@@ -28,8 +28,12 @@ pub enum LineStatus {
 pub struct Line {
     /// The member id.
     pub member: String,
-    /// Its address when the message was sent to it.
+    /// Its address when the message was sent to it (for a member of
+    /// another site, its address on its site's bus).
     pub address: Address,
+    /// The site of a member of another site, reached through a bridge
+    /// (`None`: a member on this link).
+    pub site: Option<String>,
     /// True for an intended recipient, counted in the outcome: a delivery
     /// went to it, or could not (`UNDELIVERABLE`, or `UNDESCRIBED`: its
     /// entity is on the bus but its description never reached us). False

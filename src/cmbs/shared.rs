@@ -16,7 +16,7 @@ use crate::proto::maps::{HashMap, HashSet};
 use crate::proto::LeaveReason;
 use crate::wire::{Address, Command};
 
-use super::cmd::Announce;
+use super::cmd::{Announce, Leave};
 use super::description::Description;
 use super::directory::{Change, Directory, Entry};
 use super::event::Event;
@@ -55,6 +55,11 @@ pub struct SharedDirectory {
     stats: Stats,
     /// Members joined, changed and left, for the owner's application.
     events: VecDeque<Event>,
+}
+
+/// True if `addr` is a bridge's address: `app:cmbs module:bridge`.
+pub fn is_bridge(addr: &Address) -> bool {
+    addr.get("app") == Some("cmbs") && addr.get("module") == Some("bridge")
 }
 
 /// True if `addr` is a member's address: `app:cmbs module:member member:<id>`.
@@ -111,12 +116,65 @@ impl SharedDirectory {
                 return None;
             }
         };
-        if member_id_of(&src) != Some(description.id.as_str()) {
-            tracing::debug!(%src, id = %description.id, "an announce for another member's id");
-            self.stats.malformed += 1;
-            return None;
+        match &description.remote {
+            None if member_id_of(&src) != Some(description.id.as_str()) => {
+                tracing::debug!(%src, id = %description.id, "an announce for another member's id");
+                self.stats.malformed += 1;
+                return None;
+            }
+            None => self.learn(src, description),
+            Some(r) if !is_bridge(&src) || r.via != src => {
+                tracing::debug!(%src, id = %description.id, "a remote member announced by no bridge, or via another");
+                self.stats.malformed += 1;
+                None
+            }
+            Some(_) if self.heard.contains_key(&description.id) => {
+                // The member is on this link: a bridge that announces it
+                // as remote learnt it from this link, through another site.
+                tracing::debug!(%src, id = %description.id, "a member of this link announced as remote");
+                self.stats.malformed += 1;
+                None
+            }
+            Some(r) => {
+                let address = r.address.clone();
+                self.learn(address, description)
+            }
         }
-        self.learn(src, description)
+    }
+
+    /// Takes a bridge's `cmbs.member.leave` from `src`: the members it
+    /// names that were announced via `src` leave the directory
+    /// ([`Event::Left`] queued, reason bye); the rest of the ids are
+    /// ignored. A malformed one is counted.
+    pub fn on_leave(&mut self, src: &Address, command: &Command) {
+        let leave = match Leave::parse(command) {
+            Ok(l) if is_bridge(src) => l,
+            Ok(_) => {
+                tracing::debug!(%src, "a leave from an entity that is no bridge");
+                self.stats.malformed += 1;
+                return;
+            }
+            Err(e) => {
+                tracing::debug!(%src, "malformed leave: {e}");
+                self.stats.malformed += 1;
+                return;
+            }
+        };
+        for id in leave.ids {
+            let via_src = self
+                .directory
+                .get(&id)
+                .and_then(|e| e.description.remote.as_ref())
+                .is_some_and(|r| r.via == *src);
+            if via_src {
+                if let Some(entry) = self.directory.remove_id(&id) {
+                    self.events.push_back(Event::Left {
+                        entry,
+                        reason: LeaveReason::Bye,
+                    });
+                }
+            }
+        }
     }
 
     /// Takes `description` of the member at `address` as an announce would
@@ -182,6 +240,10 @@ impl SharedDirectory {
                 // Heard again under another address, not described there.
                 self.lacking.insert(id.clone());
             }
+            self.events.push_back(Event::Left { entry, reason });
+        }
+        // A bridge that leaves takes the members of other sites it carried.
+        for entry in self.directory.remove_via(addr) {
             self.events.push_back(Event::Left { entry, reason });
         }
     }

@@ -27,7 +27,7 @@ use crate::proto::{Deadlines, Endpoint, Entities, EntityId, Event as BusEvent};
 use crate::wire::Address;
 
 use super::client::{ask_to_describe, Client};
-use super::cmd::Announce;
+use super::cmd::{Announce, Leave};
 use super::description::Description;
 use super::directory::Entry;
 use super::event::Event;
@@ -154,6 +154,7 @@ impl Site {
     /// [`Entities::follow_table`]).
     pub fn new(entities: &mut Entities) -> Site {
         entities.take_once(Announce::NAME);
+        entities.take_once(Leave::NAME);
         entities.follow_table(true);
         Site {
             directory: Some(Box::new(SharedDirectory::new(ASKS_PER_ROUND))),
@@ -348,6 +349,9 @@ impl Site {
                     self.tell_open(entities, now, &entry);
                 }
             }
+            BusEvent::Command { src, command, .. } if command.name == Leave::NAME => {
+                dir.on_leave(&src, &command);
+            }
             BusEvent::PeerJoined(addr) => {
                 // A member announces itself as it starts, usually in the
                 // very datagram that makes it known (the table's change
@@ -371,7 +375,7 @@ impl Site {
         event: BusEvent,
     ) -> Option<BusEvent> {
         if let BusEvent::Command { command, .. } = &event {
-            if command.name == Announce::NAME {
+            if command.name == Announce::NAME || command.name == Leave::NAME {
                 self.handle_host_event(entities, now, event);
                 return None;
             }

@@ -382,6 +382,9 @@ pub fn directory_entity(e: &Entry) -> Entity {
     a.insert("cmbs.member.layers".into(), layers.into());
     a.insert("cmbs.member.hosted".into(), Value::Bool(false));
     a.insert("cmbs.member.address".into(), s(&e.address.to_string()));
+    if let Some(r) = &d.remote {
+        a.insert("cmbs.member.site".into(), s(&r.site));
+    }
     ent
 }
 

@@ -129,6 +129,11 @@ pub fn install(b: ServerBuilder, cx: Context) -> ServerBuilder {
         )
         .attribute(member_attr("address", AttrType::String).immutable())
         .attribute(
+            member_attr("site", AttrType::String)
+                .immutable()
+                .describe("a member of another site, reached through a bridge: its site"),
+        )
+        .attribute(
             member_attr("neighbors_known", AttrType::Array)
                 .immutable()
                 .describe("check_neighbors: each neighbors_socket entry and the member it names"),
@@ -674,6 +679,7 @@ mod tests {
         let line = |status| Line {
             member: "x".into(),
             address: crate::wire::Address::parse("(app:cmbs)").unwrap(),
+            site: None,
             sent: true,
             status,
         };

@@ -22,8 +22,8 @@ pub fn entry_json(e: &Entry) -> Value {
 /// The header of [`entry_line`]'s table.
 pub fn entry_header() -> String {
     format!(
-        "{:<36}  {:<9}  {:<22}  {:<24}  {:<20}  ADDRESS",
-        "MEMBER", "STATE", "LAYERS", "TOPICS", "PROVIDERS"
+        "{:<36}  {:<9}  {:<22}  {:<24}  {:<20}  {:<12}  ADDRESS",
+        "MEMBER", "STATE", "LAYERS", "TOPICS", "PROVIDERS", "SITE"
     )
 }
 
@@ -32,13 +32,15 @@ pub fn entry_line(e: &Entry) -> String {
     let d = &e.description;
     let layers: Vec<&str> = d.started.iter().map(|l| l.dotted()).collect();
     let or_dash = |v: String| if v.is_empty() { "-".to_owned() } else { v };
+    let site = d.remote.as_ref().map_or("-", |r| r.site.as_str());
     format!(
-        "{:<36}  {:<9}  {:<22}  {:<24}  {:<20}  {}",
+        "{:<36}  {:<9}  {:<22}  {:<24}  {:<20}  {:<12}  {}",
         d.id,
         d.state.as_str(),
         or_dash(layers.join(",")),
         or_dash(d.topics.join(",")),
         or_dash(d.providers.join(",")),
+        site,
         e.address
     )
 }
@@ -51,8 +53,8 @@ pub fn undescribed_json(id: &str, address: &rmbus::wire::Address) -> Value {
 /// The same, aligned under [`entry_header`].
 pub fn undescribed_line(id: &str, address: &rmbus::wire::Address) -> String {
     format!(
-        "{:<36}  {:<9}  {:<22}  {:<24}  {:<20}  {}",
-        id, "?", "?", "?", "?", address
+        "{:<36}  {:<9}  {:<22}  {:<24}  {:<20}  {:<12}  {}",
+        id, "?", "?", "?", "?", "-", address
     )
 }
 
@@ -64,6 +66,9 @@ pub fn line_json(l: &Line) -> Value {
         "sent": l.sent,
         "status": l.code(),
     });
+    if let Some(site) = &l.site {
+        v["site"] = json!(site);
+    }
     match &l.status {
         LineStatus::Delivered { result: Some(r) } => v["result"] = r.clone(),
         LineStatus::Refused(r) => v["reason"] = json!(r.reason),
@@ -80,7 +85,14 @@ pub fn line_text(l: &Line) -> String {
         LineStatus::Refused(r) if !l.sent => format!("{} (not sent)", r.reason),
         LineStatus::Refused(r) => r.reason.clone(),
     };
-    format!("  {:<36}  {:<14}  {detail}", l.member, l.code())
+    match &l.site {
+        Some(site) => format!(
+            "  {:<36}  {:<14}  (site {site}) {detail}",
+            l.member,
+            l.code()
+        ),
+        None => format!("  {:<36}  {:<14}  {detail}", l.member, l.code()),
+    }
 }
 
 /// A report as JSON.

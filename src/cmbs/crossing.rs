@@ -1,0 +1,435 @@
+//! What bridges say to each other over NATS: the subjects, and the
+//! messages on them, each one Mbus value (a Guidelines optional-argument
+//! map, §3.2.1) in Mbus text, read by the same parser as a datagram and
+//! with the same rule that unknown fields are ignored.
+//!
+//! Subjects, under a prefix (`cmbs` by default), for site `S`:
+//!
+//! | subject | who publishes | what |
+//! |---|---|---|
+//! | `cmbs.dir.S` | S's bridge | [`Update`]s of S's members and [`Heartbeat`]s |
+//! | `cmbs.sync.S` | any bridge (request) | S's bridge answers a [`SyncPage`] of its members |
+//! | `cmbs.deliver.S` | any bridge (request) | S's bridge delivers to its members and answers ([`RelayAnswer`]) |
+//!
+//! Replies go to each requester's inbox, `_INBOX_S.>` for the bridge of
+//! site `S` (so that a NATS server can allow each site only its own).
+
+use std::time::Duration;
+
+use crate::wire::{Address, Value};
+
+use super::description::Description;
+use super::map::{Fields, MapWriter};
+use super::relay::{Relay, RelayAnswer};
+
+/// The largest message a bridge takes from NATS (and NATS's own default
+/// limit): anything longer is dropped and counted.
+pub const MAX_CROSSING_BYTES: usize = 1 << 20;
+
+/// The most members in one [`SyncPage`] or [`Update`] (a page of
+/// descriptions stays well under [`MAX_CROSSING_BYTES`]).
+pub const MEMBERS_PER_PAGE: usize = 256;
+
+/// The subjects of one deployment: `<prefix>.dir.<site>` and so on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subjects {
+    prefix: String,
+}
+
+impl Default for Subjects {
+    fn default() -> Subjects {
+        Subjects {
+            prefix: "cmbs".into(),
+        }
+    }
+}
+
+/// True if `name` is a valid site name: 1 to 64 letters, digits, `-` or
+/// `_` (one NATS subject token, and an Mbus address value).
+pub fn valid_site(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+impl Subjects {
+    /// Subjects under `prefix` (dot-separated tokens of letters, digits,
+    /// `-` and `_`); `None` if it is not one.
+    pub fn new(prefix: &str) -> Option<Subjects> {
+        prefix.split('.').all(valid_site).then(|| Subjects {
+            prefix: prefix.to_owned(),
+        })
+    }
+
+    /// Where site `site`'s bridge publishes its directory.
+    pub fn dir(&self, site: &str) -> String {
+        format!("{}.dir.{site}", self.prefix)
+    }
+
+    /// Every site's directory (a subscription).
+    pub fn all_dirs(&self) -> String {
+        format!("{}.dir.*", self.prefix)
+    }
+
+    /// Where site `site`'s bridge answers for its directory.
+    pub fn sync(&self, site: &str) -> String {
+        format!("{}.sync.{site}", self.prefix)
+    }
+
+    /// Where site `site`'s bridge takes deliveries to its members.
+    pub fn deliver(&self, site: &str) -> String {
+        format!("{}.deliver.{site}", self.prefix)
+    }
+
+    /// The site a directory subject is for.
+    pub fn site_of_dir<'a>(&self, subject: &'a str) -> Option<&'a str> {
+        subject
+            .strip_prefix(&self.prefix)?
+            .strip_prefix(".dir.")
+            .filter(|s| valid_site(s))
+    }
+
+    /// The inbox prefix of site `site`'s bridge.
+    pub fn inbox(site: &str) -> String {
+        format!("_INBOX_{site}")
+    }
+}
+
+/// A member as its own site knows it: what it announced, and its address
+/// on that site's bus.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Known {
+    /// Its description (never a remote one).
+    pub description: Description,
+    /// Its address.
+    pub address: Address,
+}
+
+/// Members of a site that joined or changed, and those that left; each
+/// update numbered in the bridge's run (`epoch`), so that a bridge that
+/// missed one asks for the whole directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Update {
+    /// The site.
+    pub site: String,
+    /// The run of its bridge.
+    pub epoch: u64,
+    /// This update's number in that run (the first is 1).
+    pub version: u64,
+    /// Members new or changed.
+    pub members: Vec<Known>,
+    /// Members that left.
+    pub left: Vec<String>,
+}
+
+/// A bridge is there: once a second, with the number of its last update.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Heartbeat {
+    /// The site.
+    pub site: String,
+    /// The run of its bridge.
+    pub epoch: u64,
+    /// The number of its last update.
+    pub version: u64,
+    /// How many members its directory holds.
+    pub members: u64,
+}
+
+/// One page of a site's directory, answering a sync request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncPage {
+    /// The site.
+    pub site: String,
+    /// The run of its bridge.
+    pub epoch: u64,
+    /// The number of the last update this page includes.
+    pub version: u64,
+    /// This page (from 0).
+    pub page: u64,
+    /// How many pages there are.
+    pub pages: u64,
+    /// The members on this page.
+    pub members: Vec<Known>,
+}
+
+/// A delivery crossing to another site: who sent it on its bus, and the
+/// relay (message, recipients there, the far side's timeout).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CrossDeliver {
+    /// The original sender (the far side keeps its order per sender and
+    /// recipient).
+    pub origin: Address,
+    /// The message and its recipients at that site.
+    pub relay: Relay,
+}
+
+/// Anything a bridge sends another over NATS.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Crossing {
+    /// On `dir.<site>`.
+    Update(Update),
+    /// On `dir.<site>`.
+    Heartbeat(Heartbeat),
+    /// A request on `sync.<site>`: page `page` of its directory.
+    SyncAsk {
+        /// The page wanted.
+        page: u64,
+    },
+    /// The answer to [`Crossing::SyncAsk`].
+    SyncPage(SyncPage),
+    /// A request on `deliver.<site>`.
+    Deliver(CrossDeliver),
+    /// The answer to [`Crossing::Deliver`].
+    Answer(RelayAnswer),
+}
+
+fn int(v: u64) -> Value {
+    Value::Integer(i64::try_from(v).unwrap_or(i64::MAX))
+}
+
+fn known_value(k: &Known) -> Value {
+    let mut m = MapWriter::default();
+    m.put("member", k.description.to_value())
+        .string("address", &k.address.to_string());
+    m.finish()
+}
+
+fn read_known(v: &Value) -> Result<Known, String> {
+    let f = Fields::read(v)?;
+    let description =
+        Description::from_value(f.get("member").ok_or("a member without \"member\"")?)?;
+    if description.remote.is_some() {
+        return Err("a site's own member is never remote".into());
+    }
+    let address = Address::parse(f.string("address")?).map_err(|e| format!("the address: {e}"))?;
+    if super::shared::member_id_of(&address) != Some(description.id.as_str()) {
+        return Err("a member's address names another member id".into());
+    }
+    Ok(Known {
+        description,
+        address,
+    })
+}
+
+fn read_members(f: &Fields<'_>) -> Result<Vec<Known>, String> {
+    match f.get("members") {
+        None => Ok(Vec::new()),
+        Some(Value::List(items)) => items.iter().map(read_known).collect(),
+        Some(_) => Err("\"members\" must be a list".into()),
+    }
+}
+
+fn read_site(f: &Fields<'_>) -> Result<String, String> {
+    let site = f.string("site")?;
+    if !valid_site(site) {
+        return Err(format!("{site:?} is no site name"));
+    }
+    Ok(site.to_owned())
+}
+
+fn need(f: &Fields<'_>, name: &str) -> Result<u64, String> {
+    f.opt_u64(name)?
+        .ok_or_else(|| format!("the field {name:?} is missing"))
+}
+
+impl Crossing {
+    /// The message as NATS carries it.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut m = MapWriter::default();
+        match self {
+            Crossing::Update(u) => {
+                m.string("kind", "update")
+                    .string("site", &u.site)
+                    .put("epoch", int(u.epoch))
+                    .put("version", int(u.version))
+                    .put(
+                        "members",
+                        Value::List(u.members.iter().map(known_value).collect()),
+                    )
+                    .strings("left", &u.left);
+            }
+            Crossing::Heartbeat(h) => {
+                m.string("kind", "heartbeat")
+                    .string("site", &h.site)
+                    .put("epoch", int(h.epoch))
+                    .put("version", int(h.version))
+                    .put("count", int(h.members));
+            }
+            Crossing::SyncAsk { page } => {
+                m.string("kind", "sync").put("page", int(*page));
+            }
+            Crossing::SyncPage(p) => {
+                m.string("kind", "page")
+                    .string("site", &p.site)
+                    .put("epoch", int(p.epoch))
+                    .put("version", int(p.version))
+                    .put("page", int(p.page))
+                    .put("pages", int(p.pages))
+                    .put(
+                        "members",
+                        Value::List(p.members.iter().map(known_value).collect()),
+                    );
+            }
+            Crossing::Deliver(d) => {
+                let [relay] = <[Value; 1]>::try_from(d.relay.clone().into_args())
+                    .unwrap_or_else(|_| [Value::List(Vec::new())]);
+                m.string("kind", "deliver")
+                    .string("origin", &d.origin.to_string())
+                    .put("relay", relay);
+            }
+            Crossing::Answer(a) => {
+                m.string("kind", "answer").put("answer", a.to_value());
+            }
+        }
+        m.finish().to_string().into_bytes()
+    }
+
+    /// Reads a message from NATS; `Err` is why it is dropped.
+    pub fn parse(bytes: &[u8]) -> Result<Crossing, String> {
+        if bytes.len() > MAX_CROSSING_BYTES {
+            return Err(format!(
+                "{} bytes, more than {MAX_CROSSING_BYTES}",
+                bytes.len()
+            ));
+        }
+        let text = std::str::from_utf8(bytes).map_err(|_| "not UTF-8".to_owned())?;
+        let v = Value::parse(text).map_err(|e| format!("not an Mbus value: {e}"))?;
+        let f = Fields::read(&v)?;
+        match f.string("kind")? {
+            "update" => Ok(Crossing::Update(Update {
+                site: read_site(&f)?,
+                epoch: need(&f, "epoch")?,
+                version: need(&f, "version")?,
+                members: read_members(&f)?,
+                left: f.strings("left")?,
+            })),
+            "heartbeat" => Ok(Crossing::Heartbeat(Heartbeat {
+                site: read_site(&f)?,
+                epoch: need(&f, "epoch")?,
+                version: need(&f, "version")?,
+                members: need(&f, "count")?,
+            })),
+            "sync" => Ok(Crossing::SyncAsk {
+                page: need(&f, "page")?,
+            }),
+            "page" => {
+                let p = SyncPage {
+                    site: read_site(&f)?,
+                    epoch: need(&f, "epoch")?,
+                    version: need(&f, "version")?,
+                    page: need(&f, "page")?,
+                    pages: need(&f, "pages")?,
+                    members: read_members(&f)?,
+                };
+                if p.page >= p.pages.max(1) {
+                    return Err("a page beyond the last".into());
+                }
+                Ok(Crossing::SyncPage(p))
+            }
+            "deliver" => {
+                let origin =
+                    Address::parse(f.string("origin")?).map_err(|e| format!("the origin: {e}"))?;
+                let relay = f.get("relay").ok_or("a delivery without \"relay\"")?;
+                let relay = Relay::from_args(std::slice::from_ref(relay))?
+                    .ok_or("a delivery that names no recipients")?;
+                Ok(Crossing::Deliver(CrossDeliver { origin, relay }))
+            }
+            "answer" => Ok(Crossing::Answer(RelayAnswer::from_value(
+                f.get("answer").ok_or("an answer without \"answer\"")?,
+            )?)),
+            other => Err(format!("unknown kind {other:?}")),
+        }
+    }
+}
+
+/// How long a bridge waits for another site's answer to a delivery: the
+/// far side's timeout plus three quarters of the crossing allowance, so
+/// that the sender hears of a crossing that failed before its own time
+/// runs out.
+pub fn crossing_timeout(far_side: Duration) -> Duration {
+    far_side + super::relay::CROSSING_ALLOWANCE * 3 / 4
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cmbs::{Content, Layer, Message, Order, Recipient};
+
+    fn known(id: &str) -> Known {
+        Known {
+            description: Description::new(id),
+            address: Address::parse(&format!("(app:cmbs module:member member:{id} id:1-1@h)"))
+                .unwrap(),
+        }
+    }
+
+    #[test]
+    fn every_crossing_reads_back_and_bad_ones_say_why() {
+        let relay = Relay {
+            message: Message::new("m", Layer::L2, Content::Json(serde_json::json!(1))),
+            recipients: vec![Recipient {
+                member: "a".into(),
+                order: Order { seq: 1, low: 0 },
+            }],
+            timeout: Duration::from_secs(2),
+        };
+        let all = [
+            Crossing::Update(Update {
+                site: "s1".into(),
+                epoch: 7,
+                version: 2,
+                members: vec![known("a")],
+                left: vec!["b".into()],
+            }),
+            Crossing::Heartbeat(Heartbeat {
+                site: "s1".into(),
+                epoch: 7,
+                version: 2,
+                members: 1,
+            }),
+            Crossing::SyncAsk { page: 3 },
+            Crossing::SyncPage(SyncPage {
+                site: "s1".into(),
+                epoch: 7,
+                version: 2,
+                page: 0,
+                pages: 1,
+                members: vec![known("a")],
+            }),
+            Crossing::Deliver(CrossDeliver {
+                origin: Address::parse("(app:x id:1@h)").unwrap(),
+                relay,
+            }),
+            Crossing::Answer(RelayAnswer { answers: vec![] }),
+        ];
+        for c in all {
+            assert_eq!(Crossing::parse(&c.to_bytes()).unwrap(), c);
+        }
+        assert!(Crossing::parse(b"(").is_err());
+        assert!(Crossing::parse(b"((\"kind\" \"launch\"))").is_err());
+        assert!(Crossing::parse(&vec![b' '; MAX_CROSSING_BYTES + 1]).is_err());
+        assert!(
+            Crossing::parse(b"((\"kind\" \"heartbeat\") (\"site\" \"a.b\") (\"epoch\" 1) (\"version\" 1) (\"count\" 0))").is_err(),
+            "a site name with a dot"
+        );
+        let mut wrong = known("a");
+        wrong.address = known("b").address;
+        let u = Crossing::Update(Update {
+            site: "s".into(),
+            epoch: 1,
+            version: 1,
+            members: vec![wrong],
+            left: vec![],
+        });
+        assert!(
+            Crossing::parse(&u.to_bytes()).is_err(),
+            "an address of another id"
+        );
+        assert!(Subjects::new("cmbs").is_some() && Subjects::new("a..b").is_none());
+        let s = Subjects::default();
+        assert_eq!(s.site_of_dir(&s.dir("x")), Some("x"));
+        assert_eq!(s.site_of_dir("cmbs.dir.x.y"), None);
+    }
+}
