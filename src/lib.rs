@@ -29,8 +29,10 @@
 //!   their addresses. Every input carries `now`; output is pulled.
 //! - [`cmbs`]: CMBS (Cloud Message Brokering Service) members and messages on
 //!   the bus: the member, the directory, the five delivery layers, topic
-//!   matching, reports, held messages, and [`cmbs::Site`], a host's
-//!   participants over [`proto::Entities`] with one directory. Pure like
+//!   matching, reports, held messages, [`cmbs::Site`], a host's
+//!   participants over [`proto::Entities`] with one directory, and
+//!   [`cmbs::Bridge`], one site's directory and deliveries carried to other
+//!   sites' bridges (over NATS, by a runner). Pure like
 //!   [`proto`], over the endpoint's public interface; store writes and long
 //!   executions are work it hands out.
 //! - [`record`] (feature `record`): messages and datagrams as JSON records
@@ -51,10 +53,13 @@
 //!   messages as OCCI resources over HTTP, on [`occi`] and
 //!   `runtime::spawn_members`; the `rmbus gateway` command is it with
 //!   arguments.
+//! - [`bridge`] (feature `bridge`, on by default): CMBS across sites, a
+//!   [`cmbs::Bridge`] on [`runtime`]'s host and a NATS client (async-nats
+//!   on tokio); the `rmbus bridge` command is it with arguments.
 //!
 //! Only [`config`]'s loader, [`store`], [`runtime`] and the servers after
-//! them ([`occi`], [`gateway`]) open a socket or a file, read a clock or
-//! spawn a thread; the rest is pure, which is what lets the test suite run
+//! them ([`occi`], [`gateway`], [`bridge`]) open a socket or a file, read
+//! a clock or spawn a thread; the rest is pure, which is what lets the test suite run
 //! whole buses on a virtual clock. The `rmbus` command (feature `cli`) is
 //! built on [`runtime`], and its `gateway` command on [`gateway`]. One more module, `fuzzing` (hidden from these docs), holds the
 //! bodies of the fuzz targets, over [`proto`], so that the test suite runs
@@ -89,6 +94,8 @@
 #![warn(missing_docs)]
 
 pub mod auth;
+#[cfg(feature = "bridge")]
+pub mod bridge;
 pub mod cmbs;
 pub mod config;
 #[cfg(feature = "gateway")]

@@ -11,7 +11,7 @@ macro_rules! exit_codes {
     () => {
         "Exit status, the same for every rmbus command:
   0    done; a long-running command (demo, monitor, watch, join, member,
-       gateway) stopped by Ctrl-C or SIGTERM after a clean bye
+       gateway, bridge) stopped by Ctrl-C or SIGTERM after a clean bye
   1    a FAILED return, an unacknowledged delivery (also a call's undeliverable
        request), a CMBS refusal or a partial report
   2    bad arguments or configuration, an authentication failure, an unknown or
@@ -22,6 +22,7 @@ macro_rules! exit_codes {
     };
 }
 
+mod bridge;
 mod bus_args;
 mod call;
 mod cmbs_out;
@@ -161,6 +162,7 @@ enum Command {
     Messages(messages::Args),
     #[cfg(feature = "gateway")]
     Gateway(gateway::Args),
+    Bridge(bridge::Args),
     Keygen(keygen::Args),
     Decode(decode::Args),
     Encode(encode::Args),
@@ -201,7 +203,8 @@ impl Command {
             | Command::Watch(_)
             | Command::Member(_)
             | Command::Members(_)
-            | Command::Publish(_) => true,
+            | Command::Publish(_)
+            | Command::Bridge(_) => true,
             _ => false,
         }
     }
@@ -274,6 +277,7 @@ fn main() -> ExitCode {
         Command::Messages(args) => json_errors(args.json, messages::run(args)),
         #[cfg(feature = "gateway")]
         Command::Gateway(args) => gateway::run(args),
+        Command::Bridge(args) => bridge::run(args),
         Command::Keygen(args) => keygen::run(args),
         Command::Decode(args) => decode::run(args),
         Command::Encode(args) => encode::run(args),
