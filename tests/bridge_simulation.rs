@@ -164,6 +164,7 @@ enum Role {
 }
 
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
 enum Ev {
     Cmbs(Event),
     Bridge(BridgeEvent),
@@ -631,5 +632,132 @@ fn a_retry_that_crosses_again_is_answered_from_memory() {
             .map(|l| matches!(l.status, LineStatus::Delivered { .. }))
             .collect();
         assert_eq!(lines, [true]);
+    });
+}
+
+#[test]
+fn a_held_message_reaches_a_member_that_appears_at_another_site_during_the_hold() {
+    sim::for_seeds(4, |seed| {
+        let (mut w, [_a1, _a2, sa, _b1, _b2, _ba, _bb]) = two_sites(seed, Link::perfect());
+        let mut m = message("held", Layer::L32, serde_json::json!("later"));
+        m.topics = vec!["late.news".into()];
+        let base = w.net.base;
+        w.net.with(sa, |n, now| {
+            let wall =
+                SystemTime::UNIX_EPOCH + Duration::from_secs(WALL) + now.duration_since(base);
+            let Role::Sender(c) = &mut n.role else {
+                unreachable!()
+            };
+            let p = Publish {
+                message: m,
+                unreliable: false,
+                hold: Some(Duration::from_secs(20)),
+            };
+            c.publish(&mut n.ep, now, wall, p).expect("held");
+            n.pump(now);
+        });
+        w.net.run_for(Duration::from_secs(2));
+        // A subscriber appears at site B.
+        let b3 = w.member(1, "b3", &["late.#"]);
+        assert!(w.net.run_until_true(Duration::from_secs(15), |net| {
+            net.nodes[b3]
+                .events
+                .iter()
+                .any(|(_, e)| matches!(e, Ev::Cmbs(Event::Received { message, .. }) if message.id == "held"))
+        }), "the held message reached b3 at the other site");
+        let line = w.net.run_until_true(Duration::from_secs(5), |net| {
+            net.nodes[sa].events.iter().any(|(_, e)| {
+                matches!(e, Ev::Cmbs(Event::Line { message, line }) if message == "held" && line.member == "b3" && line.is_delivered())
+            })
+        });
+        assert!(line, "the sender hears b3's line");
+    });
+}
+
+#[test]
+fn bad_input_on_nats_is_dropped_and_counted_and_a_replay_is_answered_from_memory() {
+    sim::for_seeds(2, |seed| {
+        let (mut w, [_a1, _a2, sa, b1, _b2, _ba, bb]) = two_sites(seed, Link::perfect());
+        let hb = w.hub_index(bb);
+        let subjects = rmbus::cmbs::crossing::Subjects::default();
+        let inject = |w: &mut World, subject: String, payload: Vec<u8>, reply: Option<&str>| {
+            let now = w.net.now;
+            w.hub.borrow_mut().push(
+                hb,
+                now,
+                NatsInput::Message {
+                    subject,
+                    payload,
+                    reply: reply.map(str::to_owned),
+                },
+            );
+            w.net.run_for(Duration::from_millis(50));
+        };
+        let before = w.net.nodes[bb].ep.bridge().stats();
+        inject(
+            &mut w,
+            subjects.deliver("B"),
+            b"(((".to_vec(),
+            Some("_INBOX.x"),
+        );
+        inject(
+            &mut w,
+            subjects.deliver("B"),
+            vec![b'('; (1 << 20) + 1],
+            Some("_INBOX.x"),
+        );
+        // A directory message that says it is another site's.
+        let hb_other =
+            rmbus::cmbs::crossing::Crossing::Heartbeat(rmbus::cmbs::crossing::Heartbeat {
+                site: "Z".into(),
+                epoch: 1,
+                version: 1,
+                members: 0,
+            });
+        inject(&mut w, subjects.dir("Y"), hb_other.to_bytes(), None);
+        // A delivery without a reply subject.
+        let mut m = message("r1", Layer::L1, serde_json::json!(1));
+        m.receiver = Some("b1".into());
+        let deliver = |m: &Message, member: &str| {
+            rmbus::cmbs::crossing::Crossing::Deliver(Box::new(
+                rmbus::cmbs::crossing::CrossDeliver {
+                    origin: Address::parse("(app:forger id:1@h)").unwrap(),
+                    relay: rmbus::cmbs::Relay {
+                        message: m.clone(),
+                        recipients: vec![rmbus::cmbs::Recipient {
+                            member: member.into(),
+                            order: rmbus::cmbs::Order { seq: 0, low: 0 },
+                        }],
+                        timeout: Duration::from_secs(2),
+                    },
+                },
+            ))
+            .to_bytes()
+        };
+        inject(&mut w, subjects.deliver("B"), deliver(&m, "b1"), None);
+        let after = w.net.nodes[bb].ep.bridge().stats();
+        assert_eq!(after.malformed - before.malformed, 4, "{after:?}");
+        // For a member not on B's bus: answered UNDELIVERABLE, counted.
+        inject(
+            &mut w,
+            subjects.deliver("B"),
+            deliver(&m, "nobody"),
+            Some("_INBOX.y"),
+        );
+        assert_eq!(w.net.nodes[bb].ep.bridge().stats().unknown_member, 1);
+        assert!(w.received(b1).is_empty(), "nothing of that reached b1");
+        // A real delivery, then its replay: the member has it once.
+        let id = w.publish(sa, m.clone());
+        assert_eq!(w.report(sa, &id).outcome, Outcome::Delivered);
+        let replays = w.net.nodes[bb].ep.bridge().stats().replays;
+        inject(
+            &mut w,
+            subjects.deliver("B"),
+            deliver(&m, "b1"),
+            Some("_INBOX.z"),
+        );
+        w.net.run_for(Duration::from_secs(1));
+        assert_eq!(w.net.nodes[bb].ep.bridge().stats().replays, replays + 1);
+        assert_eq!(w.received(b1).len(), 1, "a replay reaches no member twice");
     });
 }

@@ -16,6 +16,7 @@
 //! not installed is skipped, and the test says so.
 
 mod common;
+mod nats;
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
@@ -55,6 +56,7 @@ const SUBCOMMANDS: &[&str] = &[
     "members",
     "messages",
     "gateway",
+    "bridge",
 ];
 
 /// The member id the CMBS examples name.
@@ -69,6 +71,7 @@ fn long_running(example: &str) -> bool {
     (matches!(first, "monitor" | "watch" | "demo") && !example.contains("--read"))
         || first == "member"
         || (first == "gateway" && !example.contains("--hash-password"))
+        || first == "bridge"
 }
 
 /// What an example must print (a part of its standard output), if anything
@@ -117,6 +120,8 @@ fn expected_output(example: &str) -> Option<&'static str> {
         ("alerts.disk.full", "DELIVERED"),
         ("--storable --text 'kept on disk", "DELIVERED"),
         ("| grep -i -e etag", "etag: \""),
+        ("rmbus bridge --site office", "rmbus bridge: site office"),
+        ("--only-listed --json", "\"event\":\"ready\""),
     ]
     .into_iter()
     .find(|(k, _)| example.contains(k))
@@ -504,8 +509,22 @@ fn every_help_example_runs_as_written() {
             .unwrap();
         let examples = examples_of(&String::from_utf8_lossy(&help.stdout));
         assert!(!examples.is_empty(), "rmbus {sub} --help has examples");
+        // The bridge's examples name NATS servers on 127.0.0.1:4222 and
+        // 4223: a cluster of two of our own, on free ports, stands in.
+        let cluster = (*sub == "bridge")
+            .then(|| nats::Cluster::start(2, ""))
+            .flatten();
         for example in examples {
-            let example = put_in(&bench, &example, gateway_port);
+            let mut example = put_in(&bench, &example, gateway_port);
+            if *sub == "bridge" {
+                let Some(c) = &cluster else {
+                    skipped.push(format!("{example} (nats-server is not installed)"));
+                    continue;
+                };
+                for (named, node) in [("127.0.0.1:4222", 0), ("127.0.0.1:4223", 1)] {
+                    example = example.replace(named, &format!("127.0.0.1:{}", c.nodes[node].port));
+                }
+            }
             // curl needs a gateway that knows alice (the gateway examples
             // before it have stopped, freeing the port).
             if example.starts_with("curl") && on_path("curl") {

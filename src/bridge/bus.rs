@@ -85,7 +85,10 @@ impl BusSide {
         self.bridge.subscriptions().to_vec()
     }
 
-    fn with_bridge<R>(&mut self, f: impl FnOnce(&mut Bridge, &mut crate::proto::Endpoint, Instant) -> R) -> Option<R> {
+    fn with_bridge<R>(
+        &mut self,
+        f: impl FnOnce(&mut Bridge, &mut crate::proto::Endpoint, Instant) -> R,
+    ) -> Option<R> {
         let bridge = &mut self.bridge;
         let mut entity = self.host.entity(self.id)?;
         Some(entity.with_endpoint(|ep, now| f(bridge, ep, now)))
@@ -93,7 +96,10 @@ impl BusSide {
 
     /// The loop, until it is asked to stop, another bridge of its site
     /// runs, or the sockets fail.
-    pub(super) fn run(mut self, mut on_event: Box<dyn FnMut(BridgeEvent) + Send>) -> Result<(), String> {
+    pub(super) fn run(
+        mut self,
+        mut on_event: Box<dyn FnMut(BridgeEvent) + Send>,
+    ) -> Result<(), String> {
         let result = self.turns(&mut on_event);
         self.with_bridge(|b, ep, now| b.stop(ep, now));
         self.hand_over();

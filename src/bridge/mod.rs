@@ -84,6 +84,10 @@ pub struct BridgeOptions {
     /// How long the first connection attempt may take before the bridge
     /// starts anyway and keeps trying (3 s).
     pub connect_timeout: Duration,
+    /// Connect only to the servers given, never to the others the cluster
+    /// tells about (by default a bridge fails over to any server of the
+    /// cluster, listed or not).
+    pub only_listed: bool,
     /// The bridge's settings (its site, subjects and timers).
     pub bridge: BridgeConfig,
 }
@@ -98,6 +102,7 @@ impl BridgeOptions {
             ca_file: None,
             require_tls: false,
             connect_timeout: Duration::from_secs(3),
+            only_listed: false,
             bridge: BridgeConfig::new(site),
         }
     }
@@ -236,7 +241,13 @@ pub fn spawn_bridge(
     shared.alive.store(true, Ordering::Release);
     let (to_bus, from_nats) = std::sync::mpsc::channel();
     let (to_nats, from_bus) = tokio::sync::mpsc::unbounded_channel();
-    let bus = bus::BusSide::bind(config, &options.bridge, Arc::clone(&shared), from_nats, to_nats)?;
+    let bus = bus::BusSide::bind(
+        config,
+        &options.bridge,
+        Arc::clone(&shared),
+        from_nats,
+        to_nats,
+    )?;
     let waker = bus.waker();
     let subscriptions = bus.subscriptions();
     let nats = nats::NatsSide::connect(

@@ -66,6 +66,9 @@ fn options(o: &BridgeOptions, to_bus: &ToBus, shared: &Arc<Shared>) -> ConnectOp
     if o.require_tls {
         c = c.require_tls(true);
     }
+    if o.only_listed {
+        c = c.ignore_discovered_servers();
+    }
     let to_bus = to_bus.clone();
     let shared = Arc::clone(shared);
     c.event_callback(move |event| {
@@ -79,7 +82,9 @@ fn options(o: &BridgeOptions, to_bus: &ToBus, shared: &Arc<Shared>) -> ConnectOp
                     to_bus.send(NatsInput::Connection(true));
                 }
                 async_nats::Event::Disconnected => {
-                    tracing::warn!("the bridge lost its NATS server; it reconnects to any of the cluster");
+                    tracing::warn!(
+                        "the bridge lost its NATS server; it reconnects to any of the cluster"
+                    );
                     shared.connected.store(false, Ordering::Release);
                     to_bus.send(NatsInput::Connection(false));
                 }

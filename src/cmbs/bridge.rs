@@ -21,8 +21,9 @@
 //!   remember too, so a retry after a restart of either bridge reaches no
 //!   application twice.
 //! - **One bridge per site.** A bridge listens for [`BridgeConfig::probe`]
-//!   before it publishes anything; hearing another run of its site then,
-//!   or later a run older than its own, it stops ([`BridgeEvent::Yield`]).
+//!   before it publishes anything or announces other sites' members on its
+//!   bus; hearing another run of its site then, or later a run older than
+//!   its own, it stops ([`BridgeEvent::Yield`]).
 //!
 //! Pure, like the rest of [`crate::cmbs`]: the runtime feeds it the bus's
 //! events and what NATS brings ([`NatsInput`]), with `now`, and takes what
@@ -530,6 +531,9 @@ impl Bridge {
                 }
                 self.next_heartbeat = Some(now);
                 self.next_reannounce = Some(now + self.config.reannounce);
+                // Senders on our bus learn the other sites' members only
+                // now: a bridge that may still yield is not used.
+                self.announce_all(ep, now);
             }
         }
         if self.next_heartbeat.is_some_and(|t| t <= now) && self.phase == Phase::Active {
@@ -997,8 +1001,10 @@ impl Bridge {
                 gone.push(id);
             }
         }
-        send_batched(ep, now, announces);
-        self.say_gone(ep, now, gone);
+        if self.phase == Phase::Active {
+            send_batched(ep, now, announces);
+            self.say_gone(ep, now, gone);
+        }
     }
 
     /// Tells our bus that remote members `ids` left, now and with the next
@@ -1146,14 +1152,14 @@ impl Bridge {
                     members,
                 },
             );
-            let cross = CrossDeliver {
+            let cross = Box::new(CrossDeliver {
                 origin: req.src.clone(),
                 relay: Relay {
                     message: relay.message.clone(),
                     recipients,
                     timeout: relay.timeout,
                 },
-            };
+            });
             self.stats.crossed_out += 1;
             self.nats.push_back(NatsOutput::Request {
                 token,
@@ -1272,10 +1278,10 @@ impl Bridge {
         &mut self,
         ep: &mut Endpoint,
         now: Instant,
-        d: CrossDeliver,
+        d: Box<CrossDeliver>,
         reply: String,
     ) {
-        let CrossDeliver { origin, relay } = d;
+        let CrossDeliver { origin, relay } = *d;
         let mut g = Gathering::new(relay.recipients.iter().map(|r| r.member.clone()));
         if self.phase != Phase::Active {
             for r in &relay.recipients {
@@ -1403,11 +1409,11 @@ fn known_of(e: &super::Entry) -> Known {
 /// The announce of remote member `k` of `site`, via us (`me`).
 fn remote_announce(k: &Known, site: &str, me: &Address) -> Command {
     let mut description: Description = k.description.clone();
-    description.remote = Some(Remote {
+    description.remote = Some(Box::new(Remote {
         site: site.to_owned(),
         via: me.clone(),
         address: k.address.clone(),
-    });
+    }));
     Announce { description }.into_command()
 }
 

@@ -180,7 +180,7 @@ pub enum Crossing {
     /// The answer to [`Crossing::SyncAsk`].
     SyncPage(SyncPage),
     /// A request on `deliver.<site>`.
-    Deliver(CrossDeliver),
+    Deliver(Box<CrossDeliver>),
     /// The answer to [`Crossing::Deliver`].
     Answer(RelayAnswer),
 }
@@ -334,7 +334,7 @@ impl Crossing {
                 let relay = f.get("relay").ok_or("a delivery without \"relay\"")?;
                 let relay = Relay::from_args(std::slice::from_ref(relay))?
                     .ok_or("a delivery that names no recipients")?;
-                Ok(Crossing::Deliver(CrossDeliver { origin, relay }))
+                Ok(Crossing::Deliver(Box::new(CrossDeliver { origin, relay })))
             }
             "answer" => Ok(Crossing::Answer(RelayAnswer::from_value(
                 f.get("answer").ok_or("an answer without \"answer\"")?,
@@ -398,10 +398,10 @@ mod tests {
                 pages: 1,
                 members: vec![known("a")],
             }),
-            Crossing::Deliver(CrossDeliver {
+            Crossing::Deliver(Box::new(CrossDeliver {
                 origin: Address::parse("(app:x id:1@h)").unwrap(),
                 relay,
-            }),
+            })),
             Crossing::Answer(RelayAnswer { answers: vec![] }),
         ];
         for c in all {

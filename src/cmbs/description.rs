@@ -71,7 +71,7 @@ pub struct Description {
     pub providers: Vec<String>,
     /// Set for a member of another site, announced on this link by its
     /// bridge (`None`: a member on this link).
-    pub remote: Option<Remote>,
+    pub remote: Option<Box<Remote>>,
 }
 
 /// Where a member of another site is, as the bridge that announces it on
@@ -188,11 +188,11 @@ impl Description {
                 let addr = |s: &str, what: &str| {
                     Address::parse(s).map_err(|e| format!("{what} is no address: {e}"))
                 };
-                Some(Remote {
+                Some(Box::new(Remote {
                     site: site.to_owned(),
                     via: addr(via, "via")?,
                     address: addr(address, "address")?,
-                })
+                }))
             }
             _ => return Err("a remote member needs site, via and address".into()),
         };

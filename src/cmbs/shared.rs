@@ -120,7 +120,7 @@ impl SharedDirectory {
             None if member_id_of(&src) != Some(description.id.as_str()) => {
                 tracing::debug!(%src, id = %description.id, "an announce for another member's id");
                 self.stats.malformed += 1;
-                return None;
+                None
             }
             None => self.learn(src, description),
             Some(r) if !is_bridge(&src) || r.via != src => {

@@ -24,9 +24,8 @@ the command line: --password-file or $RMBUS_NATS_PASSWORD with --user,
 --token-file or $RMBUS_NATS_TOKEN, --nkey-file (a seed, SU…).
 
 Examples:
-  rmbus bridge --site office-1 --nats nats://10.0.0.5:4222,nats://10.0.0.6:4222
-  rmbus bridge --site cloud --nats tls://nats.example.org:4222 --ca ca.pem \\
-               --user cloud --password-file /etc/rmbus/nats-password
+  rmbus bridge --site office --nats nats://127.0.0.1:4222,nats://127.0.0.1:4223
+  rmbus bridge --site cloud --nats nats://127.0.0.1:4222 --only-listed --json
 
 ", exit_codes!()))]
 pub struct Args {
@@ -56,6 +55,9 @@ pub struct Args {
     /// Require TLS (with the system's roots unless --ca).
     #[arg(long)]
     tls: bool,
+    /// Connect only to the servers of --nats, not to others the cluster tells about.
+    #[arg(long)]
+    only_listed: bool,
     /// The prefix of the NATS subjects.
     #[arg(long, value_name = "PREFIX", default_value = "cmbs")]
     prefix: String,
@@ -70,7 +72,10 @@ fn secret(path: &Path, what: &str) -> Result<String, Failure> {
         .map_err(|e| Failure::input(format!("{what} {}: {e}", path.display())))?;
     let line = text.lines().next().unwrap_or("").trim().to_owned();
     if line.is_empty() {
-        return Err(Failure::input(format!("{what} {} is empty", path.display())));
+        return Err(Failure::input(format!(
+            "{what} {} is empty",
+            path.display()
+        )));
     }
     Ok(line)
 }
@@ -151,6 +156,7 @@ pub fn run(args: Args) -> Outcome {
     options.credentials = credentials(&args)?;
     options.ca_file = args.ca.clone();
     options.require_tls = args.tls;
+    options.only_listed = args.only_listed;
     options.bridge.subjects = subjects;
     let config = args.bus.config()?;
     let signals = Termination::install().map_err(Failure::input)?;
