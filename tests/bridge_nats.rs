@@ -663,3 +663,34 @@ fn the_readme_commands_run_across_two_sites() {
         assert_eq!(c.wait().unwrap().code(), Some(0), "a clean stop");
     }
 }
+
+#[test]
+fn a_second_bridge_for_a_site_refuses_to_start_and_the_first_goes_on() {
+    let Some(cluster) = nats::Cluster::start(1, "") else {
+        return;
+    };
+    let url = cluster.nodes[0].url();
+    let mut s1 = Site::start("s1", &[("a1", &[])]);
+    let mut s2 = Site::start("s2", &[("b1", &[])]);
+    s1.bridge(&url, NatsCredentials::None);
+    s2.bridge(&url, NatsCredentials::None);
+    assert!(s1.until_members(&["b1"], true, DEADLINE).is_some());
+    // Another bridge for s1, on the same bus.
+    let again = spawn_bridge(
+        &s1.config,
+        bridge_options("s1", &url, NatsCredentials::None),
+        |_| {},
+    )
+    .unwrap();
+    let e = again.wait().unwrap_err();
+    assert!(e.contains("another bridge for site s1 runs"), "{e}");
+    assert!(s1.bridge.as_ref().unwrap().is_alive());
+    let mut m = message(Layer::L1, serde_json::json!(1));
+    m.receiver = Some("b1".into());
+    assert_eq!(s1.members.publish(m).unwrap().outcome, Outcome::Delivered);
+    // And as a command: exit 2, saying why.
+    let dir = tempfile::tempdir().unwrap();
+    let mut third = bridge_process(&s1.config, dir.path(), "s1", &url);
+    let status = third.wait().unwrap();
+    assert_eq!(status.code(), Some(2));
+}

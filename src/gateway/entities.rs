@@ -529,3 +529,35 @@ impl EntityStore for GatewayEntities {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cmbs::{Description, Remote};
+    use crate::wire::Address;
+
+    #[test]
+    fn a_member_of_another_site_is_listed_with_its_site() {
+        let address = Address::parse("(app:cmbs module:member member:m1 id:1-1@h)").unwrap();
+        let mut d = Description::new("m1");
+        let local = directory_entity(&Entry {
+            address: address.clone(),
+            description: d.clone(),
+        });
+        assert!(!local.attributes.contains_key("cmbs.member.site"));
+        d.remote = Some(Box::new(Remote {
+            site: "cloud".into(),
+            via: Address::parse("(app:cmbs module:bridge site:office id:2-1@h)").unwrap(),
+            address: address.clone(),
+        }));
+        let remote = directory_entity(&Entry {
+            address,
+            description: d,
+        });
+        assert_eq!(
+            remote.attributes.get("cmbs.member.site"),
+            Some(&Value::String("cloud".into()))
+        );
+        assert!(remote.read_only);
+    }
+}
