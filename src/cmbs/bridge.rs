@@ -30,19 +30,20 @@
 //! to publish ([`NatsOutput`]).
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::proto::maps::HashMap;
 use crate::proto::{Delivery, Endpoint, Event as BusEvent};
 use crate::rpc::{Reply, Request, RequestId, RpcEvent};
-use crate::wire::{Address, Command};
+use crate::wire::{Address, Command, Value};
 
 use super::client::{cmbs_group, member_id_of, Client, ClientConfig};
 use super::cmd::{Announce, Deliver, DeliverAnswer, Describe, Leave};
 use super::code::{Code, Refusal};
 use super::crossing::{
-    crossing_timeout, CrossDeliver, Crossing, Heartbeat, Known, Subjects, SyncPage, Update,
-    MEMBERS_PER_PAGE,
+    crossing_timeout, paginate, CrossDeliver, Crossing, Heartbeat, Known, Subjects, SyncPage,
+    Update,
 };
 use super::description::{Description, Remote};
 use super::event::Event;
@@ -52,8 +53,22 @@ use super::order::{Absorb, Reorder};
 use super::relay::{Relay, RelayAnswer};
 use super::report::LineStatus;
 
-/// How many announces go in one datagram on the bus.
+/// How long the bridge gathers its bus's directory changes before it
+/// publishes them in one update.
+const UPDATE_DELAY: Duration = Duration::from_millis(50);
+
+/// How many announces go in one datagram on the bus, at most.
 const ANNOUNCES_PER_DATAGRAM: usize = 12;
+
+/// The most bytes of commands in one datagram the bridge sends on its bus
+/// (a datagram holds 65,507 with the header).
+const DATAGRAM_BYTES: usize = 60_000;
+
+/// The most ids in one update that says members left (about 400 KiB).
+const LEFT_PER_UPDATE: usize = 8192;
+
+/// The most ids in one `cmbs.member.leave` on the bus.
+const LEFT_PER_COMMAND: usize = 256;
 
 /// How many heartbeats a remote member's announce or leave is sent again
 /// with (a datagram may be lost; the full announce comes only every
@@ -223,7 +238,11 @@ struct SiteView {
     epoch: u64,
     version: u64,
     heard_at: Instant,
-    members: BTreeMap<String, Known>,
+    /// Its name, shared by its members' entries in `site_of`.
+    name: Arc<str>,
+    /// Its members: by id, the map their announce on our bus carries, as
+    /// Mbus text (a few hundred bytes each: what a remote member costs).
+    members: BTreeMap<Box<str>, Box<str>>,
     /// A sync under way: when it began, and the pages so far.
     sync: Option<Sync>,
     /// True once its directory was learnt (a sync completed).
@@ -320,7 +339,7 @@ pub struct Bridge {
     connected: bool,
     sites: BTreeMap<String, SiteView>,
     /// Each remote member's site.
-    site_of: HashMap<String, String>,
+    site_of: HashMap<Box<str>, Arc<str>>,
     /// Our bus's members changed since the last update, and those left.
     changed: BTreeMap<String, Known>,
     left: Vec<String>,
@@ -329,6 +348,10 @@ pub struct Bridge {
     /// Remote members new or changed, announced again with the next
     /// heartbeats.
     recent_announces: Vec<(String, u8)>,
+    /// Our directory in sync pages, for the version they were made at.
+    sync_pages: Option<(u64, Vec<Vec<Known>>)>,
+    /// When the changes gathered are published.
+    update_at: Option<Instant>,
     next_heartbeat: Option<Instant>,
     /// When every remote member is announced on the bus again.
     next_reannounce: Option<Instant>,
@@ -373,6 +396,8 @@ impl Bridge {
             left: Vec::new(),
             recent_leaves: Vec::new(),
             recent_announces: Vec::new(),
+            sync_pages: None,
+            update_at: None,
             next_heartbeat: None,
             next_reannounce: None,
             last_full_announce: None,
@@ -536,6 +561,12 @@ impl Bridge {
                 self.announce_all(ep, now);
             }
         }
+        if self.update_at.is_some_and(|t| t <= now) {
+            self.update_at = None;
+            if self.phase == Phase::Active {
+                self.publish_update();
+            }
+        }
         if self.next_heartbeat.is_some_and(|t| t <= now) && self.phase == Phase::Active {
             self.next_heartbeat = Some(now + self.config.heartbeat);
             self.heartbeat();
@@ -575,6 +606,7 @@ impl Bridge {
             probe,
             self.next_heartbeat,
             self.next_reannounce,
+            self.update_at,
             expiry,
         ]
         .into_iter()
@@ -619,41 +651,38 @@ impl Bridge {
             }
         }
         if self.phase == Phase::Active && (!self.changed.is_empty() || !self.left.is_empty()) {
-            self.publish_update();
+            // Changes that come together (members starting in a burst) go
+            // in one update.
+            self.update_at.get_or_insert(now + UPDATE_DELAY);
         }
-        let _ = (ep, now);
+        let _ = ep;
     }
 
     // ---- our directory on NATS ----------------------------------------------------------
 
     /// Publishes what changed on our bus, in updates of at most a page of
-    /// members each.
+    /// members, or of ids that left, each.
     fn publish_update(&mut self) {
         let changed: Vec<Known> = std::mem::take(&mut self.changed).into_values().collect();
-        let mut left = std::mem::take(&mut self.left);
-        let mut chunks = changed.chunks(MEMBERS_PER_PAGE).peekable();
-        loop {
-            let members = chunks.next().map(<[Known]>::to_vec).unwrap_or_default();
-            let last = chunks.peek().is_none();
+        let left = std::mem::take(&mut self.left);
+        let mut updates: Vec<(Vec<Known>, Vec<String>)> = Vec::new();
+        if !changed.is_empty() {
+            updates.extend(paginate(changed).into_iter().map(|p| (p, Vec::new())));
+        }
+        updates.extend(left.chunks(LEFT_PER_UPDATE).map(|c| (Vec::new(), c.to_vec())));
+        for (members, left) in updates {
             self.version += 1;
             let update = Update {
                 site: self.config.site.clone(),
                 epoch: self.epoch,
                 version: self.version,
                 members,
-                left: if last {
-                    std::mem::take(&mut left)
-                } else {
-                    Vec::new()
-                },
+                left,
             };
             self.nats.push_back(NatsOutput::Publish {
                 subject: self.config.subjects.dir(&self.config.site),
                 payload: Crossing::Update(update).to_bytes(),
             });
-            if last {
-                break;
-            }
         }
     }
 
@@ -676,29 +705,29 @@ impl Bridge {
         });
     }
 
-    /// Our directory's page `page`, answering a sync.
-    fn sync_page(&self, page: u64) -> SyncPage {
-        let members: Vec<Known> = self
-            .client
-            .directory()
-            .iter()
-            .filter(|e| e.description.remote.is_none())
-            .map(known_of)
-            .collect();
-        let pages = members.len().div_ceil(MEMBERS_PER_PAGE).max(1) as u64;
-        let page = page.min(pages - 1);
-        let start = page as usize * MEMBERS_PER_PAGE;
+    /// Our directory's page `page`, answering a sync: the pages are made
+    /// once per version of our directory.
+    fn sync_page(&mut self, page: u64) -> SyncPage {
+        if self.sync_pages.as_ref().is_none_or(|(v, _)| *v != self.version) {
+            let members: Vec<Known> = self
+                .client
+                .directory()
+                .iter()
+                .filter(|e| e.description.remote.is_none())
+                .map(known_of)
+                .collect();
+            self.sync_pages = Some((self.version, paginate(members)));
+        }
+        let pages = self.sync_pages.as_ref().map_or(&[][..], |(_, p)| &p[..]);
+        let count = pages.len().max(1) as u64;
+        let page = page.min(count - 1);
         SyncPage {
             site: self.config.site.clone(),
             epoch: self.epoch,
             version: self.version,
             page,
-            pages,
-            members: members
-                .into_iter()
-                .skip(start)
-                .take(MEMBERS_PER_PAGE)
-                .collect(),
+            pages: count,
+            members: pages.get(page as usize).cloned().unwrap_or_default(),
         }
     }
 
@@ -814,6 +843,7 @@ impl Bridge {
                 epoch: 0,
                 version: 0,
                 heard_at: now,
+                name: Arc::from(site),
                 members: BTreeMap::new(),
                 sync: None,
                 known: false,
@@ -943,13 +973,11 @@ impl Bridge {
         let left: Vec<String> = v
             .members
             .keys()
-            .filter(|id| !members.contains_key(*id))
-            .cloned()
+            .filter(|id| !members.contains_key(&***id))
+            .map(|id| id.to_string())
             .collect();
-        let changed: Vec<Known> = members
-            .into_values()
-            .filter(|k| v.members.get(&k.description.id) != Some(k))
-            .collect();
+        // What did not change is left alone ([`Bridge::apply`] compares).
+        let changed: Vec<Known> = members.into_values().collect();
         let site = site.to_owned();
         self.apply(ep, now, &site, changed, left);
         if first {
@@ -978,26 +1006,26 @@ impl Bridge {
         };
         let mut announces = Vec::new();
         for k in changed {
-            if self
-                .site_of
-                .get(&k.description.id)
-                .is_some_and(|s| s != site)
-            {
+            let id = k.description.id.as_str();
+            if self.site_of.get(id).is_some_and(|s| **s != *site) {
                 // The same id at two sites: the first one keeps it.
                 self.stats.malformed += 1;
                 continue;
             }
-            announces.push(remote_announce(&k, site, &me));
-            self.recent_announces
-                .push((k.description.id.clone(), REPEATS));
-            self.site_of
-                .insert(k.description.id.clone(), site.to_owned());
-            v.members.insert(k.description.id.clone(), k);
+            let map = remote_map(&k, site, &me);
+            let text = map.to_string();
+            if v.members.get(id).is_some_and(|t| **t == *text) {
+                continue;
+            }
+            announces.push(Command::new(Announce::NAME, vec![map]));
+            self.recent_announces.push((id.to_owned(), REPEATS));
+            self.site_of.insert(id.into(), Arc::clone(&v.name));
+            v.members.insert(id.into(), text.into_boxed_str());
         }
         let mut gone = Vec::new();
         for id in left {
-            if v.members.remove(&id).is_some() {
-                self.site_of.remove(&id);
+            if v.members.remove(id.as_str()).is_some() {
+                self.site_of.remove(id.as_str());
                 gone.push(id);
             }
         }
@@ -1013,7 +1041,7 @@ impl Bridge {
         if ids.is_empty() {
             return;
         }
-        for chunk in ids.chunks(MEMBERS_PER_PAGE) {
+        for chunk in ids.chunks(LEFT_PER_COMMAND) {
             let cmd = Leave {
                 ids: chunk.to_vec(),
             }
@@ -1027,31 +1055,27 @@ impl Bridge {
     /// Sends again the announces and leaves of remote members that
     /// changed lately.
     fn repeat_changes(&mut self, ep: &mut Endpoint, now: Instant) {
-        if let Some(me) = self.me.clone() {
-            let mut announces = Vec::new();
-            for (id, n) in &mut self.recent_announces {
-                *n = n.saturating_sub(1);
-                let known = self
-                    .site_of
-                    .get(id)
-                    .and_then(|site| Some((site, self.sites.get(site)?.members.get(id)?)));
-                if let Some((site, k)) = known {
-                    announces.push(remote_announce(k, site, &me));
-                }
-            }
-            self.recent_announces.retain(|(_, n)| *n > 0);
-            send_batched(ep, now, announces);
+        let mut announces = Vec::new();
+        for (id, n) in &mut self.recent_announces {
+            *n = n.saturating_sub(1);
+            let text = self
+                .site_of
+                .get(id.as_str())
+                .and_then(|site| self.sites.get(&**site)?.members.get(id.as_str()));
+            announces.extend(text.and_then(|t| announce_of(t)));
         }
+        self.recent_announces.retain(|(_, n)| *n > 0);
+        send_batched(ep, now, announces);
         if self.recent_leaves.is_empty() {
             return;
         }
         let ids: Vec<String> = self
             .recent_leaves
             .iter()
-            .filter(|(id, _)| !self.site_of.contains_key(id))
+            .filter(|(id, _)| !self.site_of.contains_key(id.as_str()))
             .map(|(id, _)| id.clone())
             .collect();
-        for chunk in ids.chunks(MEMBERS_PER_PAGE) {
+        for chunk in ids.chunks(LEFT_PER_COMMAND) {
             let cmd = Leave {
                 ids: chunk.to_vec(),
             }
@@ -1069,9 +1093,9 @@ impl Bridge {
         let Some(v) = self.sites.remove(site) else {
             return;
         };
-        let ids: Vec<String> = v.members.into_keys().collect();
+        let ids: Vec<String> = v.members.into_keys().map(String::from).collect();
         for id in &ids {
-            self.site_of.remove(id);
+            self.site_of.remove(id.as_str());
         }
         let members = ids.len();
         tracing::warn!(%site, members, "a site's bridge was not heard: its members leave");
@@ -1096,14 +1120,11 @@ impl Bridge {
 
     fn announce_all(&mut self, ep: &mut Endpoint, now: Instant) {
         self.last_full_announce = Some(now);
-        let Some(me) = self.me.clone() else {
-            return;
-        };
         let announces: Vec<Command> = self
             .sites
-            .iter()
-            .flat_map(|(site, v)| v.members.values().map(move |k| (site.as_str(), k)))
-            .map(|(site, k)| remote_announce(k, site, &me))
+            .values()
+            .flat_map(|v| v.members.values())
+            .filter_map(|t| announce_of(t))
             .collect();
         send_batched(ep, now, announces);
     }
@@ -1129,11 +1150,11 @@ impl Bridge {
         self.next_relay += 1;
         let mut by_site: BTreeMap<String, Vec<super::relay::Recipient>> = BTreeMap::new();
         for r in &relay.recipients {
-            let why = match self.site_of.get(&r.member) {
+            let why = match self.site_of.get(r.member.as_str()) {
                 _ if self.phase != Phase::Active => "the bridge is not active yet".to_owned(),
                 _ if !self.connected => "the bridge is cut off from NATS".to_owned(),
                 Some(site) => {
-                    by_site.entry(site.clone()).or_default().push(r.clone());
+                    by_site.entry(site.to_string()).or_default().push(r.clone());
                     continue;
                 }
                 None => format!("no member {} is known at another site", r.member),
@@ -1406,24 +1427,44 @@ fn known_of(e: &super::Entry) -> Known {
     }
 }
 
-/// The announce of remote member `k` of `site`, via us (`me`).
-fn remote_announce(k: &Known, site: &str, me: &Address) -> Command {
+/// The map of remote member `k` of `site`'s announce on our bus, via us
+/// (`me`).
+fn remote_map(k: &Known, site: &str, me: &Address) -> Value {
     let mut description: Description = k.description.clone();
     description.remote = Some(Box::new(Remote {
         site: site.to_owned(),
         via: me.clone(),
         address: k.address.clone(),
     }));
-    Announce { description }.into_command()
+    description.to_value()
+}
+
+/// The announce whose map [`remote_map`] made, from its text.
+fn announce_of(text: &str) -> Option<Command> {
+    Value::parse(text)
+        .ok()
+        .map(|map| Command::new(Announce::NAME, vec![map]))
 }
 
 /// Sends `commands` to every member, unreliably, a few to a datagram.
 fn send_batched(ep: &mut Endpoint, now: Instant, commands: Vec<Command>) {
-    let mut commands = commands.into_iter().peekable();
-    while commands.peek().is_some() {
-        let batch: Vec<Command> = commands.by_ref().take(ANNOUNCES_PER_DATAGRAM).collect();
+    let mut batch: Vec<Command> = Vec::new();
+    let mut bytes = 0;
+    let send = |ep: &mut Endpoint, batch: Vec<Command>| {
         if let Err(e) = ep.send(now, &cmbs_group(), batch, Delivery::Unreliable) {
             tracing::warn!("cannot announce remote members: {e}");
         }
+    };
+    for c in commands {
+        let len = c.name.len() + c.args.iter().map(Value::encoded_len).sum::<usize>() + 4;
+        if !batch.is_empty() && (batch.len() >= ANNOUNCES_PER_DATAGRAM || bytes + len > DATAGRAM_BYTES) {
+            send(ep, std::mem::take(&mut batch));
+            bytes = 0;
+        }
+        bytes += len;
+        batch.push(c);
+    }
+    if !batch.is_empty() {
+        send(ep, batch);
     }
 }

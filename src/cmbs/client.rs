@@ -31,7 +31,9 @@ use super::event::Event;
 use super::layer::Layer;
 use super::message::Message;
 use super::persist::{unix_ms, HeldRecord, StoreOp};
-use super::relay::{Recipient, Relay, RelayAnswer, CROSSING_ALLOWANCE};
+use super::relay::{
+    Recipient, Relay, RelayAnswer, CROSSING_ALLOWANCE, MAX_RECIPIENTS, MAX_RELAY_BYTES,
+};
 use super::report::{Line, LineStatus, Outcome, Report};
 use super::shared::{SharedDirectory, Stats};
 
@@ -985,8 +987,23 @@ impl Client {
                 None => by_via.push((via, vec![at])),
             }
         }
+        // Each relay, and its answer, fits a datagram.
+        let room = MAX_RELAY_BYTES.saturating_sub(out.map.encoded_len() + 64);
         for (via, lines) in by_via {
-            self.relay(ep, now, key, out, &via, lines);
+            let mut chunk: Vec<usize> = Vec::new();
+            let mut bytes = 0;
+            for at in lines {
+                let len = out.lines[at].member.len() + 48;
+                if !chunk.is_empty() && (chunk.len() >= MAX_RECIPIENTS || bytes + len > room) {
+                    self.relay(ep, now, key, out, &via, std::mem::take(&mut chunk));
+                    bytes = 0;
+                }
+                bytes += len;
+                chunk.push(at);
+            }
+            if !chunk.is_empty() {
+                self.relay(ep, now, key, out, &via, chunk);
+            }
         }
     }
 

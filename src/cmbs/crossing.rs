@@ -20,15 +20,15 @@ use crate::wire::{Address, Value};
 
 use super::description::Description;
 use super::map::{Fields, MapWriter};
-use super::relay::{Relay, RelayAnswer};
+use super::relay::{answer_value, read_answer, Relay, RelayAnswer};
 
 /// The largest message a bridge takes from NATS (and NATS's own default
 /// limit): anything longer is dropped and counted.
 pub const MAX_CROSSING_BYTES: usize = 1 << 20;
 
-/// The most members in one [`SyncPage`] or [`Update`] (a page of
-/// descriptions stays well under [`MAX_CROSSING_BYTES`]).
-pub const MEMBERS_PER_PAGE: usize = 256;
+/// The most bytes of members in one [`SyncPage`] or [`Update`] (half of
+/// [`MAX_CROSSING_BYTES`]).
+pub const PAGE_BYTES: usize = 512 * 1024;
 
 /// The subjects of one deployment: `<prefix>.dir.<site>` and so on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -213,14 +213,6 @@ fn read_known(v: &Value) -> Result<Known, String> {
     })
 }
 
-fn read_members(f: &Fields<'_>) -> Result<Vec<Known>, String> {
-    match f.get("members") {
-        None => Ok(Vec::new()),
-        Some(Value::List(items)) => items.iter().map(read_known).collect(),
-        Some(_) => Err("\"members\" must be a list".into()),
-    }
-}
-
 fn read_site(f: &Fields<'_>) -> Result<String, String> {
     let site = f.string("site")?;
     if !valid_site(site) {
@@ -235,20 +227,24 @@ fn need(f: &Fields<'_>, name: &str) -> Result<u64, String> {
 }
 
 impl Crossing {
-    /// The message as NATS carries it.
+    /// The message as NATS carries it: a header map on the first line, and
+    /// for updates, pages and answers one item per line after it (each line
+    /// is at most a datagram's worth, which is what the Mbus parser reads).
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut m = MapWriter::default();
+        let mut items: Vec<Value> = Vec::new();
         match self {
             Crossing::Update(u) => {
                 m.string("kind", "update")
                     .string("site", &u.site)
                     .put("epoch", int(u.epoch))
-                    .put("version", int(u.version))
-                    .put(
-                        "members",
-                        Value::List(u.members.iter().map(known_value).collect()),
-                    )
-                    .strings("left", &u.left);
+                    .put("version", int(u.version));
+                items.extend(u.members.iter().map(known_value));
+                items.extend(u.left.iter().map(|id| {
+                    let mut l = MapWriter::default();
+                    l.string("left", id);
+                    l.finish()
+                }));
             }
             Crossing::Heartbeat(h) => {
                 m.string("kind", "heartbeat")
@@ -266,45 +262,63 @@ impl Crossing {
                     .put("epoch", int(p.epoch))
                     .put("version", int(p.version))
                     .put("page", int(p.page))
-                    .put("pages", int(p.pages))
-                    .put(
-                        "members",
-                        Value::List(p.members.iter().map(known_value).collect()),
-                    );
+                    .put("pages", int(p.pages));
+                items.extend(p.members.iter().map(known_value));
             }
             Crossing::Deliver(d) => {
-                let [relay] = <[Value; 1]>::try_from(d.relay.clone().into_args())
-                    .unwrap_or_else(|_| [Value::List(Vec::new())]);
                 m.string("kind", "deliver")
-                    .string("origin", &d.origin.to_string())
-                    .put("relay", relay);
+                    .string("origin", &d.origin.to_string());
+                items.extend(d.relay.clone().into_args());
             }
             Crossing::Answer(a) => {
-                m.string("kind", "answer").put("answer", a.to_value());
+                m.string("kind", "answer");
+                items.extend(a.answers.iter().map(|(member, answer)| answer_value(member, answer)));
             }
         }
-        m.finish().to_string().into_bytes()
+        let mut out = m.finish().to_string().into_bytes();
+        for item in items {
+            out.push(b'\n');
+            out.extend_from_slice(item.to_string().as_bytes());
+        }
+        out
     }
 
     /// Reads a message from NATS; `Err` is why it is dropped.
     pub fn parse(bytes: &[u8]) -> Result<Crossing, String> {
         if bytes.len() > MAX_CROSSING_BYTES {
-            return Err(format!(
-                "{} bytes, more than {MAX_CROSSING_BYTES}",
-                bytes.len()
-            ));
+            return Err(format!("{} bytes, more than {MAX_CROSSING_BYTES}", bytes.len()));
         }
         let text = std::str::from_utf8(bytes).map_err(|_| "not UTF-8".to_owned())?;
-        let v = Value::parse(text).map_err(|e| format!("not an Mbus value: {e}"))?;
-        let f = Fields::read(&v)?;
+        let mut lines = text.split('\n');
+        let head = Value::parse(lines.next().unwrap_or_default())
+            .map_err(|e| format!("not an Mbus value: {e}"))?;
+        let items: Vec<Value> = lines
+            .map(|l| Value::parse(l).map_err(|e| format!("an item is not an Mbus value: {e}")))
+            .collect::<Result<_, _>>()?;
+        let f = Fields::read(&head)?;
+        let members = |items: &[Value]| -> Result<Vec<Known>, String> {
+            items
+                .iter()
+                .filter(|v| Fields::read(v).is_ok_and(|f| f.get("left").is_none()))
+                .map(read_known)
+                .collect()
+        };
         match f.string("kind")? {
-            "update" => Ok(Crossing::Update(Update {
-                site: read_site(&f)?,
-                epoch: need(&f, "epoch")?,
-                version: need(&f, "version")?,
-                members: read_members(&f)?,
-                left: f.strings("left")?,
-            })),
+            "update" => {
+                let mut left = Vec::new();
+                for v in &items {
+                    if let Some(id) = Fields::read(v)?.opt_string("left")? {
+                        left.push(id.to_owned());
+                    }
+                }
+                Ok(Crossing::Update(Update {
+                    site: read_site(&f)?,
+                    epoch: need(&f, "epoch")?,
+                    version: need(&f, "version")?,
+                    members: members(&items)?,
+                    left,
+                }))
+            }
             "heartbeat" => Ok(Crossing::Heartbeat(Heartbeat {
                 site: read_site(&f)?,
                 epoch: need(&f, "epoch")?,
@@ -321,7 +335,7 @@ impl Crossing {
                     version: need(&f, "version")?,
                     page: need(&f, "page")?,
                     pages: need(&f, "pages")?,
-                    members: read_members(&f)?,
+                    members: members(&items)?,
                 };
                 if p.page >= p.pages.max(1) {
                     return Err("a page beyond the last".into());
@@ -329,19 +343,41 @@ impl Crossing {
                 Ok(Crossing::SyncPage(p))
             }
             "deliver" => {
-                let origin =
-                    Address::parse(f.string("origin")?).map_err(|e| format!("the origin: {e}"))?;
-                let relay = f.get("relay").ok_or("a delivery without \"relay\"")?;
-                let relay = Relay::from_args(std::slice::from_ref(relay))?
-                    .ok_or("a delivery that names no recipients")?;
+                let origin = Address::parse(f.string("origin")?)
+                    .map_err(|e| format!("the origin: {e}"))?;
+                let relay = Relay::from_args(&items)?.ok_or("a delivery that names no recipients")?;
                 Ok(Crossing::Deliver(Box::new(CrossDeliver { origin, relay })))
             }
-            "answer" => Ok(Crossing::Answer(RelayAnswer::from_value(
-                f.get("answer").ok_or("an answer without \"answer\"")?,
-            )?)),
+            "answer" => Ok(Crossing::Answer(RelayAnswer {
+                answers: items.iter().map(read_answer).collect::<Result<_, _>>()?,
+            })),
             other => Err(format!("unknown kind {other:?}")),
         }
     }
+}
+
+/// The size of a member's line in an update or a page.
+pub fn known_len(k: &Known) -> usize {
+    known_value(k).encoded_len() + 1
+}
+
+/// Splits `members` into pages whose lines add up to at most
+/// [`PAGE_BYTES`] (a member alone may exceed it: it fits a datagram).
+pub fn paginate(members: Vec<Known>) -> Vec<Vec<Known>> {
+    let mut pages = vec![Vec::new()];
+    let mut bytes = 0;
+    for k in members {
+        let len = known_len(&k);
+        if bytes + len > PAGE_BYTES && pages.last().is_some_and(|p| !p.is_empty()) {
+            pages.push(Vec::new());
+            bytes = 0;
+        }
+        bytes += len;
+        if let Some(p) = pages.last_mut() {
+            p.push(k);
+        }
+    }
+    pages
 }
 
 /// How long a bridge waits for another site's answer to a delivery: the
@@ -428,6 +464,36 @@ mod tests {
             "an address of another id"
         );
         assert!(Subjects::new("cmbs").is_some() && Subjects::new("a..b").is_none());
+        // A directory far larger than a datagram, in pages that each fit
+        // NATS, every line read by the datagram parser.
+        let many: Vec<Known> = (0..3000)
+            .map(|i| {
+                let mut k = known(&format!("member-{i:05}"));
+                k.description.topics = (0..20).map(|t| format!("topic.{i}.{t}")).collect();
+                k
+            })
+            .collect();
+        let pages = paginate(many.clone());
+        assert!(pages.len() > 1);
+        assert_eq!(pages.iter().map(Vec::len).sum::<usize>(), 3000);
+        let mut back = Vec::new();
+        for (n, p) in pages.iter().enumerate() {
+            let page = Crossing::SyncPage(SyncPage {
+                site: "s".into(),
+                epoch: 1,
+                version: 1,
+                page: n as u64,
+                pages: pages.len() as u64,
+                members: p.clone(),
+            });
+            let bytes = page.to_bytes();
+            assert!(bytes.len() <= PAGE_BYTES + 1024, "{}", bytes.len());
+            let Crossing::SyncPage(p) = Crossing::parse(&bytes).unwrap() else {
+                unreachable!()
+            };
+            back.extend(p.members);
+        }
+        assert_eq!(back, many);
         let s = Subjects::default();
         assert_eq!(s.site_of_dir(&s.dir("x")), Some("x"));
         assert_eq!(s.site_of_dir("cmbs.dir.x.y"), None);

@@ -71,7 +71,10 @@ pub use message::{parse_flag, Content, Message, MAX_DELIVER_BYTES};
 pub use order::REORDER_WINDOW;
 pub(crate) use persist::unix_ms;
 pub use persist::{HeldRecord, StoreBatch, StoreOp, StoredMessage};
-pub use relay::{Recipient, Relay, RelayAnswer, CROSSING_ALLOWANCE, MAX_RECIPIENTS};
+pub use relay::{
+    Recipient, Relay, RelayAnswer, CROSSING_ALLOWANCE, MAX_REASON_BYTES, MAX_RECIPIENTS,
+    MAX_RELAY_BYTES,
+};
 pub use report::{Line, LineStatus, Outcome, Report};
 pub use shared::{is_bridge, SharedDirectory, Stats, DISCOVERY_INTERVAL};
 pub use site::{Participant, Site, SiteEvent, ASKS_PER_ROUND};

@@ -24,8 +24,18 @@ pub(crate) const RECIPIENTS: &str = "recipients";
 /// the bridge gives the far side the delivery timeout alone.
 pub const CROSSING_ALLOWANCE: Duration = Duration::from_secs(2);
 
-/// The most recipients one relay names.
-pub const MAX_RECIPIENTS: usize = 4096;
+/// The most recipients one relay names: a sender splits a larger group
+/// for one bridge into several relays, so that each request and each
+/// answer fits a datagram (a reason in an answer is cut at
+/// [`MAX_REASON_BYTES`]).
+pub const MAX_RECIPIENTS: usize = 128;
+
+/// The longest reason a bridge passes on in an answer, in bytes.
+pub const MAX_REASON_BYTES: usize = 200;
+
+/// The most bytes of a relay's request: the message's map and the
+/// recipients (the rest of a datagram is the header and the RPC's META).
+pub const MAX_RELAY_BYTES: usize = 64_000;
 
 /// One recipient of a relayed delivery and the delivery's place in the
 /// sender's stream to it.
@@ -138,6 +148,47 @@ impl Relay {
     }
 }
 
+/// One member's answer as a map: `(("member" "…") ("code" "DELIVERED")
+/// ("result" "<JSON>"))` or `(("member" "…") ("code" "<CODE>") ("reason"
+/// "…"))`.
+pub(crate) fn answer_value(member: &str, answer: &DeliverAnswer) -> Value {
+    let mut m = MapWriter::default();
+    m.string("member", member);
+    match answer {
+        DeliverAnswer::Delivered { result } => {
+            m.string("code", "DELIVERED");
+            if let Some(r) = result {
+                m.string("result", &r.to_string());
+            }
+        }
+        DeliverAnswer::Refused(r) => {
+            m.string("code", r.code.as_str()).string("reason", &r.reason);
+        }
+    }
+    m.finish()
+}
+
+/// Reads [`answer_value`]'s map.
+pub(crate) fn read_answer(v: &Value) -> Result<(String, DeliverAnswer), String> {
+    let a = Fields::read(v)?;
+    let member = a.string("member")?.to_owned();
+    let code = a.string("code")?;
+    let answer = if code == "DELIVERED" {
+        let result = match a.opt_string("result")? {
+            None => None,
+            Some(text) => Some(
+                serde_json::from_str(text).map_err(|_| "an answer's result is not JSON".to_owned())?,
+            ),
+        };
+        DeliverAnswer::Delivered { result }
+    } else {
+        let code = Code::parse(code).ok_or_else(|| format!("unknown code {code:?}"))?;
+        let reason = a.opt_string("reason")?.unwrap_or_default();
+        DeliverAnswer::Refused(Refusal::new(code, reason))
+    };
+    Ok((member, answer))
+}
+
 /// What a bridge answers to a [`Relay`]: each recipient's own answer, in
 /// the order it was named.
 ///
@@ -153,28 +204,12 @@ pub struct RelayAnswer {
 }
 
 impl RelayAnswer {
-    /// The answers as a map (the RPC reply's value, and what crosses NATS).
+    /// The answers as a map (the RPC reply's value).
     pub fn to_value(&self) -> Value {
         let list = self
             .answers
             .iter()
-            .map(|(member, answer)| {
-                let mut m = MapWriter::default();
-                m.string("member", member);
-                match answer {
-                    DeliverAnswer::Delivered { result } => {
-                        m.string("code", "DELIVERED");
-                        if let Some(r) = result {
-                            m.string("result", &r.to_string());
-                        }
-                    }
-                    DeliverAnswer::Refused(r) => {
-                        m.string("code", r.code.as_str())
-                            .string("reason", &r.reason);
-                    }
-                }
-                m.finish()
-            })
+            .map(|(member, answer)| answer_value(member, answer))
             .collect();
         let mut m = MapWriter::default();
         m.put("answers", Value::List(list));
@@ -188,28 +223,9 @@ impl RelayAnswer {
             .get("answers")
             .and_then(Value::as_list)
             .ok_or("the answer has no list \"answers\"")?;
-        let mut answers = Vec::with_capacity(list.len());
-        for item in list {
-            let a = Fields::read(item)?;
-            let member = a.string("member")?.to_owned();
-            let code = a.string("code")?;
-            let answer = if code == "DELIVERED" {
-                let result = match a.opt_string("result")? {
-                    None => None,
-                    Some(text) => Some(
-                        serde_json::from_str(text)
-                            .map_err(|_| "an answer's result is not JSON".to_owned())?,
-                    ),
-                };
-                DeliverAnswer::Delivered { result }
-            } else {
-                let code = Code::parse(code).ok_or_else(|| format!("unknown code {code:?}"))?;
-                let reason = a.opt_string("reason")?.unwrap_or_default();
-                DeliverAnswer::Refused(Refusal::new(code, reason))
-            };
-            answers.push((member, answer));
-        }
-        Ok(RelayAnswer { answers })
+        Ok(RelayAnswer {
+            answers: list.iter().map(read_answer).collect::<Result<_, _>>()?,
+        })
     }
 
     /// The RPC reply.
