@@ -20,7 +20,9 @@
 //!     allocator keeps of the messages that brought them).
 //!
 //! Run: `cargo bench --bench bridge` (needs `nats-server`;
-//! `RMBUS_BENCH_ROUNDS`, default 3; `RMBUS_BENCH_ONLY=g` (g and h) or `i`).
+//! `RMBUS_BENCH_ROUNDS`, default 3; `RMBUS_BENCH_ONLY=g` (g and h) or `i`;
+//! `RMBUS_BENCH_PROFILE=1` runs the bridge path of (g) alone for 10 s, for
+//! a profiler).
 
 mod support;
 
@@ -124,6 +126,12 @@ fn bridge_rate(sender: &MembersHandle) -> f64 {
     done as f64 / start.elapsed().as_secs_f64()
 }
 
+/// The same rate with the 10 members on the sender's own bus (no bridge,
+/// no NATS): what the far bus's part of a crossing costs at least.
+fn local_rate(local: &MembersHandle) -> f64 {
+    bridge_rate(local)
+}
+
 /// The p50 of one message's report, one at a time, for a round.
 fn bridge_p50(sender: &MembersHandle) -> Duration {
     let start = Instant::now();
@@ -173,7 +181,8 @@ impl Raw {
             // The interest reaches the other server asynchronously.
             let until = Instant::now() + STALLED;
             loop {
-                let tries = (0..FAN_OUT).map(|i| requester.request(format!("raw.r.{i}"), "x".into()));
+                let tries =
+                    (0..FAN_OUT).map(|i| requester.request(format!("raw.r.{i}"), "x".into()));
                 let ok = futures_util::future::join_all(tries)
                     .await
                     .iter()
@@ -196,7 +205,8 @@ impl Raw {
     /// One round: `FAN_OUT` requests at once, all answered.
     async fn round(requester: async_nats::Client) {
         let payload = bytes_of(&l32());
-        let tries = (0..FAN_OUT).map(|i| requester.request(format!("raw.r.{i}"), payload.clone().into()));
+        let tries =
+            (0..FAN_OUT).map(|i| requester.request(format!("raw.r.{i}"), payload.clone().into()));
         for r in futures_util::future::join_all(tries).await {
             r.expect("an answer");
         }
@@ -258,18 +268,32 @@ fn throughput_and_latency(cluster: &nats::Cluster) {
     let _near_bridge = bridge(&near_config, "near", &cluster.nodes[0].url());
     let _far_bridge = bridge(&far_config, "far", &cluster.nodes[1].url());
     wait_directory(&near, FAN_OUT);
+    if std::env::var("RMBUS_BENCH_PROFILE").is_ok() {
+        // For a profiler: the bridge path alone, for a while.
+        let until = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < until {
+            println!("bridge {:.0} msg/s", bridge_rate(&near));
+        }
+        return;
+    }
     let raw = Raw::new(&cluster.nodes[0].url(), &cluster.nodes[1].url());
-    // Warm both paths.
+    let local_config = config();
+    let local = site(&local_config, FAN_OUT, "bench.#", "local-");
+    wait_directory(&local, FAN_OUT);
+    // Warm every path.
     bridge_rate(&near);
     raw.rate();
-    let (mut rates, mut p50s) = (Vec::new(), Vec::new());
+    local_rate(&local);
+    let (mut rates, mut p50s, mut locals) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..rounds() {
         let raw_rate = raw.rate();
         let rate = bridge_rate(&near);
+        let local_r = local_rate(&local);
+        locals.push(local_r / raw_rate);
         let raw_p50 = raw.p50();
         let p50 = bridge_p50(&near);
         println!(
-            "round {round}: bridge {rate:.0} msg/s, raw {raw_rate:.0} rounds/s ({:.2}); p50 {:.2} ms, raw {:.2} ms ({:.2}x)",
+            "round {round}: bridge {rate:.0} msg/s, raw {raw_rate:.0} rounds/s ({:.2}), one bus {local_r:.0} msg/s; p50 {:.2} ms, raw {:.2} ms ({:.2}x)",
             rate / raw_rate,
             ms(p50),
             ms(raw_p50),
@@ -283,6 +307,10 @@ fn throughput_and_latency(cluster: &nats::Cluster) {
         median(rates)
     );
     println!(
+        "    reference: the same message to {FAN_OUT} members on the sender's own bus (no bridge, no NATS), against the same raw rounds: {:.2}",
+        median(locals)
+    );
+    println!(
         "(h) p50 of one report against one raw round of {FAN_OUT} requests: {:.2}x (target <= 3)",
         median(p50s)
     );
@@ -290,11 +318,18 @@ fn throughput_and_latency(cluster: &nats::Cluster) {
 }
 
 /// Starts `rmbus bridge --json` for `site` as a process; its stdout lines.
-fn bridge_process(config: &Config, dir: &std::path::Path, site: &str, url: &str) -> (std::process::Child, mpsc::Receiver<String>) {
+fn bridge_process(
+    config: &Config,
+    dir: &std::path::Path,
+    site: &str,
+    url: &str,
+) -> (std::process::Child, mpsc::Receiver<String>) {
     let path = dir.join(format!("{site}.mbus"));
     rmbus::config::file::write_new(&path, config, false).unwrap();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_rmbus"))
-        .args(["bridge", "--json", "--site", site, "--nats", url, "--config"])
+        .args([
+            "bridge", "--json", "--site", site, "--nats", url, "--config",
+        ])
         .arg(&path)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
@@ -318,10 +353,13 @@ fn memory(cluster: &nats::Cluster) {
     let _many_bridge = bridge(&many_config, "many", &cluster.nodes[0].url());
     // Whoever is on the far bus: a plain sender that learns the directory.
     let watcher = spawn_members(&far_config, MembersOptions::default(), |_| {}).unwrap();
-    let (mut child, lines) = bridge_process(&far_config, dir.path(), "far", &cluster.nodes[1].url());
+    let (mut child, lines) =
+        bridge_process(&far_config, dir.path(), "far", &cluster.nodes[1].url());
     let until = Instant::now() + STALLED;
     loop {
-        let line = lines.recv_timeout(STALLED).expect("the bridge prints its events");
+        let line = lines
+            .recv_timeout(STALLED)
+            .expect("the bridge prints its events");
         if line.contains("\"site_joined\"") && line.contains("\"many\"") {
             break;
         }
@@ -361,7 +399,9 @@ fn known(i: usize) -> Known {
     d.topics = vec![format!("sensors.{i}.temp")];
     d.providers = vec!["weather".into()];
     let mut address = Member::address(&id).unwrap();
-    address.push("id", &format!("{}-1@10.1.2.3", 4000 + i)).unwrap();
+    address
+        .push("id", &format!("{}-1@10.1.2.3", 4000 + i))
+        .unwrap();
     Known {
         description: d,
         address,
@@ -444,7 +484,10 @@ fn directory_heap() {
     assert_eq!(b.remote_members(), N, "{:?}", b.stats());
     if std::env::var("BENCH_DEBUG").is_ok() {
         let c = region.change();
-        eprintln!("after sync: {}", c.bytes_allocated as isize - c.bytes_deallocated as isize);
+        eprintln!(
+            "after sync: {}",
+            c.bytes_allocated as isize - c.bytes_deallocated as isize
+        );
     }
     // The announces sent again with the next heartbeats are sent, and
     // their bookkeeping gone.

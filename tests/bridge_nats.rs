@@ -694,3 +694,57 @@ fn a_second_bridge_for_a_site_refuses_to_start_and_the_first_goes_on() {
     let status = third.wait().unwrap();
     assert_eq!(status.code(), Some(2));
 }
+
+/// A CA and a server certificate for 127.0.0.1 it signed, as PEM files in
+/// `dir`: (ca.pem, server.pem, server-key.pem).
+fn tls_files(
+    dir: &std::path::Path,
+) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let server_key = KeyPair::generate().unwrap();
+    let server = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+        .unwrap()
+        .signed_by(&server_key, &issuer)
+        .unwrap();
+    let paths = (
+        dir.join("ca.pem"),
+        dir.join("server.pem"),
+        dir.join("server-key.pem"),
+    );
+    std::fs::write(&paths.0, ca.pem()).unwrap();
+    std::fs::write(&paths.1, server.pem()).unwrap();
+    std::fs::write(&paths.2, server_key.serialize_pem()).unwrap();
+    paths
+}
+
+#[test]
+fn tls_with_a_ca_file_connects_and_a_server_it_cannot_check_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = tls_files(dir.path());
+    let tls = format!(
+        "tls {{\n  cert_file: \"{}\"\n  key_file: \"{}\"\n}}\n",
+        cert.display(),
+        key.display()
+    );
+    let Some(cluster) = nats::Cluster::start(1, &tls) else {
+        return;
+    };
+    let url = format!("tls://127.0.0.1:{}", cluster.nodes[0].port);
+    let config = common::free_port_config();
+    let mut o = bridge_options("secure", &url, NatsCredentials::None);
+    o.ca_file = Some(ca.clone());
+    let b = spawn_bridge(&config, o, |_| {}).unwrap();
+    assert!(b.is_connected());
+    b.stop();
+    b.wait().unwrap();
+    // The system's roots do not know our CA: refused at start, saying why.
+    let mut o = bridge_options("secure", &url, NatsCredentials::None);
+    o.require_tls = true;
+    let e = spawn_bridge(&config, o, |_| {}).unwrap_err();
+    assert!(matches!(e, BridgeSpawnError::Nats(_)), "{e}");
+}

@@ -20,6 +20,9 @@ use super::{Shared, Snapshot};
 const HOST: Token = Token(0);
 const WAKE: Token = Token(1);
 
+/// How often the handle's snapshot is made again, at most.
+const SNAPSHOT_EVERY: Duration = Duration::from_millis(50);
+
 /// The bus side of a bridge, before and while it runs.
 pub(super) struct BusSide {
     host: Host,
@@ -32,6 +35,8 @@ pub(super) struct BusSide {
     to_nats: UnboundedSender<NatsOutput>,
     /// Its entity's address, for the snapshot.
     address: String,
+    /// When the snapshot was last made.
+    snapshot_at: Option<Instant>,
 }
 
 impl BusSide {
@@ -63,6 +68,7 @@ impl BusSide {
             .map(|e| e.local_address().to_string())
             .unwrap_or_default();
         Ok(BusSide {
+            snapshot_at: None,
             address,
             host,
             id,
@@ -73,6 +79,11 @@ impl BusSide {
             from_nats,
             to_nats,
         })
+    }
+
+    /// Its entity's address.
+    pub(super) fn address(&self) -> &str {
+        &self.address
     }
 
     /// The waker of its loop.
@@ -161,7 +172,12 @@ impl BusSide {
                 }
                 on_event(e);
             }
-            self.snapshot();
+            if self
+                .snapshot_at
+                .is_none_or(|t| t.elapsed() >= SNAPSHOT_EVERY)
+            {
+                self.snapshot();
+            }
             self.host.flush().map_err(failed)?;
             if let Some(other) = yielded {
                 let site = &self.bridge.config().site;
@@ -181,7 +197,8 @@ impl BusSide {
         }
     }
 
-    fn snapshot(&self) {
+    fn snapshot(&mut self) {
+        self.snapshot_at = Some(Instant::now());
         let b = &self.bridge;
         let snapshot = Snapshot {
             stats: b.stats(),

@@ -250,6 +250,11 @@ pub fn spawn_bridge(
     )?;
     let waker = bus.waker();
     let subscriptions = bus.subscriptions();
+    shared
+        .stats
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .address = bus.address().to_owned();
     let nats = nats::NatsSide::connect(
         &options,
         subscriptions,

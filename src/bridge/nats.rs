@@ -94,6 +94,14 @@ fn options(o: &BridgeOptions, to_bus: &ToBus, shared: &Arc<Shared>) -> ConnectOp
     })
 }
 
+/// True if `e` comes from an I/O error of kind invalid data (how rustls's
+/// certificate errors reach us).
+fn is_invalid_data(e: &async_nats::ConnectError) -> bool {
+    std::error::Error::source(e)
+        .and_then(|s| s.downcast_ref::<std::io::Error>())
+        .is_some_and(|io| io.kind() == std::io::ErrorKind::InvalidData)
+}
+
 impl NatsSide {
     /// Connects to the cluster: credentials the servers refuse, or options
     /// that cannot work, are an error; a cluster not reachable now is
@@ -122,6 +130,13 @@ impl NatsSide {
                 }
                 ConnectErrorKind::ServerParse | ConnectErrorKind::Tls => {
                     return Err(BridgeSpawnError::Nats(e.to_string()))
+                }
+                // A server certificate that cannot be checked comes as an
+                // I/O error of invalid data: no retry makes it valid.
+                ConnectErrorKind::Io if is_invalid_data(&e) => {
+                    return Err(BridgeSpawnError::Nats(format!(
+                        "{e} (the servers' TLS certificate; give the CA that signed it with --ca)"
+                    )))
                 }
                 _ => {
                     tracing::warn!(

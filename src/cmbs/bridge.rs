@@ -669,7 +669,10 @@ impl Bridge {
         if !changed.is_empty() {
             updates.extend(paginate(changed).into_iter().map(|p| (p, Vec::new())));
         }
-        updates.extend(left.chunks(LEFT_PER_UPDATE).map(|c| (Vec::new(), c.to_vec())));
+        updates.extend(
+            left.chunks(LEFT_PER_UPDATE)
+                .map(|c| (Vec::new(), c.to_vec())),
+        );
         for (members, left) in updates {
             self.version += 1;
             let update = Update {
@@ -708,7 +711,11 @@ impl Bridge {
     /// Our directory's page `page`, answering a sync: the pages are made
     /// once per version of our directory.
     fn sync_page(&mut self, page: u64) -> SyncPage {
-        if self.sync_pages.as_ref().is_none_or(|(v, _)| *v != self.version) {
+        if self
+            .sync_pages
+            .as_ref()
+            .is_none_or(|(v, _)| *v != self.version)
+        {
             let members: Vec<Known> = self
                 .client
                 .directory()
@@ -1457,7 +1464,9 @@ fn send_batched(ep: &mut Endpoint, now: Instant, commands: Vec<Command>) {
     };
     for c in commands {
         let len = c.name.len() + c.args.iter().map(Value::encoded_len).sum::<usize>() + 4;
-        if !batch.is_empty() && (batch.len() >= ANNOUNCES_PER_DATAGRAM || bytes + len > DATAGRAM_BYTES) {
+        if !batch.is_empty()
+            && (batch.len() >= ANNOUNCES_PER_DATAGRAM || bytes + len > DATAGRAM_BYTES)
+        {
             send(ep, std::mem::take(&mut batch));
             bytes = 0;
         }

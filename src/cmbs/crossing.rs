@@ -272,7 +272,11 @@ impl Crossing {
             }
             Crossing::Answer(a) => {
                 m.string("kind", "answer");
-                items.extend(a.answers.iter().map(|(member, answer)| answer_value(member, answer)));
+                items.extend(
+                    a.answers
+                        .iter()
+                        .map(|(member, answer)| answer_value(member, answer)),
+                );
             }
         }
         let mut out = m.finish().to_string().into_bytes();
@@ -286,7 +290,10 @@ impl Crossing {
     /// Reads a message from NATS; `Err` is why it is dropped.
     pub fn parse(bytes: &[u8]) -> Result<Crossing, String> {
         if bytes.len() > MAX_CROSSING_BYTES {
-            return Err(format!("{} bytes, more than {MAX_CROSSING_BYTES}", bytes.len()));
+            return Err(format!(
+                "{} bytes, more than {MAX_CROSSING_BYTES}",
+                bytes.len()
+            ));
         }
         let text = std::str::from_utf8(bytes).map_err(|_| "not UTF-8".to_owned())?;
         let mut lines = text.split('\n');
@@ -343,9 +350,10 @@ impl Crossing {
                 Ok(Crossing::SyncPage(p))
             }
             "deliver" => {
-                let origin = Address::parse(f.string("origin")?)
-                    .map_err(|e| format!("the origin: {e}"))?;
-                let relay = Relay::from_args(&items)?.ok_or("a delivery that names no recipients")?;
+                let origin =
+                    Address::parse(f.string("origin")?).map_err(|e| format!("the origin: {e}"))?;
+                let relay =
+                    Relay::from_args(&items)?.ok_or("a delivery that names no recipients")?;
                 Ok(Crossing::Deliver(Box::new(CrossDeliver { origin, relay })))
             }
             "answer" => Ok(Crossing::Answer(RelayAnswer {

@@ -162,7 +162,8 @@ pub(crate) fn answer_value(member: &str, answer: &DeliverAnswer) -> Value {
             }
         }
         DeliverAnswer::Refused(r) => {
-            m.string("code", r.code.as_str()).string("reason", &r.reason);
+            m.string("code", r.code.as_str())
+                .string("reason", &r.reason);
         }
     }
     m.finish()
@@ -177,7 +178,8 @@ pub(crate) fn read_answer(v: &Value) -> Result<(String, DeliverAnswer), String> 
         let result = match a.opt_string("result")? {
             None => None,
             Some(text) => Some(
-                serde_json::from_str(text).map_err(|_| "an answer's result is not JSON".to_owned())?,
+                serde_json::from_str(text)
+                    .map_err(|_| "an answer's result is not JSON".to_owned())?,
             ),
         };
         DeliverAnswer::Delivered { result }
