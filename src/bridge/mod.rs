@@ -3,7 +3,7 @@
 //! [`BridgeHandle`] to stop it and wait for its end. The `rmbus bridge`
 //! command is this with arguments.
 //!
-//! Two threads: the bus thread runs a [`Host`] with the bridge's one
+//! Two threads: the bus thread runs a [`Host`](crate::runtime::Host) with the bridge's one
 //! entity in a mio loop (as [`crate::runtime::spawn_members`] does), and
 //! the NATS thread runs an async-nats client on a tokio runtime of its own.
 //! What NATS brings is handed to the bus thread through a channel and its

@@ -180,7 +180,7 @@ impl NatsSide {
                     while let Some(m) = sub.next().await {
                         to_bus.send(NatsInput::Message {
                             subject: m.subject.to_string(),
-                            payload: m.payload.to_vec(),
+                            payload: m.payload.into(),
                             reply: m.reply.map(|r| r.to_string()),
                         });
                     }
@@ -206,7 +206,7 @@ impl NatsSide {
                                 .payload(payload.into())
                                 .timeout(Some(timeout));
                             let result = match client.send_request(subject, request).await {
-                                Ok(m) => Ok(m.payload.to_vec()),
+                                Ok(m) => Ok(m.payload.into()),
                                 Err(e) => Err(match e.kind() {
                                     RequestErrorKind::NoResponders => RequestFailure::NoResponders,
                                     RequestErrorKind::TimedOut => RequestFailure::TimedOut,
