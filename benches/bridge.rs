@@ -473,7 +473,7 @@ fn directory_heap() {
     let mut asked = drain(&mut b, &mut ep, now);
     while !asked.is_empty() {
         for (token, payload) in std::mem::take(&mut asked) {
-            let Ok(Crossing::SyncAsk { page }) = Crossing::parse(&payload) else {
+            let Ok(Crossing::SyncAsk { page, .. }) = Crossing::parse(&payload) else {
                 panic!("a sync request");
             };
             let result = Ok(pages[page as usize].clone());

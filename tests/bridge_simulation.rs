@@ -603,6 +603,16 @@ fn a_second_bridge_for_a_site_stops_and_the_first_goes_on() {
                 .any(|(_, e)| matches!(e, Ev::Bridge(BridgeEvent::Yield { other: 1_000 })))
         }));
         assert!(!w.net.nodes[again].ep.bridge().is_active());
+        // One whose clock is behind (a smaller epoch) stops too: while it
+        // listens, whatever it hears of its site is already there.
+        let behind = w.bridge(0, "A", 500);
+        assert!(w.net.run_until_true(Duration::from_secs(5), |net| {
+            net.nodes[behind]
+                .events
+                .iter()
+                .any(|(_, e)| matches!(e, Ev::Bridge(BridgeEvent::Yield { other: 1_000 })))
+        }));
+        assert!(!w.net.nodes[behind].ep.bridge().is_active());
         // The site still works through the first.
         let mut m = message("after", Layer::L1, serde_json::json!(0));
         m.receiver = Some("b1".into());
@@ -759,5 +769,70 @@ fn bad_input_on_nats_is_dropped_and_counted_and_a_replay_is_answered_from_memory
         w.net.run_for(Duration::from_secs(1));
         assert_eq!(w.net.nodes[bb].ep.bridge().stats().replays, replays + 1);
         assert_eq!(w.received(b1).len(), 1, "a replay reaches no member twice");
+        // Two different messages with the same place in one sender's
+        // stream (a sender that numbered again), both waiting for earlier
+        // ones: neither is lost.
+        let numbered = |id: &str| {
+            let mut m = message(id, Layer::L1, serde_json::json!(id));
+            m.receiver = Some("b1".into());
+            rmbus::cmbs::crossing::Crossing::Deliver(Box::new(
+                rmbus::cmbs::crossing::CrossDeliver {
+                    origin: Address::parse("(app:renumbered id:7@h)").unwrap(),
+                    relay: rmbus::cmbs::Relay {
+                        message: m,
+                        recipients: vec![rmbus::cmbs::Recipient {
+                            member: "b1".into(),
+                            order: rmbus::cmbs::Order { seq: 5, low: 3 },
+                        }],
+                        timeout: Duration::from_secs(5),
+                    },
+                },
+            ))
+            .to_bytes()
+        };
+        inject(
+            &mut w,
+            subjects.deliver("B"),
+            numbered("same-1"),
+            Some("_INBOX.s1"),
+        );
+        inject(
+            &mut w,
+            subjects.deliver("B"),
+            numbered("same-2"),
+            Some("_INBOX.s2"),
+        );
+        w.net.run_for(Duration::from_secs(3));
+        let got: Vec<String> = w.received(b1).iter().map(|m| m.id.clone()).collect();
+        assert!(
+            got.contains(&"same-1".to_owned()) && got.contains(&"same-2".to_owned()),
+            "{got:?}"
+        );
+    });
+}
+
+#[test]
+fn a_bridge_that_stops_answers_the_deliveries_it_carries_at_once() {
+    sim::for_seeds(2, |seed| {
+        let (mut w, [_a1, _a2, sa, _b1, _b2, ba, _bb]) = two_sites(seed, Link::perfect());
+        // NATS is slow now: the crossing is under way when the bridge stops.
+        w.hub.borrow_mut().delay = Duration::from_secs(10);
+        let mut m = message("stopping", Layer::L1, serde_json::json!(0));
+        m.receiver = Some("b1".into());
+        let id = w.publish(sa, m);
+        w.net.run_for(Duration::from_millis(100));
+        let stopped = w.net.now;
+        w.net.with(ba, |n, now| {
+            if let Role::Bridge(b, _) = &mut n.role {
+                b.stop(&mut n.ep, now);
+            }
+            n.pump(now);
+        });
+        let r = w.report(sa, &id);
+        assert!(w.net.now.duration_since(stopped) < Duration::from_secs(1));
+        let LineStatus::Refused(why) = &r.lines[0].status else {
+            panic!("{r:?}");
+        };
+        assert!(why.reason.contains("stopped"), "{why:?}");
     });
 }

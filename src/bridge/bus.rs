@@ -9,9 +9,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use mio::{Events, Interest, Poll, Token, Waker};
-use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::mpsc::Sender as NatsSender;
 
-use crate::cmbs::{Bridge, BridgeConfig, BridgeEvent, NatsInput, NatsOutput};
+use crate::cmbs::{Bridge, BridgeConfig, BridgeEvent, NatsInput, NatsOutput, RequestFailure};
 use crate::config::Config;
 use crate::runtime::{BindError, EntityId, Host};
 
@@ -32,7 +33,7 @@ pub(super) struct BusSide {
     bridge: Bridge,
     shared: Arc<Shared>,
     from_nats: Receiver<NatsInput>,
-    to_nats: UnboundedSender<NatsOutput>,
+    to_nats: NatsSender<NatsOutput>,
     /// Its entity's address, for the snapshot.
     address: String,
     /// When the snapshot was last made.
@@ -46,7 +47,7 @@ impl BusSide {
         config: &BridgeConfig,
         shared: Arc<Shared>,
         from_nats: Receiver<NatsInput>,
-        to_nats: UnboundedSender<NatsOutput>,
+        to_nats: NatsSender<NatsOutput>,
     ) -> Result<BusSide, BindError> {
         let mut host = Host::bind(bus)?;
         let address = Bridge::address(&config.site).map_err(|e| {
@@ -155,6 +156,9 @@ impl BusSide {
                 });
             }
             while let Ok(input) = self.from_nats.try_recv() {
+                if matches!(input, NatsInput::Message { .. }) {
+                    self.shared.queued.fetch_sub(1, Ordering::AcqRel);
+                }
                 self.with_bridge(|b, ep, now| b.handle_nats(ep, now, input));
             }
             if self
@@ -188,12 +192,27 @@ impl BusSide {
         }
     }
 
-    /// Hands what the bridge has for NATS to the NATS thread.
+    /// Hands what the bridge has for NATS to the NATS thread; a request
+    /// that cannot be handed over is answered at once as not sent.
     fn hand_over(&mut self) {
+        let mut unsent = Vec::new();
         while let Some(out) = self.bridge.poll_nats() {
-            if self.to_nats.send(out).is_err() {
-                tracing::warn!("the bridge's NATS thread is gone");
+            match self.to_nats.try_send(out) {
+                Ok(()) => {}
+                Err(TrySendError::Full(out) | TrySendError::Closed(out)) => {
+                    self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+                    if let NatsOutput::Request { token, .. } = out {
+                        unsent.push(token);
+                    }
+                }
             }
+        }
+        for token in unsent {
+            let result = Err(RequestFailure::Unreachable(
+                "the bridge's queue to NATS is full".into(),
+            ));
+            let input = NatsInput::Answered { token, result };
+            self.with_bridge(|b, ep, now| b.handle_nats(ep, now, input));
         }
     }
 
@@ -206,6 +225,7 @@ impl BusSide {
             remote_members: b.remote_members(),
             sites: b.sites().map(|(s, n)| (s.to_owned(), n)).collect(),
             address: self.address.clone(),
+            dropped: self.shared.dropped.load(Ordering::Relaxed),
         };
         *self.shared.stats.lock().unwrap_or_else(|p| p.into_inner()) = snapshot;
     }

@@ -135,12 +135,22 @@ pub enum BridgeSpawnError {
 /// How the bridge's threads ended, for [`BridgeHandle::wait`].
 type Ended = (Mutex<Option<Result<(), String>>>, Condvar);
 
+/// How many NATS messages may wait for the bus thread, and how many of the
+/// bridge's messages for the NATS thread; beyond, they are dropped and
+/// counted (a request dropped on its way out is answered at once, as one
+/// that could not be sent).
+const QUEUE: usize = 65_536;
+
 /// What the bridge's threads share with its handle.
 #[derive(Default)]
 struct Shared {
     stop: AtomicBool,
     alive: AtomicBool,
     connected: AtomicBool,
+    /// NATS messages handed to the bus thread and not taken yet.
+    queued: std::sync::atomic::AtomicUsize,
+    /// Messages dropped because a queue was full.
+    dropped: std::sync::atomic::AtomicU64,
     stats: Mutex<Snapshot>,
     ended: Ended,
 }
@@ -158,6 +168,8 @@ pub struct Snapshot {
     pub sites: Vec<(String, usize)>,
     /// Its entity's address on the bus.
     pub address: String,
+    /// Messages dropped between the bus and NATS because a queue was full.
+    pub dropped: u64,
 }
 
 /// A running bridge.
@@ -240,7 +252,7 @@ pub fn spawn_bridge(
     let shared = Arc::new(Shared::default());
     shared.alive.store(true, Ordering::Release);
     let (to_bus, from_nats) = std::sync::mpsc::channel();
-    let (to_nats, from_bus) = tokio::sync::mpsc::unbounded_channel();
+    let (to_nats, from_bus) = tokio::sync::mpsc::channel(QUEUE);
     let bus = bus::BusSide::bind(
         config,
         &options.bridge,

@@ -10,7 +10,7 @@ use std::time::Duration;
 use async_nats::{ConnectErrorKind, ConnectOptions, RequestErrorKind};
 use futures_util::StreamExt;
 use mio::Waker;
-use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::sync::mpsc::Receiver as FromBus;
 
 use crate::cmbs::crossing::Subjects;
 use crate::cmbs::{NatsInput, NatsOutput, RequestFailure};
@@ -26,9 +26,27 @@ const FLUSH_AT_STOP: Duration = Duration::from_secs(2);
 struct ToBus {
     tx: Sender<NatsInput>,
     waker: Arc<Waker>,
+    shared: Arc<Shared>,
 }
 
 impl ToBus {
+    /// Hands over a message from a subscription, unless [`super::QUEUE`]
+    /// of them wait already (then it is dropped and counted).
+    fn message(&self, input: NatsInput) {
+        if self.shared.queued.fetch_add(1, Ordering::AcqRel) >= super::QUEUE {
+            self.shared.queued.fetch_sub(1, Ordering::AcqRel);
+            if self.shared.dropped.fetch_add(1, Ordering::Relaxed) == 0 {
+                tracing::warn!(
+                    "the bridge's bus thread is behind: NATS messages are dropped (and counted)"
+                );
+            }
+            return;
+        }
+        self.send(input);
+    }
+
+    /// Hands over an answer or a change of the connection (never dropped:
+    /// the bridge waits for each answer).
     fn send(&self, input: NatsInput) {
         if self.tx.send(input).is_ok() {
             if let Err(e) = self.waker.wake() {
@@ -116,7 +134,11 @@ impl NatsSide {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        let to_bus = ToBus { tx, waker };
+        let to_bus = ToBus {
+            tx,
+            waker,
+            shared: Arc::clone(&shared),
+        };
         let first = rt.block_on(options(o, &to_bus, &shared).connect(o.servers.clone()));
         let client = match first {
             Ok(c) => {
@@ -166,7 +188,7 @@ impl NatsSide {
 
     /// Runs until the bus thread drops its end of `from_bus`, then sends
     /// what is left.
-    pub(super) fn run(self, mut from_bus: UnboundedReceiver<NatsOutput>) {
+    pub(super) fn run(self, mut from_bus: FromBus<NatsOutput>) {
         let NatsSide {
             rt,
             client,
@@ -178,7 +200,7 @@ impl NatsSide {
                 let to_bus = to_bus.clone();
                 tokio::spawn(async move {
                     while let Some(m) = sub.next().await {
-                        to_bus.send(NatsInput::Message {
+                        to_bus.message(NatsInput::Message {
                             subject: m.subject.to_string(),
                             payload: m.payload.into(),
                             reply: m.reply.map(|r| r.to_string()),

@@ -46,11 +46,12 @@ use super::crossing::{
     Update,
 };
 use super::description::{Description, Remote};
+use super::directory::MAX_MEMBERS;
 use super::event::Event;
 use super::memory::{Answered, MemoryConfig};
 use super::message::Message;
 use super::order::{Absorb, Reorder};
-use super::relay::{Relay, RelayAnswer};
+use super::relay::{Relay, RelayAnswer, MAX_REASON_BYTES};
 use super::report::LineStatus;
 
 /// How long the bridge gathers its bus's directory changes before it
@@ -66,6 +67,9 @@ const DATAGRAM_BYTES: usize = 60_000;
 
 /// The most ids in one update that says members left (about 400 KiB).
 const LEFT_PER_UPDATE: usize = 8192;
+
+/// How many versions of our directory's sync pages are kept.
+const SYNC_VERSIONS_KEPT: usize = 4;
 
 /// The most ids in one `cmbs.member.leave` on the bus.
 const LEFT_PER_COMMAND: usize = 256;
@@ -223,11 +227,21 @@ pub struct BridgeStats {
     pub crossed_in: u64,
     /// Directory syncs asked for.
     pub syncs: u64,
+    /// Members of other sites not taken in: it knew
+    /// [`crate::cmbs::MAX_MEMBERS`] already.
+    pub directory_full: u64,
+    /// Members announced by a site under an id another site has (the
+    /// first one keeps it).
+    pub claimed_twice: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
-    Probing { until: Instant },
+    /// Made, not started.
+    New,
+    Probing {
+        until: Instant,
+    },
     Active,
     Stopped,
 }
@@ -263,11 +277,21 @@ struct Sync {
 struct Unit {
     message: Message,
     member: String,
-    timeout: Duration,
+    /// When the far side's time for it runs out (from its arrival).
+    deadline: Instant,
+    /// Others that came with the same number (a sender that started its
+    /// numbering again): they go on with this one.
+    extra: Vec<Unit>,
 }
 
 impl Absorb for Unit {
-    fn absorb(&mut self, _retry: Unit) {}
+    fn absorb(&mut self, other: Unit) {
+        // A retry of the same message is joined through `units`; a
+        // different one must not be lost.
+        if other.message.id != self.message.id {
+            self.extra.push(other);
+        }
+    }
 }
 
 /// A request of ours on NATS.
@@ -316,9 +340,16 @@ impl Gathering {
                 .answers
                 .into_iter()
                 .map(|(m, a)| {
-                    let a = a.unwrap_or_else(|| {
-                        DeliverAnswer::Refused(Refusal::new(Code::Undeliverable, "no answer"))
-                    });
+                    let a = match a {
+                        Some(DeliverAnswer::Refused(mut r)) => {
+                            cut(&mut r.reason, MAX_REASON_BYTES);
+                            DeliverAnswer::Refused(r)
+                        }
+                        Some(delivered) => delivered,
+                        None => {
+                            DeliverAnswer::Refused(Refusal::new(Code::Undeliverable, "no answer"))
+                        }
+                    };
                     (m, a)
                 })
                 .collect(),
@@ -348,8 +379,9 @@ pub struct Bridge {
     /// Remote members new or changed, announced again with the next
     /// heartbeats.
     recent_announces: Vec<(String, u8)>,
-    /// Our directory in sync pages, for the version they were made at.
-    sync_pages: Option<(u64, Vec<Vec<Known>>)>,
+    /// Our directory in sync pages, for the versions they were made at
+    /// (the last few: a sync under way reads the version it began with).
+    sync_pages: VecDeque<(u64, Vec<Vec<Known>>)>,
     /// When the changes gathered are published.
     update_at: Option<Instant>,
     next_heartbeat: Option<Instant>,
@@ -388,7 +420,7 @@ impl Bridge {
             version: 0,
             me: None,
             client,
-            phase: Phase::Stopped,
+            phase: Phase::New,
             connected: false,
             sites: BTreeMap::new(),
             site_of: HashMap::default(),
@@ -396,7 +428,7 @@ impl Bridge {
             left: Vec::new(),
             recent_leaves: Vec::new(),
             recent_announces: Vec::new(),
-            sync_pages: None,
+            sync_pages: VecDeque::new(),
             update_at: None,
             next_heartbeat: None,
             next_reannounce: None,
@@ -483,8 +515,24 @@ impl Bridge {
     }
 
     /// Leaves: other sites are told that this site's members are gone (its
-    /// bye, sent by the runtime, tells its own bus).
-    pub fn stop(&mut self, _ep: &mut Endpoint, _now: Instant) {
+    /// bye, sent by the runtime, tells its own bus), and the senders whose
+    /// deliveries it carries get `UNDELIVERABLE` for what had no answer.
+    pub fn stop(&mut self, ep: &mut Endpoint, now: Instant) {
+        // Senders waiting on us hear it now, not at their timeout.
+        for (_, (request, mut g)) in std::mem::take(&mut self.relays) {
+            let pending: Vec<String> = g
+                .answers
+                .iter()
+                .filter(|(_, a)| a.is_none())
+                .map(|(m, _)| m.clone())
+                .collect();
+            for m in pending {
+                let why = "the bridge stopped before the answer came (it may have crossed)";
+                g.fill(&m, undeliverable(why.into()));
+            }
+            answer(ep, now, request, g.done().to_reply());
+        }
+        self.requests.clear();
         if self.phase == Phase::Active {
             let left: Vec<String> = self
                 .client
@@ -497,7 +545,15 @@ impl Bridge {
             self.left = left;
             self.publish_update();
         }
+        self.halt();
+    }
+
+    /// Stopped: nothing more is due.
+    fn halt(&mut self) {
         self.phase = Phase::Stopped;
+        self.next_heartbeat = None;
+        self.next_reannounce = None;
+        self.update_at = None;
     }
 
     // ---- the bus ---------------------------------------------------------------------
@@ -534,7 +590,7 @@ impl Bridge {
             }
             other => self.client.handle_event(ep, now, other),
         };
-        self.after(ep, now);
+        self.after(now);
         rest
     }
 
@@ -586,7 +642,7 @@ impl Bridge {
             self.announce_all(ep, now);
         }
         self.delivered.prune(now);
-        self.after(ep, now);
+        self.after(now);
     }
 
     /// When [`Bridge::handle_timeout`] is due next.
@@ -626,7 +682,7 @@ impl Bridge {
 
     /// After any input: the client's events (reports of deliveries, our
     /// bus's directory changes), and the directory update they make.
-    fn after(&mut self, ep: &mut Endpoint, now: Instant) {
+    fn after(&mut self, now: Instant) {
         while let Some(e) = self.client.poll_event() {
             match e {
                 Event::Report(report) => {
@@ -655,7 +711,6 @@ impl Bridge {
             // in one update.
             self.update_at.get_or_insert(now + UPDATE_DELAY);
         }
-        let _ = ep;
     }
 
     // ---- our directory on NATS ----------------------------------------------------------
@@ -708,14 +763,13 @@ impl Bridge {
         });
     }
 
-    /// Our directory's page `page`, answering a sync: the pages are made
-    /// once per version of our directory.
-    fn sync_page(&mut self, page: u64) -> SyncPage {
-        if self
-            .sync_pages
-            .as_ref()
-            .is_none_or(|(v, _)| *v != self.version)
-        {
+    /// Our directory's page `page` of `version` (the version a sync began
+    /// with; `None`: the current one), answering a sync: the pages of a
+    /// version are made once, and the last few versions' kept, so that a
+    /// sync of a directory that changes meanwhile still ends.
+    fn sync_page(&mut self, page: u64, version: Option<u64>) -> SyncPage {
+        let wanted = version.unwrap_or(self.version);
+        if !self.sync_pages.iter().any(|(v, _)| *v == wanted) {
             let members: Vec<Known> = self
                 .client
                 .directory()
@@ -723,15 +777,23 @@ impl Bridge {
                 .filter(|e| e.description.remote.is_none())
                 .map(known_of)
                 .collect();
-            self.sync_pages = Some((self.version, paginate(members)));
+            if self.sync_pages.len() >= SYNC_VERSIONS_KEPT {
+                self.sync_pages.pop_front();
+            }
+            self.sync_pages.push_back((self.version, paginate(members)));
         }
-        let pages = self.sync_pages.as_ref().map_or(&[][..], |(_, p)| &p[..]);
+        let (version, pages) = self
+            .sync_pages
+            .iter()
+            .find(|(v, _)| *v == wanted)
+            .or(self.sync_pages.back())
+            .map_or((self.version, &[][..]), |(v, p)| (*v, &p[..]));
         let count = pages.len().max(1) as u64;
         let page = page.min(count - 1);
         SyncPage {
             site: self.config.site.clone(),
             epoch: self.epoch,
-            version: self.version,
+            version,
             page,
             pages: count,
             members: pages.get(page as usize).cloned().unwrap_or_default(),
@@ -743,6 +805,9 @@ impl Bridge {
     /// Takes what NATS brought.
     pub fn handle_nats(&mut self, ep: &mut Endpoint, now: Instant, input: NatsInput) {
         if self.phase == Phase::Stopped {
+            return;
+        }
+        if self.phase == Phase::New && !matches!(input, NatsInput::Connection(_)) {
             return;
         }
         match input {
@@ -759,7 +824,7 @@ impl Bridge {
             } => self.on_message(ep, now, &subject, &payload, reply),
             NatsInput::Answered { token, result } => self.on_answered(ep, now, token, result),
         }
-        self.after(ep, now);
+        self.after(now);
     }
 
     fn malformed(&mut self, why: &str) {
@@ -803,13 +868,13 @@ impl Bridge {
             return self.malformed("a request without a reply subject");
         };
         if subject == subjects.sync(&own) {
-            let Crossing::SyncAsk { page } = crossing else {
+            let Crossing::SyncAsk { page, version } = crossing else {
                 return self.malformed("not a sync request on the sync subject");
             };
             if self.phase != Phase::Active {
-                return;
+                return; // The bridge that is active answers.
             }
-            let page = Crossing::SyncPage(self.sync_page(page)).to_bytes();
+            let page = Crossing::SyncPage(self.sync_page(page, version)).to_bytes();
             self.nats.push_back(NatsOutput::Publish {
                 subject: reply,
                 payload: page,
@@ -829,13 +894,16 @@ impl Bridge {
         if epoch == self.epoch {
             return; // Our own, back from the server.
         }
-        if epoch < self.epoch {
+        // A probing bridge publishes nothing: whatever it hears of its site
+        // comes from a bridge that is already there, whatever its clock.
+        let probing = matches!(self.phase, Phase::Probing { .. });
+        if probing || epoch < self.epoch {
             tracing::error!(
                 site = %self.config.site,
-                "another bridge for this site runs (epoch {epoch}, older than ours, {}): this one stops",
+                "another bridge for this site runs (epoch {epoch}; ours {}): this one stops",
                 self.epoch
             );
-            self.phase = Phase::Stopped;
+            self.halt();
             self.events.push_back(BridgeEvent::Yield { other: epoch });
         } else {
             tracing::warn!(site = %self.config.site, "a younger bridge for this site was heard (epoch {epoch}); it stops");
@@ -898,10 +966,10 @@ impl Bridge {
             pages: Vec::new(),
         });
         self.stats.syncs += 1;
-        self.request_page(site, 0);
+        self.request_page(site, 0, None);
     }
 
-    fn request_page(&mut self, site: &str, page: u64) {
+    fn request_page(&mut self, site: &str, page: u64, version: Option<u64>) {
         let token = self.next_token;
         self.next_token += 1;
         self.requests.insert(
@@ -914,7 +982,7 @@ impl Bridge {
         self.nats.push_back(NatsOutput::Request {
             token,
             subject: self.config.subjects.sync(site),
-            payload: Crossing::SyncAsk { page }.to_bytes(),
+            payload: Crossing::SyncAsk { page, version }.to_bytes(),
             timeout: self.config.site_timeout,
         });
     }
@@ -923,6 +991,7 @@ impl Bridge {
         if page.site != site {
             return self.malformed("a sync page of another site");
         }
+        let page_version = page.version;
         let more: Vec<u64> = {
             let Some(v) = self.sites.get_mut(site) else {
                 return;
@@ -951,7 +1020,7 @@ impl Bridge {
             }
         };
         for p in more {
-            self.request_page(site, p);
+            self.request_page(site, p, Some(page_version));
         }
         let Some(v) = self.sites.get_mut(site) else {
             return;
@@ -1016,7 +1085,12 @@ impl Bridge {
             let id = k.description.id.as_str();
             if self.site_of.get(id).is_some_and(|s| **s != *site) {
                 // The same id at two sites: the first one keeps it.
-                self.stats.malformed += 1;
+                self.stats.claimed_twice += 1;
+                continue;
+            }
+            if !self.site_of.contains_key(id) && self.site_of.len() >= MAX_MEMBERS {
+                // As a bus's directory, bounded.
+                self.stats.directory_full += 1;
                 continue;
             }
             let map = remote_map(&k, site, &me);
@@ -1310,16 +1384,12 @@ impl Bridge {
         reply: String,
     ) {
         let CrossDeliver { origin, relay } = *d;
-        let mut g = Gathering::new(relay.recipients.iter().map(|r| r.member.clone()));
         if self.phase != Phase::Active {
-            for r in &relay.recipients {
-                g.fill(
-                    &r.member,
-                    undeliverable("the bridge is not active yet".into()),
-                );
-            }
-            return self.respond(reply, g);
+            // Not ours to answer: a bridge that is active does (or nobody,
+            // and the sender hears TIMEOUT).
+            return;
         }
+        let mut g = Gathering::new(relay.recipients.iter().map(|r| r.member.clone()));
         self.stats.crossed_in += 1;
         let id = self.next_inbound;
         self.next_inbound += 1;
@@ -1362,7 +1432,8 @@ impl Bridge {
             let unit = Unit {
                 message: relay.message.clone(),
                 member: member.clone(),
-                timeout: relay.timeout,
+                deadline: now + relay.timeout,
+                extra: Vec::new(),
             };
             let ready = self
                 .reorder
@@ -1374,12 +1445,27 @@ impl Bridge {
     }
 
     fn start_unit(&mut self, ep: &mut Endpoint, now: Instant, u: Unit) {
-        let (id, member) = (u.message.id.clone(), u.member.clone());
-        if let Err(r) = self
-            .client
-            .deliver_to(ep, now, u.message, &u.member, u.timeout)
-        {
+        let Unit {
+            message,
+            member,
+            deadline,
+            extra,
+        } = u;
+        let id = message.id.clone();
+        let left = deadline.saturating_duration_since(now);
+        let started = if left.is_zero() {
+            Err(Refusal::new(
+                Code::Timeout,
+                "its time ran out while an earlier delivery was waited for",
+            ))
+        } else {
+            self.client.deliver_to(ep, now, message, &member, left)
+        };
+        if let Err(r) = started {
             self.unit_done(now, &id, &member, DeliverAnswer::Refused(r));
+        }
+        for u in extra {
+            self.start_unit(ep, now, u);
         }
     }
 
@@ -1410,6 +1496,17 @@ impl Bridge {
             subject: reply,
             payload: Crossing::Answer(g.done()).to_bytes(),
         });
+    }
+}
+
+/// Cuts `text` to at most `max` bytes, on a character boundary.
+fn cut(text: &mut String, max: usize) {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
     }
 }
 

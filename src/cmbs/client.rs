@@ -992,9 +992,16 @@ impl Client {
         for (via, lines) in by_via {
             let mut chunk: Vec<usize> = Vec::new();
             let mut bytes = 0;
+            // An executable message's answers carry results (each up to
+            // what a member's answer holds): one recipient per relay.
+            let most = if out.message.executable {
+                1
+            } else {
+                MAX_RECIPIENTS
+            };
             for at in lines {
                 let len = out.lines[at].member.len() + 48;
-                if !chunk.is_empty() && (chunk.len() >= MAX_RECIPIENTS || bytes + len > room) {
+                if !chunk.is_empty() && (chunk.len() >= most || bytes + len > room) {
                     self.relay(ep, now, key, out, &via, std::mem::take(&mut chunk));
                     bytes = 0;
                 }

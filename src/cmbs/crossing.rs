@@ -1,7 +1,7 @@
 //! What bridges say to each other over NATS: the subjects, and the
-//! messages on them, each one Mbus value (a Guidelines optional-argument
-//! map, §3.2.1) in Mbus text, read by the same parser as a datagram and
-//! with the same rule that unknown fields are ignored.
+//! messages on them, lines of Mbus values (Guidelines optional-argument
+//! maps, §3.2.1) in Mbus text, each read by the same parser as a datagram
+//! and with the same rule that unknown fields are ignored.
 //!
 //! Subjects, under a prefix (`cmbs` by default), for site `S`:
 //!
@@ -13,6 +13,8 @@
 //!
 //! Replies go to each requester's inbox, `_INBOX_S.>` for the bridge of
 //! site `S` (so that a NATS server can allow each site only its own).
+//! A payload is a header map on its first line and, for an update, a page,
+//! a delivery or an answer, one item per line after it.
 
 use std::time::Duration;
 
@@ -29,6 +31,10 @@ pub const MAX_CROSSING_BYTES: usize = 1 << 20;
 /// The most bytes of members in one [`SyncPage`] or [`Update`] (half of
 /// [`MAX_CROSSING_BYTES`]).
 pub const PAGE_BYTES: usize = 512 * 1024;
+
+/// The most pages a site's directory comes in: a page holds at least one
+/// member, and a directory at most [`crate::cmbs::MAX_MEMBERS`].
+pub const MAX_PAGES: u64 = super::directory::MAX_MEMBERS as u64;
 
 /// The subjects of one deployment: `<prefix>.dir.<site>` and so on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -176,6 +182,9 @@ pub enum Crossing {
     SyncAsk {
         /// The page wanted.
         page: u64,
+        /// The version the sync began with (`None` for its first page: the
+        /// current one).
+        version: Option<u64>,
     },
     /// The answer to [`Crossing::SyncAsk`].
     SyncPage(SyncPage),
@@ -253,8 +262,11 @@ impl Crossing {
                     .put("version", int(h.version))
                     .put("count", int(h.members));
             }
-            Crossing::SyncAsk { page } => {
+            Crossing::SyncAsk { page, version } => {
                 m.string("kind", "sync").put("page", int(*page));
+                if let Some(v) = version {
+                    m.put("version", int(*v));
+                }
             }
             Crossing::SyncPage(p) => {
                 m.string("kind", "page")
@@ -334,6 +346,7 @@ impl Crossing {
             })),
             "sync" => Ok(Crossing::SyncAsk {
                 page: need(&f, "page")?,
+                version: f.opt_u64("version")?,
             }),
             "page" => {
                 let p = SyncPage {
@@ -344,8 +357,11 @@ impl Crossing {
                     pages: need(&f, "pages")?,
                     members: members(&items)?,
                 };
-                if p.page >= p.pages.max(1) {
-                    return Err("a page beyond the last".into());
+                if p.pages == 0 || p.pages > MAX_PAGES || p.page >= p.pages {
+                    return Err(format!(
+                        "page {} of {}: pages are 1 to {MAX_PAGES}, each below their count",
+                        p.page, p.pages
+                    ));
                 }
                 Ok(Crossing::SyncPage(p))
             }
@@ -433,7 +449,14 @@ mod tests {
                 version: 2,
                 members: 1,
             }),
-            Crossing::SyncAsk { page: 3 },
+            Crossing::SyncAsk {
+                page: 3,
+                version: Some(9),
+            },
+            Crossing::SyncAsk {
+                page: 0,
+                version: None,
+            },
             Crossing::SyncPage(SyncPage {
                 site: "s1".into(),
                 epoch: 7,
@@ -452,6 +475,13 @@ mod tests {
             assert_eq!(Crossing::parse(&c.to_bytes()).unwrap(), c);
         }
         assert!(Crossing::parse(b"(").is_err());
+        for (page, pages) in [(0, 0), (1, 1), (0, MAX_PAGES + 1)] {
+            let bad = format!("((\"kind\" \"page\") (\"site\" \"s\") (\"epoch\" 1) (\"version\" 1) (\"page\" {page}) (\"pages\" {pages}))");
+            assert!(
+                Crossing::parse(bad.as_bytes()).is_err(),
+                "{page} of {pages}"
+            );
+        }
         assert!(Crossing::parse(b"((\"kind\" \"launch\"))").is_err());
         assert!(Crossing::parse(&vec![b' '; MAX_CROSSING_BYTES + 1]).is_err());
         assert!(

@@ -178,12 +178,14 @@ impl Description {
         d.neighbors = f.strings("neighbors_socket")?;
         d.topics = f.strings("topics")?;
         d.providers = f.strings("providers")?;
+        // A member of another site is one a bridge announces `via` itself;
+        // a `site` or `address` field alone says nothing of the kind.
         d.remote = match (
             f.opt_string("site")?,
             f.opt_string("via")?,
             f.opt_string("address")?,
         ) {
-            (None, None, None) => None,
+            (_, None, _) => None,
             (Some(site), Some(via), Some(address)) if !site.is_empty() => {
                 let addr = |s: &str, what: &str| {
                     Address::parse(s).map_err(|e| format!("{what} is no address: {e}"))
@@ -194,7 +196,7 @@ impl Description {
                     address: addr(address, "address")?,
                 }))
             }
-            _ => return Err("a remote member needs site, via and address".into()),
+            _ => return Err("a member announced via a bridge needs site and address".into()),
         };
         Ok(d)
     }

@@ -151,7 +151,7 @@ impl Cluster {
         let running: Vec<usize> = (0..self.nodes.len())
             .filter(|i| self.nodes[*i].child.is_some())
             .collect();
-        let want = running.len() as u64 - 1;
+        let want = (running.len() as u64).saturating_sub(1);
         let until = Instant::now() + READY;
         while !running.iter().all(|i| self.routes(*i) == Some(want)) {
             assert!(Instant::now() < until, "the nats cluster never routed");
