@@ -978,3 +978,53 @@ fn monitor_flags_what_is_outside_the_rfc_grammar() {
         }
     }
 }
+
+#[test]
+fn a_typo_in_the_configuration_is_named_with_its_file_line_and_nearest_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let datagram = wire("qJsDJDwAMQVkzhxe", b"\r\n", V1_BODY);
+    let config = config_file(
+        dir.path(),
+        &format!("{MD5_CONFIG}PROT=47099\nport=47098\nTIMER_C=100\n"),
+    );
+    let out = decode(dir.path(), &config, &[], &datagram);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let err = stderr(&out);
+    let at = |line: usize| format!("{}:{line}: ", config.display());
+    assert!(
+        err.contains(&format!(
+            "{}unknown key PROT, ignored: did you mean PORT?",
+            at(5)
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "{}unknown key port, ignored: keys are upper case (PORT)",
+            at(6)
+        )),
+        "{err}"
+    );
+    assert!(
+        !err.contains("TIMER_C"),
+        "a key libgmbus writes passes in silence: {err}"
+    );
+
+    // A key UCL reads by its prefix is read so, with a word; at -v every
+    // command that joins says which file, group, port and scope it uses.
+    let port = free_port_config().port.unwrap();
+    let joined = config_file(dir.path(), &format!("{MD5_CONFIG}PORTX={port}\n"));
+    let mut cmd = rmbus(dir.path());
+    cmd.args(["-v", "list", "--wait", "0.2", "--config"])
+        .arg(&joined);
+    let out = run(cmd, b"");
+    let err = stderr(&out);
+    assert!(err.contains("PORTX is read as PORT"), "{err}");
+    assert!(
+        err.contains(&format!(
+            "configuration {}: group 239.255.255.247:{port}, scope HOSTLOCAL",
+            joined.display()
+        )),
+        "{err}"
+    );
+}

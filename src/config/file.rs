@@ -51,7 +51,19 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
     check_mode(&file, path)?;
     lock(&file, path, libc::F_RDLCK)?;
     let text = read_text(&mut file, path)?;
-    Config::parse(&text).map_err(|e| e.in_file(path.to_path_buf()))
+    parse_and_warn(&text, path)
+}
+
+/// Parses a configuration file's text, and warns of each unknown key with
+/// the file and line (a typo would otherwise leave a setting at its default
+/// in silence).
+fn parse_and_warn(text: &str, path: &Path) -> Result<Config, ConfigError> {
+    let (config, unknown) =
+        Config::parse_checked(text).map_err(|e| e.in_file(path.to_path_buf()))?;
+    for u in unknown {
+        tracing::warn!("{}:{}: {u}", path.display(), u.line);
+    }
+    Ok(config)
 }
 
 /// What [`load_or_create`] found.
@@ -111,7 +123,7 @@ pub fn load_or_create(
     }
     check_mode(&file, path)?;
     let text = read_text(&mut file, path)?;
-    let config = Config::parse(&text).map_err(|e| e.in_file(path.to_path_buf()))?;
+    let config = parse_and_warn(&text, path)?;
     Ok(Loaded {
         config,
         created: false,

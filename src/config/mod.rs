@@ -26,6 +26,7 @@
 pub mod file;
 mod keygen;
 mod text;
+pub use text::{KeyHint, UnknownKey};
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};

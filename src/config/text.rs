@@ -85,10 +85,116 @@ fn invalid(line: usize, key: &str, value: &str, reason: impl Into<String>) -> Co
     }
 }
 
+/// A key of the `[MBUS]` section that is neither ours, nor UCL's, nor one
+/// that other implementations write: most likely a typo, which would
+/// otherwise leave the setting at its default in silence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownKey {
+    /// Its 1-based line.
+    pub line: usize,
+    /// The key as written.
+    pub key: String,
+    /// What became of it.
+    pub hint: KeyHint,
+}
+
+/// What [`UnknownKey`] says about a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyHint {
+    /// Read as this key, as UCL reads a line by the key it starts with.
+    ReadAs(&'static str),
+    /// Ignored; it differs from this key only in case (keys are upper case).
+    UpperCase(&'static str),
+    /// Ignored; this known key is the nearest.
+    DidYouMean(&'static str),
+    /// Ignored; no known key is near.
+    Ignored,
+}
+
+impl std::fmt::Display for UnknownKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let key = &self.key;
+        match self.hint {
+            KeyHint::ReadAs(k) => write!(
+                f,
+                "{key} is read as {k} (as UCL reads it: by the key the line starts with); write {k}"
+            ),
+            KeyHint::UpperCase(k) => {
+                write!(f, "unknown key {key}, ignored: keys are upper case ({k})")
+            }
+            KeyHint::DidYouMean(k) => write!(f, "unknown key {key}, ignored: did you mean {k}?"),
+            KeyHint::Ignored => write!(f, "unknown key {key}, ignored"),
+        }
+    }
+}
+
+/// Keys other implementations write, which we read past in silence (the
+/// TZI/libgmbus timers and options).
+const OTHERS_KEYS: [&str; 7] = [
+    "TIMER_C",
+    "TIMER_R",
+    "WITH_ACK_PIGGY_BACKING",
+    "RETENTION",
+    "RETRIES",
+    "DELIVER_LATE_MSGS",
+    "CHECK_DIGEST",
+];
+
+/// The edit distance between `a` and `b` (insertions, deletions,
+/// substitutions).
+fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let here = row[j + 1];
+            row[j + 1] = if ca == *cb {
+                prev
+            } else {
+                1 + prev.min(row[j]).min(row[j + 1])
+            };
+            prev = here;
+        }
+    }
+    row[b.len()]
+}
+
+/// What an unknown `key` is taken for.
+fn hint_for(key: &str) -> KeyHint {
+    if let Some(k) = KNOWN_KEYS
+        .iter()
+        .filter(|k| key.starts_with(**k))
+        .max_by_key(|k| k.len())
+    {
+        return KeyHint::ReadAs(k);
+    }
+    let all = KNOWN_KEYS.iter().chain(OTHERS_KEYS.iter());
+    if let Some(k) = all.clone().find(|k| k.eq_ignore_ascii_case(key)) {
+        return KeyHint::UpperCase(k);
+    }
+    let upper = key.to_ascii_uppercase();
+    match all.map(|k| (distance(&upper, k), *k)).min() {
+        Some((d, k)) if d <= 2.max(k.len() / 4) => KeyHint::DidYouMean(k),
+        _ => KeyHint::Ignored,
+    }
+}
+
 impl Config {
     /// Parses the text of an `[MBUS]` file. Errors name the line, the key and
-    /// the value; [`ConfigError::in_file`] adds the file name.
+    /// the value; [`ConfigError::in_file`] adds the file name. Unknown keys
+    /// are left out ([`Config::parse_checked`] says which).
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse_checked(text).map(|(config, _)| config)
+    }
+
+    /// [`Config::parse`], and the keys that are neither ours, nor UCL's, nor
+    /// one other implementations write, each with what became of it: a key
+    /// that starts with one of ours is read as it (UCL matches a line by the
+    /// key it starts with, case-sensitive, spaces stripped), any other is
+    /// ignored, with the nearest known key.
+    pub fn parse_checked(text: &str) -> Result<(Config, Vec<UnknownKey>), ConfigError> {
         let lines = Lines::scan(text)?;
         let mut defaults = Ini::new_cs().defaults();
         defaults.delimiters = vec!['='];
@@ -100,10 +206,29 @@ impl Config {
             .map_err(|e| invalid(0, "", "", e))?;
         let empty = HashMap::new();
         let entries = map.get(SECTION).unwrap_or(&empty);
+        let mut unknown: Vec<UnknownKey> = entries
+            .keys()
+            .filter(|k| !KNOWN_KEYS.contains(&k.as_str()) && !OTHERS_KEYS.contains(&k.as_str()))
+            .map(|k| UnknownKey {
+                line: lines.line(k),
+                key: k.clone(),
+                hint: hint_for(k),
+            })
+            .collect();
+        unknown.sort_by_key(|u| u.line);
+        // Keys read as the one they start with (unless that one is there too).
+        let read_as: HashMap<&'static str, &str> = unknown
+            .iter()
+            .filter_map(|u| match u.hint {
+                KeyHint::ReadAs(k) if !entries.contains_key(k) => Some((k, u.key.as_str())),
+                _ => None,
+            })
+            .collect();
         let get = |key: &'static str| -> Option<(&str, usize)> {
+            let written = read_as.get(key).copied().unwrap_or(key);
             entries
-                .get(key)
-                .map(|v| (v.as_deref().unwrap_or(""), lines.line(key)))
+                .get(written)
+                .map(|v| (v.as_deref().unwrap_or(""), lines.line(written)))
         };
         let require = |key: &'static str| get(key).ok_or(ConfigError::Missing { path: None, key });
 
@@ -214,12 +339,7 @@ impl Config {
                 ));
             }
         }
-        for key in entries.keys() {
-            if !KNOWN_KEYS.contains(&key.as_str()) {
-                tracing::debug!(key = key.as_str(), "ignoring an unknown configuration key");
-            }
-        }
-        Ok(config)
+        Ok((config, unknown))
     }
 
     /// The configuration as `[MBUS]` file text (LF line ends).
@@ -387,4 +507,46 @@ fn parse_group(v: &str) -> Result<GroupAddress, String> {
         return Err("not a multicast address".into());
     }
     Ok(GroupAddress::Ip(ip))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEYS: &str =
+        "[MBUS]\nCONFIG_VERSION=1\nHASHKEY=(HMAC-MD5-96,MTIzMTU2MTg5MTEy)\nENCRYPTIONKEY=(NOENCR,)\n";
+
+    #[test]
+    fn an_unknown_key_is_named_with_its_line_and_the_nearest_known_one() {
+        let text =
+            format!("{KEYS}PROT=47099\nport=47098\nTIMER_C=100\nSCOPEX=LINKLOCAL\nXYZZY_PLUGH=1\n");
+        let (config, unknown) = Config::parse_checked(&text).unwrap();
+        let said: Vec<(usize, &str, KeyHint)> = unknown
+            .iter()
+            .map(|u| (u.line, u.key.as_str(), u.hint.clone()))
+            .collect();
+        assert_eq!(
+            said,
+            [
+                (5, "PROT", KeyHint::DidYouMean("PORT")),
+                (6, "port", KeyHint::UpperCase("PORT")),
+                (8, "SCOPEX", KeyHint::ReadAs("SCOPE")),
+                (9, "XYZZY_PLUGH", KeyHint::Ignored),
+            ]
+        );
+        assert_eq!(config.port, None, "neither PROT nor port sets the port");
+        assert_eq!(
+            config.scope,
+            Scope::LinkLocal,
+            "SCOPEX is read as UCL reads it"
+        );
+        assert_eq!(
+            unknown[0].to_string(),
+            "unknown key PROT, ignored: did you mean PORT?"
+        );
+        assert!(unknown[1].to_string().contains("keys are upper case"));
+        // A key written as ours wins over one that only starts with it.
+        let (config, _) = Config::parse_checked(&format!("{KEYS}PORTX=1\nPORT=47001\n")).unwrap();
+        assert_eq!(config.port, Some(47001));
+    }
 }

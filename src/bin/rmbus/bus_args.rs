@@ -145,6 +145,12 @@ impl BusPlace {
         config
             .keys()
             .map_err(|e| Failure::input(format!("{}: {e}", path.display())))?;
+        tracing::info!(
+            "configuration {}: group {}, scope {}",
+            path.display(),
+            config.group_addr(),
+            config.scope.config_name()
+        );
         Ok(config)
     }
 }
