@@ -385,14 +385,16 @@ fn tls_with_http2_and_keep_alive() {
     use tokio_rustls::rustls;
     let mut roots = rustls::RootCertStore::empty();
     roots.add(ck.cert.der().clone()).unwrap();
+    // ring's provider, deprecated since rustls 0.23.48 for lacking
+    // post-quantum key exchange, is the one the gateway serves with.
+    #[allow(deprecated)]
+    let ring = || rustls::crypto::ring::default_provider();
     let client = |alpn: &[&[u8]]| {
-        let mut c = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots.clone())
-        .with_no_client_auth();
+        let mut c = rustls::ClientConfig::builder_with_provider(Arc::new(ring()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots.clone())
+            .with_no_client_auth();
         c.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         tokio_rustls::TlsConnector::from(Arc::new(c))
     };

@@ -72,6 +72,10 @@ pub fn tls_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, 
         return Err(format!("{}: no certificate in it", cert.display()));
     }
     let key = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{}: {e}", key.display()))?;
+    // rustls 0.23.48 deprecates ring's provider (ring has no post-quantum
+    // key exchange). We build on ring on purpose: aws-lc-rs needs a C and
+    // cmake toolchain to build. The classical key exchanges stay sound.
+    #[allow(deprecated)]
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
