@@ -26,6 +26,7 @@ Examples:
   rmbus monitor --json --command tool           # JSON lines, commands tool and tool.*
   rmbus monitor --dst '(module:engine)'          # what entities matching it could receive
   rmbus monitor --pcap bus.pcap                  # also record for tcpdump / Wireshark
+  rmbus monitor --pcap bus.pcapng                # the same, as pcapng
   rmbus monitor --read bus.pcap                  # decode a capture instead of listening
 
 Rejected datagrams are shown, flagged with the reason; so are the copies and
@@ -49,9 +50,13 @@ pub struct Args {
     /// (`tool.` means the same as `tool`).
     #[arg(long, value_name = "PREFIX")]
     command: Option<String>,
-    /// Also write every datagram seen to this pcap file.
+    /// Also write every datagram seen to this capture file (pcapng if its
+    /// name ends in .pcapng, else pcap; see --pcap-format).
     #[arg(long, value_name = "FILE")]
     pcap: Option<PathBuf>,
+    /// The capture's format, whatever the file's name.
+    #[arg(long, value_enum, value_name = "FORMAT", requires = "pcap")]
+    pcap_format: Option<pcap::Format>,
     /// Decode a capture (pcap or pcapng) instead of listening; creates no
     /// configuration, and without one shows the records unverified.
     #[arg(long, value_name = "FILE", conflicts_with = "pcap")]
@@ -325,7 +330,10 @@ fn watch(args: Args, config: Option<rmbus::config::Config>, printer: &mut Printe
         Some(path) => Some(
             File::create(path)
                 .map(BufWriter::new)
-                .and_then(pcap::Writer::new)
+                .and_then(|out| {
+                    let format = args.pcap_format.unwrap_or_else(|| pcap::Format::of(path));
+                    pcap::Writer::new(out, format)
+                })
                 .map_err(|e| Failure::input(format!("{}: {e}", path.display())))?,
         ),
         None => None,

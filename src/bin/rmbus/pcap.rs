@@ -1,6 +1,6 @@
 //! Captures (the formats tcpdump and Wireshark read and write): `monitor
-//! --pcap` writes what it sees as a pcap file of raw IP packets (link type
-//! 101); `monitor --read` takes the UDP payloads out of pcap and pcapng files
+//! --pcap` writes what it sees as raw IP packets (link type 101), as classic
+//! pcap or as pcapng ([`Format`]); `monitor --read` takes the UDP payloads out of pcap and pcapng files
 //! (Wireshark's default) with raw IP, Ethernet, Linux cooked (v1 and v2) or
 //! BSD loopback framing. The files are read and written by `pcap-file`, the
 //! link and IP layers by `etherparse`.
@@ -13,14 +13,42 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
 use pcap_file::pcap::{PcapHeader, PcapPacket, PcapReader, PcapWriter};
-use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionOption;
-use pcap_file::pcapng::{Block, PcapNgReader};
+use pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketBlock;
+use pcap_file::pcapng::blocks::interface_description::{
+    InterfaceDescriptionBlock, InterfaceDescriptionOption,
+};
+use pcap_file::pcapng::{Block, PcapNgReader, PcapNgWriter};
 use pcap_file::{DataLink, PcapError};
 
-/// Writes UDP datagrams as a pcap capture of raw IP packets, each record
-/// flushed as it is written (a live capture is readable while it grows).
+/// The file format a capture is written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Classic pcap (libpcap's format, what tcpdump writes).
+    Pcap,
+    /// pcapng (Wireshark's own).
+    Pcapng,
+}
+
+impl Format {
+    /// The format a file name asks for: pcapng for `.pcapng`, else pcap.
+    pub fn of(path: &std::path::Path) -> Format {
+        match path.extension().and_then(|e| e.to_str()) {
+            Some(e) if e.eq_ignore_ascii_case("pcapng") => Format::Pcapng,
+            _ => Format::Pcap,
+        }
+    }
+}
+
+/// The writer of one format.
+enum Sink<W: Write> {
+    Pcap(PcapWriter<Shared<W>>),
+    Pcapng(PcapNgWriter<Shared<W>>),
+}
+
+/// Writes UDP datagrams as a capture of raw IP packets, each record flushed
+/// as it is written (a live capture is readable while it grows).
 pub struct Writer<W: Write> {
-    pcap: PcapWriter<Shared<W>>,
+    sink: Sink<W>,
     out: Shared<W>,
 }
 
@@ -38,18 +66,36 @@ impl<W: Write> Write for Shared<W> {
 }
 
 impl<W: Write> Writer<W> {
-    pub fn new(out: W) -> io::Result<Writer<W>> {
-        let header = PcapHeader {
-            datalink: DataLink::RAW,
-            endianness: pcap_file::Endianness::Little,
-            ..PcapHeader::default()
-        };
+    pub fn new(out: W, format: Format) -> io::Result<Writer<W>> {
         let shared = Rc::new(RefCell::new(out));
-        let pcap = PcapWriter::with_header(Shared(Rc::clone(&shared)), header)
-            .map_err(io::Error::other)?;
+        let sink = match format {
+            Format::Pcap => {
+                let header = PcapHeader {
+                    datalink: DataLink::RAW,
+                    endianness: pcap_file::Endianness::Little,
+                    ..PcapHeader::default()
+                };
+                Sink::Pcap(
+                    PcapWriter::with_header(Shared(Rc::clone(&shared)), header)
+                        .map_err(io::Error::other)?,
+                )
+            }
+            Format::Pcapng => {
+                let mut w =
+                    PcapNgWriter::new(Shared(Rc::clone(&shared))).map_err(io::Error::other)?;
+                let interface = InterfaceDescriptionBlock {
+                    linktype: DataLink::RAW,
+                    snaplen: 0,
+                    // Timestamps in nanoseconds, as the packets carry them.
+                    options: vec![InterfaceDescriptionOption::IfTsResol(9)],
+                };
+                w.write_pcapng_block(interface).map_err(io::Error::other)?;
+                Sink::Pcapng(w)
+            }
+        };
         let mut out = Shared(shared);
         out.flush()?;
-        Ok(Writer { pcap, out })
+        Ok(Writer { sink, out })
     }
 
     /// One datagram from `src` to `dst` (same IP family), received at `at`.
@@ -62,8 +108,22 @@ impl<W: Write> Writer<W> {
     ) -> io::Result<()> {
         let packet = ip_packet(src, dst, payload)?;
         let since = at.duration_since(UNIX_EPOCH).unwrap_or_default();
-        let record = PcapPacket::new(since, packet.len() as u32, &packet);
-        self.pcap.write_packet(&record).map_err(io::Error::other)?;
+        match &mut self.sink {
+            Sink::Pcap(w) => {
+                let record = PcapPacket::new(since, packet.len() as u32, &packet);
+                w.write_packet(&record).map_err(io::Error::other)?;
+            }
+            Sink::Pcapng(w) => {
+                let block = EnhancedPacketBlock {
+                    interface_id: 0,
+                    timestamp: since,
+                    original_len: packet.len() as u32,
+                    data: std::borrow::Cow::Borrowed(&packet),
+                    options: Vec::new(),
+                };
+                w.write_pcapng_block(block).map_err(io::Error::other)?;
+            }
+        }
         self.out.flush()
     }
 }
@@ -279,8 +339,16 @@ mod tests {
     use super::*;
 
     fn written(records: &[(SocketAddr, SocketAddr, &[u8])], at: SystemTime) -> Vec<u8> {
+        written_as(records, at, Format::Pcap)
+    }
+
+    fn written_as(
+        records: &[(SocketAddr, SocketAddr, &[u8])],
+        at: SystemTime,
+        format: Format,
+    ) -> Vec<u8> {
         let mut file = Vec::new();
-        let mut w = Writer::new(&mut file).unwrap();
+        let mut w = Writer::new(&mut file, format).unwrap();
         for (s, d, p) in records {
             w.write(at, *s, *d, p).unwrap();
         }
@@ -315,6 +383,21 @@ mod tests {
             (v6.0, v6.1, b"hello v6".as_slice())
         );
         assert_eq!(got[0].at, at);
+        // The same as pcapng: its own magic, the same records and times.
+        let ng = written_as(&[(v4.0, v4.1, b"odd length")], at, Format::Pcapng);
+        assert_eq!(
+            &ng[..4],
+            &[0x0a, 0x0d, 0x0d, 0x0a],
+            "a pcapng section header"
+        );
+        let got = read_all(ng.as_slice()).unwrap().datagrams;
+        assert_eq!(got.len(), 1);
+        assert_eq!(
+            (got[0].at, got[0].payload.as_slice()),
+            (at, b"odd length".as_slice())
+        );
+        assert_eq!(Format::of(std::path::Path::new("x.PCAPNG")), Format::Pcapng);
+        assert_eq!(Format::of(std::path::Path::new("x.pcap")), Format::Pcap);
     }
 
     #[test]
