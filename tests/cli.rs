@@ -1028,3 +1028,24 @@ fn a_typo_in_the_configuration_is_named_with_its_file_line_and_nearest_key() {
         "{err}"
     );
 }
+
+#[test]
+fn argument_lists_that_cannot_be_read_say_why_in_words() {
+    let dir = tempfile::tempdir().unwrap();
+    for (args, says) in [
+        ("(1 2))", "text after the list"),
+        ("()x", "text after the list"),
+        ("(1 \"x)", "unterminated string"),
+        ("('x')", "double quotes"),
+    ] {
+        let mut c = rmbus(dir.path());
+        c.args(["send", "test.x", args]);
+        let out = run(c, b"");
+        assert_eq!(out.status.code(), Some(2), "{args}");
+        assert!(stderr(&out).contains(says), "{args}: {}", stderr(&out));
+        assert!(
+            !dir.path().join(".mbus").exists(),
+            "refused before anything was made"
+        );
+    }
+}

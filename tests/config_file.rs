@@ -350,3 +350,21 @@ fn shipped_development_config_parses() {
     assert_eq!(config.hash.key.len(), 16);
     assert_eq!(config.framing, Framing::Lf);
 }
+
+#[test]
+fn errors_print_as_sentences_even_as_debug_and_a_line_before_the_section_names_its_key_once() {
+    let e = rmbus::config::ConfigError::Permissions {
+        path: "/tmp/x.conf".into(),
+        mode: 0o644,
+    };
+    // What `fn main() -> Result<(), Box<dyn Error>>` prints.
+    let debug = format!("{e:?}");
+    assert!(
+        debug.contains("mode 0644") && debug.contains("chmod 600"),
+        "{debug}"
+    );
+    let e = rmbus::config::Config::parse("CONFIG_VERSION=1\n[MBUS]\n").unwrap_err();
+    let text = e.to_string();
+    assert!(text.contains("CONFIG_VERSION=1:"), "{text}");
+    assert!(!text.contains("CONFIG_VERSION=CONFIG_VERSION"), "{text}");
+}

@@ -215,7 +215,7 @@ impl Config {
 
 /// A configuration problem. Every variant names the file (when there is one);
 /// value errors also name the line, the key and the offending value.
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
     /// The file could not be read, created or written.
@@ -290,6 +290,15 @@ fn location(path: &Option<PathBuf>, line: usize) -> String {
         file
     } else {
         format!("{file}:{line}")
+    }
+}
+
+/// As its sentence: what `fn main() -> Result<(), Box<dyn Error>>` prints
+/// when a configuration error reaches it (the mode in octal, the path as
+/// written).
+impl std::fmt::Debug for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
     }
 }
 

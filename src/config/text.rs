@@ -41,7 +41,7 @@ impl<'a> Lines<'a> {
                 section = Some(name.trim());
                 continue;
             }
-            let Some((key, _)) = line.split_once('=') else {
+            let Some((key, value)) = line.split_once('=') else {
                 return Err(invalid(number, "", line, "expected KEY=VALUE"));
             };
             match section {
@@ -49,7 +49,7 @@ impl<'a> Lines<'a> {
                     return Err(invalid(
                         number,
                         key.trim(),
-                        line,
+                        value.trim(),
                         "the file must start with the [MBUS] section header",
                     ))
                 }

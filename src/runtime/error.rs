@@ -7,7 +7,7 @@ use crate::proto::{SendError, SetupError};
 
 /// Why [`super::Bus::bind`], [`super::Host::bind`], [`super::Host::add`] or
 /// [`super::spawn`] failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum BindError {
     /// The sockets could not be opened or set up (a port in use, no such
@@ -20,6 +20,14 @@ pub enum BindError {
     /// The entity could not be created (its address).
     #[error(transparent)]
     Setup(#[from] SetupError),
+}
+
+/// As its sentence (what `fn main() -> Result<(), Box<dyn Error>>`
+/// prints).
+impl std::fmt::Debug for BindError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
 }
 
 /// Why a [`super::Handle`] could not do what it was asked.

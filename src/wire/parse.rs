@@ -154,6 +154,35 @@ pub(crate) fn parse_value_text(bytes: &[u8]) -> Result<Value, ParseError> {
     Ok(v)
 }
 
+impl ParseError {
+    /// The error of [`Value::parse`] on `input` as a person reads it: what
+    /// went wrong in words where the rule alone says little (text after a
+    /// complete value, a string without its closing quote, a string in
+    /// single quotes), with the byte offset.
+    pub fn explain(&self, input: &str) -> String {
+        let at = self.offset;
+        let rest = input.get(at..).unwrap_or_default();
+        let before = input.get(..at).unwrap_or_default();
+        match self.rule {
+            Rule::Value if before.trim().is_empty() && rest.starts_with('\'') => format!(
+                "at byte {at}: strings are written in double quotes (\"x\"), not single ('x')"
+            ),
+            Rule::Value | Rule::Whitespace
+                if !before.trim().is_empty() && Value::parse(before).is_ok() =>
+            {
+                format!("at byte {at}: text after the list: {rest:?}")
+            }
+            Rule::String if rest.starts_with('"') && !rest[1..].contains('"') => {
+                format!("at byte {at}: unterminated string (no closing '\"')")
+            }
+            Rule::Value if rest.starts_with('\'') => format!(
+                "at byte {at}: strings are written in double quotes (\"x\"), not single ('x')"
+            ),
+            _ => self.to_string(),
+        }
+    }
+}
+
 impl Value {
     /// Parses one value written in Mbus syntax, e.g. `(1 "x" (2 3))`.
     pub fn parse(text: &str) -> Result<Value, ParseError> {
@@ -599,5 +628,27 @@ impl Parser<'_> {
             .map_err(|_| self.err(open, Rule::Data))?;
         self.pos = open + 1 + len + 1;
         Ok(Value::Data(bytes))
+    }
+}
+
+#[cfg(test)]
+mod explain_tests {
+    use super::*;
+
+    #[test]
+    fn value_errors_read_as_sentences() {
+        let explain = |t: &str| Value::parse(t).unwrap_err().explain(t);
+        assert_eq!(explain("(1 2))"), "at byte 5: text after the list: \")\"");
+        assert_eq!(explain("()x"), "at byte 2: text after the list: \"x\"");
+        assert_eq!(
+            explain("(1 \"x)"),
+            "at byte 3: unterminated string (no closing '\"')"
+        );
+        assert!(
+            explain("('x')").contains("double quotes"),
+            "{}",
+            explain("('x')")
+        );
+        assert!(explain("(.5)").contains("value: expected a number"));
     }
 }

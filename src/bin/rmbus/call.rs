@@ -324,8 +324,13 @@ pub fn run_set(args: SetArgs) -> Outcome {
     let t = &args.target;
     let value = json_error(
         t,
-        Value::parse(&args.value)
-            .map_err(|e| Failure::input(format!("value '{}': {e}", args.value))),
+        Value::parse(&args.value).map_err(|e| {
+            Failure::input(format!(
+                "value '{}': {}",
+                args.value,
+                e.explain(&args.value)
+            ))
+        }),
     )?;
     let mut session = json_error(t, Session::open(t))?;
     let outcome = json_error(

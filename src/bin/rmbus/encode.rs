@@ -112,7 +112,12 @@ fn parse_commands(words: &[String]) -> Result<Vec<Command>, String> {
             Some(list) => match Value::parse(list) {
                 Ok(Value::List(items)) => items,
                 Ok(_) => return Err(format!("arguments of {name}: '{list}' is not a list")),
-                Err(e) => return Err(format!("arguments of {name}: '{list}': {e}")),
+                Err(e) => {
+                    return Err(format!(
+                        "arguments of {name}: '{list}': {}",
+                        e.explain(list)
+                    ))
+                }
             },
             None => Vec::new(),
         };

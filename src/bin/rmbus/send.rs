@@ -57,8 +57,8 @@ pub fn command(name: &str, args: &str) -> Result<Command, String> {
             Ok(command)
         }
         Ok(_) => Err(format!("arguments '{args}': not a list; {HINT}")),
-        Err(e) if !listed => Err(format!("arguments '{args}': {e}; {HINT}")),
-        Err(e) => Err(format!("arguments '{args}': {e}")),
+        Err(e) if !listed => Err(format!("arguments '{args}': {}; {HINT}", e.explain(args))),
+        Err(e) => Err(format!("arguments '{args}': {}", e.explain(args))),
     }
 }
 
