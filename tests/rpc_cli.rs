@@ -354,3 +354,37 @@ fn nix_kill(pid: u32) {
         .unwrap();
     assert!(status.success());
 }
+
+#[test]
+fn join_refuses_an_answer_two_callers_share_naming_both_and_takes_the_request_number() {
+    let bus = bus();
+    let mut server = Proc::join(&bus, "server");
+    server.address();
+    // Two callers, each numbering its calls from 0: one RPC ID, two requests.
+    let first = start_call(&bus, &["--json", "(module:server)", "calc.one", "()"]);
+    let a = server.expect("request", |j| {
+        event(j, "request") && j["name"] == "calc.one"
+    });
+    let second = start_call(&bus, &["--json", "(module:server)", "calc.two", "()"]);
+    let b = server.expect("request", |j| {
+        event(j, "request") && j["name"] == "calc.two"
+    });
+    assert_eq!(
+        a["rpc_id"], b["rpc_id"],
+        "both callers start at the same ID"
+    );
+    server.say(&format!("return {} OK", a["rpc_id"].as_str().unwrap()));
+    let refused = server.expect("error", |j| event(j, "error"));
+    let reason = refused["reason"].as_str().unwrap();
+    for (req, name) in [(&a, "calc.one"), (&b, "calc.two")] {
+        assert!(
+            reason.contains(&format!("#{} ({name} from ", req["request"])),
+            "{reason}"
+        );
+    }
+    assert!(reason.contains("answer with #N"), "{reason}");
+    server.say(&format!("return #{} OK", a["request"]));
+    server.say(&format!("return #{} OK", b["request"]));
+    assert_eq!(finish(first).0, 0);
+    assert_eq!(finish(second).0, 0);
+}

@@ -29,9 +29,11 @@ use rmbus::record::Tagged;
                            like send --reliable)
   call ADDR CMD [ARGS]     call an RPC (an unknown ADDR is waited for first); its outcome is a
                            returned event with the action's id
-  return ID STATUS [RESULT ["DESCRIPTION"]] [(VALUES)]
-                           answer a request event: ID is its rpc_id (or #N, N its
-                           request number), STATUS OK, FAILED or UNKNOWN
+  return #N STATUS [RESULT ["DESCRIPTION"]] [(VALUES)]
+                           answer request event number N (its "request" field;
+                           its rpc_id works too while no other open request has
+                           it: every caller numbers its calls from 0), STATUS OK,
+                           FAILED or UNKNOWN
   go ADDR CONDITION        release an entity waiting for CONDITION (mbus.go)
   wait CONDITION           announce mbus.waiting every 100 ms until released
   stats                    print the entity's counters (a stats event)
@@ -133,7 +135,7 @@ fn return_action(rest: &str) -> Result<Action, String> {
     let rest = rest.trim();
     let (id, tail) = rest
         .split_once(char::is_whitespace)
-        .ok_or("expected: return ID STATUS …")?;
+        .ok_or("expected: return #N STATUS … (N the request number)")?;
     let request = match id.strip_prefix('#') {
         Some(n) => RequestRef::Number(
             n.parse()
@@ -353,6 +355,10 @@ impl Pending {
 struct OpenRequest {
     rpc_id: String,
     id: RequestId,
+    /// Who asked, and for what: to name the candidates of an ambiguous
+    /// answer.
+    src: String,
+    name: String,
 }
 
 /// An event as one line of text: its name, then `key=value` fields in
@@ -513,15 +519,29 @@ pub fn run(args: Args) -> Outcome {
                         [i] => {
                             let (_, r) = open.remove(*i);
                             match bus.with_endpoint(|ep, now| ep.rpc().reply(now, r.id, answer)) {
-                                Ok(()) => out.emit(json!({"event": "ok", "id": line_no, "action": "return"})),
+                                Ok(()) => out.emit(
+                                    json!({"event": "ok", "id": line_no, "action": "return"}),
+                                ),
                                 Err(e) => out.error(Some(line_no), e),
                             }
                         }
                         [] => out.error(Some(line_no), "no open request with that ID"),
-                        _ => out.error(
-                            Some(line_no),
-                            "several open requests have that RPC ID; answer with #N (the request number)",
-                        ),
+                        many => {
+                            let candidates: Vec<String> = many
+                                .iter()
+                                .map(|i| {
+                                    let (n, r) = &open[*i];
+                                    format!("#{n} ({} from {})", r.name, r.src)
+                                })
+                                .collect();
+                            out.error(
+                                Some(line_no),
+                                format!(
+                                    "several open requests have that RPC ID (callers number their calls from 0): {}; answer with #N",
+                                    candidates.join(", ")
+                                ),
+                            )
+                        }
                     }
                 }
                 Ok(Action::Go { dst, condition }) => {
@@ -630,6 +650,8 @@ pub fn run(args: Args) -> Outcome {
                     OpenRequest {
                         rpc_id: r.rpc_id.clone(),
                         id: r.id,
+                        src: r.src.to_string(),
+                        name: r.name.clone(),
                     },
                 ));
                 json!({"event": "request", "rpc_id": r.rpc_id, "request": number, "src": r.src.to_string(), "name": r.name, "type": r.rpc_type.as_str(), "args": Tagged(&r.args)})
