@@ -166,6 +166,24 @@ fn keygen_rejects_unknown_algorithms() {
     assert!(!dir.path().join(".mbus").exists());
 }
 
+#[test]
+fn keygen_says_that_ucl_peers_cannot_read_aes_or_3des() {
+    let dir = tempfile::tempdir().unwrap();
+    for (cipher, warned) in [("aes", true), ("3des", true), ("des", false), ("none", false)] {
+        let mut c = rmbus(dir.path());
+        c.args(["keygen", "--force", "--cipher", cipher, "-o"])
+            .arg(dir.path().join("k"));
+        let out = run(c, b"");
+        assert_eq!(out.status.code(), Some(0));
+        assert_eq!(
+            stderr(&out).contains("accept only NOENCR and DES"),
+            warned,
+            "{cipher}: {}",
+            stderr(&out)
+        );
+    }
+}
+
 // ---- decode -------------------------------------------------------------------
 
 const V2_JSON: &str = r#"{"auth":"ok","seq":1,"timestamp":1020000000100,"reliable":true,"src":"(app:test module:engine id:4711-1@192.168.1.1)","dst":"(app:test module:gui id:4712-1@192.168.1.1)","acks":[],"commands":[{"name":"tool.test.set","args":[{"int":42},{"int":-7},{"float":3.25},{"float":-0.5},{"str":"a \"quoted\" word\\ and\nnewline"},{"sym":"sym_bol-1.x"},{"list":[{"int":1},{"list":[{"int":2},{"int":3}]},{"list":[]}]},{"data":"aGVsbG8="}]},{"name":"tool.test.ping","args":[]}]}"#;
@@ -1020,6 +1038,10 @@ fn a_typo_in_the_configuration_is_named_with_its_file_line_and_nearest_key() {
     let out = run(cmd, b"");
     let err = stderr(&out);
     assert!(err.contains("PORTX is read as PORT"), "{err}");
+    assert!(
+        err.contains("no entity answered within 0.2 s"),
+        "an empty bus is said: {err}"
+    );
     assert!(
         err.contains(&format!(
             "configuration {}: group 239.255.255.247:{port}, scope HOSTLOCAL",

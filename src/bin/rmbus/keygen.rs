@@ -24,9 +24,9 @@ pub enum Cipher {
     None,
     /// DES-CBC (UCL-compatible).
     Des,
-    /// AES-128-CBC.
+    /// AES-128-CBC (UCL peers accept only none and des).
     Aes,
-    /// Triple DES (EDE3) in CBC mode.
+    /// Triple DES (EDE3) in CBC mode (UCL peers accept only none and des).
     #[value(name = "3des")]
     TripleDes,
 }
@@ -74,5 +74,10 @@ pub fn run(args: Args) -> Outcome {
         "rmbus: wrote {} with fresh keys ({hash}, {cipher})",
         path.display()
     );
+    if matches!(cipher, CipherAlgo::Aes | CipherAlgo::TripleDes) {
+        eprintln!(
+            "rmbus: note: UCL peers (RAT, VIC, SDR) accept only NOENCR and DES: they cannot read a bus encrypted with {cipher}"
+        );
+    }
     Ok(())
 }

@@ -56,6 +56,14 @@ pub fn run(args: Args) -> Outcome {
     if let (true, Some(hint)) = (peers.is_empty(), hint) {
         return Err(Failure::input(format!("no entity answered; {hint}")));
     }
+    if peers.is_empty() {
+        // Nothing is no error (an empty bus), but it is said, on stderr:
+        // stdout stays what it always is (the table, or JSON lines).
+        eprintln!(
+            "rmbus: no entity answered within {:.1} s (--wait to wait longer)",
+            wait.as_secs_f64()
+        );
+    }
     let mut out = std::io::stdout().lock();
     // The address column is as wide as the longest address.
     let width = peers
