@@ -169,7 +169,12 @@ fn keygen_rejects_unknown_algorithms() {
 #[test]
 fn keygen_says_that_ucl_peers_cannot_read_aes_or_3des() {
     let dir = tempfile::tempdir().unwrap();
-    for (cipher, warned) in [("aes", true), ("3des", true), ("des", false), ("none", false)] {
+    for (cipher, warned) in [
+        ("aes", true),
+        ("3des", true),
+        ("des", false),
+        ("none", false),
+    ] {
         let mut c = rmbus(dir.path());
         c.args(["keygen", "--force", "--cipher", cipher, "-o"])
             .arg(dir.path().join("k"));

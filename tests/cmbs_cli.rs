@@ -312,6 +312,16 @@ fn a_held_message_reaches_a_member_that_starts_during_the_hold() {
     let bus = bus();
     let dir = tempfile::tempdir().unwrap();
     let mut publisher = held_publisher(&bus, 1);
+    // Said at once, with the id and until when.
+    let held = publisher.expect("the held event", |j| j["event"] == "held");
+    assert!(
+        held["message"].as_str().is_some_and(|m| m.len() == 36),
+        "{held}"
+    );
+    assert!(
+        held["until"].as_str().is_some_and(|u| u.ends_with('Z')),
+        "{held}"
+    );
     let mut late = member(
         &bus,
         &store_in(dir.path(), "late"),
@@ -494,4 +504,32 @@ fn a_member_is_one_entity_on_the_bus() {
     );
     assert!(cmbs[0]["address"].as_str().unwrap().contains(A), "{out}");
     assert!(a.running());
+}
+
+#[test]
+fn a_held_message_with_nobody_there_says_it_is_held_and_that_nobody_came() {
+    let bus = bus();
+    let mut cmd = rmbus(&bus);
+    cmd.args([
+        "publish",
+        "--wait",
+        "0.3",
+        "--layer",
+        "l2",
+        "--hold",
+        "1",
+        "\"anyone?\"",
+    ]);
+    let out = cmd.output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(2), "{stdout}{stderr}");
+    assert!(stdout.contains("held for 1 s, until 20"), "{stdout}");
+    assert!(stdout.contains("NO_RECIPIENT"), "{stdout}");
+    assert!(
+        stderr.contains("no matching member appeared during the 1 s hold"),
+        "{stderr}"
+    );
 }

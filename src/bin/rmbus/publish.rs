@@ -159,7 +159,14 @@ fn print_report(json: bool, r: &Report) {
 }
 
 pub fn run(args: Args) -> Outcome {
-    let (message, hold) = message(&args)?;
+    let (mut message, hold) = message(&args)?;
+    if message.id.is_empty() {
+        // Chosen here, so that a held message can be named at once.
+        message.id = uuid::Builder::from_random_bytes(rand::random())
+            .into_uuid()
+            .to_string();
+    }
+    let id = message.id.clone();
     if let Err(r) = message.check_sendable() {
         return Err(Failure::input(r));
     }
@@ -194,6 +201,19 @@ pub fn run(args: Args) -> Outcome {
     hosted.members.publish_then(None, publish, move |r| {
         let _ = tx.send(Wake::Report(r));
     });
+    if let Some(h) = hold {
+        // Said at once: the report comes only when the hold ends.
+        let until = rmbus::record::rfc3339(std::time::SystemTime::now() + h);
+        let text = if args.json {
+            serde_json::json!({"event": "held", "message": id, "until": until}).to_string()
+        } else {
+            format!(
+                "message {id} held for {} s, until {until}: matching members that appear meanwhile get it",
+                h.as_secs_f64()
+            )
+        };
+        print(args.json, text);
+    }
     // Wait for the report, printing lines as they come when holding.
     let json = args.json;
     let report = hosted.wait_for(
@@ -217,6 +237,14 @@ pub fn run(args: Args) -> Outcome {
     hosted.close();
     let report = report.map_err(Failure::input)?;
     print_report(args.json, &report);
+    if let (Some(h), rmbus::cmbs::Outcome::Rejected(r)) = (hold, &report.outcome) {
+        if r.code == rmbus::cmbs::Code::NoRecipient && !args.json {
+            eprintln!(
+                "rmbus: no matching member appeared during the {} s hold",
+                h.as_secs_f64()
+            );
+        }
+    }
     match report.outcome.exit_code() {
         0 => Ok(()),
         code => Err(Failure::with_code(code, "")),
