@@ -35,6 +35,9 @@ fn mixer(config: &Config) -> Result<Handle, Box<dyn std::error::Error>> {
                 None => Reply::failed("NOT_A_NUMBER", "mixer.add takes integers").into(),
             }
         });
+        bus.serve("mixer.status", |_| {
+            Reply::ok_with("MIXING", "", vec![]).into()
+        });
         bus.serve("mixer.slow", move |req| {
             let _ = work.send(req.id);
             Handled::Later

@@ -1076,3 +1076,24 @@ fn argument_lists_that_cannot_be_read_say_why_in_words() {
         );
     }
 }
+
+#[test]
+fn every_help_puts_the_logging_flags_apart_from_the_bus_options() {
+    let dir = tempfile::tempdir().unwrap();
+    for sub in [
+        "demo", "monitor", "list", "send", "join", "call", "get", "set", "watch", "member",
+        "members", "publish", "messages", "gateway", "bridge", "keygen", "decode", "encode",
+    ] {
+        let mut c = rmbus(dir.path());
+        c.args([sub, "--help"]);
+        let help = stdout(&run(c, b""));
+        let logging = help
+            .find("\nLogging:\n")
+            .unwrap_or_else(|| panic!("{sub}: {help}"));
+        let verbose = help.find("-v, --verbose").unwrap();
+        assert!(verbose > logging, "{sub}: -v under Logging");
+        if let Some(port) = help.find("--port <N>") {
+            assert!(port < logging, "{sub}: the bus options come first");
+        }
+    }
+}

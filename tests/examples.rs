@@ -117,6 +117,11 @@ fn rpc_service_serve_says_bye_when_it_leaves() {
             Err(e) => panic!("the mixer never joined: {e}"),
         }
     };
+    // What the README's `rmbus call … mixer.status` asks of it.
+    let status = watcher
+        .call(&mixer, "mixer.status", vec![], Duration::from_secs(10))
+        .unwrap();
+    assert!(format!("{status:?}").contains("MIXING"), "{status:?}");
     stop.send(()).unwrap();
     server.join().unwrap().unwrap();
     // Its worker thread holds only a weak handle: leaving is a bye, not an

@@ -136,10 +136,10 @@ const EXIT_CODES: &str = exit_codes!();
 #[command(after_help = EXIT_CODES)]
 pub struct Cli {
     /// More logging on stderr (-v info, -vv debug, -vvv trace); RUST_LOG also works.
-    #[arg(short, long, action = ArgAction::Count, global = true)]
+    #[arg(short, long, action = ArgAction::Count, global = true, help_heading = "Logging")]
     verbose: u8,
     /// Less logging on stderr (errors only).
-    #[arg(short, long, global = true)]
+    #[arg(short, long, global = true, help_heading = "Logging")]
     quiet: bool,
     #[command(subcommand)]
     command: Command,
