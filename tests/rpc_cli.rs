@@ -302,6 +302,23 @@ fn get_set_and_watch_a_property() {
         &["set", "(module:mixer)", "audio.volume", "(unclosed"],
     );
     assert_eq!(code, Some(2), "{err}");
+    // A value of another type: refused with --strict, else made with a word.
+    let (code, _, err) = run(
+        &bus,
+        &["set", "--strict", "(module:mixer)", "audio.volume", "abc"],
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("audio.volume is an Integer 7; abc is a Symbol abc"),
+        "{err}"
+    );
+    assert_eq!(value("audio.volume"), Some(Value::Integer(7)), "not set");
+    let (code, _, err) = run(&bus, &["set", "(module:mixer)", "audio.volume", "abc"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("the property changes type"), "{err}");
+    assert_eq!(value("audio.volume"), Some(Value::symbol("abc")));
+    let (code, _, err) = run(&bus, &["set", "(module:mixer)", "audio.volume", "7"]);
+    assert_eq!(code, Some(0), "{err}");
     let (code, out, _) = run(&bus, &["call", "(module:mixer)", "mixer.reset"]);
     assert_eq!((code, out.as_str()), (Some(0), "(OK OK \"\")\n()\n"));
 

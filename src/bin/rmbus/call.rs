@@ -101,6 +101,10 @@ pub struct SetArgs {
     /// The new value, one Mbus value, e.g. 80, '"text"' or '(1 2)'.
     #[arg(value_name = "VALUE", allow_hyphen_values = true)]
     value: String,
+    /// Refuse a value of another type than the property's (without it, such
+    /// a change is made with a warning).
+    #[arg(long)]
+    strict: bool,
 }
 
 /// Watch a property of one entity (`PROP.watch`): print its value, then every
@@ -333,6 +337,27 @@ pub fn run_set(args: SetArgs) -> Outcome {
         }),
     )?;
     let mut session = json_error(t, Session::open(t))?;
+    // A value of another type than the property has is most likely a slip
+    // (`abc` for 80 is the Symbol abc): said, or with --strict refused.
+    if let Ok(RpcOutcome::Returned(r)) = session.call(&format!("{}.get", args.property), vec![]) {
+        if let (true, [old]) = (r.is_ok(), r.values.as_slice()) {
+            if type_name(old) != type_name(&value) {
+                let why = format!(
+                    "{} is {} {old}; {} is {} {value}",
+                    args.property,
+                    type_name(old),
+                    args.value,
+                    type_name(&value)
+                );
+                if args.strict {
+                    session.close();
+                    let refused = Failure::input(format!("{why} (--strict: not set)"));
+                    return json_error(t, Err(refused));
+                }
+                tracing::warn!("{why}: the property changes type");
+            }
+        }
+    }
     let outcome = json_error(
         t,
         session.call(&format!("{}.set", args.property), vec![value]),
@@ -341,6 +366,18 @@ pub fn run_set(args: SetArgs) -> Outcome {
     let callee = session.callee.clone();
     session.close();
     exit_for(&outcome, &callee)
+}
+
+/// A value's type, with its article, for a person.
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Integer(_) | Value::BigInteger(_) => "an Integer",
+        Value::Float(_) => "a Float",
+        Value::String(_) => "a String",
+        Value::Symbol(_) => "a Symbol",
+        Value::List(_) => "a List",
+        Value::Data(_) => "Data",
+    }
 }
 
 /// One line of `watch --json`: every line has the same top level, `event`
