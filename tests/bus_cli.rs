@@ -883,3 +883,23 @@ fn a_one_shot_command_interrupted_exits_130_or_143() {
         });
     }
 }
+
+#[test]
+fn join_says_in_its_ready_event_which_configuration_it_joined_with() {
+    let bus = bus();
+    let mut t = Proc::start({
+        let mut c = rmbus(&bus);
+        c.args(["join", "--json", "--address", "(app:test module:r)"]);
+        c
+    });
+    let ready = t.expect("ready", |j| event(j, "ready"));
+    let group = bus.config.group_addr();
+    assert_eq!(
+        ready["config"],
+        bus.config_path.display().to_string(),
+        "{ready}"
+    );
+    assert_eq!(ready["group"], group.ip().to_string(), "{ready}");
+    assert_eq!(ready["port"], group.port(), "{ready}");
+    assert_eq!(ready["scope"], "HOSTLOCAL", "{ready}");
+}

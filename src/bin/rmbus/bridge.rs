@@ -173,8 +173,10 @@ pub fn run(args: Args) -> Outcome {
         "NATS not reachable yet (retrying)"
     };
     if args.json {
-        let line = json!({"event": "ready", "site": args.site, "address": started.address,
-                          "nats": args.nats, "connected": bridge.is_connected()});
+        let line = crate::bus_args::with_config_fields(
+            json!({"event": "ready", "site": args.site, "address": started.address,
+                   "nats": args.nats, "connected": bridge.is_connected()}),
+        );
         println!("{line}");
     } else {
         println!(

@@ -10,6 +10,21 @@ use rmbus::wire::Address;
 
 use crate::Failure;
 
+/// The configuration this run joined with, as the fields of a `ready`
+/// event: `config` (the file), `group`, `port` and `scope`.
+static USED: std::sync::OnceLock<serde_json::Value> = std::sync::OnceLock::new();
+
+/// Adds to `event` (a JSON object) the fields of the configuration this
+/// run joined with, if it has joined.
+pub fn with_config_fields(mut event: serde_json::Value) -> serde_json::Value {
+    if let (Some(serde_json::Value::Object(used)), Some(e)) = (USED.get(), event.as_object_mut()) {
+        for (k, v) in used {
+            e.insert(k.clone(), v.clone());
+        }
+    }
+    event
+}
+
 /// `--scope`.
 #[derive(Clone, Copy, ValueEnum)]
 pub enum ScopeArg {
@@ -151,6 +166,13 @@ impl BusPlace {
             config.group_addr(),
             config.scope.config_name()
         );
+        let group = config.group_addr();
+        let _ = USED.set(serde_json::json!({
+            "config": path.display().to_string(),
+            "group": group.ip().to_string(),
+            "port": group.port(),
+            "scope": config.scope.config_name(),
+        }));
         Ok(config)
     }
 }

@@ -273,6 +273,10 @@ const FIELD_ORDER: &[&str] = &[
     "args",
     "values",
     "detail",
+    "config",
+    "group",
+    "port",
+    "scope",
 ];
 
 /// A text field's value: a string as it is unless it holds white space,
@@ -416,7 +420,9 @@ pub fn run(args: Args) -> Outcome {
         ep.rpc().serve_all(true);
         ep.local_address().to_string()
     });
-    out.emit(json!({"event": "ready", "address": ready}));
+    out.emit(crate::bus_args::with_config_fields(
+        json!({"event": "ready", "address": ready}),
+    ));
     let timeout = Duration::from_millis(args.timeout);
 
     // Stdin is read on a thread (so that it is never made non-blocking); each
