@@ -1033,16 +1033,19 @@ fn a_typo_in_the_configuration_is_named_with_its_file_line_and_nearest_key() {
         "a key libgmbus writes passes in silence: {err}"
     );
 
-    // A key UCL reads by its prefix is read so, with a word; at -v every
-    // command that joins says which file, group, port and scope it uses.
+    // At -v every command that joins says which file, group, port and
+    // scope it uses.
     let port = free_port_config().port.unwrap();
-    let joined = config_file(dir.path(), &format!("{MD5_CONFIG}PORTX={port}\n"));
+    let joined = config_file(dir.path(), &format!("{MD5_CONFIG}PORTX=1\nPORT={port}\n"));
     let mut cmd = rmbus(dir.path());
     cmd.args(["-v", "list", "--wait", "0.2", "--config"])
         .arg(&joined);
     let out = run(cmd, b"");
     let err = stderr(&out);
-    assert!(err.contains("PORTX is read as PORT"), "{err}");
+    assert!(
+        err.contains("unknown key PORTX, ignored (here and by UCL"),
+        "{err}"
+    );
     assert!(
         err.contains("no entity answered within 0.2 s"),
         "an empty bus is said: {err}"

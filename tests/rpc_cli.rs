@@ -319,6 +319,13 @@ fn get_set_and_watch_a_property() {
     assert_eq!(value("audio.volume"), Some(Value::symbol("abc")));
     let (code, _, err) = run(&bus, &["set", "(module:mixer)", "audio.volume", "7"]);
     assert_eq!(code, Some(0), "{err}");
+    // With --strict, a type that cannot be read is no type checked.
+    let (code, _, err) = run(
+        &bus,
+        &["set", "--strict", "(module:mixer)", "audio.treble", "1"],
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("cannot be checked"), "{err}");
     let (code, out, _) = run(&bus, &["call", "(module:mixer)", "mixer.reset"]);
     assert_eq!((code, out.as_str()), (Some(0), "(OK OK \"\")\n()\n"));
 
@@ -378,11 +385,31 @@ fn join_refuses_an_answer_two_callers_share_naming_both_and_takes_the_request_nu
     let mut server = Proc::join(&bus, "server");
     server.address();
     // Two callers, each numbering its calls from 0: one RPC ID, two requests.
-    let first = start_call(&bus, &["--json", "(module:server)", "calc.one", "()"]);
+    let first = start_call(
+        &bus,
+        &[
+            "--json",
+            "--timeout",
+            "30000",
+            "(module:server)",
+            "calc.one",
+            "()",
+        ],
+    );
     let a = server.expect("request", |j| {
         event(j, "request") && j["name"] == "calc.one"
     });
-    let second = start_call(&bus, &["--json", "(module:server)", "calc.two", "()"]);
+    let second = start_call(
+        &bus,
+        &[
+            "--json",
+            "--timeout",
+            "30000",
+            "(module:server)",
+            "calc.two",
+            "()",
+        ],
+    );
     let b = server.expect("request", |j| {
         event(j, "request") && j["name"] == "calc.two"
     });

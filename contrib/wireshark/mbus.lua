@@ -4,9 +4,9 @@
 -- Load it for one run:   tshark -X lua_script:mbus.lua -r bus.pcap
 -- or for good:           cp mbus.lua ~/.local/lib/wireshark/plugins/
 --
--- It decodes UDP port 47000 (taking it from the protocol that claims it
--- otherwise) and the ports of the preference "mbus.ports" (Edit >
--- Preferences > Protocols > MBUS, or `-o mbus.ports:47000,47099`), and
+-- It decodes the UDP ports of its preference "mbus.ports", 47000 by
+-- default (taking that port from the protocol that claims it otherwise;
+-- Edit > Preferences > Protocols > MBUS, or `-o mbus.ports:47000,47099`), and
 -- recognises a plain Mbus datagram on any other UDP port by its digest line
 -- and its "mbus/1.0" header. An encrypted datagram (DES, AES or 3DES under
 -- the bus's key) shows as such on a decoded port; a heuristic cannot tell
@@ -56,10 +56,11 @@ local function digest_line(s)
     return digest, #digest + #eol + 1
 end
 
+-- Whitespace, as the grammar has it: space, tab, CR and LF.
 local function skip_ws(s, i)
     while i <= #s do
         local c = s:sub(i, i)
-        if c ~= " " and c ~= "\t" then
+        if c ~= " " and c ~= "\t" and c ~= "\r" and c ~= "\n" then
             break
         end
         i = i + 1
@@ -67,10 +68,27 @@ local function skip_ws(s, i)
     return i
 end
 
+-- A SeqNum or an ack: 1 to 10 digits, at most 4294967295.
+local function seqnum(text)
+    return #text <= 10 and tonumber(text) <= 4294967295
+end
+
+-- A tree that keeps nothing: parse_value on it only finds where a value
+-- ends.
+local dry = {}
+function dry:add()
+    return dry
+end
+function dry:append_text()
+    return dry
+end
+function dry:set_len() end
+function dry:set_text() end
+
 -- One value at s[i], added under `tree` (its range starts at tvb offset
 -- base + i - 1); returns the index after it, or nil if malformed.
 local function parse_value(s, i, tvb, base, tree, depth)
-    if depth > 32 then
+    if depth >= 32 then
         return nil
     end
     local c = s:sub(i, i)
@@ -160,7 +178,7 @@ local function dissect(tvb, pinfo, tree, port_ours)
     if not digest then
         return 0
     end
-    local plain = s:sub(body, body + 8) == "mbus/1.0 "
+    local plain = s:find("^mbus/1%.0%s", body) ~= nil
     if not plain and not port_ours then
         return 0
     end
@@ -190,8 +208,18 @@ local function dissect(tvb, pinfo, tree, port_ours)
     local p = 1
     root:add(f.version, tvb(at, #version), version)
     p = pos(seq, p + #version)
+    if not seqnum(seq) then
+        root:add_proto_expert_info(malformed, "SeqNum: 1 to 10 digits, at most 4294967295")
+        pinfo.cols.info = "Malformed header"
+        return tvb:len()
+    end
     root:add(f.seq, tvb(at + p - 1, #seq), tonumber(seq))
     p = pos(ts, p + #seq)
+    if #ts > 13 then
+        root:add_proto_expert_info(malformed, "TimeStamp: 1 to 13 digits")
+        pinfo.cols.info = "Malformed header"
+        return tvb:len()
+    end
     local tsn = tonumber(ts)
     local hi = math.floor(tsn / 4294967296)
     root:add(f.timestamp, tvb(at + p - 1, #ts), UInt64(tsn - hi * 4294967296, hi))
@@ -203,34 +231,52 @@ local function dissect(tvb, pinfo, tree, port_ours)
     p = pos(dst, p + #src)
     add_address(root, f.dst, f.dst_element, tvb, at + p - 1, dst)
     p = pos(acks, p + #dst)
-    local ack_item = root:add(f.acks, tvb(at + p - 1, #acks), acks)
-    for n in acks:gmatch("%d+") do
-        ack_item:add(f.ack, tonumber(n))
-    end
-    -- The commands, one per line.
-    local names = {}
-    local i = eol + 1
-    while i <= #s do
-        local j = s:find("\n", i, true) or (#s + 1)
-        local cmd = s:sub(i, j - 1):gsub("\r$", "")
-        if cmd ~= "" then
-            local name = cmd:match("^([%w%._%-/]+)")
-            if not name then
-                root:add_proto_expert_info(malformed, "a command line without a name")
-                break
-            end
-            local item = root:add(f.command, tvb(i - 1, #cmd), name)
-            names[#names + 1] = name
-            local k = skip_ws(cmd, #name + 1)
-            if k <= #cmd then
-                local args = item:add(f.args, tvb(i - 1 + k - 1, #cmd - k + 1), cmd:sub(k))
-                local after = parse_value(cmd, k, tvb, i - 1, args, 0)
-                if not after or skip_ws(cmd, after) <= #cmd then
-                    args:add_proto_expert_info(malformed, "arguments that are not one list")
-                end
-            end
+    local acks_at = at + p - 1
+    local ack_item = root:add(f.acks, tvb(acks_at, #acks), acks)
+    for from, n, to in acks:gmatch("()(%d+)()") do
+        if not seqnum(n) then
+            ack_item:add_proto_expert_info(malformed, "an ack: 1 to 10 digits, at most 4294967295")
+            break
         end
-        i = j + 1
+        ack_item:add(f.ack, tvb(acks_at + from - 1, to - from), tonumber(n))
+    end
+    -- The commands: a name, whitespace, one list, and so on; whitespace
+    -- (line ends included) between them, and strings may hold line ends.
+    -- NULs at the end are padding.
+    local last = #s
+    while last > 0 and s:byte(last) == 0 do
+        last = last - 1
+    end
+    s = s:sub(1, last)
+    local names = {}
+    local i = skip_ws(s, eol + 1)
+    while i <= #s do
+        local name = s:match("^[%a][%w%._%-/]*", i)
+        if not name then
+            root:add_proto_expert_info(malformed, "a command without a name")
+            break
+        end
+        local k = skip_ws(s, i + #name)
+        local after = nil
+        if s:sub(k, k) == "(" then
+            after = k
+        end
+        local item = root:add(f.command, tvb(i - 1, #name), name)
+        names[#names + 1] = name
+        if not after then
+            item:add_proto_expert_info(malformed, "a command without its argument list")
+            break
+        end
+        -- Where the list ends (a dry run), then the list as a tree.
+        local ends = parse_value(s, k, tvb, 0, dry, 0)
+        if not ends then
+            item:add_proto_expert_info(malformed, "arguments that are not one list")
+            break
+        end
+        local args = item:add(f.args, tvb(k - 1, ends - k), s:sub(k, ends - 1))
+        parse_value(s, k, tvb, 0, args, 0)
+        item:set_len(ends - i)
+        i = skip_ws(s, ends)
     end
     local info = string.format("%s seq=%s %s → %s", kind, seq, src, dst)
     if acks ~= "()" then
@@ -253,7 +299,7 @@ local function heuristic(tvb, pinfo, tree)
     end
     local head = tvb(0, math.min(tvb:len(), 64)):raw()
     local digest, body = digest_line(head)
-    if not digest or head:sub(body, body + 8) ~= "mbus/1.0 " then
+    if not digest or not head:find("^mbus/1%.0%s", body) then
         return false
     end
     dissect(tvb, pinfo, tree, false)

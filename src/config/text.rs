@@ -98,12 +98,14 @@ pub struct UnknownKey {
     pub hint: KeyHint,
 }
 
-/// What [`UnknownKey`] says about a key.
+/// What [`UnknownKey`] says about a key (it is ignored in every case).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeyHint {
-    /// Read as this key, as UCL reads a line by the key it starts with.
-    ReadAs(&'static str),
-    /// Ignored; it differs from this key only in case (keys are upper case).
+    /// It starts with this key: UCL matches a line by the key it starts
+    /// with but reads the value at that key's length (`PORTX=47099` is no
+    /// port to it either), so the line is most likely a typo of this key.
+    StartsWith(&'static str),
+    /// It differs from this key only in case (keys are upper case).
     UpperCase(&'static str),
     /// Ignored; this known key is the nearest.
     DidYouMean(&'static str),
@@ -115,9 +117,9 @@ impl std::fmt::Display for UnknownKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let key = &self.key;
         match self.hint {
-            KeyHint::ReadAs(k) => write!(
+            KeyHint::StartsWith(k) => write!(
                 f,
-                "{key} is read as {k} (as UCL reads it: by the key the line starts with); write {k}"
+                "unknown key {key}, ignored (here and by UCL, which reads no value from it): did you mean {k}?"
             ),
             KeyHint::UpperCase(k) => {
                 write!(f, "unknown key {key}, ignored: keys are upper case ({k})")
@@ -168,7 +170,7 @@ fn hint_for(key: &str) -> KeyHint {
         .filter(|k| key.starts_with(**k))
         .max_by_key(|k| k.len())
     {
-        return KeyHint::ReadAs(k);
+        return KeyHint::StartsWith(k);
     }
     let all = KNOWN_KEYS.iter().chain(OTHERS_KEYS.iter());
     if let Some(k) = all.clone().find(|k| k.eq_ignore_ascii_case(key)) {
@@ -190,10 +192,8 @@ impl Config {
     }
 
     /// [`Config::parse`], and the keys that are neither ours, nor UCL's, nor
-    /// one other implementations write, each with what became of it: a key
-    /// that starts with one of ours is read as it (UCL matches a line by the
-    /// key it starts with, case-sensitive, spaces stripped), any other is
-    /// ignored, with the nearest known key.
+    /// one other implementations write (keys are case-sensitive, spaces
+    /// stripped), each ignored, with the nearest known key.
     pub fn parse_checked(text: &str) -> Result<(Config, Vec<UnknownKey>), ConfigError> {
         let lines = Lines::scan(text)?;
         let mut defaults = Ini::new_cs().defaults();
@@ -216,19 +216,10 @@ impl Config {
             })
             .collect();
         unknown.sort_by_key(|u| u.line);
-        // Keys read as the one they start with (unless that one is there too).
-        let read_as: HashMap<&'static str, &str> = unknown
-            .iter()
-            .filter_map(|u| match u.hint {
-                KeyHint::ReadAs(k) if !entries.contains_key(k) => Some((k, u.key.as_str())),
-                _ => None,
-            })
-            .collect();
         let get = |key: &'static str| -> Option<(&str, usize)> {
-            let written = read_as.get(key).copied().unwrap_or(key);
             entries
-                .get(written)
-                .map(|v| (v.as_deref().unwrap_or(""), lines.line(written)))
+                .get(key)
+                .map(|v| (v.as_deref().unwrap_or(""), lines.line(key)))
         };
         let require = |key: &'static str| get(key).ok_or(ConfigError::Missing { path: None, key });
 
@@ -530,23 +521,21 @@ mod tests {
             [
                 (5, "PROT", KeyHint::DidYouMean("PORT")),
                 (6, "port", KeyHint::UpperCase("PORT")),
-                (8, "SCOPEX", KeyHint::ReadAs("SCOPE")),
+                (8, "SCOPEX", KeyHint::StartsWith("SCOPE")),
                 (9, "XYZZY_PLUGH", KeyHint::Ignored),
             ]
         );
         assert_eq!(config.port, None, "neither PROT nor port sets the port");
-        assert_eq!(
-            config.scope,
-            Scope::LinkLocal,
-            "SCOPEX is read as UCL reads it"
-        );
+        assert_eq!(config.scope, Scope::HostLocal, "nor SCOPEX the scope");
         assert_eq!(
             unknown[0].to_string(),
             "unknown key PROT, ignored: did you mean PORT?"
         );
         assert!(unknown[1].to_string().contains("keys are upper case"));
-        // A key written as ours wins over one that only starts with it.
-        let (config, _) = Config::parse_checked(&format!("{KEYS}PORTX=1\nPORT=47001\n")).unwrap();
+        // A key that only starts with ours is ignored, whatever it holds.
+        let (config, unknown) =
+            Config::parse_checked(&format!("{KEYS}PORTS=1,2\nPORT=47001\n")).unwrap();
         assert_eq!(config.port, Some(47001));
+        assert_eq!(unknown[0].hint, KeyHint::StartsWith("PORT"));
     }
 }

@@ -154,6 +154,21 @@ pub(crate) fn parse_value_text(bytes: &[u8]) -> Result<Value, ParseError> {
     Ok(v)
 }
 
+/// True if `text` (a string's body) holds a closing `"` that no backslash
+/// escapes.
+fn closed(text: &str) -> bool {
+    let mut escaped = false;
+    for c in text.chars() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            '"' => return true,
+            _ => {}
+        }
+    }
+    false
+}
+
 impl ParseError {
     /// The error of [`Value::parse`] on `input` as a person reads it: what
     /// went wrong in words where the rule alone says little (text after a
@@ -170,9 +185,13 @@ impl ParseError {
             Rule::Value | Rule::Whitespace
                 if !before.trim().is_empty() && Value::parse(before).is_ok() =>
             {
-                format!("at byte {at}: text after the list: {rest:?}")
+                let what = match Value::parse(before) {
+                    Ok(Value::List(_)) => "list",
+                    _ => "value",
+                };
+                format!("at byte {at}: text after the {what}: {rest:?}")
             }
-            Rule::String if rest.starts_with('"') && !rest[1..].contains('"') => {
+            Rule::String if rest.starts_with('"') && !closed(&rest[1..]) => {
                 format!("at byte {at}: unterminated string (no closing '\"')")
             }
             Rule::Value if rest.starts_with('\'') => format!(
@@ -650,5 +669,10 @@ mod explain_tests {
             explain("('x')")
         );
         assert!(explain("(.5)").contains("value: expected a number"));
+        assert_eq!(
+            explain("abc def"),
+            "at byte 4: text after the value: \"def\""
+        );
+        assert!(explain("(\"x\\\")").contains("unterminated string"));
     }
 }

@@ -101,8 +101,9 @@ pub struct SetArgs {
     /// The new value, one Mbus value, e.g. 80, '"text"' or '(1 2)'.
     #[arg(value_name = "VALUE", allow_hyphen_values = true)]
     value: String,
-    /// Refuse a value of another type than the property's (without it, such
-    /// a change is made with a warning).
+    /// Refuse a value of another type than the property's, or one whose
+    /// property's type cannot be read (without it, a change of type is made
+    /// with a warning).
     #[arg(long)]
     strict: bool,
 }
@@ -339,24 +340,42 @@ pub fn run_set(args: SetArgs) -> Outcome {
     let mut session = json_error(t, Session::open(t))?;
     // A value of another type than the property has is most likely a slip
     // (`abc` for 80 is the Symbol abc): said, or with --strict refused.
-    if let Ok(RpcOutcome::Returned(r)) = session.call(&format!("{}.get", args.property), vec![]) {
-        if let (true, [old]) = (r.is_ok(), r.values.as_slice()) {
-            if type_name(old) != type_name(&value) {
-                let why = format!(
-                    "{} is {} {old}; {} is {} {value}",
-                    args.property,
-                    type_name(old),
-                    args.value,
-                    type_name(&value)
-                );
-                if args.strict {
-                    session.close();
-                    let refused = Failure::input(format!("{why} (--strict: not set)"));
-                    return json_error(t, Err(refused));
-                }
-                tracing::warn!("{why}: the property changes type");
-            }
+    let current = match session.call(&format!("{}.get", args.property), vec![]) {
+        Err(f) => {
+            // Interrupted: nothing is set.
+            session.close();
+            return json_error(t, Err(f));
         }
+        Ok(RpcOutcome::Returned(r)) if r.is_ok() && r.values.len() == 1 => {
+            r.values.first().cloned()
+        }
+        Ok(_) => None,
+    };
+    match current {
+        Some(old) if type_name(&old) != type_name(&value) => {
+            let why = format!(
+                "{} is {} {old}; {} is {} {value}",
+                args.property,
+                type_name(&old),
+                args.value,
+                type_name(&value)
+            );
+            if args.strict {
+                session.close();
+                let refused = Failure::input(format!("{why} (--strict: not set)"));
+                return json_error(t, Err(refused));
+            }
+            tracing::warn!("{why}: the property changes type");
+        }
+        None if args.strict => {
+            session.close();
+            let refused = Failure::input(format!(
+                "{}: its current value could not be read, so its type cannot be checked (--strict: not set)",
+                args.property
+            ));
+            return json_error(t, Err(refused));
+        }
+        _ => {}
     }
     let outcome = json_error(
         t,
