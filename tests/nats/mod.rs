@@ -33,12 +33,17 @@ pub fn server() -> Option<PathBuf> {
     ok.then_some(path)
 }
 
+/// A port nothing listens on, below Linux's ephemeral range (32768 up):
+/// a port the kernel hands out for `bind(0)` is one the outgoing
+/// connections of the servers (routes, clients) may take before a server
+/// listens on it.
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    loop {
+        let port = 20_000 + rand::random::<u16>() % 12_000;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// One server of the cluster.
@@ -66,8 +71,25 @@ pub struct Cluster {
 impl Cluster {
     /// `n` servers routed to each other, with `authorization` (a NATS
     /// configuration block, or empty) on each; `None` without nats-server.
+    /// A server that cannot listen (a port taken meanwhile) makes the
+    /// cluster start again on other ports.
     pub fn start(n: usize, authorization: &str) -> Option<Cluster> {
         let server = server()?;
+        for _ in 0..5 {
+            let mut cluster = Cluster::configure(server.clone(), n, authorization);
+            for i in 0..n {
+                cluster.spawn(i);
+            }
+            if (0..n).all(|i| cluster.ready(i)) {
+                cluster.wait_routes();
+                return Some(cluster);
+            }
+            // Dropping it kills what did start.
+        }
+        panic!("the nats cluster never started (five tries on fresh ports)");
+    }
+
+    fn configure(server: PathBuf, n: usize, authorization: &str) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let ports: Vec<(u16, u16, u16)> = (0..n)
             .map(|_| (free_port(), free_port(), free_port()))
@@ -96,19 +118,11 @@ impl Cluster {
                 }
             })
             .collect();
-        let mut cluster = Cluster {
+        Cluster {
             server,
             nodes,
             _dir: dir,
-        };
-        for i in 0..n {
-            cluster.spawn(i);
         }
-        for i in 0..n {
-            cluster.wait_ready(i);
-        }
-        cluster.wait_routes();
-        Some(cluster)
     }
 
     fn spawn(&mut self, i: usize) {
@@ -123,14 +137,36 @@ impl Cluster {
         node.child = Some(child);
     }
 
-    /// Waits until server `i` takes connections.
-    pub fn wait_ready(&self, i: usize) {
+    /// Waits until server `i` takes connections: false if it exited (it
+    /// could not listen) or never did.
+    fn ready(&mut self, i: usize) -> bool {
         let until = Instant::now() + READY;
         let port = self.nodes[i].port;
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < until, "nats server {i} never came up");
+            let exited = self.nodes[i]
+                .child
+                .as_mut()
+                .is_none_or(|c| c.try_wait().ok().flatten().is_some());
+            if exited || Instant::now() > until {
+                return false;
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
+        true
+    }
+
+    /// Waits until server `i` takes connections (started again on its own
+    /// ports, which it tries a few times to get back).
+    pub fn wait_ready(&mut self, i: usize) {
+        for _ in 0..5 {
+            if self.ready(i) {
+                return;
+            }
+            self.kill(i);
+            std::thread::sleep(Duration::from_millis(200));
+            self.spawn(i);
+        }
+        panic!("nats server {i} never came up on its ports");
     }
 
     /// The number of routes server `i` has, from its monitoring port.
