@@ -695,24 +695,43 @@ impl Client {
         timeout: Duration,
         seq: u64,
     ) -> Result<(), Refusal> {
+        let args = Deliver::args(map.clone(), Some(self.order_of(member, seq)));
+        let call = self
+            .call_deliver(ep, now, address, args, timeout)
+            .map_err(|e| Refusal::new(Code::Undeliverable, format!("not sent: {e}")))?;
+        self.calls.insert(call, line);
+        Ok(())
+    }
+
+    /// Delivery `seq` of our stream to `member`, with the lowest number of
+    /// that stream still open.
+    fn order_of(&self, member: &str, seq: u64) -> Order {
         let low = self
             .streams
             .get(member)
             .and_then(|s| s.open.first().copied())
             .unwrap_or(seq)
             .min(seq);
-        let args = Deliver::args(map.clone(), Some(Order { seq, low }));
-        // A hosted member's directory learns the host's own members before
-        // their hellos come back: the call waits for such a member's entity,
-        // within its timeout. A lone client's directory follows its table.
+        Order { seq, low }
+    }
+
+    /// Calls `cmbs.message.deliver` at `dst` (a member or a bridge). A
+    /// hosted participant's directory learns the host's own members before
+    /// their hellos come back: the call waits for such an entity, within its
+    /// timeout. A lone client's directory follows its table.
+    fn call_deliver(
+        &self,
+        ep: &mut Endpoint,
+        now: Instant,
+        dst: &Address,
+        args: Vec<Value>,
+        timeout: Duration,
+    ) -> Result<CallId, crate::proto::SendError> {
         let mut rpc = ep.rpc();
-        let call = match self.hosted {
-            true => rpc.call_within(now, address, Deliver::NAME, args, timeout),
-            false => rpc.call(now, address, Deliver::NAME, args, timeout),
-        };
-        let call = call.map_err(|e| Refusal::new(Code::Undeliverable, format!("not sent: {e}")))?;
-        self.calls.insert(call, line);
-        Ok(())
+        match self.hosted {
+            true => rpc.call_within(now, dst, Deliver::NAME, args, timeout),
+            false => rpc.call(now, dst, Deliver::NAME, args, timeout),
+        }
     }
 
     /// Takes the endpoint events CMBS consumes (announces, describes from
@@ -1034,28 +1053,16 @@ impl Client {
         let recipients: Vec<Recipient> = lines
             .iter()
             .filter_map(|at| {
-                let seq = out.slots[*at].as_ref()?.seq;
                 let member = &out.lines[*at].member;
-                let low = self
-                    .streams
-                    .get(member)
-                    .and_then(|s| s.open.first().copied())
-                    .unwrap_or(seq)
-                    .min(seq);
                 Some(Recipient {
                     member: member.clone(),
-                    order: Order { seq, low },
+                    order: self.order_of(member, out.slots[*at].as_ref()?.seq),
                 })
             })
             .collect();
         let far_side = remaining.saturating_sub(CROSSING_ALLOWANCE);
         let args = Relay::args(out.map.clone(), &recipients, far_side);
-        let mut rpc = ep.rpc();
-        let call = match self.hosted {
-            true => rpc.call_within(now, via, Deliver::NAME, args, remaining),
-            false => rpc.call(now, via, Deliver::NAME, args, remaining),
-        };
-        match call {
+        match self.call_deliver(ep, now, via, args, remaining) {
             Ok(call) => {
                 self.relays.insert(call, (key, lines));
             }
@@ -1096,69 +1103,60 @@ impl Client {
             .filter_map(|at| out.slots[*at].as_ref().map(|s| s.deadline))
             .min();
         let left = deadline.map_or(Duration::ZERO, |d| d.saturating_duration_since(now));
-        let refused = |code, why: String| LineStatus::Refused(Refusal::new(code, why));
-        let statuses: Vec<(usize, LineStatus)> = match outcome {
-            CallOutcome::Returned(reply) => match RelayAnswer::from_reply(&reply) {
-                Ok(answer) => lines
-                    .iter()
-                    .map(|at| {
-                        let status = match answer.answer_of(&out.lines[*at].member) {
-                            Some(DeliverAnswer::Delivered { result }) => LineStatus::Delivered {
-                                result: result.clone(),
-                            },
-                            Some(DeliverAnswer::Refused(r)) => LineStatus::Refused(r.clone()),
-                            None => refused(
-                                Code::Malformed,
-                                format!("the bridge {callee} did not answer for this member"),
-                            ),
-                        };
-                        (*at, status)
-                    })
-                    .collect(),
-                Err(e) => lines
-                    .iter()
-                    .map(|at| (*at, refused(Code::Malformed, e.clone())))
-                    .collect(),
-            },
+        // Each member's own answer, or one refusal for every line.
+        let every = |code, why: String| Err(Refusal::new(code, why));
+        let answered: Result<RelayAnswer, Refusal> = match outcome {
+            CallOutcome::Returned(reply) => {
+                RelayAnswer::from_reply(&reply).map_err(|e| Refusal::new(Code::Malformed, e))
+            }
             CallOutcome::Undeliverable if left > ep.retransmit_window() => {
                 // Never acknowledged by the bridge, and a whole attempt
                 // still fits: again, with the same numbers.
                 self.relay(ep, now, key, &mut out, callee, lines);
-                Vec::new()
+                self.outgoing.insert(key, out);
+                self.settle(key);
+                self.send_queued(ep, now);
+                return;
             }
-            CallOutcome::Undeliverable => lines
-                .iter()
-                .map(|at| {
-                    let why = "the bridge never acknowledged it (it may have crossed)";
-                    (*at, refused(Code::Undeliverable, why.into()))
-                })
-                .collect(),
-            CallOutcome::TimedOut => lines
-                .iter()
-                .map(|at| {
-                    let why = "the bridge acknowledged it, but no answer came in time";
-                    (*at, refused(Code::Timeout, why.into()))
-                })
-                .collect(),
-            CallOutcome::Unknown => lines
-                .iter()
-                .map(|at| {
-                    let why =
-                        format!("{callee} does not relay cmbs.message.deliver: it is no bridge");
-                    (*at, refused(Code::Undeliverable, why))
-                })
-                .collect(),
-            other => lines
-                .iter()
-                .map(|at| {
-                    let why = format!(
-                        "the delivery to the bridge ended {} (it may have crossed)",
-                        other.code()
-                    );
-                    (*at, refused(Code::Undeliverable, why))
-                })
-                .collect(),
+            CallOutcome::Undeliverable => every(
+                Code::Undeliverable,
+                "the bridge never acknowledged it (it may have crossed)".into(),
+            ),
+            CallOutcome::TimedOut => every(
+                Code::Timeout,
+                "the bridge acknowledged it, but no answer came in time".into(),
+            ),
+            CallOutcome::Unknown => every(
+                Code::Undeliverable,
+                format!("{callee} does not relay cmbs.message.deliver: it is no bridge"),
+            ),
+            other => every(
+                Code::Undeliverable,
+                format!(
+                    "the delivery to the bridge ended {} (it may have crossed)",
+                    other.code()
+                ),
+            ),
         };
+        let statuses: Vec<(usize, LineStatus)> = lines
+            .iter()
+            .map(|at| {
+                let status = match &answered {
+                    Err(r) => LineStatus::Refused(r.clone()),
+                    Ok(answer) => match answer.answer_of(&out.lines[*at].member) {
+                        Some(DeliverAnswer::Delivered { result }) => LineStatus::Delivered {
+                            result: result.clone(),
+                        },
+                        Some(DeliverAnswer::Refused(r)) => LineStatus::Refused(r.clone()),
+                        None => LineStatus::Refused(Refusal::new(
+                            Code::Malformed,
+                            format!("the bridge {callee} did not answer for this member"),
+                        )),
+                    },
+                };
+                (*at, status)
+            })
+            .collect();
         for (at, status) in statuses {
             self.set_status(&mut out, at, status);
         }
