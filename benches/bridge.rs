@@ -461,15 +461,21 @@ fn directory_heap() {
         version: 1,
         members: N as u64,
     });
-    b.handle_nats(
-        &mut ep,
-        now,
-        NatsInput::Message {
-            subject: "cmbs.dir.many".into(),
-            payload: heartbeat.to_bytes(),
-            reply: None,
-        },
-    );
+    let beat = |b: &mut Bridge, ep: &mut Endpoint, now: Instant| {
+        let payload = heartbeat.to_bytes();
+        let subject = "cmbs.dir.many".into();
+        let reply = None;
+        b.handle_nats(
+            ep,
+            now,
+            NatsInput::Message {
+                subject,
+                payload,
+                reply,
+            },
+        );
+    };
+    beat(&mut b, &mut ep, now);
     let mut asked = drain(&mut b, &mut ep, now);
     while !asked.is_empty() {
         for (token, payload) in std::mem::take(&mut asked) {
@@ -482,26 +488,11 @@ fn directory_heap() {
         }
     }
     assert_eq!(b.remote_members(), N, "{:?}", b.stats());
-    if std::env::var("BENCH_DEBUG").is_ok() {
-        let c = region.change();
-        eprintln!(
-            "after sync: {}",
-            c.bytes_allocated as isize - c.bytes_deallocated as isize
-        );
-    }
     // The announces sent again with the next heartbeats are sent, and
     // their bookkeeping gone.
     for _ in 0..5 {
         now += Duration::from_secs(1);
-        b.handle_nats(
-            &mut ep,
-            now,
-            NatsInput::Message {
-                subject: "cmbs.dir.many".into(),
-                payload: heartbeat.to_bytes(),
-                reply: None,
-            },
-        );
+        beat(&mut b, &mut ep, now);
         b.handle_timeout(&mut ep, now);
         drain(&mut b, &mut ep, now);
     }

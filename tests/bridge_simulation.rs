@@ -836,3 +836,18 @@ fn a_bridge_that_stops_answers_the_deliveries_it_carries_at_once() {
         assert!(why.reason.contains("stopped"), "{why:?}");
     });
 }
+
+#[test]
+fn a_member_that_joins_later_learns_the_other_sites_members_from_its_bridge_at_once() {
+    sim::for_seeds(4, |seed| {
+        let (mut w, _) = two_sites(seed, Link::perfect());
+        // Well after the bridge's first announces, long before its next
+        // full one (every 10 s).
+        w.net.run_for(Duration::from_secs(4));
+        let a3 = w.member(0, "a3", &[]);
+        let joined = w.net.now;
+        assert!(w.until_directory(a3, &["b1", "b2"], true, Duration::from_secs(5)));
+        let took = w.net.now.duration_since(joined);
+        assert!(took < Duration::from_secs(2), "learnt after {took:?}");
+    });
+}

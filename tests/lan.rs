@@ -152,8 +152,7 @@ impl Lan {
 
     /// The LAN, or `None` after saying why it cannot be made here.
     fn or_skip(tag: &str, n: usize) -> Option<Lan> {
-        if std::env::var_os("RMBUS_SKIP_NETNS").is_some_and(|v| v == "1") {
-            eprintln!("skipped: RMBUS_SKIP_NETNS=1 (no network namespaces made)");
+        if common::netns_skipped() {
             return None;
         }
         Lan::new(tag, n)
@@ -811,18 +810,5 @@ fn the_directory_under_loss_leaves_no_live_member_out() {
 
 #[test]
 fn rmbus_skip_netns_skips_the_lan_saying_so() {
-    // This test binary again, one LAN test alone, with the variable.
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "three_hosts_discover_each_other_and_talk",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("RMBUS_SKIP_NETNS", "1")
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let text = String::from_utf8_lossy(&out.stderr);
-    assert!(text.contains("skipped: RMBUS_SKIP_NETNS=1"), "{text}");
+    common::assert_skips_without_netns("three_hosts_discover_each_other_and_talk");
 }

@@ -94,8 +94,7 @@ impl Netns {
 
 /// A namespace for the test named `tag`, or `None` after saying why not.
 fn netns_or_skip(tag: &str) -> Option<Netns> {
-    if std::env::var_os("RMBUS_SKIP_NETNS").is_some_and(|v| v == "1") {
-        eprintln!("skipped: RMBUS_SKIP_NETNS=1 (no network namespace made)");
+    if common::netns_skipped() {
         return None;
     }
     Netns::create(tag)
@@ -353,22 +352,5 @@ fn datagrams_the_kernel_refuses_are_lost_not_fatal() {
 
 #[test]
 fn rmbus_skip_netns_skips_these_tests_saying_so() {
-    // This test binary again, one namespace test alone, with the variable.
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "ipv4_link_local_across_a_veth_pair",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("RMBUS_SKIP_NETNS", "1")
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let text = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        text.contains("skipped: RMBUS_SKIP_NETNS=1"),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    common::assert_skips_without_netns("ipv4_link_local_across_a_veth_pair");
 }

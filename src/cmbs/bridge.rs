@@ -38,7 +38,7 @@ use crate::proto::{Delivery, Endpoint, Event as BusEvent};
 use crate::rpc::{Reply, Request, RequestId, RpcEvent};
 use crate::wire::{Address, Command, Value};
 
-use super::client::{cmbs_group, member_id_of, Client, ClientConfig};
+use super::client::{cmbs_group, Client, ClientConfig};
 use super::cmd::{Announce, Deliver, DeliverAnswer, Describe, Leave};
 use super::code::{Code, Refusal};
 use super::crossing::{
@@ -577,16 +577,10 @@ impl Bridge {
                 None
             }
             BusEvent::Command { command, .. } if command.name == Describe::NAME => {
+                // A member that starts asks the bus to describe itself: it
+                // learns the other sites' members from us too.
                 self.announce_soon(now);
                 None
-            }
-            BusEvent::PeerJoined(addr) => {
-                if member_id_of(&addr).is_some() {
-                    // A newcomer learns the remote members from us.
-                    self.announce_soon(now);
-                }
-                self.client
-                    .handle_event(ep, now, BusEvent::PeerJoined(addr))
             }
             other => self.client.handle_event(ep, now, other),
         };

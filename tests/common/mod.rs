@@ -81,3 +81,26 @@ pub fn hex(s: &str) -> Vec<u8> {
 pub fn wire(digest: &str, sep: &[u8], body: &[u8]) -> Vec<u8> {
     [digest.as_bytes(), sep, body].concat()
 }
+
+/// True, after saying so, when `RMBUS_SKIP_NETNS=1` asks the tests that
+/// make network namespaces to skip.
+pub fn netns_skipped() -> bool {
+    let skip = std::env::var_os("RMBUS_SKIP_NETNS").is_some_and(|v| v == "1");
+    if skip {
+        eprintln!("skipped: RMBUS_SKIP_NETNS=1 (no network namespace made)");
+    }
+    skip
+}
+
+/// Runs test `name` of this test binary alone with `RMBUS_SKIP_NETNS=1`,
+/// and checks that it says it skipped.
+pub fn assert_skips_without_netns(name: &str) {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .env("RMBUS_SKIP_NETNS", "1")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("skipped: RMBUS_SKIP_NETNS=1"), "{text}");
+}
