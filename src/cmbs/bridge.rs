@@ -1181,8 +1181,8 @@ impl Bridge {
         });
     }
 
-    /// Every remote member announced on our bus again, soon (a member
-    /// joined, or someone asked), at most once a second.
+    /// Every remote member announced on our bus again, soon (someone asked
+    /// the bus to describe itself), at most once a second.
     fn announce_soon(&mut self, now: Instant) {
         let at = match self.last_full_announce {
             Some(last) => (last + Duration::from_secs(1)).max(now + Duration::from_millis(100)),
