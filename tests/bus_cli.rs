@@ -903,3 +903,52 @@ fn join_says_in_its_ready_event_which_configuration_it_joined_with() {
     assert_eq!(ready["port"], group.port(), "{ready}");
     assert_eq!(ready["scope"], "HOSTLOCAL", "{ready}");
 }
+
+/// The fields a typed `config` event must carry for `bus`.
+fn assert_config_event(j: &Json, bus: &Bus) {
+    let group = bus.config.group_addr();
+    assert!(event(j, "config"), "the first line is the config event: {j}");
+    assert_eq!(j["config"], bus.config_path.display().to_string(), "{j}");
+    assert_eq!(j["group"], group.ip().to_string(), "{j}");
+    assert_eq!(j["port"], group.port(), "{j}");
+    assert_eq!(j["scope"], "HOSTLOCAL", "{j}");
+}
+
+#[test]
+fn commands_without_a_ready_event_print_a_typed_config_event_first_at_v() {
+    let bus = bus();
+    // Streams: the config event comes before anything the command prints,
+    // the member's events from its own thread included.
+    for args in [
+        vec!["-v", "monitor", "--json"],
+        vec!["-v", "member", "--json", "--memory", "--id", "0b9d4c36-5b5e-4c1f-9a53-2f6d2c1e7a01"],
+    ] {
+        let mut p = Proc::start({
+            let mut c = rmbus(&bus);
+            c.args(&args);
+            c
+        });
+        let first = p
+            .next_within(DEADLINE)
+            .unwrap_or_else(|| panic!("{args:?} printed nothing"));
+        assert_config_event(&first, &bus);
+    }
+    // One-shot commands: first with -v, and not at all without it (a script
+    // reading `call --json` as one object keeps working).
+    let list = |verbose: bool| {
+        let mut c = rmbus(&bus);
+        if verbose {
+            c.arg("-v");
+        }
+        c.args(["list", "--json", "--wait", "0.2"]);
+        let out = c.output().unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let loud = list(true);
+    let first = loud.lines().next().expect("list -v --json printed a line");
+    assert_config_event(&serde_json::from_str(first).unwrap(), &bus);
+    assert!(
+        !list(false).contains("\"config\""),
+        "without -v there is no config event"
+    );
+}

@@ -14,6 +14,18 @@ use crate::Failure;
 /// event: `config` (the file), `group`, `port` and `scope`.
 static USED: std::sync::OnceLock<serde_json::Value> = std::sync::OnceLock::new();
 
+/// Set when the configuration this run joins with is to be printed on
+/// stdout as a typed `config` event (`-v` with `--json`, for the commands
+/// without a `ready` event of their own).
+static CONFIG_EVENT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Asks [`BusPlace::config`] to print, once, `{"event":"config","config":
+/// FILE,"group":ADDR,"port":N,"scope":S}` on stdout before the command's
+/// own output.
+pub fn print_config_event() {
+    CONFIG_EVENT.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// Adds to `event` (a JSON object) the fields of the configuration this
 /// run joined with, if it has joined.
 pub fn with_config_fields(mut event: serde_json::Value) -> serde_json::Value {
@@ -116,7 +128,30 @@ impl BusPlace {
                 (path, loaded.config)
             }
         };
-        self.overridden(&path, config)
+        let config = self.overridden(&path, config)?;
+        tracing::info!(
+            "configuration {}: group {}, scope {}",
+            path.display(),
+            config.group_addr(),
+            config.scope.config_name()
+        );
+        let group = config.group_addr();
+        let used = serde_json::json!({
+            "config": path.display().to_string(),
+            "group": group.ip().to_string(),
+            "port": group.port(),
+            "scope": config.scope.config_name(),
+        });
+        if USED.set(used.clone()).is_ok()
+            && CONFIG_EVENT.load(std::sync::atomic::Ordering::Relaxed)
+        {
+            let mut event = serde_json::json!({"event": "config"});
+            if let (Some(e), serde_json::Value::Object(fields)) = (event.as_object_mut(), used) {
+                e.extend(fields);
+            }
+            crate::write_stdout(format!("{event}\n").as_bytes())?;
+        }
+        Ok(config)
     }
 
     /// The configuration file's settings if there is one, never creating it
@@ -160,19 +195,6 @@ impl BusPlace {
         config
             .keys()
             .map_err(|e| Failure::input(format!("{}: {e}", path.display())))?;
-        tracing::info!(
-            "configuration {}: group {}, scope {}",
-            path.display(),
-            config.group_addr(),
-            config.scope.config_name()
-        );
-        let group = config.group_addr();
-        let _ = USED.set(serde_json::json!({
-            "config": path.display().to_string(),
-            "group": group.ip().to_string(),
-            "port": group.port(),
-            "scope": config.scope.config_name(),
-        }));
         Ok(config)
     }
 }

@@ -28,7 +28,7 @@ pub struct Target {
     wait: f64,
     /// One JSON object per line on stdout.
     #[arg(long)]
-    json: bool,
+    pub json: bool,
     /// The callee: an address that designates exactly one entity (for `call
     /// --anycast/--multicast`, any group of entities).
     #[arg(value_name = "DST")]
@@ -55,7 +55,7 @@ at most --wait) to know whom to expect, and exits with the worst outcome's statu
 ", exit_codes!()))]
 pub struct CallArgs {
     #[command(flatten)]
-    target: Target,
+    pub target: Target,
     /// Call the first entity of the group DST that volunteers.
     #[arg(long, conflicts_with = "multicast")]
     anycast: bool,
@@ -79,7 +79,7 @@ Example:
 ", exit_codes!()))]
 pub struct GetArgs {
     #[command(flatten)]
-    target: Target,
+    pub target: Target,
     /// The property.
     #[arg(value_name = "PROP")]
     property: String,
@@ -94,7 +94,7 @@ Example:
 ", exit_codes!()))]
 pub struct SetArgs {
     #[command(flatten)]
-    target: Target,
+    pub target: Target,
     /// The property.
     #[arg(value_name = "PROP")]
     property: String,
@@ -118,7 +118,7 @@ Example:
 ", exit_codes!()))]
 pub struct WatchArgs {
     #[command(flatten)]
-    target: Target,
+    pub target: Target,
     /// The property.
     #[arg(value_name = "PROP")]
     property: String,

@@ -135,7 +135,10 @@ const EXIT_CODES: &str = exit_codes!();
 )]
 #[command(after_help = EXIT_CODES)]
 pub struct Cli {
-    /// More logging on stderr (-v info, -vv debug, -vvv trace); RUST_LOG also works.
+    /// More logging on stderr (-v info, -vv debug, -vvv trace); RUST_LOG also
+    /// works. With --json, -v also prints the configuration used (file, group,
+    /// port, scope) as a first {"event":"config",…} line on stdout (join and
+    /// bridge: as fields of their ready event).
     #[arg(short, long, action = ArgAction::Count, global = true, help_heading = "Logging")]
     verbose: u8,
     /// Less logging on stderr (errors only).
@@ -186,6 +189,24 @@ fn json_errors(json: bool, outcome: Outcome) -> Outcome {
 }
 
 impl Command {
+    /// True for the commands that join the bus with `--json` and have no
+    /// `ready` event of their own to carry the configuration's fields: with
+    /// `-v` they print a typed `config` event first.
+    fn wants_config_event(&self) -> bool {
+        match self {
+            Command::Monitor(args) => args.json && !args.reads_a_capture(),
+            Command::List(args) => args.json,
+            Command::Call(args) => args.target.json,
+            Command::Get(args) => args.target.json,
+            Command::Set(args) => args.target.json,
+            Command::Watch(args) => args.target.json,
+            Command::Member(args) => args.json,
+            Command::Members(args) => args.json,
+            Command::Publish(args) => args.json,
+            _ => false,
+        }
+    }
+
     /// True for the commands that join the bus and stop cleanly on SIGINT
     /// or SIGTERM (see [`signals::hold`]).
     fn hears_signals(&self) -> bool {
@@ -255,6 +276,9 @@ fn init_logging(verbose: u8, quiet: bool) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose, cli.quiet);
+    if cli.verbose > 0 && !cli.quiet && cli.command.wants_config_event() {
+        bus_args::print_config_event();
+    }
     // Commands that say bye on Ctrl-C hold the signals from the start.
     if cli.command.hears_signals() {
         if let Err(e) = signals::hold() {

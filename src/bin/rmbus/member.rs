@@ -63,7 +63,7 @@ pub struct Args {
     exec_timeout: f64,
     /// Log events as JSON objects, one per line.
     #[arg(long)]
-    json: bool,
+    pub json: bool,
     /// Run PROGRAM [ARG…] for executable messages (must come last).
     #[arg(long, value_name = "PROGRAM", num_args = 1.., allow_hyphen_values = true, trailing_var_arg = true)]
     exec: Vec<String>,

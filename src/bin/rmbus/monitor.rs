@@ -40,7 +40,7 @@ pub struct Args {
     bus: BusArgs,
     /// One JSON object per datagram (the `decode --json` record plus time and source).
     #[arg(long)]
-    json: bool,
+    pub json: bool,
     /// Only messages an entity matching ADDR could receive (no element of the
     /// destination contradicts ADDR); rejected datagrams are always shown.
     #[arg(long, value_name = "ADDR")]
