@@ -907,7 +907,10 @@ fn join_says_in_its_ready_event_which_configuration_it_joined_with() {
 /// The fields a typed `config` event must carry for `bus`.
 fn assert_config_event(j: &Json, bus: &Bus) {
     let group = bus.config.group_addr();
-    assert!(event(j, "config"), "the first line is the config event: {j}");
+    assert!(
+        event(j, "config"),
+        "the first line is the config event: {j}"
+    );
     assert_eq!(j["config"], bus.config_path.display().to_string(), "{j}");
     assert_eq!(j["group"], group.ip().to_string(), "{j}");
     assert_eq!(j["port"], group.port(), "{j}");
@@ -921,7 +924,14 @@ fn commands_without_a_ready_event_print_a_typed_config_event_first_at_v() {
     // the member's events from its own thread included.
     for args in [
         vec!["-v", "monitor", "--json"],
-        vec!["-v", "member", "--json", "--memory", "--id", "0b9d4c36-5b5e-4c1f-9a53-2f6d2c1e7a01"],
+        vec![
+            "-v",
+            "member",
+            "--json",
+            "--memory",
+            "--id",
+            "0b9d4c36-5b5e-4c1f-9a53-2f6d2c1e7a01",
+        ],
     ] {
         let mut p = Proc::start({
             let mut c = rmbus(&bus);

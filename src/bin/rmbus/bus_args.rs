@@ -142,8 +142,7 @@ impl BusPlace {
             "port": group.port(),
             "scope": config.scope.config_name(),
         });
-        if USED.set(used.clone()).is_ok()
-            && CONFIG_EVENT.load(std::sync::atomic::Ordering::Relaxed)
+        if USED.set(used.clone()).is_ok() && CONFIG_EVENT.load(std::sync::atomic::Ordering::Relaxed)
         {
             let mut event = serde_json::json!({"event": "config"});
             if let (Some(e), serde_json::Value::Object(fields)) = (event.as_object_mut(), used) {
