@@ -814,9 +814,9 @@ pub extern "C" fn mbus_last_error(m: *mut Mbus) -> *const c_char {
 }
 
 extern "C" {
-    /// `mbus_qmsgf`, defined in C (`src/qmsgf.c`): variadic functions
-    /// cannot be defined in stable Rust.
-    fn mbus_qmsgf(
+    /// `mbus_qmsgf`'s body, in C (`src/qmsgf.c`): stable Rust cannot
+    /// define a variadic function.
+    fn rmbus_qmsgf_impl(
         m: *mut Mbus,
         dest: *const c_char,
         reliable: c_int,
@@ -826,14 +826,30 @@ extern "C" {
     );
 }
 
-/// Keeps `mbus_qmsgf` in the libraries (the linker takes from the C
-/// archive only what something refers to; `build.rs` exports it).
-#[used]
-static KEEP_QMSGF: unsafe extern "C" fn(
-    *mut Mbus,
-    *const c_char,
-    c_int,
-    *const c_char,
-    *const c_char,
-    ...
-) = mbus_qmsgf;
+/// `mbus_qmsgf(m, dest, reliable, cmnd, format, ...)`: `mbus_qmsg` with the
+/// arguments formatted printf-style (in C, `src/qmsgf.c`). This is a jump
+/// to that function with the caller's registers and stack untouched, so
+/// that the variadic call arrives as made; being Rust, it is exported from
+/// the shared library like every other function, whatever the linker.
+///
+/// # Safety
+///
+/// As `mbus_qmsg`, and the arguments match `format`.
+#[cfg(target_arch = "x86_64")]
+#[unsafe(naked)]
+#[no_mangle]
+pub unsafe extern "C" fn mbus_qmsgf() {
+    std::arch::naked_asm!("jmp {}", sym rmbus_qmsgf_impl)
+}
+
+/// `mbus_qmsgf` on 64-bit ARM (see the x86-64 one).
+///
+/// # Safety
+///
+/// As `mbus_qmsg`, and the arguments match `format`.
+#[cfg(target_arch = "aarch64")]
+#[unsafe(naked)]
+#[no_mangle]
+pub unsafe extern "C" fn mbus_qmsgf() {
+    std::arch::naked_asm!("b {}", sym rmbus_qmsgf_impl)
+}
