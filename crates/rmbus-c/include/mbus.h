@@ -30,6 +30,10 @@
  *    and do not reach the handler.
  *  - Arguments reach the handler re-encoded in rmbus's canonical form
  *    (strings escape only \\, \" and \n), which mbus_decode_str() reads.
+ *  - An entity does not hear its own messages: UCL's handler also gets the
+ *    commands it sent to a group address (such as "()"), and UCL counts
+ *    itself in mbus_addr_valid() and in the uniqueness of a destination;
+ *    rmbus does neither.
  *  - Where UCL asserts or aborts (an invalid own address, a NULL handler,
  *    an Integer beyond 32 bits, an unquoted string to mbus_decode_str()),
  *    rmbus returns an error value and logs a line on stderr.
@@ -37,13 +41,18 @@
  * Every string argument is a NUL-terminated string (a precondition that no
  * library can check); commands, arguments and addresses must be UTF-8.
  * Functions that return void report a failure through mbus_last_error()
- * and a line on stderr ("rmbus: ..."). A handle is checked on every call: a
- * handle used after mbus_exit() (or never returned by mbus_init()) gets
- * the error value and a log line, never a crash. One thread at a time may
- * use a handle; calls from other threads are serialised. The command and
- * error handlers run on the thread that called mbus_recv(), mbus_send(),
- * mbus_retransmit(), mbus_heartbeat() or a rendezvous function, and may
- * call any function of this header (mbus_exit() included).
+ * and a line on stderr ("rmbus: ..."; RMBUS_C_QUIET=1 silences it). A
+ * handle is checked on every call: a handle used after mbus_exit() (or
+ * never returned by mbus_init()) gets the error value and a log line,
+ * never a crash. Use a handle from one thread at a time, as with UCL (its
+ * state is locked, so calls from two threads do not corrupt it, but the
+ * handlers could then run on both at once). The command and error
+ * handlers run on the thread that called mbus_recv(), mbus_send(),
+ * mbus_retransmit(), mbus_heartbeat(), mbus_exit() or a rendezvous
+ * function, with no lock held, and may call any function of this header
+ * (mbus_exit() included). A program that also links UCL's own library
+ * (for its RTP or memory functions) must put -lrmbus_c before it, or the
+ * linker may take UCL's Mbus functions instead.
  */
 
 #ifndef _MBUS_H
@@ -65,7 +74,8 @@ extern "C" {
 
 /* The names of the codes above, indexed by code: "MBUS_OK",
  * "MBUS_MESSAGE_LOST", "MBUS_DESTINATION_UNKNOWN",
- * "MBUS_DESTINATION_NOT_UNIQUE", "MBUS_UNKOWN_ERR" (UCL's spelling). */
+ * "MBUS_DESTINATION_NOT_UNIQUE", "MBUS_UNKOWN_ERR" (UCL's spelling).
+ * Read-only memory: writing into it is a crash. */
 extern char mbus_errlist[][30];
 
 /* Joins the bus as addr, e.g. "(media:audio module:engine app:rat)" (an id
@@ -83,7 +93,9 @@ struct mbus *mbus_init(void  (*cmd_handler)(char *src, char *cmd, char *arg, voi
 /* Replaces the command handler. */
 void         mbus_cmd_handler(struct mbus *m, void  (*cmd_handler)(char *src, char *cmd, char *arg, void *dat));
 /* Sends what is queued, says mbus.bye and leaves; m is invalid afterwards
- * (using it again is an error, not a crash). */
+ * (using it again is an error, not a crash). Refused destinations and
+ * reliable messages still unacknowledged reach err_handler before it
+ * returns. */
 void         mbus_exit(struct mbus *m);
 /* 1 if an entity that addr designates is known (addr a subset of its
  * address), else 0. */
@@ -120,9 +132,9 @@ char        *mbus_rendezvous_waiting(struct mbus *m, char *addr, char *token, vo
  * (free with xfree()), or NULL after rendezvous_timeout_usec (0: for ever). */
 char        *mbus_rendezvous_go(struct mbus *m, char *token, void *data, const long rendezvous_timeout_usec);
 
-/* rmbus's own: why the last call on m failed, or "" (a static empty string
- * for a handle that is not valid). The text stays valid until the next
- * call on m. */
+/* rmbus's own: why the most recent failed call on m failed, or "" if none
+ * has; for a handle that is not live, a sentence that says so. The text is
+ * the calling thread's copy, valid until its next mbus_last_error(). */
 const char  *mbus_last_error(struct mbus *m);
 
 #if defined(__cplusplus)

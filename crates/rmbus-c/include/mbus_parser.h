@@ -40,13 +40,16 @@ int                 mbus_parse_ts(struct mbus_parser *m, struct timeval *ts);
 /* The next value if it is a finite number. */
 int                 mbus_parse_flt(struct mbus_parser *m, double *d);
 /* Removes the quotes and escapes of a string in place and returns it, or
- * NULL (leaving s as it was) if s is not a quoted string. */
+ * NULL (leaving s as it was) if s is not a quoted string or is longer than
+ * 64 KiB (UCL asserts on the first). */
 char               *mbus_decode_str(char *s);
 /* s quoted and escaped (\\, \" and \n), in memory to free with xfree();
- * NULL if s is NULL. */
+ * NULL if s is NULL or longer than 64 KiB. */
 char               *mbus_encode_str(const char *s);
 /* Frees what mbus_encode_str() and the rendezvous functions return (NULL
- * is allowed). UCL programs get it from UCL's memory.h. */
+ * is allowed): it is free(). UCL programs get it from UCL's memory.h; one
+ * that also links UCL's library gets UCL's xfree, which frees the same
+ * memory unless UCL was built with DEBUG_MEM. */
 void                xfree(void *p);
 
 #if defined(__cplusplus)

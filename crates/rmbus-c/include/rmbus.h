@@ -7,15 +7,19 @@
  * runs the timers and calls the callbacks (on that thread). There is no
  * global state: handles are independent.
  *
- * Threads: a handle may be used from any thread, one call at a time (calls
- * are serialised by the handle's lock, which is never held while a callback
- * runs). Callbacks run inside rmbus_process() and may call any function on
- * the same handle except rmbus_process() and rmbus_close(), which return
- * RMBUS_ERR_REENTERED there.
+ * Threads: a handle may be used from any thread (calls are serialised by
+ * the handle's lock, which is never held while a callback runs).
+ * Callbacks run inside rmbus_process() (and rmbus_close()) on the thread
+ * that called it, and may call any function on the same handle except
+ * rmbus_process() and rmbus_close(), which return RMBUS_ERR_REENTERED
+ * there. rmbus_process() on another thread waits until the first is done,
+ * so a callback must not wait for another thread that calls
+ * rmbus_process() or rmbus_close() on the same handle.
  *
  * Strings: every const char * argument is a NUL-terminated string (a
  * precondition no library can check), UTF-8 where it goes on the wire
- * (addresses, command names, arguments). Strings handed to callbacks are
+ * (addresses, command names, arguments) and for the configuration path,
+ * and at most 64 KiB. Strings handed to callbacks are
  * valid until the callback returns. NULL where a string is required is
  * RMBUS_ERR_ARGUMENT. Arguments are written as the inside of an Mbus list,
  * e.g. "12 \"text\" (1 2)" (RFC 3259 section 5).
@@ -49,8 +53,8 @@ enum rmbus_code {
     RMBUS_ERR_NOT_UNIQUE = 5,
     /* Too many reliable messages in flight. */
     RMBUS_ERR_BUSY = 6,
-    /* The entity said bye (rmbus_process() after the peer asked us to quit
-     * is still fine: this is for sends after a close). */
+    /* The entity is closing: a send or call from a callback that
+     * rmbus_close() runs. */
     RMBUS_ERR_CLOSED = 7,
     /* A socket error. */
     RMBUS_ERR_IO = 8,
@@ -77,11 +81,13 @@ typedef struct rmbus_entity rmbus_entity;
  * including the NUL). */
 rmbus_entity *rmbus_open(const char *config_path, const char *address,
                          int *code, char *error, uint32_t error_len);
-/* Says bye, sends it and frees the entity (NULL is allowed). */
+/* Says bye and sends it; the outcome callbacks of sends still
+ * unacknowledged (failed) and of calls still open ("closed") run; then
+ * frees the entity (NULL is allowed). */
 int rmbus_close(rmbus_entity *e);
 
-/* The sentence of the last failure on e ("" if none); valid until the next
- * call on e. */
+/* The sentence of the last call's failure on e ("" if it succeeded): the
+ * calling thread's copy, valid until its next rmbus_error(). */
 const char *rmbus_error(const rmbus_entity *e);
 /* Our complete address; valid until rmbus_close(). */
 const char *rmbus_address(const rmbus_entity *e);
@@ -96,7 +102,9 @@ int64_t rmbus_timeout_ms(const rmbus_entity *e);
 int rmbus_process(rmbus_entity *e);
 
 /* A command addressed to us: the sender's address, the command name, its
- * arguments (the inside of the list), and 1 if it came reliably. */
+ * arguments (the inside of the list), and 1 if it came reliably. A peer's
+ * mbus.quit (it asks us to terminate, RFC 3259 section 9.4) comes as a
+ * command too; Guidelines RPCs go to rmbus_serve()'s callbacks instead. */
 typedef void (*rmbus_command_cb)(void *user, const char *src, const char *command,
                                  const char *args, int reliable);
 /* Sets (or with NULL removes) the command callback. */

@@ -86,11 +86,15 @@ pub fn command(name: &str, args: &str) -> Result<Command, String> {
     Ok(command)
 }
 
-/// Waits until `fd` is readable or `until` has come; true if readable.
-pub fn wait_readable(fd: RawFd, until: Instant) -> bool {
-    let left = until.saturating_duration_since(Instant::now());
-    // Round up, so that a deadline 0.3 ms away is not a busy loop.
-    let ms = left.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as i32;
+/// Waits until `fd` is readable or `until` has come (`None`: no end);
+/// true if readable.
+pub fn wait_readable(fd: RawFd, until: Option<Instant>) -> bool {
+    // Round up, so that a deadline 0.3 ms away is not a busy loop; -1 is
+    // poll's "no timeout".
+    let ms = until.map_or(-1, |u| {
+        let left = u.saturating_duration_since(Instant::now());
+        left.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as i32
+    });
     let mut pfd = libc::pollfd {
         fd,
         events: libc::POLLIN,

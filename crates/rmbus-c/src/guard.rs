@@ -1,7 +1,7 @@
 //! The FFI boundary's checks: panics caught, C strings read with bounds,
 //! failures logged.
 
-use std::ffi::{c_char, CStr};
+use std::ffi::{c_char, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 /// The longest string accepted from C, in bytes (an Mbus datagram is at
@@ -26,11 +26,29 @@ pub fn guarded<T>(what: &str, fallback: T, f: impl FnOnce() -> T) -> T {
 }
 
 /// Writes `rmbus: LINE` on stderr (how the functions that return `void`
-/// say why they failed; `RMBUS_C_QUIET=1` silences it).
+/// say why they failed; `RMBUS_C_QUIET=1` silences it). A stderr that
+/// cannot be written (closed, a broken pipe) loses the line, nothing more.
 pub fn log(line: &str) {
     if std::env::var_os("RMBUS_C_QUIET").is_none_or(|v| v != "1") {
-        eprintln!("rmbus: {line}");
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr(), "rmbus: {line}");
     }
+}
+
+thread_local! {
+    /// The last error text handed to C on this thread.
+    static HANDED: std::cell::RefCell<CString> = std::cell::RefCell::new(CString::default());
+}
+
+/// Keeps `text` for the calling thread and returns it for C: valid until
+/// this thread's next call (how `mbus_last_error` and `rmbus_error` stay
+/// valid whatever other threads do).
+pub fn thread_copy(text: CString) -> *const c_char {
+    HANDED.with(|h| {
+        let mut h = h.borrow_mut();
+        *h = text;
+        h.as_ptr()
+    })
 }
 
 /// The UTF-8 text of the C string `p`, named `what` in errors.

@@ -331,9 +331,18 @@ pub unsafe extern "C" fn rmbus_close(e: *mut RmbusEntity) -> c_int {
         }
         {
             let _turn = ent.processing.lock().unwrap_or_else(|p| p.into_inner());
-            let mut st = ent.lock();
-            let _ = st.bus.close();
-            while st.bus.poll_event().is_some() {}
+            let events = {
+                let mut st = ent.lock();
+                let _ = st.bus.close();
+                let mut events = Vec::new();
+                while let Some(ev) = st.bus.poll_event() {
+                    events.push(ev);
+                }
+                events
+            };
+            // Sends still unacknowledged end failed and open calls end
+            // "closed": their callbacks hear it before the entity goes.
+            deliver_all(ent, events);
         }
         // SAFETY: from Box::into_raw in rmbus_open; the caller gives it up.
         drop(unsafe { Box::from_raw(e) });
@@ -351,11 +360,13 @@ pub unsafe extern "C" fn rmbus_error(e: *const RmbusEntity) -> *const c_char {
     static NULL_ENTITY: &[u8] = b"the entity is NULL\0";
     // SAFETY: the caller's promise above.
     match unsafe { entity(e) } {
-        Some(ent) => ent
-            .last_error
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ptr(),
+        // A copy for this thread: another thread's call cannot free it.
+        Some(ent) => guard::thread_copy(
+            ent.last_error
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+        ),
         None => NULL_ENTITY.as_ptr().cast(),
     }
 }
@@ -406,25 +417,9 @@ fn deliver(ent: &RmbusEntity, event: Event) {
         Event::Command {
             src,
             reliable,
-            command,
-        } => {
-            let cb = ent.lock().on_command.as_ref().map(|c| (c.f, c.user()));
-            if let Some((f, user)) = cb {
-                let src = CString::new(src.to_string()).unwrap_or_default();
-                let name = CString::new(command.name).unwrap_or_default();
-                let args = CString::new(common::args_text(&command.args)).unwrap_or_default();
-                // SAFETY: a callback C registered; the strings live until it returns.
-                unsafe {
-                    f(
-                        user,
-                        src.as_ptr(),
-                        name.as_ptr(),
-                        args.as_ptr(),
-                        reliable as c_int,
-                    )
-                };
-            }
-        }
+            command: c,
+        } => command(ent, &src, &c.name, &common::args_text(&c.args), reliable),
+        Event::Quit { src } => command(ent, &src, "mbus.quit", "", false),
         Event::PeerJoined(addr) => peer(ent, addr, true),
         Event::PeerLeft { addr, .. } => peer(ent, addr, false),
         Event::Delivered { id, .. } | Event::DeliveryFailed { id, .. } => {
@@ -486,6 +481,26 @@ fn deliver(ent: &RmbusEntity, event: Event) {
     }
 }
 
+/// Calls the command callback, with no lock held.
+fn command(ent: &RmbusEntity, src: &rmbus::wire::Address, name: &str, args: &str, reliable: bool) {
+    let cb = ent.lock().on_command.as_ref().map(|c| (c.f, c.user()));
+    if let Some((f, user)) = cb {
+        let src = CString::new(src.to_string()).unwrap_or_default();
+        let name = CString::new(name).unwrap_or_default();
+        let args = CString::new(args).unwrap_or_default();
+        // SAFETY: a callback C registered; the strings live until it returns.
+        unsafe {
+            f(
+                user,
+                src.as_ptr(),
+                name.as_ptr(),
+                args.as_ptr(),
+                reliable as c_int,
+            )
+        };
+    }
+}
+
 /// Calls the peer callback, with no lock held.
 fn peer(ent: &RmbusEntity, addr: rmbus::wire::Address, joined: bool) {
     let cb = ent.lock().on_peer.as_ref().map(|c| (c.f, c.user()));
@@ -493,6 +508,26 @@ fn peer(ent: &RmbusEntity, addr: rmbus::wire::Address, joined: bool) {
         let addr = CString::new(addr.to_string()).unwrap_or_default();
         // SAFETY: a callback C registered; the string lives until it returns.
         unsafe { f(user, addr.as_ptr(), joined as c_int) };
+    }
+}
+
+/// Clears the mark of the thread in the callbacks, even if a callback's
+/// panic unwinds (the guard catches it further up).
+struct Unmark<'a>(&'a RmbusEntity);
+
+impl Drop for Unmark<'_> {
+    fn drop(&mut self) {
+        *self.0.processor.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+}
+
+/// Calls the callbacks of `events`, marking this thread as the one in them
+/// (so that `rmbus_process` and `rmbus_close` from one are refused).
+fn deliver_all(ent: &RmbusEntity, events: Vec<Event>) {
+    *ent.processor.lock().unwrap_or_else(|p| p.into_inner()) = Some(std::thread::current().id());
+    let _unmark = Unmark(ent);
+    for event in events {
+        deliver(ent, event);
     }
 }
 
@@ -522,20 +557,7 @@ pub unsafe extern "C" fn rmbus_process(e: *mut RmbusEntity) -> c_int {
                 }
                 (events, io)
             };
-            *ent.processor.lock().unwrap_or_else(|p| p.into_inner()) =
-                Some(std::thread::current().id());
-            // Clears the mark even if a callback's panic unwinds (the guard
-            // catches it above).
-            struct Unmark<'a>(&'a RmbusEntity);
-            impl Drop for Unmark<'_> {
-                fn drop(&mut self) {
-                    *self.0.processor.lock().unwrap_or_else(|p| p.into_inner()) = None;
-                }
-            }
-            let _unmark = Unmark(ent);
-            for event in events {
-                deliver(ent, event);
-            }
+            deliver_all(ent, events);
             match io {
                 Ok(_) => ent.ok(),
                 Err(err) => ent.fail(RMBUS_ERR_IO, err.to_string()),

@@ -267,7 +267,13 @@ pub unsafe extern "C" fn mbus_parse_init(str: *mut c_char) -> *mut MbusParser {
             len,
             pos: 0,
         };
-        PARSERS.insert(Mutex::new(cursor)) as *mut MbusParser
+        match PARSERS.insert(Mutex::new(cursor)) {
+            Some(token) => token as *mut MbusParser,
+            None => {
+                log("mbus_parse_init: no more parsers can be made in this process");
+                std::ptr::null_mut()
+            }
+        }
     })
 }
 

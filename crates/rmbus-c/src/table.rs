@@ -33,15 +33,18 @@ impl<T> Table<T> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Keeps `value` and returns its token (never 0, never reused).
-    pub fn insert(&self, value: T) -> usize {
+    /// Keeps `value` and returns its token (never 0, never reused), or
+    /// `None` once the tokens are used up (a 32-bit process after about
+    /// 250 million handles).
+    pub fn insert(&self, value: T) -> Option<usize> {
         let mut t = self.lock();
-        t.next += 1;
         // Aligned and far from 0, like a heap pointer, so that C code that
         // compares it with NULL or prints it sees nothing odd.
-        let token = 0x1000_0000 + t.next * 16;
+        let next = t.next.checked_add(1)?;
+        let token = next.checked_mul(16)?.checked_add(0x1000_0000)?;
+        t.next = next;
         t.live.insert(token, Arc::new(value));
-        token
+        Some(token)
     }
 
     /// The object behind `token`, if it is live.
@@ -69,11 +72,11 @@ mod tests {
     #[test]
     fn tokens_are_never_reused_and_removed_ones_are_missing() {
         let t = Table::new();
-        let a = t.insert(1);
+        let a = t.insert(1).unwrap();
         assert_eq!(t.get(a).as_deref(), Some(&1));
         assert!(t.remove(a).is_some());
         assert!(t.get(a).is_none());
-        let b = t.insert(2);
+        let b = t.insert(2).unwrap();
         assert_ne!(a, b);
         assert!(t.get(0).is_none());
     }

@@ -103,7 +103,28 @@ struct State {
     seqnums: HashMap<MsgId, c_int>,
     last_seqnum: c_int,
     last_error: CString,
+    /// The rendezvous under way: what each waits for (every dispatch
+    /// looks, so a nested `mbus_recv` in a handler cannot take it).
+    watches: Vec<Watch>,
+    next_watch: u64,
     exited: bool,
+}
+
+/// What a rendezvous waits for.
+#[derive(Clone, Copy, PartialEq)]
+enum WatchFor {
+    /// `mbus.go (token)`, answering our `mbus.waiting`.
+    Go,
+    /// `mbus.waiting (token)`, to answer with `mbus.go`.
+    Waiting,
+}
+
+/// One rendezvous under way, and who answered it.
+struct Watch {
+    id: u64,
+    what: WatchFor,
+    token: String,
+    peer: Option<Address>,
 }
 
 impl Ucl {
@@ -254,48 +275,66 @@ fn as_command(event: Event) -> Option<(Address, String, String)> {
     }
 }
 
-/// What a rendezvous looks for among the events.
-enum Watch<'a> {
-    Nothing,
-    /// `mbus.go (token)`: whoever sends it.
-    Go(&'a str, &'a mut Option<Address>),
-    /// `mbus.waiting (token)`: whoever sends it.
-    Waiting(&'a str, &'a mut Option<Address>),
-}
-
-impl Watch<'_> {
-    /// True if the watch takes `event` (it then goes to no handler).
-    fn take(&mut self, event: &Event) -> bool {
-        match (self, event) {
-            (Watch::Go(token, peer), Event::Go { src, condition })
-            | (Watch::Waiting(token, peer), Event::Waiting { src, condition })
-                if condition.as_str() == *token && peer.is_none() =>
-            {
-                **peer = Some(src.clone());
+impl State {
+    /// True if a rendezvous under way takes `event` (it then goes to no
+    /// handler).
+    fn watched(&mut self, event: &Event) -> bool {
+        let (what, src, condition) = match event {
+            Event::Go { src, condition } => (WatchFor::Go, src, condition),
+            Event::Waiting { src, condition } => (WatchFor::Waiting, src, condition),
+            _ => return false,
+        };
+        let found = self
+            .watches
+            .iter_mut()
+            .find(|w| w.what == what && w.peer.is_none() && w.token == *condition);
+        match found {
+            Some(w) => {
+                w.peer = Some(src.clone());
                 true
             }
-            _ => false,
+            None => false,
         }
+    }
+
+    fn watch(&mut self, what: WatchFor, token: &str) -> u64 {
+        self.next_watch += 1;
+        self.watches.push(Watch {
+            id: self.next_watch,
+            what,
+            token: token.to_owned(),
+            peer: None,
+        });
+        self.next_watch
+    }
+
+    fn answered(&self, id: u64) -> Option<Address> {
+        self.watches.iter().find(|w| w.id == id)?.peer.clone()
+    }
+
+    fn unwatch(&mut self, id: u64) -> Option<Address> {
+        let at = self.watches.iter().position(|w| w.id == id)?;
+        self.watches.remove(at).peer
     }
 }
 
 /// Gives the pending events to the command handler (or the watch), one at
 /// a time with no lock held; stops if the handle exits meanwhile.
-fn dispatch(ucl: &Ucl, data: *mut c_void, watch: &mut Watch<'_>) {
+fn dispatch(ucl: &Ucl, data: *mut c_void) {
     loop {
         let (event, handler) = {
             let mut st = ucl.lock();
             if st.exited {
                 return;
             }
-            match st.pending.pop_front() {
-                Some(e) => (e, st.cmd_handler),
-                None => return,
+            let Some(event) = st.pending.pop_front() else {
+                return;
+            };
+            if st.watched(&event) {
+                continue;
             }
+            (event, st.cmd_handler)
         };
-        if watch.take(&event) {
-            continue;
-        }
         let Some((src, cmd, args)) = as_command(event) else {
             continue;
         };
@@ -320,9 +359,10 @@ fn dispatch(ucl: &Ucl, data: *mut c_void, watch: &mut Watch<'_>) {
 }
 
 /// `mbus_recv`'s work: waits up to `wait` for datagrams (running timers
-/// meanwhile), reads them and runs the handlers. True if a datagram came.
-fn receive(ucl: &Ucl, data: *mut c_void, wait: Duration, watch: &mut Watch<'_>) -> bool {
-    let until = Instant::now() + wait;
+/// meanwhile; a wait beyond what the clock can hold is for ever), reads
+/// them and runs the handlers. True if a datagram came.
+fn receive(ucl: &Ucl, data: *mut c_void, wait: Duration) -> bool {
+    let until = Instant::now().checked_add(wait);
     let mut readable = true;
     loop {
         let (arrived, errors, deadline) = {
@@ -341,12 +381,15 @@ fn receive(ucl: &Ucl, data: *mut c_void, wait: Duration, watch: &mut Watch<'_>) 
             (arrived, errors, st.bus.deadline())
         };
         report(ucl, errors);
-        dispatch(ucl, data, watch);
+        dispatch(ucl, data);
         let now = Instant::now();
-        if arrived > 0 || now >= until {
+        if arrived > 0 || until.is_some_and(|u| now >= u) {
             return arrived > 0;
         }
-        let wake = deadline.map_or(until, |d| d.min(until));
+        let wake = match (deadline, until) {
+            (Some(d), Some(u)) => Some(d.min(u)),
+            (d, u) => d.or(u),
+        };
         readable = common::wait_readable(ucl.fd, wake);
     }
 }
@@ -407,11 +450,19 @@ pub unsafe extern "C" fn mbus_init(
                 seqnums: HashMap::new(),
                 last_seqnum: 0,
                 last_error: CString::default(),
+                watches: Vec::new(),
+                next_watch: 0,
                 exited: false,
             }),
             fd,
         };
-        HANDLES.insert(ucl) as *mut Mbus
+        match HANDLES.insert(ucl) {
+            Some(token) => token as *mut Mbus,
+            None => {
+                log("mbus_init: no more handles can be made in this process");
+                std::ptr::null_mut()
+            }
+        }
     })
 }
 
@@ -438,14 +489,20 @@ pub extern "C" fn mbus_exit(m: *mut Mbus) {
             handle(m, "mbus_exit");
             return;
         };
-        let mut st = ucl.lock();
-        let _ = st.send_queue();
-        if let Err(e) = st.bus.close() {
-            st.fail("mbus_exit", &format!("bye not sent: {e}"));
-        }
-        while st.bus.poll_event().is_some() {}
-        st.exited = true;
-        st.pending.clear();
+        let errors = {
+            let mut st = ucl.lock();
+            let mut errors = st.send_queue();
+            if let Err(e) = st.bus.close() {
+                st.fail("mbus_exit", &format!("bye not sent: {e}"));
+            }
+            // Messages still unacknowledged are failed by the close.
+            errors.extend(st.pull_events());
+            st.exited = true;
+            st.pending.clear();
+            errors
+        };
+        // The handle is dead already: a handler that uses it gets an error.
+        report(&ucl, errors);
     })
 }
 
@@ -597,7 +654,7 @@ pub unsafe extern "C" fn mbus_recv(
             Some(t) => Duration::from_secs(t.tv_sec as u64)
                 .saturating_add(Duration::from_micros(t.tv_usec as u64)),
         };
-        receive(&ucl, data, wait, &mut Watch::Nothing) as c_int
+        receive(&ucl, data, wait) as c_int
     })
 }
 
@@ -644,9 +701,18 @@ pub extern "C" fn mbus_sent_all(m: *mut Mbus) -> c_int {
     })
 }
 
-/// How long a rendezvous may take: `None` for ever (UCL's 0).
+/// How long a rendezvous may take: `None` for ever (UCL's 0, or more than
+/// the clock can hold).
 fn rendezvous_limit(usec: c_long) -> Option<Instant> {
-    (usec > 0).then(|| Instant::now() + Duration::from_micros(usec as u64))
+    let usec = u64::try_from(usec).ok().filter(|&u| u > 0)?;
+    Instant::now().checked_add(Duration::from_micros(usec))
+}
+
+/// How long a rendezvous waits for datagrams this turn: until `next`, and
+/// not past `limit`.
+fn step(next: Instant, limit: Option<Instant>) -> Duration {
+    let until = limit.map_or(next, |l| l.min(next));
+    until.saturating_duration_since(Instant::now())
 }
 
 /// `mbus_rendezvous_waiting`: `mbus.waiting (token)` to `addr` every
@@ -691,32 +757,34 @@ pub unsafe extern "C" fn mbus_rendezvous_waiting(
         // UCL's peers read the token as a String (mbus_parse_str).
         let waiting = Command::new("mbus.waiting", vec![Value::String(token.clone())]);
         let limit = rendezvous_limit(rendezvous_timeout_usec);
-        let mut peer = None;
-        loop {
-            {
+        let id = ucl.lock().watch(WatchFor::Go, &token);
+        let mut next_send = Instant::now();
+        let peer = loop {
+            if Instant::now() >= next_send {
                 let mut st = ucl.lock();
                 if st.exited {
-                    break;
+                    break None;
                 }
                 let sent = st.bus.with_endpoint(|ep, now| {
                     ep.send(now, &dest, vec![waiting.clone()], Delivery::Unreliable)
                 });
                 if let Err(e) = sent {
                     st.fail("mbus_rendezvous_waiting", &common::send_error(&e));
-                    break;
+                    break None;
                 }
+                next_send = Instant::now() + RENDEZVOUS_STEP;
             }
             drive(&ucl, "mbus_rendezvous_waiting", true);
-            receive(
-                &ucl,
-                data,
-                RENDEZVOUS_STEP,
-                &mut Watch::Go(&token, &mut peer),
-            );
-            if peer.is_some() || limit.is_some_and(|l| Instant::now() >= l) {
-                break;
+            receive(&ucl, data, step(next_send, limit));
+            let st = ucl.lock();
+            if let Some(p) = st.answered(id) {
+                break Some(p);
             }
-        }
+            if st.exited || limit.is_some_and(|l| Instant::now() >= l) {
+                break None;
+            }
+        };
+        ucl.lock().unwatch(id);
         match peer {
             Some(p) => guard::malloc_string(p.to_string().as_bytes()),
             None => std::ptr::null_mut(),
@@ -751,19 +819,19 @@ pub unsafe extern "C" fn mbus_rendezvous_go(
             }
         };
         let limit = rendezvous_limit(rendezvous_timeout_usec);
-        let mut peer = None;
-        while peer.is_none() {
+        let id = ucl.lock().watch(WatchFor::Waiting, &token);
+        let peer = loop {
             drive(&ucl, "mbus_rendezvous_go", true);
-            receive(
-                &ucl,
-                data,
-                RENDEZVOUS_STEP,
-                &mut Watch::Waiting(&token, &mut peer),
-            );
-            if ucl.lock().exited || limit.is_some_and(|l| Instant::now() >= l) {
-                break;
+            receive(&ucl, data, step(Instant::now() + RENDEZVOUS_STEP, limit));
+            let st = ucl.lock();
+            if let Some(p) = st.answered(id) {
+                break Some(p);
             }
-        }
+            if st.exited || limit.is_some_and(|l| Instant::now() >= l) {
+                break None;
+            }
+        };
+        ucl.lock().unwatch(id);
         let Some(peer) = peer else {
             return std::ptr::null_mut();
         };
@@ -789,7 +857,7 @@ pub unsafe extern "C" fn mbus_rendezvous_go(
                     break;
                 }
                 drive(&ucl, "mbus_rendezvous_go", true);
-                receive(&ucl, data, RENDEZVOUS_STEP, &mut Watch::Nothing);
+                receive(&ucl, data, RENDEZVOUS_STEP);
             }
         }
         guard::malloc_string(peer.to_string().as_bytes())
@@ -800,17 +868,23 @@ pub unsafe extern "C" fn mbus_rendezvous_go(
 static NOT_A_HANDLE: &[u8] =
     b"not a live mbus handle (NULL, never returned by mbus_init, or used after mbus_exit)\0";
 
-/// `mbus_last_error` (rmbus's): why the last call on `m` failed, or "".
+/// `mbus_last_error` (rmbus's): why the most recent failed call on `m`
+/// failed, or "". The text is a copy kept for the calling thread until its
+/// next `mbus_last_error`, so that another thread's call (or `mbus_exit`)
+/// cannot free it under the caller.
 #[no_mangle]
 pub extern "C" fn mbus_last_error(m: *mut Mbus) -> *const c_char {
-    guarded("mbus_last_error", NOT_A_HANDLE.as_ptr().cast(), || {
-        match HANDLES.get(m as usize) {
-            // The string lives in the handle until the next failure
-            // replaces it (documented in mbus.h).
-            Some(ucl) => ucl.lock().last_error.as_ptr(),
+    guarded(
+        "mbus_last_error",
+        NOT_A_HANDLE.as_ptr().cast(),
+        || match HANDLES.get(m as usize) {
+            Some(ucl) => {
+                let text = ucl.lock().last_error.clone();
+                guard::thread_copy(text)
+            }
             None => NOT_A_HANDLE.as_ptr().cast(),
-        }
-    })
+        },
+    )
 }
 
 extern "C" {

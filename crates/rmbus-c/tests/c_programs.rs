@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
-use rmbus::auth::seal;
+use rmbus::auth::{seal, CipherAlgo, HashAlgo};
 use rmbus::config::file;
 use rmbus::proto::{Delivery, Event};
 use rmbus::runtime::Bus;
@@ -93,7 +93,9 @@ fn compile(name: &str, out: &Path, link: Link) -> PathBuf {
     exe
 }
 
-/// A private host-local bus: a configuration file on a free port.
+/// A private host-local bus: a configuration file with fresh keys on a
+/// free port (should two tests ever draw the same port, their keys keep
+/// their datagrams apart).
 struct TestBus {
     dir: tempfile::TempDir,
     config: PathBuf,
@@ -107,17 +109,16 @@ impl TestBus {
             .expect("a free port")
             .port();
         let config = dir.path().join("mbus.conf");
-        std::fs::write(
-            &config,
-            format!(
-                "[MBUS]\nCONFIG_VERSION=1\nHASHKEY=(HMAC-MD5-96,MTIzNDU2Nzg5MDEyMzQ1Ng==)\n\
-                 ENCRYPTIONKEY=(NOENCR)\nSCOPE=HOSTLOCAL\nADDRESS=239.255.255.247\nPORT={port}\n"
-            ),
-        )
-        .expect("the configuration file");
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600))
-            .expect("mode 600");
+        file::load_or_create(&config, HashAlgo::HmacMd5_96, CipherAlgo::None)
+            .expect("a configuration with fresh keys");
+        let text = std::fs::read_to_string(&config).expect("the configuration file");
+        let text: String = text
+            .lines()
+            .filter(|l| !l.starts_with("PORT=") && !l.starts_with("SCOPE="))
+            .map(|l| format!("{l}\n"))
+            .chain([format!("SCOPE=HOSTLOCAL\nPORT={port}\n")])
+            .collect();
+        std::fs::write(&config, text).expect("the configuration file");
         TestBus { dir, config }
     }
 
@@ -139,25 +140,33 @@ impl TestBus {
     }
 }
 
-/// Waits for `child` (killing it after the deadline) and returns its output.
+/// Waits for `child` (killing it after the deadline) and returns its
+/// output, read as it comes (so that a talkative child never blocks).
 fn finish(mut child: std::process::Child) -> Output {
+    fn drain(pipe: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<Vec<u8>> {
+        std::thread::spawn(move || {
+            let mut all = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut all);
+            }
+            all
+        })
+    }
+    let (stdout, stderr) = (drain(child.stdout.take()), drain(child.stderr.take()));
     let until = Instant::now() + DEADLINE;
-    loop {
+    let status = loop {
         if let Some(status) = child.try_wait().expect("wait") {
-            let mut stdout = Vec::new();
-            let mut stderr = Vec::new();
-            child.stdout.take().map(|mut s| s.read_to_end(&mut stdout));
-            child.stderr.take().map(|mut s| s.read_to_end(&mut stderr));
-            return Output {
-                status,
-                stdout,
-                stderr,
-            };
+            break status;
         }
         if Instant::now() > until {
             let _ = child.kill();
         }
         std::thread::sleep(Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
     }
 }
 
@@ -206,6 +215,21 @@ fn pump(bus: &mut Bus, mut f: impl FnMut(&mut Bus, Event) -> bool) {
 }
 
 #[test]
+fn every_declared_symbol_links_shared_and_static_with_the_headers_types() {
+    let out = tempfile::tempdir().unwrap();
+    for link in [Link::Shared, Link::Static] {
+        let dir = out.path().join(match link {
+            Link::Shared => "shared",
+            Link::Static => "static",
+        });
+        std::fs::create_dir(&dir).unwrap();
+        let exe = compile("symbols", &dir, link);
+        let run = Command::new(&exe).output().unwrap();
+        assert_ok(&run, &["40 symbols, 0 failures", "MBUS_UNKOWN_ERR"]);
+    }
+}
+
+#[test]
 fn the_parser_functions_on_tricky_arguments() {
     let out = tempfile::tempdir().unwrap();
     let exe = compile("parser", out.path(), Link::Static);
@@ -233,10 +257,13 @@ fn misuse_is_answered_as_documented_never_a_crash() {
 #[test]
 fn two_copies_of_a_ucl_program_rendezvous_and_exchange_commands() {
     let out = tempfile::tempdir().unwrap();
-    let exe = compile("ucl_component", out.path(), Link::Shared);
+    let shared = compile("ucl_component", out.path(), Link::Shared);
+    let static_dir = out.path().join("static");
+    std::fs::create_dir(&static_dir).unwrap();
+    let linked_static = compile("ucl_component", &static_dir, Link::Static);
     let bus = TestBus::new();
-    let ui = bus.spawn(&exe, &["ui"]);
-    let engine = bus.spawn(&exe, &["engine"]);
+    let ui = bus.spawn(&shared, &["ui"]);
+    let engine = bus.spawn(&linked_static, &["engine"]);
     let (engine, ui) = (finish(engine), finish(ui));
     assert_ok(
         &engine,
@@ -427,6 +454,9 @@ fn the_native_api_in_a_programs_own_poll_loop() {
             "outcome delivered for ctest.note",
             "command ctest.note (\"hi\" (1 2)) from (app:ctest module:client id:",
             "reliable",
+            "command mbus.quit () from (app:ctest module:client id:",
+            "holding request",
+            "open call ended closed; a send from it: RMBUS_ERR_CLOSED",
             "done",
         ],
     );

@@ -291,9 +291,20 @@ fn rust_side() -> Rust {
         }
     }
     let mut functions = Signatures::new();
-    for part in text.split("extern \"C\" fn ").skip(1) {
+    for (at, _) in text.match_indices("extern \"C\" fn ") {
+        let part = &text[at + "extern \"C\" fn ".len()..];
         let open = part.find('(').unwrap();
         let name = part[..open].trim().to_owned();
+        // Exported only with #[no_mangle] among its attributes.
+        let mut from = at.saturating_sub(120);
+        while !text.is_char_boundary(from) {
+            from -= 1;
+        }
+        let before = &text[from..at];
+        assert!(
+            before.contains("#[no_mangle]"),
+            "{name} is an extern \"C\" fn without #[no_mangle]: C cannot find it"
+        );
         functions.insert(name, rust_fn(&part[open..], &aliases));
     }
     let body = text.split("pub struct RmbusReturn {").nth(1).unwrap();

@@ -101,7 +101,9 @@ int main(void)
     CHECK(mbus_sent_all(m) == 1);
 
     /* Two entities that both match a subset: MBUS_DESTINATION_NOT_UNIQUE. */
-    other = mbus_init(exiting_handler, err_handler, "(app:ctest module:twin)");
+    /* Started without a handler, given one later (as RAT's ui does). */
+    other = mbus_init(NULL, err_handler, "(app:ctest module:twin)");
+    mbus_cmd_handler(other, exiting_handler);
     {
         struct mbus *third = mbus_init(NULL, err_handler, "(app:ctest module:twin2)");
         for (i = 0; i < 100 && !(mbus_addr_valid(m, "(module:twin)") && mbus_addr_valid(m, "(module:twin2)")); i++) {
@@ -135,7 +137,11 @@ int main(void)
     CHECK(strstr(mbus_last_error(other), "not a live mbus handle") != NULL);
     mbus_exit(other);
 
+    /* What is still queued at mbus_exit is sent, and a refusal still
+     * reaches the error handler. */
+    mbus_qmsg(m, "(app:nobody)", "ctest.x", "", 1);
     mbus_exit(m);
+    CHECK(errors_seen[MBUS_DESTINATION_UNKNOWN] == 2);
     mbus_qmsg(m, "()", "ctest.x", "", 0);
     mbus_send(m);
     CHECK(mbus_sent_all(m) == 0);

@@ -13,7 +13,7 @@
 
 #include "rmbus.h"
 
-static int returned, delivered, commands, requests, peers;
+static int returned, delivered, commands, requests, peers, quits, closed_calls;
 static rmbus_entity *server;
 
 static void on_request(void *user, uint64_t request, const char *src, const char *name,
@@ -52,7 +52,31 @@ static void on_command(void *user, const char *src, const char *command, const c
 {
     (void) user;
     printf("command %s (%s) from %s, %s\n", command, args, src, reliable ? "reliable" : "unreliable");
-    commands++;
+    if (strcmp(command, "mbus.quit") == 0) {
+        quits++;
+    } else {
+        commands++;
+    }
+}
+
+/* A request the server keeps open: the client closes before it returns. */
+static void on_hold(void *user, uint64_t request, const char *src, const char *name,
+                    const char *args)
+{
+    (void) user;
+    (void) src;
+    (void) args;
+    printf("holding request %llu (%s)\n", (unsigned long long) request, name);
+    requests++;
+}
+
+/* Called by rmbus_close for the call still open. */
+static void on_closed(void *user, const rmbus_return *r)
+{
+    rmbus_entity *client = (rmbus_entity *) user;
+    int code = rmbus_send(client, "()", "ctest.late", "", 0, NULL, NULL);
+    printf("open call ended %s; a send from it: %s\n", r->outcome, rmbus_code_name(code));
+    closed_calls += strcmp(r->outcome, "closed") == 0 && code == RMBUS_ERR_CLOSED;
 }
 
 static void on_peer(void *user, const char *address, int joined)
@@ -119,10 +143,29 @@ int main(void)
             sent = 1;
         }
     }
+    /* A peer's mbus.quit reaches the command callback. */
+    code = rmbus_send(client, "(module:server)", "mbus.quit", "", 0, NULL, NULL);
+    printf("quit: %s %s\n", rmbus_code_name(code), rmbus_error(client));
+    while (quits == 0 && now_s() < deadline) {
+        struct pollfd fd = {rmbus_fd(server), POLLIN, 0};
+        poll(&fd, 1, 100);
+        rmbus_process(server);
+    }
+    /* A call still open when the client closes ends "closed", in its
+     * callback, before rmbus_close returns. */
+    rmbus_serve(server, "ctest.hold", on_hold, NULL);
+    code = rmbus_call(client, "(module:server)", "ctest.hold", "", 10000, on_closed, client);
+    printf("hold: %s\n", rmbus_code_name(code));
+    while (requests < 2 && now_s() < deadline) {
+        struct pollfd fds[2] = {{rmbus_fd(server), POLLIN, 0}, {rmbus_fd(client), POLLIN, 0}};
+        poll(fds, 2, 100);
+        rmbus_process(server);
+        rmbus_process(client);
+    }
     printf("requests %d\n", requests);
     rmbus_close(client);
     rmbus_close(server);
-    if (returned && delivered && commands == 1 && requests == 1) {
+    if (returned && delivered && commands == 1 && quits == 1 && requests == 2 && closed_calls == 1) {
         printf("done\n");
         return 0;
     }
