@@ -78,6 +78,19 @@ pub struct Loaded {
     pub was_empty: bool,
 }
 
+/// The configuration a program joins with (RFC 3259 §12.1): the file
+/// `explicit`, which must exist, or without one `$MBUS`, else `~/.mbus`,
+/// created with fresh keys (HMAC-MD5-96, no encryption) when missing, as
+/// UCL creates it. Returns the file's path too.
+pub fn load_for_joining(explicit: Option<&Path>) -> Result<(PathBuf, Config), ConfigError> {
+    let path = locate(explicit)?;
+    let config = match explicit {
+        Some(_) => load(&path)?,
+        None => load_or_create(&path, HashAlgo::HmacMd5_96, CipherAlgo::None)?.config,
+    };
+    Ok((path, config))
+}
+
 /// Reads the configuration file, creating it with fresh keys (mode 0600) when it
 /// is missing or empty, all under a write lock (what UCL does).
 pub fn load_or_create(

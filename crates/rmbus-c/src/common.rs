@@ -6,7 +6,6 @@ use std::os::fd::RawFd;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use rmbus::auth::{CipherAlgo, HashAlgo};
 use rmbus::config::file;
 use rmbus::proto::SendError;
 use rmbus::runtime::{BindError, Bus};
@@ -37,14 +36,8 @@ impl std::fmt::Display for OpenError {
 /// (HMAC-MD5-96, no encryption) when missing, as UCL creates it.
 pub fn open_bus(config: Option<&Path>, address: &str) -> Result<Bus, OpenError> {
     let address = parse_address(address).map_err(OpenError::Address)?;
-    let path = file::locate(config).map_err(|e| OpenError::Config(e.to_string()))?;
-    let loaded = match config {
-        Some(_) => file::load(&path),
-        None => {
-            file::load_or_create(&path, HashAlgo::HmacMd5_96, CipherAlgo::None).map(|l| l.config)
-        }
-    }
-    .map_err(|e| OpenError::Config(format!("{}: {e}", path.display())))?;
+    let (_, loaded) =
+        file::load_for_joining(config).map_err(|e| OpenError::Config(e.to_string()))?;
     Bus::bind(&loaded, &address).map_err(OpenError::Bind)
 }
 
