@@ -145,3 +145,22 @@ def test_ctrl_c_leaves_with_a_bye(join):
     finally:
         if child.poll() is None:
             child.kill()
+
+
+def test_an_entity_used_from_another_thread_raises(bus_config):
+    import threading
+
+    e = mbus.Entity("app:test module:threaded")
+    raised = []
+
+    def other():
+        try:
+            e.step(0)
+        except mbus.MError as x:
+            raised.append(x)
+
+    t = threading.Thread(target=other)
+    t.start()
+    t.join()
+    assert raised and "thread that made it" in str(raised[0])
+    e.close()

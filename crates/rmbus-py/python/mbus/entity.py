@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import threading
 import time
 import traceback
 from typing import Any, Callable, Dict, List, Optional, Sequence, Union
@@ -49,12 +50,22 @@ class Entity:
             self._bus = _native.Bus(addr.mbus(), config)
         except RuntimeError as e:
             raise MError(str(e)) from None
-        self.address = MAddress(self._bus.address())
+        self._thread = threading.get_ident()
+        self.address = MAddress(self._b.address())
         self._signals: Dict[str, List[Callable[..., Any]]] = {s: [] for s in SIGNALS}
         self._callbacks: Dict[str, List[Callable[[MMessage], Any]]] = {}
         self._sent: Dict[int, str] = {}
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._timer: Optional[asyncio.TimerHandle] = None
+
+    @property
+    def _b(self) -> "_native.Bus":
+        """The core, from the thread that made the entity (the one that
+        drives its loop and runs its callbacks)."""
+        if threading.get_ident() != self._thread:
+            raise MError("an entity is used from the thread that made it, which drives its loop"
+                         " and runs its callbacks")
+        return self._bus
 
     # ---- registration -----------------------------------------------------
 
@@ -106,7 +117,7 @@ class Entity:
         else:
             raise TypeError("send(msg) or send(address, command, arguments)")
         try:
-            sent = self._bus.send(_addr(dst).mbus(), json.dumps(commands), reliable)
+            sent = self._b.send(_addr(dst).mbus(), json.dumps(commands), reliable)
         except (LookupError, RuntimeError) as e:
             raise MError(str(e)) from None
         if sent is not None:
@@ -117,15 +128,15 @@ class Entity:
 
     def fileno(self) -> int:
         """The descriptor that is readable while datagrams wait."""
-        return self._guard(self._bus.fileno)
+        return self._guard(self._b.fileno)
 
     def timeout(self) -> Optional[float]:
         """Seconds until ``step`` is due for a timer, or None."""
-        return self._bus.timeout()
+        return self._b.timeout()
 
     def deadline(self) -> Optional[float]:
         """``timeout()`` as a ``time.monotonic()`` instant, or None."""
-        t = self._bus.timeout()
+        t = self._b.timeout()
         return None if t is None else time.monotonic() + t
 
     def step(self, timeout: Optional[float] = 0.0) -> bool:
@@ -134,7 +145,7 @@ class Entity:
         was handled."""
         if timeout is None:
             timeout = 86400.0
-        events = json.loads(self._guard(lambda: self._bus.process(timeout)))
+        events = json.loads(self._guard(lambda: self._b.process(timeout)))
         for event in events:
             self._handle(event)
         self._wake()
@@ -144,7 +155,7 @@ class Entity:
         """Handles the bus until ``close()``. Ctrl-C says bye, then raises
         KeyboardInterrupt."""
         try:
-            while not self._bus.closed():
+            while not self._b.closed():
                 self.step(0.1)
         except KeyboardInterrupt:
             self.close()
@@ -154,18 +165,18 @@ class Entity:
         """Says bye and leaves; later uses raise MError."""
         if self._loop is not None:
             try:
-                self._loop.remove_reader(self._bus.fileno())
+                self._loop.remove_reader(self._b.fileno())
             except RuntimeError:
                 pass
             if self._timer is not None:
                 self._timer.cancel()
             self._loop = None
-        self._bus.close()
+        self._b.close()
 
     @property
     def closed(self) -> bool:
         """True once closed."""
-        return self._bus.closed()
+        return self._b.closed()
 
     def __enter__(self) -> "Entity":
         return self
@@ -186,7 +197,7 @@ class Entity:
         self._wake()
 
     def _aio_turn(self) -> None:
-        if self._bus.closed():
+        if self._b.closed():
             return
         try:
             self.step(0.0)
@@ -195,11 +206,11 @@ class Entity:
 
     def _wake(self) -> None:
         """Under asyncio: (re)arms the timer for the next deadline."""
-        if self._loop is None or self._bus.closed():
+        if self._loop is None or self._b.closed():
             return
         if self._timer is not None:
             self._timer.cancel()
-        t = self._bus.timeout()
+        t = self._b.timeout()
         self._timer = None if t is None else self._loop.call_later(t, self._aio_turn)
 
     # ---- events -----------------------------------------------------------
@@ -314,7 +325,7 @@ class Guides(Entity):
         """Serves RPC ``name``: ``function(rpc)`` returns an RPCReturn, or
         None to answer later with sendRPCReturn."""
         MCommand(name)
-        self._guard(lambda: self._bus.serve(name))
+        self._guard(lambda: self._b.serve(name))
         self._rpc[name] = function
 
     def sendRPC(self, address: Union[str, MAddress], name: str, arguments: Sequence[Any],
@@ -327,10 +338,10 @@ class Guides(Entity):
         MCommand(name)
         args = json.dumps(_args(arguments))
         try:
-            if self._bus.matches(dst.mbus()) > 1:
-                call = self._bus.call_group(dst.mbus(), name, args, int(self.rpcTimeout))
+            if self._b.matches(dst.mbus()) > 1:
+                call = self._b.call_group(dst.mbus(), name, args, int(self.rpcTimeout))
             else:
-                call = self._bus.call(dst.mbus(), name, args, int(self.rpcTimeout))
+                call = self._b.call(dst.mbus(), name, args, int(self.rpcTimeout))
         except (LookupError, RuntimeError) as e:
             raise MError(str(e)) from None
         if callback is not None:
@@ -346,7 +357,7 @@ class Guides(Entity):
         result = str(ret.result) if ret.result else ("OK" if ret.success else "FAILED")
         values = json.dumps(_args(list(ret.arguments)))
         try:
-            self._bus.reply(ret.rpc._request, bool(ret.success), result, str(ret.description), values)
+            self._b.reply(ret.rpc._request, bool(ret.success), result, str(ret.description), values)
         except RuntimeError as e:
             raise MError(str(e)) from None
         self._wake()
@@ -384,7 +395,7 @@ class Guides(Entity):
                   [from_tagged(a) for a in event["args"]])
         function = self._rpc.get(rpc.name)
         if function is None:
-            self._bus.reply(rpc._request, False, "", "", "[]", True)
+            self._b.reply(rpc._request, False, "", "", "[]", True)
             return
         try:
             ret = function(rpc)
