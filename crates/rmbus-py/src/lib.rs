@@ -334,14 +334,20 @@ impl Bus {
             .map_err(|e| PyRuntimeError::new_err(e.to_string()))
     }
 
-    /// Says bye and leaves; every later use raises.
-    fn close(&mut self) -> PyResult<()> {
+    /// Says bye and leaves; every later use raises. Returns the events the
+    /// close made (calls still open end `closed`, messages still
+    /// unacknowledged fail) as a JSON list, for their callbacks. A bye the
+    /// socket refused is no error: the entity is gone either way, and the
+    /// others notice its silence.
+    fn close(&mut self) -> String {
+        let mut events = Vec::new();
         if let Some(mut bus) = self.inner.take() {
-            bus.close()
-                .map_err(|e| PyRuntimeError::new_err(format!("saying bye: {e}")))?;
-            while bus.poll_event().is_some() {}
+            let _ = bus.close();
+            while let Some(e) = bus.poll_event() {
+                events.extend(event_json(e));
+            }
         }
-        Ok(())
+        Json::Array(events).to_string()
     }
 
     /// True once closed.

@@ -164,3 +164,30 @@ def test_an_entity_used_from_another_thread_raises(bus_config):
     t.join()
     assert raised and "thread that made it" in str(raised[0])
     e.close()
+
+
+def test_an_rpc_callback_that_returns_no_rpcreturn(bus_config):
+    a = mbus.Guides("app:test module:a")
+    b = mbus.Guides("app:test module:b")
+    errors = []
+    a.signal_connect("error", errors.append)
+    a.addRPCCallback("test.bad", lambda rpc: True)
+    pump([a, b], lambda: b._bus.matches("(module:a)") == 1, "a")
+    returns = []
+    b.sendRPC(a.address, "test.bad", [], returns.append)
+    pump([a, b], lambda: bool(returns), "the return")
+    assert returns[0].success is False and returns[0].result == "EXCEPTION"
+    assert isinstance(errors[0], TypeError) and "RPCReturn" in str(errors[0])
+    b.rpcTimeout = -1
+    with pytest.raises(ValueError, match="rpcTimeout"):
+        b.sendRPC(a.address, "test.bad", [])
+    # An RPCReturn answers through the entity that received the RPC only.
+    kept = []
+    a.addRPCCallback("test.keep", lambda rpc: kept.append(mbus.RPCReturn(rpc)))
+    b.rpcTimeout = 2000
+    b.sendRPC(a.address, "test.keep", [])
+    pump([a, b], lambda: bool(kept), "the request")
+    with pytest.raises(mbus.MError, match="another entity"):
+        b.sendRPCReturn(kept[0])
+    a.close()
+    b.close()

@@ -76,3 +76,24 @@ def test_rpcs_both_ways(join):
                           "UNKNOWN", [py])
     assert unknown["outcome"] == "unknown", unknown
     py.close()
+
+
+def test_huge_integers_rendezvous_commands_and_pymbus_hooks(join):
+    rust = join()
+    py = mbus.Entity("app:python module:hooks")
+    joined, got = [], []
+    py.newEntityFunction = joined.append
+    py.addCallback("test.big", got.append)
+    py.addCallback("mbus.go", got.append)
+    pump([py], lambda: bool(joined), "newEntityFunction")
+    assert joined[0].matches(mbus.MAddress(rust.address))
+    assert py.isAddressedTo("app:python") and not py.isAddressedTo("app:other")
+    big = "9" * 5000
+    rust.say(f"rsend {py.address.mbus()} test.big ({big})")
+    rust.say(f"go {py.address.mbus()} ready")
+    pump([py], lambda: len(got) == 2, "the big integer and mbus.go")
+    by_name = {m.current_command.name: m for m in got}
+    assert by_name["test.big"].current_command.args[0] == 10 ** 5000 - 1
+    assert str(by_name["test.big"].current_command).startswith("test.big (99999")
+    assert list(by_name["mbus.go"].current_command.args) == ["ready"]
+    py.close()

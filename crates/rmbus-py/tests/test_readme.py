@@ -5,7 +5,9 @@ and the asyncio client."""
 from __future__ import annotations
 
 import os
+import queue
 import re
+import threading
 import signal
 import subprocess
 import sys
@@ -19,6 +21,16 @@ def python_blocks():
     return re.findall(r"```python\n(.*?)```", section, re.S)
 
 
+def read_line(child, within):
+    """The child's next stdout line, or a failure after `within` seconds."""
+    lines = queue.Queue()
+    threading.Thread(target=lambda: lines.put(child.stdout.readline()), daemon=True).start()
+    try:
+        return lines.get(timeout=within)
+    except queue.Empty:
+        raise AssertionError(f"the program printed nothing within {within} s") from None
+
+
 def test_the_readme_examples_run_as_written(join):
     program, client = python_blocks()
     watcher = join("(app:test module:watcher)")
@@ -30,8 +42,7 @@ def test_the_readme_examples_run_as_written(join):
             [rmbus_bin(), "send", "--to", "(app:demo module:python)", "--reliable", "demo.note", "(1 2)"],
             capture_output=True, text=True, timeout=30)
         assert sent.returncode == 0, sent.stderr
-        assert child.stdout is not None
-        line = child.stdout.readline()
+        line = read_line(child, 30)
         assert line.startswith("note from app:rmbus id:") and line.rstrip().endswith("(1 2 )"), line
         called = subprocess.run(
             [rmbus_bin(), "call", "--json", "(app:demo module:python)", "demo.add", "(2 3)"],

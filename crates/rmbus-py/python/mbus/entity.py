@@ -57,6 +57,16 @@ class Entity:
         self._sent: Dict[int, str] = {}
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._timer: Optional[asyncio.TimerHandle] = None
+        #: Called with the MAddress of each entity that joins (as the
+        #: "new-entity" signal; the hook some pyMbus programs set).
+        self.newEntityFunction: Optional[Callable[[MAddress], Any]] = None
+        #: Called with the MAddress of each entity that leaves.
+        self.lostEntityFunction: Optional[Callable[[MAddress], Any]] = None
+
+    def isAddressedTo(self, address: Union[str, MAddress]) -> bool:
+        """True if a message to ``address`` reaches this entity (every
+        element of ``address`` is one of ours, RFC 3259 §5.1)."""
+        return _addr(address).matches(self.address)
 
     @property
     def _b(self) -> "_native.Bus":
@@ -142,41 +152,56 @@ class Entity:
     def step(self, timeout: Optional[float] = 0.0) -> bool:
         """Waits up to ``timeout`` seconds (None: until something happens)
         for a datagram or a timer, then handles what came. True if an event
-        was handled."""
+        was handled. An exception while handling one event goes to the
+        "error" signal and the others are still handled."""
         if timeout is None:
             timeout = 86400.0
         events = json.loads(self._guard(lambda: self._b.process(timeout)))
-        for event in events:
-            self._handle(event)
+        self._dispatch(events)
         self._wake()
         return bool(events)
 
+    def _dispatch(self, events: List[Dict[str, Any]]) -> None:
+        for event in events:
+            if self._bus.closed() and event["e"] not in ("returned", "group"):
+                # Closed by a handler: what is left has nobody to answer.
+                continue
+            try:
+                self._handle(event)
+            except Exception as e:  # noqa: BLE001 - one event's trouble, not the entity's
+                self._emit("error", e)
+
     def run(self) -> None:
-        """Handles the bus until ``close()``. Ctrl-C says bye, then raises
-        KeyboardInterrupt."""
+        """Handles the bus until ``close()``. Whatever ends it (Ctrl-C's
+        KeyboardInterrupt included) says bye first, then goes on up. A
+        transport error goes to the "error" signal."""
+        self._b  # from the entity's own thread only
         try:
-            while not self._b.closed():
-                self.step(0.1)
-        except KeyboardInterrupt:
+            while not self._bus.closed():
+                try:
+                    self.step(0.1)
+                except MError as e:
+                    if self._bus.closed():
+                        break
+                    self._emit("error", e)
+        except BaseException:
             self.close()
             raise
 
     def close(self) -> None:
-        """Says bye and leaves; later uses raise MError."""
-        if self._loop is not None:
-            try:
-                self._loop.remove_reader(self._b.fileno())
-            except RuntimeError:
-                pass
-            if self._timer is not None:
-                self._timer.cancel()
-            self._loop = None
-        self._b.close()
+        """Says bye and leaves (again: nothing). Calls still open end in
+        their callbacks (outcome "closed", or "undeliverable" if the request
+        was not acknowledged yet); later uses raise MError."""
+        if self._b.closed():
+            return
+        self._detach()
+        events = json.loads(self._bus.close())
+        self._dispatch(events)
 
     @property
     def closed(self) -> bool:
         """True once closed."""
-        return self._b.closed()
+        return self._bus.closed()
 
     def __enter__(self) -> "Entity":
         return self
@@ -188,30 +213,51 @@ class Entity:
 
     def attach(self, loop: Optional[asyncio.AbstractEventLoop] = None) -> None:
         """Lets an asyncio loop drive the entity (the running one by
-        default): callbacks then run in that loop's thread."""
+        default): callbacks then run in that loop's thread. Attaching to
+        another loop leaves the first; a closed loop is left by itself."""
         loop = loop or asyncio.get_running_loop()
-        if self._loop is loop:
+        if self._loop is loop and not loop.is_closed():
             return
+        self._detach()
         self._loop = loop
         loop.add_reader(self.fileno(), self._aio_turn)
         self._wake()
 
+    def _detach(self) -> None:
+        loop, self._loop = self._loop, None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if loop is not None and not loop.is_closed() and not self._bus.closed():
+            try:
+                loop.remove_reader(self._bus.fileno())
+            except (RuntimeError, ValueError):
+                pass
+
     def _aio_turn(self) -> None:
-        if self._b.closed():
-            return
         try:
-            self.step(0.0)
-        except MError as e:
+            if not self._bus.closed():
+                self.step(0.0)
+        except Exception as e:  # noqa: BLE001 - the loop must go on, and so must the timers
             self._emit("error", e)
+        finally:
+            self._wake()
 
     def _wake(self) -> None:
         """Under asyncio: (re)arms the timer for the next deadline."""
-        if self._loop is None or self._b.closed():
+        if self._loop is None:
+            return
+        if self._loop.is_closed():
+            self._detach()
             return
         if self._timer is not None:
             self._timer.cancel()
-        t = self._b.timeout()
-        self._timer = None if t is None else self._loop.call_later(t, self._aio_turn)
+            self._timer = None
+        if self._bus.closed():
+            return
+        t = self._bus.timeout()
+        if t is not None:
+            self._timer = self._loop.call_later(t, self._aio_turn)
 
     # ---- events -----------------------------------------------------------
 
@@ -249,10 +295,20 @@ class Entity:
             self._deliver(self._message(event))
         elif kind == "quit":
             self._deliver(self._message({"src": event["src"], "name": "mbus.quit"}))
+        elif kind in ("waiting", "go"):
+            # RFC 3259 §9.5 and §9.6, as commands with their condition.
+            self._deliver(self._message({"src": event["src"], "name": "mbus." + kind,
+                                         "args": [{"y": event["condition"]}]}))
         elif kind == "joined":
-            self._emit("new-entity", MAddress(event["addr"]))
+            addr = MAddress(event["addr"])
+            self._emit("new-entity", addr)
+            if self.newEntityFunction is not None:
+                self.newEntityFunction(addr)
         elif kind == "left":
-            self._emit("lost-entity", MAddress(event["addr"]))
+            addr = MAddress(event["addr"])
+            self._emit("lost-entity", addr)
+            if self.lostEntityFunction is not None:
+                self.lostEntityFunction(addr)
         elif kind == "delivered":
             self._sent.pop(event["id"], None)
         elif kind == "failed":
@@ -336,12 +392,15 @@ class Guides(Entity):
         once per entity."""
         dst = _addr(address)
         MCommand(name)
+        timeout = self.rpcTimeout
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 <= timeout < 2 ** 53:
+            raise ValueError(f"rpcTimeout is milliseconds, 0 or more: {timeout!r}")
         args = json.dumps(_args(arguments))
         try:
             if self._b.matches(dst.mbus()) > 1:
-                call = self._b.call_group(dst.mbus(), name, args, int(self.rpcTimeout))
+                call = self._b.call_group(dst.mbus(), name, args, int(timeout))
             else:
-                call = self._b.call(dst.mbus(), name, args, int(self.rpcTimeout))
+                call = self._b.call(dst.mbus(), name, args, int(timeout))
         except (LookupError, RuntimeError) as e:
             raise MError(str(e)) from None
         if callback is not None:
@@ -354,6 +413,8 @@ class Guides(Entity):
         closed."""
         if ret.rpc is None:
             raise MError("this RPCReturn answers no RPC (make it with RPCReturn(rpc))")
+        if ret.rpc._guides is not self:
+            raise MError("this RPCReturn answers an RPC another entity received")
         result = str(ret.result) if ret.result else ("OK" if ret.success else "FAILED")
         values = json.dumps(_args(list(ret.arguments)))
         try:
@@ -366,6 +427,9 @@ class Guides(Entity):
                    arguments: Sequence[Any] = ()) -> RPCReturn:
         """``await guides.call(...)``: sendRPC for asyncio (the entity is
         attached to the running loop); the RPCReturn of one entity."""
+        if self._guard(lambda: self._b.matches(_addr(address).mbus())) > 1:
+            raise MError(f"{_addr(address)} matches several entities: call() is for one "
+                         "(sendRPC calls a group, with a callback per entity)")
         loop = asyncio.get_running_loop()
         self.attach(loop)
         done: "asyncio.Future[RPCReturn]" = loop.create_future()
@@ -405,6 +469,15 @@ class Guides(Entity):
             ret.success = False
             ret.result = "EXCEPTION"
             ret.description = f"{type(e).__name__}: {e}"
+        if ret is not None and not isinstance(ret, RPCReturn):
+            self._emit("error", TypeError(
+                f"the RPC callback for {rpc.name} returned {type(ret).__name__}: an RPCReturn, or None"
+                " to answer later"))
+            bad = RPCReturn(rpc)
+            bad.success = False
+            bad.result = "EXCEPTION"
+            bad.description = f"the callee's callback returned {type(ret).__name__}"
+            ret = bad
         if ret is not None:
             if ret.rpc is None:
                 ret.rpc = rpc

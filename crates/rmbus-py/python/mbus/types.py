@@ -14,6 +14,7 @@ import base64
 import hashlib
 import hmac
 import re
+import sys
 import time
 from typing import Any, Iterable, List, Optional, Union
 
@@ -21,6 +22,33 @@ __all__ = [
     "MError", "MSymbol", "MData", "MList", "MAddress", "MHeader", "MCommand",
     "MMessage", "to_tagged", "from_tagged",
 ]
+
+
+def _int_text(v: int) -> str:
+    """The decimal text of any int (Python 3.11+ limits str(int) to 4300
+    digits by default; an Mbus Integer has no limit)."""
+    try:
+        return str(v)
+    except ValueError:
+        old = sys.get_int_max_str_digits()
+        sys.set_int_max_str_digits(0)
+        try:
+            return str(v)
+        finally:
+            sys.set_int_max_str_digits(old)
+
+
+def _text_int(s: str) -> int:
+    """The int of decimal text of any length (see _int_text)."""
+    try:
+        return int(s)
+    except ValueError:
+        old = sys.get_int_max_str_digits()
+        sys.set_int_max_str_digits(0)
+        try:
+            return int(s)
+        finally:
+            sys.set_int_max_str_digits(old)
 
 
 class MError(Exception):
@@ -91,7 +119,7 @@ def format_value(v: Any) -> str:
     if isinstance(v, str):
         return _quote(v)
     if isinstance(v, int):
-        return str(v)
+        return _int_text(v)
     if isinstance(v, float):
         return "%f" % v
     if isinstance(v, MData):
@@ -121,7 +149,7 @@ def to_tagged(v: Any) -> Any:
     if isinstance(v, str):
         return {"s": v}
     if isinstance(v, int):
-        return {"i": v} if _I64[0] <= v <= _I64[1] else {"bi": str(v)}
+        return {"i": v} if _I64[0] <= v <= _I64[1] else {"bi": _int_text(v)}
     if isinstance(v, float):
         if v != v or v in (float("inf"), float("-inf")):
             raise ValueError("an Mbus Float is finite")
@@ -139,7 +167,7 @@ def from_tagged(t: Any) -> Any:
     if tag == "i":
         return v
     if tag == "bi":
-        return int(v)
+        return _text_int(v)
     if tag == "f":
         return float(v)
     if tag == "s":
