@@ -92,10 +92,11 @@ struct mbus *mbus_init(void  (*cmd_handler)(char *src, char *cmd, char *arg, voi
                        char  *addr);
 /* Replaces the command handler. */
 void         mbus_cmd_handler(struct mbus *m, void  (*cmd_handler)(char *src, char *cmd, char *arg, void *dat));
-/* Sends what is queued, says mbus.bye and leaves; m is invalid afterwards
- * (using it again is an error, not a crash). Refused destinations and
- * reliable messages still unacknowledged reach err_handler before it
- * returns. */
+/* Sends what is queued, lets reliable messages in flight be acknowledged
+ * (600 ms at most; commands received meanwhile are dropped), says mbus.bye
+ * and leaves; m is invalid afterwards (using it again is an error, not a
+ * crash). Refused destinations and reliable messages still unacknowledged
+ * reach err_handler before it returns. */
 void         mbus_exit(struct mbus *m);
 /* 1 if an entity that addr designates is known (addr a subset of its
  * address), else 0. */

@@ -35,20 +35,35 @@ pub fn log(line: &str) {
     }
 }
 
+/// Which function a thread's copy of an error text is for: each keeps
+/// its own, valid until that function's next call on the thread.
+#[derive(Clone, Copy)]
+pub enum Slot {
+    /// `mbus_last_error`.
+    Ucl,
+    /// `rmbus_error`.
+    Native,
+}
+
 thread_local! {
-    /// The last error text handed to C on this thread.
-    static HANDED: std::cell::RefCell<CString> = std::cell::RefCell::new(CString::default());
+    /// The last error texts handed to C on this thread, one per function.
+    static HANDED: std::cell::RefCell<[CString; 2]> =
+        std::cell::RefCell::new([CString::default(), CString::default()]);
 }
 
 /// Keeps `text` for the calling thread and returns it for C: valid until
-/// this thread's next call (how `mbus_last_error` and `rmbus_error` stay
-/// valid whatever other threads do).
-pub fn thread_copy(text: CString) -> *const c_char {
-    HANDED.with(|h| {
-        let mut h = h.borrow_mut();
-        *h = text;
-        h.as_ptr()
-    })
+/// this thread's next call of the same function (how `mbus_last_error`
+/// and `rmbus_error` stay valid whatever other threads do). During the
+/// thread's teardown, an empty static string.
+pub fn thread_copy(slot: Slot, text: CString) -> *const c_char {
+    HANDED
+        .try_with(|h| {
+            let mut h = h.borrow_mut();
+            let kept = &mut h[slot as usize];
+            *kept = text;
+            kept.as_ptr()
+        })
+        .unwrap_or(c"".as_ptr())
 }
 
 /// The UTF-8 text of the C string `p`, named `what` in errors.

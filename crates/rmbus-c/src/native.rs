@@ -358,17 +358,20 @@ pub unsafe extern "C" fn rmbus_close(e: *mut RmbusEntity) -> c_int {
 #[no_mangle]
 pub unsafe extern "C" fn rmbus_error(e: *const RmbusEntity) -> *const c_char {
     static NULL_ENTITY: &[u8] = b"the entity is NULL\0";
-    // SAFETY: the caller's promise above.
-    match unsafe { entity(e) } {
-        // A copy for this thread: another thread's call cannot free it.
-        Some(ent) => guard::thread_copy(
-            ent.last_error
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone(),
-        ),
-        None => NULL_ENTITY.as_ptr().cast(),
-    }
+    guarded("rmbus_error", NULL_ENTITY.as_ptr().cast(), || {
+        // SAFETY: the caller's promise above.
+        match unsafe { entity(e) } {
+            // A copy for this thread: another thread's call cannot free it.
+            Some(ent) => guard::thread_copy(
+                guard::Slot::Native,
+                ent.last_error
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone(),
+            ),
+            None => NULL_ENTITY.as_ptr().cast(),
+        }
+    })
 }
 
 /// `rmbus_address`: our complete address.

@@ -40,6 +40,10 @@ const MAX_COMMANDS: usize = 50;
 const MAX_MESSAGE_TEXT: usize = 1000;
 /// How often the rendezvous functions send `mbus.waiting` and look again.
 const RENDEZVOUS_STEP: Duration = Duration::from_millis(100);
+/// How long a reliable message may take to be acknowledged or failed
+/// (RFC 3259 §7: T_k = 600 ms), with a margin: how long `mbus_exit` lets
+/// messages in flight settle, and `mbus_rendezvous_go` its go.
+const GO_SETTLES: Duration = Duration::from_millis(700);
 
 const fn padded(name: &[u8]) -> [u8; 30] {
     let mut out = [0u8; 30];
@@ -284,9 +288,12 @@ impl State {
             Event::Waiting { src, condition } => (WatchFor::Waiting, src, condition),
             _ => return false,
         };
+        // Newest first: a rendezvous nested in a handler takes its answer
+        // before the one it interrupted.
         let found = self
             .watches
             .iter_mut()
+            .rev()
             .find(|w| w.what == what && w.peer.is_none() && w.token == *condition);
         match found {
             Some(w) => {
@@ -365,7 +372,7 @@ fn receive(ucl: &Ucl, data: *mut c_void, wait: Duration) -> bool {
     let until = Instant::now().checked_add(wait);
     let mut readable = true;
     loop {
-        let (arrived, errors, deadline) = {
+        let (arrived, errors) = {
             let mut st = ucl.lock();
             if st.exited {
                 return false;
@@ -377,11 +384,18 @@ fn receive(ucl: &Ucl, data: *mut c_void, wait: Duration) -> bool {
                     0
                 }
             };
-            let errors = st.pull_events();
-            (arrived, errors, st.bus.deadline())
+            (arrived, st.pull_events())
         };
         report(ucl, errors);
         dispatch(ucl, data);
+        // The handlers may have sent (a new, earlier deadline) or exited.
+        let deadline = {
+            let st = ucl.lock();
+            if st.exited {
+                return arrived > 0;
+            }
+            st.bus.deadline()
+        };
         let now = Instant::now();
         if arrived > 0 || until.is_some_and(|u| now >= u) {
             return arrived > 0;
@@ -492,6 +506,21 @@ pub extern "C" fn mbus_exit(m: *mut Mbus) {
         let errors = {
             let mut st = ucl.lock();
             let mut errors = st.send_queue();
+            // What was just sent settles before the bye (at most T_k), so
+            // that a message that arrives is not reported lost. Commands
+            // received meanwhile have no handler to go to any more.
+            let until = Instant::now() + GO_SETTLES;
+            while st.bus.endpoint().in_flight() > 0 && Instant::now() < until {
+                let wake = st.bus.deadline().map_or(until, |d| d.min(until));
+                drop(st);
+                let readable = common::wait_readable(ucl.fd, Some(wake));
+                st = ucl.lock();
+                if let Err(e) = common::turn(&mut st.bus, readable) {
+                    st.fail("mbus_exit", &e.to_string());
+                    break;
+                }
+                errors.extend(st.pull_events());
+            }
             if let Err(e) = st.bus.close() {
                 st.fail("mbus_exit", &format!("bye not sent: {e}"));
             }
@@ -847,13 +876,15 @@ pub unsafe extern "C" fn mbus_rendezvous_go(
             sent
         };
         if sent.is_ok() {
-            // Until the go is acknowledged or failed (600 ms at most).
+            // Until the go is acknowledged or failed: the transport settles
+            // it within 600 ms; other reliable traffic may go on longer.
+            let until = Instant::now() + GO_SETTLES;
             loop {
                 let settled = {
                     let st = ucl.lock();
                     st.exited || st.bus.endpoint().in_flight() == 0
                 };
-                if settled {
+                if settled || Instant::now() >= until {
                     break;
                 }
                 drive(&ucl, "mbus_rendezvous_go", true);
@@ -880,7 +911,7 @@ pub extern "C" fn mbus_last_error(m: *mut Mbus) -> *const c_char {
         || match HANDLES.get(m as usize) {
             Some(ucl) => {
                 let text = ucl.lock().last_error.clone();
-                guard::thread_copy(text)
+                guard::thread_copy(guard::Slot::Ucl, text)
             }
             None => NOT_A_HANDLE.as_ptr().cast(),
         },
@@ -927,3 +958,29 @@ pub unsafe extern "C" fn mbus_qmsgf() {
 pub unsafe extern "C" fn mbus_qmsgf() {
     std::arch::naked_asm!("b {}", sym rmbus_qmsgf_impl)
 }
+
+extern "C" {
+    /// `mbus_qmsgf` as `src/qmsgf.c` defines it on the other targets.
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    fn mbus_qmsgf(
+        m: *mut Mbus,
+        dest: *const c_char,
+        reliable: c_int,
+        cmnd: *const c_char,
+        format: *const c_char,
+        ...
+    );
+}
+
+/// Keeps the C `mbus_qmsgf` in the libraries on the other targets (the
+/// linker takes from the C archive only what something refers to).
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+#[used]
+static KEEP_QMSGF: unsafe extern "C" fn(
+    *mut Mbus,
+    *const c_char,
+    c_int,
+    *const c_char,
+    *const c_char,
+    ...
+) = mbus_qmsgf;

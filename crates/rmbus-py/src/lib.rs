@@ -50,16 +50,28 @@ fn send_error(e: SendError) -> PyErr {
 }
 
 /// One entity on the bus.
-#[pyclass(unsendable, module = "mbus._native")]
+// Sendable, so that Python may drop it on any thread (its garbage
+// collector does); the Python layer keeps every other use to the thread
+// that made it.
+#[pyclass(module = "mbus._native")]
 pub struct Bus {
-    inner: Option<rmbus::runtime::Bus>,
+    inner: std::sync::Mutex<Option<rmbus::runtime::Bus>>,
     address: String,
     fd: i32,
 }
 
 impl Bus {
+    fn is_closed(&self) -> bool {
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_none()
+    }
+
     fn bus(&mut self) -> PyResult<&mut rmbus::runtime::Bus> {
         self.inner
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
             .as_mut()
             .ok_or_else(|| PyRuntimeError::new_err("the entity is closed"))
     }
@@ -142,7 +154,7 @@ impl Bus {
         Ok(Bus {
             address: bus.local_address().to_string(),
             fd: bus.as_raw_fd(),
-            inner: Some(bus),
+            inner: std::sync::Mutex::new(Some(bus)),
         })
     }
 
@@ -153,7 +165,7 @@ impl Bus {
 
     /// The descriptor that is readable while datagrams wait.
     fn fileno(&self) -> PyResult<i32> {
-        if self.inner.is_none() {
+        if self.is_closed() {
             return Err(PyRuntimeError::new_err("the entity is closed"));
         }
         Ok(self.fd)
@@ -161,7 +173,12 @@ impl Bus {
 
     /// Seconds until a timer is due (0.0: now), or None.
     fn timeout(&self) -> Option<f64> {
-        let d = self.inner.as_ref()?.deadline()?;
+        let d = self
+            .inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()?
+            .deadline()?;
         Some(d.saturating_duration_since(Instant::now()).as_secs_f64())
     }
 
@@ -341,7 +358,12 @@ impl Bus {
     /// others notice its silence.
     fn close(&mut self) -> String {
         let mut events = Vec::new();
-        if let Some(mut bus) = self.inner.take() {
+        let taken = self
+            .inner
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(mut bus) = taken {
             let _ = bus.close();
             while let Some(e) = bus.poll_event() {
                 events.extend(event_json(e));
@@ -352,7 +374,7 @@ impl Bus {
 
     /// True once closed.
     fn closed(&self) -> bool {
-        self.inner.is_none()
+        self.is_closed()
     }
 }
 

@@ -97,3 +97,17 @@ def test_huge_integers_rendezvous_commands_and_pymbus_hooks(join):
     assert str(by_name["test.big"].current_command).startswith("test.big (99999")
     assert list(by_name["mbus.go"].current_command.args) == ["ready"]
     py.close()
+
+
+def test_integers_longer_than_pythons_string_limit_both_ways(join):
+    from mbus.types import _int_text, _text_int
+
+    for v in (0, -5, 10 ** 4000, -(10 ** 9000) - 7, 10 ** 12345 + 1):
+        assert _text_int(_int_text(v)) == v
+    rust = join()
+    py = mbus.Entity("app:python module:big")
+    pump([py], lambda: py._bus.matches("(app:rust)") == 1, "the Rust entity")
+    py.sendReliable(mbus.MAddress(rust.address), "test.big", [-(10 ** 6000)])
+    cmd = rust.expect(lambda e: e["event"] == "command" and e["name"] == "test.big", "the command", [py])
+    assert "1" + "0" * 6000 in str(cmd["args"])
+    py.close()

@@ -163,7 +163,7 @@ class Entity:
 
     def _dispatch(self, events: List[Dict[str, Any]]) -> None:
         for event in events:
-            if self._bus.closed() and event["e"] not in ("returned", "group"):
+            if self._bus.closed() and event["e"] not in ("returned", "group", "failed"):
                 # Closed by a handler: what is left has nobody to answer.
                 continue
             try:
@@ -176,13 +176,18 @@ class Entity:
         KeyboardInterrupt included) says bye first, then goes on up. A
         transport error goes to the "error" signal."""
         self._b  # from the entity's own thread only
+        failures = 0
         try:
             while not self._bus.closed():
                 try:
                     self.step(0.1)
+                    failures = 0
                 except MError as e:
                     if self._bus.closed():
                         break
+                    failures += 1
+                    if failures >= 10:
+                        raise MError(f"the bus failed 10 times in a row, the last: {e}") from None
                     self._emit("error", e)
         except BaseException:
             self.close()
@@ -201,7 +206,7 @@ class Entity:
     @property
     def closed(self) -> bool:
         """True once closed."""
-        return self._bus.closed()
+        return self._b.closed()
 
     def __enter__(self) -> "Entity":
         return self
@@ -215,8 +220,10 @@ class Entity:
         """Lets an asyncio loop drive the entity (the running one by
         default): callbacks then run in that loop's thread. Attaching to
         another loop leaves the first; a closed loop is left by itself."""
+        self._b  # from the entity's own thread only, whose loop this is
         loop = loop or asyncio.get_running_loop()
         if self._loop is loop and not loop.is_closed():
+            self._wake()
             return
         self._detach()
         self._loop = loop
@@ -235,6 +242,8 @@ class Entity:
                 pass
 
     def _aio_turn(self) -> None:
+        if threading.get_ident() != self._thread:
+            return  # a loop of another thread: attach() is for the entity's own
         try:
             if not self._bus.closed():
                 self.step(0.0)
@@ -245,10 +254,16 @@ class Entity:
 
     def _wake(self) -> None:
         """Under asyncio: (re)arms the timer for the next deadline."""
-        if self._loop is None:
+        if self._loop is None or threading.get_ident() != self._thread:
             return
         if self._loop.is_closed():
             self._detach()
+            return
+        if not self._loop.is_running():
+            # Armed again when the loop runs (attach, call, a turn).
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
             return
         if self._timer is not None:
             self._timer.cancel()
@@ -478,6 +493,12 @@ class Guides(Entity):
             bad.result = "EXCEPTION"
             bad.description = f"the callee's callback returned {type(ret).__name__}"
             ret = bad
+        if ret is not None and ret.rpc is not rpc:
+            # Made from no RPC, or from another: it answers this one.
+            answer = RPCReturn(rpc)
+            answer.success, answer.result = ret.success, ret.result
+            answer.description, answer.arguments = ret.description, ret.arguments
+            ret = answer
         if ret is not None:
             if ret.rpc is None:
                 ret.rpc = rpc

@@ -14,7 +14,6 @@ import base64
 import hashlib
 import hmac
 import re
-import sys
 import time
 from typing import Any, Iterable, List, Optional, Union
 
@@ -24,31 +23,33 @@ __all__ = [
 ]
 
 
+# Python 3.11+ limits str(int) and int(str) to 4300 digits by default; an
+# Mbus Integer has no limit. Longer ones are converted 4000 digits at a
+# time, without touching the process-wide limit.
+_CHUNK = 4000
+_CHUNK_BASE = 10 ** _CHUNK
+
+
 def _int_text(v: int) -> str:
-    """The decimal text of any int (Python 3.11+ limits str(int) to 4300
-    digits by default; an Mbus Integer has no limit)."""
-    try:
+    """The decimal text of any int."""
+    if -_CHUNK_BASE < v < _CHUNK_BASE:
         return str(v)
-    except ValueError:
-        old = sys.get_int_max_str_digits()
-        sys.set_int_max_str_digits(0)
-        try:
-            return str(v)
-        finally:
-            sys.set_int_max_str_digits(old)
+    if v < 0:
+        return "-" + _int_text(-v)
+    high, low = divmod(v, _CHUNK_BASE)
+    return _int_text(high) + str(low).zfill(_CHUNK)
 
 
 def _text_int(s: str) -> int:
-    """The int of decimal text of any length (see _int_text)."""
-    try:
+    """The int of decimal text of any length."""
+    if len(s) <= _CHUNK:
         return int(s)
-    except ValueError:
-        old = sys.get_int_max_str_digits()
-        sys.set_int_max_str_digits(0)
-        try:
-            return int(s)
-        finally:
-            sys.set_int_max_str_digits(old)
+    sign, digits = (-1, s[1:]) if s.startswith("-") else (1, s)
+    value = 0
+    for at in range(0, len(digits), _CHUNK):
+        chunk = digits[at:at + _CHUNK]
+        value = value * 10 ** len(chunk) + int(chunk)
+    return sign * value
 
 
 class MError(Exception):
