@@ -609,6 +609,30 @@ pub unsafe extern "C" fn rmbus_on_peer(
     }
 }
 
+/// The destination and the command of a send or a call, from C text
+/// (`dst_what` and `name_what` name them in errors).
+///
+/// # Safety
+///
+/// The strings are NULL or NUL-terminated.
+unsafe fn target(
+    dst: *const c_char,
+    dst_what: &str,
+    name: *const c_char,
+    name_what: &str,
+    args: *const c_char,
+) -> Result<(rmbus::wire::Address, rmbus::wire::Command), String> {
+    // SAFETY: the caller's promise above.
+    let (dst, name, args) = unsafe {
+        (
+            guard::text(dst, dst_what)?,
+            guard::text(name, name_what)?,
+            guard::text(args, "the arguments")?,
+        )
+    };
+    Ok((common::parse_address(dst)?, common::command(name, args)?))
+}
+
 /// `rmbus_send`: sends `command (args)` to `dst`.
 ///
 /// # Safety
@@ -628,44 +652,29 @@ pub unsafe extern "C" fn rmbus_send(
     // SAFETY: the caller's promise above.
     unsafe {
         with_entity(e, "rmbus_send", |ent| {
-            let parsed = (|| {
-                let dst = common::parse_address(guard::text(dst, "the destination")?)?;
-                let cmd = common::command(
-                    guard::text(command, "the command")?,
-                    guard::text(args, "the arguments")?,
-                )?;
-                Ok::<_, String>((dst, cmd))
-            })();
-            let (dst, cmd) = match parsed {
+            let (dst, cmd) = match target(dst, "the destination", command, "the command", args) {
                 Ok(p) => p,
                 Err(why) => return ent.fail(RMBUS_ERR_ARGUMENT, why),
             };
-            let mut st = ent.lock();
-            let sent = st.bus.with_endpoint(|ep, now| {
-                if reliable != 0 {
-                    let full = ep.unique_match(&dst)?;
-                    ep.send(now, &full, vec![cmd], Delivery::Reliable).map(Some)
-                } else {
-                    ep.send(now, &dst, vec![cmd], Delivery::Unreliable)
-                        .map(|_| None)
-                }
-            });
-            match sent {
-                Ok(Some(id)) => {
-                    if let Some(f) = done {
-                        st.outcomes.insert(id, Callback::new(f, user));
+            let sent = {
+                let mut st = ent.lock();
+                let sent = st.bus.with_endpoint(|ep, now| {
+                    if reliable != 0 {
+                        let full = ep.unique_match(&dst)?;
+                        ep.send(now, &full, vec![cmd], Delivery::Reliable).map(Some)
+                    } else {
+                        ep.send(now, &dst, vec![cmd], Delivery::Unreliable)
+                            .map(|_| None)
                     }
-                    drop(st);
-                    ent.ok()
+                });
+                if let (Ok(Some(id)), Some(f)) = (&sent, done) {
+                    st.outcomes.insert(*id, Callback::new(f, user));
                 }
-                Ok(None) => {
-                    drop(st);
-                    ent.ok()
-                }
-                Err(err) => {
-                    drop(st);
-                    ent.fail(send_code(&err), err.to_string())
-                }
+                sent
+            };
+            match sent {
+                Ok(_) => ent.ok(),
+                Err(err) => ent.fail(send_code(&err), err.to_string()),
             }
         })
     }
@@ -690,36 +699,25 @@ pub unsafe extern "C" fn rmbus_call(
     // SAFETY: the caller's promise above.
     unsafe {
         with_entity(e, "rmbus_call", |ent| {
-            let parsed = (|| {
-                let dst = common::parse_address(guard::text(dst, "the callee")?)?;
-                let cmd = common::command(
-                    guard::text(name, "the RPC name")?,
-                    guard::text(args, "the arguments")?,
-                )?;
-                Ok::<_, String>((dst, cmd))
-            })();
-            let (dst, cmd) = match parsed {
+            let (dst, cmd) = match target(dst, "the callee", name, "the RPC name", args) {
                 Ok(p) => p,
                 Err(why) => return ent.fail(RMBUS_ERR_ARGUMENT, why),
             };
             let timeout = Duration::from_millis(u64::from(timeout_ms));
-            let mut st = ent.lock();
-            let called = st.bus.with_endpoint(|ep, now| {
-                ep.rpc()
-                    .call_within(now, &dst, &cmd.name, cmd.args, timeout)
-            });
+            let called = {
+                let mut st = ent.lock();
+                let called = st.bus.with_endpoint(|ep, now| {
+                    ep.rpc()
+                        .call_within(now, &dst, &cmd.name, cmd.args, timeout)
+                });
+                if let (Ok(call), Some(f)) = (&called, done) {
+                    st.calls.insert(*call, Callback::new(f, user));
+                }
+                called
+            };
             match called {
-                Ok(call) => {
-                    if let Some(f) = done {
-                        st.calls.insert(call, Callback::new(f, user));
-                    }
-                    drop(st);
-                    ent.ok()
-                }
-                Err(err) => {
-                    drop(st);
-                    ent.fail(send_code(&err), err.to_string())
-                }
+                Ok(_) => ent.ok(),
+                Err(err) => ent.fail(send_code(&err), err.to_string()),
             }
         })
     }

@@ -33,20 +33,20 @@ static void qmsgv(struct mbus *m, const char *dest, int reliable, const char *cm
     char *buffer;
 
     if (format == NULL) {
-        rmbus_qmsgf_failed(m, "mbus_qmsgf: the format is NULL");
+        rmbus_qmsgf_failed(m, "the format is NULL");
         return;
     }
     va_copy(again, args);
     len = vsnprintf(NULL, 0, format, args);
     if (len < 0) {
         va_end(again);
-        rmbus_qmsgf_failed(m, "mbus_qmsgf: the format could not be applied (vsnprintf failed)");
+        rmbus_qmsgf_failed(m, "the format could not be applied (vsnprintf failed)");
         return;
     }
     buffer = malloc((size_t) len + 1);
     if (buffer == NULL) {
         va_end(again);
-        rmbus_qmsgf_failed(m, "mbus_qmsgf: out of memory");
+        rmbus_qmsgf_failed(m, "out of memory");
         return;
     }
     vsnprintf(buffer, (size_t) len + 1, format, again);

@@ -640,9 +640,17 @@ pub unsafe extern "C" fn rmbus_qmsgf_failed(m: *mut Mbus, why: *const c_char) {
     guarded("mbus_qmsgf", (), || {
         if let Some(ucl) = handle(m, "mbus_qmsgf") {
             // SAFETY: the caller's promise above.
-            let why = unsafe { guard::text(why, "the reason") }.unwrap_or("mbus_qmsgf failed");
-            ucl.lock().last_error = CString::new(why).unwrap_or_default();
-            log(why);
+            let why = unsafe { guard::text(why, "the reason") }.unwrap_or("failed");
+            ucl.fail("mbus_qmsgf", why);
+        }
+    })
+}
+
+/// [`drive`] for the handle `m`, behind the panic guard.
+fn drive_handle(m: *mut Mbus, what: &str, send: bool) {
+    guarded(what, (), || {
+        if let Some(ucl) = handle(m, what) {
+            drive(&ucl, what, send);
         }
     })
 }
@@ -650,11 +658,7 @@ pub unsafe extern "C" fn rmbus_qmsgf_failed(m: *mut Mbus, why: *const c_char) {
 /// `mbus_send`: sends every queued message.
 #[no_mangle]
 pub extern "C" fn mbus_send(m: *mut Mbus) {
-    guarded("mbus_send", (), || {
-        if let Some(ucl) = handle(m, "mbus_send") {
-            drive(&ucl, "mbus_send", true);
-        }
-    })
+    drive_handle(m, "mbus_send", true)
 }
 
 /// `mbus_recv`: waits up to `*timeout` for datagrams and runs the
@@ -690,11 +694,7 @@ pub unsafe extern "C" fn mbus_recv(
 /// `mbus_retransmit`: runs the retransmission timers.
 #[no_mangle]
 pub extern "C" fn mbus_retransmit(m: *mut Mbus) {
-    guarded("mbus_retransmit", (), || {
-        if let Some(ucl) = handle(m, "mbus_retransmit") {
-            drive(&ucl, "mbus_retransmit", false);
-        }
-    })
+    drive_handle(m, "mbus_retransmit", false)
 }
 
 /// `mbus_heartbeat`: runs the hello timer (RFC 3259 §9.1's schedule;
@@ -702,11 +702,7 @@ pub extern "C" fn mbus_retransmit(m: *mut Mbus) {
 #[no_mangle]
 pub extern "C" fn mbus_heartbeat(m: *mut Mbus, interval: c_int) {
     let _ = interval;
-    guarded("mbus_heartbeat", (), || {
-        if let Some(ucl) = handle(m, "mbus_heartbeat") {
-            drive(&ucl, "mbus_heartbeat", false);
-        }
-    })
+    drive_handle(m, "mbus_heartbeat", false)
 }
 
 /// `mbus_waiting_ack`: 1 while a reliable message awaits its ack.
